@@ -1,0 +1,1 @@
+"""The `vizcnn` command line (installed as `vizcnn.cli`)."""

@@ -1,0 +1,140 @@
+"""Options and helpers shared by every command: model, device, seed, quiet, error reporting."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+import torch
+
+from vizcnn.devices import resolve_device
+from vizcnn.errors import VizError
+from vizcnn.models import DEFAULT_MODEL, LoadedModel, load_model
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def model_options(func: F) -> F:
+    """-m/--model plus the options that describe or locate a model's weights."""
+    options = [
+        click.option(
+            "-m",
+            "--model",
+            "model",
+            default=DEFAULT_MODEL,
+            show_default=True,
+            help="Model spec: efficientnet_lite0, lenet5_digits, a torchvision name (alexnet, vgg16, googlenet, resnet50, ...), package.module:factory, or a checkpoint path with --arch.",
+        ),
+        click.option(
+            "--weights",
+            default=None,
+            help="torchvision weights: DEFAULT, an enum name (IMAGENET1K_V1), none, or a state-dict path.",
+        ),
+        click.option(
+            "--arch",
+            default=None,
+            help="torchvision architecture of a state-dict checkpoint (e.g. resnet18).",
+        ),
+        click.option(
+            "--trust-checkpoint",
+            is_flag=True,
+            help="Allow a checkpoint that pickles a whole module (it can run code: only for files you trust).",
+        ),
+        click.option(
+            "--mean",
+            default=None,
+            help="Custom model: per-channel mean, comma-separated (e.g. 0.5,0.5,0.5).",
+        ),
+        click.option("--std", default=None, help="Custom model: per-channel std, comma-separated."),
+        click.option(
+            "--size",
+            "input_size",
+            type=int,
+            default=None,
+            help="Custom model: input size in pixels.",
+        ),
+        click.option(
+            "--labels", default=None, help="Custom model: text file of class names, one per line."
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def run_options(func: F) -> F:
+    """--device, --seed and --quiet: on every command that computes."""
+    options = [
+        click.option(
+            "--device",
+            default="auto",
+            show_default=True,
+            help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.",
+        ),
+        click.option(
+            "--seed",
+            type=int,
+            default=0,
+            show_default=True,
+            help="Random seed; same seed and device give the same result.",
+        ),
+        click.option(
+            "-q", "--quiet", is_flag=True, help="No progress bar; print only the summary line."
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _floats(text: str | None, what: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise VizError(f"{what} must be comma-separated numbers, got {text!r}") from exc
+
+
+def open_model(options: dict[str, Any], device: torch.device | str = "cpu") -> LoadedModel:
+    """Load the model named by `model_options` values onto `device`."""
+    return load_model(
+        options["model"],
+        weights=options.get("weights"),
+        arch=options.get("arch"),
+        trust_checkpoint=bool(options.get("trust_checkpoint")),
+        mean=_floats(options.get("mean"), "--mean"),
+        std=_floats(options.get("std"), "--std"),
+        size=options.get("input_size"),
+        labels=options.get("labels"),
+        device=device,
+    )
+
+
+def device_from(options: dict[str, Any]) -> torch.device:
+    return resolve_device(options.get("device", "auto"))
+
+
+def friendly_errors(func: F) -> F:
+    """Turn VizError (and missing files) into a one-line `Error: ...` with exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except VizError as exc:
+            raise click.ClickException(str(exc)) from None
+        except FileNotFoundError as exc:
+            raise click.ClickException(f"file not found: {exc.filename}") from None
+        except KeyboardInterrupt:
+            click.echo("interrupted; finished files are kept", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def progress_enabled(options: dict[str, Any]) -> bool:
+    return not options.get("quiet", False)

@@ -1,0 +1,26 @@
+"""vizcnn: feature visualization and interpretability for convolutional networks in PyTorch."""
+
+from vizcnn.devices import make_generator, resolve_device
+from vizcnn.errors import VizError
+from vizcnn.hooks import capture, forward_to, parse_layer
+from vizcnn.imaging import load_image, make_grid, save_json, save_png
+from vizcnn.models import DEFAULT_MODEL, LoadedModel, available_models, load_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "LoadedModel",
+    "VizError",
+    "available_models",
+    "capture",
+    "forward_to",
+    "load_image",
+    "load_model",
+    "make_generator",
+    "make_grid",
+    "parse_layer",
+    "resolve_device",
+    "save_json",
+    "save_png",
+]

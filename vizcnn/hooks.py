@@ -1,0 +1,198 @@
+"""The only place vizcnn registers hooks: a context manager that captures layer outputs.
+
+Layers are named by their dotted `named_modules()` path. A module called more than once in a
+forward pass (EfficientNet-Lite's `_swish`, ResNet's `relu`) is named `name#k` for its k-th call
+(0-based); plain `name` means its first call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from vizcnn.errors import VizError, did_you_mean
+
+
+class _StopForward(Exception):
+    """Raised by a hook to cut the forward pass short once every requested layer has fired."""
+
+
+@dataclass(frozen=True)
+class LayerRef:
+    """A parsed layer name: module path plus which call of it (0-based)."""
+
+    name: str  # dotted path in named_modules()
+    call: int = 0  # which call of the module in one forward pass
+
+    @property
+    def spec(self) -> str:
+        return self.name if self.call == 0 else f"{self.name}#{self.call}"
+
+
+def parse_layer(spec: str) -> LayerRef:
+    """Split `"features.8#1"` into `LayerRef("features.8", 1)`; a bare name is call 0."""
+    name, sep, call = spec.strip().partition("#")
+    if not sep:
+        return LayerRef(name)
+    if not call.isdigit():
+        raise VizError(f"bad layer call index in {spec!r}; write name#k with k = 0, 1, 2, ...")
+    return LayerRef(name, int(call))
+
+
+def find_module(model: nn.Module, name: str) -> nn.Module:
+    """The submodule at dotted path `name`, or a VizError listing the closest valid names."""
+    modules = dict(model.named_modules())
+    if name not in modules or name == "":
+        valid = [n for n in modules if n]
+        raise VizError(did_you_mean(name, valid, "layer") + " (see `vizcnn layers`)")
+    return modules[name]
+
+
+@dataclass
+class Captured(Mapping[str, torch.Tensor]):
+    """Layer outputs recorded during a `capture` block, keyed by the requested layer spec."""
+
+    model: nn.Module
+    outputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)  # calls seen per module in the last pass
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        return self.outputs[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.outputs)
+
+    def __len__(self) -> int:
+        return len(self.outputs)
+
+    def run(self, *inputs: Any, **kwargs: Any) -> Any:
+        """Run the model; returns its output, or None when the pass stopped early."""
+        try:
+            return self.model(*inputs, **kwargs)
+        except _StopForward:
+            return None
+
+
+def _first_tensor(output: Any) -> torch.Tensor | None:
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)):
+        for item in output:
+            if isinstance(item, torch.Tensor):
+                return item
+    return getattr(output, "logits", None)  # torchvision's GoogLeNet/Inception named tuples
+
+
+@contextmanager
+def capture(
+    model: nn.Module,
+    layers: Sequence[str],
+    *,
+    stop_early: bool = False,
+    detach: bool = False,
+) -> Iterator[Captured]:
+    """Record the outputs of `layers` while the body runs the model.
+
+    Args:
+        model: any `nn.Module`; it is left exactly as found (hooks, training flag, inplace flags).
+        layers: dotted module paths, optionally `name#k` for the k-th call of a reused module.
+        stop_early: stop the forward pass right after the last requested layer fired; call
+            `acts.run(x)` (or `model(x)` as the body's last statement).
+        detach: store detached outputs (no autograd graph kept), e.g. for mining.
+
+    Yields:
+        A `Captured` mapping from layer spec to output tensor `(B, C, H, W)`.
+
+    Example:
+        >>> with capture(model, ["features.8"], stop_early=True) as acts:
+        ...     acts.run(images)
+        >>> acts["features.8"].shape
+    """
+    refs = [parse_layer(spec) for spec in layers]
+    if not refs:
+        raise VizError("no layer given; name at least one (see `vizcnn layers`)")
+    by_name: dict[str, list[LayerRef]] = {}
+    for ref in refs:
+        find_module(model, ref.name)
+        by_name.setdefault(ref.name, []).append(ref)
+    modules = dict(model.named_modules())
+    wanted = {ref.spec for ref in refs}
+    captured = Captured(model=model)
+
+    # In-place activations would overwrite a captured output before the caller reads it, and
+    # break backward hooks; switch them off for the block and restore them afterwards.
+    inplace_saved = {
+        m: m.inplace for m in model.modules() if isinstance(getattr(m, "inplace", None), bool)
+    }
+    handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def reset(_module: nn.Module, _inputs: Any) -> None:
+        # Each forward pass starts afresh, so a loop of passes inside one block works.
+        captured.calls.clear()
+        captured.outputs.clear()
+
+    def make_hook(name: str) -> Any:
+        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+            call = captured.calls.get(name, 0)
+            captured.calls[name] = call + 1
+            spec = LayerRef(name, call).spec
+            if spec not in wanted:
+                return
+            tensor = _first_tensor(output)
+            if tensor is None:
+                raise VizError(f"layer {spec!r} returns {type(output).__name__}, not a tensor")
+            done = wanted.issubset(captured.outputs.keys() | {spec})
+            if detach:
+                tensor = tensor.detach()
+            # Functional in-place ops later in the graph (F.relu(x, inplace=True)) could still
+            # overwrite the tensor; a copy is needed unless the pass stops right here.
+            if not (stop_early and done):
+                tensor = tensor.clone()
+            captured.outputs[spec] = tensor
+            if stop_early and done:
+                raise _StopForward
+
+        return hook
+
+    try:
+        for module, flag in inplace_saved.items():
+            if flag:
+                module.inplace = False  # type: ignore[assignment]
+        handles.append(model.register_forward_pre_hook(reset))
+        for name in by_name:
+            handles.append(modules[name].register_forward_hook(make_hook(name)))
+        try:
+            yield captured
+        except _StopForward:
+            pass  # the body called model(x) directly with stop_early
+        missing = sorted(wanted - captured.outputs.keys())
+        if missing:
+            seen = {name: n for name, n in captured.calls.items()}
+            detail = "; ".join(
+                f"{spec} (module ran {seen.get(parse_layer(spec).name, 0)} time(s))"
+                for spec in missing
+            )
+            raise VizError(f"layer never fired during the forward pass: {detail}")
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, flag in inplace_saved.items():
+            module.inplace = flag  # type: ignore[assignment]
+
+
+def forward_to(
+    model: nn.Module, inputs: torch.Tensor, layers: Sequence[str], *, detach: bool = False
+) -> dict[str, torch.Tensor]:
+    """Run `model` only as far as the deepest of `layers` and return their outputs.
+
+    Args:
+        inputs: `(B, C, H, W)` in the model's normalized space.
+    """
+    with capture(model, layers, stop_early=True, detach=detach) as acts:
+        acts.run(inputs)
+    return dict(acts.outputs)

@@ -1,0 +1,47 @@
+"""Default layers per architecture and technique, chosen because they give good pictures."""
+
+from __future__ import annotations
+
+# technique -> layers; a technique missing here falls back to a conv two thirds deep.
+_DEFAULTS: dict[str, dict[str, list[str]]] = {
+    "efficientnet_lite0": {
+        "dream": ["_blocks.9"],
+        "render": ["_blocks.9"],
+        "mine": ["_blocks.9"],
+    },
+    "lenet5_digits": {
+        "dream": ["features.3"],
+        "render": ["features.3"],
+        "mine": ["features.3"],
+    },
+    "googlenet": {
+        "dream": ["inception4c"],
+        "render": ["inception4a"],
+        "mine": ["inception4a"],
+    },
+    "inception_v3": {
+        "dream": ["Mixed_5b", "Mixed_6a"],
+        "render": ["Mixed_5d"],
+        "mine": ["Mixed_5d"],
+    },
+    "vgg16": {
+        "dream": ["features.22"],
+        "render": ["features.22"],
+        "mine": ["features.22"],
+    },
+    "resnet50": {
+        "dream": ["layer3"],
+        "render": ["layer3.2"],
+        "mine": ["layer3.2"],
+    },
+    "alexnet": {
+        "dream": ["features.10"],
+        "render": ["features.8"],
+        "mine": ["features.10"],
+    },
+}
+
+
+def default_layers(arch: str) -> dict[str, list[str]]:
+    """The per-technique default layers of `arch` (empty when unknown)."""
+    return {technique: list(layers) for technique, layers in _DEFAULTS.get(arch, {}).items()}
