@@ -1,0 +1,114 @@
+"""The `vizcnn` command group: one subcommand per technique."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from vizcnn.models import available_models
+
+from .common import friendly_errors, model_options, open_model
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="vizcnn")
+def app() -> None:
+    """vizcnn: see what a convolutional network has learned.
+
+    \b
+    Start here (offline, default model efficientnet_lite0):
+      vizcnn dream sample:coffee -o dream.png      DeepDream a bundled photo
+      vizcnn layers                                 layer names, shapes, receptive fields
+      vizcnn render -l _blocks.9 -c 0 -c 1 -o out/  images that excite channels
+      vizcnn mine samples -l _blocks.4 -o mined/    top-9 patches per channel
+    Every command takes --help.
+    """
+
+
+@app.command("models")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@friendly_errors
+def models_command(as_json: bool) -> None:
+    """List the models vizcnn knows and whether their weights are on disk (usable offline)."""
+    rows = available_models()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    width = max(len(row["name"]) for row in rows)
+    click.echo(f"{'model':<{width}}  {'kind':<11}  weights")
+    for row in rows:
+        state = "present" if row["weights_present"] else "not downloaded"
+        click.echo(f"{row['name']:<{width}}  {row['kind']:<11}  {state}")
+
+
+@app.command("layers")
+@model_options
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the table as JSON (a stable interface for scripts).",
+)
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="Include container modules without their own output row filter.",
+)
+@friendly_errors
+def layers_command(as_json: bool, show_all: bool, **options: Any) -> None:
+    """Print every layer: name, type, output shape, parameters, receptive field, stride, offset.
+
+    The input box of unit (y, x) of a layer is rows offset_y + y*stride_y ... + rf_y - 1 and
+    columns offset_x + x*stride_x ... + rf_x - 1 (it may extend past the image edge: padding).
+    A module called more than once per forward pass gets one row per call, named `name#k`; use
+    that name wherever a layer is asked for.
+    """
+    from vizcnn.layertable import layer_table
+
+    loaded = open_model(options)
+    table = layer_table(loaded.module, (loaded.channels, *loaded.input_size))
+    if as_json:
+        click.echo(json.dumps(table.to_dict(loaded.name), indent=2))
+        return
+    click.echo(table.format(show_all=show_all))
+    click.echo(
+        f"{loaded.name}: {len(table.rows)} layers at input {loaded.channels}x{loaded.input_size[0]}x{loaded.input_size[1]}; weights: {loaded.weights}"
+    )
+
+
+@app.command("train-digits")
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    help="Where to write the state dict (default: the package's bundled file).",
+)
+@click.option("--epochs", default=30, show_default=True, help="Training epochs.")
+@click.option(
+    "--seed", default=0, show_default=True, help="Random seed (initialization and batches)."
+)
+@friendly_errors
+def train_digits_command(output: str | None, epochs: int, seed: int) -> None:
+    """Train LeNet-5 on scikit-learn's digits (the `lenet5_digits` model) and save its weights."""
+    from pathlib import Path
+
+    import torch
+
+    from vizcnn import lenet
+    from vizcnn.imaging import atomic_write
+
+    model, accuracy = lenet.train_lenet5(epochs=epochs, seed=seed)
+    target = Path(output) if output else lenet.WEIGHTS_PATH
+    atomic_write(target, lambda file: torch.save(model.state_dict(), file))
+    click.echo(f"test accuracy {accuracy:.4f}; wrote {target}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
