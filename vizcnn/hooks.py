@@ -95,6 +95,7 @@ def capture(
     *,
     stop_early: bool = False,
     detach: bool = False,
+    strict: bool = True,
 ) -> Iterator[Captured]:
     """Record the outputs of `layers` while the body runs the model.
 
@@ -104,6 +105,7 @@ def capture(
         stop_early: stop the forward pass right after the last requested layer fired; call
             `acts.run(x)` (or `model(x)` as the body's last statement).
         detach: store detached outputs (no autograd graph kept), e.g. for mining.
+        strict: raise if a requested layer never fired or returns no tensor (False: skip it).
 
     Yields:
         A `Captured` mapping from layer spec to output tensor `(B, C, H, W)`.
@@ -145,6 +147,8 @@ def capture(
                 return
             tensor = _first_tensor(output)
             if tensor is None:
+                if not strict:
+                    return
                 raise VizError(f"layer {spec!r} returns {type(output).__name__}, not a tensor")
             done = wanted.issubset(captured.outputs.keys() | {spec})
             if detach:
@@ -171,7 +175,7 @@ def capture(
         except _StopForward:
             pass  # the body called model(x) directly with stop_early
         missing = sorted(wanted - captured.outputs.keys())
-        if missing:
+        if missing and strict:
             seen = {name: n for name, n in captured.calls.items()}
             detail = "; ".join(
                 f"{spec} (module ran {seen.get(parse_layer(spec).name, 0)} time(s))"

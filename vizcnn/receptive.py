@@ -1,0 +1,400 @@
+"""Receptive fields: for every layer, the input box that each output unit (y, x) sees.
+
+Computed from the traced graph (torch.fx): kernel, stride, padding and dilation of every
+convolution, pooling and padding op, the widest field over branches. Where tracing or an op is
+not understood, the field is measured instead by back-propagating a one-hot from one unit.
+
+Per axis, a field is (top, size, jump): unit u of the layer sees input pixels
+top + u*jump ... top + u*jump + size - 1. Through an op with effective kernel k_eff = d*(k-1)+1,
+stride s and leading padding p: top <- top - p*jump, size <- size + (k_eff-1)*jump, jump <- jump*s.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from vizcnn.hooks import LayerRef, capture
+
+
+@dataclass(frozen=True)
+class Field:
+    """Receptive field of one layer's units; `box(y, x)` gives the input pixels of unit (y, x)."""
+
+    size: tuple[int, int]  # (rf_y, rf_x) in input pixels
+    stride: tuple[int, int]  # effective stride (jump) in input pixels per unit
+    offset: tuple[int, int]  # top-left input pixel of unit (0, 0); negative = in the padding
+    method: str  # "graph", "measured", or "global" (every unit sees the whole input)
+
+    def box(self, y: int, x: int) -> tuple[int, int, int, int]:
+        """(top, left, bottom, right), bottom/right exclusive; may extend past the image."""
+        top = self.offset[0] + y * self.stride[0]
+        left = self.offset[1] + x * self.stride[1]
+        return top, left, top + self.size[0], left + self.size[1]
+
+
+@dataclass(frozen=True)
+class _Axis2:
+    top: tuple[float, float]
+    size: tuple[float, float]
+    jump: tuple[float, float]
+    is_global: bool = False
+    context: bool = False  # a global branch (squeeze-excitation) was broadcast in and ignored
+
+
+_IDENTITY = _Axis2((0.0, 0.0), (1.0, 1.0), (1.0, 1.0))
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    if isinstance(value, (tuple, list)):
+        return (int(value[0]), int(value[1])) if len(value) > 1 else (int(value[0]), int(value[0]))
+    return int(value), int(value)
+
+
+def _window(
+    field: _Axis2, kernel: Any, stride: Any, pad_lead: tuple[int, int], dilation: Any = 1
+) -> _Axis2:
+    k, s, d = _pair(kernel), _pair(stride), _pair(dilation)
+    top, size, jump = [], [], []
+    for axis in range(2):
+        k_eff = d[axis] * (k[axis] - 1) + 1
+        top.append(field.top[axis] - pad_lead[axis] * field.jump[axis])
+        size.append(field.size[axis] + (k_eff - 1) * field.jump[axis])
+        jump.append(field.jump[axis] * s[axis])
+    return _Axis2((top[0], top[1]), (size[0], size[1]), (jump[0], jump[1]), False, field.context)
+
+
+def _shift(field: _Axis2, pad_top: int, pad_left: int) -> _Axis2:
+    top = (field.top[0] - pad_top * field.jump[0], field.top[1] - pad_left * field.jump[1])
+    return _Axis2(top, field.size, field.jump, False, field.context)
+
+
+def _conv_padding(
+    padding: Any, kernel: tuple[int, int], dilation: tuple[int, int]
+) -> tuple[int, int]:
+    if padding == "valid":
+        return 0, 0
+    if padding == "same":
+        return tuple((d * (k - 1)) // 2 for k, d in zip(kernel, dilation, strict=True))  # type: ignore[return-value]
+    return _pair(padding)
+
+
+def _shape(node: Any) -> tuple[int, ...] | None:
+    meta = getattr(node, "meta", {}).get("tensor_meta") if isinstance(node, fx.Node) else None
+    return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
+
+
+class _Unknown(Exception):
+    """An op whose effect on the field is not understood; the layer gets measured instead."""
+
+
+def _tensor_inputs(node: fx.Node) -> list[fx.Node]:
+    found: list[fx.Node] = []
+
+    def visit(value: Any) -> None:
+        if isinstance(value, fx.Node):
+            found.append(value)
+        elif isinstance(value, (tuple, list)):
+            for item in value:
+                visit(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                visit(item)
+
+    visit(node.args)
+    visit(node.kwargs)
+    return found
+
+
+_POINTWISE_SAFE = {"size", "dim", "shape"}
+
+
+class _FieldPropagator:
+    """Walks a traced graph once, giving each tensor node its field (or _Unknown downstream)."""
+
+    def __init__(self, graph_module: fx.GraphModule) -> None:
+        self.gm = graph_module
+        self.modules = dict(graph_module.named_modules())
+        self.fields: dict[fx.Node, _Axis2 | None] = {}  # None: not a spatial tensor / unknown
+
+    def run(self) -> dict[fx.Node, _Axis2 | None]:
+        for node in self.gm.graph.nodes:
+            try:
+                self.fields[node] = self._field(node)
+            except _Unknown:
+                self.fields[node] = None
+        return self.fields
+
+    def _arg(self, node: fx.Node, index: int, name: str, default: Any) -> Any:
+        if len(node.args) > index:
+            return node.args[index]
+        return node.kwargs.get(name, default)
+
+    def _input_field(self, node: fx.Node) -> _Axis2:
+        source = node.args[0]
+        if not isinstance(source, fx.Node) or self.fields.get(source) is None:
+            raise _Unknown
+        field = self.fields[source]
+        assert field is not None
+        return field
+
+    def _field(self, node: fx.Node) -> _Axis2 | None:
+        shape = _shape(node)
+        if node.op == "placeholder":
+            return _IDENTITY
+        if node.op in {"get_attr", "output"}:
+            return None
+        if shape is None:
+            return None  # not a tensor (sizes, tuples of metadata)
+        if len(shape) != 4:
+            return self._global_from_inputs(node)
+        if node.op == "call_module":
+            return self._module_field(node, self.modules[str(node.target)])
+        if node.op == "call_function":
+            return self._function_field(node)
+        if node.op == "call_method":
+            return self._method_field(node)
+        raise _Unknown
+
+    def _global_from_inputs(self, node: fx.Node) -> _Axis2 | None:
+        inputs = [self.fields.get(n) for n in _tensor_inputs(node) if n in self.fields]
+        if any(
+            f is None and _shape(n) is not None and len(_shape(n) or ()) == 4
+            for f, n in zip(inputs, _tensor_inputs(node), strict=False)
+        ):
+            raise _Unknown
+        return _Axis2((0.0, 0.0), (math.inf, math.inf), (0.0, 0.0), True)
+
+    def _module_field(self, node: fx.Node, module: nn.Module) -> _Axis2 | None:
+        if isinstance(module, nn.Conv2d):
+            kernel, dilation = _pair(module.kernel_size), _pair(module.dilation)
+            pad = _conv_padding(module.padding, kernel, dilation)
+            return _window(self._input_field(node), kernel, module.stride, pad, dilation)
+        if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+            stride = module.stride if module.stride is not None else module.kernel_size
+            dilation = getattr(module, "dilation", 1)
+            return _window(
+                self._input_field(node), module.kernel_size, stride, _pair(module.padding), dilation
+            )
+        if isinstance(
+            module, (nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d)
+        ):
+            left, _right, top, _bottom = module.padding
+            return _shift(self._input_field(node), int(top), int(left))
+        if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+            return self._adaptive(node)
+        if isinstance(
+            module, (nn.Upsample, nn.ConvTranspose2d, nn.Unfold, nn.Fold, nn.PixelShuffle)
+        ):
+            raise _Unknown
+        return self._pointwise(node)
+
+    def _function_field(self, node: fx.Node) -> _Axis2 | None:
+        target = node.target
+        if target in {F.conv2d, torch.conv2d}:
+            weight = _shape(node.args[1]) if isinstance(node.args[1], fx.Node) else None
+            if weight is None:
+                raise _Unknown
+            kernel = (int(weight[2]), int(weight[3]))
+            dilation = _pair(self._arg(node, 5, "dilation", 1))
+            pad = _conv_padding(self._arg(node, 4, "padding", 0), kernel, dilation)
+            return _window(
+                self._input_field(node), kernel, self._arg(node, 3, "stride", 1), pad, dilation
+            )
+        if target in {F.max_pool2d, F.avg_pool2d, torch.max_pool2d}:
+            kernel = self._arg(node, 1, "kernel_size", None)
+            stride = self._arg(node, 2, "stride", None) or kernel
+            padding = _pair(self._arg(node, 3, "padding", 0))
+            dilation = self._arg(node, 4, "dilation", 1) if target is not F.avg_pool2d else 1
+            return _window(self._input_field(node), kernel, stride, padding, dilation)
+        if target is F.pad:
+            pads = list(self._arg(node, 1, "pad", ()))
+            if len(pads) < 4:
+                raise _Unknown
+            return _shift(self._input_field(node), int(pads[2]), int(pads[0]))
+        if target in {F.adaptive_avg_pool2d, F.adaptive_max_pool2d}:
+            return self._adaptive(node)
+        if target in {F.interpolate, F.conv_transpose2d, F.unfold, F.fold, F.grid_sample}:
+            raise _Unknown
+        return self._pointwise(node)
+
+    def _method_field(self, node: fx.Node) -> _Axis2 | None:
+        if node.target in {"view", "reshape", "flatten", "permute", "transpose", "unfold"}:
+            raise _Unknown  # a 4-D result of a reshape: layout no longer known
+        return self._pointwise(node)
+
+    def _adaptive(self, node: fx.Node) -> _Axis2 | None:
+        source = node.args[0]
+        in_shape = _shape(source) if isinstance(source, fx.Node) else None
+        out_shape = _shape(node)
+        if in_shape is None or out_shape is None:
+            raise _Unknown
+        if in_shape[2:] == out_shape[2:]:
+            return self._input_field(node)
+        if out_shape[2] == 1 and out_shape[3] == 1:
+            return _Axis2((0.0, 0.0), (math.inf, math.inf), (0.0, 0.0), True)
+        stride = tuple(i // o for i, o in zip(in_shape[2:], out_shape[2:], strict=True))
+        kernel = tuple(
+            i - (o - 1) * s for i, o, s in zip(in_shape[2:], out_shape[2:], stride, strict=True)
+        )
+        return _window(self._input_field(node), kernel, stride, (0, 0))
+
+    def _pointwise(self, node: fx.Node) -> _Axis2 | None:
+        """Elementwise ops, normalization, concatenation: the union of the inputs' fields."""
+        out_shape = _shape(node)
+        assert out_shape is not None
+        spatial: list[_Axis2] = []
+        context = False
+        for source in _tensor_inputs(node):
+            source_shape = _shape(source)
+            if source_shape is None or source.op == "get_attr":
+                continue
+            field = self.fields.get(source)
+            if len(source_shape) == 4 and source_shape[2:] == out_shape[2:]:
+                if field is None:
+                    raise _Unknown
+                spatial.append(field)
+            elif (
+                len(source_shape) == 4
+                and source_shape[2:] == (1, 1)
+                or field is not None
+                and field.is_global
+            ):
+                context = True  # squeeze-excitation style gating: a global branch broadcast in
+            elif len(source_shape) >= 2 and field is None:
+                raise _Unknown
+        if not spatial:
+            if out_shape[2:] == (1, 1) and context:
+                return _Axis2((0.0, 0.0), (math.inf, math.inf), (0.0, 0.0), True)
+            raise _Unknown
+        if any(f.is_global for f in spatial):
+            return _Axis2((0.0, 0.0), (math.inf, math.inf), (0.0, 0.0), True)
+        tops = [min(f.top[a] for f in spatial) for a in range(2)]
+        bottoms = [max(f.top[a] + f.size[a] for f in spatial) for a in range(2)]
+        jumps = [max(f.jump[a] for f in spatial) for a in range(2)]
+        return _Axis2(
+            (tops[0], tops[1]),
+            (bottoms[0] - tops[0], bottoms[1] - tops[1]),
+            (jumps[0], jumps[1]),
+            False,
+            context or any(f.context for f in spatial),
+        )
+
+
+def _stack_key(ref: LayerRef) -> str:
+    return ref.name if ref.call == 0 else f"{ref.name}@{ref.call}"
+
+
+def graph_fields(model: nn.Module, input_shape: tuple[int, int, int]) -> dict[str, Field | None]:
+    """Fields of every module call found in the traced graph, keyed by layer spec (`name#k`).
+
+    Raises whatever torch.fx raises when the model cannot be traced.
+    """
+    graph_module = fx.symbolic_trace(model)
+    param = next(iter(model.parameters()), None)
+    example = torch.zeros(
+        1,
+        *input_shape,
+        device=param.device if param is not None else "cpu",
+        dtype=param.dtype if param is not None else torch.float32,
+    )
+    with torch.no_grad():
+        ShapeProp(graph_module).propagate(example)
+    fields = _FieldPropagator(graph_module).run()
+    last_node: dict[str, fx.Node] = {}
+    for node in graph_module.graph.nodes:
+        for key in node.meta.get("nn_module_stack") or {}:
+            last_node[key] = node
+    result: dict[str, Field | None] = {}
+    for key, node in last_node.items():
+        name, _, call = key.partition("@")
+        spec = LayerRef(name, int(call) if call.isdigit() else 0).spec
+        result[spec] = _to_field(fields.get(node), input_shape)
+    return result
+
+
+def _to_field(axis: _Axis2 | None, input_shape: tuple[int, int, int]) -> Field | None:
+    if axis is None:
+        return None
+    if axis.is_global:
+        return Field((input_shape[1], input_shape[2]), (0, 0), (0, 0), "global")
+    method = "graph+context" if axis.context else "graph"
+    return Field(
+        (int(axis.size[0]), int(axis.size[1])),
+        (int(axis.jump[0]), int(axis.jump[1])),
+        (math.floor(axis.top[0]), math.floor(axis.top[1])),
+        method,
+    )
+
+
+def measure_field(model: nn.Module, layer: str, input_shape: tuple[int, int, int]) -> Field | None:
+    """Measure a layer's field by back-propagating a one-hot from two neighbouring units.
+
+    The box is where the input gradient is non-zero, so it can be smaller than the true field
+    where weights or activations are zero, and is cut at the image border.
+    """
+    param = next(iter(model.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    generator = torch.Generator(device=device).manual_seed(0)
+    image = torch.rand(1, *input_shape, generator=generator, device=device, requires_grad=True)
+    with torch.enable_grad(), capture(model, [layer], stop_early=True) as acts:
+        acts.run(image)
+    output = acts[layer]
+    if output.dim() != 4:
+        return Field((input_shape[1], input_shape[2]), (0, 0), (0, 0), "global")
+    height, width = output.shape[2], output.shape[3]
+    cy, cx = height // 2, width // 2
+    channel = int(output[0, :, cy, cx].abs().argmax())
+    boxes = []
+    for y, x in ((cy, cx), (min(cy + 1, height - 1), min(cx + 1, width - 1))):
+        (grad,) = torch.autograd.grad(output[0, channel, y, x], image, retain_graph=True)
+        nonzero = grad[0].abs().sum(0) > 0
+        rows = torch.nonzero(nonzero.any(1)).flatten()
+        cols = torch.nonzero(nonzero.any(0)).flatten()
+        if rows.numel() == 0:
+            return None
+        boxes.append((int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1))
+    (top, left, bottom, right), (top2, left2, _, _) = boxes
+    stride_y = top2 - top if height > 1 else 1
+    stride_x = left2 - left if width > 1 else 1
+    return Field(
+        (bottom - top, right - left),
+        (max(stride_y, 1), max(stride_x, 1)),
+        (top - cy * max(stride_y, 1), left - cx * max(stride_x, 1)),
+        "measured",
+    )
+
+
+def receptive_fields(
+    model: nn.Module, input_shape: tuple[int, int, int], layers: list[str] | None = None
+) -> dict[str, Field | None]:
+    """Field of each layer spec (all module calls when `layers` is None), graph first, else measured.
+
+    Args:
+        model: the network (left unchanged).
+        input_shape: `(C, H, W)` of one input image.
+        layers: specs to return; measured individually where the graph gives no answer.
+
+    Example:
+        >>> fields = receptive_fields(alexnet, (3, 224, 224), ["features.0"])
+        >>> fields["features.0"].size
+        (11, 11)
+    """
+    try:
+        fields = graph_fields(model, input_shape)
+    except Exception:  # tracing fails on data-dependent control flow; measure instead
+        fields = {}
+    wanted = layers if layers is not None else list(fields)
+    result: dict[str, Field | None] = {}
+    for spec in wanted:
+        field = fields.get(spec)
+        result[spec] = field if field is not None else measure_field(model, spec, input_shape)
+    return result
+
+
