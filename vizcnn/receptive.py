@@ -334,7 +334,7 @@ def _to_field(axis: _Axis2 | None, input_shape: tuple[int, int, int]) -> Field |
 
 
 def measure_field(model: nn.Module, layer: str, input_shape: tuple[int, int, int]) -> Field | None:
-    """Measure a layer's field by back-propagating a one-hot from two neighbouring units.
+    """Measure a layer's field by back-propagating a one-hot from its centre unit.
 
     The box is where the input gradient is non-zero, so it can be smaller than the true field
     where weights or activations are zero, and is cut at the image border.
@@ -352,7 +352,7 @@ def measure_field(model: nn.Module, layer: str, input_shape: tuple[int, int, int
     cy, cx = height // 2, width // 2
     channel = int(output[0, :, cy, cx].abs().argmax())
     boxes = []
-    for y, x in ((cy, cx), (min(cy + 1, height - 1), min(cx + 1, width - 1))):
+    for y, x in ((cy, cx),):
         (grad,) = torch.autograd.grad(output[0, channel, y, x], image, retain_graph=True)
         nonzero = grad[0].abs().sum(0) > 0
         rows = torch.nonzero(nonzero.any(1)).flatten()
@@ -360,13 +360,14 @@ def measure_field(model: nn.Module, layer: str, input_shape: tuple[int, int, int
         if rows.numel() == 0:
             return None
         boxes.append((int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1))
-    (top, left, bottom, right), (top2, left2, _, _) = boxes
-    stride_y = top2 - top if height > 1 else 1
-    stride_x = left2 - left if width > 1 else 1
+    ((top, left, bottom, right),) = boxes
+    # Gradient boxes are ragged where units are dead, so the stride comes from the shapes.
+    stride_y = max(round(input_shape[1] / height), 1)
+    stride_x = max(round(input_shape[2] / width), 1)
     return Field(
         (bottom - top, right - left),
-        (max(stride_y, 1), max(stride_x, 1)),
-        (top - cy * max(stride_y, 1), left - cx * max(stride_x, 1)),
+        (stride_y, stride_x),
+        (top - cy * stride_y, left - cx * stride_x),
         "measured",
     )
 

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from conftest import TinyNet, assert_same_state, model_state
+
+from vizcnn.errors import VizError
+from vizcnn.hooks import capture, forward_to, parse_layer
+
+
+def test_captures_exact_activations(tiny: TinyNet) -> None:
+    x = torch.ones(1, 1, 10, 10)
+    with capture(tiny, ["conv1", "pool", "conv2"]) as acts:
+        tiny(x)
+    # conv1: 3x3 window of ones over ones = 9 (+ bias), no padding: 8x8 map
+    expected_conv1 = torch.stack([torch.full((8, 8), 9.0), torch.full((8, 8), -1.0)])[None]
+    torch.testing.assert_close(acts["conv1"], expected_conv1)
+    # in-place ReLU after conv1 must not have overwritten the captured -1s
+    expected_pool = torch.stack([torch.full((4, 4), 9.0), torch.zeros(4, 4)])[None]
+    torch.testing.assert_close(acts["pool"], expected_pool)
+    # conv2 sums 9 values of 9 from channel 0 and zeros from channel 1 = 81
+    torch.testing.assert_close(acts["conv2"], torch.full((1, 1, 2, 2), 81.0))
+
+
+def test_second_call_of_a_reused_module(tiny: TinyNet) -> None:
+    x = torch.ones(1, 1, 10, 10)
+    with capture(tiny, ["relu", "relu#1"]) as acts:
+        tiny(x)
+    assert acts["relu"].shape == (1, 2, 8, 8)
+    torch.testing.assert_close(acts["relu#1"], torch.full((1, 1, 2, 2), 81.0))
+    assert acts.calls["relu"] == 2
+
+
+def test_stop_early_does_not_run_later_layers(tiny: TinyNet) -> None:
+    ran: list[str] = []
+    handle = tiny.head.register_forward_hook(lambda *_: ran.append("head"))
+    try:
+        out = forward_to(tiny, torch.ones(2, 1, 10, 10), ["pool"])
+    finally:
+        handle.remove()
+    assert ran == []
+    assert out["pool"].shape == (2, 2, 4, 4)
+
+
+def test_model_calls_directly_with_stop_early(tiny: TinyNet) -> None:
+    with capture(tiny, ["conv1"], stop_early=True) as acts:
+        tiny(torch.ones(1, 1, 10, 10))
+    assert acts["conv1"].shape == (1, 2, 8, 8)
+
+
+def test_gradient_flows_through_captured_output(tiny: TinyNet) -> None:
+    x = torch.rand(1, 1, 10, 10, requires_grad=True)
+    with capture(tiny, ["conv1"], stop_early=True) as acts:
+        acts.run(x)
+    acts["conv1"][0, 0].sum().backward()
+    # d/dx of the sum of a ones-kernel conv = how many 3x3 windows cover each pixel
+    ones = torch.ones(1, 1, 8, 8)
+    oracle = torch.nn.functional.conv_transpose2d(ones, torch.ones(1, 1, 3, 3))
+    torch.testing.assert_close(x.grad, oracle)
+
+
+def test_unknown_layer_suggests_close_names(tiny: TinyNet) -> None:
+    with pytest.raises(VizError, match="did you mean: conv1"), capture(tiny, ["conv_1"]):
+        pass
+
+
+def test_layer_that_never_fires_raises(tiny: TinyNet) -> None:
+    with pytest.raises(VizError, match="never fired"), capture(tiny, ["head"]):
+        pass
+
+
+def test_bad_call_index() -> None:
+    with pytest.raises(VizError, match="name#k"):
+        parse_layer("relu#x")
+
+
+def test_model_unchanged_after_success_and_after_exception(tiny: TinyNet) -> None:
+    tiny.train()
+    before = model_state(tiny)
+    with capture(tiny, ["conv1", "relu#1"]) as acts:
+        tiny(torch.ones(1, 1, 10, 10))
+    assert len(acts) == 2
+    assert_same_state(before, model_state(tiny))
+    with pytest.raises(RuntimeError, match="boom"), capture(tiny, ["conv1"]):
+        tiny(torch.ones(1, 1, 10, 10))
+        raise RuntimeError("boom")
+    assert_same_state(before, model_state(tiny))
+
+
+def test_keyboard_interrupt_leaves_no_hooks(tiny: TinyNet) -> None:
+    before = model_state(tiny)
+    with pytest.raises(KeyboardInterrupt), capture(tiny, ["conv1"]):
+        raise KeyboardInterrupt
+    assert_same_state(before, model_state(tiny))
+
+
+@pytest.mark.parametrize("arch,layer", [("alexnet", "features.3"), ("vgg11", "features.4"), ("resnet18", "layer2.0.relu#1"), ("googlenet", "inception3a")])
+def test_torchvision_architectures_unchanged(arch: str, layer: str) -> None:
+    kwargs = {"aux_logits": False, "init_weights": False} if arch == "googlenet" else {}
+    model = torchvision.models.get_model(arch, weights=None, **kwargs).eval()
+    before = model_state(model)
+    x = torch.rand(1, 3, 96, 96) if arch != "alexnet" else torch.rand(1, 3, 128, 128)
+    with capture(model, [layer], stop_early=True) as acts:
+        acts.run(x)
+    assert acts[layer].dim() == 4
+    assert_same_state(before, model_state(model))
+
+
+def test_inplace_relu_conv_output_survives() -> None:
+    model = torchvision.models.alexnet(weights=None).eval()
+    x = torch.rand(1, 3, 128, 128)
+    with capture(model, ["features.0", "features.1"]) as acts:
+        model(x)
+    assert (acts["features.0"] < 0).any(), "conv output was overwritten by the in-place ReLU"
+    torch.testing.assert_close(acts["features.1"], acts["features.0"].clamp(min=0))

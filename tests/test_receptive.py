@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from vizcnn.hooks import capture
+from vizcnn.receptive import receptive_fields
+
+
+def gradient_box(model: nn.Module, layer: str, shape: tuple[int, int, int], unit: tuple[int, int, int], positive: bool = False) -> torch.Tensor:
+    """The oracle: which input pixels get a non-zero gradient from one unit (c, y, x)."""
+    generator = torch.Generator().manual_seed(1)
+    x = torch.rand(1, *shape, generator=generator, dtype=torch.float64)
+    x = (x + 0.5 if positive else x).requires_grad_(True)
+    with capture(model, [layer], stop_early=True) as acts:
+        acts.run(x)
+    c, y, xx = unit
+    (grad,) = torch.autograd.grad(acts[layer][0, c, y, xx], x)
+    return grad[0].abs().sum(0) > 0
+
+
+def box_mask(box: tuple[int, int, int, int], height: int, width: int) -> torch.Tensor:
+    top, left, bottom, right = box
+    mask = torch.zeros(height, width, dtype=torch.bool)
+    mask[max(top, 0) : max(bottom, 0), max(left, 0) : max(right, 0)] = True
+    return mask
+
+
+class SinglePath(nn.Module):
+    """Strides, paddings (asymmetric too), dilation and pooling on one path; positive weights."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pad = nn.ZeroPad2d((1, 0, 2, 0))  # left 1, right 0, top 2, bottom 0
+        self.conv1 = nn.Conv2d(2, 3, 3, stride=1, padding=1)
+        self.pool1 = nn.AvgPool2d(2)
+        self.conv2 = nn.Conv2d(3, 3, (5, 3), stride=2, padding=(2, 1))
+        self.act = nn.ReLU()
+        self.pool2 = nn.AvgPool2d(3, stride=1)
+        self.conv3 = nn.Conv2d(3, 2, 3, dilation=2)
+        with torch.no_grad():
+            for param in self.parameters():
+                param.uniform_(0.1, 1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool1(self.conv1(self.pad(x)))
+        return self.conv3(self.pool2(self.act(self.conv2(x))))
+
+
+@pytest.mark.parametrize("layer", ["pad", "conv1", "pool1", "conv2", "act", "pool2", "conv3"])
+def test_single_path_box_is_exactly_the_gradient_support(layer: str) -> None:
+    model = SinglePath().double().eval()
+    shape = (2, 40, 36)
+    field = receptive_fields(model, shape, [layer])[layer]
+    assert field is not None and field.method == "graph"
+    with capture(model, [layer], stop_early=True) as acts:
+        acts.run(torch.zeros(1, *shape, dtype=torch.float64))
+    _, _, height, width = acts[layer].shape
+    for y, x in [(0, 0), (height // 2, width // 3), (height - 1, width - 1)]:
+        support = gradient_box(model, layer, shape, (0, y, x), positive=True)
+        assert torch.equal(box_mask(field.box(y, x), shape[1], shape[2]), support), (layer, y, x)
+
+
+def test_alexnet_matches_published_fields() -> None:
+    model = torchvision.models.alexnet(weights=None).eval()
+    fields = receptive_fields(model, (3, 224, 224), ["features.0", "features.3", "features.6", "features.8", "features.10", "features.12"])
+    sizes = {name: (f.size[0], f.stride[0]) for name, f in fields.items() if f is not None}
+    assert sizes == {
+        "features.0": (11, 4),
+        "features.3": (51, 8),
+        "features.6": (99, 16),
+        "features.8": (131, 16),
+        "features.10": (163, 16),
+        "features.12": (195, 32),
+    }
+
+
+def _lite0_random() -> nn.Module:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    return EfficientNet.from_name("efficientnet-lite0")
+
+
+BRANCHED = [
+    ("resnet18", lambda: torchvision.models.resnet18(weights=None), ["layer1.0", "layer2.1.relu#1", "layer3.0.downsample.0"]),
+    ("googlenet", lambda: torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False), ["inception3a", "maxpool3", "inception4a.branch4.1"]),
+    ("vgg11", lambda: torchvision.models.vgg11(weights=None), ["features.5", "features.10"]),
+    ("efficientnet_lite0", _lite0_random, ["_blocks.2", "_blocks.5._swish#1", "_blocks.8"]),
+]
+
+
+@pytest.mark.parametrize("name,build,layers", BRANCHED, ids=[b[0] for b in BRANCHED])
+def test_branched_box_contains_gradient_support(name: str, build, layers: list[str]) -> None:
+    model = build().double().eval()
+    shape = (3, 96, 96)
+    fields = receptive_fields(model, shape, layers)
+    for layer in layers:
+        field = fields[layer]
+        assert field is not None and field.method.startswith("graph"), layer
+        with capture(model, [layer], stop_early=True) as acts:
+            acts.run(torch.zeros(1, *shape, dtype=torch.float64))
+        _, channels, height, width = acts[layer].shape
+        for y, x in [(0, 0), (height // 2, width // 2), (height - 1, width - 1)]:
+            support = gradient_box(model, layer, shape, (channels // 2, y, x))
+            inside = box_mask(field.box(y, x), shape[1], shape[2])
+            assert not (support & ~inside).any(), (name, layer, y, x, field)
+
+
+class DataDependent(nn.Module):
+    """Python control flow on tensor values: torch.fx cannot trace it, so the field is measured."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 2, 3, padding=1)
+        self.conv2 = nn.Conv2d(2, 2, 3, stride=2, padding=1)
+        with torch.no_grad():
+            for param in self.parameters():
+                param.uniform_(0.1, 1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(x)
+        if x.sum() > 0:
+            x = self.conv2(x)
+        return x
+
+
+def test_measured_field_when_tracing_fails() -> None:
+    model = DataDependent().eval()
+    field = receptive_fields(model, (1, 32, 32), ["conv2"])["conv2"]
+    assert field is not None and field.method == "measured"
+    assert field.size == (5, 5) and field.stride == (2, 2)  # 3x3 then 3x3 stride 2
+    support = gradient_box(model, "conv2", (1, 32, 32), (0, 8, 8), positive=True)
+    assert torch.equal(box_mask(field.box(8, 8), 32, 32), support)
+
+
+def test_global_pooling_is_global() -> None:
+    model = torchvision.models.resnet18(weights=None).eval()
+    field = receptive_fields(model, (3, 64, 64), ["avgpool"])["avgpool"]
+    assert field is not None and field.method == "global"

@@ -1,0 +1,138 @@
+"""The layer table: every module call with its type, output shape, parameters and receptive field."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from vizcnn.hooks import LayerRef, capture
+from vizcnn.receptive import Field, receptive_fields
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One module call in the forward pass."""
+
+    name: str  # spec to pass to other commands: dotted path, `#k` for the k-th call
+    type: str  # module class name
+    calls: int  # how many times the module runs per forward pass
+    output_shape: tuple[int, ...] | None  # (C, H, W) or (features,), batch dimension dropped
+    params: int  # parameters of the module and its children
+    field: Field | None  # receptive field, None where it has no meaning (non-tensor output)
+
+
+@dataclass(frozen=True)
+class LayerTable:
+    """All rows, in the order the modules first ran."""
+
+    input_shape: tuple[int, int, int]
+    rows: list[LayerRow]
+
+    def to_dict(self, model_name: str) -> dict[str, Any]:
+        """The JSON interface (version 1): stable keys for scripts and other commands."""
+        layers = []
+        for row in self.rows:
+            item = asdict(row)
+            field = item.pop("field")
+            item["output_shape"] = list(row.output_shape) if row.output_shape else None
+            item["receptive_field"] = list(field["size"]) if field else None
+            item["stride"] = list(field["stride"]) if field else None
+            item["offset"] = list(field["offset"]) if field else None
+            item["rf_method"] = field["method"] if field else None
+            layers.append(item)
+        return {
+            "version": 1,
+            "model": model_name,
+            "input_shape": list(self.input_shape),
+            "box_of_unit": "top = offset_y + y*stride_y, left = offset_x + x*stride_x; height rf_y, width rf_x",
+            "layers": layers,
+        }
+
+    def format(self, show_all: bool = False) -> str:
+        """A fixed-width text table; containers that only wrap one child are hidden unless show_all."""
+        header = ("layer", "type", "output", "params", "rf", "stride", "offset", "how")
+        lines = []
+        for row in self.rows:
+            if not show_all and row.output_shape is None:
+                continue
+            field = row.field
+            lines.append(
+                (
+                    row.name
+                    + (f"  (x{row.calls} calls)" if row.calls > 1 and "#" not in row.name else ""),
+                    row.type,
+                    "x".join(str(v) for v in row.output_shape) if row.output_shape else "-",
+                    f"{row.params:,}",
+                    _pair_text(field.size)
+                    if field and field.method != "global"
+                    else ("all" if field else "-"),
+                    _pair_text(field.stride) if field and field.method != "global" else "-",
+                    _pair_text(field.offset) if field and field.method != "global" else "-",
+                    field.method if field else "-",
+                )
+            )
+        widths = [
+            max(len(header[i]), *(len(line[i]) for line in lines)) if lines else len(header[i])
+            for i in range(len(header))
+        ]
+        out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+        out.append("  ".join("-" * w for w in widths))
+        out += [
+            "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+            for line in lines
+        ]
+        return "\n".join(out)
+
+
+def _pair_text(pair: tuple[int, int]) -> str:
+    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"
+
+
+def layer_table(model: nn.Module, input_shape: tuple[int, int, int]) -> LayerTable:
+    """Run the model once at `input_shape` = (C, H, W) and describe every module call.
+
+    Example:
+        >>> table = layer_table(loaded.module, (3, 224, 224))
+        >>> [row.name for row in table.rows][:3]
+    """
+    names = [name for name, _ in model.named_modules() if name]
+    param = next(iter(model.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None else torch.float32
+    example = torch.zeros(1, *input_shape, device=device, dtype=dtype)
+    with torch.no_grad(), capture(model, names, detach=True, strict=False) as first:
+        first.run(example)
+    calls = dict(first.calls)
+    extra = [LayerRef(name, k).spec for name, count in calls.items() for k in range(1, count)]
+    shapes = {spec: tuple(t.shape[1:]) for spec, t in first.items()}
+    if extra:
+        with torch.no_grad(), capture(model, extra, detach=True, strict=False) as later:
+            later.run(example)
+        shapes.update({spec: tuple(t.shape[1:]) for spec, t in later.items()})
+    order = list(first.calls)  # insertion order = order of first call
+    specs = [LayerRef(name, k).spec for name in order for k in range(calls[name])]
+    specs += [name for name in names if name not in calls]  # modules that never ran
+    fields = receptive_fields(model, input_shape, [s for s in specs if s in shapes])
+    modules = dict(model.named_modules())
+    rows = []
+    for spec in specs:
+        ref = (
+            LayerRef(*spec.split("#"))
+            if "#" not in spec
+            else LayerRef(spec.split("#")[0], int(spec.split("#")[1]))
+        )
+        module = modules[ref.name]
+        rows.append(
+            LayerRow(
+                name=spec,
+                type=type(module).__name__,
+                calls=calls.get(ref.name, 0),
+                output_shape=shapes.get(spec),
+                params=sum(p.numel() for p in module.parameters()),
+                field=fields.get(spec),
+            )
+        )
+    return LayerTable(input_shape=input_shape, rows=rows)

@@ -1,0 +1,98 @@
+"""Gradients of a big image computed tile by tile after a random roll (memory bounded by the tile).
+
+The roll is never materialized: each tile of the rolled image is gathered from the unrolled one
+with wrapped indices, and its gradient is scattered straight back to the unrolled positions, so
+undoing the roll costs nothing and only one full-size buffer (the gradient) is allocated.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+# grad_fn(piece) -> d objective / d piece, both (B, C, h, w); piece is a leaf requiring grad.
+GradientFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def tile_spans(length: int, tile: int) -> list[tuple[int, int]]:
+    """Split `range(length)` into the fewest near-equal spans no longer than `tile` (0: one span).
+
+    Near-equal spans (rather than full tiles plus a sliver) keep every tile at least about
+    `tile / 2` long, so no tile falls below the size the network accepts.
+
+    Example:
+        >>> tile_spans(1100, 512)
+        [(0, 367), (367, 733), (733, 1100)]
+    """
+    if length <= 0:
+        return []
+    count = 1 if tile <= 0 else math.ceil(length / tile)
+    bounds = [round(i * length / count) for i in range(count + 1)]
+    return [(bounds[i], bounds[i + 1]) for i in range(count)]
+
+
+def tile_shapes(size: tuple[int, int], tile: int) -> set[tuple[int, int]]:
+    """The distinct `(h, w)` tile shapes `rolled_gradient` feeds the network for an image `size`."""
+    rows = {b - a for a, b in tile_spans(size[0], tile)}
+    cols = {b - a for a, b in tile_spans(size[1], tile)}
+    return {(h, w) for h in rows for w in cols}
+
+
+@dataclass
+class GradientStats:
+    """Per-image running sums over a gradient, accumulated tile by tile in float64."""
+
+    count: int  # elements per image (C * H * W)
+    abs_sum: torch.Tensor  # (B,) sum |g|
+    total: torch.Tensor  # (B,) sum g
+    squares: torch.Tensor  # (B,) sum g^2
+
+    def mean_abs(self) -> torch.Tensor:
+        """(B,) mean |g| per image."""
+        return self.abs_sum / self.count
+
+    def std(self) -> torch.Tensor:
+        """(B,) standard deviation of g per image."""
+        mean = self.total / self.count
+        return (self.squares / self.count - mean * mean).clamp_min(0).sqrt()
+
+
+def rolled_gradient(
+    x: torch.Tensor, shift: tuple[int, int], tile: int, grad_fn: GradientFn
+) -> tuple[torch.Tensor, GradientStats]:
+    """The gradient of `grad_fn`'s objective at `torch.roll(x, shift, (2, 3))`, rolled back.
+
+    Every pixel lies in exactly one tile, so every pixel gets a gradient; with `tile` >= the image
+    (or 0) this is exactly the untiled gradient. Tile seams move with the random `shift`.
+
+    Args:
+        x: `(B, C, H, W)` images in the model's input space (not modified).
+        shift: `(dy, dx)` roll applied before tiling.
+        tile: largest tile side in pixels; 0 for one tile.
+        grad_fn: returns the objective's gradient for one `(B, C, h, w)` tile.
+
+    Returns:
+        The gradient `(B, C, H, W)` in `x`'s (unrolled) coordinates and its per-image sums.
+
+    Example:
+        >>> g, stats = rolled_gradient(x, (5, -3), 512, grad_fn)
+    """
+    batch, _, height, width = x.shape
+    grad = torch.empty_like(x)
+    zeros = torch.zeros(batch, dtype=torch.float64, device=x.device)
+    stats = GradientStats(x[0].numel(), zeros.clone(), zeros.clone(), zeros.clone())
+    for y0, y1 in tile_spans(height, tile):
+        rows = (torch.arange(y0, y1, device=x.device) - shift[0]) % height
+        for x0, x1 in tile_spans(width, tile):
+            cols = (torch.arange(x0, x1, device=x.device) - shift[1]) % width
+            piece = x.index_select(2, rows).index_select(3, cols).detach().requires_grad_(True)
+            piece_grad = grad_fn(piece).detach()
+            grad[:, :, rows[:, None], cols[None, :]] = piece_grad.to(grad.dtype)
+            wide = piece_grad.double()
+            stats.abs_sum += wide.abs().sum(dim=(1, 2, 3))
+            stats.total += wide.sum(dim=(1, 2, 3))
+            stats.squares += wide.square().sum(dim=(1, 2, 3))
+    return grad, stats
