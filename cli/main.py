@@ -106,6 +106,11 @@ def train_digits_command(output: str | None, epochs: int, seed: int) -> None:
     click.echo(f"test accuracy {accuracy:.4f}; wrote {target}")
 
 
+from .mine import mine_command  # noqa: E402
+
+app.add_command(mine_command)
+
+
 def main() -> None:
     app()
 

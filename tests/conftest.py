@@ -23,7 +23,9 @@ class TinyNet(nn.Module):
         self.head = nn.Linear(4, 3)
         with torch.no_grad():
             self.conv1.weight.fill_(1.0)
-            self.conv1.bias.copy_(torch.tensor([0.0, -10.0]))  # channel 1: 9 - 10 < 0, ReLU kills it
+            self.conv1.bias.copy_(
+                torch.tensor([0.0, -10.0])
+            )  # channel 1: 9 - 10 < 0, ReLU kills it
             self.conv2.weight.fill_(1.0)
             self.conv2.bias.zero_()
             self.head.weight.copy_(torch.arange(12.0).view(3, 4))
@@ -47,7 +49,12 @@ def model_state(model: nn.Module) -> dict[str, object]:
         "requires_grad": [p.requires_grad for p in model.parameters()],
         "inplace": [getattr(m, "inplace", None) for m in model.modules()],
         "hooks": [
-            (len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks), len(getattr(m, "_backward_pre_hooks", {})))
+            (
+                len(m._forward_hooks),
+                len(m._forward_pre_hooks),
+                len(m._backward_hooks),
+                len(getattr(m, "_backward_pre_hooks", {})),
+            )
             for m in model.modules()
         ],
         "params": [p.detach().clone() for p in model.parameters()],

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
-from conftest import TinyNet, assert_same_state, model_state
 
+from conftest import TinyNet, assert_same_state, model_state
 from vizcnn.errors import VizError
 from vizcnn.hooks import capture, forward_to, parse_layer
 
@@ -95,7 +95,15 @@ def test_keyboard_interrupt_leaves_no_hooks(tiny: TinyNet) -> None:
     assert_same_state(before, model_state(tiny))
 
 
-@pytest.mark.parametrize("arch,layer", [("alexnet", "features.3"), ("vgg11", "features.4"), ("resnet18", "layer2.0.relu#1"), ("googlenet", "inception3a")])
+@pytest.mark.parametrize(
+    "arch,layer",
+    [
+        ("alexnet", "features.3"),
+        ("vgg11", "features.4"),
+        ("resnet18", "layer2.0.relu#1"),
+        ("googlenet", "inception3a"),
+    ],
+)
 def test_torchvision_architectures_unchanged(arch: str, layer: str) -> None:
     kwargs = {"aux_logits": False, "init_weights": False} if arch == "googlenet" else {}
     model = torchvision.models.get_model(arch, weights=None, **kwargs).eval()

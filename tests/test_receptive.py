@@ -9,7 +9,13 @@ from vizcnn.hooks import capture
 from vizcnn.receptive import receptive_fields
 
 
-def gradient_box(model: nn.Module, layer: str, shape: tuple[int, int, int], unit: tuple[int, int, int], positive: bool = False) -> torch.Tensor:
+def gradient_box(
+    model: nn.Module,
+    layer: str,
+    shape: tuple[int, int, int],
+    unit: tuple[int, int, int],
+    positive: bool = False,
+) -> torch.Tensor:
     """The oracle: which input pixels get a non-zero gradient from one unit (c, y, x)."""
     generator = torch.Generator().manual_seed(1)
     x = torch.rand(1, *shape, generator=generator, dtype=torch.float64)
@@ -65,7 +71,11 @@ def test_single_path_box_is_exactly_the_gradient_support(layer: str) -> None:
 
 def test_alexnet_matches_published_fields() -> None:
     model = torchvision.models.alexnet(weights=None).eval()
-    fields = receptive_fields(model, (3, 224, 224), ["features.0", "features.3", "features.6", "features.8", "features.10", "features.12"])
+    fields = receptive_fields(
+        model,
+        (3, 224, 224),
+        ["features.0", "features.3", "features.6", "features.8", "features.10", "features.12"],
+    )
     sizes = {name: (f.size[0], f.stride[0]) for name, f in fields.items() if f is not None}
     assert sizes == {
         "features.0": (11, 4),
@@ -84,8 +94,16 @@ def _lite0_random() -> nn.Module:
 
 
 BRANCHED = [
-    ("resnet18", lambda: torchvision.models.resnet18(weights=None), ["layer1.0", "layer2.1.relu#1", "layer3.0.downsample.0"]),
-    ("googlenet", lambda: torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False), ["inception3a", "maxpool3", "inception4a.branch4.1"]),
+    (
+        "resnet18",
+        lambda: torchvision.models.resnet18(weights=None),
+        ["layer1.0", "layer2.1.relu#1", "layer3.0.downsample.0"],
+    ),
+    (
+        "googlenet",
+        lambda: torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False),
+        ["inception3a", "maxpool3", "inception4a.branch4.1"],
+    ),
     ("vgg11", lambda: torchvision.models.vgg11(weights=None), ["features.5", "features.10"]),
     ("efficientnet_lite0", _lite0_random, ["_blocks.2", "_blocks.5._swish#1", "_blocks.8"]),
 ]
@@ -127,7 +145,7 @@ class DataDependent(nn.Module):
 
 
 def test_measured_field_when_tracing_fails() -> None:
-    model = DataDependent().eval()
+    model = DataDependent().double().eval()
     field = receptive_fields(model, (1, 32, 32), ["conv2"])["conv2"]
     assert field is not None and field.method == "measured"
     assert field.size == (5, 5) and field.stride == (2, 2)  # 3x3 then 3x3 stride 2

@@ -347,7 +347,10 @@ def dream(
     step = (config.step_size / 255.0) / std  # pixel units -> the model's normalized units
     device = batch.device
     if config.amp and device.type != "cuda":
-        warnings.warn(f"amp (bfloat16 autocast) applies on CUDA only; {device.type} runs float32")
+        warnings.warn(
+            f"amp (bfloat16 autocast) applies on CUDA only; {device.type} runs float32",
+            stacklevel=2,
+        )
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16)
         if config.amp and device.type == "cuda"

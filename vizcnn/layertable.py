@@ -119,11 +119,7 @@ def layer_table(model: nn.Module, input_shape: tuple[int, int, int]) -> LayerTab
     modules = dict(model.named_modules())
     rows = []
     for spec in specs:
-        ref = (
-            LayerRef(*spec.split("#"))
-            if "#" not in spec
-            else LayerRef(spec.split("#")[0], int(spec.split("#")[1]))
-        )
+        ref = parse_layer(spec)
         module = modules[ref.name]
         rows.append(
             LayerRow(

@@ -208,11 +208,11 @@ class _FieldPropagator:
                 self._input_field(node), kernel, self._arg(node, 3, "stride", 1), pad, dilation
             )
         if target in {F.max_pool2d, F.avg_pool2d, torch.max_pool2d}:
-            kernel = self._arg(node, 1, "kernel_size", None)
-            stride = self._arg(node, 2, "stride", None) or kernel
+            pool_kernel = self._arg(node, 1, "kernel_size", None)
+            stride = self._arg(node, 2, "stride", None) or pool_kernel
             padding = _pair(self._arg(node, 3, "padding", 0))
             dilation = self._arg(node, 4, "dilation", 1) if target is not F.avg_pool2d else 1
-            return _window(self._input_field(node), kernel, stride, padding, dilation)
+            return _window(self._input_field(node), pool_kernel, stride, padding, dilation)
         if target is F.pad:
             pads = list(self._arg(node, 1, "pad", ()))
             if len(pads) < 4:
@@ -342,7 +342,9 @@ def measure_field(model: nn.Module, layer: str, input_shape: tuple[int, int, int
     param = next(iter(model.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")
     generator = torch.Generator(device=device).manual_seed(0)
-    image = torch.rand(1, *input_shape, generator=generator, device=device, requires_grad=True)
+    dtype = param.dtype if param is not None else torch.float32
+    image = torch.rand(1, *input_shape, generator=generator, device=device, dtype=dtype)
+    image.requires_grad_(True)
     with torch.enable_grad(), capture(model, [layer], stop_early=True) as acts:
         acts.run(image)
     output = acts[layer]
@@ -397,5 +399,3 @@ def receptive_fields(
         field = fields.get(spec)
         result[spec] = field if field is not None else measure_field(model, spec, input_shape)
     return result
-
-

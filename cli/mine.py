@@ -1,0 +1,222 @@
+"""`vizcnn mine`: top-k dataset patches per channel (Zeiler & Fergus), with resume and torchrun."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from vizcnn.datasets import ImageSource, open_dataset
+from vizcnn.distributed import current_shard, init_from_env, shutdown
+from vizcnn.imaging import save_json, save_png
+from vizcnn.mining import MineConfig, TopK, config_dict, layer_shape, mine_topk, parse_channels
+from vizcnn.models import LoadedModel
+from vizcnn.patches import MinedPatches, channel_grid, layer_sheet, mine_patches
+
+from .common import (
+    device_from,
+    friendly_errors,
+    model_options,
+    open_model,
+    progress_enabled,
+    run_options,
+)
+from .progress import progress_bar
+
+CHECKPOINT_DIR = "checkpoint"
+
+
+@click.command("mine")
+@click.argument("data")
+@model_options
+@click.option(
+    "-l", "--layer", default=None, help="Layer to mine (default: the model's mine layer)."
+)
+@click.option("--channels", default=None, help="Channels: 0:64 (slice, the default), 3,5,9, or 7.")
+@click.option("--all", "all_channels", is_flag=True, help="Mine every channel of the layer.")
+@click.option("-k", "k", type=int, default=9, show_default=True, help="Images per channel.")
+@click.option(
+    "--rank",
+    type=click.Choice(["max", "mean"]),
+    default="max",
+    show_default=True,
+    help="Score of an image for a channel: spatial max or mean of its map.",
+)
+@click.option("--batch", type=int, default=64, show_default=True, help="Images per forward pass.")
+@click.option(
+    "--workers", type=int, default=2, show_default=True, help="Image-decoding worker processes."
+)
+@click.option("--limit", type=int, default=None, help="Use only the first N images.")
+@click.option(
+    "--projections",
+    type=click.Choice(["deconv", "guided", "none"]),
+    default="none",
+    show_default=True,
+    help="Show each patch next to its deconvnet or guided-backprop projection.",
+)
+@click.option("--thumbnail", type=int, default=64, show_default=True, help="Tile size in pixels.")
+@click.option(
+    "--crops", type=int, default=32, show_default=True, help="samples: crops per bundled photo."
+)
+@click.option(
+    "--checkpoint-every",
+    type=int,
+    default=20,
+    show_default=True,
+    help="Batches between checkpoints in OUT/checkpoint/.",
+)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT/checkpoint/.")
+@run_options
+@click.option("-o", "--output", required=True, help="Output folder.")
+@friendly_errors
+def mine_command(
+    data: str,
+    layer: str | None,
+    channels: str | None,
+    all_channels: bool,
+    k: int,
+    rank: str,
+    batch: int,
+    workers: int,
+    limit: int | None,
+    projections: str,
+    thumbnail: int,
+    crops: int,
+    checkpoint_every: int,
+    resume: bool,
+    output: str,
+    **options: Any,
+) -> None:
+    """Find the k images that excite each channel most; save their patches and a manifest.
+
+    DATA is a folder of images (any tree, e.g. ImageFolder), a .txt list of paths, or `samples`
+    (random crops of the photos bundled with scikit-image and scikit-learn). Writes
+    OUT/channel_NNNN.png (3x3 grid per channel), OUT/sheet.png (the layer) and OUT/manifest.json.
+    Under `torchrun --nproc-per-node N vizcnn mine ...` the ranks share the data.
+
+    \b
+    Example:
+      vizcnn mine samples -l _blocks.4 --channels 0:16 -o mined/
+    """
+    if all_channels and channels:
+        raise click.UsageError("give --channels or --all, not both")
+    device = init_from_env(device_from(options))
+    try:
+        loaded = open_model(options, device)
+        layer_name = layer or loaded.layers_for("mine")[0]
+        available = layer_shape(loaded, layer_name)[0]
+        chosen = parse_channels(None if all_channels else (channels or "0:64"), available)
+        config = MineConfig(
+            layer=layer_name,
+            channels=chosen,
+            k=k,
+            rank=rank,
+            batch_size=batch,
+            workers=workers,
+            checkpoint_every=checkpoint_every,
+            projections=projections,
+            thumbnail=thumbnail,
+        )
+        config.validate()
+        dataset = open_dataset(
+            data,
+            loaded.channels,
+            loaded.input_size,
+            limit=limit,
+            crops_per_image=crops,
+            seed=options["seed"],
+        )
+        shard = current_shard()
+        out = Path(output)
+        checkpoint = out / CHECKPOINT_DIR / f"rank{shard.rank}-of-{shard.world_size}.pt"
+        show = progress_enabled(options) and shard.is_main
+        started = time.perf_counter()
+        with progress_bar(show, unit="img") as progress:
+            top = mine_topk(
+                loaded, dataset, config, progress=progress, checkpoint=checkpoint, resume=resume
+            )
+        elapsed = time.perf_counter() - started
+        if not shard.is_main:
+            return
+        with progress_bar(show, unit="patch") as progress:
+            mined = mine_patches(
+                loaded,
+                dataset,
+                top,
+                projections=projections,
+                thumbnail_size=thumbnail,
+                progress=progress,
+            )
+        written = _write(out, loaded, dataset, data, config, top, mined)
+        rate = top.images_seen / max(elapsed, 1e-9)
+        click.echo(
+            f"mined {layer_name} ({len(chosen)} channels, k={k}) over {top.images_seen} images "
+            f"({len(top.skipped)} skipped) at {rate:.1f} img/s; wrote {written} files to {out}/"
+        )
+    finally:
+        shutdown()
+
+
+def _write(
+    out: Path,
+    loaded: LoadedModel,
+    dataset: ImageSource,
+    data: str,
+    config: MineConfig,
+    top: TopK,
+    mined: MinedPatches,
+) -> int:
+    meta = {"model": loaded.name, "layer": config.layer, "k": config.k, "rank": config.rank}
+    channel_rows = []
+    written = 0
+    for channel in top.channels:
+        hits = mined.hits.get(channel, [])
+        tile = f"channel_{channel:04d}.png" if hits else None
+        if hits:
+            save_png(channel_grid(hits), out / tile, {**meta, "channel": channel})
+            written += 1
+        channel_rows.append(
+            {
+                "channel": channel,
+                "tile": tile,
+                "hits": [
+                    {
+                        "rank": hit.rank,
+                        "image": hit.image,
+                        "image_id": hit.image_id,
+                        "value": hit.value,
+                        "position": list(hit.position),
+                        "box": list(hit.box),
+                    }
+                    for hit in hits
+                ],
+            }
+        )
+    if mined.hits:
+        save_png(layer_sheet(mined), out / "sheet.png", meta)
+        written += 1
+    field = mined.field
+    manifest = {
+        "model": loaded.name,
+        "weights": loaded.weights,
+        "data": data,
+        "images": len(dataset),
+        "images_seen": top.images_seen,
+        "layer": config.layer,
+        "layer_shape": list(top.layer_shape),
+        "config": config_dict(config),
+        "field": {
+            "size": list(field.size),
+            "stride": list(field.stride),
+            "offset": list(field.offset),
+            "method": field.method,
+        },
+        "box_note": "(top, left, bottom, right) in the preprocessed model input, bottom/right "
+        "exclusive; may extend past the image (padded)",
+        "skipped": [{"image": name, "reason": reason} for name, reason in top.skipped],
+        "channels": channel_rows,
+    }
+    save_json(manifest, out / "manifest.json")
+    return written + 1

@@ -1,0 +1,234 @@
+"""Image collections for mining: a folder tree, a text list of paths, or crops of bundled photos.
+
+Each item is the image after the model's own preprocessing (shorter side resized to the input
+size, then centre-cropped), in [0, 1], with a content hash so that identical images under two
+names count once. An unreadable item does not raise: it comes back with an `error` string and
+the miner skips it and lists it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from vizcnn.data import list_image_files, sample_image, sample_names
+from vizcnn.errors import VizError
+from vizcnn.imaging import load_image, resize
+
+SAMPLES = "samples"
+
+
+def preprocess(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize `(C, h, w)` so it covers `size` = (H, W), then centre-crop to exactly `size`."""
+    height, width = image.shape[-2:]
+    scale = max(size[0] / height, size[1] / width)
+    new_h, new_w = max(size[0], round(height * scale)), max(size[1], round(width * scale))
+    scaled = resize(image.unsqueeze(0), (new_h, new_w))[0]
+    top, left = (new_h - size[0]) // 2, (new_w - size[1]) // 2
+    return scaled[:, top : top + size[0], left : left + size[1]].clamp(0, 1).contiguous()
+
+
+def content_hash(image: torch.Tensor) -> int:
+    """A 64-bit content hash of a preprocessed image (never 0: 0 marks an empty slot)."""
+    digest = hashlib.blake2b(image.detach().cpu().contiguous().numpy().tobytes(), digest_size=8)
+    value = int.from_bytes(digest.digest(), "little", signed=True)
+    return value or 1
+
+
+class ImageSource(Dataset[dict[str, Any]]):
+    """Base class: `load(i)` gives one raw image; items come preprocessed, hashed, never raising.
+
+    Subclasses set `names` (one display name per item) and implement `load`.
+
+    Args:
+        channels: colour channels the model takes (1 or 3).
+        size: `(H, W)` the model takes.
+    """
+
+    names: list[str]
+
+    def __init__(self, channels: int, size: tuple[int, int]) -> None:
+        self.channels = channels
+        self.size = (int(size[0]), int(size[1]))
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def load(self, index: int) -> torch.Tensor:
+        """The raw image `index` as `(C, h, w)` in [0, 1]; raise on unreadable data."""
+        raise NotImplementedError
+
+    def image(self, index: int) -> torch.Tensor:
+        """Item `index` preprocessed to `(C, H, W)` in [0, 1] (raises VizError if unreadable)."""
+        try:
+            raw = self.load(index)
+        except VizError:
+            raise
+        except Exception as exc:  # decoders raise many types; the reason goes to the manifest
+            raise VizError(
+                f"cannot read {self.names[index]!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+        if raw.dim() != 3 or raw.shape[-1] < 1 or raw.shape[-2] < 1:
+            raise VizError(f"{self.names[index]!r} is not an image (shape {tuple(raw.shape)})")
+        return preprocess(raw, self.size)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        try:
+            image = self.image(index)
+            return {"image": image, "index": index, "hash": content_hash(image), "error": ""}
+        except VizError as exc:
+            blank = torch.zeros(self.channels, *self.size)
+            return {"image": blank, "index": index, "hash": 0, "error": str(exc)}
+
+    def fingerprint(self) -> str:
+        """Identifies the collection (names, size, channels) so a resumed run checks it."""
+        text = json.dumps([self.channels, self.size, self.names])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class FileImages(ImageSource):
+    """Image files: `paths` in order; names are the paths as given."""
+
+    def __init__(self, paths: Sequence[str | Path], channels: int, size: tuple[int, int]) -> None:
+        super().__init__(channels, size)
+        self.paths = [Path(p) for p in paths]
+        self.names = [str(p) for p in self.paths]
+
+    def load(self, index: int) -> torch.Tensor:
+        return load_image(self.paths[index], self.channels)
+
+
+@lru_cache(maxsize=32)
+def _photo(name: str, channels: int) -> torch.Tensor:
+    # Kept as uint8: sixteen photos, some megapixel, are cached once per (worker) process.
+    return sample_image(name, channels).mul(255).round().to(torch.uint8)
+
+
+class SampleCrops(ImageSource):
+    """Seeded random square crops of the photos bundled with scikit-image and scikit-learn.
+
+    Crop 0 of each photo is the whole photo; the others cover 6% to 100% of its shorter side
+    squared, at random places. Same seed, same crops.
+
+    Args:
+        crops_per_image: crops taken from each bundled photo.
+        seed: seeds the crop positions.
+    """
+
+    def __init__(
+        self, channels: int, size: tuple[int, int], crops_per_image: int = 32, seed: int = 0
+    ) -> None:
+        super().__init__(channels, size)
+        if crops_per_image < 1:
+            raise VizError(f"crops per image must be at least 1, got {crops_per_image}")
+        generator = torch.Generator().manual_seed(int(seed))
+        self.crops: list[tuple[str, int, int, int]] = []  # (photo, top, left, side)
+        for photo in sample_names():
+            height, width = _photo(photo, channels).shape[-2:]
+            short = min(height, width)
+            self.crops.append((photo, 0, 0, 0))  # 0 side: the whole photo
+            for _ in range(crops_per_image - 1):
+                fraction = math.sqrt(0.06 + 0.94 * float(torch.rand((), generator=generator)))
+                side = max(8, int(short * fraction))
+                top = int(torch.randint(0, height - side + 1, (), generator=generator))
+                left = int(torch.randint(0, width - side + 1, (), generator=generator))
+                self.crops.append((photo, top, left, side))
+        self.names = [
+            f"sample:{p}" if s == 0 else f"sample:{p}@{t},{left},{s}"
+            for p, t, left, s in self.crops
+        ]
+
+    def load(self, index: int) -> torch.Tensor:
+        photo, top, left, side = self.crops[index]
+        image = _photo(photo, self.channels)
+        if side:
+            image = image[:, top : top + side, left : left + side]
+        return image.float().div(255.0)
+
+
+class TensorImages(ImageSource):
+    """Images already in memory: `(N, C, H, W)` in [0, 1] (preprocessed if not at the model size)."""
+
+    def __init__(self, images: torch.Tensor, names: Sequence[str] | None = None) -> None:
+        super().__init__(int(images.shape[1]), (int(images.shape[2]), int(images.shape[3])))
+        self.images = images
+        self.names = (
+            list(names) if names is not None else [f"tensor:{i}" for i in range(len(images))]
+        )
+
+    def load(self, index: int) -> torch.Tensor:
+        return self.images[index]
+
+
+def open_dataset(
+    data: str | Path,
+    channels: int,
+    size: tuple[int, int],
+    *,
+    limit: int | None = None,
+    crops_per_image: int = 32,
+    seed: int = 0,
+) -> ImageSource:
+    """The DATA argument as a data set: a folder tree, a `.txt` list of paths, or `samples`.
+
+    Args:
+        data: folder (any tree of images, e.g. an ImageFolder), text file of paths (one per line,
+            relative to the file), or `samples` (crops of the bundled photos).
+        channels, size: what the model takes, `(H, W)`.
+        limit: keep only the first `limit` images.
+        crops_per_image, seed: for `samples`.
+
+    Example:
+        >>> dataset = open_dataset("samples", 3, (224, 224), limit=64)
+        >>> dataset[0]["image"].shape
+        torch.Size([3, 224, 224])
+    """
+    if limit is not None and limit < 1:
+        raise VizError(f"--limit must be at least 1, got {limit}")
+    dataset: ImageSource
+    if str(data) == SAMPLES:
+        dataset = SampleCrops(channels, size, crops_per_image, seed)
+    else:
+        dataset = FileImages(list_image_files(data), channels, size)
+    if limit is not None:
+        dataset = _limited(dataset, limit)
+    if len(dataset) == 0:
+        raise VizError(
+            f"no images in {str(data)!r}; give a folder with images "
+            "(.jpg, .png, ...), a .txt list of paths, or 'samples'"
+        )
+    return dataset
+
+
+def _limited(dataset: ImageSource, limit: int) -> ImageSource:
+    dataset.names = dataset.names[:limit]
+    return dataset
+
+
+@dataclass
+class Batch:
+    """A collated batch: images `(B, C, H, W)`, data-set indices, content hashes, errors."""
+
+    images: torch.Tensor  # (B, C, H, W) in [0, 1]; zeros where `errors` is non-empty
+    indices: torch.Tensor  # (B,) int64 positions in the data set (image ids)
+    hashes: torch.Tensor  # (B,) int64 content hashes, 0 for unreadable items
+    errors: list[str]  # "" for a good item, else why it was skipped
+
+
+def collate(items: list[dict[str, Any]]) -> Batch:
+    """DataLoader `collate_fn` for `ImageSource` items."""
+    return Batch(
+        images=torch.stack([item["image"] for item in items]),
+        indices=torch.tensor([item["index"] for item in items], dtype=torch.int64),
+        hashes=torch.tensor([item["hash"] for item in items], dtype=torch.int64),
+        errors=[item["error"] for item in items],
+    )

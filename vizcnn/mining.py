@@ -1,0 +1,358 @@
+"""Top-k dataset mining (Zeiler & Fergus 2013): per channel, the images that excite it most.
+
+One streaming pass over the data: the forward pass stops at the mined layer, each image gives
+per channel its spatial maximum (or mean) and where the best unit is, and a `RunningTopK` keeps
+the k best per channel (each image at most once per channel) in O(channels x k) memory. The
+running state and the position in the data are checkpointed atomically every few batches, so
+an interrupted run resumes to the same result; under torchrun each rank mines a shard and the
+shards merge exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from vizcnn.datasets import Batch, ImageSource, collate
+from vizcnn.distributed import Shard, all_gather, all_gather_objects, current_shard
+from vizcnn.errors import VizError
+from vizcnn.hooks import capture
+from vizcnn.imaging import atomic_write
+from vizcnn.models import LoadedModel
+from vizcnn.progress import ProgressCallback, no_progress
+from vizcnn.topk import MAX_IMAGES, RunningTopK, decode
+
+RANKS = ("max", "mean")
+_CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class MineConfig:
+    """Options of a mining run (the `vizcnn mine` options map one to one onto these)."""
+
+    layer: str  # layer to mine, dotted named_modules() path (`name#k` for the k-th call)
+    channels: tuple[int, ...] | None = None  # channels to mine; None = every channel
+    k: int = 9  # images kept per channel
+    rank: str = "max"  # score of an image for a channel: spatial "max" or "mean"
+    batch_size: int = 64  # images per forward pass
+    workers: int = 0  # DataLoader worker processes decoding images (0 = in this process)
+    checkpoint_every: int = 20  # batches between checkpoints (when a checkpoint path is given)
+    projections: str = "none"  # second pass: "deconv", "guided" or "none"
+    thumbnail: int = 64  # longest side of a patch tile, in pixels
+
+    def validate(self) -> None:
+        if self.k < 1:
+            raise VizError(f"-k must be at least 1, got {self.k}")
+        if self.rank not in RANKS:
+            raise VizError(f"unknown --rank {self.rank!r}; use max or mean")
+        if self.batch_size < 1:
+            raise VizError(f"--batch must be at least 1, got {self.batch_size}")
+        if self.workers < 0:
+            raise VizError(f"--workers must be 0 or more, got {self.workers}")
+        if self.checkpoint_every < 1:
+            raise VizError(f"checkpoint interval must be at least 1, got {self.checkpoint_every}")
+        if self.projections not in ("deconv", "guided", "none"):
+            raise VizError(
+                f"unknown --projections {self.projections!r}; use deconv, guided or none"
+            )
+        if self.thumbnail < 8:
+            raise VizError(f"--thumbnail must be at least 8 pixels, got {self.thumbnail}")
+
+
+@dataclass
+class TopK:
+    """Result of the streaming pass: per mined channel its k best images, best first.
+
+    Rows follow `channels`; empty slots (fewer images than k) have id -1 and value NaN.
+    """
+
+    layer: str  # the mined layer
+    channels: tuple[int, ...]  # channel of each row
+    rank: str  # "max" or "mean"
+    values: torch.Tensor  # (C', k) float32 score
+    image_ids: torch.Tensor  # (C', k) int64 index into the data set, -1 = empty
+    positions: torch.Tensor  # (C', k, 2) int64 (y, x) of the best unit in the layer's map
+    layer_shape: tuple[int, int, int]  # (C, H, W) of the layer's output for one image
+    images_seen: int  # images that went through the network
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (image, reason) not readable
+
+    def hits(self, row: int) -> list[tuple[float, int, int, int]]:
+        """(value, image id, y, x) of row `row`'s filled slots, best first."""
+        found = []
+        for slot in range(self.values.shape[1]):
+            image = int(self.image_ids[row, slot])
+            if image >= 0:
+                y, x = (int(v) for v in self.positions[row, slot])
+                found.append((float(self.values[row, slot]), image, y, x))
+        return found
+
+
+def parse_channels(text: str | None, available: int) -> tuple[int, ...]:
+    """`"0:64"` (slice, clipped), `"3,5,9"`, `"7"` or `"all"` as channel indices of `available`.
+
+    Example:
+        >>> parse_channels("0:4", 40)
+        (0, 1, 2, 3)
+    """
+    text = (text or "").strip()
+    if text in ("", "all"):
+        return tuple(range(available))
+    try:
+        if ":" in text:
+            parts = [int(p) if p.strip() else None for p in text.split(":")]
+            chosen = tuple(range(available)[slice(*parts)])
+        else:
+            chosen = tuple(int(p) for p in text.split(",") if p.strip())
+    except ValueError as exc:
+        raise VizError(f"bad --channels {text!r}; write 0:64, 3,5,9 or --all") from exc
+    bad = [c for c in chosen if not 0 <= c < available]
+    if bad:
+        raise VizError(f"channel {bad[0]} out of range; the layer has channels 0..{available - 1}")
+    if not chosen:
+        raise VizError(f"--channels {text!r} selects no channel of 0..{available - 1}")
+    return chosen
+
+
+def layer_shape(loaded: LoadedModel, layer: str) -> tuple[int, int, int]:
+    """`(C, H, W)` of `layer`'s output for one input image (VizError if not a 4-D map)."""
+    probe = torch.zeros(1, loaded.channels, *loaded.input_size, device=loaded.device)
+    with (
+        torch.inference_mode(),
+        capture(loaded.module, [layer], stop_early=True, detach=True) as acts,
+    ):
+        acts.run(probe)
+    output = acts[layer]
+    if output.dim() != 4:
+        raise VizError(
+            f"layer {layer!r} gives shape {tuple(output.shape)}; mining needs a (B, C, H, W) map"
+        )
+    return int(output.shape[1]), int(output.shape[2]), int(output.shape[3])
+
+
+def _fingerprint(
+    loaded: LoadedModel,
+    dataset: ImageSource,
+    config: MineConfig,
+    channels: tuple[int, ...],
+    shard: Shard,
+) -> str:
+    text = json.dumps(
+        [loaded.name, loaded.weights, config.layer, channels, config.k, config.rank,
+         dataset.fingerprint(), shard.rank, shard.world_size]
+    )  # fmt: skip
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class _State:
+    """Everything a resumed run needs: the running top-k and where in the shard we are."""
+
+    top: RunningTopK
+    position: int = 0  # items of this rank's shard already consumed
+    images_seen: int = 0
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # (image id, reason)
+
+    def save(self, path: Path, fingerprint: str) -> None:
+        payload = {
+            "version": _CHECKPOINT_VERSION,
+            "fingerprint": fingerprint,
+            "top": self.top.state_dict(),
+            "position": self.position,
+            "images_seen": self.images_seen,
+            "skipped": [list(item) for item in self.skipped],
+        }
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        atomic_write(path, lambda file: file.write(buffer.getvalue()))
+
+    @classmethod
+    def load(cls, path: Path, fingerprint: str, device: torch.device) -> _State:
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a foreign or damaged file
+            raise VizError(
+                f"cannot read checkpoint {str(path)!r}: {exc}; delete it to start over"
+            ) from exc
+        if (
+            payload.get("version") != _CHECKPOINT_VERSION
+            or payload.get("fingerprint") != fingerprint
+        ):
+            raise VizError(
+                f"checkpoint {str(path)!r} belongs to a run with other data, model, layer, channels, "
+                "k, rank or number of ranks; use the same options, or drop --resume to start over"
+            )
+        return cls(
+            top=RunningTopK.from_state(payload["top"], device),
+            position=int(payload["position"]),
+            images_seen=int(payload["images_seen"]),
+            skipped=[(int(a), str(b)) for a, b in payload["skipped"]],
+        )
+
+
+def mine_topk(
+    loaded: LoadedModel,
+    dataset: ImageSource,
+    config: MineConfig,
+    *,
+    progress: ProgressCallback = no_progress,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+) -> TopK:
+    """Stream `dataset` through the model up to `config.layer`; keep each channel's top k.
+
+    Under an initialized `torch.distributed` process group (torchrun), each rank mines every
+    world_size-th image and the ranks' results are merged exactly; all ranks get the result.
+
+    Args:
+        loaded: the model (left unchanged).
+        dataset: an `ImageSource`, e.g. from `open_dataset`; items are `(C, H, W)` in [0, 1].
+        config: layer, channels, k, rank, batch size, workers, checkpoint interval.
+        progress: called with (images done, images in this rank's shard, message).
+        checkpoint: file for the running state (one per rank); None = no checkpoints.
+        resume: continue from `checkpoint` if it exists (VizError if it was another run's).
+
+    Example:
+        >>> data = open_dataset("samples", 3, loaded.input_size, limit=64)
+        >>> top = mine_topk(loaded, data, MineConfig(layer="_blocks.4", channels=(0, 1)))
+        >>> top.hits(0)[0]  # (value, image id, y, x)
+    """
+    config.validate()
+    if len(dataset) > MAX_IMAGES:
+        raise VizError(
+            f"{len(dataset)} images is more than mining handles ({MAX_IMAGES}); use --limit"
+        )
+    shape = layer_shape(loaded, config.layer)
+    channels = tuple(config.channels) if config.channels is not None else tuple(range(shape[0]))
+    parse_channels(",".join(str(c) for c in channels), shape[0])  # range check
+    device = loaded.device
+    shard = current_shard()
+    fingerprint = _fingerprint(loaded, dataset, config, channels, shard)
+    path = Path(checkpoint) if checkpoint is not None else None
+    if resume and path is not None and path.is_file():
+        state = _State.load(path, fingerprint, device)
+    else:
+        state = _State(top=RunningTopK.empty(len(channels), config.k, device))
+
+    indices = list(shard.indices(len(dataset)))
+    remaining = indices[state.position :]
+    loader: DataLoader[Any] = DataLoader(
+        Subset(dataset, remaining),
+        batch_size=config.batch_size,
+        shuffle=False,
+        num_workers=config.workers,
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
+    )
+    select = (
+        None
+        if channels == tuple(range(shape[0]))
+        else torch.tensor(channels, dtype=torch.int64, device=device)
+    )
+    message = f"mining {config.layer}"
+    progress(state.position, len(indices), message)
+    batches = 0
+    model = loaded.module
+    with (
+        torch.inference_mode(),
+        capture(model, [config.layer], stop_early=True, detach=True) as acts,
+    ):
+        for batch in loader:
+            _mine_batch(loaded, acts, config, batch, select, state, device)
+            batches += 1
+            if path is not None and (
+                batches % config.checkpoint_every == 0 or state.position == len(indices)
+            ):
+                state.save(path, fingerprint)
+            progress(state.position, len(indices), message)
+    return _finish(state, config, channels, shape, dataset.names)
+
+
+def _mine_batch(
+    loaded: LoadedModel,
+    acts: Any,
+    config: MineConfig,
+    batch: Batch,
+    select: torch.Tensor | None,
+    state: _State,
+    device: torch.device,
+) -> None:
+    valid = torch.tensor([not error for error in batch.errors], dtype=torch.bool)
+    state.skipped.extend(
+        (int(index), error)
+        for index, error in zip(batch.indices, batch.errors, strict=True)
+        if error
+    )
+    state.position += len(batch.errors)
+    if not bool(valid.any()):
+        return
+    images = batch.images.to(device, non_blocking=True)
+    acts.run(loaded.normalize(images))
+    output = acts[config.layer]
+    if select is not None:
+        output = output.index_select(1, select)
+    flat = output.flatten(2)  # (B, C', H*W)
+    peak, where = flat.max(dim=2)
+    values = flat.float().mean(dim=2) if config.rank == "mean" else peak
+    state.top.update(
+        values.float(),
+        where,
+        batch.indices.to(device),
+        batch.hashes.to(device),
+        valid.to(device),
+    )
+    state.images_seen += int(valid.sum())
+
+
+def _finish(
+    state: _State,
+    config: MineConfig,
+    channels: tuple[int, ...],
+    shape: tuple[int, int, int],
+    names: list[str],
+) -> TopK:
+    top = state.top
+    images_seen, skipped = state.images_seen, list(state.skipped)
+    if current_shard().world_size > 1:
+        keys, positions, hashes = (all_gather(t) for t in (top.keys, top.positions, top.hashes))
+        parts = [RunningTopK(k, p, h) for k, p, h in zip(keys, positions, hashes, strict=True)]
+        top = parts[0].merge(parts[1:])
+        gathered = all_gather_objects((images_seen, skipped))
+        images_seen = sum(seen for seen, _ in gathered)
+        skipped = sorted(item for _, part in gathered for item in part)
+    if images_seen == 0:
+        reason = skipped[0][1] if skipped else "no images"
+        raise VizError(
+            f"no readable image among {len(names)} ({len(skipped)} skipped; first: {reason})"
+        )
+    values, ids = decode(top.keys.cpu())
+    flat = top.positions.cpu()
+    width = shape[2]
+    positions = torch.stack([flat // width, flat % width], dim=-1).masked_fill(
+        (ids < 0)[..., None], -1
+    )
+    return TopK(
+        layer=config.layer,
+        channels=channels,
+        rank=config.rank,
+        values=values,
+        image_ids=ids,
+        positions=positions,
+        layer_shape=shape,
+        images_seen=images_seen,
+        skipped=[(names[index], reason) for index, reason in skipped],
+    )
+
+
+def config_dict(config: MineConfig) -> dict[str, Any]:
+    """The config as plain JSON-able values (for manifests)."""
+    return {
+        key: list(value) if isinstance(value, tuple) else value
+        for key, value in asdict(config).items()
+    }

@@ -1,0 +1,281 @@
+"""Second pass of mining: the winning images' patches under each hit's receptive field.
+
+Only the images that made some channel's top k are loaded again. Each hit (channel c, unit
+(y, x)) becomes the input box its unit sees (`vizcnn.receptive`), padded where the box leaves
+the image, scaled to a thumbnail; optionally next to its deconvnet or guided-backprop
+projection (captum's `NeuronDeconvolution` / `NeuronGuidedBackprop`), cropped to the same box.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from vizcnn.datasets import ImageSource
+from vizcnn.errors import VizError
+from vizcnn.hooks import capture, find_module, parse_layer
+from vizcnn.imaging import labeled_sheet, make_grid, resize
+from vizcnn.mining import TopK
+from vizcnn.models import LoadedModel
+from vizcnn.progress import ProgressCallback, no_progress
+from vizcnn.receptive import Field, receptive_fields
+
+PROJECTIONS = ("deconv", "guided", "none")
+
+
+@dataclass
+class Hit:
+    """One of a channel's top-k images: where, how strongly, and its tiles."""
+
+    channel: int  # channel of the mined layer
+    rank: int  # 0 = best
+    value: float  # the image's score for the channel (spatial max or mean)
+    image_id: int  # index into the data set
+    image: str  # the image's name (path, or sample:name@top,left,side)
+    position: tuple[int, int]  # (y, x) of the unit in the layer's map
+    box: tuple[int, int, int, int]  # (top, left, bottom, right) in the model input, exclusive
+    patch: torch.Tensor  # (C, h, w) thumbnail of the box, in [0, 1]
+    projection: torch.Tensor | None = None  # (C, h, w) projection of the unit, in [0, 1]
+
+
+@dataclass
+class MinedPatches:
+    """Every mined channel's hits, with the field used to cut them."""
+
+    layer: str
+    field: Field  # receptive field of the layer's units at the model's input size
+    projections: str  # "deconv", "guided" or "none"
+    hits: dict[int, list[Hit]] = field(default_factory=dict)  # channel -> hits, best first
+
+
+def cut_box(image: torch.Tensor, box: tuple[int, int, int, int], fill: float = 0.5) -> torch.Tensor:
+    """The `(C, bottom-top, right-left)` part of `(C, H, W)` under `box`, `fill` outside the image.
+
+    Example:
+        >>> cut_box(torch.ones(3, 8, 8), (-2, -2, 4, 4)).shape
+        torch.Size([3, 6, 6])
+    """
+    top, left, bottom, right = box
+    height, width = image.shape[-2:]
+    pads = (max(0, -left), max(0, right - width), max(0, -top), max(0, bottom - height))
+    padded = F.pad(image, pads, value=fill)
+    top, left = top + pads[2], left + pads[0]
+    return padded[:, top : top + (bottom - box[0]), left : left + (right - box[1])]
+
+
+def thumbnail(patch: torch.Tensor, longest: int) -> torch.Tensor:
+    """Scale `(C, h, w)` so its longest side is `longest` pixels (nearest when enlarging a lot)."""
+    height, width = patch.shape[-2:]
+    scale = longest / max(height, width)
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    if scale >= 2:  # small fields (first layers): keep pixels crisp
+        return F.interpolate(patch[None], size=size, mode="nearest")[0]
+    return resize(patch[None], size)[0]
+
+
+class _ClampedReLU(nn.ReLU):
+    """Stands in for `nn.ReLU6` during a captum call: same forward, but captum sees a ReLU."""
+
+    def __init__(self, upper: float) -> None:
+        super().__init__(inplace=False)
+        self.upper = upper
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.hardtanh(input, 0.0, self.upper)
+
+
+@contextmanager
+def relus_for_captum(model: nn.Module) -> Iterator[nn.Module]:
+    """Present every `nn.ReLU6` as an `nn.ReLU` and switch in-place activations off, for captum.
+
+    captum's deconvolution and guided backprop override gradients only at `nn.ReLU` modules
+    and break on in-place ones; the model is restored exactly (same module objects, flags).
+    """
+    swapped: list[tuple[nn.Module, str, nn.Module]] = []
+    inplace = {
+        m: m.inplace for m in model.modules() if isinstance(getattr(m, "inplace", None), bool)
+    }
+    try:
+        for parent in list(model.modules()):
+            for name, child in list(parent.named_children()):
+                if isinstance(child, nn.ReLU6):
+                    swapped.append((parent, name, child))
+                    setattr(parent, name, _ClampedReLU(float(child.max_val)))
+        for module in inplace:
+            module.inplace = False  # type: ignore[assignment]
+        yield model
+    finally:
+        for parent, name, child in reversed(swapped):
+            setattr(parent, name, child)
+        for module, flag in inplace.items():
+            module.inplace = flag  # type: ignore[assignment]
+
+
+def project(
+    loaded: LoadedModel, images: torch.Tensor, layer: str, units: torch.Tensor, method: str
+) -> torch.Tensor:
+    """Deconvnet or guided-backprop projection of one unit per image onto the input.
+
+    Args:
+        images: `(B, C, H, W)` in [0, 1] at the model's input size.
+        layer: a layer whose module runs once per forward pass.
+        units: `(B, 3)` int64 (channel, y, x) of the unit to project for each image.
+        method: "deconv" or "guided".
+
+    Returns:
+        `(B, C, H, W)` attribution in the model's input space.
+    """
+    from captum.attr import NeuronDeconvolution, NeuronGuidedBackprop
+
+    model = loaded.module
+    ref = parse_layer(layer)
+    probe = torch.zeros(1, loaded.channels, *loaded.input_size, device=loaded.device)
+    with torch.no_grad(), capture(model, [layer], stop_early=False, detach=True) as acts:
+        acts.run(probe)
+    if ref.call != 0 or acts.calls.get(ref.name, 0) != 1:
+        raise VizError(
+            f"projections need a layer whose module runs once per pass; {ref.name!r} runs "
+            f"{acts.calls.get(ref.name, 0)} times: mine a block's output or use --projections none"
+        )
+    rows = torch.arange(units.shape[0], device=loaded.device)
+    index = units.to(loaded.device)
+
+    def selector(output: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
+        tensor = output[0] if isinstance(output, tuple) else output
+        return tensor[rows, index[:, 0], index[:, 1], index[:, 2]]
+
+    inputs = loaded.normalize(images.to(loaded.device)).requires_grad_(True)
+    training = model.training
+    with relus_for_captum(model):
+        target = find_module(model, ref.name)  # after the swap: the layer may be a ReLU6
+        algorithm = (NeuronDeconvolution if method == "deconv" else NeuronGuidedBackprop)(
+            model, target
+        )
+        try:
+            with torch.enable_grad():
+                result = algorithm.attribute(inputs, neuron_selector=selector)
+        finally:
+            model.train(training)
+    return result.detach()
+
+
+def _display(projection: torch.Tensor) -> torch.Tensor:
+    # Deconvnet images are signed; centre on grey and scale by a robust maximum.
+    scale = torch.quantile(projection.abs().flatten().float(), 0.995).clamp_min(1e-12)
+    return (0.5 + 0.5 * projection / scale).clamp(0, 1)
+
+
+def mine_patches(
+    loaded: LoadedModel,
+    dataset: ImageSource,
+    topk: TopK,
+    *,
+    projections: str = "none",
+    thumbnail_size: int = 64,
+    batch_size: int = 16,
+    fill: float = 0.5,
+    progress: ProgressCallback = no_progress,
+) -> MinedPatches:
+    """Cut every hit's receptive-field box (and its projection) out of the winning images.
+
+    Args:
+        loaded: the model that was mined (left unchanged).
+        dataset: the same data set `topk` was mined from.
+        topk: result of `mine_topk`.
+        projections: "deconv", "guided" or "none".
+        thumbnail_size: longest side of each tile, in pixels.
+        batch_size: images per projection batch.
+        fill: grey level where a box leaves the image.
+        progress: called with (hits done, hits, message).
+
+    Example:
+        >>> mined = mine_patches(loaded, data, top, projections="deconv")
+        >>> mined.hits[0][0].patch.shape
+        torch.Size([3, 64, 64])
+    """
+    if projections not in PROJECTIONS:
+        raise VizError(f"unknown projections {projections!r}; use deconv, guided or none")
+    input_shape = (loaded.channels, *loaded.input_size)
+    found = receptive_fields(loaded.module, input_shape, [topk.layer])[topk.layer]
+    if found is None:
+        raise VizError(
+            f"no receptive field for layer {topk.layer!r}; its units do not see the input"
+        )
+    result = MinedPatches(layer=topk.layer, field=found, projections=projections)
+    todo = [
+        (row, slot, hit)
+        for row in range(len(topk.channels))
+        for slot, hit in enumerate(topk.hits(row))
+    ]
+    images: dict[int, torch.Tensor] = {}
+    for _, _, (_, image_id, _, _) in todo:
+        if image_id not in images:
+            images[image_id] = dataset.image(image_id)
+    total = len(todo)
+    progress(0, total, "cutting patches")
+    for start in range(0, total, batch_size):
+        chunk = todo[start : start + batch_size]
+        projected = None
+        if projections != "none":
+            batch = torch.stack([images[hit[1]] for _, _, hit in chunk])
+            units = torch.tensor(
+                [[topk.channels[row], hit[2], hit[3]] for row, _, hit in chunk], dtype=torch.int64
+            )
+            projected = project(loaded, batch, topk.layer, units, projections).cpu()
+        for index, (row, slot, (value, image_id, y, x)) in enumerate(chunk):
+            box = _box(found, y, x, loaded.input_size)
+            tile = thumbnail(cut_box(images[image_id], box, fill), thumbnail_size)
+            shown = None
+            if projected is not None:
+                crop = cut_box(projected[index], box, 0.0)
+                shown = thumbnail(_display(crop), thumbnail_size)
+            channel = topk.channels[row]
+            result.hits.setdefault(channel, []).append(
+                Hit(
+                    channel,
+                    slot,
+                    value,
+                    image_id,
+                    dataset.names[image_id],
+                    (y, x),
+                    box,
+                    tile,
+                    shown,
+                )
+            )
+        progress(min(start + batch_size, total), total, "cutting patches")
+    return result
+
+
+def _box(found: Field, y: int, x: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    if found.method == "global":  # every unit sees the whole image
+        return 0, 0, size[0], size[1]
+    return found.box(y, x)
+
+
+def channel_grid(hits: list[Hit], columns: int = 3) -> torch.Tensor:
+    """A channel's patches in a grid (k = 9 gives 3x3), its projections' grid to the left."""
+    if not hits:
+        raise VizError("no hits to put in a grid")
+    patches = make_grid([hit.patch for hit in hits], columns=columns)
+    projected = [hit.projection for hit in hits if hit.projection is not None]
+    if len(projected) != len(hits):
+        return patches
+    return make_grid([make_grid(projected, columns=columns), patches], columns=2, padding=4)
+
+
+def layer_sheet(mined: MinedPatches, columns: int | None = None) -> Image.Image:
+    """All mined channels' grids on one labelled contact sheet."""
+    channels = sorted(mined.hits)
+    if not channels:
+        raise VizError(f"nothing was mined for {mined.layer!r}: no image made any channel's top k")
+    grids = [channel_grid(mined.hits[c]) for c in channels]
+    columns = columns or math.ceil(math.sqrt(len(grids)))
+    return labeled_sheet(grids, [f"{mined.layer} c{c}" for c in channels], columns=columns)
