@@ -174,7 +174,7 @@ def _write(
     for channel in top.channels:
         hits = mined.hits.get(channel, [])
         tile = f"channel_{channel:04d}.png" if hits else None
-        if hits:
+        if tile is not None:
             save_png(channel_grid(hits), out / tile, {**meta, "channel": channel})
             written += 1
         channel_rows.append(

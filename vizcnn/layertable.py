@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vizcnn.hooks import LayerRef, capture
+from vizcnn.hooks import LayerRef, capture, parse_layer
 from vizcnn.receptive import Field, receptive_fields
 
 

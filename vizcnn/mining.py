@@ -320,8 +320,13 @@ def _finish(
     top = state.top
     images_seen, skipped = state.images_seen, list(state.skipped)
     if current_shard().world_size > 1:
-        keys, positions, hashes = (all_gather(t) for t in (top.keys, top.positions, top.hashes))
-        parts = [RunningTopK(k, p, h) for k, p, h in zip(keys, positions, hashes, strict=True)]
+        gathered_keys, gathered_positions, gathered_hashes = (
+            all_gather(t) for t in (top.keys, top.positions, top.hashes)
+        )
+        parts = [
+            RunningTopK(k, p, h)
+            for k, p, h in zip(gathered_keys, gathered_positions, gathered_hashes, strict=True)
+        ]
         top = parts[0].merge(parts[1:])
         gathered = all_gather_objects((images_seen, skipped))
         images_seen = sum(seen for seen, _ in gathered)

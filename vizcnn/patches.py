@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +53,9 @@ class MinedPatches:
     layer: str
     field: Field  # receptive field of the layer's units at the model's input size
     projections: str  # "deconv", "guided" or "none"
-    hits: dict[int, list[Hit]] = field(default_factory=dict)  # channel -> hits, best first
+    hits: dict[int, list[Hit]] = dataclass_field(
+        default_factory=dict
+    )  # channel -> hits, best first
 
 
 def cut_box(image: torch.Tensor, box: tuple[int, int, int, int], fill: float = 0.5) -> torch.Tensor:

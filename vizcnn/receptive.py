@@ -211,8 +211,8 @@ class _FieldPropagator:
             pool_kernel = self._arg(node, 1, "kernel_size", None)
             stride = self._arg(node, 2, "stride", None) or pool_kernel
             padding = _pair(self._arg(node, 3, "padding", 0))
-            dilation = self._arg(node, 4, "dilation", 1) if target is not F.avg_pool2d else 1
-            return _window(self._input_field(node), pool_kernel, stride, padding, dilation)
+            pool_dilation = self._arg(node, 4, "dilation", 1) if target is not F.avg_pool2d else 1
+            return _window(self._input_field(node), pool_kernel, stride, padding, pool_dilation)
         if target is F.pad:
             pads = list(self._arg(node, 1, "pad", ()))
             if len(pads) < 4:

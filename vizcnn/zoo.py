@@ -5,7 +5,7 @@ from __future__ import annotations
 # technique -> layers; a technique missing here falls back to a conv two thirds deep.
 _DEFAULTS: dict[str, dict[str, list[str]]] = {
     "efficientnet_lite0": {
-        "dream": ["_blocks.9"],
+        "dream": ["_blocks.9", "_blocks.11"],
         "render": ["_blocks.9"],
         "mine": ["_blocks.9"],
     },
@@ -20,7 +20,7 @@ _DEFAULTS: dict[str, dict[str, list[str]]] = {
         "mine": ["inception4a"],
     },
     "inception_v3": {
-        "dream": ["Mixed_5b", "Mixed_6a"],
+        "dream": ["Mixed_6a", "Mixed_6c"],
         "render": ["Mixed_5d"],
         "mine": ["Mixed_5d"],
     },
@@ -35,7 +35,7 @@ _DEFAULTS: dict[str, dict[str, list[str]]] = {
         "mine": ["layer3.2"],
     },
     "alexnet": {
-        "dream": ["features.10"],
+        "dream": ["features.9"],
         "render": ["features.8"],
         "mine": ["features.10"],
     },
