@@ -110,6 +110,10 @@ from .mine import mine_command  # noqa: E402
 
 app.add_command(mine_command)
 
+from .dream import dream_command  # noqa: E402
+
+app.add_command(dream_command)
+
 
 def main() -> None:
     app()

@@ -38,7 +38,7 @@ def sample_names() -> list[str]:
 def _as_tensor(array: np.ndarray) -> torch.Tensor:
     if array.dtype == bool:
         array = array.astype(np.uint8) * 255
-    tensor = torch.from_numpy(np.ascontiguousarray(array)).float().div_(255.0)
+    tensor = torch.from_numpy(np.array(array, copy=True)).float().div_(255.0)
     if tensor.dim() == 2:
         return tensor.unsqueeze(0)
     return tensor[..., :3].permute(2, 0, 1).contiguous()
@@ -56,7 +56,10 @@ def sample_image(name: str, channels: int = 3) -> torch.Tensor:
     elif name in SKIMAGE_SAMPLES:
         import skimage.data
 
-        image = _as_tensor(getattr(skimage.data, name)())
+        if name == "motorcycle_left":  # skimage ships it as the left view of a stereo pair
+            image = _as_tensor(skimage.data.stereo_motorcycle()[0])
+        else:
+            image = _as_tensor(getattr(skimage.data, name)())
     else:
         raise VizError(did_you_mean(name, sample_names(), "sample image"))
     if channels == 1 and image.shape[0] == 3:

@@ -116,7 +116,7 @@ def _photo(name: str, channels: int) -> torch.Tensor:
 class SampleCrops(ImageSource):
     """Seeded random square crops of the photos bundled with scikit-image and scikit-learn.
 
-    Crop 0 of each photo is the whole photo; the others cover 6% to 100% of its shorter side
+    Crop 0 of each photo is the whole photo (first come all crops 0, then all crops 1, ...); the others cover 6% to 100% of its shorter side
     squared, at random places. Same seed, same crops.
 
     Args:
@@ -131,17 +131,20 @@ class SampleCrops(ImageSource):
         if crops_per_image < 1:
             raise VizError(f"crops per image must be at least 1, got {crops_per_image}")
         generator = torch.Generator().manual_seed(int(seed))
-        self.crops: list[tuple[str, int, int, int]] = []  # (photo, top, left, side)
+        per_photo: list[list[tuple[str, int, int, int]]] = []
         for photo in sample_names():
             height, width = _photo(photo, channels).shape[-2:]
             short = min(height, width)
-            self.crops.append((photo, 0, 0, 0))  # 0 side: the whole photo
+            crops = [(photo, 0, 0, 0)]  # side 0: the whole photo
             for _ in range(crops_per_image - 1):
                 fraction = math.sqrt(0.06 + 0.94 * float(torch.rand((), generator=generator)))
                 side = max(8, int(short * fraction))
                 top = int(torch.randint(0, height - side + 1, (), generator=generator))
                 left = int(torch.randint(0, width - side + 1, (), generator=generator))
-                self.crops.append((photo, top, left, side))
+                crops.append((photo, top, left, side))
+            per_photo.append(crops)
+        # Round robin over photos, so that --limit still samples every photo.
+        self.crops = [crops[j] for j in range(crops_per_image) for crops in per_photo]
         self.names = [
             f"sample:{p}" if s == 0 else f"sample:{p}@{t},{left},{s}"
             for p, t, left, s in self.crops

@@ -291,12 +291,34 @@ def _stack_key(ref: LayerRef) -> str:
     return ref.name if ref.call == 0 else f"{ref.name}@{ref.call}"
 
 
+class _CallRecorder(fx.Tracer):
+    """A tracer that notes which graph node each module call returns (Identity calls included)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outputs: dict[str, fx.Node] = {}
+        self.counts: dict[str, int] = {}
+
+    def call_module(self, m: nn.Module, forward: Any, args: Any, kwargs: Any) -> Any:
+        out = super().call_module(m, forward, args, kwargs)
+        name = self.path_of_module(m)
+        call = self.counts.get(name, 0)
+        self.counts[name] = call + 1
+        node = out.node if isinstance(out, fx.Proxy) else None
+        if node is None and isinstance(out, (tuple, list)):
+            node = next((item.node for item in out if isinstance(item, fx.Proxy)), None)
+        if node is not None:
+            self.outputs[LayerRef(name, call).spec] = node
+        return out
+
+
 def graph_fields(model: nn.Module, input_shape: tuple[int, int, int]) -> dict[str, Field | None]:
     """Fields of every module call found in the traced graph, keyed by layer spec (`name#k`).
 
     Raises whatever torch.fx raises when the model cannot be traced.
     """
-    graph_module = fx.symbolic_trace(model)
+    recorder = _CallRecorder()
+    graph_module = fx.GraphModule(model, recorder.trace(model))
     param = next(iter(model.parameters()), None)
     example = torch.zeros(
         1,
@@ -307,16 +329,9 @@ def graph_fields(model: nn.Module, input_shape: tuple[int, int, int]) -> dict[st
     with torch.no_grad():
         ShapeProp(graph_module).propagate(example)
     fields = _FieldPropagator(graph_module).run()
-    last_node: dict[str, fx.Node] = {}
-    for node in graph_module.graph.nodes:
-        for key in node.meta.get("nn_module_stack") or {}:
-            last_node[key] = node
-    result: dict[str, Field | None] = {}
-    for key, node in last_node.items():
-        name, _, call = key.partition("@")
-        spec = LayerRef(name, int(call) if call.isdigit() else 0).spec
-        result[spec] = _to_field(fields.get(node), input_shape)
-    return result
+    return {
+        spec: _to_field(fields.get(node), input_shape) for spec, node in recorder.outputs.items()
+    }
 
 
 def _to_field(axis: _Axis2 | None, input_shape: tuple[int, int, int]) -> Field | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 # technique -> layers; a technique missing here falls back to a conv two thirds deep.
 _DEFAULTS: dict[str, dict[str, list[str]]] = {
     "efficientnet_lite0": {
-        "dream": ["_blocks.9", "_blocks.11"],
+        "dream": ["_blocks.9", "_blocks.11"],  # eyes and fur; checked on coffee/chelsea
         "render": ["_blocks.9"],
         "mine": ["_blocks.9"],
     },
@@ -15,27 +15,27 @@ _DEFAULTS: dict[str, dict[str, list[str]]] = {
         "mine": ["features.3"],
     },
     "googlenet": {
-        "dream": ["inception4c"],
+        "dream": ["inception4c"],  # the original notebook's inception_4c/output
         "render": ["inception4a"],
         "mine": ["inception4a"],
     },
     "inception_v3": {
-        "dream": ["Mixed_6a", "Mixed_6c"],
+        "dream": ["Mixed_6a", "Mixed_6c"],  # TF tutorial's Keras mixed3 + mixed5
         "render": ["Mixed_5d"],
         "mine": ["Mixed_5d"],
     },
     "vgg16": {
-        "dream": ["features.22"],
+        "dream": ["features.22"],  # relu4_3, as in pytorch-deepdream
         "render": ["features.22"],
         "mine": ["features.22"],
     },
     "resnet50": {
-        "dream": ["layer3"],
+        "dream": ["layer3"],  # stride 16 like inception_4c
         "render": ["layer3.2"],
         "mine": ["layer3.2"],
     },
     "alexnet": {
-        "dream": ["features.9"],
+        "dream": ["features.9"],  # relu after conv4: textures, not noise
         "render": ["features.8"],
         "mine": ["features.10"],
     },
