@@ -19,6 +19,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def model_options(func: F) -> F:
     """-m/--model plus the options that describe or locate a model's weights."""
+    return model_options_with()(func)
+
+
+def model_options_with(size_flag: str = "--size") -> Callable[[F], F]:
+    """`model_options` with the custom-model input size under `size_flag` (for commands that
+    use `--size` for something else, such as `render`'s image size)."""
+
+    def decorate(func: F) -> F:
+        return _add_model_options(func, size_flag)
+
+    return decorate
+
+
+def _add_model_options(func: F, size_flag: str) -> F:
     options = [
         click.option(
             "-m",
@@ -50,7 +64,7 @@ def model_options(func: F) -> F:
         ),
         click.option("--std", default=None, help="Custom model: per-channel std, comma-separated."),
         click.option(
-            "--size",
+            size_flag,
             "input_size",
             type=int,
             default=None,

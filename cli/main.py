@@ -9,7 +9,7 @@ import click
 
 from vizcnn.models import available_models
 
-from .common import friendly_errors, model_options, open_model
+from .common import device_from, friendly_errors, model_options, open_model, run_options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -45,6 +45,7 @@ def models_command(as_json: bool) -> None:
 
 @app.command("layers")
 @model_options
+@run_options
 @click.option(
     "--json",
     "as_json",
@@ -55,7 +56,7 @@ def models_command(as_json: bool) -> None:
     "--all",
     "show_all",
     is_flag=True,
-    help="Include container modules without their own output row filter.",
+    help="Also list modules that never run in a forward pass.",
 )
 @friendly_errors
 def layers_command(as_json: bool, show_all: bool, **options: Any) -> None:
@@ -68,15 +69,16 @@ def layers_command(as_json: bool, show_all: bool, **options: Any) -> None:
     """
     from vizcnn.layertable import layer_table
 
-    loaded = open_model(options)
+    loaded = open_model(options, device_from(options))
     table = layer_table(loaded.module, (loaded.channels, *loaded.input_size))
     if as_json:
         click.echo(json.dumps(table.to_dict(loaded.name), indent=2))
         return
     click.echo(table.format(show_all=show_all))
-    click.echo(
-        f"{loaded.name}: {len(table.rows)} layers at input {loaded.channels}x{loaded.input_size[0]}x{loaded.input_size[1]}; weights: {loaded.weights}"
-    )
+    if not options["quiet"]:
+        click.echo(
+            f"{loaded.name}: {len(table.rows)} layers at input {loaded.channels}x{loaded.input_size[0]}x{loaded.input_size[1]}; weights: {loaded.weights}"
+        )
 
 
 @app.command("train-digits")
@@ -113,6 +115,10 @@ app.add_command(mine_command)
 from .dream import dream_command  # noqa: E402
 
 app.add_command(dream_command)
+
+from .render import render_command  # noqa: E402
+
+app.add_command(render_command)
 
 
 def main() -> None:

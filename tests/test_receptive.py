@@ -27,6 +27,12 @@ def gradient_box(
     return grad[0].abs().sum(0) > 0
 
 
+def bounding_box(mask: torch.Tensor) -> tuple[int, int, int, int]:
+    rows = torch.nonzero(mask.any(1)).flatten()
+    cols = torch.nonzero(mask.any(0)).flatten()
+    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
+
+
 def box_mask(box: tuple[int, int, int, int], height: int, width: int) -> torch.Tensor:
     top, left, bottom, right = box
     mask = torch.zeros(height, width, dtype=torch.bool)
@@ -157,3 +163,55 @@ def test_global_pooling_is_global() -> None:
     model = torchvision.models.resnet18(weights=None).eval()
     field = receptive_fields(model, (3, 64, 64), ["avgpool"])["avgpool"]
     assert field is not None and field.method == "global"
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+layer_spec = st.tuples(
+    st.sampled_from(["conv", "avg", "pad"]),
+    st.integers(1, 4),  # kernel
+    st.integers(1, 3),  # stride
+    st.integers(0, 2),  # padding
+    st.integers(1, 2),  # dilation
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(layer_spec, min_size=1, max_size=4), st.integers(0, 10_000))
+def test_random_single_path_stacks_match_gradient_oracle(specs, seed) -> None:
+    torch.manual_seed(seed)  # hypothesis-driven test: weights only, never the library's randomness
+    layers: list[nn.Module] = []
+    for kind, kernel, stride, padding, dilation in specs:
+        if kind == "conv":
+            conv = nn.Conv2d(
+                1, 1, kernel, stride=stride, padding=min(padding, kernel // 2), dilation=dilation
+            )
+            with torch.no_grad():
+                conv.weight.uniform_(0.1, 1.0)
+            layers.append(conv)
+        elif kind == "avg":
+            layers.append(nn.AvgPool2d(kernel, stride=stride, padding=min(padding, kernel // 2)))
+        else:
+            layers.append(nn.ZeroPad2d((padding, 1, kernel % 3, 0)))
+    model = nn.Sequential(*layers).double().eval()
+    shape = (1, 48, 40)
+    with torch.no_grad():
+        out = model(torch.zeros(1, *shape, dtype=torch.float64))
+    if out.shape[-1] < 1 or out.shape[-2] < 1:
+        return
+    name = str(len(layers) - 1)
+    field = receptive_fields(model, shape, [name])[name]
+    assert field is not None and field.method == "graph"
+    height, width = out.shape[-2:]
+    for y, x in {(0, 0), (height // 2, width // 2), (height - 1, width - 1)}:
+        support = gradient_box(model, name, shape, (0, y, x), positive=True)
+        expected = box_mask(field.box(y, x), shape[1], shape[2])
+        if support.any():
+            # dilation, or a stride longer than the kernel, leaves holes inside the field: the
+            # box must contain the support, and be its bounding box where it lies inside the image
+            assert not (support & ~expected).any(), (specs, y, x, field)
+            top, left, bottom, right = field.box(y, x)
+            if top >= 0 and left >= 0 and bottom <= shape[1] and right <= shape[2]:
+                assert bounding_box(support) == (top, left, bottom, right), (specs, y, x, field)
+        # (a unit of a padding layer's border sees no pixel at all, whatever its box says)

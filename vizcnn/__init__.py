@@ -1,14 +1,23 @@
 """vizcnn: feature visualization and interpretability for convolutional networks in PyTorch."""
 
+from vizcnn.datasets import open_dataset
 from vizcnn.devices import make_generator, resolve_device
 from vizcnn.errors import VizError
 from vizcnn.hooks import capture, forward_to, parse_layer
 from vizcnn.imaging import load_image, make_grid, save_json, save_png
+from vizcnn.mining import MineConfig, TopK, mine_topk
 from vizcnn.models import DEFAULT_MODEL, LoadedModel, available_models, load_model
+from vizcnn.patches import MinedPatches, mine_patches
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "MineConfig",
+    "MinedPatches",
+    "TopK",
+    "mine_patches",
+    "mine_topk",
+    "open_dataset",
     "DEFAULT_MODEL",
     "LoadedModel",
     "VizError",

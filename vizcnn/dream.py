@@ -152,7 +152,7 @@ def dream_objective(
     """
     total: torch.Tensor | None = None
     for index, target in enumerate(targets):
-        acts = _select_channels(activations[target.layer].float(), target)
+        acts = _select_channels(_wide(activations[target.layer]), target)
         if guides is None:
             term = 0.5 * acts.square().sum()
         else:
@@ -161,6 +161,11 @@ def dream_objective(
     if total is None:
         raise VizError("no dream layer given")
     return total
+
+
+def _wide(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum the objective in float32 at least (autocast may hand back bfloat16 activations)."""
+    return tensor if tensor.dtype in (torch.float32, torch.float64) else tensor.float()
 
 
 def _select_channels(acts: torch.Tensor, target: LayerTarget) -> torch.Tensor:
@@ -209,7 +214,7 @@ def guide_features(
     layers = list(dict.fromkeys(t.layer for t in targets))
     with torch.no_grad():
         acts = forward_to(loaded.module, loaded.normalize(resize(image, size)), layers, detach=True)
-    return [_select_channels(acts[t.layer].float(), t)[0].flatten(1) for t in targets]
+    return [_select_channels(_wide(acts[t.layer]), t)[0].flatten(1) for t in targets]
 
 
 def _as_batch(image: torch.Tensor, loaded: LoadedModel) -> torch.Tensor:
@@ -296,7 +301,7 @@ def octave_sizes(
         shape = (max(1, round(height / factor)), max(1, round(width / factor)))
         if not fits(shape):
             warnings.warn(
-                f"image {height}x{width} is small for {loaded.name} at {layers[-1]}: using "
+                f"image {height}x{width} is small for {loaded.name} at {', '.join(layers)}: using "
                 f"{level} of {config.octaves} octaves (the network rejects {shape[0]}x{shape[1]})",
                 stacklevel=2,
             )

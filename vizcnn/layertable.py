@@ -52,7 +52,7 @@ class LayerTable:
         }
 
     def format(self, show_all: bool = False) -> str:
-        """A fixed-width text table; containers that only wrap one child are hidden unless show_all."""
+        """A fixed-width text table; modules that never ran are hidden unless show_all."""
         header = ("layer", "type", "output", "params", "rf", "stride", "offset", "how")
         lines = []
         for row in self.rows:

@@ -259,9 +259,11 @@ def mine_topk(
     progress(state.position, len(indices), message)
     batches = 0
     model = loaded.module
+    # strict=False: `layer_shape` already checked the layer, and a run whose batches were all
+    # unreadable never runs the model (reported below as "no readable image" instead).
     with (
         torch.inference_mode(),
-        capture(model, [config.layer], stop_early=True, detach=True) as acts,
+        capture(model, [config.layer], stop_early=True, detach=True, strict=False) as acts,
     ):
         for batch in loader:
             _mine_batch(loaded, acts, config, batch, select, state, device)

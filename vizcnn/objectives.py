@@ -203,7 +203,9 @@ def channel(layer: str, index: int) -> Objective:
 
 def _center(acts: torch.Tensor, y: int | None, x: int | None, layer: str) -> tuple[int, int]:
     if acts.dim() != 4:
-        raise VizError(f"neuron objective needs a (B, C, H, W) layer; {layer!r} gives {acts.dim()}-D")
+        raise VizError(
+            f"neuron objective needs a (B, C, H, W) layer; {layer!r} gives {acts.dim()}-D"
+        )
     height, width = acts.shape[-2:]
     row = height // 2 if y is None else y
     col = width // 2 if x is None else x
@@ -395,9 +397,13 @@ def stack(units: Sequence[Objective | str]) -> Objective:
             index = torch.tensor([i for _, i in members], device=acts.device)
             if kind == "class":
                 if acts.dim() != 2:
-                    raise VizError(f"class objective needs (B, classes) logits, got {tuple(acts.shape)}")
+                    raise VizError(
+                        f"class objective needs (B, classes) logits, got {tuple(acts.shape)}"
+                    )
                 if int(index.max()) >= acts.shape[1] or int(index.min()) < 0:
-                    raise VizError(f"class {int(index.max())} out of range; valid: 0..{acts.shape[1] - 1}")
+                    raise VizError(
+                        f"class {int(index.max())} out of range; valid: 0..{acts.shape[1] - 1}"
+                    )
                 picked = acts[rows, index]
             else:
                 _check_channel(acts, layer, index)

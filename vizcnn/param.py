@@ -29,7 +29,9 @@ COLOR_CORRELATION_SVD_SQRT = (
 PARAMS = ("fft", "pixel")
 
 
-def color_matrix(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def color_matrix(
+    device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """The `(3, 3)` decorrelated-to-RGB colour matrix, scaled so its largest column norm is 1."""
     matrix = torch.tensor(COLOR_CORRELATION_SVD_SQRT, device=device, dtype=dtype)
     return matrix / matrix.norm(dim=0).max()
@@ -60,6 +62,9 @@ class ImageParam(nn.Module):
         >>> images = param()          # (4, 3, 128, 128) in [0, 1]
         >>> torch.optim.Adam(param.parameters(), lr=0.05)
     """
+
+    scale: torch.Tensor  # (H, W // 2 + 1) Fourier amplitude scale
+    colors: torch.Tensor  # (3, 3) decorrelated colour -> RGB
 
     def __init__(
         self,

@@ -9,6 +9,7 @@ projection (captum's `NeuronDeconvolution` / `NeuronGuidedBackprop`), cropped to
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -162,7 +163,9 @@ def project(
             model, target
         )
         try:
-            with torch.enable_grad():
+            with torch.enable_grad(), warnings.catch_warnings():
+                # captum announces that it sets (and removes) ReLU hooks on every call
+                warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
                 result = algorithm.attribute(inputs, neuron_selector=selector)
         finally:
             model.train(training)

@@ -46,7 +46,9 @@ class RenderConfig:
     """Settings of one render; the `vizcnn render` options map onto these fields."""
 
     steps: int = 512  # optimizer steps per batch
-    size: int | tuple[int, int] | None = None  # rendered image (H, W); None: 128, or the input size if smaller
+    size: int | tuple[int, int] | None = (
+        None  # rendered image (H, W); None: 128, or the input size if smaller
+    )
     param: str = "fft"  # parameterization: fft (Fourier, 1/f scaled) or pixel
     decorrelate: bool = True  # build RGB images in decorrelated colour space
     lr: float = 0.05  # Adam learning rate
@@ -64,7 +66,10 @@ class RenderConfig:
     def image_size(self, loaded: LoadedModel) -> tuple[int, int]:
         """The (H, W) of the rendered images for `loaded`."""
         if self.size is None:
-            return (min(DEFAULT_SIZE, loaded.input_size[0]), min(DEFAULT_SIZE, loaded.input_size[1]))
+            return (
+                min(DEFAULT_SIZE, loaded.input_size[0]),
+                min(DEFAULT_SIZE, loaded.input_size[1]),
+            )
         if isinstance(self.size, int):
             return (self.size, self.size)
         return (int(self.size[0]), int(self.size[1]))
@@ -216,7 +221,9 @@ def render_iter(
             for step in range(config.steps):
                 optimizer.zero_grad(set_to_none=True)
                 images = param()
-                inputs = loaded.normalize(apply_transforms(images, transforms, input_size, generator))
+                inputs = loaded.normalize(
+                    apply_transforms(images, transforms, input_size, generator)
+                )
                 if cuda and config.channels_last:
                     inputs = inputs.contiguous(memory_format=torch.channels_last)
                 with autocast:

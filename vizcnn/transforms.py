@@ -146,12 +146,12 @@ def apply_draw(images: torch.Tensor, drawn: Draw, out_size: tuple[int, int]) -> 
     if shrink:
         sample_h, sample_w = canvas_h, canvas_w
     # affine_grid maps output coords in [-1, 1] (x, y order) to input coords in [-1, 1].
-    to_canvas = torch.diag(
-        torch.tensor([canvas_w / 2, canvas_h / 2, 1.0], dtype=torch.float64)
-    ).to(drawn.matrices.device)
-    from_source = torch.diag(
-        torch.tensor([2 / width, 2 / height, 1.0], dtype=torch.float64)
-    ).to(drawn.matrices.device)
+    to_canvas = torch.diag(torch.tensor([canvas_w / 2, canvas_h / 2, 1.0], dtype=torch.float64)).to(
+        drawn.matrices.device
+    )
+    from_source = torch.diag(torch.tensor([2 / width, 2 / height, 1.0], dtype=torch.float64)).to(
+        drawn.matrices.device
+    )
     theta = from_source @ torch.linalg.inv(drawn.matrices) @ to_canvas
     theta = theta[:, :2].to(device=images.device, dtype=images.dtype)
     grid = F.affine_grid(theta, [batch, images.shape[1], sample_h, sample_w], align_corners=False)

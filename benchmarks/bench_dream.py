@@ -1,0 +1,140 @@
+"""Benchmark `vizcnn.dream`: overhead against the raw network, tiled peak memory, seconds per image.
+
+Measures, on the default model (efficientnet_lite0, default dream layers and parameters):
+
+1. Overhead = total dream time / sum over octaves of steps x (raw forward+backward time at that
+   octave's size). "Raw" is the bare truncated forward to the dream layers plus the backward of
+   0.5*||a||^2 on one whole image, nothing else (no roll, tiles, normalization, clamping). Limit 1.15.
+2. Peak memory with tiling: peak RSS of a fresh process dreaming a 4096x4096 image over that of one
+   dreaming 1024x1024, same tile (512). Limit 1.5. One step per octave: the peak does not depend on
+   the number of steps, and it keeps the 4096 run to about a minute. The untiled 1024 run shows
+   what the tiles save.
+3. Seconds per image at 512 and 1024 px on the given thread count.
+
+Dream and raw timings are interleaved and repeated; the table reports medians.
+
+Usage:
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_dream.py [--threads 2] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+from vizcnn import load_model
+from vizcnn.data import sample_image
+from vizcnn.dream import DreamConfig, dream, octave_sizes
+from vizcnn.hooks import capture
+from vizcnn.imaging import resize
+from vizcnn.models import LoadedModel
+
+
+def photo(size: int) -> torch.Tensor:
+    """The bundled coffee photo stretched to `size` x `size` (C, H, W)."""
+    return resize(sample_image("coffee")[None], (size, size))[0].clamp(0, 1)
+
+
+def raw_step_seconds(loaded: LoadedModel, size: tuple[int, int], layers: list[str]) -> float:
+    """One bare forward (truncated at the deepest layer) + backward at `size`."""
+    x = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0))
+    x = loaded.normalize(x).requires_grad_(True)
+    with capture(loaded.module, layers, stop_early=True) as acts:
+        start = time.perf_counter()
+        acts.run(x)
+        objective = sum(0.5 * acts[name].square().sum() for name in layers)
+        torch.autograd.grad(objective, x)
+        return time.perf_counter() - start
+
+
+def overhead(loaded: LoadedModel, size: int, repeats: int) -> dict[str, float]:
+    config = DreamConfig()
+    image = photo(size)
+    layers = [t.layer for t in config.targets(loaded)]
+    sizes = octave_sizes(loaded, (size, size), config)
+    dream_times, raw_times = [], []
+    raw_step_seconds(loaded, sizes[-1], layers)  # warm-up
+    for _ in range(repeats):
+        start = time.perf_counter()
+        dream(loaded, image, config, generator=torch.Generator().manual_seed(0))
+        dream_times.append(time.perf_counter() - start)
+        per_size = [
+            statistics.median(raw_step_seconds(loaded, s, layers) for _ in range(3)) for s in sizes
+        ]
+        raw_times.append(config.steps * sum(per_size))
+    seconds, raw = statistics.median(dream_times), statistics.median(raw_times)
+    return {"size": size, "seconds": seconds, "raw": raw, "ratio": seconds / raw}
+
+
+def memory_child(size: int, tile: int) -> None:
+    """Run in a fresh process: dream one `size` image, print peak RSS (MiB) as JSON."""
+    loaded = load_model()
+    image = photo(size)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.perf_counter()
+    dream(loaded, image, DreamConfig(steps=1, tile=tile))
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"size": size, "tile": tile, "before": base, "peak": peak, "s": seconds}))
+
+
+def peak_rss(size: int, tile: int, threads: int) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--memory-child",
+            str(size),
+            str(tile),
+            "--threads",
+            str(threads),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--memory-child", nargs=2, type=int, metavar=("SIZE", "TILE"))
+    parser.add_argument("--skip-memory", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.memory_child:
+        memory_child(*args.memory_child)
+        return
+    loaded = load_model()
+    print(f"torch {torch.__version__}, {args.threads} threads, efficientnet_lite0, defaults\n")
+    print("| image | dream s | raw fwd+bwd s (sum over octaves x steps) | overhead (limit 1.15) |")
+    print("|---|---|---|---|")
+    for size in (512, 1024):
+        row = overhead(loaded, size, args.repeats)
+        print(f"| {size}x{size} | {row['seconds']:.2f} | {row['raw']:.2f} | {row['ratio']:.3f} |")
+    if args.skip_memory:
+        return
+    print("\n| run | tile | RSS after load MiB | peak RSS MiB | dream s (1 step/octave) |")
+    print("|---|---|---|---|---|")
+    small = peak_rss(1024, 512, args.threads)
+    big = peak_rss(4096, 512, args.threads)
+    untiled = peak_rss(1024, 0, args.threads)
+    for name, row in (("1024x1024", small), ("4096x4096", big), ("1024x1024 untiled", untiled)):
+        print(
+            f"| {name} | {row['tile']} | {row['before']:.0f} | {row['peak']:.0f} | {row['s']:.1f} |"
+        )
+    print(f"\npeak 4096 / peak 1024 at tile 512: {big['peak'] / small['peak']:.3f} (limit 1.5)")
+    print(f"peak 1024 untiled / tiled: {untiled['peak'] / small['peak']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,516 @@
+"""DeepDream: objective, roll, tiling, octaves, guided dreaming, video and the `dream` command.
+
+Oracles: a straightforward re-implementation of the original notebook (explicit pyramid,
+torch.roll, whole-image gradient), brute-force loops for the guided objective, and a pointwise
+model for which tiling must be exact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+from PIL import Image
+from torch import nn
+
+from vizcnn import load_model
+from vizcnn.cli.main import app
+from vizcnn.dream import (
+    DreamConfig,
+    LayerTarget,
+    dream,
+    dream_objective,
+    guide_features,
+    octave_sizes,
+    parse_layer_target,
+)
+from vizcnn.errors import VizError
+from vizcnn.hooks import forward_to
+from vizcnn.imaging import read_png_metadata
+from vizcnn.models import LoadedModel, freeze
+from vizcnn.tiling import rolled_gradient, tile_shapes, tile_spans
+from vizcnn.video import ZoomConfig, dream_frames, save_mp4, zoom_center
+
+MEAN = (0.4, 0.5, 0.6)
+STD = (0.2, 0.25, 0.3)
+
+
+def _tiny(pointwise: bool = False, dtype: torch.dtype = torch.float64) -> LoadedModel:
+    """A 2-conv net with seeded weights; `pointwise` uses 1x1 kernels (no spatial mixing)."""
+    generator = torch.Generator().manual_seed(1)
+    k = 1 if pointwise else 3
+    module = nn.Sequential(
+        nn.Conv2d(3, 4, k, padding=k // 2),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(4, 5, k, stride=1 if pointwise else 2, padding=k // 2),
+    )
+    with torch.no_grad():
+        for param in module.parameters():
+            param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+    module = freeze(module.to(dtype))
+    return LoadedModel("tiny", module, MEAN, STD, (16, 16), [], {"dream": ["2"]})
+
+
+def _image(height: int, width: int, seed: int = 0, channels: int = 3) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(channels, height, width, generator=generator, dtype=torch.float64)
+
+
+@pytest.fixture(scope="module")
+def lite0() -> LoadedModel:
+    return load_model("efficientnet_lite0")
+
+
+@pytest.fixture(scope="module")
+def alexnet() -> LoadedModel:
+    return load_model("alexnet", weights="none")
+
+
+def _state(module: nn.Module) -> list[tuple[object, ...]]:
+    """Everything a technique must leave as found: flags, requires_grad, hooks, inplace."""
+    rows: list[tuple[object, ...]] = []
+    for name, sub in module.named_modules():
+        hooks = (
+            len(sub._forward_hooks),
+            len(sub._forward_pre_hooks),
+            len(sub._backward_hooks),
+            len(getattr(sub, "_backward_pre_hooks", {})),
+        )
+        rows.append((name, sub.training, getattr(sub, "inplace", None), hooks))
+    rows.extend((name, p.requires_grad) for name, p in module.named_parameters())
+    return rows
+
+
+# --- layer specs and the objective -------------------------------------------------------------
+
+
+def test_parse_layer_target() -> None:
+    assert parse_layer_target("_blocks.9:0-15@2") == LayerTarget("_blocks.9", tuple(range(16)), 2.0)
+    assert parse_layer_target("a#1:3,5-6") == LayerTarget("a#1", (3, 5, 6), 1.0)
+    assert parse_layer_target(" x@-0.5 ") == LayerTarget("x", None, -0.5)
+    assert parse_layer_target("x:1,1,2").channels == (1, 2)
+    assert parse_layer_target("_blocks.9:0-2@2").spec == "_blocks.9:0,1,2@2"
+    for bad in ["x:5-3", "x:a", "x@foo", ":3", "x:", "x@inf"]:
+        with pytest.raises(VizError):
+            parse_layer_target(bad)
+
+
+def test_objective_weights_and_channel_subsets() -> None:
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(2, 6, 3, 4, generator=generator, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(2, 4, 2, 2, generator=generator, dtype=torch.float64, requires_grad=True)
+    targets = [LayerTarget("a", (1, 3), 2.0), LayerTarget("b", None, 0.5)]
+    value = dream_objective({"a": a, "b": b}, targets)
+    expected = 0.0
+    for n in range(2):  # brute force over every element
+        for c in (1, 3):
+            expected += 2.0 * 0.5 * sum(float(v) ** 2 for v in a.detach()[n, c].flatten())
+        expected += 0.5 * 0.5 * sum(float(v) ** 2 for v in b.detach()[n].flatten())
+    torch.testing.assert_close(value.double(), torch.tensor(expected, dtype=torch.float64))
+    grad_a, grad_b = torch.autograd.grad(value, (a, b))
+    mask = torch.zeros(6, dtype=torch.float64)
+    mask[[1, 3]] = 1
+    torch.testing.assert_close(grad_a, 2.0 * a.detach() * mask.view(1, 6, 1, 1))
+    torch.testing.assert_close(grad_b, 0.5 * b.detach())
+    with pytest.raises(VizError, match="channel 7 out of range"):
+        dream_objective({"a": a}, [LayerTarget("a", (7,))])
+
+
+def test_guided_objective_matches_brute_force() -> None:
+    generator = torch.Generator().manual_seed(3)
+    acts = torch.randn(2, 5, 3, 4, generator=generator, dtype=torch.float64, requires_grad=True)
+    guide = torch.randn(5, 7, generator=generator, dtype=torch.float64)
+    target = LayerTarget("a", None, 1.5)
+    (grad,) = torch.autograd.grad(dream_objective({"a": acts}, [target], [guide]), acts)
+    expected = torch.zeros_like(grad)
+    for n in range(2):
+        for y in range(3):
+            for x in range(4):
+                vector = acts[n, :, y, x].detach()
+                dots = [float(vector @ guide[:, j]) for j in range(7)]
+                expected[n, :, y, x] = 1.5 * guide[:, dots.index(max(dots))]
+    torch.testing.assert_close(grad, expected)
+    # A tiny chunk size must not change the choice.
+    from vizcnn.dream import _guided_term
+
+    value = _guided_term(acts.detach(), guide, chunk=5)
+    torch.testing.assert_close(value, (acts.detach() * expected / 1.5).sum())
+
+
+def test_guide_features_are_the_guide_activations() -> None:
+    loaded = _tiny()
+    guide = _image(8, 12, seed=5)
+    (features,) = guide_features(loaded, guide, [LayerTarget("2", (0, 2))])
+    resized = F.interpolate(guide[None], size=(16, 24), mode="bilinear", align_corners=False)
+    acts = forward_to(loaded.module, loaded.normalize(resized), ["2"])["2"]
+    torch.testing.assert_close(features, acts[0, [0, 2]].flatten(1))
+
+
+# --- roll and tiles ----------------------------------------------------------------------------
+
+
+def _plain_grad(loaded: LoadedModel, x: torch.Tensor, target: LayerTarget) -> torch.Tensor:
+    """d/dx of weight*0.5*||a||^2 with a whole-image forward through the Sequential (no hooks)."""
+    x = x.detach().requires_grad_(True)
+    depth = int(target.layer) + 1
+    acts = loaded.module[:depth](x)
+    (grad,) = torch.autograd.grad(target.weight * 0.5 * acts.square().sum(), x)
+    return grad
+
+
+def _grad_fn(loaded: LoadedModel, target: LayerTarget):  # type: ignore[no-untyped-def]
+    return lambda piece: _plain_grad(loaded, piece, target)
+
+
+@pytest.mark.parametrize("length, tile", [(1, 5), (17, 5), (100, 512), (1100, 512), (7, 0)])
+def test_tile_spans_partition(length: int, tile: int) -> None:
+    spans = tile_spans(length, tile)
+    covered = [i for a, b in spans for i in range(a, b)]
+    assert covered == list(range(length))
+    if tile:
+        assert all(b - a <= tile for a, b in spans)
+        assert len(spans) == -(-length // tile)
+
+
+def test_tile_covering_image_is_untiled_gradient_with_roll_undone() -> None:
+    loaded = _tiny()
+    target = LayerTarget("2")
+    x = torch.randn(2, 3, 13, 17, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    shift = (5, -3)
+    rolled = torch.roll(x, shift, dims=(2, 3))
+    reference = torch.roll(_plain_grad(loaded, rolled, target), (-shift[0], -shift[1]), (2, 3))
+    for tile in (0, 17, 64):
+        grad, stats = rolled_gradient(x, shift, tile, _grad_fn(loaded, target))
+        torch.testing.assert_close(grad, reference)
+        torch.testing.assert_close(stats.mean_abs(), reference.abs().mean(dim=(1, 2, 3)))
+        torch.testing.assert_close(stats.std(), reference.flatten(1).std(dim=1, unbiased=False))
+
+
+def test_tiled_gradient_exact_for_pointwise_model() -> None:
+    loaded = _tiny(pointwise=True)
+    target = LayerTarget("2")
+    x = torch.randn(1, 3, 17, 23, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    grad, _ = rolled_gradient(x, (7, 11), 5, _grad_fn(loaded, target))
+    torch.testing.assert_close(grad, _plain_grad(loaded, x, target))
+
+
+def test_tiled_gradient_reaches_every_pixel() -> None:
+    loaded = _tiny()
+    target = LayerTarget("0")  # linear conv: a zero gradient would mean an uncovered pixel
+    x = torch.randn(1, 3, 30, 31, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    grad, _ = rolled_gradient(x, (-9, 4), 8, _grad_fn(loaded, target))
+    assert tile_shapes((30, 31), 8) == {(7, 7), (8, 7), (7, 8), (8, 8)}
+    assert bool((grad.abs().sum(dim=1) > 0).all())
+    assert not torch.allclose(grad, _plain_grad(loaded, x, target))  # seams differ, as expected
+
+
+# --- the whole dream against a reference implementation ---------------------------------------
+
+
+def _reference_dream(
+    loaded: LoadedModel, image: torch.Tensor, config: DreamConfig, seed: int
+) -> torch.Tensor:
+    """The original notebook's loop, written out plainly (whole-image gradient, torch.roll)."""
+    generator = torch.Generator().manual_seed(seed)
+    (target,) = config.targets(loaded)
+    mean = torch.tensor(loaded.mean, dtype=image.dtype).view(1, -1, 1, 1)
+    std = torch.tensor(loaded.std, dtype=image.dtype).view(1, -1, 1, 1)
+    low, high = -mean / std, (1 - mean) / std
+    height, width = image.shape[-2:]
+    sizes = [
+        (round(height / config.octave_scale**k), round(width / config.octave_scale**k))
+        for k in range(config.octaves)
+    ][::-1]
+    bases = [
+        (F.interpolate(image[None], size=s, mode="bilinear", antialias=s != (height, width)) - mean)
+        / std
+        for s in sizes
+    ]
+    detail = torch.zeros_like(bases[0])
+    src = bases[0]
+    for base in bases:
+        detail = F.interpolate(detail, size=base.shape[-2:], mode="bilinear", align_corners=False)
+        src = torch.maximum(torch.minimum(base + detail, high), low)
+        for _ in range(config.steps):
+            j = config.jitter
+            dy, dx = torch.randint(-j, j + 1, (2,), generator=generator).tolist()
+            rolled = torch.roll(src, (dy, dx), (2, 3))
+            grad = torch.roll(_plain_grad(loaded, rolled, target), (-dy, -dx), (2, 3))
+            spread = grad.abs().mean() if config.grad_norm == "mean" else grad.std(unbiased=False)
+            src = src + (config.step_size / 255) / std * grad / (spread + 1e-8)
+            src = torch.maximum(torch.minimum(src, high), low)
+        detail = src - base
+    return (src * std + mean).clamp(0, 1)[0]
+
+
+@pytest.mark.parametrize("grad_norm", ["mean", "std"])
+@pytest.mark.parametrize("tile", [0, 64])
+def test_dream_matches_reference(grad_norm: str, tile: int) -> None:
+    loaded = _tiny()
+    image = _image(37, 45)
+    config = DreamConfig(
+        layers=("2@1.5",), octaves=3, steps=3, step_size=20, jitter=4, tile=tile,
+        grad_norm=grad_norm,  # type: ignore[arg-type]
+    )  # fmt: skip
+    ours = dream(loaded, image, config, generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(ours, _reference_dream(loaded, image, config, seed=7))
+    assert ours.shape == image.shape and ours.dtype == image.dtype
+    assert float((ours - image).abs().mean()) > 1e-3
+
+
+def test_same_seed_same_output_and_progress() -> None:
+    loaded = _tiny(dtype=torch.float32)
+    image = _image(24, 20).float()
+    config = DreamConfig(octaves=2, steps=3, jitter=3, step_size=10, tile=12)
+    calls: list[tuple[int, int, str]] = []
+    first = dream(loaded, image, config, generator=torch.Generator().manual_seed(0))
+    second = dream(
+        loaded,
+        image,
+        config,
+        generator=torch.Generator().manual_seed(0),
+        progress=lambda d, t, m: calls.append((d, t, m)),
+    )
+    other = dream(loaded, image, config, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(first, second)
+    assert not torch.equal(first, other)
+    assert [c[:2] for c in calls] == [(i, 6) for i in range(1, 7)]
+    assert calls[-1][2].startswith("octave 2/2 (24x20) step 3/3")
+    assert float(first.min()) >= 0 and float(first.max()) <= 1
+
+
+def test_octave_sizes_follow_the_scale() -> None:
+    loaded = _tiny()
+    sizes = octave_sizes(loaded, (480, 640), DreamConfig(layers=("2",)))
+    assert sizes == [(175, 233), (245, 327), (343, 457), (480, 640)]
+
+
+def test_batch_and_channel_conversion() -> None:
+    loaded = _tiny(dtype=torch.float32)
+    batch = torch.stack([_image(16, 16, seed=s) for s in range(2)]).float()
+    config = DreamConfig(octaves=1, steps=2, jitter=2, step_size=10)
+    out = dream(loaded, batch, config)
+    assert out.shape == batch.shape
+    gray = dream(loaded, _image(16, 16, channels=1).float(), config)
+    assert gray.shape == (3, 16, 16)  # one channel repeated for a 3-channel model
+
+
+def test_amp_on_cpu_warns_and_changes_nothing() -> None:
+    loaded = _tiny(dtype=torch.float32)
+    image = _image(16, 16).float()
+    plain = dream(loaded, image, DreamConfig(octaves=1, steps=2))
+    with pytest.warns(UserWarning, match="CUDA only"):
+        amp = dream(loaded, image, DreamConfig(octaves=1, steps=2, amp=True))
+    assert torch.equal(plain, amp)
+
+
+def test_config_validation() -> None:
+    for kwargs in [{"octaves": 0}, {"octave_scale": 1.0}, {"steps": 0}, {"tile": -1}]:
+        with pytest.raises(VizError):
+            DreamConfig(**kwargs)  # type: ignore[arg-type]
+    with pytest.raises(VizError):
+        ZoomConfig(blend=1.5)
+
+
+# --- real architectures: small images, model left as found ------------------------------------
+
+
+def test_small_image_fewer_octaves_with_warning(alexnet: LoadedModel) -> None:
+    image = _image(40, 40).float()
+    config = DreamConfig(steps=1)
+    with pytest.warns(UserWarning, match="using 1 of 4 octaves"):
+        sizes = octave_sizes(alexnet, (40, 40), config)
+    assert sizes == [(40, 40)]
+    with pytest.warns(UserWarning, match="octaves"):
+        out = dream(alexnet, image, config)
+    assert out.shape == (3, 40, 40)
+    with pytest.warns(UserWarning, match="resizing back"):
+        tiny = dream(alexnet, _image(12, 12).float(), config)
+    assert tiny.shape == (3, 12, 12)
+    with pytest.raises(VizError, match="larger --tile"):
+        octave_sizes(alexnet, (100, 100), DreamConfig(tile=20))
+
+
+def test_lite0_small_image_fewer_octaves(lite0: LoadedModel) -> None:
+    with pytest.warns(UserWarning, match="using 3 of 4 octaves"):
+        out = dream(lite0, _image(40, 40).float(), DreamConfig(layers=("_blocks.9",), steps=1))
+    assert out.shape == (3, 40, 40)
+    with pytest.warns(UserWarning, match="using 1 of 4 octaves"):
+        sizes = octave_sizes(lite0, (40, 40), DreamConfig())  # _blocks.11 needs more pixels
+    assert sizes == [(40, 40)]
+
+
+def test_model_left_unchanged(alexnet: LoadedModel) -> None:
+    before = _state(alexnet.module)
+    dream(alexnet, _image(90, 90).float(), DreamConfig(octaves=2, steps=1, tile=64))
+    assert _state(alexnet.module) == before
+    with pytest.raises(VizError, match="out of range"):
+        dream(alexnet, _image(90, 90).float(), DreamConfig(layers=("features.9:999",), steps=1))
+    assert _state(alexnet.module) == before
+    assert any(getattr(m, "inplace", False) for m in alexnet.module.modules())
+
+
+def test_one_channel_model_dreams_in_grayscale() -> None:
+    loaded = load_model("lenet5_digits")
+    out = dream(loaded, _image(48, 40).float(), DreamConfig(octaves=2, steps=2))
+    assert out.shape == (1, 48, 40)
+
+
+# --- video ------------------------------------------------------------------------------------
+
+
+def test_zoom_center_is_a_centred_magnification() -> None:
+    ramp = torch.arange(9, dtype=torch.float64).view(1, 9, 1).expand(1, 9, 5)
+    out = zoom_center(ramp, 1.5)
+    centre = 4.0
+    expected = centre + (torch.arange(9, dtype=torch.float64) - centre) / 1.5
+    torch.testing.assert_close(out[0, :, 2], expected)
+    torch.testing.assert_close(zoom_center(ramp, 1.0), ramp)
+
+
+def test_video_frames_and_blend() -> None:
+    loaded = _tiny(dtype=torch.float32)
+    image = _image(20, 20).float()
+    config = DreamConfig(octaves=1, steps=1, jitter=2, step_size=10)
+    calls: list[int] = []
+    frames = list(
+        dream_frames(
+            loaded, image, config, ZoomConfig(frames=3, zoom=1.1),
+            progress=lambda d, t, m: calls.append(t),
+        )
+    )  # fmt: skip
+    assert len(frames) == 3 and all(f.shape == image.shape for f in frames)
+    assert set(calls) == {3}
+    held = list(dream_frames(loaded, image, config, ZoomConfig(frames=3, zoom=1.1, blend=1.0)))
+    for previous, current in zip(held, held[1:], strict=False):
+        torch.testing.assert_close(current, zoom_center(previous, 1.1).clamp(0, 1))
+
+
+def test_save_mp4_pipes_raw_frames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = tmp_path / "ffmpeg"
+    fake.write_text('#!/bin/sh\nfor last; do :; done\ncat > "$last"\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setattr("vizcnn.video.mp4_encoder", lambda: str(fake))
+    frames = [_image(6, 8, seed=s).float() for s in range(2)]
+    path = save_mp4(frames, tmp_path / "out.mp4", fps=12)
+    raw = b"".join(
+        Image.fromarray((f.permute(1, 2, 0) * 255).round().byte().numpy()).tobytes() for f in frames
+    )
+    assert path.read_bytes() == raw
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+# --- the command ------------------------------------------------------------------------------
+
+ALEX = ["-m", "alexnet", "--weights", "none", "--steps", "1", "--octaves", "2", "-q"]
+
+
+def _invoke(*args: str) -> object:
+    result = CliRunner().invoke(app, ["dream", *args])
+    return result
+
+
+def test_cli_png_with_metadata_and_sidecar(tmp_path: Path) -> None:
+    source = tmp_path / "rgba.png"
+    Image.new("RGBA", (48, 36), (200, 40, 10, 100)).save(source)
+    out = tmp_path / "d.png"
+    result = CliRunner().invoke(
+        app, ["dream", str(source), *ALEX, "-l", "features.9:0-3@2", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output
+    with Image.open(out) as picture:
+        assert picture.size == (48, 36) and picture.mode == "RGB"
+    meta = read_png_metadata(out)
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert json.loads(meta["layers"]) == sidecar["layers"] == ["features.9:0,1,2,3@2"]
+    assert sidecar["seed"] == 0 and sidecar["octaves"] == 2 and sidecar["image_size"] == [36, 48]
+    assert "-l features.9:0,1,2,3@2" in meta["command"]
+
+
+def test_cli_recorded_command_remakes_the_picture(tmp_path: Path) -> None:
+    out = tmp_path / "d.png"
+    args = ["sample:coins", "-m", "lenet5_digits", "--steps", "2", "--jitter", "5", "-q"]
+    assert CliRunner().invoke(app, ["dream", *args, "-o", str(out)]).exit_code == 0
+    command = read_png_metadata(out)["command"]
+    again = tmp_path / "again.png"
+    argv = command.split()[2:]
+    argv[argv.index("-o") + 1] = str(again)
+    assert CliRunner().invoke(app, ["dream", *argv, "-q"]).exit_code == 0
+    with Image.open(again) as second, Image.open(out) as first:
+        assert second.tobytes() == first.tobytes()
+
+
+def test_cli_grayscale_and_exif(tmp_path: Path) -> None:
+    gray = tmp_path / "gray.png"
+    Image.new("L", (40, 32), 90).save(gray)
+    out = tmp_path / "digits.png"
+    result = CliRunner().invoke(
+        app, ["dream", str(gray), "-m", "lenet5_digits", "--steps", "1", "-q", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    with Image.open(out) as picture:
+        assert picture.mode == "L" and picture.size == (40, 32)
+    rotated = tmp_path / "exif.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    Image.new("RGB", (50, 34), (10, 120, 200)).save(rotated, exif=exif)
+    out = tmp_path / "upright.png"
+    assert CliRunner().invoke(app, ["dream", str(rotated), *ALEX, "-o", str(out)]).exit_code == 0
+    with Image.open(out) as picture:
+        assert picture.size == (34, 50)
+
+
+def test_cli_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    result = CliRunner().invoke(
+        app, ["dream", "sample:coffee", *ALEX, "-l", "features.90", "-o", str(tmp_path / "x.png")]
+    )
+    assert result.exit_code == 1
+    assert "did you mean" in result.output and "features.9" in result.output
+    monkeypatch.setattr("vizcnn.cli.dream.mp4_encoder", lambda: None)
+    result = CliRunner().invoke(
+        app, ["dream", "sample:coffee", *ALEX, "--frames", "2", "-o", str(tmp_path / "v.mp4")]
+    )
+    assert result.exit_code == 1 and ".gif" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    result = CliRunner().invoke(
+        app, ["dream", "sample:coffee", *ALEX, "--frames", "2", "-o", str(tmp_path / "v.png")]
+    )
+    assert result.exit_code == 1 and "video" in result.output
+
+
+def test_cli_video_gif_and_frames(tmp_path: Path) -> None:
+    source = tmp_path / "in.png"
+    Image.new("RGB", (40, 40), (120, 80, 30)).save(source)
+    gif = tmp_path / "zoom.gif"
+    args = ["dream", str(source), *ALEX, "--frames", "3", "--zoom", "1.1", "--blend", "0.3"]
+    result = CliRunner().invoke(app, [*args, "-o", str(gif)])
+    assert result.exit_code == 0, result.output
+    with Image.open(gif) as video:
+        assert video.n_frames == 3 and video.size == (40, 40)
+    assert json.loads(gif.with_suffix(".json").read_text())["frames"] == 3
+    folder = tmp_path / "frames"
+    assert CliRunner().invoke(app, [*args, "-o", str(folder)]).exit_code == 0
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "dream.json", "frame_0000.png", "frame_0001.png", "frame_0002.png",
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_cli_default_model_on_bundled_photo(tmp_path: Path) -> None:
+    out = tmp_path / "dream.png"
+    result = CliRunner().invoke(
+        app, ["dream", "sample:coffee", "--steps", "2", "-q", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    with Image.open(out) as picture:
+        assert picture.size == (600, 400)
+    meta = read_png_metadata(out)
+    assert json.loads(meta["layers"]) == ["_blocks.9", "_blocks.11"]
+    assert os.path.getsize(out) > 10_000

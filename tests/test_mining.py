@@ -1,0 +1,241 @@
+"""Streaming top-k mining against brute-force oracles: ranking, ties, duplicates, resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from mine_helpers import loaded_tiny, random_images
+
+from conftest import assert_same_state, model_state
+from vizcnn.datasets import TensorImages, content_hash
+from vizcnn.errors import VizError
+from vizcnn.hooks import forward_to
+from vizcnn.mining import MineConfig, TopK, mine_topk, parse_channels
+from vizcnn.topk import RunningTopK, decode, encode
+
+
+def oracle(loaded, images: torch.Tensor, layer: str, k: int, rank: str, channels=None):
+    """Whole activation tensor at once; per channel sort by (value desc, id asc)."""
+    acts = forward_to(loaded.module, loaded.normalize(images), [layer])[layer]
+    if channels is not None:
+        acts = acts[:, list(channels)]
+    flat = acts.flatten(2)
+    peak, where = flat.max(2)
+    scores = flat.mean(2) if rank == "mean" else peak
+    width = acts.shape[3]
+    result = []
+    for c in range(acts.shape[1]):
+        order = sorted(range(len(images)), key=lambda i: (-float(scores[i, c]), i))[:k]
+        result.append(
+            [
+                (float(scores[i, c]), i, int(where[i, c]) // width, int(where[i, c]) % width)
+                for i in order
+            ]
+        )
+    return result
+
+
+def assert_matches(top: TopK, expected) -> None:
+    for row, hits in enumerate(expected):
+        got = top.hits(row)
+        assert [h[1:] for h in got] == [h[1:] for h in hits], f"row {row}"
+        torch.testing.assert_close(
+            torch.tensor([h[0] for h in got]), torch.tensor([h[0] for h in hits])
+        )
+
+
+@pytest.mark.parametrize("rank", ["max", "mean"])
+@pytest.mark.parametrize("layer", ["conv2", "act3"])
+def test_topk_equals_brute_force_oracle(rank: str, layer: str) -> None:
+    loaded = loaded_tiny()
+    images = random_images(37, seed=3)
+    config = MineConfig(layer=layer, k=5, rank=rank, batch_size=8)
+    top = mine_topk(loaded, TensorImages(images), config)
+    assert top.images_seen == 37
+    assert top.values.shape == (len(top.channels), 5)
+    assert_matches(top, oracle(loaded, images, layer, 5, rank))
+
+
+def test_channel_subset_and_batch_size_do_not_change_the_answer() -> None:
+    loaded = loaded_tiny()
+    images = random_images(21, seed=4)
+    channels = (3, 0, 11)
+    one = mine_topk(loaded, TensorImages(images), MineConfig("conv3", channels, k=4, batch_size=1))
+    big = mine_topk(loaded, TensorImages(images), MineConfig("conv3", channels, k=4, batch_size=64))
+    assert one.channels == channels
+    assert_matches(one, oracle(loaded, images, "conv3", 4, "max", channels))
+    torch.testing.assert_close(one.image_ids, big.image_ids, rtol=0, atol=0)
+
+
+def test_fewer_images_than_k_leave_empty_slots() -> None:
+    loaded = loaded_tiny()
+    top = mine_topk(loaded, TensorImages(random_images(3)), MineConfig("conv3", (0, 1), k=9))
+    assert [len(top.hits(row)) for row in range(2)] == [3, 3]
+    assert (top.image_ids[:, 3:] == -1).all() and torch.isnan(top.values[:, 3:]).all()
+    assert sorted(h[1] for h in top.hits(0)) == [0, 1, 2]  # each image at most once
+
+
+def test_keys_rank_by_value_then_lower_id_exactly() -> None:
+    values = torch.tensor([1.5, -0.0, 0.0, -2.0, 1.5, float("inf"), -3e-38, 7.0])
+    ids = torch.tensor([9, 4, 3, 0, 2, 8, 6, 1])
+    keys = encode(values, ids)
+    order = keys.argsort(descending=True)
+    expected = sorted(range(8), key=lambda i: (-float(values[i]), int(ids[i])))
+    assert order.tolist() == expected
+    decoded, decoded_ids = decode(keys)
+    torch.testing.assert_close(decoded, values + 0.0, rtol=0, atol=0)
+    assert decoded_ids.tolist() == ids.tolist()
+
+
+def test_running_topk_is_independent_of_order_and_batching() -> None:
+    generator = torch.Generator().manual_seed(0)
+    count, channels = 50, 6
+    values = torch.randint(0, 5, (count, channels), generator=generator).float()  # many ties
+    positions = torch.randint(0, 20, (count, channels), generator=generator)
+    hashes = torch.arange(1, count + 1)
+    results = []
+    for seed, batch in ((1, 7), (2, 1), (3, 50)):
+        order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
+        top = RunningTopK.empty(channels, 4)
+        for start in range(0, count, batch):
+            ids = order[start : start + batch]
+            top.update(
+                values[ids],
+                positions[ids],
+                ids,
+                hashes[ids],
+                torch.ones(len(ids), dtype=torch.bool),
+            )
+        results.append(top)
+    for other in results[1:]:
+        torch.testing.assert_close(other.keys, results[0].keys, rtol=0, atol=0)
+        torch.testing.assert_close(other.positions, results[0].positions, rtol=0, atol=0)
+    got_values, got_ids = decode(results[0].keys)
+    for c in range(channels):  # oracle: sort by (value desc, id asc)
+        expected = sorted(range(count), key=lambda i: (-float(values[i, c]), i))[:4]
+        assert got_ids[c].tolist() == expected
+
+
+def test_duplicate_content_fills_a_channel_once() -> None:
+    loaded = loaded_tiny()
+    base = random_images(6, seed=5)
+    # images 0, 3 and 7 are the same picture; so are 1 and 6 (also within one batch)
+    images = torch.stack(
+        [base[0], base[1], base[2], base[0], base[3], base[4], base[1], base[0], base[5]]
+    )
+    hashes = [content_hash(image) for image in images]
+    top = mine_topk(loaded, TensorImages(images), MineConfig("conv3", k=9, batch_size=4))
+    unique = [0, 1, 2, 4, 5, 8]  # first occurrences: the oracle mines distinct content only
+    expected = oracle(loaded, images[unique], "conv3", 9, "max")
+    for row in range(len(top.channels)):
+        got = top.hits(row)
+        assert len({hashes[h[1]] for h in got}) == len(got) == 6
+        assert [h[1] for h in got] == [unique[h[1]] for h in expected[row]]
+
+
+def test_unreadable_items_are_skipped_and_listed() -> None:
+    loaded = loaded_tiny()
+    images = random_images(10, seed=6)
+
+    class Flaky(TensorImages):
+        def load(self, index: int) -> torch.Tensor:
+            if index in (2, 7):
+                raise OSError("image file is truncated")
+            return super().load(index)
+
+    top = mine_topk(loaded, Flaky(images), MineConfig("conv3", k=3, batch_size=4))
+    assert top.images_seen == 8
+    assert [name for name, _ in top.skipped] == ["tensor:2", "tensor:7"]
+    assert all("truncated" in reason for _, reason in top.skipped)
+    assert all(h[1] not in (2, 7) for row in range(16) for h in top.hits(row))
+    keep = [i for i in range(10) if i not in (2, 7)]
+    expected = oracle(loaded, images[keep], "conv3", 3, "max")
+    assert [[keep[h[1]] for h in row] for row in expected] == [
+        [h[1] for h in top.hits(r)] for r in range(16)
+    ]
+
+
+def test_all_unreadable_is_a_one_line_error() -> None:
+    class Broken(TensorImages):
+        def load(self, index: int) -> torch.Tensor:
+            raise ValueError("not an image")
+
+    with pytest.raises(VizError, match="no readable image among 4") as info:
+        mine_topk(loaded_tiny(), Broken(random_images(4)), MineConfig("conv3"))
+    assert "\n" not in str(info.value)
+
+
+class Crash(Exception):
+    pass
+
+
+def crash_after(images: int):
+    def progress(done: int, total: int, message: str) -> None:
+        if done >= images:
+            raise Crash
+
+    return progress
+
+
+@pytest.mark.parametrize(("every", "crash_at"), [(1, 16), (2, 24)])
+def test_resume_after_crash_equals_uninterrupted_run(
+    tmp_path: Path, every: int, crash_at: int
+) -> None:
+    loaded = loaded_tiny()
+    data = TensorImages(random_images(45, seed=7))
+    config = MineConfig("act3", k=4, batch_size=8, checkpoint_every=every)
+    full = mine_topk(loaded, data, config)
+    checkpoint = tmp_path / "state.pt"
+    with pytest.raises(Crash):
+        mine_topk(loaded, data, config, checkpoint=checkpoint, progress=crash_after(crash_at))
+    assert checkpoint.is_file()
+    seen: list[int] = []
+    resumed = mine_topk(
+        loaded, data, config, checkpoint=checkpoint, resume=True,
+        progress=lambda done, total, message: seen.append(done),
+    )  # fmt: skip
+    assert seen[0] == (crash_at // 8 // every) * every * 8  # restarted from the checkpoint
+    assert resumed.images_seen == full.images_seen == 45
+    for name in ("values", "image_ids", "positions"):
+        torch.testing.assert_close(
+            getattr(resumed, name), getattr(full, name), rtol=0, atol=0, equal_nan=True
+        )
+
+
+def test_resume_refuses_another_runs_checkpoint(tmp_path: Path) -> None:
+    loaded = loaded_tiny()
+    data = TensorImages(random_images(10))
+    checkpoint = tmp_path / "state.pt"
+    mine_topk(loaded, data, MineConfig("conv3", k=2), checkpoint=checkpoint)
+    with pytest.raises(VizError, match="other data, model, layer"):
+        mine_topk(loaded, data, MineConfig("conv3", k=3), checkpoint=checkpoint, resume=True)
+
+
+def test_model_is_left_unchanged_and_bad_options_are_one_line_errors() -> None:
+    loaded = loaded_tiny()
+    before = model_state(loaded.module)
+    mine_topk(loaded, TensorImages(random_images(5)), MineConfig("act2", k=2, batch_size=2))
+    assert_same_state(before, model_state(loaded.module))
+    with pytest.raises(VizError, match="did you mean"):
+        mine_topk(loaded, TensorImages(random_images(2)), MineConfig("conv9"))
+    with pytest.raises(VizError, match="mining needs a"):
+        mine_topk(loaded, TensorImages(random_images(2)), MineConfig("head"))
+    with pytest.raises(VizError, match="-k must be"):
+        mine_topk(loaded, TensorImages(random_images(2)), MineConfig("conv3", k=0))
+    assert_same_state(before, model_state(loaded.module))
+
+
+def test_parse_channels() -> None:
+    assert parse_channels("0:64", 40) == tuple(range(40))
+    assert parse_channels("3,5,9", 40) == (3, 5, 9)
+    assert parse_channels("::10", 40) == (0, 10, 20, 30)
+    assert parse_channels(None, 3) == (0, 1, 2)
+    for bad, message in (
+        ("50", "out of range"),
+        ("a:b", "bad --channels"),
+        ("30:20", "selects no"),
+    ):
+        with pytest.raises(VizError, match=message):
+            parse_channels(bad, 40)
