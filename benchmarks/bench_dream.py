@@ -39,7 +39,7 @@ from vizcnn.models import LoadedModel
 
 def photo(size: int) -> torch.Tensor:
     """The bundled coffee photo stretched to `size` x `size` (C, H, W)."""
-    return resize(sample_image("coffee")[None], (size, size))[0].clamp(0, 1)
+    return resize(sample_image("coffee")[None], (size, size))[0].clamp_(0, 1)
 
 
 def raw_step_seconds(loaded: LoadedModel, size: tuple[int, int], layers: list[str]) -> float:

@@ -76,8 +76,18 @@ def test_image_penalties_match_loops() -> None:
     img = ctx.images.numpy()
     for b in range(2):
         c, h, w = img[b].shape
-        dy = sum(abs(img[b, k, y + 1, x] - img[b, k, y, x]) for k in range(c) for y in range(h - 1) for x in range(w))
-        dx = sum(abs(img[b, k, y, x + 1] - img[b, k, y, x]) for k in range(c) for y in range(h) for x in range(w - 1))
+        dy = sum(
+            abs(img[b, k, y + 1, x] - img[b, k, y, x])
+            for k in range(c)
+            for y in range(h - 1)
+            for x in range(w)
+        )
+        dx = sum(
+            abs(img[b, k, y, x + 1] - img[b, k, y, x])
+            for k in range(c)
+            for y in range(h)
+            for x in range(w - 1)
+        )
         expected = dy / (c * (h - 1) * w) + dx / (c * h * (w - 1))
         assert O.total_variation()(ctx)[b].item() == pytest.approx(expected)
         assert O.l1()(ctx)[b].item() == pytest.approx(float(np.abs(img[b] - 0.5).mean()))

@@ -47,10 +47,12 @@ def test_fft_image_is_scaled_inverse_dft(size: tuple[int, int]) -> None:
         for m in range(width):
             total = 0j
             for k in range(height):
-                for l in range(width // 2 + 1):
-                    weight = 1 if l == 0 or 2 * l == width else 2
-                    coef = complex(spec[k, l, 0].item(), spec[k, l, 1].item()) * scale[k, l].item()
-                    total += weight * coef * cmath.exp(2j * math.pi * (k * n / height + l * m / width))
+                for j in range(width // 2 + 1):
+                    weight = 1 if j == 0 or 2 * j == width else 2
+                    coef = complex(spec[k, j, 0].item(), spec[k, j, 1].item()) * scale[k, j].item()
+                    total += (
+                        weight * coef * cmath.exp(2j * math.pi * (k * n / height + j * m / width))
+                    )
             expected = total.real / math.sqrt(height * width) / 4
             assert raw[n, m].item() == pytest.approx(expected, abs=1e-5)
 

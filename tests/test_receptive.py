@@ -215,3 +215,12 @@ def test_random_single_path_stacks_match_gradient_oracle(specs, seed) -> None:
             if top >= 0 and left >= 0 and bottom <= shape[1] and right <= shape[2]:
                 assert bounding_box(support) == (top, left, bottom, right), (specs, y, x, field)
         # (a unit of a padding layer's border sees no pixel at all, whatever its box says)
+
+
+def test_squeeze_excitation_is_marked_as_context() -> None:
+    model = torchvision.models.mobilenet_v3_small(weights=None).eval()
+    fields = receptive_fields(model, (3, 64, 64), ["features.0", "features.1", "avgpool"])
+    assert fields["features.0"] is not None and fields["features.0"].method == "graph"
+    assert fields["features.1"] is not None and fields["features.1"].method == "graph+context"
+    assert fields["features.1"].size == (3 + 2 * 2, 3 + 2 * 2)  # stem 3x3/2, then depthwise 3x3/2
+    assert fields["avgpool"] is not None and fields["avgpool"].method == "global"

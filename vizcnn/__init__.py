@@ -2,16 +2,23 @@
 
 from vizcnn.datasets import open_dataset
 from vizcnn.devices import make_generator, resolve_device
+from vizcnn.dream import DreamConfig, LayerTarget, dream
 from vizcnn.errors import VizError
 from vizcnn.hooks import capture, forward_to, parse_layer
 from vizcnn.imaging import load_image, make_grid, save_json, save_png
 from vizcnn.mining import MineConfig, TopK, mine_topk
 from vizcnn.models import DEFAULT_MODEL, LoadedModel, available_models, load_model
 from vizcnn.patches import MinedPatches, mine_patches
+from vizcnn.video import ZoomConfig, dream_frames
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DreamConfig",
+    "LayerTarget",
+    "ZoomConfig",
+    "dream",
+    "dream_frames",
     "MineConfig",
     "MinedPatches",
     "TopK",

@@ -373,17 +373,15 @@ def dream(
             (grad,) = torch.autograd.grad(objective, piece)
             return grad
 
-        x: torch.Tensor | None = None  # the current octave's dream; after it, its detail
+        # Memory: no base image is kept. The base is folded in and out of x in place, so the
+        # largest octave holds only x and the gradient at full size (plus the caller's image).
+        x: torch.Tensor | None = None  # the current octave's dream; between octaves, its detail
         for level, shape in enumerate(sizes):
-            base = loaded.normalize(resize(batch, shape))
             if x is None:
-                x = base.clone()
-            else:
-                x = resize(x, shape).add_(base)  # detail carried over onto the new base
-            x = torch.maximum(torch.minimum(x, high, out=x), low, out=x)
-            if level < len(sizes) - 1:
-                keep = base
-            del base  # the largest octave needs no base afterwards: one full-size copy less
+                x = resize(batch, shape).sub(mean).div_(std)
+            else:  # detail carried over: x = upsampled detail + base
+                x = resize(x, shape).mul_(std).add_(resize(batch, shape)).sub_(mean).div_(std)
+            torch.maximum(torch.minimum(x, high, out=x), low, out=x)
             for index in range(config.steps):
                 shift = torch.randint(
                     -config.jitter,
@@ -404,9 +402,8 @@ def dream(
                     total,
                     f"octave {level + 1}/{len(sizes)} ({shape[0]}x{shape[1]}) step {index + 1}/{config.steps}",
                 )
-            if level < len(sizes) - 1:
-                x.sub_(keep)
-                del keep
+            if level < len(sizes) - 1:  # keep only the detail: x - base
+                x.mul_(std).sub_(resize(batch, shape)).add_(mean).div_(std)
     assert x is not None
     result = x.mul_(std).add_(mean).clamp_(0, 1)
     if tuple(result.shape[-2:]) != full:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,12 +138,9 @@ def layer_shape(loaded: LoadedModel, layer: str) -> tuple[int, int, int]:
 
 
 def _fingerprint(
-    loaded: LoadedModel,
-    dataset: ImageSource,
-    config: MineConfig,
-    channels: tuple[int, ...],
-    shard: Shard,
+    loaded: LoadedModel, dataset: ImageSource, config: MineConfig, shard: Shard
 ) -> str:
+    channels = list(config.channels) if config.channels is not None else "all"
     text = json.dumps(
         [loaded.name, loaded.weights, config.layer, channels, config.k, config.rank,
          dataset.fingerprint(), shard.rank, shard.world_size]
@@ -152,18 +150,39 @@ def _fingerprint(
 
 @dataclass
 class _State:
-    """Everything a resumed run needs: the running top-k and where in the shard we are."""
+    """Everything a resumed run needs: the running top-k and where in the shard we are.
 
-    top: RunningTopK
+    The top-k is allocated from the first batch's layer output (no separate probe pass).
+    """
+
+    top: RunningTopK | None = None
+    shape: tuple[int, int, int] = (0, 0, 0)  # (C, H, W) of the layer output
+    channels: tuple[int, ...] = ()  # mined channels, one per top-k row
     position: int = 0  # items of this rank's shard already consumed
     images_seen: int = 0
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (image id, reason)
+
+    def start(self, config: MineConfig, shape: tuple[int, ...], device: torch.device) -> None:
+        if len(shape) != 3:
+            raise VizError(
+                f"layer {config.layer!r} gives shape (B, {', '.join(map(str, shape))}); "
+                "mining needs a (B, C, H, W) map"
+            )
+        self.shape = (int(shape[0]), int(shape[1]), int(shape[2]))
+        if config.channels is None:
+            self.channels = tuple(range(self.shape[0]))
+        else:
+            self.channels = parse_channels(",".join(map(str, config.channels)), self.shape[0])
+        if self.top is None:
+            self.top = RunningTopK.empty(len(self.channels), config.k, device)
 
     def save(self, path: Path, fingerprint: str) -> None:
         payload = {
             "version": _CHECKPOINT_VERSION,
             "fingerprint": fingerprint,
-            "top": self.top.state_dict(),
+            "top": self.top.state_dict() if self.top is not None else None,
+            "shape": list(self.shape),
+            "channels": list(self.channels),
             "position": self.position,
             "images_seen": self.images_seen,
             "skipped": [list(item) for item in self.skipped],
@@ -188,8 +207,11 @@ class _State:
                 f"checkpoint {str(path)!r} belongs to a run with other data, model, layer, channels, "
                 "k, rank or number of ranks; use the same options, or drop --resume to start over"
             )
+        top = payload["top"]
         return cls(
-            top=RunningTopK.from_state(payload["top"], device),
+            top=RunningTopK.from_state(top, device) if top is not None else None,
+            shape=(int(payload["shape"][0]), int(payload["shape"][1]), int(payload["shape"][2])),
+            channels=tuple(int(c) for c in payload["channels"]),
             position=int(payload["position"]),
             images_seen=int(payload["images_seen"]),
             skipped=[(int(a), str(b)) for a, b in payload["skipped"]],
@@ -228,52 +250,45 @@ def mine_topk(
         raise VizError(
             f"{len(dataset)} images is more than mining handles ({MAX_IMAGES}); use --limit"
         )
-    shape = layer_shape(loaded, config.layer)
-    channels = tuple(config.channels) if config.channels is not None else tuple(range(shape[0]))
-    parse_channels(",".join(str(c) for c in channels), shape[0])  # range check
     device = loaded.device
     shard = current_shard()
-    fingerprint = _fingerprint(loaded, dataset, config, channels, shard)
+    fingerprint = _fingerprint(loaded, dataset, config, shard)
     path = Path(checkpoint) if checkpoint is not None else None
     if resume and path is not None and path.is_file():
         state = _State.load(path, fingerprint, device)
     else:
-        state = _State(top=RunningTopK.empty(len(channels), config.k, device))
+        state = _State()
 
-    indices = list(shard.indices(len(dataset)))
-    remaining = indices[state.position :]
+    indices = shard.indices(len(dataset))  # a range: O(1) memory however many images
     loader: DataLoader[Any] = DataLoader(
-        Subset(dataset, remaining),
+        Subset(dataset, indices[state.position :]),
         batch_size=config.batch_size,
         shuffle=False,
         num_workers=config.workers,
         collate_fn=collate,
         pin_memory=device.type == "cuda",
     )
-    select = (
-        None
-        if channels == tuple(range(shape[0]))
-        else torch.tensor(channels, dtype=torch.int64, device=device)
-    )
     message = f"mining {config.layer}"
     progress(state.position, len(indices), message)
     batches = 0
-    model = loaded.module
-    # strict=False: `layer_shape` already checked the layer, and a run whose batches were all
-    # unreadable never runs the model (reported below as "no readable image" instead).
+    # strict=False: a run whose batches were all unreadable never runs the model; that is
+    # reported as "no readable image" below. Unknown layer names still fail here at once.
     with (
         torch.inference_mode(),
-        capture(model, [config.layer], stop_early=True, detach=True, strict=False) as acts,
+        capture(loaded.module, [config.layer], stop_early=True, detach=True, strict=False) as acts,
     ):
         for batch in loader:
-            _mine_batch(loaded, acts, config, batch, select, state, device)
+            _mine_batch(loaded, acts, config, batch, state, device)
             batches += 1
             if path is not None and (
                 batches % config.checkpoint_every == 0 or state.position == len(indices)
             ):
                 state.save(path, fingerprint)
             progress(state.position, len(indices), message)
-    return _finish(state, config, channels, shape, dataset.names)
+    if state.top is None and shard.world_size > 1:
+        # This rank saw no readable image but must still take part in the merge.
+        state.start(config, layer_shape(loaded, config.layer), device)
+    return _finish(state, config, dataset.names)
 
 
 def _mine_batch(
@@ -281,7 +296,6 @@ def _mine_batch(
     acts: Any,
     config: MineConfig,
     batch: Batch,
-    select: torch.Tensor | None,
     state: _State,
     device: torch.device,
 ) -> None:
@@ -297,8 +311,11 @@ def _mine_batch(
     images = batch.images.to(device, non_blocking=True)
     acts.run(loaded.normalize(images))
     output = acts[config.layer]
-    if select is not None:
-        output = output.index_select(1, select)
+    if not state.channels:
+        state.start(config, tuple(output.shape[1:]), device)
+    assert state.top is not None
+    if len(state.channels) != output.shape[1]:
+        output = output.index_select(1, torch.tensor(state.channels, device=output.device))
     flat = output.flatten(2)  # (B, C', H*W)
     peak, where = flat.max(dim=2)
     values = flat.float().mean(dim=2) if config.rank == "mean" else peak
@@ -312,15 +329,18 @@ def _mine_batch(
     state.images_seen += int(valid.sum())
 
 
-def _finish(
-    state: _State,
-    config: MineConfig,
-    channels: tuple[int, ...],
-    shape: tuple[int, int, int],
-    names: list[str],
-) -> TopK:
-    top = state.top
+def _finish(state: _State, config: MineConfig, names: Sequence[str]) -> TopK:
     images_seen, skipped = state.images_seen, list(state.skipped)
+    if current_shard().world_size > 1:
+        gathered = all_gather_objects((images_seen, skipped))
+        images_seen = sum(seen for seen, _ in gathered)
+        skipped = sorted(item for _, part in gathered for item in part)
+    if images_seen == 0 or state.top is None:
+        reason = skipped[0][1] if skipped else "no images"
+        raise VizError(
+            f"no readable image among {len(names)} ({len(skipped)} skipped; first: {reason})"
+        )
+    top = state.top
     if current_shard().world_size > 1:
         gathered_keys, gathered_positions, gathered_hashes = (
             all_gather(t) for t in (top.keys, top.positions, top.hashes)
@@ -330,28 +350,20 @@ def _finish(
             for k, p, h in zip(gathered_keys, gathered_positions, gathered_hashes, strict=True)
         ]
         top = parts[0].merge(parts[1:])
-        gathered = all_gather_objects((images_seen, skipped))
-        images_seen = sum(seen for seen, _ in gathered)
-        skipped = sorted(item for _, part in gathered for item in part)
-    if images_seen == 0:
-        reason = skipped[0][1] if skipped else "no images"
-        raise VizError(
-            f"no readable image among {len(names)} ({len(skipped)} skipped; first: {reason})"
-        )
     values, ids = decode(top.keys.cpu())
     flat = top.positions.cpu()
-    width = shape[2]
+    width = state.shape[2]
     positions = torch.stack([flat // width, flat % width], dim=-1).masked_fill(
         (ids < 0)[..., None], -1
     )
     return TopK(
         layer=config.layer,
-        channels=channels,
+        channels=state.channels,
         rank=config.rank,
         values=values,
         image_ids=ids,
         positions=positions,
-        layer_shape=shape,
+        layer_shape=state.shape,
         images_seen=images_seen,
         skipped=[(names[index], reason) for index, reason in skipped],
     )

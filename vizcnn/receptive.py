@@ -60,6 +60,8 @@ def _pair(value: Any) -> tuple[int, int]:
 def _window(
     field: _Axis2, kernel: Any, stride: Any, pad_lead: tuple[int, int], dilation: Any = 1
 ) -> _Axis2:
+    if field.is_global:
+        return field
     k, s, d = _pair(kernel), _pair(stride), _pair(dilation)
     top, size, jump = [], [], []
     for axis in range(2):
@@ -71,6 +73,8 @@ def _window(
 
 
 def _shift(field: _Axis2, pad_top: int, pad_left: int) -> _Axis2:
+    if field.is_global:
+        return field
     top = (field.top[0] - pad_top * field.jump[0], field.top[1] - pad_left * field.jump[1])
     return _Axis2(top, field.size, field.jump, False, field.context)
 
