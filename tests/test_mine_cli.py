@@ -190,7 +190,46 @@ def test_samples_are_seeded_crops(tmp_path: Path) -> None:
     other = open_dataset("samples", 3, (32, 32), crops_per_image=3, seed=6)
     assert one.names == two.names != other.names
     assert len(one) == 3 * len(sample_names())
-    assert one.names[0].startswith("sample:") and "@" not in one.names[0]
+    assert one.names[0].startswith("sample:") and "#" not in one.names[0] and "#" in one.names[-1]
     torch.testing.assert_close(one[20]["image"], two[20]["image"])
     assert one[20]["image"].shape == (3, 32, 32)
     assert len(open_dataset("samples", 1, (16, 16), limit=5)) == 5
+
+
+@pytest.mark.slow
+def test_default_model_on_samples_with_guided_projections(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["mine", "samples", "--limit", "16", "--channels", "0:2", "--projections", "guided"]
+    result = CliRunner().invoke(
+        app, [*args, "--batch", "8", "--workers", "0", "--device", "cpu", "-q", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"] == "efficientnet_lite0" and manifest["layer"] == "_blocks.6"
+    assert manifest["field"]["size"] == [115, 115] and manifest["field"]["method"].startswith(
+        "graph"
+    )
+    assert [len(row["hits"]) for row in manifest["channels"]] == [9, 9]
+    assert all(
+        hit["image"].startswith("sample:") for row in manifest["channels"] for hit in row["hits"]
+    )
+    assert (out / "channel_0001.png").is_file() and (out / "sheet.png").is_file()
+
+
+@pytest.mark.slow
+def test_lite0_projection_uses_relu_rule_and_restores_relu6(lite0) -> None:
+    from torch import nn
+
+    from conftest import assert_same_state, model_state
+    from vizcnn.data import sample_image
+    from vizcnn.datasets import preprocess
+    from vizcnn.patches import project
+
+    image = preprocess(sample_image("coffee"), lite0.input_size)[None]
+    before = model_state(lite0.module)
+    units = torch.tensor([[3, 6, 6]])
+    deconv = project(lite0, image, "_blocks.4", units, "deconv")
+    guided = project(lite0, image, "_blocks.4", units, "guided")
+    assert_same_state(before, model_state(lite0.module))
+    assert sum(isinstance(m, nn.ReLU6) for m in lite0.module.modules()) == 17
+    assert deconv.abs().sum() > 0 and not torch.allclose(deconv, guided)

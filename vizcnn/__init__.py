@@ -8,7 +8,9 @@ from vizcnn.hooks import capture, forward_to, parse_layer
 from vizcnn.imaging import load_image, make_grid, save_json, save_png
 from vizcnn.mining import MineConfig, TopK, mine_topk
 from vizcnn.models import DEFAULT_MODEL, LoadedModel, available_models, load_model
+from vizcnn.objectives import Objective
 from vizcnn.patches import MinedPatches, mine_patches
+from vizcnn.render import RenderConfig, RenderResult, render
 from vizcnn.video import ZoomConfig, dream_frames
 
 __version__ = "0.1.0"
@@ -25,6 +27,10 @@ __all__ = [
     "mine_patches",
     "mine_topk",
     "open_dataset",
+    "Objective",
+    "RenderConfig",
+    "RenderResult",
+    "render",
     "DEFAULT_MODEL",
     "LoadedModel",
     "VizError",

@@ -116,8 +116,10 @@ def _photo(name: str, channels: int) -> torch.Tensor:
 class SampleCrops(ImageSource):
     """Seeded random square crops of the photos bundled with scikit-image and scikit-learn.
 
-    Crop 0 of each photo is the whole photo (first come all crops 0, then all crops 1, ...); the others cover 6% to 100% of its shorter side
-    squared, at random places. Same seed, same crops.
+    Crop 0 of each photo is the whole photo; the others have a side of 25% to 100% of the
+    photo's shorter side, at random places. Items go round robin over the photos (all crops 0,
+    then all crops 1, ...) so that a `limit` still samples every photo. Same seed, same crops;
+    photos are read only when an item is loaded.
 
     Args:
         crops_per_image: crops taken from each bundled photo.
@@ -131,29 +133,26 @@ class SampleCrops(ImageSource):
         if crops_per_image < 1:
             raise VizError(f"crops per image must be at least 1, got {crops_per_image}")
         generator = torch.Generator().manual_seed(int(seed))
-        per_photo: list[list[tuple[str, int, int, int]]] = []
-        for photo in sample_names():
-            height, width = _photo(photo, channels).shape[-2:]
-            short = min(height, width)
-            crops = [(photo, 0, 0, 0)]  # side 0: the whole photo
-            for _ in range(crops_per_image - 1):
-                fraction = math.sqrt(0.06 + 0.94 * float(torch.rand((), generator=generator)))
-                side = max(8, int(short * fraction))
-                top = int(torch.randint(0, height - side + 1, (), generator=generator))
-                left = int(torch.randint(0, width - side + 1, (), generator=generator))
-                crops.append((photo, top, left, side))
-            per_photo.append(crops)
-        # Round robin over photos, so that --limit still samples every photo.
-        self.crops = [crops[j] for j in range(crops_per_image) for crops in per_photo]
-        self.names = [
-            f"sample:{p}" if s == 0 else f"sample:{p}@{t},{left},{s}"
-            for p, t, left, s in self.crops
-        ]
+        photos = sample_names()
+        # (photo, side, top, left) as fractions: side of the shorter side, top/left of the slack
+        draws = torch.rand(crops_per_image, len(photos), 3, generator=generator)
+        self.crops: list[tuple[str, float, float, float]] = []
+        self.names = []
+        for crop in range(crops_per_image):
+            for index, photo in enumerate(photos):
+                side, top, left = (float(v) for v in draws[crop, index])
+                side = 1.0 if crop == 0 else math.sqrt(0.06 + 0.94 * side)
+                self.crops.append((photo, side, top, left))
+                self.names.append(f"sample:{photo}" if crop == 0 else f"sample:{photo}#{crop}")
 
     def load(self, index: int) -> torch.Tensor:
-        photo, top, left, side = self.crops[index]
+        photo, fraction, top_fraction, left_fraction = self.crops[index]
         image = _photo(photo, self.channels)
-        if side:
+        if fraction < 1.0:
+            height, width = image.shape[-2:]
+            side = max(8, int(min(height, width) * fraction))
+            top = int(top_fraction * (height - side + 1))
+            left = int(left_fraction * (width - side + 1))
             image = image[:, top : top + side, left : left + side]
         return image.float().div(255.0)
 

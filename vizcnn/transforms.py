@@ -82,6 +82,11 @@ def _translation(shift: torch.Tensor) -> torch.Tensor:
     return matrix
 
 
+def _precise(device: torch.device) -> torch.dtype:
+    """float64 for the small matrices, except on MPS, which has no float64."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 def draw(
     transforms: Sequence[Transform],
     batch: int,
@@ -90,10 +95,11 @@ def draw(
 ) -> Draw:
     """Draw random parameters for each of `batch` images of `size` = (H, W).
 
-    The draws happen on the generator's device in float64, so results depend only on the seed.
+    The draws happen on the generator's device (in float64 where it has it), so results depend
+    only on the seed and that device.
     """
     device = generator.device if generator is not None else torch.device("cpu")
-    dtype = torch.float64
+    dtype = _precise(device)
     matrices = torch.eye(3, dtype=dtype, device=device).repeat(batch, 1, 1)
     height, width = int(size[0]), int(size[1])
     fill: float | None = None
@@ -146,13 +152,12 @@ def apply_draw(images: torch.Tensor, drawn: Draw, out_size: tuple[int, int]) -> 
     if shrink:
         sample_h, sample_w = canvas_h, canvas_w
     # affine_grid maps output coords in [-1, 1] (x, y order) to input coords in [-1, 1].
-    to_canvas = torch.diag(torch.tensor([canvas_w / 2, canvas_h / 2, 1.0], dtype=torch.float64)).to(
-        drawn.matrices.device
+    matrices = drawn.matrices
+    to_canvas = torch.diag(torch.tensor([canvas_w / 2, canvas_h / 2, 1.0], dtype=matrices.dtype))
+    from_source = torch.diag(torch.tensor([2 / width, 2 / height, 1.0], dtype=matrices.dtype))
+    theta = (
+        from_source.to(matrices.device) @ torch.linalg.inv(matrices) @ to_canvas.to(matrices.device)
     )
-    from_source = torch.diag(torch.tensor([2 / width, 2 / height, 1.0], dtype=torch.float64)).to(
-        drawn.matrices.device
-    )
-    theta = from_source @ torch.linalg.inv(drawn.matrices) @ to_canvas
     theta = theta[:, :2].to(device=images.device, dtype=images.dtype)
     grid = F.affine_grid(theta, [batch, images.shape[1], sample_h, sample_w], align_corners=False)
     # Zero padding of (image - fill) is constant padding with `fill`.

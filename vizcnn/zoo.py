@@ -7,7 +7,9 @@ _DEFAULTS: dict[str, dict[str, list[str]]] = {
     "efficientnet_lite0": {
         "dream": ["_blocks.9", "_blocks.11"],  # eyes and fur; checked on coffee/chelsea
         "render": ["_blocks.9"],
-        "mine": ["_blocks.9"],
+        # a 115 px field (object parts) inside the 224 px input; _blocks.9's 275 px field is
+        # larger than the image, so every mined patch would be the whole photo, padded
+        "mine": ["_blocks.6"],
     },
     "lenet5_digits": {
         "dream": ["features.3"],
