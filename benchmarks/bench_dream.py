@@ -38,8 +38,9 @@ from vizcnn.models import LoadedModel
 
 
 def photo(size: int) -> torch.Tensor:
-    """The bundled coffee photo stretched to `size` x `size` (C, H, W)."""
-    return resize(sample_image("coffee")[None], (size, size))[0].clamp_(0, 1)
+    """The bundled coffee photo stretched to `size` x `size`, `(C, H, W)` uint8 as the CLI uses."""
+    image = resize(sample_image("coffee")[None], (size, size))[0]
+    return image.mul_(255).round_().clamp_(0, 255).to(torch.uint8)
 
 
 def raw_step_seconds(loaded: LoadedModel, size: tuple[int, int], layers: list[str]) -> float:

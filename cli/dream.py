@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import torch
 
 import vizcnn
 from vizcnn.data import resolve_image_argument
@@ -237,6 +238,8 @@ def dream_command(
     device = device_from(options)
     loaded = open_model(options, device)
     picture, _ = resolve_image_argument(image, loaded.channels)
+    # 8-bit in, 8-bit out: a uint8 input keeps a 4096x4096 dream 150 MB smaller.
+    picture = picture.mul_(255).round_().to(torch.uint8)
     guide_image = resolve_image_argument(guide, loaded.channels)[0] if guide else None
     generator = make_generator(options["seed"], "cpu")  # CPU rolls: same seed, same rolls anywhere
     height, width = picture.shape[-2:]

@@ -145,11 +145,11 @@ def mine_command(
                 loaded,
                 dataset,
                 top,
-                projections=projections,
-                thumbnail_size=thumbnail,
+                projections=config.projections,
+                thumbnail_size=config.thumbnail,
                 progress=progress,
             )
-        written = _write(out, loaded, dataset, data, config, top, mined)
+        written = _write(out, loaded, dataset, data, options["seed"], config, top, mined)
         rate = top.images_seen / max(elapsed, 1e-9)
         click.echo(
             f"mined {layer_name} ({len(chosen)} channels, k={k}) over {top.images_seen} images "
@@ -164,6 +164,7 @@ def _write(
     loaded: LoadedModel,
     dataset: ImageSource,
     data: str,
+    seed: int,
     config: MineConfig,
     top: TopK,
     mined: MinedPatches,
@@ -202,6 +203,7 @@ def _write(
         "model": loaded.name,
         "weights": loaded.weights,
         "data": data,
+        "seed": seed,
         "images": len(dataset),
         "images_seen": top.images_seen,
         "layer": config.layer,

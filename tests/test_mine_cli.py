@@ -188,7 +188,9 @@ def test_samples_are_seeded_crops(tmp_path: Path) -> None:
     one = open_dataset("samples", 3, (32, 32), crops_per_image=3, seed=5)
     two = open_dataset("samples", 3, (32, 32), crops_per_image=3, seed=5)
     other = open_dataset("samples", 3, (32, 32), crops_per_image=3, seed=6)
-    assert one.names == two.names != other.names
+    assert one.names == two.names == other.names
+    assert one.fingerprint() == two.fingerprint() != other.fingerprint()
+    assert not torch.equal(one[20]["image"], other[20]["image"])
     assert len(one) == 3 * len(sample_names())
     assert one.names[0].startswith("sample:") and "#" not in one.names[0] and "#" in one.names[-1]
     torch.testing.assert_close(one[20]["image"], two[20]["image"])

@@ -9,7 +9,7 @@ import torch
 from mine_helpers import loaded_tiny, random_images
 
 from conftest import assert_same_state, model_state
-from vizcnn.datasets import TensorImages, content_hash
+from vizcnn.datasets import TensorImages, content_hashes
 from vizcnn.errors import VizError
 from vizcnn.hooks import forward_to
 from vizcnn.mining import MineConfig, TopK, mine_topk, parse_channels
@@ -125,7 +125,7 @@ def test_duplicate_content_fills_a_channel_once() -> None:
     images = torch.stack(
         [base[0], base[1], base[2], base[0], base[3], base[4], base[1], base[0], base[5]]
     )
-    hashes = [content_hash(image) for image in images]
+    hashes = content_hashes(images).tolist()
     top = mine_topk(loaded, TensorImages(images), MineConfig("conv3", k=9, batch_size=4))
     unique = [0, 1, 2, 4, 5, 8]  # first occurrences: the oracle mines distinct content only
     expected = oracle(loaded, images[unique], "conv3", 9, "max")
@@ -241,3 +241,23 @@ def test_parse_channels() -> None:
     ):
         with pytest.raises(VizError, match=message):
             parse_channels(bad, 40)
+
+
+def test_worker_processes_give_the_same_result() -> None:
+    loaded = loaded_tiny()
+    data = TensorImages(random_images(19, seed=14))
+    alone = mine_topk(loaded, data, MineConfig("conv3", k=3, batch_size=5, workers=0))
+    shared = mine_topk(loaded, data, MineConfig("conv3", k=3, batch_size=5, workers=2))
+    torch.testing.assert_close(shared.image_ids, alone.image_ids, rtol=0, atol=0)
+    torch.testing.assert_close(shared.values, alone.values, rtol=0, atol=0)
+
+
+def test_content_hashes_identify_identical_images_only() -> None:
+    images = random_images(4, seed=15)
+    images[2] = images[0]
+    changed = images[0].clone()
+    changed[1, 5, 7] = (changed[1, 5, 7] * 255 + (1 if changed[1, 5, 7] < 0.5 else -1)) / 255
+    hashes = content_hashes(torch.cat([images, changed[None]]))
+    assert hashes[0] == hashes[2] and len(set(hashes.tolist())) == 4  # one pixel, one level: new
+    assert hashes[0] == content_hashes(images[0][None])[0]  # independent of the batch
+    assert (hashes != 0).all()

@@ -112,6 +112,19 @@ def test_diversity_gives_several_pushed_apart_images_per_unit() -> None:
     assert similarity(pushed) < similarity(plain)
 
 
+def test_diversity_for_a_class_uses_the_models_render_layer() -> None:
+    loaded = tiny_loaded()  # no zoo entry: the fallback conv two thirds deep, features.2
+    config = RenderConfig(steps=3, size=12, diversity=2, diversity_weight=1.0)
+    result = render(loaded, [O.class_logit("cat")], config, generator=gen())
+    assert result.unit_index == [0, 0] and torch.isfinite(result.values).all()
+    with pytest.raises(VizError, match="did you mean"):
+        render(
+            loaded,
+            ["features.0:0"],
+            RenderConfig(steps=2, diversity=2, diversity_layer="feature.2"),
+        )
+
+
 def test_stops_at_the_target_layer() -> None:
     loaded = tiny_loaded()
     loaded.module.head = Tripwire()  # type: ignore[assignment]

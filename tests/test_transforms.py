@@ -140,3 +140,18 @@ def test_bad_transforms() -> None:
         draw([Scale((0.0, 1.0))], 1, (16, 16))
     with pytest.raises(VizError, match="unknown transform"):
         draw(["flip"], 1, (16, 16))  # type: ignore[list-item]
+
+
+def test_affine_map_before_resampling_equals_after() -> None:
+    x = images(batch=3, height=16, width=16)
+    mean = torch.tensor([0.485, 0.456, 0.406], dtype=torch.float64).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225], dtype=torch.float64).view(1, 3, 1, 1)
+
+    def normalize(t: torch.Tensor) -> torch.Tensor:
+        return (t - mean) / std
+
+    for out_size in [(40, 40), (10, 12)]:  # the grid_sample path and the shrink path
+        after = normalize(apply_transforms(x, standard_transforms(), out_size, gen(4)))
+        before = apply_transforms(x, standard_transforms(), out_size, gen(4), then=normalize)
+        assert_close(before, after)
+    assert_close(apply_transforms(x, [], (20, 20), then=normalize), normalize(resize(x, (20, 20))))

@@ -207,7 +207,7 @@ def guide_features(
         guide: `(C, H, W)` or `(1, C, H, W)` in [0, 1]; resized so its shorter side is the
             model's input size.
     """
-    image = _as_batch(guide, loaded)
+    image = _unit(_as_batch(guide, loaded), _float_dtype(loaded))
     height, width = image.shape[-2:]
     scale = min(loaded.input_size) / min(height, width)
     size = (max(1, round(height * scale)), max(1, round(width * scale)))
@@ -217,25 +217,45 @@ def guide_features(
     return [_select_channels(_wide(acts[t.layer]), t)[0].flatten(1) for t in targets]
 
 
+def _float_dtype(loaded: LoadedModel) -> torch.dtype:
+    param = next(loaded.module.parameters(), None)
+    return param.dtype if param is not None and param.is_floating_point() else torch.float32
+
+
 def _as_batch(image: torch.Tensor, loaded: LoadedModel) -> torch.Tensor:
+    """`(B, C, H, W)` on the model's device with the model's channels; uint8 stays uint8."""
     if image.dim() == 3:
         image = image.unsqueeze(0)
     if image.dim() != 4:
         raise VizError(f"expected a (C, H, W) or (B, C, H, W) image, got {tuple(image.shape)}")
-    param = next(loaded.module.parameters(), None)
-    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    image = image.to(device=loaded.device, dtype=dtype)
-    if image.min() < 0 or image.max() > 1:  # clamp only when needed: no extra full-size copy
-        image = image.clamp(0, 1)
+    if image.dtype == torch.uint8:
+        image = image.to(loaded.device)  # converted octave by octave: 1 byte per value, not 4
+    else:
+        image = image.to(device=loaded.device, dtype=_float_dtype(loaded))
+        if image.min() < 0 or image.max() > 1:  # clamp only when needed: no extra full copy
+            image = image.clamp(0, 1)
     have, want = image.shape[1], loaded.channels
     if have == want:
         return image
     if want == 1 and have == 3:
+        image = _unit(image, _float_dtype(loaded))
         luma = torch.tensor(_LUMA, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
         return (image * luma).sum(1, keepdim=True)
     if have == 1:
         return image.expand(-1, want, -1, -1)
     raise VizError(f"{loaded.name} takes {want}-channel images, got {have} channels")
+
+
+def _unit(batch: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Values in [0, 1] as floating point (uint8 is divided by 255)."""
+    return batch.to(dtype).div_(255) if batch.dtype == torch.uint8 else batch
+
+
+def _fold_image(x: torch.Tensor, batch: torch.Tensor, alpha: float) -> torch.Tensor:
+    """`x += alpha * batch` in [0, 1] units at x's size, in place and without a full-size copy."""
+    if tuple(batch.shape[-2:]) == tuple(x.shape[-2:]):
+        return x.add_(batch, alpha=alpha / 255 if batch.dtype == torch.uint8 else alpha)
+    return x.add_(resize(_unit(batch, x.dtype), (x.shape[-2], x.shape[-1])), alpha=alpha)
 
 
 def _accepts(loaded: LoadedModel, layers: Sequence[str], shape: tuple[int, int]) -> bool:
@@ -346,8 +366,9 @@ def dream(
     guides = guide_features(loaded, guide, targets) if guide is not None else None
     full = (batch.shape[-2], batch.shape[-1])
     sizes = octave_sizes(loaded, full, config)
-    mean = torch.tensor(loaded.mean, device=batch.device, dtype=batch.dtype).view(1, -1, 1, 1)
-    std = torch.tensor(loaded.std, device=batch.device, dtype=batch.dtype).view(1, -1, 1, 1)
+    dtype = batch.dtype if batch.is_floating_point() else _float_dtype(loaded)
+    mean = torch.tensor(loaded.mean, device=batch.device, dtype=dtype).view(1, -1, 1, 1)
+    std = torch.tensor(loaded.std, device=batch.device, dtype=dtype).view(1, -1, 1, 1)
     low, high = (0 - mean) / std, (1 - mean) / std
     step = (config.step_size / 255.0) / std  # pixel units -> the model's normalized units
     device = batch.device
@@ -378,10 +399,16 @@ def dream(
         x: torch.Tensor | None = None  # the current octave's dream; between octaves, its detail
         for level, shape in enumerate(sizes):
             if x is None:
-                x = resize(batch, shape).sub(mean).div_(std)
-            else:  # detail carried over: x = upsampled detail + base
-                x = resize(x, shape).mul_(std).add_(resize(batch, shape)).sub_(mean).div_(std)
+                x = torch.zeros(batch.shape[0], batch.shape[1], *shape, device=device, dtype=dtype)
+            else:  # the detail carried over, upsampled, goes onto the new base
+                x = resize(x, shape).mul_(std)
+            _fold_image(x, batch, 1.0).sub_(mean).div_(std)
             torch.maximum(torch.minimum(x, high, out=x), low, out=x)
+            # A tiled image is a big one: keep its one full-size temporary, the gradient, in
+            # bfloat16 (half the memory). The rounding, 2^-9 of a step of about 1.5/255, is far
+            # below an 8-bit output's 1/255; the normalization is summed from exact tile grads.
+            tiled = 0 < config.tile < max(shape) and dtype == torch.float32
+            buffer = torch.bfloat16 if tiled else dtype
             for index in range(config.steps):
                 shift = torch.randint(
                     -config.jitter,
@@ -390,10 +417,11 @@ def dream(
                     generator=generator,
                     device=generator.device,
                 ).tolist()
-                grad, stats = rolled_gradient(x, (shift[0], shift[1]), config.tile, gradient)
+                grad, stats = rolled_gradient(
+                    x, (shift[0], shift[1]), config.tile, gradient, buffer
+                )
                 spread = stats.mean_abs() if config.grad_norm == "mean" else stats.std()
-                scale = step / (spread.to(x.dtype).view(-1, 1, 1, 1) + 1e-8)
-                x.add_(grad.mul_(scale))
+                x.addcmul_(grad, step / (spread.to(dtype).view(-1, 1, 1, 1) + 1e-8))
                 del grad
                 torch.maximum(torch.minimum(x, high, out=x), low, out=x)
                 done += 1
@@ -403,12 +431,10 @@ def dream(
                     f"octave {level + 1}/{len(sizes)} ({shape[0]}x{shape[1]}) step {index + 1}/{config.steps}",
                 )
             if level < len(sizes) - 1:  # keep only the detail: x - base
-                x.mul_(std).sub_(resize(batch, shape)).add_(mean).div_(std)
+                _fold_image(x.mul_(std), batch, -1.0).add_(mean).div_(std)
     assert x is not None
     result = x.mul_(std).add_(mean).clamp_(0, 1)
     if tuple(result.shape[-2:]) != full:
         result = resize(result, full).clamp_(0, 1)
-    result = result.to(
-        device=image.device, dtype=image.dtype if image.is_floating_point() else torch.float32
-    )
+    result = result.to(device=image.device)
     return result[0] if image.dim() == 3 else result

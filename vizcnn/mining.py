@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from vizcnn.datasets import Batch, ImageSource, collate
+from vizcnn.datasets import Batch, ImageSource, collate, content_hashes
 from vizcnn.distributed import Shard, all_gather, all_gather_objects, current_shard
 from vizcnn.errors import VizError
 from vizcnn.hooks import capture
@@ -111,7 +111,7 @@ def parse_channels(text: str | None, available: int) -> tuple[int, ...]:
             chosen = tuple(range(available)[slice(*parts)])
         else:
             chosen = tuple(int(p) for p in text.split(",") if p.strip())
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:  # TypeError: a slice with more than three parts
         raise VizError(f"bad --channels {text!r}; write 0:64, 3,5,9 or --all") from exc
     bad = [c for c in chosen if not 0 <= c < available]
     if bad:
@@ -323,7 +323,7 @@ def _mine_batch(
         values.float(),
         where,
         batch.indices.to(device),
-        batch.hashes.to(device),
+        content_hashes(images),
         valid.to(device),
     )
     state.images_seen += int(valid.sum())

@@ -122,8 +122,28 @@ def relus_for_captum(model: nn.Module) -> Iterator[nn.Module]:
             module.inplace = flag  # type: ignore[assignment]
 
 
+def check_projectable(loaded: LoadedModel, layer: str) -> None:
+    """VizError unless `layer`'s module runs exactly once per forward pass (captum hooks it)."""
+    ref = parse_layer(layer)
+    probe = torch.zeros(1, loaded.channels, *loaded.input_size, device=loaded.device)
+    with torch.no_grad(), capture(loaded.module, [layer], stop_early=False, detach=True) as acts:
+        acts.run(probe)
+    calls = acts.calls.get(ref.name, 0)
+    if ref.call != 0 or calls != 1:
+        raise VizError(
+            f"projections need a layer whose module runs once per pass; {ref.name!r} runs "
+            f"{calls} times: mine a block's output or use --projections none"
+        )
+
+
 def project(
-    loaded: LoadedModel, images: torch.Tensor, layer: str, units: torch.Tensor, method: str
+    loaded: LoadedModel,
+    images: torch.Tensor,
+    layer: str,
+    units: torch.Tensor,
+    method: str,
+    *,
+    check: bool = True,
 ) -> torch.Tensor:
     """Deconvnet or guided-backprop projection of one unit per image onto the input.
 
@@ -132,6 +152,8 @@ def project(
         layer: a layer whose module runs once per forward pass.
         units: `(B, 3)` int64 (channel, y, x) of the unit to project for each image.
         method: "deconv" or "guided".
+        check: verify first that the layer's module runs once per pass (see
+            `check_projectable`); callers projecting many batches check once.
 
     Returns:
         `(B, C, H, W)` attribution in the model's input space.
@@ -140,14 +162,8 @@ def project(
 
     model = loaded.module
     ref = parse_layer(layer)
-    probe = torch.zeros(1, loaded.channels, *loaded.input_size, device=loaded.device)
-    with torch.no_grad(), capture(model, [layer], stop_early=False, detach=True) as acts:
-        acts.run(probe)
-    if ref.call != 0 or acts.calls.get(ref.name, 0) != 1:
-        raise VizError(
-            f"projections need a layer whose module runs once per pass; {ref.name!r} runs "
-            f"{acts.calls.get(ref.name, 0)} times: mine a block's output or use --projections none"
-        )
+    if check:
+        check_projectable(loaded, layer)
     rows = torch.arange(units.shape[0], device=loaded.device)
     index = units.to(loaded.device)
 
@@ -215,6 +231,8 @@ def mine_patches(
             f"no receptive field for layer {topk.layer!r}; its units do not see the input"
         )
     result = MinedPatches(layer=topk.layer, field=found, projections=projections)
+    if projections != "none":
+        check_projectable(loaded, topk.layer)
     todo = [
         (row, slot, hit)
         for row in range(len(topk.channels))
@@ -234,7 +252,7 @@ def mine_patches(
             units = torch.tensor(
                 [[topk.channels[row], hit[2], hit[3]] for row, _, hit in chunk], dtype=torch.int64
             )
-            projected = project(loaded, batch, topk.layer, units, projections).cpu()
+            projected = project(loaded, batch, topk.layer, units, projections, check=False).cpu()
         for index, (row, slot, (value, image_id, y, x)) in enumerate(chunk):
             box = _box(found, y, x, loaded.input_size)
             tile = thumbnail(cut_box(images[image_id], box, fill), thumbnail_size)

@@ -61,7 +61,11 @@ class GradientStats:
 
 
 def rolled_gradient(
-    x: torch.Tensor, shift: tuple[int, int], tile: int, grad_fn: GradientFn
+    x: torch.Tensor,
+    shift: tuple[int, int],
+    tile: int,
+    grad_fn: GradientFn,
+    dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, GradientStats]:
     """The gradient of `grad_fn`'s objective at `torch.roll(x, shift, (2, 3))`, rolled back.
 
@@ -73,6 +77,7 @@ def rolled_gradient(
         shift: `(dy, dx)` roll applied before tiling.
         tile: largest tile side in pixels; 0 for one tile.
         grad_fn: returns the objective's gradient for one `(B, C, h, w)` tile.
+        dtype: of the returned gradient (default x's); the sums always use the exact tile grads.
 
     Returns:
         The gradient `(B, C, H, W)` in `x`'s (unrolled) coordinates and its per-image sums.
@@ -81,7 +86,7 @@ def rolled_gradient(
         >>> g, stats = rolled_gradient(x, (5, -3), 512, grad_fn)
     """
     batch, _, height, width = x.shape
-    grad = torch.empty_like(x)
+    grad = torch.empty_like(x, dtype=dtype)
     zeros = torch.zeros(batch, dtype=torch.float64, device=x.device)
     stats = GradientStats(x[0].numel(), zeros.clone(), zeros.clone(), zeros.clone())
     for y0, y1 in tile_spans(height, tile):

@@ -20,7 +20,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -139,11 +139,19 @@ def draw(
     return Draw(matrices=matrices, canvas=(height, width), fill=0.5 if fill is None else fill)
 
 
-def apply_draw(images: torch.Tensor, drawn: Draw, out_size: tuple[int, int]) -> torch.Tensor:
+def apply_draw(
+    images: torch.Tensor,
+    drawn: Draw,
+    out_size: tuple[int, int],
+    then: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
     """Resample `(B, C, H, W)` images through `drawn` into `(B, C, *out_size)`.
 
     Upsampling happens in the one `grid_sample`; when the output is smaller than the canvas the
-    sampling is done at canvas resolution and then shrunk with antialiasing.
+    sampling is done at canvas resolution and then shrunk with antialiasing. `then` is a
+    per-channel affine map (such as a model's normalization) to apply to the result: it is
+    applied to the small input and to the fill instead, which gives the same result (the
+    interpolation weights sum to one) for less work.
     """
     batch, _, height, width = images.shape
     canvas_h, canvas_w = drawn.canvas
@@ -160,11 +168,16 @@ def apply_draw(images: torch.Tensor, drawn: Draw, out_size: tuple[int, int]) -> 
     )
     theta = theta[:, :2].to(device=images.device, dtype=images.dtype)
     grid = F.affine_grid(theta, [batch, images.shape[1], sample_h, sample_w], align_corners=False)
+    fill = torch.full(
+        (1, images.shape[1], 1, 1), drawn.fill, device=images.device, dtype=images.dtype
+    )
+    if then is not None:
+        images, fill = then(images), then(fill)
     # Zero padding of (image - fill) is constant padding with `fill`.
     out = F.grid_sample(
-        images - drawn.fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        images - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False
     )
-    out = out + drawn.fill
+    out = out + fill
     return resize(out, out_size) if shrink else out
 
 
@@ -173,8 +186,12 @@ def apply_transforms(
     transforms: Sequence[Transform],
     out_size: tuple[int, int],
     generator: torch.Generator | None = None,
+    then: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Transform each image of `(B, C, H, W)` with its own random draw and resize to `out_size`.
+
+    `then`: a per-channel affine map applied to the result (see `apply_draw`), e.g. the model's
+    normalization.
 
     Example:
         >>> gen = make_generator(0)
@@ -182,6 +199,6 @@ def apply_transforms(
         torch.Size([B, C, 224, 224])
     """
     if not transforms:
-        return resize(images, out_size)
+        return resize(then(images) if then is not None else images, out_size)
     drawn = draw(transforms, images.shape[0], (images.shape[-2], images.shape[-1]), generator)
-    return apply_draw(images, drawn, out_size)
+    return apply_draw(images, drawn, out_size, then)
