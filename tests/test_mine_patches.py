@@ -47,7 +47,10 @@ def assert_boxes_hold_gradients(
     mined = mine_patches(loaded, data, top, thumbnail_size=16)
     checked = 0
     height, width = loaded.input_size
-    for channel, hits in mined.hits.items():
+    assert list(mined.hits) == list(top.channels)
+    for row, (channel, hits) in enumerate(mined.hits.items()):
+        assert [(h.value, h.image_id, *h.position) for h in hits] == top.hits(row)
+        assert [h.rank for h in hits] == list(range(len(hits)))
         for hit in hits:
             support = gradient_support(
                 loaded, images[hit.image_id], layer, (channel, *hit.position)

@@ -1,8 +1,8 @@
 """Image collections for mining: a folder tree, a text list of paths, or crops of bundled photos.
 
 Each item is the image after the model's own preprocessing (shorter side resized to the input
-size, then centre-cropped), in [0, 1]; `content_hashes` identifies identical images under two
-names so that they count once. An unreadable item does not raise: it comes back with an `error`
+size, then centre-cropped), in [0, 1], with a hash of its 8-bit pixels so that identical images
+under two names count once. An unreadable item does not raise: it comes back with an `error`
 string, and the miner skips it and lists it.
 """
 
@@ -17,6 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -28,38 +29,41 @@ SAMPLES = "samples"
 
 
 def preprocess(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize `(C, h, w)` so it covers `size` = (H, W), then centre-crop to exactly `size`."""
+    """Resize `(C, h, w)` so it covers `size` = (H, W), then centre-crop to exactly `size`.
+
+    An image already at `size` comes back as is (no copy).
+    """
     height, width = image.shape[-2:]
     scale = max(size[0] / height, size[1] / width)
     new_h, new_w = max(size[0], round(height * scale)), max(size[1], round(width * scale))
-    scaled = resize(image.unsqueeze(0), (new_h, new_w))[0]
+    if (new_h, new_w) != (height, width):
+        # antialiased resampling can overshoot [0, 1] a little
+        image = resize(image.unsqueeze(0), (new_h, new_w))[0].clamp_(0, 1)
     top, left = (new_h - size[0]) // 2, (new_w - size[1]) // 2
-    return scaled[:, top : top + size[0], left : left + size[1]].clamp(0, 1).contiguous()
+    return image[:, top : top + size[0], left : left + size[1]]
+
+
+def content_hash(image: torch.Tensor) -> int:
+    """64-bit hash of a `(C, H, W)` image's 8-bit quantized pixels (never 0: 0 = empty slot).
+
+    Identical content (after preprocessing) gives the same hash on every process; computed
+    per item at load time, so it runs in the DataLoader workers.
+    """
+    # numpy, not torch: tiny elementwise torch ops start a thread team each, which costs
+    # more than the work itself on a busy machine
+    values = image.detach().cpu().numpy()
+    pixels = np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
+    digest = hashlib.blake2b(pixels.tobytes(), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True) or 1
 
 
 def content_hashes(images: torch.Tensor) -> torch.Tensor:
-    """64-bit content hashes `(B,)` int64 of `(B, C, H, W)` images in [0, 1], on their device.
-
-    The 8-bit quantized pixels are dotted with fixed pseudo-random odd int64 weights (wrapping
-    arithmetic): identical content gives identical hashes on every device and rank, distinct
-    content collides with probability below 2^-56, and the cost is one multiply-add per pixel,
-    vectorized with the batch. Never 0 (0 marks an empty slot).
-    """
-    flat = images.detach().flatten(1).clamp(0, 1).mul(255).round().to(torch.int64)
-    weights = _hash_weights(flat.shape[1], images.device)
-    return (flat * weights).sum(1) | 1
-
-
-@lru_cache(maxsize=8)
-def _hash_weights(count: int, device: torch.device) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(0x5EED)
-    low = torch.randint(0, 1 << 32, (count,), generator=generator, dtype=torch.int64)
-    high = torch.randint(-(1 << 31), 1 << 31, (count,), generator=generator, dtype=torch.int64)
-    return ((high << 32) | low | 1).to(device)
+    """`content_hash` of each image of `(B, C, H, W)`, as a `(B,)` int64 tensor."""
+    return torch.tensor([content_hash(image) for image in images], dtype=torch.int64)
 
 
 class ImageSource(Dataset[dict[str, Any]]):
-    """Base class: `load(i)` gives one raw image; items come preprocessed and never raise.
+    """Base class: `load(i)` gives one raw image; items come preprocessed, hashed, never raising.
 
     Subclasses set `names` (one display name per item) and implement `load`.
 
@@ -98,10 +102,10 @@ class ImageSource(Dataset[dict[str, Any]]):
     def __getitem__(self, index: int) -> dict[str, Any]:
         try:
             image = self.image(index)
-            return {"image": image, "index": index, "error": ""}
+            return {"image": image, "index": index, "hash": content_hash(image), "error": ""}
         except VizError as exc:
             blank = torch.zeros(self.channels, *self.size)
-            return {"image": blank, "index": index, "error": str(exc)}
+            return {"image": blank, "index": index, "hash": 0, "error": str(exc)}
 
     def fingerprint(self) -> str:
         """Identifies the collection (names, size, channels) so a resumed run checks it."""
@@ -236,17 +240,20 @@ def _limited(dataset: ImageSource, limit: int) -> ImageSource:
 
 @dataclass
 class Batch:
-    """A collated batch: images `(B, C, H, W)`, data-set indices, errors."""
+    """A collated batch: images `(B, C, H, W)`, data-set indices, content hashes, errors."""
 
     images: torch.Tensor  # (B, C, H, W) in [0, 1]; zeros where `errors` is non-empty
     indices: torch.Tensor  # (B,) int64 positions in the data set (image ids)
+    hashes: torch.Tensor  # (B,) int64 content hashes (`content_hash`), 0 for unreadable items
     errors: list[str]  # "" for a good item, else why it was skipped
 
 
 def collate(items: list[dict[str, Any]]) -> Batch:
     """DataLoader `collate_fn` for `ImageSource` items."""
     return Batch(
-        images=torch.stack([item["image"] for item in items]),
+        # numpy's single-threaded copy: torch.stack's thread team stalls on a busy machine
+        images=torch.from_numpy(np.stack([item["image"].numpy() for item in items])),
         indices=torch.tensor([item["index"] for item in items], dtype=torch.int64),
+        hashes=torch.tensor([item["hash"] for item in items], dtype=torch.int64),
         errors=[item["error"] for item in items],
     )

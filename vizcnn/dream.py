@@ -251,11 +251,19 @@ def _unit(batch: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return batch.to(dtype).div_(255) if batch.dtype == torch.uint8 else batch
 
 
+def _bands(height: int, rows: int = 256) -> list[slice]:
+    """Row bands for in-place updates: mixed-dtype ops on a band need only band-sized buffers."""
+    return [slice(top, min(top + rows, height)) for top in range(0, height, rows)]
+
+
 def _fold_image(x: torch.Tensor, batch: torch.Tensor, alpha: float) -> torch.Tensor:
     """`x += alpha * batch` in [0, 1] units at x's size, in place and without a full-size copy."""
-    if tuple(batch.shape[-2:]) == tuple(x.shape[-2:]):
-        return x.add_(batch, alpha=alpha / 255 if batch.dtype == torch.uint8 else alpha)
-    return x.add_(resize(_unit(batch, x.dtype), (x.shape[-2], x.shape[-1])), alpha=alpha)
+    if tuple(batch.shape[-2:]) != tuple(x.shape[-2:]):
+        return x.add_(resize(_unit(batch, x.dtype), (x.shape[-2], x.shape[-1])), alpha=alpha)
+    scale = alpha / 255 if batch.dtype == torch.uint8 else alpha
+    for band in _bands(x.shape[-2]):
+        x[:, :, band].add_(batch[:, :, band], alpha=scale)
+    return x
 
 
 def _accepts(loaded: LoadedModel, layers: Sequence[str], shape: tuple[int, int]) -> bool:
@@ -421,7 +429,9 @@ def dream(
                     x, (shift[0], shift[1]), config.tile, gradient, buffer
                 )
                 spread = stats.mean_abs() if config.grad_norm == "mean" else stats.std()
-                x.addcmul_(grad, step / (spread.to(dtype).view(-1, 1, 1, 1) + 1e-8))
+                factor = step / (spread.to(dtype).view(-1, 1, 1, 1) + 1e-8)
+                for band in _bands(shape[0]):
+                    x[:, :, band].addcmul_(grad[:, :, band], factor)
                 del grad
                 torch.maximum(torch.minimum(x, high, out=x), low, out=x)
                 done += 1

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from vizcnn.datasets import Batch, ImageSource, collate, content_hashes
+from vizcnn.datasets import Batch, ImageSource, collate
 from vizcnn.distributed import Shard, all_gather, all_gather_objects, current_shard
 from vizcnn.errors import VizError
 from vizcnn.hooks import capture
@@ -323,7 +323,7 @@ def _mine_batch(
         values.float(),
         where,
         batch.indices.to(device),
-        content_hashes(images),
+        batch.hashes.to(device),
         valid.to(device),
     )
     state.images_seen += int(valid.sum())

@@ -233,48 +233,49 @@ def mine_patches(
     result = MinedPatches(layer=topk.layer, field=found, projections=projections)
     if projections != "none":
         check_projectable(loaded, topk.layer)
-    todo = [
-        (row, slot, hit)
-        for row in range(len(topk.channels))
-        for slot, hit in enumerate(topk.hits(row))
-    ]
-    images: dict[int, torch.Tensor] = {}
-    for _, _, (_, image_id, _, _) in todo:
-        if image_id not in images:
-            images[image_id] = dataset.image(image_id)
+    # Hits sorted by image, so each winning image is read once and only a batch's worth of
+    # images is held at a time (a --all run on a wide layer can have thousands of winners).
+    todo = sorted(
+        (
+            (row, slot, hit)
+            for row in range(len(topk.channels))
+            for slot, hit in enumerate(topk.hits(row))
+        ),
+        key=lambda item: (item[2][1], item[0], item[1]),
+    )
     total = len(todo)
     progress(0, total, "cutting patches")
+    cache: dict[int, torch.Tensor] = {}
     for start in range(0, total, batch_size):
         chunk = todo[start : start + batch_size]
+        cache = {
+            i: cache[i] if i in cache else dataset.image(i) for i in {h[1] for _, _, h in chunk}
+        }
         projected = None
         if projections != "none":
-            batch = torch.stack([images[hit[1]] for _, _, hit in chunk])
+            batch = torch.stack([cache[hit[1]] for _, _, hit in chunk])
             units = torch.tensor(
                 [[topk.channels[row], hit[2], hit[3]] for row, _, hit in chunk], dtype=torch.int64
             )
             projected = project(loaded, batch, topk.layer, units, projections, check=False).cpu()
         for index, (row, slot, (value, image_id, y, x)) in enumerate(chunk):
             box = _box(found, y, x, loaded.input_size)
-            tile = thumbnail(cut_box(images[image_id], box, fill), thumbnail_size)
+            tile = thumbnail(cut_box(cache[image_id], box, fill), thumbnail_size)
             shown = None
             if projected is not None:
                 crop = cut_box(projected[index], box, 0.0)
                 shown = thumbnail(_display(crop), thumbnail_size)
             channel = topk.channels[row]
-            result.hits.setdefault(channel, []).append(
-                Hit(
-                    channel,
-                    slot,
-                    value,
-                    image_id,
-                    dataset.names[image_id],
-                    (y, x),
-                    box,
-                    tile,
-                    shown,
-                )
+            hit = Hit(
+                channel, slot, value, image_id, dataset.names[image_id], (y, x), box, tile, shown
             )
+            result.hits.setdefault(channel, []).append(hit)
         progress(min(start + batch_size, total), total, "cutting patches")
+    for hits in result.hits.values():
+        hits.sort(key=lambda hit: hit.rank)
+    result.hits = {
+        channel: result.hits[channel] for channel in topk.channels if channel in result.hits
+    }
     return result
 
 

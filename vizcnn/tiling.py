@@ -93,7 +93,8 @@ def rolled_gradient(
         rows = (torch.arange(y0, y1, device=x.device) - shift[0]) % height
         for x0, x1 in tile_spans(width, tile):
             cols = (torch.arange(x0, x1, device=x.device) - shift[1]) % width
-            piece = x.index_select(2, rows).index_select(3, cols).detach().requires_grad_(True)
+            # One gather straight to the tile: no (B, C, h, W) intermediate band.
+            piece = x[:, :, rows[:, None], cols[None, :]].detach().requires_grad_(True)
             piece_grad = grad_fn(piece).detach()
             grad[:, :, rows[:, None], cols[None, :]] = piece_grad.to(grad.dtype)
             wide = piece_grad.double()
