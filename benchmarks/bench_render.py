@@ -20,7 +20,7 @@ The machine is shared, so the measurements are interleaved step by step: after e
 model (no hooks shared); the time spent in the callback is not counted as ours. Medians.
 
 Usage:
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_render.py [--threads 2] [--steps 16]
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_render.py [--threads 2] [--steps 8] [--units 32]
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layer", default="_blocks.7")
     parser.add_argument("--units", type=int, default=32, help="channels rendered in one batch")
-    parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()

@@ -57,6 +57,17 @@ class DreamOutput:
         return self.path / "dream.json" if self.kind == "frames" else self.path.with_suffix(".json")
 
 
+# model_options values that change the model, and their flags (for the recorded command).
+_MODEL_FLAGS = {
+    "weights": "--weights",
+    "arch": "--arch",
+    "mean": "--mean",
+    "std": "--std",
+    "input_size": "--size",
+    "labels": "--labels",
+}
+
+
 @contextmanager
 def _echo_warnings() -> Iterator[list[str]]:
     """Show the library's warnings (e.g. fewer octaves) as plain `warning:` lines, once each."""
@@ -75,7 +86,7 @@ def _command_line(
     image: str, model: str, config: DreamConfig, zoom: ZoomConfig | None, extra: dict[str, Any]
 ) -> str:
     """The command that remakes this dream (layers resolved, so new defaults do not change it)."""
-    parts = ["vizcnn", "dream", image, "-m", model]
+    parts = ["vizcnn", "dream", image, "-m", model, *extra["model_args"]]
     for spec in extra["layers"]:
         parts += ["-l", spec]
     parts += [
@@ -244,7 +255,14 @@ def dream_command(
     generator = make_generator(options["seed"], "cpu")  # CPU rolls: same seed, same rolls anywhere
     height, width = picture.shape[-2:]
     targets = config.targets(loaded)
+    model_args: list[str] = []
+    for key, flag in _MODEL_FLAGS.items():
+        if options.get(key) is not None:
+            model_args += [flag, str(options[key])]
+    if options.get("trust_checkpoint"):
+        model_args.append("--trust-checkpoint")
     extra = {
+        "model_args": model_args,
         "layers": [t.spec for t in targets],
         "guide": guide,
         "fps": fps,
@@ -260,7 +278,7 @@ def dream_command(
         "weights": loaded.weights,
         "image": image,
         "image_size": [int(height), int(width)],
-        **{k: v for k, v in asdict(config).items() if k not in {"layers", "extra"}},
+        **{k: v for k, v in asdict(config).items() if k != "layers"},
         "layers": [t.spec for t in targets],
         "guide": guide,
         "seed": options["seed"],

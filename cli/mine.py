@@ -94,7 +94,7 @@ def mine_command(
     DATA is a folder of images (any tree, e.g. ImageFolder), a .txt list of paths, or `samples`
     (random crops of the photos bundled with scikit-image and scikit-learn). Writes
     OUT/channel_NNNN.png (3x3 grid per channel), OUT/sheet.png (the layer) and OUT/manifest.json.
-    Under `torchrun --nproc-per-node N vizcnn mine ...` the ranks share the data.
+    Under `torchrun --nproc-per-node N --no-python vizcnn mine ...` the ranks share the data.
 
     \b
     Example:

@@ -314,6 +314,16 @@ def test_tiled_dream_with_bfloat16_gradient_buffer_stays_close_to_float64() -> N
     assert float(difference.max()) < 0.05
 
 
+@pytest.mark.parametrize("shape", [(5, 7, 9, 13), (3, 3, 40, 4), (20, 30, 28, 42)])
+def test_banded_enlarge_is_bilinear_interpolation(shape: tuple[int, int, int, int]) -> None:
+    from vizcnn.tiling import enlarge as _enlarge
+
+    h, w, height, width = shape
+    x = torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    expected = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(_enlarge(x, (height, width)), expected)
+
+
 def test_octave_sizes_follow_the_scale() -> None:
     loaded = _tiny()
     sizes = octave_sizes(loaded, (480, 640), DreamConfig(layers=("2",)))
@@ -461,6 +471,7 @@ def test_cli_png_with_metadata_and_sidecar(tmp_path: Path) -> None:
     assert json.loads(meta["layers"]) == sidecar["layers"] == ["features.9:0,1,2,3@2"]
     assert sidecar["seed"] == 0 and sidecar["octaves"] == 2 and sidecar["image_size"] == [36, 48]
     assert "-l features.9:0,1,2,3@2" in meta["command"]
+    assert "-m alexnet --weights none" in meta["command"]
 
 
 def test_cli_recorded_command_remakes_the_picture(tmp_path: Path) -> None:

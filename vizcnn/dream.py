@@ -15,7 +15,7 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -26,7 +26,7 @@ from vizcnn.hooks import capture, forward_to
 from vizcnn.imaging import resize
 from vizcnn.models import LoadedModel
 from vizcnn.progress import ProgressCallback, no_progress
-from vizcnn.tiling import rolled_gradient, tile_shapes
+from vizcnn.tiling import add_image, as_unit, enlarge, rolled_gradient, row_bands, tile_shapes
 
 # Luminance weights (ITU-R 601) for feeding a colour image to a one-channel model.
 _LUMA = (0.299, 0.587, 0.114)
@@ -109,7 +109,6 @@ class DreamConfig:
     tile: int = 512  # largest tile side for the gradient (memory bound); 0 = never tile
     grad_norm: Literal["mean", "std"] = "mean"  # divide the gradient by mean |g| or by its std
     amp: bool = False  # bfloat16 autocast for the network (CUDA only)
-    extra: Mapping[str, str] = field(default_factory=dict)  # free-form notes kept in metadata
 
     def __post_init__(self) -> None:
         checks = [
@@ -207,7 +206,7 @@ def guide_features(
         guide: `(C, H, W)` or `(1, C, H, W)` in [0, 1]; resized so its shorter side is the
             model's input size.
     """
-    image = _unit(_as_batch(guide, loaded), _float_dtype(loaded))
+    image = as_unit(_as_batch(guide, loaded), _float_dtype(loaded))
     height, width = image.shape[-2:]
     scale = min(loaded.input_size) / min(height, width)
     size = (max(1, round(height * scale)), max(1, round(width * scale)))
@@ -238,32 +237,12 @@ def _as_batch(image: torch.Tensor, loaded: LoadedModel) -> torch.Tensor:
     if have == want:
         return image
     if want == 1 and have == 3:
-        image = _unit(image, _float_dtype(loaded))
+        image = as_unit(image, _float_dtype(loaded))
         luma = torch.tensor(_LUMA, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
         return (image * luma).sum(1, keepdim=True)
     if have == 1:
         return image.expand(-1, want, -1, -1)
     raise VizError(f"{loaded.name} takes {want}-channel images, got {have} channels")
-
-
-def _unit(batch: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Values in [0, 1] as floating point (uint8 is divided by 255)."""
-    return batch.to(dtype).div_(255) if batch.dtype == torch.uint8 else batch
-
-
-def _bands(height: int, rows: int = 256) -> list[slice]:
-    """Row bands for in-place updates: mixed-dtype ops on a band need only band-sized buffers."""
-    return [slice(top, min(top + rows, height)) for top in range(0, height, rows)]
-
-
-def _fold_image(x: torch.Tensor, batch: torch.Tensor, alpha: float) -> torch.Tensor:
-    """`x += alpha * batch` in [0, 1] units at x's size, in place and without a full-size copy."""
-    if tuple(batch.shape[-2:]) != tuple(x.shape[-2:]):
-        return x.add_(resize(_unit(batch, x.dtype), (x.shape[-2], x.shape[-1])), alpha=alpha)
-    scale = alpha / 255 if batch.dtype == torch.uint8 else alpha
-    for band in _bands(x.shape[-2]):
-        x[:, :, band].add_(batch[:, :, band], alpha=scale)
-    return x
 
 
 def _accepts(loaded: LoadedModel, layers: Sequence[str], shape: tuple[int, int]) -> bool:
@@ -351,15 +330,15 @@ def dream(
 
     Args:
         loaded: the model (left exactly as found).
-        image: `(C, H, W)` or `(B, C, H, W)` in [0, 1]; a colour image for a one-channel model is
-            turned to luminance.
+        image: `(C, H, W)` or `(B, C, H, W)`, float in [0, 1] or uint8 (a quarter of the memory
+            for big images); a colour image for a one-channel model is turned to luminance.
         config: parameters (`DreamConfig()` = the model's default layers, 4 octaves x 10 steps).
         guide: `(C, H', W')` image in [0, 1] for guided dreaming, or None.
         generator: source of the random rolls (same seed, same dream); default seed 0.
         progress: `progress(done, total, message)` after every step (octaves x steps in all).
 
     Returns:
-        The dream, same shape as `image`, in [0, 1], on `image`'s device.
+        The dream, same shape as `image`, float in [0, 1], on `image`'s device.
 
     Example:
         >>> loaded = load_model("efficientnet_lite0")
@@ -409,8 +388,8 @@ def dream(
             if x is None:
                 x = torch.zeros(batch.shape[0], batch.shape[1], *shape, device=device, dtype=dtype)
             else:  # the detail carried over, upsampled, goes onto the new base
-                x = resize(x, shape).mul_(std)
-            _fold_image(x, batch, 1.0).sub_(mean).div_(std)
+                x = enlarge(x, shape).mul_(std)
+            add_image(x, batch, 1.0).sub_(mean).div_(std)
             torch.maximum(torch.minimum(x, high, out=x), low, out=x)
             # A tiled image is a big one: keep its one full-size temporary, the gradient, in
             # bfloat16 (half the memory). The rounding, 2^-9 of a step of about 1.5/255, is far
@@ -430,7 +409,7 @@ def dream(
                 )
                 spread = stats.mean_abs() if config.grad_norm == "mean" else stats.std()
                 factor = step / (spread.to(dtype).view(-1, 1, 1, 1) + 1e-8)
-                for band in _bands(shape[0]):
+                for band in row_bands(shape[0]):
                     x[:, :, band].addcmul_(grad[:, :, band], factor)
                 del grad
                 torch.maximum(torch.minimum(x, high, out=x), low, out=x)
@@ -441,7 +420,7 @@ def dream(
                     f"octave {level + 1}/{len(sizes)} ({shape[0]}x{shape[1]}) step {index + 1}/{config.steps}",
                 )
             if level < len(sizes) - 1:  # keep only the detail: x - base
-                _fold_image(x.mul_(std), batch, -1.0).add_(mean).div_(std)
+                add_image(x.mul_(std), batch, -1.0).add_(mean).div_(std)
     assert x is not None
     result = x.mul_(std).add_(mean).clamp_(0, 1)
     if tuple(result.shape[-2:]) != full:

@@ -1,4 +1,4 @@
-"""Gradients of a big image computed tile by tile after a random roll (memory bounded by the tile).
+"""Big images in bounded memory: gradients tile by tile after a random roll, banded updates.
 
 The roll is never materialized: each tile of the rolled image is gathered from the unrolled one
 with wrapped indices, and its gradient is scattered straight back to the unrolled positions, so
@@ -12,6 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
+
+from vizcnn.imaging import resize
 
 # grad_fn(piece) -> d objective / d piece, both (B, C, h, w); piece is a leaf requiring grad.
 GradientFn = Callable[[torch.Tensor], torch.Tensor]
@@ -102,3 +105,49 @@ def rolled_gradient(
             stats.total += wide.sum(dim=(1, 2, 3))
             stats.squares += wide.square().sum(dim=(1, 2, 3))
     return grad, stats
+
+
+def as_unit(batch: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Values in [0, 1] as floating point (uint8 is divided by 255)."""
+    return batch.to(dtype).div_(255) if batch.dtype == torch.uint8 else batch
+
+
+def row_bands(height: int, rows: int = 256) -> list[slice]:
+    """Row bands for in-place updates: mixed-dtype ops on a band need only band-sized buffers."""
+    return [slice(top, min(top + rows, height)) for top in range(0, height, rows)]
+
+
+def enlarge(x: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """Bilinear enlargement of `(B, C, h, w)`, as `F.interpolate(align_corners=False)`, in bands.
+
+    `F.interpolate` needs about twice its output in temporaries; sampling band by band needs
+    only the output, which matters when carrying a big octave's detail to a bigger one.
+    """
+    batch, channels = x.shape[:2]
+    height, width = shape
+    out = torch.empty(batch, channels, height, width, dtype=x.dtype, device=x.device)
+    # Pixel centres in normalized coordinates; grid_sample maps them back to source pixel
+    # (i + 0.5) * h / height - 0.5 and clamps at the border, exactly as interpolate does.
+    across = (torch.arange(width, device=x.device, dtype=x.dtype) + 0.5) / width * 2 - 1
+    for band in row_bands(height):
+        rows = torch.arange(band.start, band.stop, device=x.device, dtype=x.dtype)
+        down = (rows + 0.5) / height * 2 - 1
+        grid = torch.stack(torch.broadcast_tensors(across[None, :], down[:, None]), dim=-1)
+        out[:, :, band] = F.grid_sample(
+            x,
+            grid.expand(batch, -1, -1, -1),
+            mode="bilinear",
+            padding_mode="border",
+            align_corners=False,
+        )
+    return out
+
+
+def add_image(x: torch.Tensor, batch: torch.Tensor, alpha: float) -> torch.Tensor:
+    """`x += alpha * batch` in [0, 1] units at x's size, in place and without a full-size copy."""
+    if tuple(batch.shape[-2:]) != tuple(x.shape[-2:]):
+        return x.add_(resize(as_unit(batch, x.dtype), (x.shape[-2], x.shape[-1])), alpha=alpha)
+    scale = alpha / 255 if batch.dtype == torch.uint8 else alpha
+    for band in row_bands(x.shape[-2]):
+        x[:, :, band].add_(batch[:, :, band], alpha=scale)
+    return x
