@@ -133,9 +133,18 @@ def mine_command(
         checkpoint = out / CHECKPOINT_DIR / f"rank{shard.rank}-of-{shard.world_size}.pt"
         show = progress_enabled(options) and shard.is_main
         started = time.perf_counter()
-        with progress_bar(show, unit="img") as progress:
+        counted: list[int] = []  # this shard's images done: at the first and the latest report
+
+        with progress_bar(show, unit="img") as bar:
+
+            def report(done: int, total: int, message: str) -> None:
+                if not counted:
+                    counted.append(done)
+                counted[1:] = [done]
+                bar(done, total, message)
+
             top = mine_topk(
-                loaded, dataset, config, progress=progress, checkpoint=checkpoint, resume=resume
+                loaded, dataset, config, progress=report, checkpoint=checkpoint, resume=resume
             )
         elapsed = time.perf_counter() - started
         if not shard.is_main:
@@ -150,7 +159,8 @@ def mine_command(
                 progress=progress,
             )
         written = _write(out, loaded, dataset, data, options["seed"], config, top, mined)
-        rate = top.images_seen / max(elapsed, 1e-9)
+        # images this call pushed through (a resumed run did the rest earlier), all ranks
+        rate = (counted[-1] - counted[0]) * shard.world_size / max(elapsed, 1e-9)
         click.echo(
             f"mined {layer_name} ({len(chosen)} channels, k={k}) over {top.images_seen} images "
             f"({len(top.skipped)} skipped) at {rate:.1f} img/s; wrote {written} files to {out}/"

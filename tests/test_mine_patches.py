@@ -106,6 +106,7 @@ def relu_copy(module: nn.Module) -> nn.Module:
     return clone
 
 
+@pytest.mark.filterwarnings("ignore:Setting backward hooks on ReLU")  # the captum oracle's
 @pytest.mark.parametrize("method", ["deconv", "guided"])
 def test_projection_treats_relu6_as_relu_and_restores_the_model(method: str) -> None:
     # Small weights keep every activation below 6, where ReLU6 and ReLU agree: so the
