@@ -14,6 +14,7 @@ and one PNG per unit.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -45,7 +46,7 @@ result = vizcnn.render(
 print()
 
 for name, image in zip(result.units, result.images, strict=True):
-    save_png(image, out / f"render_{name.replace(':', '_').replace(' ', '_')}.png")
+    save_png(image, out / f"render_{re.sub(r'[^A-Za-z0-9.]+', '_', name).strip('_')}.png")
 
 labels = [f"{depth} {layer}:{c}" for depth, layer in depths.items() for c in channels]
 sheet = labeled_sheet(list(result.images[:-1]), labels, columns=len(channels))

@@ -182,9 +182,13 @@ class _FieldPropagator:
             return _window(self._input_field(node), kernel, module.stride, pad, dilation)
         if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
             stride = module.stride if module.stride is not None else module.kernel_size
-            dilation = getattr(module, "dilation", 1)
+            pool_dilation = getattr(module, "dilation", 1)
             return _window(
-                self._input_field(node), module.kernel_size, stride, _pair(module.padding), dilation
+                self._input_field(node),
+                module.kernel_size,
+                stride,
+                _pair(module.padding),
+                pool_dilation,
             )
         if isinstance(
             module, (nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d)
