@@ -8,8 +8,8 @@ blocks respond to colours and fine textures, middle blocks to patterns and parts
 object-like arrangements. All 13 images are optimized in one batch: one image per unit.
 
 Run: ``python gallery/plot_render.py [OUT_DIR]`` (default ``gallery/out/``); about two to three
-minutes on 2 CPU cores. Writes ``render_depths.png`` (the README picture), ``render_espresso.png``
-and one PNG per unit.
+minutes on 2 quiet CPU cores (longer on a shared machine). Writes ``render_depths.png`` (the
+README picture), ``render_espresso.png`` and one PNG per unit.
 """
 
 from __future__ import annotations
