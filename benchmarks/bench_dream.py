@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import torch
 
@@ -77,7 +77,10 @@ def overhead(loaded: LoadedModel, size: int, repeats: int) -> dict[str, float]:
     module.rolled_gradient = timed_rolled_gradient
     dream_times, raw_times, network_times = [], [], []
     try:
-        raw_step_seconds(loaded, sizes[-1], layers)  # warm-up
+        # Warm-up: the first passes in a process pay one-off costs (kernel set-up, thread pool).
+        dream(loaded, image, replace(config, steps=1))
+        for shape in sizes:
+            raw_step_seconds(loaded, shape, layers)
         for _ in range(repeats):
             inside.append(0.0)
             start = time.perf_counter()
@@ -101,15 +104,27 @@ def overhead(loaded: LoadedModel, size: int, repeats: int) -> dict[str, float]:
     }
 
 
+def _status_mib(field: str) -> float:
+    """A memory figure of this process from /proc (VmRSS now, VmHWM peak), in MiB.
+
+    Not getrusage's ru_maxrss: under fork + exec it keeps the parent's peak (Linux).
+    """
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
 def memory_child(size: int, tile: int) -> None:
-    """Run in a fresh process: dream one `size` image, print peak RSS (MiB) as JSON."""
+    """Run in a fresh process: dream one `size` image, print RSS before and peak (MiB) as JSON."""
     loaded = load_model()
     image = photo(size)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base = _status_mib("VmRSS")
     start = time.perf_counter()
     dream(loaded, image, DreamConfig(steps=1, tile=tile))
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _status_mib("VmHWM")
     print(json.dumps({"size": size, "tile": tile, "before": base, "peak": peak, "s": seconds}))
 
 
@@ -137,6 +152,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--memory-child", nargs=2, type=int, metavar=("SIZE", "TILE"))
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--only-memory", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.memory_child:
@@ -149,7 +165,7 @@ def main() -> None:
         "| dream / its own network time |"
     )
     print("|---|---|---|---|---|")
-    for size in (512, 1024):
+    for size in () if args.only_memory else (512, 1024):
         row = overhead(loaded, size, args.repeats)
         print(
             f"| {size}x{size} | {row['seconds']:.2f} | {row['raw']:.2f} | {row['ratio']:.3f} "
@@ -157,7 +173,7 @@ def main() -> None:
         )
     if args.skip_memory:
         return
-    print("\n| run | tile | RSS after load MiB | peak RSS MiB | dream s (1 step/octave) |")
+    print("\n| run | tile | RSS before the dream MiB | peak RSS MiB | dream s (1 step/octave) |")
     print("|---|---|---|---|---|")
     small = peak_rss(1024, 512, args.threads)
     big = peak_rss(4096, 512, args.threads)
