@@ -63,7 +63,7 @@ def overhead(loaded: LoadedModel, size: int, repeats: int) -> dict[str, float]:
     sizes = octave_sizes(loaded, (size, size), config)
     module = sys.modules["vizcnn.dream"]  # `vizcnn.dream` the attribute is the function
     original = module.rolled_gradient
-    inside: list[float] = []
+    inside: list[float] = [0.0]
 
     def timed_rolled_gradient(x, shift, tile, grad_fn, dtype=None):  # type: ignore[no-untyped-def]
         def timed(piece: torch.Tensor) -> torch.Tensor:

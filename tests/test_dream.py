@@ -554,3 +554,18 @@ def test_cli_default_model_on_bundled_photo(tmp_path: Path) -> None:
     meta = read_png_metadata(out)
     assert json.loads(meta["layers"]) == ["_blocks.9", "_blocks.11"]
     assert os.path.getsize(out) > 10_000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "arch", ["googlenet", "inception_v3", "vgg16", "resnet50", "alexnet", "lenet5_digits"]
+)
+def test_default_dream_layers_exist_and_run(arch: str) -> None:
+    loaded = load_model(arch, weights="none") if arch != "lenet5_digits" else load_model(arch)
+    before = _state(loaded.module)
+    size = (80, 96) if arch != "inception_v3" else (160, 170)
+    out = dream(
+        loaded, _image(*size, channels=loaded.channels).float(), DreamConfig(octaves=1, steps=1)
+    )
+    assert out.shape == (loaded.channels, *size)
+    assert _state(loaded.module) == before
