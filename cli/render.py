@@ -12,6 +12,7 @@ import click
 import torch
 
 from vizcnn import __version__
+from vizcnn.channels import parse_channels
 from vizcnn.devices import make_generator
 from vizcnn.errors import VizError
 from vizcnn.imaging import labeled_sheet, load_image, read_png_metadata, save_json, save_png
@@ -50,40 +51,6 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "unit"
 
 
-def _int(text: str, whole: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise VizError(
-            f"bad --channels {whole!r}; write START:STOP[:STEP] or a comma list, e.g. 0:64 or 3,17"
-        ) from None
-
-
-def parse_channels(text: str, count: int) -> list[int]:
-    """`"0:64"`, `"0:64:2"`, `"3,17,40"` or a mix (`"0:4,9"`) as channel indices below `count`."""
-    found: list[int] = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        if ":" not in part:
-            found.append(_int(part, text))
-            continue
-        fields = part.split(":")
-        if len(fields) > 3:
-            _int("x", text)  # raises the usage message
-        start = _int(fields[0], text) if fields[0].strip() else 0
-        stop = _int(fields[1], text) if fields[1].strip() else count
-        step = _int(fields[2], text) if len(fields) == 3 and fields[2].strip() else 1
-        if step < 1 or start < 0 or stop > count:
-            raise VizError(
-                f"--channels {part} does not fit the layer's {count} channels; valid: 0..{count - 1}"
-            )
-        found.extend(range(start, stop, step))
-    if not found:
-        raise VizError(f"--channels {text!r} selects no channel; the layer has 0..{count - 1}")
-    return found
-
-
 def _position(text: str | None) -> tuple[int | None, int | None]:
     if text is None:
         return None, None
@@ -116,7 +83,7 @@ def build_units(loaded: LoadedModel, options: dict[str, Any]) -> tuple[str, str 
     if options["all_channels"]:
         indices = list(range(count))
     elif options["channels"]:
-        indices = parse_channels(options["channels"], count)
+        indices = list(parse_channels(options["channels"], count))
     elif options["channel"]:
         indices = list(options["channel"])
     else:

@@ -10,8 +10,8 @@ import torch
 from click.testing import CliRunner
 from torch.testing import assert_close
 
+from vizcnn.channels import parse_channels
 from vizcnn.cli.main import app
-from vizcnn.cli.render import parse_channels
 from vizcnn.errors import VizError
 from vizcnn.hooks import forward_to
 from vizcnn.imaging import load_image, read_png_metadata
@@ -116,10 +116,11 @@ def test_errors_are_one_line(tmp_path: Path, args: list[str], message: str) -> N
 
 
 def test_parse_channels() -> None:
-    assert parse_channels("0:4", 10) == [0, 1, 2, 3]
-    assert parse_channels("0:10:3,7", 10) == [0, 3, 6, 9, 7]
-    assert parse_channels(":3", 10) == [0, 1, 2]
-    assert parse_channels("8:", 10) == [8, 9]
+    assert parse_channels("0:4", 10) == (0, 1, 2, 3)
+    assert parse_channels("0:10:3,7", 10) == (0, 3, 6, 9, 7)
+    assert parse_channels(":3", 10) == (0, 1, 2)
+    assert parse_channels("8:", 10) == (8, 9)
+    assert parse_channels("2-4,3", 10) == (2, 3, 4)
     for bad in ("0:11", "x", "1:2:3:4", "3:3", "0:4:0"):
         with pytest.raises(VizError):
             parse_channels(bad, 10)

@@ -236,7 +236,7 @@ def test_parse_channels() -> None:
     assert parse_channels(None, 3) == (0, 1, 2)
     for bad, message in (
         ("50", "out of range"),
-        ("a:b", "bad --channels"),
+        ("a:b", "bad channels"),
         ("30:20", "selects no"),
     ):
         with pytest.raises(VizError, match=message):

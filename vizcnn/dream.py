@@ -20,6 +20,7 @@ from typing import Literal
 
 import torch
 
+from vizcnn.channels import parse_channels
 from vizcnn.devices import make_generator
 from vizcnn.errors import VizError
 from vizcnn.hooks import capture, forward_to
@@ -74,26 +75,10 @@ def parse_layer_target(spec: str | LayerTarget) -> LayerTarget:
             raise VizError(f"weight in layer {spec!r} must be a finite number")
         text = head
     layer, colon, channel_text = text.partition(":")
-    channels = _parse_channels(channel_text, spec) if colon else None
+    channels = parse_channels(channel_text, None) if colon else None
     if not layer:
         raise VizError(f"no layer name in {spec!r}; write LAYER[:CHANNELS][@WEIGHT]")
     return LayerTarget(layer, channels, weight)
-
-
-def _parse_channels(text: str, spec: str) -> tuple[int, ...]:
-    channels: list[int] = []
-    for item in text.split(","):
-        item = item.strip()
-        first, dash, last = item.partition("-")
-        if not first.isdigit() or (dash and not last.isdigit()):
-            raise VizError(
-                f"bad channels {text!r} in layer {spec!r}; write e.g. 3 or 0-15 or 1,4,9-12"
-            )
-        start, stop = int(first), int(last) if dash else int(first)
-        if stop < start:
-            raise VizError(f"channel range {item!r} in {spec!r} runs backwards; write low-high")
-        channels.extend(c for c in range(start, stop + 1) if c not in channels)
-    return tuple(channels)
 
 
 @dataclass(frozen=True)

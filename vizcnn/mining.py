@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from vizcnn.channels import parse_channels as parse_channel_text
 from vizcnn.datasets import Batch, ImageSource, collate
 from vizcnn.distributed import Shard, all_gather, all_gather_objects, current_shard
 from vizcnn.errors import VizError
@@ -96,29 +97,8 @@ class TopK:
 
 
 def parse_channels(text: str | None, available: int) -> tuple[int, ...]:
-    """`"0:64"` (slice, clipped), `"3,5,9"`, `"7"` or `"all"` as channel indices of `available`.
-
-    Example:
-        >>> parse_channels("0:4", 40)
-        (0, 1, 2, 3)
-    """
-    text = (text or "").strip()
-    if text in ("", "all"):
-        return tuple(range(available))
-    try:
-        if ":" in text:
-            parts = [int(p) if p.strip() else None for p in text.split(":")]
-            chosen = tuple(range(available)[slice(*parts)])
-        else:
-            chosen = tuple(int(p) for p in text.split(",") if p.strip())
-    except (ValueError, TypeError) as exc:  # TypeError: a slice with more than three parts
-        raise VizError(f"bad --channels {text!r}; write 0:64, 3,5,9 or --all") from exc
-    bad = [c for c in chosen if not 0 <= c < available]
-    if bad:
-        raise VizError(f"channel {bad[0]} out of range; the layer has channels 0..{available - 1}")
-    if not chosen:
-        raise VizError(f"--channels {text!r} selects no channel of 0..{available - 1}")
-    return chosen
+    """Mining's channel choice: the shared syntax with slices cut at the layer (`0:64` fits all)."""
+    return parse_channel_text(text, available, clip_slices=True)
 
 
 def layer_shape(loaded: LoadedModel, layer: str) -> tuple[int, int, int]:
