@@ -10,6 +10,7 @@ import click
 
 from vizcnn.datasets import ImageSource, open_dataset
 from vizcnn.distributed import current_shard, init_from_env, shutdown
+from vizcnn.errors import VizError
 from vizcnn.imaging import save_json, save_png
 from vizcnn.mining import MineConfig, TopK, config_dict, layer_shape, mine_topk, parse_channels
 from vizcnn.models import LoadedModel
@@ -131,6 +132,14 @@ def mine_command(
         shard = current_shard()
         out = Path(output)
         checkpoint = out / CHECKPOINT_DIR / f"rank{shard.rank}-of-{shard.world_size}.pt"
+        if resume and not checkpoint.is_file():
+            others = sorted(p.name for p in (out / CHECKPOINT_DIR).glob("rank*-of-*.pt"))
+            if others:  # a checkpoint of another layout would be silently ignored: say so
+                raise VizError(
+                    f"--resume found checkpoints for another number of processes ({', '.join(others)}) "
+                    f"but none for rank {shard.rank} of {shard.world_size}; resume with the same "
+                    "number of processes, or drop --resume to start over"
+                )
         show = progress_enabled(options) and shard.is_main
         started = time.perf_counter()
         counted: list[int] = []  # this shard's images done: at the first and the latest report

@@ -235,3 +235,12 @@ def test_lite0_projection_uses_relu_rule_and_restores_relu6(lite0) -> None:
     assert_same_state(before, model_state(lite0.module))
     assert sum(isinstance(m, nn.ReLU6) for m in lite0.module.modules()) == 17
     assert deconv.abs().sum() > 0 and not torch.allclose(deconv, guided)
+
+
+def test_resume_with_another_number_of_processes_is_refused(folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "checkpoint").mkdir(parents=True)
+    (out / "checkpoint" / "rank0-of-2.pt").write_bytes(b"from a two-process run")
+    code, output = run(str(folder), "-l", "act3", "--all", "--resume", "-o", str(out))
+    assert code == 1 and "rank0-of-2.pt" in output and "same number of processes" in output
+    assert output.strip().count("\n") == 0
