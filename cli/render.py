@@ -131,35 +131,56 @@ def _settings(job: RenderJob, loaded: LoadedModel, device: torch.device) -> dict
     }
 
 
+CHUNK_SEED_STRIDE = 1_000_003  # batch n of a run draws from seed + n * stride
+
+
 def run_render(job: RenderJob, loaded: LoadedModel, device: torch.device, show: bool) -> str:
     """Render the units whose PNGs are missing, then write the sheet and manifest; a summary."""
     copies = job.config.diversity
-    pending = [
-        u for u in job.units if not all((job.output / f).is_file() for f in _files(u, copies))
+    per_chunk = max(1, job.config.batch // copies)
+
+    def done(unit: Unit) -> bool:
+        return all((job.output / f).is_file() for f in _files(unit, copies))
+
+    # Batches are fixed by unit position and each draws from its own seed, so a resumed run
+    # renders exactly the pictures that an uninterrupted run would have made.
+    chunks = [
+        (number, job.units[start : start + per_chunk])
+        for number, start in enumerate(range(0, len(job.units), per_chunk))
     ]
+    pending = [(number, chunk) for number, chunk in chunks if not all(map(done, chunk))]
+    missing = {id(unit) for _, chunk in pending for unit in chunk if not done(unit)}
     settings = _settings(job, loaded, device)
     started = time.perf_counter()
-    if pending:
-        generator = make_generator(job.seed, device)
-        with progress_bar(show, unit="step") as progress:
+    total_steps = sum(len(chunk) for _, chunk in pending) * job.config.steps
+    with progress_bar(show and bool(pending), unit="step") as progress:
+        finished_steps = 0
+        for number, chunk in pending:
+
+            def report(count: int, _total: int, message: str, offset: int = finished_steps) -> None:
+                progress(offset + count, total_steps, message)
+
             results = render_iter(
                 loaded,
-                [u.objective for u in pending],
+                [u.objective for u in chunk],
                 job.config,
-                generator=generator,
-                progress=progress,
+                generator=make_generator(job.seed + CHUNK_SEED_STRIDE * number, device),
+                progress=report,
             )
             for result in results:
                 for row, (index, image) in enumerate(
                     zip(result.unit_index, result.images, strict=True)
                 ):
-                    unit = pending[index]
+                    unit = chunk[index]
+                    if id(unit) not in missing:
+                        continue  # rendered again only to keep its batch-mates reproducible
                     copy = row % copies if copies > 1 else 0
                     name = _files(unit, copies)[copy]
                     value = float(result.values[row])
                     save_png(
                         image, job.output / name, {**settings, "unit": unit.label, "value": value}
                     )
+            finished_steps += len(chunk) * job.config.steps
     entries: list[dict[str, Any]] = []
     images: list[torch.Tensor] = []
     labels: list[str] = []
@@ -174,10 +195,11 @@ def run_render(job: RenderJob, loaded: LoadedModel, device: torch.device, show: 
     save_png(labeled_sheet(images, labels), sheet, {"model": loaded.name, "layer": str(job.layer)})
     save_json({"settings": settings, "units": entries}, job.output / "manifest.json")
     seconds = time.perf_counter() - started
-    skipped = len(job.units) - len(pending)
+    rendered = len(missing)
+    skipped = len(job.units) - rendered
     what = job.layer if job.layer else "classes"
     return (
-        f"rendered {len(pending)} unit(s) of {what} ({skipped} already done) in {seconds:.0f}s "
+        f"rendered {rendered} unit(s) of {what} ({skipped} already done) in {seconds:.0f}s "
         f"-> {job.output}/ (sheet.png, manifest.json)"
     )
 

@@ -146,3 +146,22 @@ def test_help_lists_the_options() -> None:
         "--input-size",
     ):
         assert option in out
+
+
+def test_resumed_run_makes_the_same_pictures_as_an_uninterrupted_one(tmp_path: Path) -> None:
+    args = ["-l", "features.3", "--channels", "0:5", "--batch", "2"]
+    code, out = run(*args, "-o", str(tmp_path / "full"))
+    assert code == 0, out
+    # an interrupted run: the second batch (channels 2, 3) and the last (4) never got written
+    code, out = run(*args[:3], "0:2", "--batch", "2", "-o", str(tmp_path / "resumed"))
+    assert code == 0, out
+    code, out = run(*args, "-o", str(tmp_path / "resumed"))
+    assert code == 0 and "rendered 3 unit(s)" in out and "(2 already done)" in out, out
+    for channel in range(5):
+        name = f"features.3_c{channel:04d}.png"
+        assert_close(
+            load_image(tmp_path / "resumed" / name, 1),
+            load_image(tmp_path / "full" / name, 1),
+            rtol=0,
+            atol=0,
+        )
