@@ -31,7 +31,7 @@ import torch
 
 from vizcnn import load_model
 from vizcnn.data import sample_image
-from vizcnn.dream import DreamConfig, dream, octave_sizes
+from vizcnn.deepdream import DreamConfig, dream, octave_sizes
 from vizcnn.hooks import capture
 from vizcnn.imaging import resize
 from vizcnn.models import LoadedModel
@@ -61,7 +61,7 @@ def overhead(loaded: LoadedModel, size: int, repeats: int) -> dict[str, float]:
     image = photo(size)
     layers = [t.layer for t in config.targets(loaded)]
     sizes = octave_sizes(loaded, (size, size), config)
-    module = sys.modules["vizcnn.dream"]  # `vizcnn.dream` the attribute is the function
+    module = sys.modules["vizcnn.deepdream"]
     original = module.rolled_gradient
     inside: list[float] = [0.0]
 

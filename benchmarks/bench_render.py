@@ -40,7 +40,7 @@ from vizcnn.hooks import capture
 from vizcnn.models import LoadedModel
 from vizcnn.objectives import ObjectiveContext, stack
 from vizcnn.param import ImageParam
-from vizcnn.render import RenderConfig, render
+from vizcnn.rendering import RenderConfig, render
 
 
 def _sync(device: torch.device) -> None:

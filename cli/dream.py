@@ -16,8 +16,8 @@ import torch
 
 import vizcnn
 from vizcnn.data import resolve_image_argument
+from vizcnn.deepdream import DreamConfig, dream, octave_sizes
 from vizcnn.devices import make_generator
-from vizcnn.dream import DreamConfig, dream, octave_sizes
 from vizcnn.errors import VizError
 from vizcnn.imaging import save_json, save_png
 from vizcnn.video import ZoomConfig, dream_frames, mp4_encoder, save_gif, save_mp4

@@ -18,7 +18,7 @@ from vizcnn.errors import VizError
 from vizcnn.imaging import labeled_sheet, load_image, read_png_metadata, save_json, save_png
 from vizcnn.models import LoadedModel
 from vizcnn.objectives import Objective, channel, class_logit, layer_l2, neuron
-from vizcnn.render import RenderConfig, layer_channels, render_iter
+from vizcnn.rendering import RenderConfig, layer_channels, render_iter
 
 from .common import device_from, friendly_errors, model_options_with, open_model, run_options
 from .progress import progress_bar

@@ -21,7 +21,7 @@ from torch import nn
 
 from vizcnn import load_model
 from vizcnn.cli.main import app
-from vizcnn.dream import (
+from vizcnn.deepdream import (
     DreamConfig,
     LayerTarget,
     dream,
@@ -137,7 +137,7 @@ def test_guided_objective_matches_brute_force() -> None:
                 expected[n, :, y, x] = 1.5 * guide[:, dots.index(max(dots))]
     torch.testing.assert_close(grad, expected)
     # A tiny chunk size must not change the choice.
-    from vizcnn.dream import _guided_term
+    from vizcnn.deepdream import _guided_term
 
     value = _guided_term(acts.detach(), guide, chunk=5)
     torch.testing.assert_close(value, (acts.detach() * expected / 1.5).sum())

@@ -12,7 +12,7 @@ from vizcnn import objectives as O
 from vizcnn.errors import VizError
 from vizcnn.hooks import forward_to
 from vizcnn.imaging import resize
-from vizcnn.render import RenderConfig, layer_channels, render, render_iter
+from vizcnn.rendering import RenderConfig, layer_channels, render, render_iter
 
 FAST = RenderConfig(steps=12, size=12, batch=4)
 

@@ -1,8 +1,8 @@
 """vizcnn: feature visualization and interpretability for convolutional networks in PyTorch."""
 
 from vizcnn.datasets import open_dataset
+from vizcnn.deepdream import DreamConfig, LayerTarget, dream
 from vizcnn.devices import make_generator, resolve_device
-from vizcnn.dream import DreamConfig, LayerTarget, dream
 from vizcnn.errors import VizError
 from vizcnn.hooks import capture, forward_to, parse_layer
 from vizcnn.imaging import load_image, make_grid, save_json, save_png
@@ -10,7 +10,7 @@ from vizcnn.mining import MineConfig, TopK, mine_topk
 from vizcnn.models import DEFAULT_MODEL, LoadedModel, available_models, load_model
 from vizcnn.objectives import Objective
 from vizcnn.patches import MinedPatches, mine_patches
-from vizcnn.render import RenderConfig, RenderResult, render
+from vizcnn.rendering import RenderConfig, RenderResult, render
 from vizcnn.video import ZoomConfig, dream_frames
 
 __version__ = "0.1.0"

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from vizcnn.dream import DreamConfig, dream
+from vizcnn.deepdream import DreamConfig, dream
 from vizcnn.errors import VizError
 from vizcnn.imaging import atomic_write, to_pil
 from vizcnn.models import LoadedModel
