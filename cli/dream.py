@@ -19,6 +19,7 @@ from vizcnn.data import resolve_image_argument
 from vizcnn.deepdream import DreamConfig, dream, octave_sizes
 from vizcnn.devices import make_generator
 from vizcnn.errors import VizError
+from vizcnn.hooks import find_module, parse_layer
 from vizcnn.imaging import save_json, save_png
 from vizcnn.video import ZoomConfig, dream_frames, mp4_encoder, save_gif, save_mp4
 
@@ -255,6 +256,8 @@ def dream_command(
     generator = make_generator(options["seed"], "cpu")  # CPU rolls: same seed, same rolls anywhere
     height, width = picture.shape[-2:]
     targets = config.targets(loaded)
+    for layer_target in targets:  # a wrong name fails here, before any progress bar is drawn
+        find_module(loaded.module, parse_layer(layer_target.layer).name)
     model_args: list[str] = []
     for key, flag in _MODEL_FLAGS.items():
         if options.get(key) is not None:
