@@ -283,8 +283,8 @@ def octave_sizes(
             bigger = (math.ceil(height * factor), math.ceil(width * factor))
             if fits(bigger):
                 warnings.warn(
-                    f"image {height}x{width} is smaller than {loaded.name} accepts at {layers[-1]}; "
-                    f"dreaming at {bigger[0]}x{bigger[1]} (1 octave) and resizing back",
+                    f"image {width}x{height} (WxH) is smaller than {loaded.name} accepts at "
+                    f"{layers[-1]}; dreaming at {bigger[1]}x{bigger[0]} (1 octave) and resizing back",
                     stacklevel=2,
                 )
                 return [bigger]
@@ -295,8 +295,8 @@ def octave_sizes(
         shape = (max(1, round(height / factor)), max(1, round(width / factor)))
         if not fits(shape):
             warnings.warn(
-                f"image {height}x{width} is small for {loaded.name} at {', '.join(layers)}: using "
-                f"{level} of {config.octaves} octaves (the network rejects {shape[0]}x{shape[1]})",
+                f"image {width}x{height} (WxH) is small for {loaded.name} at {', '.join(layers)}: using "
+                f"{level} of {config.octaves} octaves (the network rejects {shape[1]}x{shape[0]})",
                 stacklevel=2,
             )
             break
