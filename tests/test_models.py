@@ -121,3 +121,19 @@ def test_models_listing_reports_offline_weights() -> None:
     rows = {row["name"]: row for row in available_models()}
     assert rows["efficientnet_lite0"]["weights_present"] is True
     assert "resnet50" in rows
+
+
+def test_bundled_models_take_none_or_a_state_dict(tmp_path: Path) -> None:
+    bundled = load_model("lenet5_digits")
+    random = load_model("lenet5_digits", weights="none")
+    assert random.weights.startswith("random")
+    assert not torch.equal(random.module.features[0].weight, bundled.module.features[0].weight)
+    path = tmp_path / "lenet.pt"
+    torch.save(random.module.state_dict(), path)
+    again = load_model("lenet5_digits", weights=str(path))
+    torch.testing.assert_close(again.module.features[0].weight, random.module.features[0].weight)
+    with pytest.raises(VizError, match="DEFAULT, none or a state-dict path"):
+        load_model("lenet5_digits", weights="IMAGENET1K_V1")
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    with pytest.raises(VizError, match="does not fit lenet5_digits"):
+        load_model("lenet5_digits", weights=str(path))

@@ -147,10 +147,10 @@ def load_model(
         >>> loaded.module(loaded.normalize(images)).argmax(1)
     """
     spec = spec.strip()
-    if spec == "efficientnet_lite0":
-        loaded = _load_lite0()
-    elif spec == "lenet5_digits":
-        loaded = _load_lenet()
+    if spec in {"efficientnet_lite0", "lenet5_digits"}:
+        loaded = _load_lite0() if spec == "efficientnet_lite0" else _load_lenet()
+        if weights is not None:  # swap the bundled weights for random or user-trained ones
+            _replace_weights(loaded, weights)
     elif ":" in spec and not Path(spec).exists():
         loaded = _load_factory(spec)
     elif Path(spec).suffix in {".pt", ".pth", ".ckpt", ".bin"} or Path(spec).exists():
@@ -185,6 +185,32 @@ def _read_labels(labels: Sequence[str] | str) -> list[str]:
             )
         return [line.strip() for line in path.read_text().splitlines() if line.strip()]
     return [str(label) for label in labels]
+
+
+def _replace_weights(loaded: LoadedModel, weights: str) -> None:
+    """`--weights none` (random init) or a state-dict path for a bundled model."""
+    if weights.lower() == "default":
+        return
+    if weights.lower() == "none":
+        for module in loaded.module.modules():
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset):
+                reset()
+        loaded.weights = "random init (weights=none)"
+        return
+    path = Path(weights)
+    if not path.is_file():
+        raise VizError(
+            f"weights {weights!r} for {loaded.name}: not a file; use DEFAULT, none or a state-dict path"
+        )
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    try:
+        loaded.module.load_state_dict(state)
+    except (RuntimeError, TypeError) as exc:
+        raise VizError(f"{weights} does not fit {loaded.name}: {str(exc).splitlines()[0]}") from exc
+    loaded.weights = f"state dict {path.name}"
 
 
 def _load_lite0() -> LoadedModel:
