@@ -122,3 +122,23 @@ def test_inplace_relu_conv_output_survives() -> None:
         model(x)
     assert (acts["features.0"] < 0).any(), "conv output was overwritten by the in-place ReLU"
     torch.testing.assert_close(acts["features.1"], acts["features.0"].clamp(min=0))
+
+
+def test_inplace_off_restores_flags_even_on_error() -> None:
+    from vizcnn.hooks import inplace_off
+
+    model = torchvision.models.alexnet(weights=None)
+    before = [getattr(m, "inplace", None) for m in model.modules()]
+    with pytest.raises(RuntimeError), inplace_off(model):
+        assert not any(getattr(m, "inplace", False) for m in model.modules())
+        raise RuntimeError
+    assert [getattr(m, "inplace", None) for m in model.modules()] == before
+
+
+def test_layer_output_shape_matches_conv_arithmetic() -> None:
+    from vizcnn.hooks import layer_output_shape
+
+    model = torchvision.models.alexnet(weights=None).eval()
+    # conv1: 11x11, stride 4, padding 2 on 224 px -> (224 + 4 - 11) // 4 + 1 = 55
+    assert layer_output_shape(model, (3, 224, 224), "features.0") == (64, 55, 55)
+    assert layer_output_shape(model, (3, 224, 224), "classifier.6") == (1000,)

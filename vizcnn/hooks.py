@@ -89,6 +89,19 @@ def _first_tensor(output: Any) -> torch.Tensor | None:
 
 
 @contextmanager
+def inplace_off(model: nn.Module) -> Iterator[nn.Module]:
+    """Switch every module's `inplace` flag off for the block; restore each flag afterwards."""
+    saved = {m: m.inplace for m in model.modules() if isinstance(getattr(m, "inplace", None), bool)}
+    try:
+        for module in saved:
+            module.inplace = False  # type: ignore[assignment]
+        yield model
+    finally:
+        for module, flag in saved.items():
+            module.inplace = flag  # type: ignore[assignment]
+
+
+@contextmanager
 def capture(
     model: nn.Module,
     layers: Sequence[str],
@@ -126,11 +139,6 @@ def capture(
     wanted = {ref.spec for ref in refs}
     captured = Captured(model=model)
 
-    # In-place activations would overwrite a captured output before the caller reads it, and
-    # break backward hooks; switch them off for the block and restore them afterwards.
-    inplace_saved = {
-        m: m.inplace for m in model.modules() if isinstance(getattr(m, "inplace", None), bool)
-    }
     handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def reset(_module: nn.Module, _inputs: Any) -> None:
@@ -163,30 +171,28 @@ def capture(
 
         return hook
 
-    try:
-        for module, flag in inplace_saved.items():
-            if flag:
-                module.inplace = False  # type: ignore[assignment]
-        handles.append(model.register_forward_pre_hook(reset))
-        for name in by_name:
-            handles.append(modules[name].register_forward_hook(make_hook(name)))
+    # In-place activations would overwrite a captured output before the caller reads it, and
+    # break backward hooks; they are off for the block and restored afterwards.
+    with inplace_off(model):
         try:
-            yield captured
-        except _StopForward:
-            pass  # the body called model(x) directly with stop_early
-        missing = sorted(wanted - captured.outputs.keys())
-        if missing and strict:
-            seen = {name: n for name, n in captured.calls.items()}
-            detail = "; ".join(
-                f"{spec} (module ran {seen.get(parse_layer(spec).name, 0)} time(s))"
-                for spec in missing
-            )
-            raise VizError(f"layer never fired during the forward pass: {detail}")
-    finally:
-        for handle in handles:
-            handle.remove()
-        for module, flag in inplace_saved.items():
-            module.inplace = flag  # type: ignore[assignment]
+            handles.append(model.register_forward_pre_hook(reset))
+            for name in by_name:
+                handles.append(modules[name].register_forward_hook(make_hook(name)))
+            try:
+                yield captured
+            except _StopForward:
+                pass  # the body called model(x) directly with stop_early
+            missing = sorted(wanted - captured.outputs.keys())
+            if missing and strict:
+                seen = {name: n for name, n in captured.calls.items()}
+                detail = "; ".join(
+                    f"{spec} (module ran {seen.get(parse_layer(spec).name, 0)} time(s))"
+                    for spec in missing
+                )
+                raise VizError(f"layer never fired during the forward pass: {detail}")
+        finally:
+            for handle in handles:
+                handle.remove()
 
 
 def forward_to(
@@ -200,3 +206,22 @@ def forward_to(
     with capture(model, layers, stop_early=True, detach=detach) as acts:
         acts.run(inputs)
     return dict(acts.outputs)
+
+
+def layer_output_shape(
+    model: nn.Module, input_shape: tuple[int, ...], layer: str
+) -> tuple[int, ...]:
+    """Shape of `layer`'s output for one input of `input_shape` = (C, H, W), batch dim dropped.
+
+    Runs one truncated forward pass on zeros, on the model's device and dtype.
+    """
+    param = next(iter(model.parameters()), None)
+    probe = torch.zeros(
+        1,
+        *input_shape,
+        device=param.device if param is not None else "cpu",
+        dtype=param.dtype if param is not None else torch.float32,
+    )
+    with torch.no_grad():
+        output = forward_to(model, probe, [layer], detach=True)[layer]
+    return tuple(int(v) for v in output.shape[1:])

@@ -25,7 +25,7 @@ from vizcnn.channels import parse_channels as parse_channel_text
 from vizcnn.datasets import Batch, ImageSource, collate
 from vizcnn.distributed import Shard, all_gather, all_gather_objects, current_shard
 from vizcnn.errors import VizError
-from vizcnn.hooks import capture
+from vizcnn.hooks import capture, layer_output_shape
 from vizcnn.imaging import atomic_write
 from vizcnn.models import LoadedModel
 from vizcnn.progress import ProgressCallback, no_progress
@@ -103,18 +103,10 @@ def parse_channels(text: str | None, available: int) -> tuple[int, ...]:
 
 def layer_shape(loaded: LoadedModel, layer: str) -> tuple[int, int, int]:
     """`(C, H, W)` of `layer`'s output for one input image (VizError if not a 4-D map)."""
-    probe = torch.zeros(1, loaded.channels, *loaded.input_size, device=loaded.device)
-    with (
-        torch.inference_mode(),
-        capture(loaded.module, [layer], stop_early=True, detach=True) as acts,
-    ):
-        acts.run(probe)
-    output = acts[layer]
-    if output.dim() != 4:
-        raise VizError(
-            f"layer {layer!r} gives shape {tuple(output.shape)}; mining needs a (B, C, H, W) map"
-        )
-    return int(output.shape[1]), int(output.shape[2]), int(output.shape[3])
+    shape = layer_output_shape(loaded.module, (loaded.channels, *loaded.input_size), layer)
+    if len(shape) != 3:
+        raise VizError(f"layer {layer!r} gives shape {shape}; mining needs a (B, C, H, W) map")
+    return shape[0], shape[1], shape[2]
 
 
 def _fingerprint(

@@ -22,7 +22,7 @@ from torch import nn
 
 from vizcnn.datasets import ImageSource
 from vizcnn.errors import VizError
-from vizcnn.hooks import capture, find_module, parse_layer
+from vizcnn.hooks import capture, find_module, inplace_off, parse_layer
 from vizcnn.imaging import labeled_sheet, make_grid, resize
 from vizcnn.mining import TopK
 from vizcnn.models import LoadedModel
@@ -103,23 +103,17 @@ def relus_for_captum(model: nn.Module) -> Iterator[nn.Module]:
     and break on in-place ones; the model is restored exactly (same module objects, flags).
     """
     swapped: list[tuple[nn.Module, str, nn.Module]] = []
-    inplace = {
-        m: m.inplace for m in model.modules() if isinstance(getattr(m, "inplace", None), bool)
-    }
     try:
         for parent in list(model.modules()):
             for name, child in list(parent.named_children()):
                 if isinstance(child, nn.ReLU6):
                     swapped.append((parent, name, child))
                     setattr(parent, name, _ClampedReLU(float(child.max_val)))
-        for module in inplace:
-            module.inplace = False  # type: ignore[assignment]
-        yield model
+        with inplace_off(model):
+            yield model
     finally:
         for parent, name, child in reversed(swapped):
             setattr(parent, name, child)
-        for module, flag in inplace.items():
-            module.inplace = flag  # type: ignore[assignment]
 
 
 def check_projectable(loaded: LoadedModel, layer: str) -> None:

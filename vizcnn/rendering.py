@@ -23,7 +23,7 @@ from torch import nn
 
 from vizcnn.devices import make_generator
 from vizcnn.errors import VizError
-from vizcnn.hooks import Captured, capture, forward_to
+from vizcnn.hooks import Captured, capture, layer_output_shape
 from vizcnn.imaging import resize
 from vizcnn.models import LoadedModel
 from vizcnn.objectives import (
@@ -118,12 +118,11 @@ def frozen(module: nn.Module) -> Iterator[nn.Module]:
 
 def layer_channels(loaded: LoadedModel, layer: str) -> int:
     """The channel count of `layer`'s output (one small forward pass)."""
-    probe = torch.zeros(1, loaded.channels, *loaded.input_size, device=loaded.device)
-    with torch.no_grad(), frozen(loaded.module):
-        acts = forward_to(loaded.module, probe, [layer], detach=True)[layer]
-    if acts.dim() < 2:
-        raise VizError(f"layer {layer!r} output has shape {tuple(acts.shape)}, no channels")
-    return int(acts.shape[1])
+    with frozen(loaded.module):
+        shape = layer_output_shape(loaded.module, (loaded.channels, *loaded.input_size), layer)
+    if not shape:
+        raise VizError(f"layer {layer!r} output has no channel dimension")
+    return shape[0]
 
 
 def _forward(
