@@ -48,7 +48,8 @@ class RenderJob:
 
 
 def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "unit"
+    """A file-name stem that keeps a layer's own name (`_blocks.9` stays `_blocks.9`)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip(".") or "unit"
 
 
 def _position(text: str | None) -> tuple[int | None, int | None]:
