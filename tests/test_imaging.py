@@ -86,3 +86,14 @@ def test_grid_places_tiles() -> None:
     assert (
         sheet[0, 1, 1] == 0 and sheet[0, 1, 4] == 1 and sheet[0, 4, 1] == 2 and sheet[0, 4, 4] == 9
     )
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        path = save_png(torch.zeros(3, 2, 2), tmp_path / "p.png")
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644  # what open() gives, not mkstemp's 0600

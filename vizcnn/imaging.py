@@ -93,6 +93,13 @@ def to_pil(image: torch.Tensor) -> Image.Image:
     return Image.fromarray(to_uint8(image))
 
 
+def default_file_mode() -> int:
+    """0666 minus the process umask: the mode a plain `open(path, "w")` would give."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
     """Call `write(file)` on a temporary file next to `path`, then rename it into place."""
     path = Path(path)
@@ -103,6 +110,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path
             write(file)
             file.flush()
             os.fsync(file.fileno())
+        os.chmod(temp_name, default_file_mode())  # mkstemp makes 0600; give what open() would
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)

@@ -20,7 +20,7 @@ from PIL import Image
 
 from vizcnn.deepdream import DreamConfig, dream
 from vizcnn.errors import VizError
-from vizcnn.imaging import atomic_write, to_pil
+from vizcnn.imaging import atomic_write, default_file_mode, to_pil
 from vizcnn.models import LoadedModel
 from vizcnn.progress import ProgressCallback, no_progress
 
@@ -166,6 +166,7 @@ def save_mp4(frames: Sequence[torch.Tensor | Image.Image], path: str | Path, fps
             raise VizError(
                 f"ffmpeg failed ({detail[-1] if detail else result.returncode}); write a .gif instead"
             )
+        os.chmod(temp, default_file_mode())
         os.replace(temp, path)
     finally:
         Path(temp).unlink(missing_ok=True)
