@@ -30,11 +30,11 @@ from dataclasses import replace
 import torch
 
 from vizcnn import load_model
-from vizcnn.data import sample_image
-from vizcnn.deepdream import DreamConfig, dream, octave_sizes
+from vizcnn.data.samples import sample_image
+from vizcnn.deepdream.dreaming import DreamConfig, dream, octave_sizes
 from vizcnn.hooks import capture
-from vizcnn.imaging import resize
-from vizcnn.models import LoadedModel
+from vizcnn.io.imaging import resize
+from vizcnn.models.loading import LoadedModel
 
 
 def photo(size: int) -> torch.Tensor:
@@ -61,7 +61,7 @@ def overhead(loaded: LoadedModel, size: int, repeats: int) -> dict[str, float]:
     image = photo(size)
     layers = [t.layer for t in config.targets(loaded)]
     sizes = octave_sizes(loaded, (size, size), config)
-    module = sys.modules["vizcnn.deepdream"]
+    module = sys.modules["vizcnn.deepdream.dreaming"]
     original = module.rolled_gradient
     inside: list[float] = [0.0]
 

@@ -26,10 +26,10 @@ import time
 
 import torch
 
-from vizcnn.datasets import ImageSource, TensorImages
+from vizcnn.data.datasets import ImageSource, TensorImages
 from vizcnn.hooks import capture
-from vizcnn.mining import MineConfig, mine_topk
-from vizcnn.models import load_model
+from vizcnn.mining.streaming import MineConfig, mine_topk
+from vizcnn.models.loading import load_model
 
 
 class SyntheticImages(ImageSource):

@@ -37,10 +37,10 @@ from torch import nn
 
 from vizcnn import load_model
 from vizcnn.hooks import capture
-from vizcnn.models import LoadedModel
-from vizcnn.objectives import ObjectiveContext, stack
-from vizcnn.param import ImageParam
-from vizcnn.rendering import RenderConfig, render
+from vizcnn.models.loading import LoadedModel
+from vizcnn.optvis.objectives import ObjectiveContext, stack
+from vizcnn.optvis.param import ImageParam
+from vizcnn.optvis.rendering import RenderConfig, render
 
 
 def _sync(device: torch.device) -> None:

@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 import click
 import torch
 
-from vizcnn.devices import resolve_device
-from vizcnn.errors import VizError
-from vizcnn.models import DEFAULT_MODEL, LoadedModel, load_model
+from vizcnn.core.devices import resolve_device
+from vizcnn.core.errors import VizError
+from vizcnn.models.loading import DEFAULT_MODEL, LoadedModel, load_model
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -15,13 +15,14 @@ import click
 import torch
 
 import vizcnn
-from vizcnn.data import resolve_image_argument
-from vizcnn.deepdream import DreamConfig, dream, octave_sizes
-from vizcnn.devices import make_generator
-from vizcnn.errors import VizError
+from vizcnn.core.devices import make_generator
+from vizcnn.core.errors import VizError
+from vizcnn.data.samples import resolve_image_argument
+from vizcnn.deepdream.dreaming import DreamConfig, dream, octave_sizes
+from vizcnn.deepdream.zoom import ZoomConfig, dream_frames
 from vizcnn.hooks import find_module, parse_layer
-from vizcnn.imaging import save_json, save_png
-from vizcnn.video import ZoomConfig, dream_frames, mp4_encoder, save_gif, save_mp4
+from vizcnn.io.imaging import save_json, save_png
+from vizcnn.io.video import mp4_encoder, save_gif, save_mp4
 
 from .common import (
     device_from,

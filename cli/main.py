@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from vizcnn.models import available_models
+from vizcnn.models.loading import available_models
 
 from .common import device_from, friendly_errors, model_options, open_model, run_options
 
@@ -67,7 +67,7 @@ def layers_command(as_json: bool, show_all: bool, **options: Any) -> None:
     A module called more than once per forward pass gets one row per call, named `name#k`; use
     that name wherever a layer is asked for.
     """
-    from vizcnn.layertable import layer_table
+    from vizcnn.receptive.table import layer_table
 
     loaded = open_model(options, device_from(options))
     table = layer_table(loaded.module, (loaded.channels, *loaded.input_size))
@@ -99,8 +99,8 @@ def train_digits_command(output: str | None, epochs: int, seed: int) -> None:
 
     import torch
 
-    from vizcnn import lenet
-    from vizcnn.imaging import atomic_write
+    from vizcnn.io.imaging import atomic_write
+    from vizcnn.models import lenet
 
     model, accuracy = lenet.train_lenet5(epochs=epochs, seed=seed)
     target = Path(output) if output else lenet.WEIGHTS_PATH

@@ -8,13 +8,20 @@ from typing import Any
 
 import click
 
-from vizcnn.datasets import ImageSource, open_dataset
-from vizcnn.distributed import current_shard, init_from_env, shutdown
-from vizcnn.errors import VizError
-from vizcnn.imaging import save_json, save_png
-from vizcnn.mining import MineConfig, TopK, config_dict, layer_shape, mine_topk, parse_channels
-from vizcnn.models import LoadedModel
-from vizcnn.patches import MinedPatches, channel_grid, layer_sheet, mine_patches
+from vizcnn.core.distributed import current_shard, init_from_env, shutdown
+from vizcnn.core.errors import VizError
+from vizcnn.data.datasets import ImageSource, open_dataset
+from vizcnn.io.imaging import save_json, save_png
+from vizcnn.mining.patches import MinedPatches, channel_grid, layer_sheet, mine_patches
+from vizcnn.mining.streaming import (
+    MineConfig,
+    TopK,
+    config_dict,
+    layer_shape,
+    mine_topk,
+    parse_channels,
+)
+from vizcnn.models.loading import LoadedModel
 
 from .common import (
     device_from,

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from tqdm import tqdm
 
-from vizcnn.progress import ProgressCallback, no_progress
+from vizcnn.core.progress import ProgressCallback, no_progress
 
 
 @contextmanager

@@ -12,13 +12,13 @@ import click
 import torch
 
 from vizcnn import __version__
-from vizcnn.channels import parse_channels
-from vizcnn.devices import make_generator
-from vizcnn.errors import VizError
-from vizcnn.imaging import labeled_sheet, load_image, read_png_metadata, save_json, save_png
-from vizcnn.models import LoadedModel
-from vizcnn.objectives import Objective, channel, class_logit, layer_l2, neuron
-from vizcnn.rendering import RenderConfig, layer_channels, render_iter
+from vizcnn.core.channels import parse_channels
+from vizcnn.core.devices import make_generator
+from vizcnn.core.errors import VizError
+from vizcnn.io.imaging import labeled_sheet, load_image, read_png_metadata, save_json, save_png
+from vizcnn.models.loading import LoadedModel
+from vizcnn.optvis.objectives import Objective, channel, class_logit, layer_l2, neuron
+from vizcnn.optvis.rendering import RenderConfig, layer_channels, render_iter
 
 from .common import device_from, friendly_errors, model_options_with, open_model, run_options
 from .progress import progress_bar

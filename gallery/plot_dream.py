@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 import vizcnn
-from vizcnn.data import sample_image
-from vizcnn.imaging import labeled_sheet, save_png
+from vizcnn.data.samples import sample_image
+from vizcnn.io.imaging import labeled_sheet, save_png
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "gallery/out")
 loaded = vizcnn.load_model("efficientnet_lite0")

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import vizcnn
-from vizcnn.imaging import labeled_sheet
-from vizcnn.patches import channel_grid, layer_sheet
+from vizcnn.io.imaging import labeled_sheet
+from vizcnn.mining.patches import channel_grid, layer_sheet
 
 LAYERS = ["_blocks.1", "_blocks.4", "_blocks.6"]  # receptive fields 11, 67 and 115 pixels
 CHANNELS = tuple(range(8))

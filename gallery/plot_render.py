@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 
 import vizcnn
-from vizcnn import objectives as obj
-from vizcnn.imaging import labeled_sheet, resize, save_png
+from vizcnn.io.imaging import labeled_sheet, resize, save_png
+from vizcnn.optvis import objectives as obj
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "gallery/out")
 out.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vizcnn.models import LoadedModel
+from vizcnn.models.loading import LoadedModel
 
 
 class Tiny(nn.Module):

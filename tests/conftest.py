@@ -71,6 +71,6 @@ def assert_same_state(before: dict[str, object], after: dict[str, object]) -> No
 
 @pytest.fixture(scope="session")
 def lite0():  # the real default model, loaded once per test session
-    from vizcnn.models import load_model
+    from vizcnn.models.loading import load_model
 
     return load_model("efficientnet_lite0")

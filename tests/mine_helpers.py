@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from vizcnn.models import LoadedModel, freeze
+from vizcnn.models.loading import LoadedModel, freeze
 
 
 class TinyMiner(nn.Module):

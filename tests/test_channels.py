@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vizcnn.channels import parse_channels
-from vizcnn.errors import VizError
+from vizcnn.core.channels import parse_channels
+from vizcnn.core.errors import VizError
 
 
 @given(st.integers(1, 80), st.integers(0, 90), st.integers(0, 90), st.integers(1, 5))

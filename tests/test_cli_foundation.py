@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from conftest import TinyNet
 from vizcnn.cli.main import app
-from vizcnn.layertable import layer_table
+from vizcnn.receptive.table import layer_table
 
 
 def test_layer_table_rows_for_a_hand_built_net(tiny: TinyNet) -> None:
@@ -70,8 +70,8 @@ def test_models_command() -> None:
 
 
 def test_device_errors_are_one_line() -> None:
-    from vizcnn.devices import resolve_device
-    from vizcnn.errors import VizError
+    from vizcnn.core.devices import resolve_device
+    from vizcnn.core.errors import VizError
 
     with pytest.raises(VizError, match="cuda:N"):
         resolve_device("tpu")

@@ -10,12 +10,12 @@ import torch
 from click.testing import CliRunner
 from torch.testing import assert_close
 
-from vizcnn.channels import parse_channels
 from vizcnn.cli.main import app
-from vizcnn.errors import VizError
+from vizcnn.core.channels import parse_channels
+from vizcnn.core.errors import VizError
 from vizcnn.hooks import forward_to
-from vizcnn.imaging import load_image, read_png_metadata
-from vizcnn.models import load_model
+from vizcnn.io.imaging import load_image, read_png_metadata
+from vizcnn.models.loading import load_model
 
 BASE = ["render", "-m", "lenet5_digits", "--steps", "6", "-q"]
 

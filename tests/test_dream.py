@@ -21,7 +21,8 @@ from torch import nn
 
 from vizcnn import load_model
 from vizcnn.cli.main import app
-from vizcnn.deepdream import (
+from vizcnn.core.errors import VizError
+from vizcnn.deepdream.dreaming import (
     DreamConfig,
     LayerTarget,
     dream,
@@ -30,12 +31,12 @@ from vizcnn.deepdream import (
     octave_sizes,
     parse_layer_target,
 )
-from vizcnn.errors import VizError
+from vizcnn.deepdream.tiling import rolled_gradient, tile_shapes, tile_spans
+from vizcnn.deepdream.zoom import ZoomConfig, dream_frames, zoom_center
 from vizcnn.hooks import forward_to
-from vizcnn.imaging import read_png_metadata
-from vizcnn.models import LoadedModel, freeze
-from vizcnn.tiling import rolled_gradient, tile_shapes, tile_spans
-from vizcnn.video import ZoomConfig, dream_frames, save_mp4, zoom_center
+from vizcnn.io.imaging import read_png_metadata
+from vizcnn.io.video import save_mp4
+from vizcnn.models.loading import LoadedModel, freeze
 
 MEAN = (0.4, 0.5, 0.6)
 STD = (0.2, 0.25, 0.3)
@@ -137,7 +138,7 @@ def test_guided_objective_matches_brute_force() -> None:
                 expected[n, :, y, x] = 1.5 * guide[:, dots.index(max(dots))]
     torch.testing.assert_close(grad, expected)
     # A tiny chunk size must not change the choice.
-    from vizcnn.deepdream import _guided_term
+    from vizcnn.deepdream.dreaming import _guided_term
 
     value = _guided_term(acts.detach(), guide, chunk=5)
     torch.testing.assert_close(value, (acts.detach() * expected / 1.5).sum())
@@ -316,7 +317,7 @@ def test_tiled_dream_with_bfloat16_gradient_buffer_stays_close_to_float64() -> N
 
 @pytest.mark.parametrize("shape", [(5, 7, 9, 13), (3, 3, 40, 4), (20, 30, 28, 42)])
 def test_banded_enlarge_is_bilinear_interpolation(shape: tuple[int, int, int, int]) -> None:
-    from vizcnn.tiling import enlarge as _enlarge
+    from vizcnn.deepdream.tiling import enlarge as _enlarge
 
     h, w, height, width = shape
     x = torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -435,7 +436,7 @@ def test_save_mp4_pipes_raw_frames(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     fake = tmp_path / "ffmpeg"
     fake.write_text('#!/bin/sh\nfor last; do :; done\ncat > "$last"\n')
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setattr("vizcnn.video.mp4_encoder", lambda: str(fake))
+    monkeypatch.setattr("vizcnn.io.video.mp4_encoder", lambda: str(fake))
     frames = [_image(6, 8, seed=s).float() for s in range(2)]
     path = save_mp4(frames, tmp_path / "out.mp4", fps=12)
     raw = b"".join(

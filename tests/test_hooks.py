@@ -5,7 +5,7 @@ import torch
 import torchvision
 
 from conftest import TinyNet, assert_same_state, model_state
-from vizcnn.errors import VizError
+from vizcnn.core.errors import VizError
 from vizcnn.hooks import capture, forward_to, parse_layer
 
 

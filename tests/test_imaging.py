@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from vizcnn.errors import VizError
-from vizcnn.imaging import atomic_write, load_image, make_grid, read_png_metadata, save_png
+from vizcnn.core.errors import VizError
+from vizcnn.io.imaging import atomic_write, load_image, make_grid, read_png_metadata, save_png
 
 
 def test_rgba_is_composited_on_white(tmp_path: Path) -> None:

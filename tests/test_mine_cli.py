@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from mine_helpers import random_images, write_pngs
 
 from vizcnn.cli.main import app
-from vizcnn.imaging import read_png_metadata
+from vizcnn.io.imaging import read_png_metadata
 
 TINY = [
     "-m",
@@ -182,8 +182,8 @@ def test_resume_after_crash_gives_the_same_manifest(
 
 
 def test_samples_are_seeded_crops(tmp_path: Path) -> None:
-    from vizcnn.data import sample_names
-    from vizcnn.datasets import open_dataset
+    from vizcnn.data.datasets import open_dataset
+    from vizcnn.data.samples import sample_names
 
     one = open_dataset("samples", 3, (32, 32), crops_per_image=3, seed=5)
     two = open_dataset("samples", 3, (32, 32), crops_per_image=3, seed=5)
@@ -223,9 +223,9 @@ def test_lite0_projection_uses_relu_rule_and_restores_relu6(lite0) -> None:
     from torch import nn
 
     from conftest import assert_same_state, model_state
-    from vizcnn.data import sample_image
-    from vizcnn.datasets import preprocess
-    from vizcnn.patches import project
+    from vizcnn.data.datasets import preprocess
+    from vizcnn.data.samples import sample_image
+    from vizcnn.mining.patches import project
 
     image = preprocess(sample_image("coffee"), lite0.input_size)[None]
     before = model_state(lite0.module)

@@ -15,9 +15,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from mine_helpers import loaded_tiny, random_images, write_pngs
 
-from vizcnn.datasets import TensorImages
-from vizcnn.distributed import Shard, init_from_env, shutdown
-from vizcnn.mining import MineConfig, mine_topk
+from vizcnn.core.distributed import Shard, init_from_env, shutdown
+from vizcnn.data.datasets import TensorImages
+from vizcnn.mining.streaming import MineConfig, mine_topk
 
 CONFIG = MineConfig("act3", k=6, batch_size=4)
 

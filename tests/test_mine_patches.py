@@ -13,12 +13,10 @@ from mine_helpers import TinyMiner, loaded_tiny, random_images
 from torch import nn
 
 from conftest import assert_same_state, model_state
-from vizcnn.datasets import TensorImages
-from vizcnn.errors import VizError
+from vizcnn.core.errors import VizError
+from vizcnn.data.datasets import TensorImages
 from vizcnn.hooks import capture
-from vizcnn.mining import MineConfig, mine_topk
-from vizcnn.models import LoadedModel, freeze
-from vizcnn.patches import (
+from vizcnn.mining.patches import (
     channel_grid,
     cut_box,
     layer_sheet,
@@ -26,6 +24,8 @@ from vizcnn.patches import (
     project,
     relus_for_captum,
 )
+from vizcnn.mining.streaming import MineConfig, mine_topk
+from vizcnn.models.loading import LoadedModel, freeze
 
 
 def gradient_support(loaded: LoadedModel, image: torch.Tensor, layer: str, unit) -> torch.Tensor:

@@ -9,11 +9,11 @@ import torch
 from mine_helpers import loaded_tiny, random_images
 
 from conftest import assert_same_state, model_state
-from vizcnn.datasets import TensorImages, content_hashes
-from vizcnn.errors import VizError
+from vizcnn.core.errors import VizError
+from vizcnn.data.datasets import TensorImages, content_hashes
 from vizcnn.hooks import forward_to
-from vizcnn.mining import MineConfig, TopK, mine_topk, parse_channels
-from vizcnn.topk import RunningTopK, decode, encode
+from vizcnn.mining.streaming import MineConfig, TopK, mine_topk, parse_channels
+from vizcnn.mining.topk import RunningTopK, decode, encode
 
 
 def oracle(loaded, images: torch.Tensor, layer: str, k: int, rank: str, channels=None):

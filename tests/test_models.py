@@ -8,10 +8,10 @@ import pytest
 import torch
 import torchvision
 
-from vizcnn.data import sample_image
-from vizcnn.errors import VizError
-from vizcnn.imaging import resize
-from vizcnn.models import available_models, load_model
+from vizcnn.core.errors import VizError
+from vizcnn.data.samples import sample_image
+from vizcnn.io.imaging import resize
+from vizcnn.models.loading import available_models, load_model
 
 
 def classify(loaded, image: torch.Tensor) -> list[tuple[str, float]]:
@@ -31,7 +31,7 @@ def test_default_model_is_offline_and_classifies_samples(lite0) -> None:
 
 
 def test_lenet5_digits_accuracy() -> None:
-    from vizcnn import lenet
+    from vizcnn.models import lenet
 
     loaded = load_model("lenet5_digits")
     _, _, test_x, test_y = lenet.digits_tensors()

@@ -11,8 +11,8 @@ import torch
 from _render_models import tiny_loaded
 from torch.testing import assert_close
 
-from vizcnn import objectives as O
-from vizcnn.errors import VizError
+from vizcnn.core.errors import VizError
+from vizcnn.optvis import objectives as O
 
 
 def make_ctx(batch: int = 3, groups: list[int] | None = None) -> O.ObjectiveContext:

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from vizcnn.errors import VizError
-from vizcnn.param import COLOR_CORRELATION_SVD_SQRT, ImageParam, color_matrix, fft_scale
+from vizcnn.core.errors import VizError
+from vizcnn.optvis.param import COLOR_CORRELATION_SVD_SQRT, ImageParam, color_matrix, fft_scale
 
 
 def gen(seed: int = 0) -> torch.Generator:

@@ -8,11 +8,11 @@ from _render_models import Tripwire, hooks_left, tiny_loaded
 from torch import nn
 from torch.testing import assert_close
 
-from vizcnn import objectives as O
-from vizcnn.errors import VizError
+from vizcnn.core.errors import VizError
 from vizcnn.hooks import forward_to
-from vizcnn.imaging import resize
-from vizcnn.rendering import RenderConfig, layer_channels, render, render_iter
+from vizcnn.io.imaging import resize
+from vizcnn.optvis import objectives as O
+from vizcnn.optvis.rendering import RenderConfig, layer_channels, render, render_iter
 
 FAST = RenderConfig(steps=12, size=12, batch=4)
 
@@ -255,7 +255,7 @@ def high_frequency_share(images: torch.Tensor) -> float:
 
 
 def test_fourier_steps_carry_less_high_frequency_than_pixel_steps() -> None:
-    from vizcnn.param import ImageParam
+    from vizcnn.optvis.param import ImageParam
 
     loaded = tiny_loaded(size=32)
     units = [f"features.2:{c}" for c in range(3)]
@@ -270,7 +270,7 @@ def test_fourier_steps_carry_less_high_frequency_than_pixel_steps() -> None:
 
 
 def test_lenet_digits_one_channel_render() -> None:
-    from vizcnn.models import load_model
+    from vizcnn.models.loading import load_model
 
     loaded = load_model("lenet5_digits")
     start = render(loaded, ["features.3:0", O.class_logit(7)], RenderConfig(steps=1, lr=1e-9))
@@ -284,7 +284,7 @@ def test_lenet_digits_one_channel_render() -> None:
 
 @pytest.fixture(scope="module")
 def lite0():  # type: ignore[no-untyped-def]
-    from vizcnn.models import load_model
+    from vizcnn.models.loading import load_model
 
     return load_model("efficientnet_lite0")
 
@@ -299,7 +299,7 @@ def test_espresso_render_is_classified_as_espresso(lite0) -> None:  # type: igno
 
 @pytest.mark.slow
 def test_channel_render_far_above_natural_images(lite0) -> None:  # type: ignore[no-untyped-def]
-    from vizcnn.data import sample_image
+    from vizcnn.data.samples import sample_image
 
     layer, channels = "_blocks.9", [0, 3]
     names = ["coffee", "chelsea", "astronaut", "china", "flower"]

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
-from vizcnn.errors import VizError
-from vizcnn.imaging import resize
-from vizcnn.transforms import (
+from vizcnn.core.errors import VizError
+from vizcnn.io.imaging import resize
+from vizcnn.optvis.transforms import (
     Draw,
     Jitter,
     Pad,

@@ -1,19 +1,34 @@
 """vizcnn: feature visualization and interpretability for convolutional networks in PyTorch."""
 
-from vizcnn.datasets import open_dataset
-from vizcnn.deepdream import DreamConfig, LayerTarget, dream
-from vizcnn.devices import make_generator, resolve_device
-from vizcnn.errors import VizError
+import importlib
+from types import ModuleType
+
+from vizcnn import _aliases
+from vizcnn.core.devices import make_generator, resolve_device
+from vizcnn.core.errors import VizError
+from vizcnn.data.datasets import open_dataset
+from vizcnn.deepdream.dreaming import DreamConfig, LayerTarget, dream
+from vizcnn.deepdream.zoom import ZoomConfig, dream_frames
 from vizcnn.hooks import capture, forward_to, parse_layer
-from vizcnn.imaging import load_image, make_grid, save_json, save_png
-from vizcnn.mining import MineConfig, TopK, mine_topk
-from vizcnn.models import DEFAULT_MODEL, LoadedModel, available_models, load_model
-from vizcnn.objectives import Objective
-from vizcnn.patches import MinedPatches, mine_patches
-from vizcnn.rendering import RenderConfig, RenderResult, render
-from vizcnn.video import ZoomConfig, dream_frames
+from vizcnn.io.imaging import load_image, make_grid, save_json, save_png
+from vizcnn.mining.patches import MinedPatches, mine_patches
+from vizcnn.mining.streaming import MineConfig, TopK, mine_topk
+from vizcnn.models.loading import DEFAULT_MODEL, LoadedModel, available_models, load_model
+from vizcnn.optvis.objectives import Objective
+from vizcnn.optvis.rendering import RenderConfig, RenderResult, render
 
 __version__ = "0.1.0"
+
+_aliases.install()
+
+
+def __getattr__(name: str) -> ModuleType:
+    """`vizcnn.imaging` and the other old flat module names, imported on first use."""
+    full = f"vizcnn.{name}"
+    if full in _aliases.ALIASES:
+        return importlib.import_module(full)
+    raise AttributeError(f"module 'vizcnn' has no attribute {name!r}")
+
 
 __all__ = [
     "DreamConfig",

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vizcnn.errors import VizError, did_you_mean
+from vizcnn.core.errors import VizError, did_you_mean
 
 
 class _StopForward(Exception):

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from vizcnn.data import list_image_files, sample_image, sample_names
-from vizcnn.errors import VizError
-from vizcnn.imaging import load_image, resize
+from vizcnn.core.errors import VizError
+from vizcnn.data.samples import list_image_files, sample_image, sample_names
+from vizcnn.io.imaging import load_image, resize
 
 SAMPLES = "samples"
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from vizcnn.hooks import LayerRef, capture, parse_layer
-from vizcnn.receptive import Field, receptive_fields
+from vizcnn.receptive.graph import Field, receptive_fields
 
 
 @dataclass(frozen=True)

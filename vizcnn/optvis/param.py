@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vizcnn.errors import VizError
+from vizcnn.core.errors import VizError
 
 # sqrt of the ImageNet RGB colour covariance (via SVD), from lucid; columns scaled below.
 COLOR_CORRELATION_SVD_SQRT = (

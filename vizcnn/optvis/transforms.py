@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from vizcnn.errors import VizError
-from vizcnn.imaging import resize
+from vizcnn.core.errors import VizError
+from vizcnn.io.imaging import resize
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from vizcnn.errors import VizError
+from vizcnn.core.errors import VizError
 
 
 def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:

@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from vizcnn import zoo
-from vizcnn.errors import VizError, did_you_mean
+from vizcnn.core.errors import VizError, did_you_mean
+from vizcnn.models import zoo
 
 DEFAULT_MODEL = "efficientnet_lite0"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -239,7 +239,7 @@ def _load_lite0() -> LoadedModel:
 
 
 def _load_lenet() -> LoadedModel:
-    from vizcnn import lenet
+    from vizcnn.models import lenet
 
     module = lenet.LeNet5()
     if lenet.WEIGHTS_PATH.is_file():
@@ -401,7 +401,7 @@ def _load_factory(spec: str) -> LoadedModel:
 
 def available_models() -> list[dict[str, Any]]:
     """One row per known model: name, kind, and whether its weights are on disk (offline use)."""
-    from vizcnn import lenet
+    from vizcnn.models import lenet
 
     rows: list[dict[str, Any]] = [
         {"name": "efficientnet_lite0", "kind": "default", "weights_present": _lite0_present()},

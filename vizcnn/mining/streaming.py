@@ -21,15 +21,15 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from vizcnn.channels import parse_channels as parse_channel_text
-from vizcnn.datasets import Batch, ImageSource, collate
-from vizcnn.distributed import Shard, all_gather, all_gather_objects, current_shard
-from vizcnn.errors import VizError
+from vizcnn.core.channels import parse_channels as parse_channel_text
+from vizcnn.core.distributed import Shard, all_gather, all_gather_objects, current_shard
+from vizcnn.core.errors import VizError
+from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.data.datasets import Batch, ImageSource, collate
 from vizcnn.hooks import capture, layer_output_shape
-from vizcnn.imaging import atomic_write
-from vizcnn.models import LoadedModel
-from vizcnn.progress import ProgressCallback, no_progress
-from vizcnn.topk import MAX_IMAGES, RunningTopK, decode
+from vizcnn.io.imaging import atomic_write
+from vizcnn.mining.topk import MAX_IMAGES, RunningTopK, decode
+from vizcnn.models.loading import LoadedModel
 
 RANKS = ("max", "mean")
 _CHECKPOINT_VERSION = 1

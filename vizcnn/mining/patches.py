@@ -1,7 +1,7 @@
 """Second pass of mining: the winning images' patches under each hit's receptive field.
 
 Only the images that made some channel's top k are loaded again. Each hit (channel c, unit
-(y, x)) becomes the input box its unit sees (`vizcnn.receptive`), padded where the box leaves
+(y, x)) becomes the input box its unit sees (`vizcnn.receptive.graph`), padded where the box leaves
 the image, scaled to a thumbnail; optionally next to its deconvnet or guided-backprop
 projection (captum's `NeuronDeconvolution` / `NeuronGuidedBackprop`), cropped to the same box.
 """
@@ -20,14 +20,14 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from vizcnn.datasets import ImageSource
-from vizcnn.errors import VizError
+from vizcnn.core.errors import VizError
+from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.data.datasets import ImageSource
 from vizcnn.hooks import capture, find_module, inplace_off, parse_layer
-from vizcnn.imaging import labeled_sheet, make_grid, resize
-from vizcnn.mining import TopK
-from vizcnn.models import LoadedModel
-from vizcnn.progress import ProgressCallback, no_progress
-from vizcnn.receptive import Field, receptive_fields
+from vizcnn.io.imaging import labeled_sheet, make_grid, resize
+from vizcnn.mining.streaming import TopK
+from vizcnn.models.loading import LoadedModel
+from vizcnn.receptive.graph import Field, receptive_fields
 
 PROJECTIONS = ("deconv", "guided", "none")
 

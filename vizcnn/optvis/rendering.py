@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from vizcnn.devices import make_generator
-from vizcnn.errors import VizError
+from vizcnn.core.devices import make_generator
+from vizcnn.core.errors import VizError
+from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.hooks import Captured, capture, layer_output_shape
-from vizcnn.imaging import resize
-from vizcnn.models import LoadedModel
-from vizcnn.objectives import (
+from vizcnn.io.imaging import resize
+from vizcnn.models.loading import LoadedModel
+from vizcnn.optvis.objectives import (
     LOGITS,
     Objective,
     ObjectiveContext,
@@ -34,9 +35,8 @@ from vizcnn.objectives import (
     diversity,
     stack,
 )
-from vizcnn.param import PARAMS, ImageParam
-from vizcnn.progress import ProgressCallback, no_progress
-from vizcnn.transforms import Transform, apply_transforms, standard_transforms
+from vizcnn.optvis.param import PARAMS, ImageParam
+from vizcnn.optvis.transforms import Transform, apply_transforms, standard_transforms
 
 DEFAULT_SIZE = 128  # lucid's image size; smaller models render at their own input size
 
@@ -283,7 +283,7 @@ def render(
         `RenderResult` with images `(N, C, H, W)` in [0, 1] and their objective values `(N,)`.
 
     Example:
-        >>> from vizcnn import objectives as obj
+        >>> from vizcnn.optvis import objectives as obj
         >>> result = render(loaded, [obj.class_logit("espresso")], RenderConfig(steps=128))
     """
     parts = list(render_iter(loaded, units, config, generator=generator, progress=progress))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vizcnn.errors import VizError
+from vizcnn.core.errors import VizError
 
 SYNTAX = "write START:STOP[:STEP], LOW-HIGH or a comma list, e.g. 0:64, 0-15 or 3,17"
 

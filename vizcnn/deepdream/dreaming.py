@@ -20,14 +20,21 @@ from typing import Literal
 
 import torch
 
-from vizcnn.channels import parse_channels
-from vizcnn.devices import make_generator
-from vizcnn.errors import VizError
+from vizcnn.core.channels import parse_channels
+from vizcnn.core.devices import make_generator
+from vizcnn.core.errors import VizError
+from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.deepdream.tiling import (
+    add_image,
+    as_unit,
+    enlarge,
+    rolled_gradient,
+    row_bands,
+    tile_shapes,
+)
 from vizcnn.hooks import capture, forward_to
-from vizcnn.imaging import resize
-from vizcnn.models import LoadedModel
-from vizcnn.progress import ProgressCallback, no_progress
-from vizcnn.tiling import add_image, as_unit, enlarge, rolled_gradient, row_bands, tile_shapes
+from vizcnn.io.imaging import resize
+from vizcnn.models.loading import LoadedModel
 
 # Luminance weights (ITU-R 601) for feeding a colour image to a one-channel model.
 _LUMA = (0.299, 0.587, 0.114)

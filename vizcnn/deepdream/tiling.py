@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from vizcnn.imaging import resize
+from vizcnn.io.imaging import resize
 
 # grad_fn(piece) -> d objective / d piece, both (B, C, h, w); piece is a leaf requiring grad.
 GradientFn = Callable[[torch.Tensor], torch.Tensor]

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from vizcnn.errors import VizError
+from vizcnn.core.errors import VizError
 
 if TYPE_CHECKING:
-    from vizcnn.models import LoadedModel
+    from vizcnn.models.loading import LoadedModel
 
 # Key of the model's output (logits) in `ObjectiveContext.acts`; not a valid module path.
 LOGITS = "<logits>"

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vizcnn.errors import VizError, did_you_mean
-from vizcnn.imaging import IMAGE_SUFFIXES
+from vizcnn.core.errors import VizError, did_you_mean
+from vizcnn.io.imaging import IMAGE_SUFFIXES
 
 # Natural photographs that ship inside the installed packages (no download).
 SKIMAGE_SAMPLES = (
@@ -72,7 +72,7 @@ def sample_image(name: str, channels: int = 3) -> torch.Tensor:
 
 def resolve_image_argument(text: str, channels: int = 3) -> tuple[torch.Tensor, str]:
     """An image from a path or `sample:NAME` (bundled), with a display name."""
-    from vizcnn.imaging import load_image
+    from vizcnn.io.imaging import load_image
 
     if text.startswith("sample:"):
         name = text.split(":", 1)[1]

@@ -1,0 +1,1 @@
+"""Shared foundations: errors, devices and generators, progress callbacks, channel selection, ranks."""
