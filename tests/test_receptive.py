@@ -196,8 +196,11 @@ def test_random_single_path_stacks_match_gradient_oracle(specs, seed) -> None:
             layers.append(nn.ZeroPad2d((padding, 1, kernel % 3, 0)))
     model = nn.Sequential(*layers).double().eval()
     shape = (1, 48, 40)
-    with torch.no_grad():
-        out = model(torch.zeros(1, *shape, dtype=torch.float64))
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(1, *shape, dtype=torch.float64))
+    except RuntimeError:  # the stack shrinks the image to nothing: no field to check
+        return
     if out.shape[-1] < 1 or out.shape[-2] < 1:
         return
     name = str(len(layers) - 1)

@@ -1,13 +1,18 @@
 """Models: load by spec (bundled, torchvision, checkpoints, factories), the zoo's default layers, LeNet."""
 
-from vizcnn.models.loading import (
-    DEFAULT_MODEL,
+from vizcnn.models.base import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     LoadedModel,
-    available_models,
+    ModelLike,
+    as_loaded,
+    describe,
     freeze,
     imagenet_labels,
+)
+from vizcnn.models.loading import (
+    DEFAULT_MODEL,
+    available_models,
     load_model,
     torchvision_names,
     weights_file,
@@ -18,6 +23,9 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "LoadedModel",
+    "ModelLike",
+    "as_loaded",
+    "describe",
     "available_models",
     "freeze",
     "imagenet_labels",

@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib
 import pickle
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,95 +21,15 @@ from torch import nn
 
 from vizcnn.core.errors import VizError, did_you_mean
 from vizcnn.models import zoo
+from vizcnn.models.base import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    LoadedModel,
+    freeze,
+    imagenet_labels,
+)
 
 DEFAULT_MODEL = "efficientnet_lite0"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass
-class LoadedModel:
-    """A network ready for visualization: eval mode, parameters frozen, with its preprocessing."""
-
-    name: str  # the spec it was loaded from
-    module: nn.Module  # eval mode, requires_grad False everywhere
-    mean: tuple[float, ...]  # per-channel normalization applied to [0, 1] images
-    std: tuple[float, ...]
-    input_size: tuple[int, int]  # (H, W) the model was trained at
-    labels: list[str]  # class names, index = logit
-    default_layers: dict[str, list[str]] = field(default_factory=dict)  # technique -> layers
-    weights: str = ""  # where the weights came from, for manifests
-
-    @property
-    def channels(self) -> int:
-        return len(self.mean)
-
-    @property
-    def device(self) -> torch.device:
-        for tensor in self.module.parameters():
-            return tensor.device
-        return torch.device("cpu")
-
-    def to(self, device: torch.device | str) -> LoadedModel:
-        self.module.to(device)
-        return self
-
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """Map `(B, C, H, W)` images in [0, 1] to the model's input space."""
-        mean, std = self._stats(images)
-        return (images - mean) / std
-
-    def denormalize(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Inverse of `normalize`."""
-        mean, std = self._stats(inputs)
-        return inputs * std + mean
-
-    def _stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if like.shape[1] != self.channels:
-            raise VizError(
-                f"{self.name} takes {self.channels}-channel images, got {like.shape[1]} channels"
-            )
-        mean = torch.tensor(self.mean, device=like.device, dtype=like.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=like.device, dtype=like.dtype).view(1, -1, 1, 1)
-        return mean, std
-
-    def layers_for(self, technique: str) -> list[str]:
-        """Default layers for a technique (`dream`, `render`, `mine`), falling back sensibly."""
-        if technique in self.default_layers:
-            return list(self.default_layers[technique])
-        convs = [n for n, m in self.module.named_modules() if isinstance(m, nn.Conv2d)]
-        if not convs:
-            raise VizError(f"{self.name} has no Conv2d layer; name one with --layer")
-        return [convs[(2 * len(convs)) // 3]]
-
-    def class_index(self, label: str | int) -> int:
-        """A class by index or by (case-insensitive) name, e.g. `"espresso"` or `967`."""
-        if isinstance(label, int) or str(label).strip().lstrip("-").isdigit():
-            index = int(label)
-            if not 0 <= index < len(self.labels):
-                raise VizError(
-                    f"class {index} out of range; {self.name} has 0..{len(self.labels) - 1}"
-                )
-            return index
-        wanted = str(label).strip().lower()
-        lowered = [name.lower() for name in self.labels]
-        if wanted in lowered:
-            return lowered.index(wanted)
-        raise VizError(did_you_mean(str(label), self.labels, "class"))
-
-
-def freeze(module: nn.Module) -> nn.Module:
-    """Eval mode and no parameter gradients: what every technique here wants."""
-    module.eval()
-    module.requires_grad_(False)
-    return module
-
-
-def imagenet_labels() -> list[str]:
-    """The 1000 ImageNet class names (shipped inside torchvision, no download)."""
-    from torchvision.models import ResNet50_Weights
-
-    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
 
 
 def torchvision_names() -> list[str]:

@@ -19,12 +19,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
 from vizcnn.core.devices import make_generator
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
-from vizcnn.hooks import Captured, capture, layer_output_shape
+from vizcnn.hooks import Captured, capture, layer_output_shape, model_guard
 from vizcnn.io.imaging import resize
 from vizcnn.models.loading import LoadedModel
 from vizcnn.optvis.objectives import (
@@ -100,25 +99,9 @@ class RenderResult:
     unit_index: list[int] = field(default_factory=list)  # position of its unit in the request
 
 
-@contextlib.contextmanager
-def frozen(module: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode and no parameter gradients for the block; the old flags come back afterwards."""
-    training = {m: m.training for m in module.modules()}
-    grads = {p: p.requires_grad for p in module.parameters()}
-    try:
-        module.eval()
-        module.requires_grad_(False)
-        yield module
-    finally:
-        for sub, flag in training.items():
-            sub.training = flag
-        for parameter, flag in grads.items():
-            parameter.requires_grad_(flag)
-
-
 def layer_channels(loaded: LoadedModel, layer: str) -> int:
     """The channel count of `layer`'s output (one small forward pass)."""
-    with frozen(loaded.module):
+    with model_guard(loaded.module):
         shape = layer_output_shape(loaded.module, (loaded.channels, *loaded.input_size), layer)
     if not shape:
         raise VizError(f"layer {layer!r} output has no channel dimension")
@@ -218,7 +201,7 @@ def render_iter(
             if layers
             else contextlib.nullcontext()
         )
-        with frozen(loaded.module), hooks as acts:
+        with model_guard(loaded.module), hooks as acts:
             for step in range(config.steps):
                 optimizer.zero_grad(set_to_none=True)
                 images = param()

@@ -1,0 +1,178 @@
+"""`LoadedModel`: a network plus what techniques need to feed it; `describe` wraps a bare module.
+
+Every technique accepts either a `LoadedModel` or a bare `nn.Module` (as captum and lucent do);
+`as_loaded` turns the latter into the former with ImageNet normalization and the module's own
+device and dtype, each overridable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from vizcnn.core.errors import VizError, did_you_mean
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class LoadedModel:
+    """A network ready for visualization: eval mode, parameters frozen, with its preprocessing."""
+
+    name: str  # the spec it was loaded from
+    module: nn.Module  # eval mode, requires_grad False everywhere
+    mean: tuple[float, ...]  # per-channel normalization applied to [0, 1] images
+    std: tuple[float, ...]
+    input_size: tuple[int, int]  # (H, W) the model was trained at
+    labels: list[str]  # class names, index = logit
+    default_layers: dict[str, list[str]] = field(default_factory=dict)  # technique -> layers
+    weights: str = ""  # where the weights came from, for manifests
+
+    @property
+    def channels(self) -> int:
+        return len(self.mean)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the module's first parameter (or buffer) lives; CPU for a module with neither."""
+        for tensor in (*self.module.parameters(), *self.module.buffers()):
+            return tensor.device
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The module's floating-point dtype (float32 for a module without floating parameters)."""
+        for tensor in (*self.module.parameters(), *self.module.buffers()):
+            if tensor.is_floating_point():
+                return tensor.dtype
+        return torch.float32
+
+    def to(self, device: torch.device | str) -> LoadedModel:
+        self.module.to(device)
+        return self
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Map `(B, C, H, W)` images in [0, 1] to the model's input space."""
+        mean, std = self._stats(images)
+        return (images - mean) / std
+
+    def denormalize(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Inverse of `normalize`."""
+        mean, std = self._stats(inputs)
+        return inputs * std + mean
+
+    def _stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if like.shape[1] != self.channels:
+            raise VizError(
+                f"{self.name} takes {self.channels}-channel images, got {like.shape[1]} channels"
+            )
+        mean = torch.tensor(self.mean, device=like.device, dtype=like.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=like.device, dtype=like.dtype).view(1, -1, 1, 1)
+        return mean, std
+
+    def layers_for(self, technique: str) -> list[str]:
+        """Default layers for a technique (`dream`, `render`, `mine`), falling back sensibly."""
+        if technique in self.default_layers:
+            return list(self.default_layers[technique])
+        convs = [n for n, m in self.module.named_modules() if isinstance(m, nn.Conv2d)]
+        if not convs:
+            raise VizError(f"{self.name} has no Conv2d layer; name one with --layer")
+        return [convs[(2 * len(convs)) // 3]]
+
+    def class_index(self, label: str | int) -> int:
+        """A class by index or by (case-insensitive) name, e.g. `"espresso"` or `967`."""
+        if isinstance(label, int) or str(label).strip().lstrip("-").isdigit():
+            index = int(label)
+            if not 0 <= index < len(self.labels):
+                raise VizError(
+                    f"class {index} out of range; {self.name} has 0..{len(self.labels) - 1}"
+                )
+            return index
+        wanted = str(label).strip().lower()
+        lowered = [name.lower() for name in self.labels]
+        if wanted in lowered:
+            return lowered.index(wanted)
+        raise VizError(did_you_mean(str(label), self.labels, "class"))
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """Eval mode and no parameter gradients: what every technique here wants."""
+    module.eval()
+    module.requires_grad_(False)
+    return module
+
+
+def imagenet_labels() -> list[str]:
+    """The 1000 ImageNet class names (shipped inside torchvision, no download)."""
+    from torchvision.models import ResNet50_Weights
+
+    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+# what every technique's `model` argument takes
+ModelLike = LoadedModel | nn.Module
+
+
+def describe(
+    module: nn.Module,
+    *,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    input_size: int | tuple[int, int] = 224,
+    labels: Sequence[str] | None = None,
+    name: str | None = None,
+    default_layers: dict[str, list[str]] | None = None,
+) -> LoadedModel:
+    """Describe a bare `nn.Module` for vizcnn: its preprocessing, input size and class names.
+
+    Args:
+        module: any CNN taking `(B, C, H, W)`; it is not moved, copied, frozen or put in eval mode
+            (every technique does that for the duration of its call and restores it).
+        mean, std: per-channel normalization of [0, 1] images (default: ImageNet's, or 0 and 1
+            when the first convolution does not take 3 channels).
+        input_size: `(H, W)` or a side length the model was trained at.
+        labels: class names, index = logit (default: none; classes are then named by index).
+        name: shown in manifests (default: the module's class name).
+
+    Example:
+        >>> net = torchvision.models.resnet18(weights=None)
+        >>> loaded = describe(net, input_size=224)
+    """
+    first = next((m for m in module.modules() if isinstance(m, nn.Conv2d)), None)
+    channels = first.in_channels if first is not None else 3
+    rgb = channels == 3
+    mean_t = tuple(
+        float(v)
+        for v in (mean if mean is not None else (IMAGENET_MEAN if rgb else (0.0,) * channels))
+    )
+    std_t = tuple(
+        float(v) for v in (std if std is not None else (IMAGENET_STD if rgb else (1.0,) * channels))
+    )
+    if len(mean_t) != len(std_t) or any(not v > 0 for v in std_t):
+        raise VizError(f"mean {mean_t} and std {std_t} must have equal lengths, std > 0")
+    size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    if len(size) != 2 or min(size) < 8:
+        raise VizError(f"input size {input_size} invalid; give (H, W) of at least 8 pixels")
+    return LoadedModel(
+        name=name or type(module).__name__,
+        module=module,
+        mean=mean_t,
+        std=std_t,
+        input_size=(int(size[0]), int(size[1])),
+        labels=[str(label) for label in labels] if labels is not None else [],
+        default_layers=dict(default_layers or {}),
+        weights="user module",
+    )
+
+
+def as_loaded(model: ModelLike) -> LoadedModel:
+    """A `LoadedModel` as is; a bare `nn.Module` described with `describe`'s defaults."""
+    if isinstance(model, LoadedModel):
+        return model
+    if isinstance(model, nn.Module):
+        return describe(model)
+    raise VizError(f"expected a torch.nn.Module or vizcnn.LoadedModel, got {type(model).__name__}")
