@@ -1,0 +1,149 @@
+"""One provenance block: how a picture or table was made, recorded the same way everywhere.
+
+Every PNG (text chunks), JSON manifest and report page carries the block that `provenance`
+returns: model, weights and their digest, data, every option, seed, device, dtype, versions, the
+exact command and the time taken. Readers (the report, a resumed run) compare blocks with
+`differing_options` to decide what is stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+FORMAT = 1  # bump when the block's keys change meaning
+
+
+def weights_digest(module: nn.Module) -> str:
+    """A short SHA-256 over every parameter and buffer (names, shapes, dtypes, bytes).
+
+    Two modules with equal digests compute the same function; a randomly initialized network
+    gets a different digest for every seed, which is what resume checks need.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in (*module.named_parameters(), *module.named_buffers()):
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        data = tensor.detach().to("cpu").contiguous()
+        if data.dtype == torch.bfloat16:  # numpy has no bfloat16: hash the raw 16-bit words
+            data = data.view(torch.int16)
+        digest.update(data.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def files_digest(paths: Iterable[str | Path]) -> str:
+    """A short digest of a set of files by name, size and modification time (no reading)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(p) for p in paths):
+        try:
+            stat = path.stat()
+            digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        except OSError:
+            digest.update(f"{path}:missing".encode())
+    return digest.hexdigest()[:16]
+
+
+def tensor_digest(tensor: torch.Tensor) -> str:
+    """A short digest of a tensor's shape, dtype and bytes."""
+    data = tensor.detach().to("cpu").contiguous()
+    if data.dtype == torch.bfloat16:
+        data = data.view(torch.int16)
+    digest = hashlib.sha256(f"{tuple(data.shape)}:{data.dtype}".encode())
+    digest.update(data.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly form of an option value (tuples to lists, paths and dtypes to text)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def provenance(
+    *,
+    technique: str,
+    model_name: str,
+    weights: str,
+    module: nn.Module | None = None,
+    options: Mapping[str, Any] | None = None,
+    data: str | None = None,
+    seed: int | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | str | None = None,
+    seconds: float | None = None,
+    command: list[str] | None = None,
+) -> dict[str, Any]:
+    """The provenance block for one result.
+
+    Args:
+        technique: `dream`, `render`, `mine`, ... (what made the result).
+        model_name, weights: the model's spec and where its weights came from.
+        module: when given, its `weights_digest` is recorded (the weights actually used).
+        options: every option of the technique, as the user set them or as defaulted.
+        data: the data set or image the result was made from.
+        seed, device, dtype: how it ran.
+        seconds: wall time taken (None while unknown).
+        command: the command line (default: this process's `sys.argv`).
+
+    Example:
+        >>> block = provenance(technique="dream", model_name="efficientnet_lite0",
+        ...                    weights="ImageNet", options={"steps": 10}, seed=0)
+    """
+    import torchvision
+
+    from vizcnn import __version__
+
+    argv = list(sys.argv if command is None else command)
+    if argv:
+        argv[0] = Path(argv[0]).name
+    return {
+        "provenance": FORMAT,
+        "technique": technique,
+        "model": model_name,
+        "weights": weights,
+        "weights_digest": weights_digest(module) if module is not None else None,
+        "data": data,
+        "options": _plain(dict(options or {})),
+        "seed": seed,
+        "device": str(device) if device is not None else None,
+        "dtype": str(dtype).replace("torch.", "") if dtype is not None else None,
+        "versions": {
+            "vizcnn": __version__,
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "python": platform.python_version(),
+        },
+        "command": shlex.join(argv),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seconds": round(seconds, 3) if seconds is not None else None,
+    }
+
+
+# keys that say how a result was made; the rest (time, command, versions) only describe a run
+_DEFINING = ("technique", "model", "weights_digest", "data", "seed", "dtype")
+
+
+def differing_options(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+    """Names of the settings in which two provenance blocks differ (empty: same result).
+
+    Options are compared one by one (`options.steps`); of the other keys only those that change
+    the result count. A block without a key (older files) differs in it.
+    """
+    differ = [key for key in _DEFINING if stored.get(key) != wanted.get(key)]
+    old = stored.get("options") or {}
+    new = wanted.get("options") or {}
+    differ += [f"options.{k}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return differ
