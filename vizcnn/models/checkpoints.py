@@ -59,8 +59,10 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only load failed" not in str(exc).lower():
-            raise VizError(f"{path} is not a PyTorch checkpoint ({_first_line(exc)})") from exc
+        text = str(exc).lower()
+        # torch reports damaged bytes as an "unsupported operand" of its safe unpickler too
+        if "weights only load failed" not in text or "unsupported operand" in text:
+            raise VizError(f"{path} is not a PyTorch checkpoint ({_unpickling(exc)})") from exc
         if not trust:
             raise VizError(
                 f"{path} holds pickled objects, not only tensors (loading it can run code); "
@@ -93,6 +95,13 @@ def _check_format(path: Path) -> None:
             f"{path} is not a PyTorch checkpoint (neither torch.save's zip nor a pickle; "
             f"it starts with {head!r})"
         )
+
+
+def _unpickling(exc: BaseException) -> str:
+    """The line of torch's long safe-unpickler message that says what went wrong."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    found = next((line for line in lines if line.startswith("Unsupported operand")), None)
+    return f"unreadable pickle: {found}" if found else _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:
