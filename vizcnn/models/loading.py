@@ -161,8 +161,10 @@ def available_models() -> list[dict[str, Any]]:
         }
     )
     for name in torchvision_names():
+        size = input_size_of(name)
         try:
-            get_model_weights(name)
+            crop = getattr(get_model_weights(name).DEFAULT.transforms(), "crop_size", [size])  # type: ignore[attr-defined]
+            size = int(crop[0])
             present = weights_file(name).is_file()
         except (ValueError, KeyError, VizError):
             present = False
@@ -170,7 +172,7 @@ def available_models() -> list[dict[str, Any]]:
             {
                 "name": name,
                 "kind": "torchvision",
-                "input_size": input_size_of(name),
+                "input_size": size,
                 "weights_present": present,
                 "get_weights": "downloaded on first use",
             }
