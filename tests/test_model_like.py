@@ -105,3 +105,19 @@ def test_render_and_mine_in_the_model_dtype(dtype: torch.dtype, tolerance: float
             assert value == pytest.approx(expected, rel=tolerance, abs=tolerance)
     projected = mine_patches(describe(narrow, input_size=32), data, top, projections="deconv")
     assert projected.hits[0][0].projection is not None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
+def test_bare_module_on_cuda_in_its_dtype(dtype: torch.dtype) -> None:
+    """A bare CUDA module: render and mine run on its device and in its dtype, as on the CPU."""
+    cpu, cuda = Tiny().to(dtype), Tiny().to(dtype).cuda()
+    result = render(cuda, ["features.2:0"], FAST)
+    assert torch.isfinite(result.values).all()
+    data = TensorImages(images(6, size=32, seed=2))
+    config = MineConfig(layer="features.2", channels=(0, 1), k=2, batch_size=3)
+    on_gpu, on_cpu = (mine_topk(describe(m, input_size=32), data, config) for m in (cuda, cpu))
+    for row in range(2):
+        for (value, *_), (expected, *_) in zip(on_gpu.hits(row), on_cpu.hits(row), strict=True):
+            assert value == pytest.approx(expected, rel=3e-2, abs=3e-2)
