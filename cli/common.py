@@ -93,7 +93,7 @@ def run_options(func: F) -> F:
             type=int,
             default=0,
             show_default=True,
-            help="Random seed; same seed and device give the same result.",
+            help="Random seed (also of the random network of --weights none); same seed and device give the same result.",
         ),
         click.option(
             "-q", "--quiet", is_flag=True, help="No progress bar; print only the summary line."
