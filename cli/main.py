@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from vizcnn.core.errors import VizError
 from vizcnn.models.loading import available_models
 
 from .common import device_from, friendly_errors, model_options, open_model, run_options
@@ -37,10 +38,11 @@ def models_command(as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     width = max(len(row["name"]) for row in rows)
-    click.echo(f"{'model':<{width}}  {'kind':<11}  weights")
+    click.echo(f"{'model':<{width}}  {'kind':<11}  {'input':>5}  weights")
     for row in rows:
-        state = "present" if row["weights_present"] else "not downloaded"
-        click.echo(f"{row['name']:<{width}}  {row['kind']:<11}  {state}")
+        state = "present" if row["weights_present"] else f"absent: {row['get_weights']}"
+        size = row["input_size"]
+        click.echo(f"{row['name']:<{width}}  {row['kind']:<11}  {size:>5}  {state}")
 
 
 @app.command("layers")
@@ -85,16 +87,30 @@ def layers_command(as_json: bool, show_all: bool, **options: Any) -> None:
 @click.option(
     "-o",
     "--output",
-    default=None,
-    help="Where to write the state dict (default: the package's bundled file).",
+    default="lenet5_digits.pt",
+    show_default=True,
+    help="Where to write the state dict (use it with -m lenet5_digits --weights FILE).",
+)
+@click.option(
+    "--replace-bundled",
+    is_flag=True,
+    help="Write the weights file inside the installed package instead (what -m lenet5_digits loads).",
 )
 @click.option("--epochs", default=30, show_default=True, help="Training epochs.")
 @click.option(
     "--seed", default=0, show_default=True, help="Random seed (initialization and batches)."
 )
 @friendly_errors
-def train_digits_command(output: str | None, epochs: int, seed: int) -> None:
-    """Train LeNet-5 on scikit-learn's digits (the `lenet5_digits` model) and save its weights."""
+def train_digits_command(output: str, replace_bundled: bool, epochs: int, seed: int) -> None:
+    """Train LeNet-5 on scikit-learn's digits (the `lenet5_digits` model) and save its weights.
+
+    \b
+    Examples:
+      vizcnn train-digits                          writes ./lenet5_digits.pt
+      vizcnn dream sample:coffee -m lenet5_digits --weights lenet5_digits.pt -o d.png
+      vizcnn train-digits --replace-bundled        overwrites the package's own weights
+    """
+    import os
     from pathlib import Path
 
     import torch
@@ -102,8 +118,17 @@ def train_digits_command(output: str | None, epochs: int, seed: int) -> None:
     from vizcnn.io.imaging import atomic_write
     from vizcnn.models import lenet
 
+    target = lenet.WEIGHTS_PATH if replace_bundled else Path(output)
+    if not replace_bundled and target.resolve() == lenet.WEIGHTS_PATH.resolve():
+        raise VizError(
+            f"{output} is the package's bundled weights file; add --replace-bundled to overwrite it"
+        )
+    if target.is_dir():
+        raise VizError(f"output {output!r} is a folder; give a file name such as lenet5_digits.pt")
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise VizError(f"cannot write {target}: folder {folder} is missing or not writable")
     model, accuracy = lenet.train_lenet5(epochs=epochs, seed=seed)
-    target = Path(output) if output else lenet.WEIGHTS_PATH
     atomic_write(target, lambda file: torch.save(model.state_dict(), file))
     click.echo(f"test accuracy {accuracy:.4f}; wrote {target}")
 

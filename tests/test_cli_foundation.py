@@ -64,9 +64,10 @@ def test_usage_error_exit_code_2() -> None:
 def test_models_command() -> None:
     result = CliRunner().invoke(app, ["models", "--json"])
     assert result.exit_code == 0
-    assert {"name": "efficientnet_lite0", "kind": "default", "weights_present": True} in json.loads(
-        result.output
-    )
+    rows = {row["name"]: row for row in json.loads(result.output)}
+    assert rows["efficientnet_lite0"]["kind"] == "default"
+    assert rows["efficientnet_lite0"]["weights_present"] is True
+    assert rows["efficientnet_lite1"]["input_size"] == 240
 
 
 def test_device_errors_are_one_line() -> None:

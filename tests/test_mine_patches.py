@@ -31,7 +31,9 @@ from vizcnn.models.loading import LoadedModel, freeze
 def gradient_support(loaded: LoadedModel, image: torch.Tensor, layer: str, unit) -> torch.Tensor:
     """The oracle: input pixels with a non-zero gradient from unit (c, y, x), in float64."""
     model = copy.deepcopy(loaded.module).double()
-    x = loaded.normalize(image[None].double()).requires_grad_(True)
+    # normalize for the float64 copy (loaded.normalize would cast to the float32 original's dtype)
+    x = dataclasses.replace(loaded, module=model).normalize(image[None].double())
+    x = x.requires_grad_(True)
     with torch.enable_grad(), capture(model, [layer], stop_early=True) as acts:
         acts.run(x)
     c, y, xx = unit

@@ -13,6 +13,7 @@ from vizcnn.hooks import capture, forward_to, parse_layer
 from vizcnn.io.imaging import load_image, make_grid, save_json, save_png
 from vizcnn.mining.patches import MinedPatches, mine_patches
 from vizcnn.mining.streaming import MineConfig, TopK, mine_topk
+from vizcnn.models.base import ModelLike, as_loaded, describe
 from vizcnn.models.loading import DEFAULT_MODEL, LoadedModel, available_models, load_model
 from vizcnn.optvis.objectives import Objective
 from vizcnn.optvis.rendering import RenderConfig, RenderResult, render
@@ -48,6 +49,9 @@ __all__ = [
     "render",
     "DEFAULT_MODEL",
     "LoadedModel",
+    "ModelLike",
+    "as_loaded",
+    "describe",
     "VizError",
     "available_models",
     "capture",

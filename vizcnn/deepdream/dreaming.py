@@ -34,7 +34,7 @@ from vizcnn.deepdream.tiling import (
 )
 from vizcnn.hooks import capture, forward_to
 from vizcnn.io.imaging import resize
-from vizcnn.models.loading import LoadedModel
+from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
 
 # Luminance weights (ITU-R 601) for feeding a colour image to a one-channel model.
 _LUMA = (0.299, 0.587, 0.114)
@@ -190,7 +190,7 @@ def _guided_term(acts: torch.Tensor, guide: torch.Tensor, chunk: int = 4096) -> 
 
 
 def guide_features(
-    loaded: LoadedModel, guide: torch.Tensor, targets: Sequence[LayerTarget]
+    model: ModelLike, guide: torch.Tensor, targets: Sequence[LayerTarget]
 ) -> list[torch.Tensor]:
     """Per target, the guide image's features `(C', N)` at the model's input scale.
 
@@ -198,6 +198,7 @@ def guide_features(
         guide: `(C, H, W)` or `(1, C, H, W)` in [0, 1]; resized so its shorter side is the
             model's input size.
     """
+    loaded = as_loaded(model)
     image = as_unit(_as_batch(guide, loaded), _float_dtype(loaded))
     height, width = image.shape[-2:]
     scale = min(loaded.input_size) / min(height, width)
@@ -312,7 +313,7 @@ def octave_sizes(
 
 
 def dream(
-    loaded: LoadedModel,
+    model: ModelLike,
     image: torch.Tensor,
     config: DreamConfig | None = None,
     *,
@@ -323,7 +324,7 @@ def dream(
     """DeepDream `image`: the same size back, with what the chosen layers see amplified.
 
     Args:
-        loaded: the model (left exactly as found).
+        model: a `LoadedModel` or a bare `nn.Module` (see `describe`); left exactly as found.
         image: `(C, H, W)` or `(B, C, H, W)`, float in [0, 1] or uint8 (a quarter of the memory
             for big images); a colour image for a one-channel model is turned to luminance.
         config: parameters (`DreamConfig()` = the model's default layers, 4 octaves x 10 steps).
@@ -338,6 +339,7 @@ def dream(
         >>> loaded = load_model("efficientnet_lite0")
         >>> out = dream(loaded, sample_image("coffee"), DreamConfig(layers=("_blocks.9",)))
     """
+    loaded = as_loaded(model)
     config = config or DreamConfig()
     report = progress or no_progress
     generator = generator or make_generator(0, "cpu")

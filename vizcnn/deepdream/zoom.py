@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.deepdream.dreaming import DreamConfig, dream
-from vizcnn.models.loading import LoadedModel
+from vizcnn.models.base import ModelLike, as_loaded
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def zoom_center(image: torch.Tensor, zoom: float) -> torch.Tensor:
 
 
 def dream_frames(
-    loaded: LoadedModel,
+    model: ModelLike,
     image: torch.Tensor,
     config: DreamConfig | None = None,
     zoom: ZoomConfig | None = None,
@@ -72,6 +72,7 @@ def dream_frames(
     Example:
         >>> frames = list(dream_frames(loaded, sample_image("coffee"), zoom=ZoomConfig(frames=8)))
     """
+    loaded = as_loaded(model)
     config = config or DreamConfig()
     zoom = zoom or ZoomConfig()
     report = progress or no_progress

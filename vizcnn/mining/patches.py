@@ -26,7 +26,7 @@ from vizcnn.data.datasets import ImageSource
 from vizcnn.hooks import capture, find_module, inplace_off, parse_layer
 from vizcnn.io.imaging import labeled_sheet, make_grid, resize
 from vizcnn.mining.streaming import TopK
-from vizcnn.models.loading import LoadedModel
+from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
 from vizcnn.receptive.graph import Field, receptive_fields
 
 PROJECTIONS = ("deconv", "guided", "none")
@@ -119,7 +119,9 @@ def relus_for_captum(model: nn.Module) -> Iterator[nn.Module]:
 def check_projectable(loaded: LoadedModel, layer: str) -> None:
     """VizError unless `layer`'s module runs exactly once per forward pass (captum hooks it)."""
     ref = parse_layer(layer)
-    probe = torch.zeros(1, loaded.channels, *loaded.input_size, device=loaded.device)
+    probe = torch.zeros(
+        1, loaded.channels, *loaded.input_size, device=loaded.device, dtype=loaded.dtype
+    )
     with torch.no_grad(), capture(loaded.module, [layer], stop_early=False, detach=True) as acts:
         acts.run(probe)
     calls = acts.calls.get(ref.name, 0)
@@ -189,7 +191,7 @@ def _display(projection: torch.Tensor) -> torch.Tensor:
 
 
 def mine_patches(
-    loaded: LoadedModel,
+    model: ModelLike,
     dataset: ImageSource,
     topk: TopK,
     *,
@@ -202,7 +204,7 @@ def mine_patches(
     """Cut every hit's receptive-field box (and its projection) out of the winning images.
 
     Args:
-        loaded: the model that was mined (left unchanged).
+        model: the model that was mined, `LoadedModel` or bare `nn.Module` (left unchanged).
         dataset: the same data set `topk` was mined from.
         topk: result of `mine_topk`.
         projections: "deconv", "guided" or "none".
@@ -216,6 +218,7 @@ def mine_patches(
         >>> mined.hits[0][0].patch.shape
         torch.Size([3, 64, 64])
     """
+    loaded = as_loaded(model)
     if projections not in PROJECTIONS:
         raise VizError(f"unknown projections {projections!r}; use deconv, guided or none")
     input_shape = (loaded.channels, *loaded.input_size)

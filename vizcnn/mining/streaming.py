@@ -29,7 +29,7 @@ from vizcnn.data.datasets import Batch, ImageSource, collate
 from vizcnn.hooks import capture, layer_output_shape
 from vizcnn.io.imaging import atomic_write
 from vizcnn.mining.topk import MAX_IMAGES, RunningTopK, decode
-from vizcnn.models.loading import LoadedModel
+from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
 
 RANKS = ("max", "mean")
 _CHECKPOINT_VERSION = 1
@@ -191,7 +191,7 @@ class _State:
 
 
 def mine_topk(
-    loaded: LoadedModel,
+    model: ModelLike,
     dataset: ImageSource,
     config: MineConfig,
     *,
@@ -205,7 +205,7 @@ def mine_topk(
     world_size-th image and the ranks' results are merged exactly; all ranks get the result.
 
     Args:
-        loaded: the model (left unchanged).
+        model: a `LoadedModel` or a bare `nn.Module` (see `describe`); left unchanged.
         dataset: an `ImageSource`, e.g. from `open_dataset`; items are `(C, H, W)` in [0, 1].
         config: layer, channels, k, rank, batch size, workers, checkpoint interval.
         progress: called with (images done, images in this rank's shard, message).
@@ -217,6 +217,7 @@ def mine_topk(
         >>> top = mine_topk(loaded, data, MineConfig(layer="_blocks.4", channels=(0, 1)))
         >>> top.hits(0)[0]  # (value, image id, y, x)
     """
+    loaded = as_loaded(model)
     config.validate()
     if len(dataset) > MAX_IMAGES:
         raise VizError(

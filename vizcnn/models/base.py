@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
 import torch
 from torch import nn
@@ -39,14 +40,14 @@ class LoadedModel:
     @property
     def device(self) -> torch.device:
         """Where the module's first parameter (or buffer) lives; CPU for a module with neither."""
-        for tensor in (*self.module.parameters(), *self.module.buffers()):
+        for tensor in chain(self.module.parameters(), self.module.buffers()):
             return tensor.device
         return torch.device("cpu")
 
     @property
     def dtype(self) -> torch.dtype:
         """The module's floating-point dtype (float32 for a module without floating parameters)."""
-        for tensor in (*self.module.parameters(), *self.module.buffers()):
+        for tensor in chain(self.module.parameters(), self.module.buffers()):
             if tensor.is_floating_point():
                 return tensor.dtype
         return torch.float32
@@ -56,9 +57,17 @@ class LoadedModel:
         return self
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """Map `(B, C, H, W)` images in [0, 1] to the model's input space."""
+        """Map `(B, C, H, W)` images in [0, 1] to the model's input: normalized, in its dtype.
+
+        This is where images enter the network, so it casts them to the model's dtype (a
+        float64 or bfloat16 model takes float64 or bfloat16 input); everything before it
+        (parameterization, optimizer, transforms) stays in the images' own dtype, and the cast
+        passes gradients back to them.
+        """
         mean, std = self._stats(images)
-        return (images - mean) / std
+        inputs = (images - mean) / std
+        dtype = self.dtype
+        return inputs if inputs.dtype == dtype else inputs.to(dtype)
 
     def denormalize(self, inputs: torch.Tensor) -> torch.Tensor:
         """Inverse of `normalize`."""
@@ -87,11 +96,18 @@ class LoadedModel:
         """A class by index or by (case-insensitive) name, e.g. `"espresso"` or `967`."""
         if isinstance(label, int) or str(label).strip().lstrip("-").isdigit():
             index = int(label)
+            if not self.labels and index >= 0:  # no names known: the logits check the range
+                return index
             if not 0 <= index < len(self.labels):
                 raise VizError(
                     f"class {index} out of range; {self.name} has 0..{len(self.labels) - 1}"
                 )
             return index
+        if not self.labels:
+            raise VizError(
+                f"class {str(label)!r} given by name but {self.name} has no class names; give "
+                "the class by index, or the names (describe(labels=...), --labels FILE)"
+            )
         wanted = str(label).strip().lower()
         lowered = [name.lower() for name in self.labels]
         if wanted in lowered:

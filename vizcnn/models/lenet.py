@@ -1,7 +1,8 @@
 """LeNet-5 for scikit-learn's digits: a 1-channel, 32x32 model small enough to train in seconds.
 
-The shipped weights `vizcnn/weights/lenet5_digits.pt` are made by `vizcnn train-digits`
-(fixed split and seed); `load_model("lenet5_digits")` retrains them if the file is missing.
+The shipped weights `vizcnn/models/weights/lenet5_digits.pt` are made by
+`vizcnn train-digits --replace-bundled` (fixed split and seed); `load_model("lenet5_digits")`
+retrains them if the file is missing.
 """
 
 from __future__ import annotations
@@ -12,6 +13,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from vizcnn.core.errors import VizError
+from vizcnn.models.base import LoadedModel
+from vizcnn.models.checkpoints import load_weights_file
+from vizcnn.models.random_init import build_random, describe_random
+from vizcnn.models.zoo import default_layers
 
 WEIGHTS_PATH = Path(__file__).parent / "weights" / "lenet5_digits.pt"
 DIGITS_MEAN = (0.25,)  # mean ink level of the upsampled digits, rounded
@@ -102,3 +109,39 @@ def lenet5_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
     with torch.no_grad():
         predicted = model(normalize_digits(images)).argmax(1)
     return float((predicted == labels).float().mean())
+
+
+def load_lenet(
+    weights: str | None = None, *, trust: bool = False, seed: int | None = 0
+) -> LoadedModel:
+    """`lenet5_digits`: the bundled weights, random ones (`"none"`, from `seed`) or a state dict.
+
+    Example:
+        >>> loaded = load_lenet()  # 1 channel, 32 px, labels "0".."9"
+    """
+    choice = (weights or "DEFAULT").strip()
+    module = build_random(LeNet5, seed if choice.lower() == "none" else 0)
+    if choice.lower() == "none":
+        source = describe_random(seed)
+    elif choice.upper() == "DEFAULT" and WEIGHTS_PATH.is_file():
+        module.load_state_dict(torch.load(WEIGHTS_PATH, map_location="cpu", weights_only=True))
+        source = f"digits ({WEIGHTS_PATH.name})"
+    elif choice.upper() == "DEFAULT":  # a source checkout without the weights file: seconds
+        module, _ = train_lenet5()
+        source = "digits (trained on first use)"
+    elif Path(choice).is_file():
+        source = load_weights_file(module, choice, "lenet5_digits", trust)
+    else:
+        raise VizError(
+            f"weights {choice!r} for lenet5_digits: not a file; use DEFAULT, none or a state-dict path"
+        )
+    return LoadedModel(
+        name="lenet5_digits",
+        module=module,
+        mean=DIGITS_MEAN,
+        std=DIGITS_STD,
+        input_size=(32, 32),
+        labels=[str(d) for d in range(10)],
+        default_layers=default_layers("lenet5_digits"),
+        weights=source,
+    )

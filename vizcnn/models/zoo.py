@@ -11,6 +11,18 @@ _DEFAULTS: dict[str, dict[str, list[str]]] = {
         # larger than the image, so every mined patch would be the whole photo, padded
         "mine": ["_blocks.6"],
     },
+    # lite1 and lite2 have 21 blocks in the same 7 stages (lite0: 16); the same stage positions
+    # as lite0's choices: stage 5's second block, stage 6's first, stage 4's second
+    "efficientnet_lite1": {
+        "dream": ["_blocks.12", "_blocks.15"],
+        "render": ["_blocks.12"],
+        "mine": ["_blocks.8"],
+    },
+    "efficientnet_lite2": {
+        "dream": ["_blocks.12", "_blocks.15"],
+        "render": ["_blocks.12"],
+        "mine": ["_blocks.8"],
+    },
     "lenet5_digits": {
         "dream": ["features.3"],
         "render": ["features.3"],

@@ -25,7 +25,7 @@ from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.hooks import Captured, capture, layer_output_shape, model_guard
 from vizcnn.io.imaging import resize
-from vizcnn.models.loading import LoadedModel
+from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
 from vizcnn.optvis.objectives import (
     LOGITS,
     Objective,
@@ -99,8 +99,9 @@ class RenderResult:
     unit_index: list[int] = field(default_factory=list)  # position of its unit in the request
 
 
-def layer_channels(loaded: LoadedModel, layer: str) -> int:
+def layer_channels(model: ModelLike, layer: str) -> int:
     """The channel count of `layer`'s output (one small forward pass)."""
+    loaded = as_loaded(model)
     with model_guard(loaded.module):
         shape = layer_output_shape(loaded.module, (loaded.channels, *loaded.input_size), layer)
     if not shape:
@@ -136,7 +137,7 @@ def _diversity_layer(config: RenderConfig, loaded: LoadedModel, unit: Objective)
 
 
 def render_iter(
-    loaded: LoadedModel,
+    model: ModelLike,
     units: Sequence[Objective | str] | Objective | str,
     config: RenderConfig = RenderConfig(),
     *,
@@ -147,6 +148,7 @@ def render_iter(
 
     Each yielded `RenderResult.unit_index` says which of `units` its images belong to.
     """
+    loaded = as_loaded(model)
     config.validate()
     objectives = [
         as_objective(unit).bind(loaded)
@@ -246,7 +248,7 @@ def _check_finite(losses: torch.Tensor, begin: int, end: int, label: str) -> Non
 
 
 def render(
-    loaded: LoadedModel,
+    model: ModelLike,
     units: Sequence[Objective | str] | Objective | str,
     config: RenderConfig = RenderConfig(),
     *,
@@ -256,7 +258,7 @@ def render(
     """Render images that maximize each unit: one image per unit (`config.diversity` per unit).
 
     Args:
-        loaded: the model (left as found: training flags, requires_grad, hooks).
+        model: a `LoadedModel` or a bare `nn.Module` (see `describe`); left as found.
         units: objectives or `"layer:channel"` strings; image i optimizes unit i.
         config: steps, size, parameterization, learning rate, batch, diversity, transforms.
         generator: random source for initial values and transforms (default: seed 0 on CPU).
@@ -269,7 +271,7 @@ def render(
         >>> from vizcnn.optvis import objectives as obj
         >>> result = render(loaded, [obj.class_logit("espresso")], RenderConfig(steps=128))
     """
-    parts = list(render_iter(loaded, units, config, generator=generator, progress=progress))
+    parts = list(render_iter(model, units, config, generator=generator, progress=progress))
     return RenderResult(
         images=torch.cat([p.images for p in parts]),
         values=torch.cat([p.values for p in parts]),

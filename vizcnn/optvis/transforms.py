@@ -173,12 +173,15 @@ def apply_draw(
     )
     if then is not None:
         images, fill = then(images), then(fill)
+    # `then` may cast to the model's dtype (float64, bfloat16): sample in the grid's dtype (a
+    # bfloat16 grid would misplace pixels), hand the result over in `then`'s
+    out_dtype, images, fill = images.dtype, images.to(grid.dtype), fill.to(grid.dtype)
     # Zero padding of (image - fill) is constant padding with `fill`.
     out = F.grid_sample(
         images - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False
     )
     out = out + fill
-    return resize(out, out_size) if shrink else out
+    return (resize(out, out_size) if shrink else out).to(out_dtype)
 
 
 def apply_transforms(
@@ -199,6 +202,7 @@ def apply_transforms(
         torch.Size([B, C, 224, 224])
     """
     if not transforms:
-        return resize(then(images) if then is not None else images, out_size)
+        resized = resize(images, out_size)  # before `then`, which may cast to the model's dtype
+        return then(resized) if then is not None else resized
     drawn = draw(transforms, images.shape[0], (images.shape[-2], images.shape[-1]), generator)
     return apply_draw(images, drawn, out_size, then)
