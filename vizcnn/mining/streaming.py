@@ -11,7 +11,6 @@ under torchrun each rank mines a shard and the shards merge exactly.
 from __future__ import annotations
 
 import contextlib
-import io
 import math
 import time
 from collections.abc import Sequence
@@ -23,18 +22,16 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from vizcnn.core.channels import parse_channels as parse_channel_text
-from vizcnn.core.distributed import Shard, all_gather, all_gather_objects, current_shard
+from vizcnn.core.distributed import all_gather, all_gather_objects, current_shard
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.data.datasets import Batch, ImageSource, collate
 from vizcnn.hooks import capture, layer_output_shape
-from vizcnn.io.imaging import atomic_write
-from vizcnn.io.provenance import weights_digest
+from vizcnn.mining.checkpoint import load_checkpoint, run_fields, save_checkpoint
 from vizcnn.mining.topk import MAX_IMAGES, RunningTopK, decode
 from vizcnn.models.loading import LoadedModel
 
 RANKS = ("max", "mean")
-_CHECKPOINT_VERSION = 2  # 2: settings stored field by field
 
 
 @dataclass(frozen=True)
@@ -121,52 +118,6 @@ def layer_shape(loaded: LoadedModel, layer: str) -> tuple[int, int, int]:
     return shape[0], shape[1], shape[2]
 
 
-# What a checkpoint must match to be resumed, and how to name each setting to a user.
-_RESUME_FIELDS = {
-    "model": "the model (-m)",
-    "weights": "the model's weights (--weights; --seed with --weights none)",
-    "layer": "the layer (-l)",
-    "channels": "the channels (--channels / --all)",
-    "k": "-k",
-    "rank": "--rank",
-    "data": "the list of images (DATA, --limit, --crops, the samples' --seed, input size)",
-    "data_content": "the images' contents (files changed since the checkpoint)",
-    "process": "the process (rank and number of ranks)",
-}
-_SHOWN = ("model", "layer", "channels", "k", "rank", "process")  # short enough to print
-
-
-def _run_fields(
-    loaded: LoadedModel, dataset: ImageSource, config: MineConfig, shard: Shard
-) -> dict[str, Any]:
-    """The settings a checkpoint was made with (stored, and compared one by one on resume)."""
-    return {
-        "model": loaded.name,
-        "weights": weights_digest(loaded.module),  # a random network differs per seed
-        "layer": config.layer,
-        "channels": list(config.channels) if config.channels is not None else "all",
-        "k": config.k,
-        "rank": config.rank,
-        "data": dataset.fingerprint(),
-        "data_content": dataset.content_digest(),  # file sizes and times, or tensor bytes
-        "process": f"rank {shard.rank} of {shard.world_size}",
-    }
-
-
-def _differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
-    """One phrase per setting in which a checkpoint differs from this run."""
-    found = []
-    for name, label in _RESUME_FIELDS.items():
-        old, new = stored.get(name), wanted[name]
-        if old == new:
-            continue
-        if name in _SHOWN and old is not None and len(f"{old}{new}") <= 60:
-            found.append(f"{label}: {old} in the checkpoint, {new} now")
-        else:
-            found.append(label)
-    return found
-
-
 @dataclass
 class _State:
     """Everything a resumed run needs: the running top-k and where in the shard we are.
@@ -201,39 +152,22 @@ class _State:
         return replace(self, top=top, shape=size, channels=channels)
 
     def save(self, path: Path, fields: dict[str, Any]) -> None:
-        payload = {
-            "version": _CHECKPOINT_VERSION,
-            "fields": fields,
-            "top": self.top.state_dict() if self.top is not None else None,
-            "shape": list(self.shape),
-            "channels": list(self.channels),
-            "position": self.position,
-            "images_seen": self.images_seen,
-            "skipped": [list(item) for item in self.skipped],
-        }
-        buffer = io.BytesIO()
-        torch.save(payload, buffer)
-        atomic_write(path, lambda file: file.write(buffer.getvalue()))
+        save_checkpoint(
+            path,
+            fields,
+            {
+                "top": self.top.state_dict() if self.top is not None else None,
+                "shape": list(self.shape),
+                "channels": list(self.channels),
+                "position": self.position,
+                "images_seen": self.images_seen,
+                "skipped": [list(item) for item in self.skipped],
+            },
+        )
 
     @classmethod
     def load(cls, path: Path, fields: dict[str, Any], device: torch.device) -> _State:
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # a foreign or damaged file
-            raise VizError(
-                f"cannot read checkpoint {str(path)!r}: {exc}; delete it to start over"
-            ) from exc
-        if not isinstance(payload, dict) or payload.get("version") != _CHECKPOINT_VERSION:
-            raise VizError(
-                f"checkpoint {str(path)!r} was written by another version of vizcnn; "
-                "drop --resume to start over"
-            )
-        differ = _differences(payload.get("fields") or {}, fields)
-        if differ:
-            raise VizError(
-                f"cannot resume from {str(path)!r}, it was made with other settings: "
-                f"{'; '.join(differ)}. Use the same options, or drop --resume to start over"
-            )
+        payload = load_checkpoint(path, fields)
         top = payload["top"]
         return cls(
             top=RunningTopK.from_state(top, device) if top is not None else None,
@@ -287,7 +221,7 @@ def mine_topk(
     device = loaded.device
     shard = current_shard()
     path = Path(checkpoint) if checkpoint is not None else None
-    fields = _run_fields(loaded, dataset, config, shard) if path is not None else {}
+    fields = run_fields(loaded, dataset, config, shard) if path is not None else {}
     if resume and path is not None and path.is_file():
         state = _State.load(path, fields, device)
     else:
