@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
-from collections.abc import Callable
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import click
 import torch
+from PIL import Image
 
 from vizcnn.core.devices import resolve_device
 from vizcnn.core.errors import VizError
@@ -134,12 +139,21 @@ def device_from(options: dict[str, Any]) -> torch.device:
 
 
 def friendly_errors(func: F) -> F:
-    """Turn VizError (and missing files) into a one-line `Error: ...` with exit code 1."""
+    """Turn VizError (and missing files) into a one-line `Error: ...` with exit code 1.
+
+    While the command runs, SIGTERM (what torchrun, schedulers and `kill` send) stops it like
+    Ctrl-C does, so the library's save-on-interrupt paths run; with `-q`, Pillow's warnings
+    are silenced.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with sigterm_as_interrupt(), warnings.catch_warnings():
+                if kwargs.get("quiet"):
+                    warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
+                    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+                return func(*args, **kwargs)
         except VizError as exc:
             raise click.ClickException(str(exc)) from None
         except FileNotFoundError as exc:
@@ -149,6 +163,23 @@ def friendly_errors(func: F) -> F:
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises KeyboardInterrupt (main thread only; restored after)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def progress_enabled(options: dict[str, Any]) -> bool:

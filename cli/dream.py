@@ -22,6 +22,7 @@ from vizcnn.deepdream.dreaming import DreamConfig, dream, octave_sizes
 from vizcnn.deepdream.zoom import ZoomConfig, dream_frames
 from vizcnn.hooks import find_module, parse_layer
 from vizcnn.io.imaging import save_json, save_png
+from vizcnn.io.paths import ensure_writable
 from vizcnn.io.video import mp4_encoder, save_gif, save_mp4
 
 from .common import (
@@ -247,6 +248,7 @@ def dream_command(
         raise VizError(
             f"no MP4 encoder found (install ffmpeg or imageio-ffmpeg); use -o {target.path.with_suffix('.gif')} or a folder for PNG frames"
         )
+    ensure_writable(target.path, "folder" if target.kind == "frames" else "file")
     zoom_config = ZoomConfig(frames=frames, zoom=zoom, blend=blend) if video else None
     device = device_from(options)
     loaded = open_model(options, device)

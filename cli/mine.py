@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -10,9 +12,17 @@ import click
 
 from vizcnn.core.distributed import current_shard, init_from_env, shutdown
 from vizcnn.core.errors import VizError
-from vizcnn.data.datasets import ImageSource, open_dataset
+from vizcnn.data.datasets import SAMPLES, ImageSource, open_dataset
 from vizcnn.io.imaging import save_json, save_png
-from vizcnn.mining.patches import MinedPatches, channel_grid, layer_sheet, mine_patches
+from vizcnn.io.paths import ensure_writable
+from vizcnn.io.provenance import provenance
+from vizcnn.mining.patches import (
+    MinedPatches,
+    channel_grid,
+    check_patch_options,
+    layer_sheet,
+    mine_patches,
+)
 from vizcnn.mining.streaming import (
     MineConfig,
     TopK,
@@ -21,7 +31,6 @@ from vizcnn.mining.streaming import (
     mine_topk,
     parse_channels,
 )
-from vizcnn.models.loading import LoadedModel
 
 from .common import (
     device_from,
@@ -34,6 +43,26 @@ from .common import (
 from .progress import progress_bar
 
 CHECKPOINT_DIR = "checkpoint"
+
+
+class FiniteFloat(click.ParamType):
+    """A float that is not inf or nan (e.g. `--checkpoint-seconds inf` is refused).
+
+    Same as the shared type that cli/options.py brings; kept here until that lands.
+    """
+
+    name = "float"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 @click.command("mine")
@@ -73,7 +102,14 @@ CHECKPOINT_DIR = "checkpoint"
     type=int,
     default=20,
     show_default=True,
-    help="Batches between checkpoints in OUT/checkpoint/.",
+    help="Save the running state in OUT/checkpoint/ every N batches ...",
+)
+@click.option(
+    "--checkpoint-seconds",
+    type=FiniteFloat(),
+    default=60.0,
+    show_default=True,
+    help="... or every S seconds, whichever comes first (also on Ctrl-C / SIGTERM).",
 )
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT/checkpoint/.")
 @run_options
@@ -93,6 +129,7 @@ def mine_command(
     thumbnail: int,
     crops: int,
     checkpoint_every: int,
+    checkpoint_seconds: float,
     resume: bool,
     output: str,
     **options: Any,
@@ -104,14 +141,22 @@ def mine_command(
     OUT/channel_NNNN.png (3x3 grid per channel), OUT/sheet.png (the layer) and OUT/manifest.json.
     Under `torchrun --nproc-per-node N --no-python vizcnn mine ...` the ranks share the data.
 
+    The running state goes to OUT/checkpoint/ every --checkpoint-every batches or
+    --checkpoint-seconds seconds and when the run is stopped (Ctrl-C, SIGTERM); the same
+    command with --resume continues it to the same result. A resume with other options is
+    refused, naming them. Images larger than 179 megapixels are skipped (listed in the
+    manifest); set VIZCNN_MAX_PIXELS to allow them.
+
     \b
-    Example:
+    Examples:
       vizcnn mine samples -l _blocks.4 --channels 0:16 -o mined/
+      vizcnn mine ~/photos -l _blocks.6 --all -o big/ --resume
     """
     if all_channels and channels:
         raise click.UsageError("give --channels or --all, not both")
     device = init_from_env(device_from(options))
     try:
+        started = time.perf_counter()
         loaded = open_model(options, device)
         layer_name = layer or loaded.layers_for("mine")[0]
         available = layer_shape(loaded, layer_name)[0]
@@ -124,10 +169,10 @@ def mine_command(
             batch_size=batch,
             workers=workers,
             checkpoint_every=checkpoint_every,
-            projections=projections,
-            thumbnail=thumbnail,
+            checkpoint_seconds=checkpoint_seconds,
         )
-        config.validate()
+        # Everything that could fail after the mining pass is checked before it.
+        check_patch_options(loaded, layer_name, projections, thumbnail)
         dataset = open_dataset(
             data,
             loaded.channels,
@@ -136,8 +181,8 @@ def mine_command(
             crops_per_image=crops,
             seed=options["seed"],
         )
+        out = ensure_writable(output, "folder")
         shard = current_shard()
-        out = Path(output)
         checkpoint = out / CHECKPOINT_DIR / f"rank{shard.rank}-of-{shard.world_size}.pt"
         if resume and not checkpoint.is_file():
             others = sorted(p.name for p in (out / CHECKPOINT_DIR).glob("rank*-of-*.pt"))
@@ -147,22 +192,34 @@ def mine_command(
                     f"but none for rank {shard.rank} of {shard.world_size}; resume with the same "
                     "number of processes, or drop --resume to start over"
                 )
+            if shard.is_main:
+                click.echo(
+                    f"no checkpoint found in {checkpoint.parent}/; starting from the beginning",
+                    err=True,
+                )
         show = progress_enabled(options) and shard.is_main
-        started = time.perf_counter()
+        mining_started = time.perf_counter()
         counted: list[int] = []  # this shard's images done: at the first and the latest report
 
-        with progress_bar(show, unit="img") as bar:
+        try:
+            with progress_bar(show, unit="img") as bar:
 
-            def report(done: int, total: int, message: str) -> None:
-                if not counted:
-                    counted.append(done)
-                counted[1:] = [done]
-                bar(done, total, message)
+                def report(done: int, total: int, message: str) -> None:
+                    if not counted:
+                        counted.append(done)
+                    counted[1:] = [done]
+                    bar(done, total, message)
 
-            top = mine_topk(
-                loaded, dataset, config, progress=report, checkpoint=checkpoint, resume=resume
-            )
-        elapsed = time.perf_counter() - started
+                top = mine_topk(
+                    loaded, dataset, config, progress=report, checkpoint=checkpoint, resume=resume
+                )
+        except KeyboardInterrupt:
+            if shard.is_main:
+                _say_interrupted(
+                    checkpoint, counted[-1] if counted else 0, dataset, shard.world_size
+                )
+            sys.exit(130)
+        elapsed = time.perf_counter() - mining_started
         if not shard.is_main:
             return
         with progress_bar(show, unit="patch") as progress:
@@ -170,32 +227,68 @@ def mine_command(
                 loaded,
                 dataset,
                 top,
-                projections=config.projections,
-                thumbnail_size=config.thumbnail,
+                projections=projections,
+                thumbnail_size=thumbnail,
                 progress=progress,
             )
-        written = _write(out, loaded, dataset, data, options["seed"], config, top, mined)
+        block = provenance(
+            technique="mine",
+            model_name=loaded.name,
+            weights=loaded.weights,
+            module=loaded.module,
+            options={
+                "layer": layer_name,
+                "channels": list(chosen),
+                "k": k,
+                "rank": rank,
+                "limit": limit,
+                "crops": crops if data == SAMPLES else None,
+                "projections": projections,
+                "thumbnail": thumbnail,
+                "input_size": list(loaded.input_size),
+            },
+            data=data,
+            seed=options["seed"],
+            device=device,
+            dtype=loaded.dtype,
+            seconds=time.perf_counter() - started,
+        )
+        written = _write(out, block, dataset, config, top, mined)
         # images this call pushed through (a resumed run did the rest earlier), all ranks
         rate = (counted[-1] - counted[0]) * shard.world_size / max(elapsed, 1e-9)
+        skipped = f"{len(top.skipped)} skipped" + (
+            ", listed in manifest.json" if top.skipped else ""
+        )
+        resumed = f", resumed after {top.resumed_from} images" if top.resumed_from else ""
         click.echo(
             f"mined {layer_name} ({len(chosen)} channels, k={k}) over {top.images_seen} images "
-            f"({len(top.skipped)} skipped) at {rate:.1f} img/s; wrote {written} files to {out}/"
+            f"({skipped}) at {rate:.1f} img/s{resumed}; wrote {written} files to {out}/"
         )
     finally:
         shutdown()
 
 
+def _say_interrupted(checkpoint: Path, done: int, dataset: ImageSource, ranks: int) -> None:
+    share = "images" if ranks == 1 else "images of this process's share"
+    if checkpoint.is_file():
+        click.echo(
+            f"interrupted after {done} {share}; the state is saved in {checkpoint.parent}/: "
+            "run the same command with --resume to continue",
+            err=True,
+        )
+    else:
+        click.echo(f"interrupted after {done} {share}, before any checkpoint", err=True)
+
+
 def _write(
     out: Path,
-    loaded: LoadedModel,
+    block: dict[str, Any],
     dataset: ImageSource,
-    data: str,
-    seed: int,
     config: MineConfig,
     top: TopK,
     mined: MinedPatches,
 ) -> int:
-    meta = {"model": loaded.name, "layer": config.layer, "k": config.k, "rank": config.rank}
+    meta = {**block, "layer": config.layer, "k": config.k, "rank": config.rank}
     channel_rows = []
     written = 0
     for channel in top.channels:
@@ -226,10 +319,7 @@ def _write(
         written += 1
     field = mined.field
     manifest = {
-        "model": loaded.name,
-        "weights": loaded.weights,
-        "data": data,
-        "seed": seed,
+        **block,  # provenance: model, weights and digest, data, options, seed, device, versions
         "images": len(dataset),
         "images_seen": top.images_seen,
         "layer": config.layer,

@@ -16,6 +16,7 @@ from vizcnn.core.channels import parse_channels
 from vizcnn.core.devices import make_generator
 from vizcnn.core.errors import VizError
 from vizcnn.io.imaging import labeled_sheet, load_image, read_png_metadata, save_json, save_png
+from vizcnn.io.paths import ensure_writable
 from vizcnn.models.loading import LoadedModel
 from vizcnn.optvis.objectives import Objective, channel, class_logit, layer_l2, neuron
 from vizcnn.optvis.rendering import RenderConfig, layer_channels, render_iter
@@ -317,6 +318,7 @@ def render_command(output: str, **options: Any) -> None:
         amp=options["amp"],
     )
     config.validate()
+    ensure_writable(output, "folder")
     job = RenderJob(kind, layer, tuple(units), config, Path(output), options["seed"])
     summary = run_render(job, loaded, device, show=not options["quiet"])
     if options["amp"] and device.type != "cuda":

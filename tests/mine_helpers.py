@@ -68,3 +68,26 @@ def write_pngs(folder: Path, images: torch.Tensor, prefix: str = "img") -> list[
         Image.fromarray(np.ascontiguousarray(array)).save(path)
         paths.append(path)
     return paths
+
+
+class Reuse(nn.Module):
+    """One ReLU module called twice per pass: projections cannot hook it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.conv(self.act(x)))
+
+
+def reuse_net() -> nn.Module:
+    """Factory for `-m mine_helpers:reuse_net` in CLI tests."""
+    return Reuse()
+
+
+def huge_png(path: Path, width: int = 14000, height: int = 14000) -> Path:
+    """A 1-bit PNG over Pillow's decompression-bomb limit (small on disk: all zeros)."""
+    Image.new("1", (width, height)).save(path)
+    return path

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from mine_helpers import loaded_tiny, random_images
 
 from conftest import assert_same_state, model_state
 from vizcnn.core.errors import VizError
+from vizcnn.core.progress import no_progress
 from vizcnn.data.datasets import TensorImages, content_hashes
 from vizcnn.hooks import forward_to
 from vizcnn.mining.streaming import MineConfig, TopK, mine_topk, parse_channels
@@ -179,6 +182,14 @@ def crash_after(images: int):
     return progress
 
 
+def assert_same_result(got: TopK, want: TopK) -> None:
+    for name in ("values", "image_ids", "positions"):
+        torch.testing.assert_close(
+            getattr(got, name), getattr(want, name), rtol=0, atol=0, equal_nan=True
+        )
+    assert got.images_seen == want.images_seen and got.skipped == want.skipped
+
+
 @pytest.mark.parametrize(("every", "crash_at"), [(1, 16), (2, 24)])
 def test_resume_after_crash_equals_uninterrupted_run(
     tmp_path: Path, every: int, crash_at: int
@@ -196,23 +207,176 @@ def test_resume_after_crash_equals_uninterrupted_run(
         loaded, data, config, checkpoint=checkpoint, resume=True,
         progress=lambda done, total, message: seen.append(done),
     )  # fmt: skip
-    assert seen[0] == (crash_at // 8 // every) * every * 8  # restarted from the checkpoint
+    assert seen[0] == crash_at  # a failing run saves what it did before the exception
+    assert resumed.resumed_from == crash_at and full.resumed_from == 0
     assert resumed.images_seen == full.images_seen == 45
     again = mine_topk(loaded, data, config, checkpoint=checkpoint, resume=True)  # nothing left
+    assert again.resumed_from == 45
     for result in (resumed, again):
-        for name in ("values", "image_ids", "positions"):
-            torch.testing.assert_close(
-                getattr(result, name), getattr(full, name), rtol=0, atol=0, equal_nan=True
-            )
+        assert_same_result(result, full)
 
 
-def test_resume_refuses_another_runs_checkpoint(tmp_path: Path) -> None:
+class Interrupting(TensorImages):
+    """Tensor images, two of them unreadable, that raise KeyboardInterrupt once at `stop_at`."""
+
+    def __init__(self, images: torch.Tensor, stop_at: int | None) -> None:
+        super().__init__(images)
+        self.stop_at = stop_at
+
+    def load(self, index: int) -> torch.Tensor:
+        if index == self.stop_at:
+            self.stop_at = None
+            raise KeyboardInterrupt
+        if index in (5, 18):
+            raise OSError("truncated file")
+        return super().load(index)
+
+
+@pytest.mark.parametrize("where", ["progress", "loading", "forward"])
+def test_interrupt_saves_state_and_resume_equals_uninterrupted_run(
+    tmp_path: Path, where: str
+) -> None:
+    """Ctrl-C after a batch, while loading one, or inside the forward pass: saved at once
+    (the batch interval is never reached) and resumed to the uninterrupted result."""
     loaded = loaded_tiny()
-    data = TensorImages(random_images(10))
+    images = random_images(45, seed=21)
+    config = MineConfig("conv3", k=5, batch_size=8, checkpoint_every=1000)
+    full = mine_topk(loaded, Interrupting(images, None), config)
+    readable = [i for i in range(45) if i not in (5, 18)]
+    expected = oracle(loaded, images[readable], "conv3", 5, "max")
+    for row in expected:  # oracle ids index the readable images: map them back
+        row[:] = [(v, readable[i], y, x) for v, i, y, x in row]
+    assert_matches(full, expected)
+    assert [name for name, _ in full.skipped] == ["tensor:5", "tensor:18"]
+
     checkpoint = tmp_path / "state.pt"
-    mine_topk(loaded, data, MineConfig("conv3", k=2), checkpoint=checkpoint)
-    with pytest.raises(VizError, match="other data, model, layer"):
-        mine_topk(loaded, data, MineConfig("conv3", k=3), checkpoint=checkpoint, resume=True)
+    data = Interrupting(images, 21 if where == "loading" else None)
+    progress = no_progress
+    hook = None
+    if where == "progress":
+
+        def progress(done: int, total: int, message: str) -> None:
+            if done >= 24:
+                raise KeyboardInterrupt
+
+    elif where == "forward":
+        calls = []
+
+        def stop(module, args) -> None:
+            calls.append(1)
+            if len(calls) == 3:  # the batch of images 16-23, after its unreadable item 18
+                raise KeyboardInterrupt
+
+        hook = loaded.module.conv1.register_forward_pre_hook(stop)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            mine_topk(loaded, data, config, checkpoint=checkpoint, progress=progress)
+    finally:
+        if hook is not None:
+            hook.remove()
+    state = torch.load(checkpoint, weights_only=True)
+    assert state["position"] == {"progress": 24, "loading": 16, "forward": 16}[where]
+    assert [item[0] for item in state["skipped"]] == [5] + ([18] if where == "progress" else [])
+    resumed = mine_topk(loaded, data, config, checkpoint=checkpoint, resume=True)
+    assert resumed.resumed_from == state["position"]
+    assert_same_result(resumed, full)
+
+
+def test_checkpoints_by_time_as_well_as_by_batches(tmp_path: Path) -> None:
+    loaded = loaded_tiny()
+    data = TensorImages(random_images(40, seed=8))
+    checkpoint = tmp_path / "state.pt"
+
+    def watcher(found: list[int | None]):
+        def progress(done: int, total: int, message: str) -> None:
+            state = torch.load(checkpoint, weights_only=True) if checkpoint.is_file() else None
+            found.append(None if state is None else state["position"])
+
+        return progress
+
+    often: list[int | None] = []
+    config = MineConfig("conv2", k=3, batch_size=8, checkpoint_every=1000, checkpoint_seconds=1e-9)
+    mine_topk(loaded, data, config, checkpoint=checkpoint, progress=watcher(often))
+    assert often == [None, 8, 16, 24, 32, 40]  # a tiny interval: saved after every batch
+    checkpoint.unlink()
+    rarely: list[int | None] = []
+    config = MineConfig("conv2", k=3, batch_size=8, checkpoint_every=1000, checkpoint_seconds=3600)
+    mine_topk(loaded, data, config, checkpoint=checkpoint, progress=watcher(rarely))
+    assert rarely == [None, None, None, None, None, 40]  # only the final save
+    with pytest.raises(VizError, match="checkpoint-seconds"):
+        MineConfig("conv2", checkpoint_seconds=float("inf"))
+    with pytest.raises(VizError, match="checkpoint-seconds"):
+        MineConfig("conv2", checkpoint_seconds=float("nan"))
+
+
+def test_resume_refuses_another_runs_checkpoint_naming_each_difference(tmp_path: Path) -> None:
+    images = random_images(10)
+    base = MineConfig("conv3", channels=(0, 1), k=2)
+    checkpoint = tmp_path / "state.pt"
+    mine_topk(loaded_tiny(), TensorImages(images), base, checkpoint=checkpoint)
+    changed_images = images.clone()
+    changed_images[3] = 1 - changed_images[3]
+    other_name = loaded_tiny()
+    other_name.name = "another"
+    cases = [
+        (loaded_tiny(), images, replace(base, k=3), "-k: 2 in the checkpoint, 3 now"),
+        (loaded_tiny(), images, replace(base, rank="mean"), "--rank: max in the checkpoint"),
+        (loaded_tiny(), images, replace(base, layer="act3"), "the layer (-l): conv3 in the"),
+        (
+            loaded_tiny(),
+            images,
+            replace(base, channels=(0, 2)),
+            "the channels (--channels / --all)",
+        ),
+        # same name, another random initialization (what --weights none with another --seed is)
+        (loaded_tiny(seed=1), images, base, "the model's weights"),
+        (other_name, images, base, "the model (-m): tiny_miner in the checkpoint, another now"),
+        (loaded_tiny(), changed_images, base, "the images' contents"),
+        (loaded_tiny(), images[:9], base, "the list of images"),
+    ]
+    labels = ("-k", "--rank", "(-l)", "--channels", "weights", "(-m)", "contents", "list of")
+    for loaded, data, config, message in cases:
+        with pytest.raises(VizError) as info:
+            mine_topk(loaded, TensorImages(data), config, checkpoint=checkpoint, resume=True)
+        text = str(info.value)
+        assert message in text and "drop --resume" in text and "\n" not in text
+        named = [label for label in labels if label in text]
+        assert len(named) == 1 + (data is not images and len(data) != len(images)), text
+    # the same settings resume (nothing left to do) to the same answer
+    again = mine_topk(loaded_tiny(), TensorImages(images), base, checkpoint=checkpoint, resume=True)
+    assert again.resumed_from == 10
+
+
+def test_changed_image_files_are_noticed_on_resume(tmp_path: Path) -> None:
+    from mine_helpers import write_pngs
+
+    from vizcnn.data.datasets import open_dataset
+
+    paths = write_pngs(tmp_path / "data", random_images(6, seed=4))
+    loaded = loaded_tiny()
+    checkpoint = tmp_path / "state.pt"
+    config = MineConfig("conv3", k=2)
+    mine_topk(loaded, open_dataset(tmp_path / "data", 3, (32, 32)), config, checkpoint=checkpoint)
+    stat = paths[2].stat()
+    os.utime(paths[2], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # re-saved later
+    with pytest.raises(VizError, match="the images' contents"):
+        mine_topk(
+            loaded, open_dataset(tmp_path / "data", 3, (32, 32)), config,
+            checkpoint=checkpoint, resume=True,
+        )  # fmt: skip
+
+
+def test_unreadable_data_writes_no_checkpoint(tmp_path: Path) -> None:
+    class Broken(TensorImages):
+        def load(self, index: int) -> torch.Tensor:
+            raise ValueError("not an image")
+
+    checkpoint = tmp_path / "out" / "checkpoint" / "rank0-of-1.pt"
+    with pytest.raises(VizError, match="no readable image"):
+        mine_topk(
+            loaded_tiny(), Broken(random_images(4)), MineConfig("conv3"), checkpoint=checkpoint
+        )
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_model_is_left_unchanged_and_bad_options_are_one_line_errors() -> None:

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 from vizcnn.core.errors import VizError
 from vizcnn.data.samples import list_image_files, sample_image, sample_names
 from vizcnn.io.imaging import load_image, resize
+from vizcnn.io.provenance import files_digest, tensor_digest
 
 SAMPLES = "samples"
 
@@ -112,6 +113,10 @@ class ImageSource(Dataset[dict[str, Any]]):
         text = json.dumps([self.channels, self.size, self.names])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    def content_digest(self) -> str:
+        """Follows the items' contents, so a resumed run notices changed data ("" = fixed)."""
+        return ""
+
 
 class FileImages(ImageSource):
     """Image files: `paths` in order; names are the paths as given."""
@@ -123,6 +128,10 @@ class FileImages(ImageSource):
 
     def load(self, index: int) -> torch.Tensor:
         return load_image(self.paths[index], self.channels)
+
+    def content_digest(self) -> str:
+        """Size and modification time of every file (no reading: a stat per file)."""
+        return files_digest(self.paths[: len(self)])
 
 
 @lru_cache(maxsize=32)
@@ -191,6 +200,10 @@ class TensorImages(ImageSource):
 
     def load(self, index: int) -> torch.Tensor:
         return self.images[index]
+
+    def content_digest(self) -> str:
+        """The bytes of the images in use."""
+        return tensor_digest(self.images[: len(self)])
 
 
 def open_dataset(

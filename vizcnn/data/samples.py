@@ -77,7 +77,18 @@ def resolve_image_argument(text: str, channels: int = 3) -> tuple[torch.Tensor, 
     if text.startswith("sample:"):
         name = text.split(":", 1)[1]
         return sample_image(name, channels), name
-    return load_image(text, channels), Path(text).stem
+    path = Path(text)
+    if path.is_dir():
+        raise VizError(
+            f"{text!r} is a folder; give one image file or sample:NAME "
+            f"({', '.join(sample_names())})"
+        )
+    if not path.exists():
+        raise VizError(
+            f"image {text!r} not found; give an image file or sample:NAME "
+            f"({', '.join(sample_names())})"
+        )
+    return load_image(path, channels), path.stem
 
 
 def list_image_files(root: str | Path) -> list[Path]:
@@ -95,6 +106,17 @@ def list_image_files(root: str | Path) -> list[Path]:
             if line and not line.startswith("#"):
                 path = Path(line)
                 files.append(path if path.is_absolute() else base / path)
+    elif root.is_file():
+        what = "image file" if root.suffix.lower() in IMAGE_SUFFIXES else "file"
+        raise VizError(
+            f"data {str(root)!r} is a single {what}; give a folder of images (one image: put "
+            "it in a folder), a .txt list of paths, or 'samples'"
+        )
+    elif str(root).startswith("sample:"):
+        raise VizError(
+            f"data {str(root)!r} is one bundled photo; give 'samples' (crops of all bundled "
+            "photos), a folder of images, or a .txt list of paths"
+        )
     else:
         raise VizError(
             f"data {str(root)!r} not found; give a folder of images, a .txt list of paths, or 'samples'"

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from vizcnn.core.errors import VizError
+from vizcnn.io.paths import os_reason
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm"}
 
@@ -57,19 +59,77 @@ def pil_to_tensor(image: Image.Image, channels: int = 3) -> torch.Tensor:
     return tensor.contiguous()
 
 
-def load_image(path: str | Path, channels: int = 3) -> torch.Tensor:
+# Pillow's own refusal limit (2 x Image.MAX_IMAGE_PIXELS): above it Pillow raises, between half
+# of it and it Pillow only warns. vizcnn has one policy instead: refuse above the limit with a
+# message that says how to allow it, and no warnings below.
+DEFAULT_MAX_PIXELS = 178_956_970
+MAX_PIXELS_ENV = "VIZCNN_MAX_PIXELS"
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+def max_pixels(limit: int | None = None) -> int | None:
+    """The largest image (width x height) `load_image` reads; None = no limit.
+
+    `limit` if given, else the environment variable VIZCNN_MAX_PIXELS, else Pillow's own
+    limit (`DEFAULT_MAX_PIXELS`, 179 megapixels); 0 means no limit.
+    """
+    if limit is None:
+        text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+        try:
+            limit = int(text.replace("_", "")) if text else DEFAULT_MAX_PIXELS
+        except ValueError:
+            raise VizError(
+                f"{MAX_PIXELS_ENV}={text!r} is not a whole number of pixels (0 = no limit)"
+            ) from None
+    if limit < 0:
+        raise VizError(f"the pixel limit must be 0 (none) or more, got {limit}")
+    return limit or None
+
+
+def load_image(path: str | Path, channels: int = 3, *, limit: int | None = None) -> torch.Tensor:
     """Read any image Pillow can read as `(channels, H, W)` in [0, 1]; one-line error if not.
+
+    Args:
+        path: an image file.
+        channels: 1 (luminance) or 3 (RGB); other counts repeat the luminance.
+        limit: the largest width x height to read (see `max_pixels`: default 179 megapixels,
+            or VIZCNN_MAX_PIXELS); larger images are refused with their size, before decoding.
 
     Example:
         >>> load_image("photo.jpg").shape
         torch.Size([3, 480, 640])
     """
     path = Path(path)
+    if path.is_dir():
+        raise VizError(f"{str(path)!r} is a folder, not an image file")
     if not path.is_file():
         raise VizError(f"image {str(path)!r} not found")
+    allowed = max_pixels(limit)
     try:
-        with Image.open(path) as image:
-            image.load()
+        # Pillow's check reads a module global; switch it off (under a lock) while our own
+        # check, which names the size and the way to allow it, runs instead.
+        with _PILLOW_LIMIT_LOCK:
+            saved = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+            try:
+                image = Image.open(path)
+                try:
+                    width, height = image.size
+                    if allowed is not None and width * height > allowed:
+                        raise VizError(
+                            f"image {str(path)!r} is {width}x{height} "
+                            f"({width * height / 1e6:.1f} megapixels), over the limit of "
+                            f"{allowed / 1e6:.1f} megapixels that guards against decompression "
+                            f"bombs; to read it, set {MAX_PIXELS_ENV}={width * height} "
+                            "(0 = no limit)"
+                        )
+                    image.load()
+                except BaseException:
+                    image.close()
+                    raise
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+        with image:
             return pil_to_tensor(image, channels)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise VizError(f"cannot read image {str(path)!r}: {exc}") from exc
@@ -101,10 +161,19 @@ def default_file_mode() -> int:
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
-    """Call `write(file)` on a temporary file next to `path`, then rename it into place."""
+    """Call `write(file)` on a temporary file next to `path`, then rename it into place.
+
+    A file system error (no permission, disk full, a file where a folder should be) is a
+    one-line VizError naming `path`; the old file, if any, is left as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+        )
+    except OSError as exc:
+        raise _write_error(path, exc) from None
     try:
         with os.fdopen(handle, "wb") as file:
             write(file)
@@ -112,10 +181,17 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path
             os.fsync(file.fileno())
         os.chmod(temp_name, default_file_mode())  # mkstemp makes 0600; give what open() would
         os.replace(temp_name, path)
+    except OSError as exc:
+        Path(temp_name).unlink(missing_ok=True)
+        raise _write_error(path, exc) from None
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
     return path
+
+
+def _write_error(path: Path, exc: OSError) -> VizError:
+    return VizError(f"cannot write {str(path)!r}: {os_reason(exc)}")
 
 
 def save_png(

@@ -107,8 +107,9 @@ def provenance(
     from vizcnn import __version__
 
     argv = list(sys.argv if command is None else command)
-    if argv:
-        argv[0] = Path(argv[0]).name
+    if argv:  # `python -m vizcnn.cli.main` runs the same program as the `vizcnn` script
+        name = Path(argv[0]).name
+        argv[0] = "vizcnn" if name in {"main.py", "__main__.py"} else name
     return {
         "provenance": FORMAT,
         "technique": technique,

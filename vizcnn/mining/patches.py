@@ -132,6 +132,26 @@ def check_projectable(loaded: LoadedModel, layer: str) -> None:
         )
 
 
+def check_patch_options(
+    loaded: LoadedModel, layer: str, projections: str = "none", thumbnail_size: int = 64
+) -> None:
+    """VizError now for `mine_patches` options that would fail it after the mining pass.
+
+    Checks the projection method, the thumbnail size, that `layer`'s units have a receptive
+    field, and, with projections, that `layer`'s module runs once per pass
+    (`check_projectable`). Call it before `mine_topk`.
+    """
+    if projections not in PROJECTIONS:
+        raise VizError(f"unknown --projections {projections!r}; use deconv, guided or none")
+    if thumbnail_size < 8:
+        raise VizError(f"--thumbnail must be at least 8 pixels, got {thumbnail_size}")
+    input_shape = (loaded.channels, *loaded.input_size)
+    if receptive_fields(loaded.module, input_shape, [layer])[layer] is None:
+        raise VizError(f"no receptive field for layer {layer!r}; its units do not see the input")
+    if projections != "none":
+        check_projectable(loaded, layer)
+
+
 def project(
     loaded: LoadedModel,
     images: torch.Tensor,
@@ -221,6 +241,8 @@ def mine_patches(
     loaded = as_loaded(model)
     if projections not in PROJECTIONS:
         raise VizError(f"unknown projections {projections!r}; use deconv, guided or none")
+    if thumbnail_size < 8:
+        raise VizError(f"--thumbnail must be at least 8 pixels, got {thumbnail_size}")
     input_shape = (loaded.channels, *loaded.input_size)
     found = receptive_fields(loaded.module, input_shape, [topk.layer])[topk.layer]
     if found is None:

@@ -3,18 +3,18 @@
 One streaming pass over the data: the forward pass stops at the mined layer, each image gives
 per channel its spatial maximum (or mean) and where the best unit is, and a `RunningTopK` keeps
 the k best per channel (each image at most once per channel) in O(channels x k) memory. The
-running state and the position in the data are checkpointed atomically every few batches, so
-an interrupted run resumes to the same result; under torchrun each rank mines a shard and the
-shards merge exactly.
+running state and the position in the data are checkpointed atomically (every few batches or
+seconds, and when the run is interrupted), so an interrupted run resumes to the same result;
+under torchrun each rank mines a shard and the shards merge exactly.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
+import contextlib
+import math
+import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,22 +22,24 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from vizcnn.core.channels import parse_channels as parse_channel_text
-from vizcnn.core.distributed import Shard, all_gather, all_gather_objects, current_shard
+from vizcnn.core.distributed import all_gather, all_gather_objects, current_shard
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.data.datasets import Batch, ImageSource, collate
 from vizcnn.hooks import capture, layer_output_shape
-from vizcnn.io.imaging import atomic_write
+from vizcnn.mining.checkpoint import load_checkpoint, run_fields, save_checkpoint
 from vizcnn.mining.topk import MAX_IMAGES, RunningTopK, decode
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
 
 RANKS = ("max", "mean")
-_CHECKPOINT_VERSION = 1
 
 
 @dataclass(frozen=True)
 class MineConfig:
-    """Options of a mining run (the `vizcnn mine` options map one to one onto these)."""
+    """Options of a mining run (the `vizcnn mine` options map one to one onto these).
+
+    The second stage's options (projections, thumbnail size) belong to `mine_patches`.
+    """
 
     layer: str  # layer to mine, dotted named_modules() path (`name#k` for the k-th call)
     channels: tuple[int, ...] | None = None  # channels to mine; None = every channel
@@ -46,10 +48,9 @@ class MineConfig:
     batch_size: int = 64  # images per forward pass
     workers: int = 0  # DataLoader worker processes decoding images (0 = in this process)
     checkpoint_every: int = 20  # batches between checkpoints (when a checkpoint path is given)
-    projections: str = "none"  # second pass: "deconv", "guided" or "none"
-    thumbnail: int = 64  # longest side of a patch tile, in pixels
+    checkpoint_seconds: float = 60.0  # ... or seconds, whichever comes first
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         if self.k < 1:
             raise VizError(f"-k must be at least 1, got {self.k}")
         if self.rank not in RANKS:
@@ -59,13 +60,20 @@ class MineConfig:
         if self.workers < 0:
             raise VizError(f"--workers must be 0 or more, got {self.workers}")
         if self.checkpoint_every < 1:
-            raise VizError(f"checkpoint interval must be at least 1, got {self.checkpoint_every}")
-        if self.projections not in ("deconv", "guided", "none"):
             raise VizError(
-                f"unknown --projections {self.projections!r}; use deconv, guided or none"
+                f"--checkpoint-every must be at least 1 batch, got {self.checkpoint_every}"
             )
-        if self.thumbnail < 8:
-            raise VizError(f"--thumbnail must be at least 8 pixels, got {self.thumbnail}")
+        if not (math.isfinite(self.checkpoint_seconds) and self.checkpoint_seconds > 0):
+            raise VizError(
+                "--checkpoint-seconds must be a finite number above 0, "
+                f"got {self.checkpoint_seconds}"
+            )
+        if self.channels is not None and (
+            not self.channels or any(int(c) < 0 for c in self.channels)
+        ):
+            raise VizError(
+                f"channels must be a non-empty list of indices >= 0, got {self.channels}"
+            )
 
 
 @dataclass
@@ -84,6 +92,7 @@ class TopK:
     layer_shape: tuple[int, int, int]  # (C, H, W) of the layer's output for one image
     images_seen: int  # images that went through the network
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (image, reason) not readable
+    resumed_from: int = 0  # images of this process's share that came from a checkpoint
 
     def hits(self, row: int) -> list[tuple[float, int, int, int]]:
         """(value, image id, y, x) of row `row`'s filled slots, best first."""
@@ -109,22 +118,13 @@ def layer_shape(loaded: LoadedModel, layer: str) -> tuple[int, int, int]:
     return shape[0], shape[1], shape[2]
 
 
-def _fingerprint(
-    loaded: LoadedModel, dataset: ImageSource, config: MineConfig, shard: Shard
-) -> str:
-    channels = list(config.channels) if config.channels is not None else "all"
-    text = json.dumps(
-        [loaded.name, loaded.weights, config.layer, channels, config.k, config.rank,
-         dataset.fingerprint(), shard.rank, shard.world_size]
-    )  # fmt: skip
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 @dataclass
 class _State:
     """Everything a resumed run needs: the running top-k and where in the shard we are.
 
-    The top-k is allocated from the first batch's layer output (no separate probe pass).
+    The top-k is allocated from the first batch's layer output (no separate probe pass). A
+    state is never changed in place once the loop holds it: each batch makes a new one (see
+    `_mine_batch`), so an interruption at any point leaves a consistent state to save.
     """
 
     top: RunningTopK | None = None
@@ -134,51 +134,40 @@ class _State:
     images_seen: int = 0
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (image id, reason)
 
-    def start(self, config: MineConfig, shape: tuple[int, ...], device: torch.device) -> None:
+    def started(self, config: MineConfig, shape: tuple[int, ...], device: torch.device) -> _State:
+        """This state with the top-k allocated for a layer output of `shape` = (C, H, W)."""
         if len(shape) != 3:
             raise VizError(
                 f"layer {config.layer!r} gives shape (B, {', '.join(map(str, shape))}); "
                 "mining needs a (B, C, H, W) map"
             )
-        self.shape = (int(shape[0]), int(shape[1]), int(shape[2]))
+        size = (int(shape[0]), int(shape[1]), int(shape[2]))
         if config.channels is None:
-            self.channels = tuple(range(self.shape[0]))
+            channels = tuple(range(size[0]))
         else:
-            self.channels = parse_channels(",".join(map(str, config.channels)), self.shape[0])
-        if self.top is None:
-            self.top = RunningTopK.empty(len(self.channels), config.k, device)
+            channels = parse_channels(",".join(map(str, config.channels)), size[0])
+        top = (
+            self.top if self.top is not None else RunningTopK.empty(len(channels), config.k, device)
+        )
+        return replace(self, top=top, shape=size, channels=channels)
 
-    def save(self, path: Path, fingerprint: str) -> None:
-        payload = {
-            "version": _CHECKPOINT_VERSION,
-            "fingerprint": fingerprint,
-            "top": self.top.state_dict() if self.top is not None else None,
-            "shape": list(self.shape),
-            "channels": list(self.channels),
-            "position": self.position,
-            "images_seen": self.images_seen,
-            "skipped": [list(item) for item in self.skipped],
-        }
-        buffer = io.BytesIO()
-        torch.save(payload, buffer)
-        atomic_write(path, lambda file: file.write(buffer.getvalue()))
+    def save(self, path: Path, fields: dict[str, Any]) -> None:
+        save_checkpoint(
+            path,
+            fields,
+            {
+                "top": self.top.state_dict() if self.top is not None else None,
+                "shape": list(self.shape),
+                "channels": list(self.channels),
+                "position": self.position,
+                "images_seen": self.images_seen,
+                "skipped": [list(item) for item in self.skipped],
+            },
+        )
 
     @classmethod
-    def load(cls, path: Path, fingerprint: str, device: torch.device) -> _State:
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # a foreign or damaged file
-            raise VizError(
-                f"cannot read checkpoint {str(path)!r}: {exc}; delete it to start over"
-            ) from exc
-        if (
-            payload.get("version") != _CHECKPOINT_VERSION
-            or payload.get("fingerprint") != fingerprint
-        ):
-            raise VizError(
-                f"checkpoint {str(path)!r} belongs to a run with other data, model, layer, channels, "
-                "k, rank or number of ranks; use the same options, or drop --resume to start over"
-            )
+    def load(cls, path: Path, fields: dict[str, Any], device: torch.device) -> _State:
+        payload = load_checkpoint(path, fields)
         top = payload["top"]
         return cls(
             top=RunningTopK.from_state(top, device) if top is not None else None,
@@ -204,13 +193,21 @@ def mine_topk(
     Under an initialized `torch.distributed` process group (torchrun), each rank mines every
     world_size-th image and the ranks' results are merged exactly; all ranks get the result.
 
+    With a `checkpoint` file, the running state is saved atomically every
+    `config.checkpoint_every` batches or `config.checkpoint_seconds` seconds, at the end, and
+    when the run stops early (KeyboardInterrupt, which the CLI also makes of SIGTERM, or any
+    other exception); a run resumed from it gives the same result as an uninterrupted one.
+
     Args:
         model: a `LoadedModel` or a bare `nn.Module` (see `describe`); left unchanged.
         dataset: an `ImageSource`, e.g. from `open_dataset`; items are `(C, H, W)` in [0, 1].
         config: layer, channels, k, rank, batch size, workers, checkpoint interval.
         progress: called with (images done, images in this rank's shard, message).
-        checkpoint: file for the running state (one per rank); None = no checkpoints.
-        resume: continue from `checkpoint` if it exists (VizError if it was another run's).
+        checkpoint: file for the running state (one per rank); None = no checkpoints. Nothing
+            is written before the first readable image.
+        resume: continue from `checkpoint` if it exists (VizError naming every setting that
+            differs if it was made by another run: model, weights, layer, channels, k, rank,
+            data, data contents, process layout).
 
     Example:
         >>> data = open_dataset("samples", 3, loaded.input_size, limit=64)
@@ -218,19 +215,19 @@ def mine_topk(
         >>> top.hits(0)[0]  # (value, image id, y, x)
     """
     loaded = as_loaded(model)
-    config.validate()
     if len(dataset) > MAX_IMAGES:
         raise VizError(
             f"{len(dataset)} images is more than mining handles ({MAX_IMAGES}); use --limit"
         )
     device = loaded.device
     shard = current_shard()
-    fingerprint = _fingerprint(loaded, dataset, config, shard)
     path = Path(checkpoint) if checkpoint is not None else None
+    fields = run_fields(loaded, dataset, config, shard) if path is not None else {}
     if resume and path is not None and path.is_file():
-        state = _State.load(path, fingerprint, device)
+        state = _State.load(path, fields, device)
     else:
         state = _State()
+    resumed_from = state.position
 
     indices = shard.indices(len(dataset))  # a range: O(1) memory however many images
     loader: DataLoader[Any] = DataLoader(
@@ -243,25 +240,43 @@ def mine_topk(
     )
     message = f"mining {config.layer}"
     progress(state.position, len(indices), message)
-    batches = 0
-    # strict=False: a run whose batches were all unreadable never runs the model; that is
-    # reported as "no readable image" below. Unknown layer names still fail here at once.
-    with (
-        torch.inference_mode(),
-        capture(loaded.module, [config.layer], stop_early=True, detach=True, strict=False) as acts,
-    ):
-        for batch in loader:
-            _mine_batch(loaded, acts, config, batch, state, device)
-            batches += 1
-            if path is not None and (
-                batches % config.checkpoint_every == 0 or state.position == len(indices)
-            ):
-                state.save(path, fingerprint)
-            progress(state.position, len(indices), message)
+    saved = state  # the state the checkpoint file holds
+    batches, last_save = 0, time.monotonic()
+    try:
+        # strict=False: a run whose batches were all unreadable never runs the model; that is
+        # reported as "no readable image" below. Unknown layer names still fail here at once.
+        with (
+            torch.inference_mode(),
+            capture(
+                loaded.module, [config.layer], stop_early=True, detach=True, strict=False
+            ) as acts,
+        ):
+            for batch in loader:
+                # One assignment swaps in the next state: an interrupt never sees half of it.
+                state = _mine_batch(loaded, acts, config, batch, state, device)
+                batches += 1
+                due = (
+                    batches >= config.checkpoint_every
+                    or time.monotonic() - last_save >= config.checkpoint_seconds
+                    or state.position == len(indices)
+                )
+                if path is not None and due and state.top is not None:
+                    state.save(path, fields)
+                    saved, batches, last_save = state, 0, time.monotonic()
+                progress(state.position, len(indices), message)
+    except BaseException:
+        # Interrupted (Ctrl-C, SIGTERM) or failed: keep what is done for --resume. A failing
+        # save (disk full) must not hide the reason the run stopped.
+        if path is not None and state is not saved and state.top is not None:
+            with contextlib.suppress(Exception):
+                state.save(path, fields)
+        raise
     if state.top is None and shard.world_size > 1:
         # This rank saw no readable image but must still take part in the merge.
-        state.start(config, layer_shape(loaded, config.layer), device)
-    return _finish(state, config, dataset.names)
+        state = state.started(config, layer_shape(loaded, config.layer), device)
+    result = _finish(state, config, dataset.names)
+    result.resumed_from = resumed_from
+    return result
 
 
 def _mine_batch(
@@ -271,35 +286,41 @@ def _mine_batch(
     batch: Batch,
     state: _State,
     device: torch.device,
-) -> None:
-    valid = torch.tensor([not error for error in batch.errors], dtype=torch.bool)
-    state.skipped.extend(
+) -> _State:
+    """The state after `batch` (a new object; `state` is left as it was)."""
+    errors = [
         (int(index), error)
-        for index, error in zip(batch.indices, batch.errors, strict=True)
+        for index, error in zip(batch.indices.tolist(), batch.errors, strict=True)
         if error
+    ]
+    after = replace(
+        state,
+        position=state.position + len(batch.errors),
+        skipped=[*state.skipped, *errors] if errors else state.skipped,
     )
-    state.position += len(batch.errors)
+    valid = torch.tensor([not error for error in batch.errors], dtype=torch.bool)
     if not bool(valid.any()):
-        return
+        return after
     images = batch.images.to(device, non_blocking=True)
     acts.run(loaded.normalize(images))
     output = acts[config.layer]
-    if not state.channels:
-        state.start(config, tuple(output.shape[1:]), device)
-    assert state.top is not None
-    if len(state.channels) != output.shape[1]:
-        output = output.index_select(1, torch.tensor(state.channels, device=output.device))
+    if not after.channels:
+        after = after.started(config, tuple(output.shape[1:]), device)
+    assert after.top is not None
+    if len(after.channels) != output.shape[1]:
+        output = output.index_select(1, torch.tensor(after.channels, device=output.device))
     flat = output.flatten(2)  # (B, C', H*W)
     peak, where = flat.max(dim=2)
     values = flat.float().mean(dim=2) if config.rank == "mean" else peak
-    state.top.update(
+    top = replace(after.top)  # update() rebinds its tensors, never writes into them
+    top.update(
         values.float(),
         where,
         batch.indices.to(device),
         batch.hashes.to(device),
         valid.to(device),
     )
-    state.images_seen += int(valid.sum())
+    return replace(after, top=top, images_seen=after.images_seen + int(valid.sum()))
 
 
 def _finish(state: _State, config: MineConfig, names: Sequence[str]) -> TopK:
