@@ -99,7 +99,9 @@ def test_adapter_where_channels_change() -> None:
     assert cut.params_removed == params(net[5]) - (4 * 8 + 8)
     with torch.no_grad():  # oracle: the adapter applied by hand at the removal site
         h = net[4](net[3](net[2](net[1](net[0](x)))))
-        h = torch.einsum("bchw,oc->bohw", h, adapter.weight[:, :, 0, 0]) + adapter.bias.view(1, -1, 1, 1)
+        h = torch.einsum("bchw,oc->bohw", h, adapter.weight[:, :, 0, 0]) + adapter.bias.view(
+            1, -1, 1, 1
+        )
         for i in range(6, 13):
             h = net[i](h)
         torch.testing.assert_close(cut.module(x), h)
