@@ -34,6 +34,9 @@ def test_digits_variants_table(tmp_path: Path) -> None:
     test = digits("test")
     oracle = lenet5_accuracy(load_model("lenet5_digits").module, test.images, test.labels)
     assert rows["original"]["scores"]["top1_accuracy"] == pytest.approx(oracle)
+    fit = digits("train")
+    fit_oracle = lenet5_accuracy(load_model("lenet5_digits").module, fit.images, fit.labels)
+    assert rows["original"]["train_scores"]["top1_accuracy"] == pytest.approx(fit_oracle)
     assert rows["no-fc2"]["params_removed"] == (120 * 84 + 84) + (84 * 10 + 10) - (120 * 10 + 10)
     assert rows["no-fc2"]["adapter"] and not rows["features.3:0,5"]["adapter"]
     assert rows["features.3:0,5"]["params_removed"] == 2 * (6 * 25 + 1)

@@ -63,6 +63,9 @@ def brute_force(net: nn.Module, ref: nn.Module, data: TensorData) -> Scores:
         s.overlap_top5 += len(set(order[:5]) & set(ref_order[:5]))
         p = [float(v) for v in F.softmax(base, 0)]
         q = [float(v) for v in F.softmax(out, 0)]
+        if max(p) >= 0.5:
+            s.confident += 1
+            s.agree_confident += order[0] == ref_order[0]
         s.kl_sum += sum(
             pi * (torch.tensor(pi).log() - torch.tensor(qi).log()).item()
             for pi, qi in zip(p, q, strict=True)
@@ -75,7 +78,8 @@ def test_evaluate_equals_brute_force() -> None:
     a, b = mlp(0), mlp(1)
     got = evaluate({"a": a, "b": b}, data, identity, reference="a", batch_size=8)
     want = brute_force(mlp(1), mlp(0), data)
-    for key in ("images", "labelled", "top1", "top5", "agree_top1", "overlap_top5"):
+    keys = ("images", "labelled", "top1", "top5", "agree_top1", "overlap_top5", "confident")
+    for key in (*keys, "agree_confident"):
         assert getattr(got["b"], key) == getattr(want, key), key
     assert got["b"].kl_sum == pytest.approx(want.kl_sum, rel=1e-5)
     assert got["a"].agree_top1 == len(data) and got["a"].kl_sum == pytest.approx(0.0, abs=1e-9)

@@ -7,6 +7,7 @@ under `torchrun` merge exactly by addition, never as averages of averages.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 
@@ -33,6 +34,8 @@ class Scores:
     agree_top1: int = 0  # images whose top prediction equals the reference network's
     overlap_top5: int = 0  # sum over images of |top-5 ∩ reference top-5|
     kl_sum: float = 0.0  # sum over images of KL(reference || this), in nats
+    confident: int = 0  # images where the reference's top class has probability >= 0.5
+    agree_confident: int = 0  # of which this network's top-1 agrees with the reference's
 
     def __add__(self, other: Scores) -> Scores:
         return Scores(
@@ -52,6 +55,11 @@ class Scores:
         return self.agree_top1 / self.images if self.images else None
 
     @property
+    def confident_agreement(self) -> float | None:
+        """Top-1 agreement on the images the reference is confident about (p >= 0.5)."""
+        return self.agree_confident / self.confident if self.confident else None
+
+    @property
     def top5_overlap(self) -> float | None:
         """Mean fraction of the reference's top five that this network also ranks top five."""
         return self.overlap_top5 / (5 * self.images) if self.images else None
@@ -67,6 +75,7 @@ class Scores:
             "top5_accuracy": self.top5_accuracy,
             "agreement": self.agreement,
             "top5_overlap": self.top5_overlap,
+            "confident_agreement": self.confident_agreement,
             "mean_kl": self.mean_kl,
         }
 
@@ -84,11 +93,15 @@ def batch_scores(
     scores.top5 = int((top == labels[:, None]).any(1)[has].sum())
     if reference is not None:
         ref_top = reference.topk(k, dim=1).indices
-        scores.agree_top1 = int((top[:, 0] == ref_top[:, 0]).sum())
+        agree = top[:, 0] == ref_top[:, 0]
+        scores.agree_top1 = int(agree.sum())
         scores.overlap_top5 = int((top[:, :, None] == ref_top[:, None, :]).any(2).sum())
         log_p = F.log_softmax(reference.double(), dim=1)
         log_q = F.log_softmax(logits.double(), dim=1)
         scores.kl_sum = float((log_p.exp() * (log_p - log_q)).sum())
+        sure = log_p.max(dim=1).values >= math.log(0.5)
+        scores.confident = int(sure.sum())
+        scores.agree_confident = int(agree[sure].sum())
     return scores
 
 

@@ -37,6 +37,7 @@ class VariantResult:
     trained: str  # none | head | all (what was retrained)
     scores: Scores = field(default_factory=Scores)
     final_loss: float | None = None  # mean loss over the last epoch's steps
+    train_scores: Scores | None = None  # on the training data (Z&F's "train top-1" column)
 
 
 @dataclass
@@ -161,6 +162,17 @@ def run_ablation(
     )
     for row in rows:
         row.scores = scores[row.name]
+    if train_data is not None and config.retrain != "none":
+        fitted = evaluate(
+            networks,
+            train_data,
+            loaded.normalize,
+            batch_size=batch_size,
+            device=device,
+            progress=progress("evaluating on the training data"),
+        )
+        for row in rows:
+            row.train_scores = fitted[row.name]
     return AblationResult(rows, config)
 
 

@@ -36,6 +36,7 @@ def results_dict(result: AblationResult) -> dict[str, Any]:
                 "trained": row.trained,
                 "final_loss": row.final_loss,
                 "scores": row.scores.to_dict(),
+                "train_scores": row.train_scores.to_dict() if row.train_scores else None,
                 "top1_change_vs_original": result.change(row.name, ORIGINAL),
                 "top5_change_vs_original": result.change(row.name, ORIGINAL, "top5_accuracy"),
                 "top1_change_vs_control": result.change(row.name, CONTROL) if has_control else None,
@@ -59,14 +60,15 @@ def results_markdown(result: AblationResult, title: str = "Ablation results") ->
         + (", from scratch" if result.config.from_scratch else "")
         + f". Changes in points against `{base}` and against `{ORIGINAL}`.",
         "",
-        f"| variant | top-1 % | top-5 % | top-1 vs {base} | top-5 vs {base} | top-1 vs original "
-        "| params removed | adapter | removed |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---|",
+        f"| variant | train top-1 % | top-1 % | top-5 % | top-1 vs {base} | top-5 vs {base} "
+        "| top-1 vs original | params removed | adapter | removed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for row in result.rows:
         s = row.scores
         lines.append(
-            f"| {row.name} | {_pct(s.top1_accuracy)} | {_pct(s.top5_accuracy)} "
+            f"| {row.name} | {_pct(row.train_scores.top1_accuracy if row.train_scores else None)} "
+            f"| {_pct(s.top1_accuracy)} | {_pct(s.top5_accuracy)} "
             f"| {_pct(result.change(row.name, base), True)} "
             f"| {_pct(result.change(row.name, base, 'top5_accuracy'), True)} "
             f"| {_pct(result.change(row.name, ORIGINAL), True)} "
@@ -131,27 +133,29 @@ def lesion_dict(result: LesionResult) -> dict[str, Any]:
 def lesion_markdown(result: LesionResult, title: str = "Lesion study") -> str:
     """One row per block: agreement with the intact network, or why it cannot be removed."""
     labelled = result.intact.labelled > 0
-    head = "| block | params | top-1 agreement % | top-5 overlap % | mean KL (nats) |"
+    head = "| block | params | top-1 agreement % | agreement where intact p>=0.5 % | top-5 overlap % | mean KL (nats) |"
     head += " top-1 % |" if labelled else ""
     lines = [
         f"# {title}",
         "",
-        f"{result.intact.images} images; each block removed alone (identity), no retraining."
+        f"{result.intact.images} images ({result.intact.confident} with intact top-1 "
+        "probability >= 0.5); each block removed alone (identity), no retraining."
         + (f" Intact top-1: {_pct(result.intact.top1_accuracy)} %." if labelled else ""),
         "",
         head,
-        "|---|---:|---:|---:|---:|" + ("---:|" if labelled else ""),
+        "|---|---:|---:|---:|---:|---:|" + ("---:|" if labelled else ""),
     ]
     for les in result.lesions:
         if les.scores is None:
             lines.append(
-                f"| {les.block} | {les.params:,} | not removable: {les.reason} | | |"
+                f"| {les.block} | {les.params:,} | not removable: {les.reason} | | | |"
                 + (" |" if labelled else "")
             )
             continue
         s = les.scores
         lines.append(
-            f"| {les.block} | {les.params:,} | {_pct(s.agreement)} | {_pct(s.top5_overlap)} "
+            f"| {les.block} | {les.params:,} | {_pct(s.agreement)} | {_pct(s.confident_agreement)} "
+            f"| {_pct(s.top5_overlap)} "
             f"| {s.mean_kl:.3f} |" + (f" {_pct(s.top1_accuracy)} |" if labelled else "")
         )
     return "\n".join(lines) + "\n"
@@ -163,12 +167,21 @@ def lesion_chart(result: LesionResult) -> Image.Image:
 
     fig = Figure(figsize=(6.4, 3.4))
     ax = fig.add_subplot(1, 1, 1)
+    shown = False
     for les in result.lesions:
-        if les.scores is not None and les.scores.agreement is not None:
-            ax.bar(les.depth, 100 * (1 - les.scores.agreement), color="#4c72b0")
+        s = les.scores
+        if s is not None and s.agreement is not None:
+            ax.bar(les.depth - 0.2, 100 * (1 - s.agreement), width=0.4, color="#4c72b0",
+                   label=None if shown else "all images")  # fmt: skip
+            if s.confident_agreement is not None:
+                ax.bar(les.depth + 0.2, 100 * (1 - s.confident_agreement), width=0.4,
+                       color="#dd8452", label=None if shown else "intact p >= 0.5")  # fmt: skip
+            shown = True
         else:
             ax.axvspan(les.depth - 0.4, les.depth + 0.4, color="#dddddd")
             ax.text(les.depth, 1, "shape\nchange", ha="center", fontsize=6, color="#555555")
+    if shown:
+        ax.legend(fontsize=7)
     ax.set_xticks(
         [les.depth for les in result.lesions],
         [les.block.rsplit(".", 1)[-1] for les in result.lesions],
