@@ -253,9 +253,11 @@ def ablate_command(
         atomic_write(out / "results.md", lambda f: f.write(results_markdown(result).encode()))
         save_png(results_chart(result), out / "chart.png", {"provenance": block})
         base = result.rows[1] if config.retrain != "none" else result.rows[0]
+        top1 = base.scores.top1_accuracy
+        measured = f"{base.name} top-1 {100 * top1:.1f}%" if top1 is not None else "no labels"
         click.echo(
             f"ablated {len(variants)} variants of {loaded.name} ({config.retrain} retraining); "
-            f"{base.name} top-1 {100 * (base.scores.top1_accuracy or 0):.1f}%; wrote {out}/results.md"
+            f"{measured}; wrote {out}/results.md"
         )
     finally:
         shutdown()

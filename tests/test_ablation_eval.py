@@ -199,3 +199,19 @@ def test_adam_matches_torch_optim() -> None:
             opt.step()
     for p, q in zip(a.parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(p, q)
+
+
+def test_image_folder_labels_follow_sorted_class_folders(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from vizcnn.ablation.data import ImageFolderData, UnlabelledData, open_labelled
+    from vizcnn.io.imaging import save_png
+
+    generator = torch.Generator().manual_seed(0)
+    for cls, count in (("b_dog", 1), ("a_cat", 2)):
+        for i in range(count):
+            save_png(torch.rand(3, 12, 12, generator=generator), tmp_path / cls / f"{i}.png")
+    data = open_labelled(tmp_path, 3, (8, 8))
+    assert isinstance(data, ImageFolderData) and data.classes == ["a_cat", "b_dog"]
+    assert [data[i][1] for i in range(3)] == [0, 0, 1]
+    assert data[0][0].shape == (3, 8, 8)
+    flat = open_labelled(tmp_path / "a_cat", 3, (8, 8))
+    assert isinstance(flat, UnlabelledData) and flat[0][1] == -1

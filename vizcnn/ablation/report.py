@@ -55,14 +55,11 @@ def results_markdown(result: AblationResult, title: str = "Ablation results") ->
     lines = [
         f"# {title}",
         "",
-        f"Retraining: {result.config.retrain}, {result.config.epochs} epochs, lr {result.config.lr}, "
-        f"batch {result.config.batch_size}, seed {result.config.seed}"
-        + (", from scratch" if result.config.from_scratch else "")
-        + f". Changes in points against `{base}` and against `{ORIGINAL}`.",
+        _budget(result, base),
         "",
         f"| variant | train top-1 % | top-1 % | top-5 % | top-1 vs {base} | top-5 vs {base} "
-        "| top-1 vs original | params removed | adapter | removed |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "| top-1 vs original | agrees with original % | params removed | adapter | removed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for row in result.rows:
         s = row.scores
@@ -71,7 +68,7 @@ def results_markdown(result: AblationResult, title: str = "Ablation results") ->
             f"| {_pct(s.top1_accuracy)} | {_pct(s.top5_accuracy)} "
             f"| {_pct(result.change(row.name, base), True)} "
             f"| {_pct(result.change(row.name, base, 'top5_accuracy'), True)} "
-            f"| {_pct(result.change(row.name, ORIGINAL), True)} "
+            f"| {_pct(result.change(row.name, ORIGINAL), True)} | {_pct(s.agreement)} "
             f"| {row.params_removed:,} | {'yes' if row.adapter else 'no'} "
             f"| {', '.join(row.removed) or '-'} |"
         )
@@ -90,6 +87,21 @@ def _figure_png(fig: Any) -> Image.Image:
     image = Image.open(buffer)
     image.load()
     return image.convert("RGB")
+
+
+def _budget(result: AblationResult, base: str) -> str:
+    config = result.config
+    if config.retrain == "none":
+        text = "No retraining."
+    else:
+        text = (
+            f"Retraining: {config.retrain}, {config.epochs} epochs, lr {config.lr}, "
+            f"batch {config.batch_size}, seed {config.seed}"
+            + (", from scratch" if config.from_scratch else "")
+            + "."
+        )
+    against = f"`{base}` and `{ORIGINAL}`" if base != ORIGINAL else f"`{ORIGINAL}`"
+    return f"{text} Changes in percentage points against {against}."
 
 
 def results_chart(result: AblationResult) -> Image.Image:
