@@ -24,6 +24,7 @@ def app() -> None:
       vizcnn layers                                 layer names, shapes, receptive fields
       vizcnn render -l _blocks.9 -c 0 -c 1 -o out/  images that excite channels
       vizcnn mine samples -l _blocks.4 -o mined/    top-9 patches per channel
+      vizcnn ablate digits -m lenet5_digits -o ab/  layer-removal ablations
     Every command takes --help.
     """
 
@@ -144,6 +145,10 @@ app.add_command(dream_command)
 from .render import render_command  # noqa: E402
 
 app.add_command(render_command)
+
+from .ablate import ablate_command  # noqa: E402
+
+app.add_command(ablate_command)
 
 
 def main() -> None:

@@ -1,0 +1,73 @@
+"""Two gloo processes: sharded evaluation merges to exactly the single-process counts, and DDP
+retraining (each rank half of every batch) matches one process training on whole batches."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from test_ablation_eval import identity, mlp, toy_data
+
+from vizcnn.ablation.evaluate import evaluate
+from vizcnn.ablation.surgery import ablate
+from vizcnn.ablation.training import TrainConfig, train
+from vizcnn.core.distributed import init_from_env, shutdown
+
+CONFIG = TrainConfig(retrain="all", epochs=2, batch_size=8, seed=3)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def train_data():  # type: ignore[no-untyped-def]
+    data = toy_data(32, seed=5)
+    data.labels[data.labels < 0] = 2
+    return data
+
+
+def worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+    )  # fmt: skip
+    torch.set_num_threads(1)
+    init_from_env(torch.device("cpu"))
+    try:
+        scores = evaluate(
+            {"a": mlp(0), "b": mlp(1)}, toy_data(), identity, reference="a", batch_size=4
+        )
+        data = train_data()
+        cut = ablate(mlp(), ["6", "7"], example=data.images[:2], seed=3)
+        train(cut, data, identity, CONFIG)
+        torch.save(
+            {"scores": {k: asdict(v) for k, v in scores.items()}, "state": cut.module.state_dict()},
+            Path(out) / f"rank{rank}.pt",
+        )
+    finally:
+        shutdown()
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_equal_one(tmp_path: Path) -> None:
+    mp.spawn(worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    single = evaluate({"a": mlp(0), "b": mlp(1)}, toy_data(), identity, reference="a", batch_size=4)
+    data = train_data()
+    cut = ablate(mlp(), ["6", "7"], example=data.images[:2], seed=3)
+    train(cut, data, identity, CONFIG)
+    for rank in range(2):
+        got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        for name in ("a", "b"):
+            want = asdict(single[name])
+            kl = want.pop("kl_sum")
+            assert got["scores"][name].pop("kl_sum") == pytest.approx(kl, rel=1e-9, abs=1e-12)
+            assert got["scores"][name] == want  # counts: exact
+        for key, value in cut.module.state_dict().items():
+            torch.testing.assert_close(got["state"][key], value, rtol=1e-5, atol=1e-6)

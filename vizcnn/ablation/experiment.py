@@ -1,0 +1,197 @@
+"""The ablation experiment: validate every variant, retrain with equal budgets, evaluate all.
+
+Rows: `original` (the model as given, untouched), `control` (an un-ablated copy with the same
+retraining as the variants, when retraining) and one per variant. Changes are reported against
+both, as Zeiler & Fergus's fairness argument asks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.data import Dataset
+
+from vizcnn.ablation.evaluate import Scores, evaluate
+from vizcnn.ablation.surgery import Ablated, Change, ablate
+from vizcnn.ablation.training import TrainConfig, check_retrain, train
+from vizcnn.ablation.variants import CONTROL, ORIGINAL, Variant, check_names
+from vizcnn.core.errors import VizError
+from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.models.base import ModelLike, as_loaded
+
+
+@dataclass
+class VariantResult:
+    """One row of the results table."""
+
+    name: str  # original, control or the variant's name
+    description: str  # what it corresponds to
+    removed: list[str]  # layers removed (or zeroed)
+    changes: list[Change]  # what surgery did
+    params: int  # parameters of the network evaluated
+    params_removed: int  # original's parameters minus this network's
+    params_new: int  # parameters freshly initialized (adapters, re-fitted layers)
+    adapter: bool  # an adapter or re-fitted layer was needed
+    trained: str  # none | head | all (what was retrained)
+    scores: Scores = field(default_factory=Scores)
+    final_loss: float | None = None  # mean loss over the last epoch's steps
+    train_scores: Scores | None = None  # on the training data (Z&F's "train top-1" column)
+
+
+@dataclass
+class AblationResult:
+    """Every row, with the training budget they shared."""
+
+    rows: list[VariantResult]
+    config: TrainConfig
+
+    def row(self, name: str) -> VariantResult:
+        for row in self.rows:
+            if row.name == name:
+                return row
+        raise KeyError(name)
+
+    def change(self, name: str, against: str, metric: str = "top1_accuracy") -> float | None:
+        """Accuracy difference (in fraction) of row `name` minus row `against`."""
+        mine = getattr(self.row(name).scores, metric)
+        base = (
+            getattr(self.row(against).scores, metric)
+            if any(r.name == against for r in self.rows)
+            else None
+        )
+        return None if mine is None or base is None else mine - base
+
+
+def plan(
+    model: ModelLike,
+    variants: Sequence[Variant],
+    config: TrainConfig,
+    *,
+    example: torch.Tensor | None = None,
+) -> dict[str, Ablated]:
+    """Build every variant's copy (no training): a bad variant fails here, before any work."""
+    if not variants:
+        raise VizError(
+            "no variants: give --variant NAME=LAYER[,LAYER...] or --units LAYER:CHANNELS"
+        )
+    check_names(variants)
+    planned: dict[str, Ablated] = {}
+    for variant in variants:
+        try:
+            cut = ablate(
+                model, variant.remove, units=dict(variant.units), example=example, seed=config.seed
+            )
+        except VizError as exc:
+            raise VizError(f"variant {variant.name!r}: {exc}") from None
+        check_retrain(config, variant.name, cut)
+        planned[variant.name] = cut
+    return planned
+
+
+def run_ablation(
+    model: ModelLike,
+    variants: Sequence[Variant],
+    test_data: Dataset[tuple[torch.Tensor, int]],
+    config: TrainConfig,
+    *,
+    train_data: Dataset[tuple[torch.Tensor, int]] | None = None,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    planned: dict[str, Ablated] | None = None,
+    progress: Callable[[str], ProgressCallback] = lambda _: no_progress,
+) -> AblationResult:
+    """Retrain (per `config`) and evaluate the control and every variant on `test_data`.
+
+    Args:
+        model: the network as given; it is evaluated as `original` and never modified.
+        variants: what to remove; see `Variant`.
+        test_data: items `(image in [0, 1], label)` the table is measured on.
+        config: the retraining budget every row (control included) gets.
+        train_data: needed unless `config.retrain == "none"`.
+        planned: `plan(...)`'s output when already computed (the CLI validates first).
+        progress: phase name -> a progress callback for that phase (one bar each).
+
+    Example:
+        >>> result = run_ablation(load_model("lenet5_digits"), DIGITS_VARIANTS, digits("test"),
+        ...                       TrainConfig(retrain="all", epochs=5), train_data=digits("train"))
+    """
+    loaded = as_loaded(model)
+    if config.retrain != "none" and train_data is None:
+        raise VizError(f"--retrain {config.retrain} needs training data (--train-data)")
+    cuts = planned if planned is not None else plan(model, variants, config)
+    by_name = {v.name: v for v in variants}
+    rows: list[VariantResult] = []
+    networks = {ORIGINAL: loaded.module}
+    original = Ablated(loaded.module, [], _params(loaded.module), _params(loaded.module))
+    rows.append(_row(ORIGINAL, "the model as given", [], original, "none"))
+    if config.retrain != "none":
+        cuts = {CONTROL: ablate(model, example=None, seed=config.seed), **cuts}
+    for name, cut in cuts.items():
+        losses: list[float] = []
+        if config.retrain != "none" and train_data is not None:
+            losses = train(
+                cut,
+                train_data,
+                loaded.normalize,
+                config,
+                device=device,
+                progress=progress(f"training {name}"),
+                message=f"training {name}",
+            )
+        variant = by_name.get(name)
+        description = variant.description if variant else "un-ablated, same retraining"
+        removed = (
+            [*variant.remove, *(f"{layer}:{c}" for layer, c in variant.units)] if variant else []
+        )
+        row = _row(name, description, removed, cut, config.retrain)
+        if losses:
+            per_epoch = max(1, len(losses) // max(config.epochs, 1))
+            row.final_loss = sum(losses[-per_epoch:]) / per_epoch
+        rows.append(row)
+        networks[name] = cut.module.to(device)
+    scores = evaluate(
+        networks,
+        test_data,
+        loaded.normalize,
+        reference=ORIGINAL,
+        batch_size=batch_size,
+        device=device,
+        progress=progress("evaluating"),
+    )
+    for row in rows:
+        row.scores = scores[row.name]
+    if train_data is not None and config.retrain != "none":
+        fitted = evaluate(
+            networks,
+            train_data,
+            loaded.normalize,
+            batch_size=batch_size,
+            device=device,
+            progress=progress("evaluating on the training data"),
+        )
+        for row in rows:
+            row.train_scores = fitted[row.name]
+    return AblationResult(rows, config)
+
+
+def _params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _row(
+    name: str, description: str, removed: list[str], cut: Ablated, trained: str
+) -> VariantResult:
+    new = dict(cut.module.named_parameters())
+    return VariantResult(
+        name=name,
+        description=description,
+        removed=removed,
+        changes=list(cut.changes),
+        params=cut.params_after,
+        params_removed=cut.params_removed,
+        params_new=sum(new[n].numel() for n in cut.new_params),
+        adapter=cut.adapter,
+        trained=trained,
+    )

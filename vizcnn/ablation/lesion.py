@@ -1,0 +1,103 @@
+"""The lesion study (Veit et al. 2016): remove one block at a time, no retraining, no labels needed.
+
+A block whose input and output shapes agree (a residual block: `x + f(x)`) is replaced by the
+identity, which equals zeroing its residual branch. A block that changes the shape (downsampling,
+more channels) cannot be removed without an adapter that would need training: it is listed as
+not removable. Each removable lesion is compared with the intact network on the same images:
+top-1 agreement, top-5 overlap, mean KL divergence, and accuracy where the data has labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import Dataset
+
+from vizcnn.ablation.evaluate import Scores, evaluate
+from vizcnn.ablation.surgery import ablate, check_layers
+from vizcnn.ablation.variants import find_blocks
+from vizcnn.core.errors import VizError
+from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.models.base import ModelLike, as_loaded
+
+INTACT = "intact"
+
+
+@dataclass
+class Lesion:
+    """One block of the study."""
+
+    block: str  # dotted name
+    depth: int  # position among the blocks, 0 = nearest the input
+    params: int  # parameters of the block
+    removable: bool  # input and output shapes agree: identity without retraining
+    reason: str  # why not, when not removable
+    scores: Scores | None = None  # against the intact network (None when not removable)
+
+
+@dataclass
+class LesionResult:
+    intact: Scores  # the intact network (accuracy where labelled; agreement with itself = 1)
+    lesions: list[Lesion]
+
+
+def lesion_study(
+    model: ModelLike,
+    data: Dataset[tuple[torch.Tensor, int]],
+    *,
+    blocks: Sequence[str] | None = None,
+    batch_size: int = 32,
+    device: torch.device | str = "cpu",
+    progress: ProgressCallback = no_progress,
+) -> LesionResult:
+    """Remove each block in turn and compare the network's predictions with the intact one's.
+
+    Args:
+        model: a `LoadedModel` or `nn.Module` returning logits; never modified.
+        data: items `(image (C, H, W) in [0, 1], label)` (label -1 when unknown).
+        blocks: block names (default: `find_blocks`, e.g. `_blocks.0` ... `_blocks.15`).
+        batch_size: images per forward pass (every lesioned copy sees each batch).
+
+    Example:
+        >>> result = lesion_study(load_model("efficientnet_lite0"), UnlabelledData(samples))
+        >>> [(l.block, l.scores.agreement) for l in result.lesions if l.removable]
+    """
+    loaded = as_loaded(model)
+    if blocks is None:
+        found = find_blocks(loaded.module)
+        names = [b.name for b in found]
+        params = {b.name: b.params for b in found}
+    else:
+        names = list(blocks)
+        check_layers(loaded.module, names)
+        params = {
+            n: sum(p.numel() for p in loaded.module.get_submodule(n).parameters()) for n in names
+        }
+    if not names:
+        raise VizError(
+            f"{loaded.name} has no blocks (children of a ModuleList/Sequential of composite "
+            "modules); name layers with --variant instead"
+        )
+    lesions: list[Lesion] = []
+    networks = {INTACT: loaded.module}
+    for depth, name in enumerate(names):
+        cut = ablate(loaded, [name])
+        removable = not cut.needs_training
+        reason = "" if removable else f"changes the shape ({cut.changes[0].detail} needed)"
+        lesions.append(Lesion(name, depth, params[name], removable, reason))
+        if removable:
+            networks[name] = cut.module.to(device)
+    scores = evaluate(
+        networks,
+        data,
+        loaded.normalize,
+        reference=INTACT,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+    )
+    for lesion in lesions:
+        lesion.scores = scores.get(lesion.block)
+    return LesionResult(scores[INTACT], lesions)
