@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 from vizcnn.core.errors import VizError
@@ -48,3 +51,28 @@ def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torc
     else:
         generator.manual_seed(int(seed))
     return generator
+
+
+@contextmanager
+def deterministic_algorithms(enabled: bool = True) -> Iterator[None]:
+    """Run the block with `torch.use_deterministic_algorithms(True, warn_only=True)`, then restore.
+
+    On CUDA some kernels (atomic adds in backward passes) give slightly different sums from run
+    to run; this picks deterministic kernels where torch has them, and torch warns about each op
+    that has none. For cuBLAS, set `CUBLAS_WORKSPACE_CONFIG=:4096:8` before CUDA starts (the
+    CLI's `--deterministic` does). CPU results are deterministic without it.
+
+    Example:
+        >>> with deterministic_algorithms():
+        ...     result = render(loaded, ["_blocks.9:3"], config)
+    """
+    if not enabled:
+        yield
+        return
+    was = torch.are_deterministic_algorithms_enabled()
+    was_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was, warn_only=was_warn)
