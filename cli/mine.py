@@ -10,6 +10,7 @@ import click
 
 from vizcnn.core.distributed import current_shard, init_from_env, shutdown
 from vizcnn.core.errors import VizError
+from vizcnn.core.units import DEFAULT_CHANNELS, resolve_unit
 from vizcnn.data.datasets import ImageSource, open_dataset
 from vizcnn.io.imaging import save_json, save_png
 from vizcnn.mining.patches import MinedPatches, channel_grid, layer_sheet, mine_patches
@@ -19,7 +20,6 @@ from vizcnn.mining.streaming import (
     config_dict,
     layer_shape,
     mine_topk,
-    parse_channels,
 )
 from vizcnn.models.loading import LoadedModel
 
@@ -40,9 +40,17 @@ CHECKPOINT_DIR = "checkpoint"
 @click.argument("data")
 @model_options
 @click.option(
-    "-l", "--layer", default=None, help="Layer to mine (default: the model's mine layer)."
+    "-l",
+    "--layer",
+    default=None,
+    metavar="LAYER[#k][:CHANNELS]",
+    help="Layer to mine, optionally with channels: _blocks.4:0-15 (default: the model's mine layer).",
 )
-@click.option("--channels", default=None, help="Channels: 0:64 (slice, the default), 3,5,9, or 7.")
+@click.option(
+    "--channels",
+    default=None,
+    help=f"Channels: 0:64 (a slice), 0-15, 3,5,9 or 7 (default {DEFAULT_CHANNELS}).",
+)
 @click.option("--all", "all_channels", is_flag=True, help="Mine every channel of the layer.")
 @click.option("-k", "k", type=int, default=9, show_default=True, help="Images per channel.")
 @click.option(
@@ -113,9 +121,12 @@ def mine_command(
     device = init_from_env(device_from(options))
     try:
         loaded = open_model(options, device)
-        layer_name = layer or loaded.layers_for("mine")[0]
-        available = layer_shape(loaded, layer_name)[0]
-        chosen = parse_channels(None if all_channels else (channels or "0:64"), available)
+        layer_name, chosen = resolve_unit(
+            layer or loaded.layers_for("mine")[0],
+            lambda name: layer_shape(loaded, name)[0],
+            channels=channels,
+            all_channels=all_channels,
+        )
         config = MineConfig(
             layer=layer_name,
             channels=chosen,

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from vizcnn.core.channels import parse_channels
@@ -115,13 +116,55 @@ def parse_unit(spec: str | UnitSpec) -> UnitSpec:
         channels = channels_text.strip()
         if not channels:
             raise VizError(f"empty channel list after ':' in unit {spec!r}; write {GRAMMAR}")
-        if _closed(channels):  # syntax errors surface now, range errors once the layer is known
-            parse_channels(channels, None)
-    return UnitSpec(name, call, channels, weight)
+    unit = UnitSpec(name, call, channels, weight)
+    if channels is not None and is_closed(unit):  # syntax errors now, ranges once known
+        parse_channels(channels, None)
+    return unit
 
 
-def _closed(text: str) -> bool:
-    """Whether a selection can be checked without the layer's channel count (no open slice)."""
-    return text != "all" and not any(
-        part.count(":") >= 1 and not part.split(":")[1].strip() for part in text.split(",")
-    )
+def is_closed(unit: UnitSpec) -> bool:
+    """Whether the unit's channels are known without the layer's channel count.
+
+    False for no channels (a default or the whole layer), `all` and open slices (`8:`).
+    """
+    text = unit.channels_text
+    if text is None or text.strip() == "all":
+        return False
+    parts = [part.split(":") for part in text.split(",")]
+    return not any(len(fields) > 1 and not fields[1].strip() for fields in parts)
+
+
+def resolve_unit(
+    spec: str | UnitSpec,
+    count: Callable[[str], int],
+    *,
+    channels: str | None = None,
+    all_channels: bool = False,
+) -> tuple[str, tuple[int, ...]]:
+    """The layer and channels a command line asks for: `-l SPEC` plus `--channels` / `--all`.
+
+    Args:
+        spec: `LAYER[#k][:CHANNELS]`.
+        count: the channel count of a layer spec (one probe pass; called once).
+        channels: a `--channels` selection (not together with channels in `spec`).
+        all_channels: every channel (`--all`).
+
+    Returns:
+        `(layer spec, channel indices)`; no selection anywhere gives `DEFAULT_CHANNELS`.
+
+    Example:
+        >>> resolve_unit("_blocks.9:0-3", lambda layer: 112)
+        ('_blocks.9', (0, 1, 2, 3))
+    """
+    unit = parse_unit(spec)
+    given = [unit.channels_text is not None, channels is not None, all_channels]
+    if sum(given) > 1:
+        raise VizError(
+            f"choose channels one way: {unit.layer_spec}:CHANNELS, --channels or --all, not several"
+        )
+    layer = unit.layer_spec
+    if channels is not None:
+        unit = UnitSpec(unit.layer, unit.call, channels, unit.weight)
+    elif all_channels:
+        unit = UnitSpec(unit.layer, unit.call, "all", unit.weight)
+    return layer, unit.channels(count(layer)) or ()

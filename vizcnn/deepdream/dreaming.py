@@ -20,10 +20,10 @@ from typing import Literal
 
 import torch
 
-from vizcnn.core.channels import parse_channels
 from vizcnn.core.devices import make_generator
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.core.units import is_closed, parse_unit
 from vizcnn.deepdream.tiling import (
     add_image,
     as_unit,
@@ -32,7 +32,7 @@ from vizcnn.deepdream.tiling import (
     row_bands,
     tile_shapes,
 )
-from vizcnn.hooks import capture, forward_to
+from vizcnn.hooks import capture, forward_to, layer_output_shape, model_guard
 from vizcnn.io.imaging import resize
 from vizcnn.models.loading import LoadedModel
 
@@ -59,33 +59,22 @@ class LayerTarget:
         return text
 
 
-def parse_layer_target(spec: str | LayerTarget) -> LayerTarget:
-    """Parse `LAYER[:CHANNELS][@WEIGHT]`, e.g. `_blocks.9:0-15@2` or `inception4c:3,7,9-11`.
+def parse_layer_target(spec: str | LayerTarget, count: int | None = None) -> LayerTarget:
+    """Parse the unit grammar `LAYER[#k][:CHANNELS][@WEIGHT]` (`vizcnn.core.units.parse_unit`).
+
+    No CHANNELS means the whole layer. `count` (the layer's channel count) is needed only for
+    open selections such as `8:` or `all`, and checks ranges when given.
 
     Example:
         >>> parse_layer_target("_blocks.9:0-2@2")
         LayerTarget(layer='_blocks.9', channels=(0, 1, 2), weight=2.0)
+        >>> parse_layer_target("_blocks.9:0:3").channels  # the same channels render takes
+        (0, 1, 2)
     """
     if isinstance(spec, LayerTarget):
         return spec
-    text = spec.strip()
-    weight = 1.0
-    head, at, tail = text.rpartition("@")
-    if at:
-        try:
-            weight = float(tail)
-        except ValueError:
-            raise VizError(
-                f"bad weight {tail!r} in layer {spec!r}; write LAYER[:CHANNELS][@WEIGHT], e.g. _blocks.9@2"
-            ) from None
-        if not math.isfinite(weight):
-            raise VizError(f"weight in layer {spec!r} must be a finite number")
-        text = head
-    layer, colon, channel_text = text.partition(":")
-    channels = parse_channels(channel_text, None) if colon else None
-    if not layer:
-        raise VizError(f"no layer name in {spec!r}; write LAYER[:CHANNELS][@WEIGHT]")
-    return LayerTarget(layer, channels, weight)
+    unit = parse_unit(spec)
+    return LayerTarget(unit.layer_spec, unit.channels(count, default=None), unit.weight)
 
 
 @dataclass(frozen=True)
@@ -122,7 +111,17 @@ class DreamConfig:
     def targets(self, loaded: LoadedModel) -> list[LayerTarget]:
         """The parsed layer targets, or the model's default dream layers."""
         specs = self.layers or tuple(loaded.layers_for("dream"))
-        return [parse_layer_target(spec) for spec in specs]
+        return [_target(spec, loaded) for spec in specs]
+
+
+def _target(spec: str | LayerTarget, loaded: LoadedModel) -> LayerTarget:
+    """A target whose open channel selection (`8:`, `all`) is resolved with one probe pass."""
+    if isinstance(spec, LayerTarget) or is_closed(parse_unit(spec)):
+        return parse_layer_target(spec)
+    layer = parse_unit(spec).layer_spec
+    with model_guard(loaded.module):
+        shape = layer_output_shape(loaded.module, (loaded.channels, *loaded.input_size), layer)
+    return parse_layer_target(spec, shape[0] if shape else None)
 
 
 def dream_objective(
