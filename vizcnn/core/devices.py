@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -76,3 +77,16 @@ def deterministic_algorithms(enabled: bool = True) -> Iterator[None]:
         yield
     finally:
         torch.use_deterministic_algorithms(was, warn_only=was_warn)
+
+
+def available_memory(device: torch.device | str) -> int | None:
+    """Bytes free for tensors on `device` now (CPU: free RAM), or None where it cannot be told."""
+    device = torch.device(device)
+    try:
+        if device.type == "cuda":
+            return int(torch.cuda.mem_get_info(device)[0])
+        if device.type == "mps":
+            return int(torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory())
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError, RuntimeError):
+        return None
