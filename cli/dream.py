@@ -14,16 +14,15 @@ from typing import Any
 import click
 import torch
 
-from vizcnn.core.devices import available_memory, make_generator
+from vizcnn.core.devices import make_generator
 from vizcnn.core.errors import VizError
 from vizcnn.data.samples import resolve_image_argument, sample_names
-from vizcnn.deepdream.dreaming import DreamConfig, dream, dream_memory, octave_sizes
+from vizcnn.deepdream.dreaming import DreamConfig, check_memory, dream, octave_sizes
 from vizcnn.deepdream.zoom import ZoomConfig, dream_frames
 from vizcnn.hooks import find_module, parse_layer
 from vizcnn.io.imaging import save_json, save_png
 from vizcnn.io.provenance import provenance
 from vizcnn.io.video import mp4_encoder, save_gif, save_mp4
-from vizcnn.models.loading import LoadedModel
 
 from .common import (
     device_from,
@@ -33,7 +32,7 @@ from .common import (
     progress_enabled,
     run_options,
 )
-from .options import FINITE_FLOAT, deprecated_alias, resolve_alias
+from .options import FINITE_FLOAT, check_writable, deprecated_alias, resolve_alias
 from .progress import progress_bar
 
 # every command that takes an image lists the bundled ones
@@ -131,41 +130,6 @@ def _command_line(
 
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-def _writable(path: Path, folder: bool) -> None:
-    """Fail before any work if the output cannot be written (checked by writing nothing)."""
-    where = path if folder else path.parent
-    try:
-        where.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise VizError(f"cannot create output folder {where}: {exc.strerror}") from None
-    if not os.access(where, os.W_OK | os.X_OK):
-        raise VizError(f"output folder {where} is not writable; choose another -o")
-    if path.exists() and not folder and not os.access(path, os.W_OK):
-        raise VizError(f"{path} is not writable; choose another -o")
-
-
-def _check_memory(
-    loaded: LoadedModel, size: tuple[int, int], config: DreamConfig, device: torch.device
-) -> str | None:
-    """Refuse a dream that cannot fit in memory; a warning line when it would use most of it."""
-    estimate = dream_memory(loaded, size, config).total
-    free = available_memory(device)
-    if free is None or estimate < free // 2:
-        return None
-    height, width = size
-    need = (
-        f"dreaming {width}x{height} at --tile {config.tile} needs about {estimate / 2**30:.1f} GiB"
-    )
-    hint = (
-        "set --tile 512 (or smaller) to bound it"
-        if config.tile in (0, None) or config.tile > 512
-        else "lower --tile"
-    )
-    if estimate > free:
-        raise VizError(f"{need}, {free / 2**30:.1f} GiB free on {device.type}; {hint}")
-    return f"{need} of {free / 2**30:.1f} GiB free on {device.type}; {hint} if it runs out"
 
 
 @click.command("dream", epilog=SAMPLES_EPILOG)
@@ -324,7 +288,7 @@ def dream_command(
             f"no MP4 encoder found (install ffmpeg or imageio-ffmpeg); use -o {target.path.with_suffix('.gif')} or a folder for PNG frames"
         )
     zoom_config = ZoomConfig(frames=frames, zoom=zoom, blend=blend) if video else None
-    _writable(target.path, folder=target.kind == "frames")
+    check_writable(target.path, folder=target.kind == "frames")
     device = device_from(options)
     loaded = open_model(options, device)
     picture, _ = resolve_image_argument(image, loaded.channels)
@@ -359,7 +323,7 @@ def dream_command(
     }
     if zoom_config is not None:
         options_used.update(asdict(zoom_config), fps=fps)
-    warning = _check_memory(loaded, (int(height), int(width)), config, device)
+    warning = check_memory(loaded, (int(height), int(width)), config)
     if warning and progress_enabled(options):
         click.echo(f"warning: {warning}", err=True)
 

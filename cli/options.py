@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+
+from vizcnn.core.errors import VizError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,3 +58,17 @@ def resolve_alias(options: dict[str, Any], dest: str, new: str, old: str) -> Non
     if options.get(dest) is not None:
         raise click.UsageError(f"give {new} only ({old} is its old name)")
     options[dest] = value
+
+
+def check_writable(path: Path, folder: bool) -> None:
+    """Fail with a one-line error before any work if `path` (a folder, or a file in one) cannot
+    be written; creates the folder."""
+    where = path if folder else path.parent
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VizError(f"cannot create output folder {where}: {exc.strerror}") from None
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise VizError(f"output folder {where} is not writable; choose another -o")
+    if not folder and path.exists() and not os.access(path, os.W_OK):
+        raise VizError(f"{path} is not writable; choose another -o")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -16,13 +15,14 @@ import torch
 from vizcnn.core.errors import VizError
 from vizcnn.core.units import DEFAULT_CHANNELS, parse_unit
 from vizcnn.io.imaging import labeled_sheet, load_image, read_png_metadata, save_json, save_png
-from vizcnn.io.provenance import differing_options, provenance
+from vizcnn.io.provenance import provenance
+from vizcnn.io.resume import first_difference, stored_provenance
 from vizcnn.models.loading import LoadedModel
 from vizcnn.optvis.objectives import Objective, channel, class_logit, layer_l2, neuron
 from vizcnn.optvis.rendering import RenderConfig, layer_channels, render_iter
 
 from .common import device_from, friendly_errors, model_options_with, open_model, run_options
-from .options import FINITE_FLOAT, deprecated_alias, resolve_alias
+from .options import FINITE_FLOAT, check_writable, deprecated_alias, resolve_alias
 from .progress import progress_bar
 
 OBJECTIVES = ("channel", "neuron", "class", "layer")
@@ -147,23 +147,6 @@ def _unit_block(block: dict[str, Any], unit: Unit, position: int) -> dict[str, A
     return {**block, "options": {**block["options"], "unit": unit.label, "position": position}}
 
 
-def _stored_block(path: Path) -> dict[str, Any]:
-    try:
-        block = json.loads(read_png_metadata(path).get("provenance", "{}"))
-    except (OSError, ValueError):
-        return {}
-    return block if isinstance(block, dict) else {}
-
-
-def _difference(stored: dict[str, Any], wanted: dict[str, Any], key: str) -> str:
-    def value(block: dict[str, Any]) -> Any:
-        if key.startswith("options."):
-            return (block.get("options") or {}).get(key.removeprefix("options."))
-        return block.get(key)
-
-    return f"{key.removeprefix('options.')} {value(stored)} in the file, {value(wanted)} now"
-
-
 def plan_resume(job: RenderJob, block: dict[str, Any], overwrite: bool) -> tuple[set[int], int]:
     """Unit positions whose PNGs exist with this job's settings, and how many will be replaced.
 
@@ -179,18 +162,17 @@ def plan_resume(job: RenderJob, block: dict[str, Any], overwrite: bool) -> tuple
             continue
         wanted = _unit_block(block, unit, position)
         differ = [
-            (path, keys)
+            (path, why)
             for path in paths
-            if (keys := differing_options(_stored_block(path), wanted))
+            if (why := first_difference(stored_provenance(path), wanted)) is not None
         ]
         if not differ:
             done.add(position)
             continue
         if not overwrite:
-            path, keys = differ[0]
+            path, why = differ[0]
             raise VizError(
-                f"{path} was rendered with other settings "
-                f"({_difference(_stored_block(path), wanted, keys[0])}); "
+                f"{path} was rendered with other settings ({why}); "
                 "use --overwrite to re-render it, or another -o folder"
             )
         replaced += 1
@@ -256,16 +238,6 @@ def run_render(
         f"rendered {pending} unit(s) of {what} ({skipped} already done{again}) in {seconds:.0f}s "
         f"-> {job.output}/ (sheet.png, manifest.json)"
     )
-
-
-def _writable(folder: Path) -> None:
-    """Fail before any work if `folder` cannot be created or written."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise VizError(f"cannot create output folder {folder}: {exc.strerror}") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise VizError(f"output folder {folder} is not writable; choose another -o")
 
 
 @click.command("render")
@@ -403,7 +375,7 @@ def render_command(output: str, overwrite: bool, **options: Any) -> None:
         amp=options["amp"],
         deterministic=options["deterministic"],
     )
-    _writable(Path(output))
+    check_writable(Path(output), folder=True)
     device = device_from(options)
     loaded = open_model(options, device)
     kind, layer, units = build_units(loaded, options)

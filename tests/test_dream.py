@@ -644,7 +644,7 @@ def test_cli_float_options_reject_inf_and_nan(tmp_path: Path, option: str) -> No
 def test_cli_refuses_a_dream_that_cannot_fit_and_an_unwritable_output(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("vizcnn.cli.dream.available_memory", lambda device: 1_000_000)
+    monkeypatch.setattr("vizcnn.deepdream.octaves.available_memory", lambda device: 1_000_000)
     out = tmp_path / "x.png"
     args = ["dream", "sample:coffee", *ALEX, "--tile", "0", "-o", str(out)]
     result = CliRunner().invoke(app, args)

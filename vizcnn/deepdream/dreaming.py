@@ -20,7 +20,7 @@ from vizcnn.core.devices import deterministic_algorithms, make_generator
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.deepdream.config import DreamConfig
 from vizcnn.deepdream.images import as_batch, float_dtype
-from vizcnn.deepdream.octaves import dream_memory, octave_sizes
+from vizcnn.deepdream.octaves import check_memory, dream_memory, octave_sizes
 from vizcnn.deepdream.targets import (
     LayerTarget,
     dream_objective,
@@ -36,6 +36,7 @@ from vizcnn.models.loading import LoadedModel
 __all__ = [
     "DreamConfig",
     "LayerTarget",
+    "check_memory",
     "dream",
     "dream_memory",
     "dream_objective",

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from vizcnn.core.devices import available_memory
 from vizcnn.core.errors import VizError
 from vizcnn.deepdream.config import DreamConfig
 from vizcnn.deepdream.images import float_dtype
@@ -138,3 +139,30 @@ def dream_memory(
     # backward frees saved activations as it goes: the peak is about them plus a quarter
     total = int(1.25 * per_pixel * tile_pixels * batch) + image_bytes
     return MemoryEstimate(per_pixel, tile_pixels, image_bytes, total)
+
+
+def check_memory(
+    loaded: LoadedModel, size: tuple[int, int], config: DreamConfig, batch: int = 1
+) -> str | None:
+    """Refuse a dream that cannot fit in free memory; a warning text when it needs over half.
+
+    Raises:
+        VizError: one line with the estimate, the free memory and the `--tile` to set.
+
+    Returns:
+        None, or a one-line warning for the caller to show.
+    """
+    estimate = dream_memory(loaded, size, config, batch).total
+    free = available_memory(loaded.device)
+    if free is None or estimate < free // 2:
+        return None
+    height, width = size
+    need = (
+        f"dreaming {width}x{height} at --tile {config.tile} needs about {estimate / 2**30:.1f} GiB"
+    )
+    big = config.tile == 0 or config.tile > 512
+    hint = "set --tile 512 (or smaller) to bound it" if big else "lower --tile"
+    where = loaded.device.type
+    if estimate > free:
+        raise VizError(f"{need}, {free / 2**30:.1f} GiB free on {where}; {hint}")
+    return f"{need} of {free / 2**30:.1f} GiB free on {where}; {hint} if it runs out"
