@@ -120,9 +120,11 @@ def build_units(loaded: LoadedModel, options: dict[str, Any]) -> tuple[str, str 
         else:
             objective = channel(layer, index)
             stem = f"{_safe(layer)}_c{index:04d}"
-        if spec.weight != 1.0:
+        label = f"{layer}:{index}"
+        if spec.weight != 1.0:  # in the label, so a resume with another weight is caught
             objective = spec.weight * objective
-        units.append(Unit(objective, stem, f"{layer}:{index}"))
+            label += f"@{spec.weight:g}"
+        units.append(Unit(objective, stem, label))
     return kind, layer, units
 
 
