@@ -25,6 +25,7 @@ from vizcnn.ablation.variants import DIGITS_VARIANTS, Variant, parse_units, pars
 from vizcnn.core.distributed import current_shard, init_from_env, shutdown
 from vizcnn.core.errors import VizError
 from vizcnn.io.imaging import atomic_write, save_json, save_png
+from vizcnn.io.paths import ensure_writable
 from vizcnn.io.provenance import provenance
 
 from .common import (
@@ -38,16 +39,6 @@ from .common import (
 from .progress import progress_bar
 
 DIGITS_EPOCHS = 15  # the built-in digits experiment: every row trained from scratch this long
-
-
-def check_writable(out: Path) -> None:
-    """Fail before any work when OUT cannot be created or written."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write(out / ".vizcnn-write-test", lambda file: file.write(b""))
-        (out / ".vizcnn-write-test").unlink()
-    except OSError as exc:
-        raise VizError(f"cannot write to {str(out)!r}: {exc.strerror or exc}") from None
 
 
 @click.command("ablate")
@@ -150,7 +141,7 @@ def ablate_command(
     out = Path(output)
     device = init_from_env(device_from(options))
     try:
-        check_writable(out)
+        ensure_writable(out, "folder")
         loaded = open_model(options, device)
         show = progress_enabled(options) and current_shard().is_main
         test_set = open_labelled(

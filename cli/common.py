@@ -27,7 +27,7 @@ def model_options(func: F) -> F:
     return model_options_with()(func)
 
 
-def model_options_with(size_flag: str = "--size") -> Callable[[F], F]:
+def model_options_with(size_flag: str = "--input-size") -> Callable[[F], F]:
     """`model_options` with the custom-model input size under `size_flag` (for commands that
     use `--size` for something else, such as `render`'s image size)."""
 

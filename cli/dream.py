@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shlex
+import os
 import time
 import warnings
 from collections.abc import Iterator
@@ -14,26 +14,30 @@ from typing import Any
 import click
 import torch
 
-import vizcnn
 from vizcnn.core.devices import make_generator
 from vizcnn.core.errors import VizError
-from vizcnn.data.samples import resolve_image_argument
-from vizcnn.deepdream.dreaming import DreamConfig, dream, octave_sizes
+from vizcnn.data.samples import resolve_image_argument, sample_names
+from vizcnn.deepdream.dreaming import DreamConfig, check_memory, dream, octave_sizes
 from vizcnn.deepdream.zoom import ZoomConfig, dream_frames
 from vizcnn.hooks import find_module, parse_layer
 from vizcnn.io.imaging import save_json, save_png
 from vizcnn.io.paths import ensure_writable
+from vizcnn.io.provenance import provenance
 from vizcnn.io.video import mp4_encoder, save_gif, save_mp4
 
 from .common import (
     device_from,
     friendly_errors,
-    model_options,
+    model_options_with,
     open_model,
     progress_enabled,
     run_options,
 )
+from .options import FINITE_FLOAT, deprecated_alias, resolve_alias
 from .progress import progress_bar
+
+# every command that takes an image lists the bundled ones
+SAMPLES_EPILOG = "Bundled images (IMAGE or --guide as sample:NAME): " + ", ".join(sample_names())
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ _MODEL_FLAGS = {
     "arch": "--arch",
     "mean": "--mean",
     "std": "--std",
-    "input_size": "--size",
+    "input_size": "--input-size",
     "labels": "--labels",
 }
 
@@ -87,7 +91,7 @@ def _echo_warnings() -> Iterator[list[str]]:
 
 def _command_line(
     image: str, model: str, config: DreamConfig, zoom: ZoomConfig | None, extra: dict[str, Any]
-) -> str:
+) -> list[str]:
     """The command that remakes this dream (layers resolved, so new defaults do not change it)."""
     parts = ["vizcnn", "dream", image, "-m", model, *extra["model_args"]]
     for spec in extra["layers"]:
@@ -100,6 +104,8 @@ def _command_line(
     ]  # fmt: skip
     if config.amp:
         parts.append("--amp")
+    if config.deterministic:
+        parts.append("--deterministic")
     if extra.get("guide"):
         parts += ["--guide", str(extra["guide"])]
     if zoom is not None:
@@ -120,12 +126,17 @@ def _command_line(
         "-o",
         str(extra["output"]),
     ]
-    return shlex.join(parts)
+    return parts
 
 
-@click.command("dream")
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+@click.command("dream", epilog=SAMPLES_EPILOG)
 @click.argument("image")
-@model_options
+@model_options_with("--input-size")
+@deprecated_alias("--size", "--input-size", "input_size", type=int)
 @click.option(
     "-l",
     "--layer",
@@ -137,10 +148,17 @@ def _command_line(
 @click.option(
     "--octaves", default=4, show_default=True, help="Octave pyramid levels (fewer on small images)."
 )
-@click.option("--octave-scale", default=1.4, show_default=True, help="Size ratio between octaves.")
+@click.option(
+    "--octave-scale",
+    type=FINITE_FLOAT,
+    default=1.4,
+    show_default=True,
+    help="Size ratio between octaves.",
+)
 @click.option("--steps", default=10, show_default=True, help="Gradient steps per octave.")
 @click.option(
     "--step-size",
+    type=FINITE_FLOAT,
     default=1.5,
     show_default=True,
     help="Step in 0..255 pixel units after normalizing the gradient.",
@@ -155,7 +173,8 @@ def _command_line(
     "--tile",
     default=512,
     show_default=True,
-    help="Gradient tile side in pixels: memory is bounded by the tile (0 = no tiling).",
+    help="Gradient tile side in pixels: memory is bounded by the tile (0 = no tiling; a run "
+    "that would not fit in memory is refused before it starts).",
 )
 @click.option(
     "--grad-norm",
@@ -175,19 +194,33 @@ def _command_line(
 )
 @click.option(
     "--zoom",
+    type=FINITE_FLOAT,
     default=1.05,
     show_default=True,
     help="Zoom video: zoom into the centre by this factor per frame.",
 )
-@click.option("--fps", default=12.0, show_default=True, help="Zoom video: frames per second.")
+@click.option(
+    "--fps",
+    type=FINITE_FLOAT,
+    default=12.0,
+    show_default=True,
+    help="Zoom video: frames per second.",
+)
 @click.option(
     "--blend",
+    type=FINITE_FLOAT,
     default=0.0,
     show_default=True,
     help="Zoom video: mix this share of the previous frame into each dream (0..1; 0.3 calms flicker).",
 )
 @click.option(
     "--amp", is_flag=True, help="bfloat16 autocast on CUDA (ignored, with a warning, elsewhere)."
+)
+@click.option(
+    "--deterministic",
+    is_flag=True,
+    help="Deterministic kernels, so that the same seed gives the same dream on CUDA too "
+    "(slower; torch warns about any op without one). CPU runs are deterministic anyway.",
 )
 @click.option(
     "-o",
@@ -214,6 +247,7 @@ def dream_command(
     fps: float,
     blend: float,
     amp: bool,
+    deterministic: bool,
     output: str,
     **options: Any,
 ) -> None:
@@ -224,7 +258,12 @@ def dream_command(
       vizcnn dream sample:coffee -o dream.png
       vizcnn dream photo.jpg -l _blocks.9:0-15@2 -l _blocks.11 --steps 20 -o dream.png
       vizcnn dream sample:chelsea --frames 24 --zoom 1.05 --blend 0.3 -o zoom.gif
+
+    The same --seed gives the same dream on the same device (on CUDA with --deterministic).
     """
+    resolve_alias(options, "input_size", "--input-size", "--size")
+    if deterministic:  # cuBLAS reads it when CUDA starts, before the model loads
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     config = DreamConfig(
         layers=tuple(layers),
         octaves=octaves,
@@ -235,6 +274,7 @@ def dream_command(
         tile=tile,
         grad_norm="std" if grad_norm == "std" else "mean",
         amp=amp,
+        deterministic=deterministic,
     )
     target = DreamOutput(Path(output), fps)
     if fps <= 0:
@@ -276,27 +316,39 @@ def dream_command(
         "device": str(device),
         "output": output,
     }
-    metadata: dict[str, Any] = {
-        "software": f"vizcnn {vizcnn.__version__}",
-        "technique": "dream",
-        "command": _command_line(image, loaded.name, config, zoom_config, extra),
-        "model": loaded.name,
-        "weights": loaded.weights,
-        "image": image,
-        "image_size": [int(height), int(width)],
+    options_used: dict[str, Any] = {
         **{k: v for k, v in asdict(config).items() if k != "layers"},
         "layers": [t.spec for t in targets],
         "guide": guide,
-        "seed": options["seed"],
-        "device": str(device),
+        "image_size": f"{width}x{height}",
     }
     if zoom_config is not None:
-        metadata.update(asdict(zoom_config), fps=fps)
+        options_used.update(asdict(zoom_config), fps=fps)
+    warning = check_memory(loaded, (int(height), int(width)), config)
+    if warning and progress_enabled(options):
+        click.echo(f"warning: {warning}", err=True)
+
+    def block(seconds: float | None) -> dict[str, Any]:
+        return provenance(
+            technique="dream",
+            model_name=loaded.name,
+            weights=loaded.weights,
+            module=loaded.module,
+            options=options_used,
+            data=image,
+            seed=options["seed"],
+            device=device,
+            dtype=loaded.dtype,
+            seconds=seconds,
+            command=_command_line(image, loaded.name, config, zoom_config, extra),
+        )
+
     start = time.perf_counter()
     results = []
     with _echo_warnings(), progress_bar(progress_enabled(options), unit="step") as progress:
         sizes = octave_sizes(loaded, (height, width), config)
-        metadata["octave_sizes"] = [list(s) for s in sizes]
+        options_used["octave_sizes"] = [f"{w}x{h}" for h, w in sizes]
+        running = block(None)
         if zoom_config is None:
             still = dream(
                 loaded, picture, config, guide=guide_image, generator=generator, progress=progress
@@ -317,20 +369,22 @@ def dream_command(
                     save_png(
                         frame.cpu(),
                         target.path / f"frame_{index:04d}.png",
-                        {**metadata, "frame": index},
+                        {"provenance": running, "frame": index},
                     )
                 else:
                     results.append(frame.cpu())
-    metadata["seconds"] = round(time.perf_counter() - start, 2)
+    seconds = time.perf_counter() - start
+    finished = block(seconds)
     if target.kind == "png":
-        save_png(results[0], target.path, metadata)
+        save_png(results[0], target.path, {"provenance": finished})
     elif target.kind == "gif":
         save_gif(results, target.path, fps)
     elif target.kind == "mp4":
         save_mp4(results, target.path, fps)
-    save_json(metadata, target.sidecar)
-    what = f"{frames} frames" if video else f"{width}x{height}"
+    save_json(finished, target.sidecar)
+    what = _plural(frames, "frame") if video else f"{width}x{height}"
     click.echo(
-        f"wrote {target.path} ({what}, {loaded.name} {' '.join(metadata['layers'])}, "
-        f"{len(sizes)} octaves x {steps} steps, {metadata['seconds']:.1f} s) and {target.sidecar.name}"
+        f"wrote {target.path} ({what}, {loaded.name} {' '.join(options_used['layers'])}, "
+        f"{_plural(len(sizes), 'octave')} x {_plural(steps, 'step')}, {seconds:.1f} s) "
+        f"and {target.sidecar.name}"
     )

@@ -10,7 +10,8 @@ import click
 from vizcnn.core.errors import VizError
 from vizcnn.models.loading import available_models
 
-from .common import device_from, friendly_errors, model_options, open_model, run_options
+from .common import device_from, friendly_errors, model_options_with, open_model, run_options
+from .options import deprecated_alias, resolve_alias
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -47,7 +48,8 @@ def models_command(as_json: bool) -> None:
 
 
 @app.command("layers")
-@model_options
+@model_options_with("--input-size")
+@deprecated_alias("--size", "--input-size", "input_size", type=int)
 @run_options
 @click.option(
     "--json",
@@ -72,6 +74,7 @@ def layers_command(as_json: bool, show_all: bool, **options: Any) -> None:
     """
     from vizcnn.receptive.table import layer_table
 
+    resolve_alias(options, "input_size", "--input-size", "--size")
     loaded = open_model(options, device_from(options))
     table = layer_table(loaded.module, (loaded.channels, *loaded.input_size))
     if as_json:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from pathlib import Path
@@ -12,6 +11,7 @@ import click
 
 from vizcnn.core.distributed import current_shard, init_from_env, shutdown
 from vizcnn.core.errors import VizError
+from vizcnn.core.units import DEFAULT_CHANNELS, resolve_unit
 from vizcnn.data.datasets import SAMPLES, ImageSource, open_dataset
 from vizcnn.io.imaging import save_json, save_png
 from vizcnn.io.paths import ensure_writable
@@ -29,7 +29,6 @@ from vizcnn.mining.streaming import (
     config_dict,
     layer_shape,
     mine_topk,
-    parse_channels,
 )
 
 from .common import (
@@ -40,38 +39,28 @@ from .common import (
     progress_enabled,
     run_options,
 )
+from .options import FINITE_FLOAT, deprecated_alias, resolve_alias
 from .progress import progress_bar
 
 CHECKPOINT_DIR = "checkpoint"
 
 
-class FiniteFloat(click.ParamType):
-    """A float that is not inf or nan (e.g. `--checkpoint-seconds inf` is refused).
-
-    Same as the shared type that cli/options.py brings; kept here until that lands.
-    """
-
-    name = "float"
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float:
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number", param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number", param, ctx)
-        return number
-
-
 @click.command("mine")
 @click.argument("data")
 @model_options
+@deprecated_alias("--size", "--input-size", "input_size", type=int)
 @click.option(
-    "-l", "--layer", default=None, help="Layer to mine (default: the model's mine layer)."
+    "-l",
+    "--layer",
+    default=None,
+    metavar="LAYER[#k][:CHANNELS]",
+    help="Layer to mine, optionally with channels: _blocks.4:0-15 (default: the model's mine layer).",
 )
-@click.option("--channels", default=None, help="Channels: 0:64 (slice, the default), 3,5,9, or 7.")
+@click.option(
+    "--channels",
+    default=None,
+    help=f"Channels: 0:64 (a slice), 0-15, 3,5,9 or 7 (default {DEFAULT_CHANNELS}).",
+)
 @click.option("--all", "all_channels", is_flag=True, help="Mine every channel of the layer.")
 @click.option("-k", "k", type=int, default=9, show_default=True, help="Images per channel.")
 @click.option(
@@ -106,7 +95,7 @@ class FiniteFloat(click.ParamType):
 )
 @click.option(
     "--checkpoint-seconds",
-    type=FiniteFloat(),
+    type=FINITE_FLOAT,
     default=60.0,
     show_default=True,
     help="... or every S seconds, whichever comes first (also on Ctrl-C / SIGTERM).",
@@ -152,15 +141,19 @@ def mine_command(
       vizcnn mine samples -l _blocks.4 --channels 0:16 -o mined/
       vizcnn mine ~/photos -l _blocks.6 --all -o big/ --resume
     """
+    resolve_alias(options, "input_size", "--input-size", "--size")
     if all_channels and channels:
         raise click.UsageError("give --channels or --all, not both")
     device = init_from_env(device_from(options))
     try:
         started = time.perf_counter()
         loaded = open_model(options, device)
-        layer_name = layer or loaded.layers_for("mine")[0]
-        available = layer_shape(loaded, layer_name)[0]
-        chosen = parse_channels(None if all_channels else (channels or "0:64"), available)
+        layer_name, chosen = resolve_unit(
+            layer or loaded.layers_for("mine")[0],
+            lambda name: layer_shape(loaded, name)[0],
+            channels=channels,
+            all_channels=all_channels,
+        )
         config = MineConfig(
             layer=layer_name,
             channels=chosen,

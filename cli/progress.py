@@ -16,15 +16,23 @@ def progress_bar(enabled: bool, unit: str = "step") -> Iterator[ProgressCallback
     if not enabled:
         yield no_progress
         return
-    bar = tqdm(total=0, unit=unit, dynamic_ncols=True, leave=False)
+    # made on the first report: a bar made up front prints a stray "0step" line when a command
+    # turns out to have nothing to do
+    bars: list[tqdm] = []
 
     def update(done: int, total: int, message: str) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit=unit, dynamic_ncols=True, leave=False))
+        bar = bars[0]
         if bar.total != total:
             bar.total = total
         bar.set_description_str(message, refresh=False)
         bar.update(done - bar.n)
+        if done >= total:
+            bar.refresh()  # the last report is drawn even inside tqdm's redraw interval
 
     try:
         yield update
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()

@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import click
 import torch
 
-from vizcnn import __version__
-from vizcnn.core.channels import parse_channels
-from vizcnn.core.devices import make_generator
 from vizcnn.core.errors import VizError
+from vizcnn.core.units import DEFAULT_CHANNELS, parse_unit
 from vizcnn.io.imaging import labeled_sheet, load_image, read_png_metadata, save_json, save_png
 from vizcnn.io.paths import ensure_writable
+from vizcnn.io.provenance import provenance
+from vizcnn.io.resume import first_difference, stored_provenance
 from vizcnn.models.loading import LoadedModel
 from vizcnn.optvis.objectives import Objective, channel, class_logit, layer_l2, neuron
 from vizcnn.optvis.rendering import RenderConfig, layer_channels, render_iter
 
 from .common import device_from, friendly_errors, model_options_with, open_model, run_options
+from .options import FINITE_FLOAT, deprecated_alias, resolve_alias
 from .progress import progress_bar
 
 OBJECTIVES = ("channel", "neuron", "class", "layer")
@@ -78,34 +80,52 @@ def build_units(loaded: LoadedModel, options: dict[str, Any]) -> tuple[str, str 
                 Unit(class_logit(index), f"class_{index:04d}_{_safe(name)}", f"{index} {name}")
             )
         return kind, None, units
-    layer = options["layer"] or loaded.layers_for("render")[0]
+    spec = parse_unit(options["layer"] or loaded.layers_for("render")[0])
+    layer = spec.layer_spec
     if kind == "layer":
+        if spec.channels_text is not None:
+            raise VizError(f"--objective layer renders the whole layer; drop :{spec.channels_text}")
         return kind, layer, [Unit(layer_l2(layer), f"{_safe(layer)}_l2", f"{layer} L2")]
+    ways = [
+        spec.channels_text is not None,
+        bool(options["channels"]),
+        bool(options["channel"]),
+        bool(options["all_channels"]),
+    ]
+    if sum(ways) > 1:
+        raise click.UsageError(
+            "choose channels one way: -l LAYER:CHANNELS, --channels, -c or --all"
+        )
     count = layer_channels(loaded, layer)
     if options["all_channels"]:
-        indices = list(range(count))
+        indices: tuple[int, ...] = tuple(range(count))
     elif options["channels"]:
-        indices = list(parse_channels(options["channels"], count))
+        indices = replace(spec, channels_text=options["channels"]).channels(count) or ()
     elif options["channel"]:
-        indices = list(options["channel"])
-    else:
-        indices = list(range(min(8, count)))
-    for index in indices:
-        if not 0 <= index < count:
-            raise VizError(
-                f"channel {index} out of range for layer {layer!r}; valid: 0..{count - 1}"
-            )
+        indices = tuple(options["channel"])
+        for index in indices:
+            if not 0 <= index < count:
+                raise VizError(
+                    f"channel {index} out of range for layer {layer!r}; valid: 0..{count - 1}"
+                )
+    else:  # LAYER:CHANNELS, or the default selection
+        indices = spec.channels(count) or ()
     y, x = _position(options["position"])
     where = "" if y is None else f"_y{y}_x{x}"
     units = []
     for index in dict.fromkeys(indices):
+        objective: Objective
         if kind == "neuron":
             objective = neuron(layer, index, y, x)
             stem = f"{_safe(layer)}_n{index:04d}{where}"
         else:
             objective = channel(layer, index)
             stem = f"{_safe(layer)}_c{index:04d}"
-        units.append(Unit(objective, stem, f"{layer}:{index}"))
+        label = f"{layer}:{index}"
+        if spec.weight != 1.0:  # in the label, so a resume with another weight is caught
+            objective = spec.weight * objective
+            label += f"@{spec.weight:g}"
+        units.append(Unit(objective, stem, label))
     return kind, layer, units
 
 
@@ -115,74 +135,90 @@ def _files(unit: Unit, copies: int) -> list[str]:
     return [f"{unit.stem}_{k}.png" for k in range(copies)]
 
 
-def _settings(job: RenderJob, loaded: LoadedModel, device: torch.device) -> dict[str, Any]:
+def _options(job: RenderJob, loaded: LoadedModel, device: torch.device) -> dict[str, Any]:
+    """Every setting that shapes the pictures, for the provenance block."""
     config = asdict(job.config)
     config["transforms"] = "lucid (pad 12, jitter 8, scale 0.9-1.1, rotate 10, jitter 4)"
     config["size"] = list(job.config.image_size(loaded))
     config["input_size"] = list(job.config.input_size or loaded.input_size)
     config["amp"] = job.config.amp and device.type == "cuda"
-    return {
-        "model": loaded.name,
-        "weights": loaded.weights,
-        "objective": job.kind,
-        "layer": job.layer,
-        "seed": job.seed,
-        "device": str(device),
-        "vizcnn": __version__,
-        **config,
-    }
+    return {"objective": job.kind, "layer": job.layer, **config}
 
 
-CHUNK_SEED_STRIDE = 1_000_003  # batch n of a run draws from seed + n * stride
+def _unit_block(block: dict[str, Any], unit: Unit, position: int) -> dict[str, Any]:
+    """A unit's provenance: the job's plus which unit, at which position (it fixes the seed)."""
+    return {**block, "options": {**block["options"], "unit": unit.label, "position": position}}
 
 
-def run_render(job: RenderJob, loaded: LoadedModel, device: torch.device, show: bool) -> str:
-    """Render the units whose PNGs are missing, then write the sheet and manifest; a summary."""
+def plan_resume(job: RenderJob, block: dict[str, Any], overwrite: bool) -> tuple[set[int], int]:
+    """Unit positions whose PNGs exist with this job's settings, and how many will be replaced.
+
+    A PNG made with other settings (its provenance differs) is re-rendered with `overwrite`,
+    else the run stops before any work with a one-line error naming the first differing option.
+    """
     copies = job.config.diversity
-    per_chunk = max(1, job.config.batch // copies)
-
-    def done(unit: Unit) -> bool:
-        return all((job.output / f).is_file() for f in _files(unit, copies))
-
-    # Batches are fixed by unit position and each draws from its own seed, so a resumed run
-    # renders exactly the pictures that an uninterrupted run would have made.
-    chunks = [
-        (number, job.units[start : start + per_chunk])
-        for number, start in enumerate(range(0, len(job.units), per_chunk))
-    ]
-    pending = [(number, chunk) for number, chunk in chunks if not all(map(done, chunk))]
-    missing = {id(unit) for _, chunk in pending for unit in chunk if not done(unit)}
-    settings = _settings(job, loaded, device)
-    started = time.perf_counter()
-    total_steps = sum(len(chunk) for _, chunk in pending) * job.config.steps
-    with progress_bar(show and bool(pending), unit="step") as progress:
-        finished_steps = 0
-        for number, chunk in pending:
-
-            def report(count: int, _total: int, message: str, offset: int = finished_steps) -> None:
-                progress(offset + count, total_steps, message)
-
-            results = render_iter(
-                loaded,
-                [u.objective for u in chunk],
-                job.config,
-                generator=make_generator(job.seed + CHUNK_SEED_STRIDE * number, device),
-                progress=report,
+    done: set[int] = set()
+    replaced = 0
+    for position, unit in enumerate(job.units):
+        paths = [job.output / name for name in _files(unit, copies)]
+        if not all(path.is_file() for path in paths):
+            continue
+        wanted = _unit_block(block, unit, position)
+        differ = [
+            (path, why)
+            for path in paths
+            if (why := first_difference(stored_provenance(path), wanted)) is not None
+        ]
+        if not differ:
+            done.add(position)
+            continue
+        if not overwrite:
+            path, why = differ[0]
+            raise VizError(
+                f"{path} was rendered with other settings ({why}); "
+                "use --overwrite to re-render it, or another -o folder"
             )
-            for result in results:
-                for row, (index, image) in enumerate(
-                    zip(result.unit_index, result.images, strict=True)
-                ):
-                    unit = chunk[index]
-                    if id(unit) not in missing:
-                        continue  # rendered again only to keep its batch-mates reproducible
-                    copy = row % copies if copies > 1 else 0
-                    name = _files(unit, copies)[copy]
-                    value = float(result.values[row])
-                    save_png(
-                        image, job.output / name, {**settings, "unit": unit.label, "value": value}
-                    )
-            finished_steps += len(chunk) * job.config.steps
+        replaced += 1
+    return done, replaced
+
+
+def run_render(
+    job: RenderJob, loaded: LoadedModel, device: torch.device, show: bool, overwrite: bool = False
+) -> str:
+    """Render the units whose PNGs are missing (or stale), then the sheet and manifest; a summary."""
+    copies = job.config.diversity
+    block = provenance(
+        technique="render",
+        model_name=loaded.name,
+        weights=loaded.weights,
+        module=loaded.module,
+        options=_options(job, loaded, device),
+        seed=job.seed,
+        device=device,
+        dtype=loaded.dtype,
+    )
+    done, replaced = plan_resume(job, block, overwrite)
+    started = time.perf_counter()
+    pending = len(job.units) - len(done)
+    with progress_bar(show and pending > 0, unit="step") as progress:
+        results = render_iter(
+            loaded,
+            [unit.objective for unit in job.units],
+            job.config,
+            seed=job.seed,
+            skip=done,
+            progress=progress,
+        )
+        for result in results:
+            for row, position in enumerate(result.unit_index):
+                unit = job.units[position]
+                name = _files(unit, copies)[result.copy[row]]
+                metadata = {
+                    "provenance": _unit_block(block, unit, position),
+                    "unit": unit.label,
+                    "value": float(result.values[row]),
+                }
+                save_png(result.images[row], job.output / name, metadata)
     entries: list[dict[str, Any]] = []
     images: list[torch.Tensor] = []
     labels: list[str] = []
@@ -193,15 +229,16 @@ def run_render(job: RenderJob, loaded: LoadedModel, device: torch.device, show: 
             entries.append({"unit": unit.label, "file": name, "value": final})
             images.append(load_image(job.output / name, loaded.channels))
             labels.append(unit.label if final is None else f"{unit.label} {final:.3g}")
-    sheet = job.output / "sheet.png"
-    save_png(labeled_sheet(images, labels), sheet, {"model": loaded.name, "layer": str(job.layer)})
-    save_json({"settings": settings, "units": entries}, job.output / "manifest.json")
     seconds = time.perf_counter() - started
-    rendered = len(missing)
-    skipped = len(job.units) - rendered
+    block["seconds"] = round(seconds, 3)
+    sheet = job.output / "sheet.png"
+    save_png(labeled_sheet(images, labels), sheet, {"provenance": block})
+    save_json({"provenance": block, "units": entries}, job.output / "manifest.json")
+    skipped = len(done)
     what = job.layer if job.layer else "classes"
+    again = f", {replaced} re-rendered with new settings" if replaced else ""
     return (
-        f"rendered {rendered} unit(s) of {what} ({skipped} already done) in {seconds:.0f}s "
+        f"rendered {pending} unit(s) of {what} ({skipped} already done{again}) in {seconds:.0f}s "
         f"-> {job.output}/ (sheet.png, manifest.json)"
     )
 
@@ -212,7 +249,10 @@ def run_render(job: RenderJob, loaded: LoadedModel, device: torch.device, show: 
     "-l",
     "--layer",
     default=None,
-    help="Target layer (default: the model's render layer; see `vizcnn layers`).",
+    metavar="LAYER[#k][:CHANNELS][@WEIGHT]",
+    help="Target layer, optionally with channels: _blocks.9, _blocks.9:0-15, _blocks.9:0:64:2 "
+    "(default: the model's render layer; see `vizcnn layers`). Without channels: the first "
+    f"{DEFAULT_CHANNELS.split(':')[1]}.",
 )
 @click.option(
     "-c",
@@ -221,7 +261,9 @@ def run_render(job: RenderJob, loaded: LoadedModel, device: torch.device, show: 
     multiple=True,
     help="Channel to render; repeat for more (-c 3 -c 17).",
 )
-@click.option("--channels", default=None, help="Channel range or list: 0:64, 0:64:2, 3,17,40.")
+@click.option(
+    "--channels", default=None, help="Channel range or list: 0:64, 0:64:2, 0-15, 3,17,40."
+)
 @click.option("--all", "all_channels", is_flag=True, help="Render every channel of the layer.")
 @click.option(
     "--objective",
@@ -240,11 +282,14 @@ def run_render(job: RenderJob, loaded: LoadedModel, device: torch.device, show: 
 )
 @click.option("--steps", type=int, default=512, show_default=True, help="Optimizer steps.")
 @click.option(
-    "--size",
+    "--image-size",
+    "image_size",
     type=int,
     default=None,
-    help="Image size in pixels (default 128, or the model's input size when smaller); upsampled to the model's input.",
+    help="Rendered image side in pixels (default 128, or the model's input size when smaller); "
+    "upsampled to the model's --input-size.",
 )
+@deprecated_alias("--size", "--image-size", "image_size", type=int)
 @click.option(
     "--param",
     type=click.Choice(["fft", "pixel"]),
@@ -258,7 +303,9 @@ def run_render(job: RenderJob, loaded: LoadedModel, device: torch.device, show: 
     show_default=True,
     help="Optimize colours in ImageNet's decorrelated colour space (3-channel models).",
 )
-@click.option("--lr", type=float, default=0.05, show_default=True, help="Adam learning rate.")
+@click.option(
+    "--lr", type=FINITE_FLOAT, default=0.05, show_default=True, help="Adam learning rate."
+)
 @click.option(
     "--batch",
     type=int,
@@ -275,40 +322,53 @@ def run_render(job: RenderJob, loaded: LoadedModel, device: torch.device, show: 
 )
 @click.option(
     "--diversity-weight",
-    type=float,
+    type=FINITE_FLOAT,
     default=1e2,
     show_default=True,
     help="Weight of the diversity penalty.",
 )
 @click.option("--amp", is_flag=True, help="bfloat16 autocast (CUDA only; ignored elsewhere).")
 @click.option(
+    "--deterministic",
+    is_flag=True,
+    help="Deterministic kernels, so that the same seed gives the same images on CUDA too "
+    "(slower; torch warns about any op without one). CPU runs are deterministic anyway.",
+)
+@click.option(
     "-o",
     "--output",
     required=True,
     type=click.Path(file_okay=False),
-    help="Output folder; units whose PNG is already there are skipped (resume).",
+    help="Output folder; units whose PNG is already there with the same settings are skipped "
+    "(resume); a PNG made with other settings stops the run unless --overwrite.",
+)
+@click.option(
+    "--overwrite", is_flag=True, help="Re-render PNGs in -o that were made with other settings."
 )
 @run_options
 @friendly_errors
-def render_command(output: str, **options: Any) -> None:
+def render_command(output: str, overwrite: bool, **options: Any) -> None:
     """Render images that excite channels, neurons, a class or a whole layer.
 
     \b
     Examples (offline, default model efficientnet_lite0):
       vizcnn render -l _blocks.9 -c 3 -c 17 -o render/
+      vizcnn render -l _blocks.9:0-7 -o render/
       vizcnn render -l _blocks.4 --all --steps 256 -o blocks4/
       vizcnn render --class espresso -o espresso/
       vizcnn render -m lenet5_digits -l features.3 --all -o lenet/
 
-    Writes one PNG per unit (settings in its text chunks), sheet.png with every unit labelled,
-    and manifest.json (unit, file, final objective value, settings).
+    Writes one PNG per unit (provenance in its text chunks), sheet.png with every unit labelled,
+    and manifest.json (unit, file, final objective value, provenance). The same --seed gives the
+    same images as the Python API's render(..., seed=...) and as an uninterrupted run; on CUDA
+    add --deterministic for bit-identical repeats.
     """
-    device = device_from(options)
-    loaded = open_model(options, device)
-    kind, layer, units = build_units(loaded, options)
+    resolve_alias(options, "image_size", "--image-size", "--size")
+    if options["deterministic"]:  # cuBLAS reads it when CUDA starts, before the model loads
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     config = RenderConfig(
         steps=options["steps"],
-        size=options["size"],
+        size=options["image_size"],
         param=options["param"],
         decorrelate=options["decorrelate"],
         lr=options["lr"],
@@ -316,11 +376,14 @@ def render_command(output: str, **options: Any) -> None:
         diversity=options["diversity"],
         diversity_weight=options["diversity_weight"],
         amp=options["amp"],
+        deterministic=options["deterministic"],
     )
-    config.validate()
     ensure_writable(output, "folder")
+    device = device_from(options)
+    loaded = open_model(options, device)
+    kind, layer, units = build_units(loaded, options)
     job = RenderJob(kind, layer, tuple(units), config, Path(output), options["seed"])
-    summary = run_render(job, loaded, device, show=not options["quiet"])
+    summary = run_render(job, loaded, device, show=not options["quiet"], overwrite=overwrite)
     if options["amp"] and device.type != "cuda":
         summary += f" (--amp ignored on {device.type})"
     click.echo(summary)

@@ -40,7 +40,7 @@ result = vizcnn.render(
     loaded,
     units,
     config,
-    generator=vizcnn.make_generator(0),
+    seed=0,
     progress=lambda done, total, message: print(f"\r{message}", end="", flush=True),
 )
 print()

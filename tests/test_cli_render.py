@@ -16,6 +16,7 @@ from vizcnn.core.errors import VizError
 from vizcnn.hooks import forward_to
 from vizcnn.io.imaging import load_image, read_png_metadata
 from vizcnn.models.loading import load_model
+from vizcnn.optvis.rendering import RenderConfig, render
 
 BASE = ["render", "-m", "lenet5_digits", "--steps", "6", "-q"]
 
@@ -33,11 +34,14 @@ def test_channels_files_sheet_manifest_and_metadata(tmp_path: Path) -> None:
     assert names == ["features.3_c0003.png", "features.3_c0007.png", "manifest.json", "sheet.png"]
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert [u["unit"] for u in manifest["units"]] == ["features.3:3", "features.3:7"]
-    settings = manifest["settings"]
-    assert settings["model"] == "lenet5_digits" and settings["steps"] == 6
-    assert settings["param"] == "fft" and settings["lr"] == 0.05 and settings["seed"] == 0
+    block = manifest["provenance"]
+    assert block["model"] == "lenet5_digits" and block["options"]["steps"] == 6
+    assert block["technique"] == "render" and block["seed"] == 0 and block["weights_digest"]
+    assert block["options"]["param"] == "fft" and block["options"]["lr"] == 0.05
     meta = read_png_metadata(tmp_path / "features.3_c0007.png")
-    assert meta["unit"] == "features.3:7" and json.loads(meta["steps"]) == 6
+    stored = json.loads(meta["provenance"])
+    assert meta["unit"] == "features.3:7" and stored["options"]["steps"] == 6
+    assert stored["options"]["unit"] == "features.3:7" and stored["options"]["position"] == 1
     # the recorded value is the channel mean of the saved picture (up to 8-bit rounding)
     loaded = load_model("lenet5_digits")
     image = load_image(tmp_path / "features.3_c0007.png", channels=1)
@@ -106,6 +110,8 @@ def test_all_neuron_layer_class_and_diversity(tmp_path: Path) -> None:
         (["--position", "3"], "Y,X"),
         (["--steps", "0"], "steps must be at least 1"),
         (["--lr", "1e308", "-c", "0"], "non-finite"),
+        (["-l", "features.3:0-99"], "layer 'features.3': channel 16 out of range"),
+        (["-l", "features.3@x"], "bad weight"),
     ],
 )
 def test_errors_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
@@ -134,7 +140,9 @@ def test_help_lists_the_options() -> None:
         "--objective",
         "--class",
         "--steps",
-        "--size",
+        "--image-size",
+        "--deterministic",
+        "--overwrite",
         "--param",
         "--no-decorrelate",
         "--lr",
@@ -165,3 +173,60 @@ def test_resumed_run_makes_the_same_pictures_as_an_uninterrupted_one(tmp_path: P
             rtol=0,
             atol=0,
         )
+
+
+@pytest.mark.parametrize("option", ["--lr", "--diversity-weight"])
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf"])
+def test_float_options_reject_inf_and_nan(tmp_path: Path, option: str, value: str) -> None:
+    code, out = run(option, value, "-o", str(tmp_path))
+    assert code == 2 and "is not a finite number" in out
+    assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_library_render_equals_the_cli_pictures(tmp_path: Path) -> None:
+    """Oracle: render(model, units, config, seed=s) gives the CLI's PNGs, up to 8-bit rounding."""
+    args = ["-l", "features.3:0:3", "--batch", "2", "--seed", "5"]
+    code, out = run(*args, "-o", str(tmp_path))
+    assert code == 0, out
+    loaded = load_model("lenet5_digits")
+    config = RenderConfig(steps=6, batch=2)
+    result = render(loaded, ["features.3:0:3"], config, seed=5)
+    assert result.units == ["features.3:0", "features.3:1", "features.3:2"]
+    for row in range(3):  # unit 2 sits in the second chunk: its own seed, in both
+        saved = load_image(tmp_path / f"features.3_c{row:04d}.png", 1)
+        assert_close(saved, result.images[row], rtol=0, atol=0.5 / 255 + 1e-6)
+
+
+def test_the_grammar_selects_the_same_channels_as_the_options(tmp_path: Path) -> None:
+    for name, args in {
+        "spec": ["-l", "features.3:2-4"],
+        "slice": ["-l", "features.3:2:5"],
+        "option": ["-l", "features.3", "--channels", "2:5"],
+    }.items():
+        assert run(*args, "-o", str(tmp_path / name))[0] == 0
+        units = json.loads((tmp_path / name / "manifest.json").read_text())["units"]
+        assert [u["unit"] for u in units] == ["features.3:2", "features.3:3", "features.3:4"]
+    code, out = run("-l", "features.3:2", "-c", "3", "-o", str(tmp_path / "both"))
+    assert code == 2 and "one way" in out
+
+
+def test_resume_after_changed_options_refuses_or_overwrites(tmp_path: Path) -> None:
+    assert run("--channels", "0:2", "-o", str(tmp_path))[0] == 0
+    before = (tmp_path / "features.3_c0000.png").read_bytes()
+    code, out = run("--channels", "0:2", "--steps", "7", "-o", str(tmp_path))
+    assert code == 1 and out.strip().count("\n") == 0, out
+    assert "features.3_c0000.png was rendered with other settings" in out
+    assert "steps 6 in the file, 7 now" in out and "--overwrite" in out
+    assert (tmp_path / "features.3_c0000.png").read_bytes() == before  # nothing touched
+    code, out = run("--channels", "0:2", "--seed", "1", "-o", str(tmp_path))
+    assert code == 1 and "seed 0 in the file, 1 now" in out
+    code, out = run("--channels", "0:2", "--steps", "7", "--overwrite", "-o", str(tmp_path))
+    assert code == 0 and "rendered 2 unit(s)" in out and "2 re-rendered" in out, out
+    # oracle: the overwritten pictures are those of a fresh run with the new settings
+    assert run("--channels", "0:2", "--steps", "7", "-o", str(tmp_path / "fresh"))[0] == 0
+    for channel in range(2):
+        name = f"features.3_c{channel:04d}.png"
+        assert torch.equal(load_image(tmp_path / name, 1), load_image(tmp_path / "fresh" / name, 1))
+    # same settings again: nothing to do, and no stray empty progress line
+    code, out = run("--channels", "0:2", "--steps", "7", "-o", str(tmp_path))
+    assert code == 0 and "rendered 0 unit(s)" in out and "2 already done" in out

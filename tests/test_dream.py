@@ -26,6 +26,7 @@ from vizcnn.deepdream.dreaming import (
     DreamConfig,
     LayerTarget,
     dream,
+    dream_memory,
     dream_objective,
     guide_features,
     octave_sizes,
@@ -138,7 +139,7 @@ def test_guided_objective_matches_brute_force() -> None:
                 expected[n, :, y, x] = 1.5 * guide[:, dots.index(max(dots))]
     torch.testing.assert_close(grad, expected)
     # A tiny chunk size must not change the choice.
-    from vizcnn.deepdream.dreaming import _guided_term
+    from vizcnn.deepdream.targets import _guided_term
 
     value = _guided_term(acts.detach(), guide, chunk=5)
     torch.testing.assert_close(value, (acts.detach() * expected / 1.5).sum())
@@ -282,7 +283,7 @@ def test_same_seed_same_output_and_progress() -> None:
     assert torch.equal(first, second)
     assert not torch.equal(first, other)
     assert [c[:2] for c in calls] == [(i, 6) for i in range(1, 7)]
-    assert calls[-1][2].startswith("octave 2/2 (24x20) step 3/3")
+    assert calls[-1][2].startswith("octave 2/2 (20x24) step 3/3")  # W x H, as everywhere
     assert float(first.min()) >= 0 and float(first.max()) <= 1
 
 
@@ -351,9 +352,20 @@ def test_amp_on_cpu_warns_and_changes_nothing() -> None:
 
 
 def test_config_validation() -> None:
-    for kwargs in [{"octaves": 0}, {"octave_scale": 1.0}, {"steps": 0}, {"tile": -1}]:
-        with pytest.raises(VizError):
+    inf, nan = float("inf"), float("nan")
+    for kwargs in [
+        {"octaves": 0},
+        {"octave_scale": 1.0},
+        {"octave_scale": inf},
+        {"steps": 0},
+        {"tile": -1},
+        {"step_size": inf},
+        {"step_size": nan},
+        {"step_size": -inf},
+    ]:
+        with pytest.raises(VizError) as info:
             DreamConfig(**kwargs)  # type: ignore[arg-type]
+        assert "\n" not in str(info.value)
     with pytest.raises(VizError):
         ZoomConfig(blend=1.5)
 
@@ -432,6 +444,50 @@ def test_video_frames_and_blend() -> None:
         torch.testing.assert_close(current, zoom_center(previous, 1.1).clamp(0, 1))
 
 
+def test_frames_without_a_generator_get_fresh_rolls_per_frame() -> None:
+    loaded = _tiny(dtype=torch.float32)
+    image = _image(20, 20).float()
+    config = DreamConfig(octaves=1, steps=2, jitter=4, step_size=10)
+    zoom = ZoomConfig(frames=3, zoom=1.0)  # no zoom: the frames differ only by their rolls
+    default = list(dream_frames(loaded, image, config, zoom))
+    # oracle: one seed-0 generator running on across the frames, frame by frame with dream()
+    generator = torch.Generator().manual_seed(0)
+    current = image
+    for frame in default:
+        expected = dream(loaded, current, config, generator=generator)
+        torch.testing.assert_close(frame, expected, rtol=0, atol=0)
+        current = zoom_center(expected, 1.0).clamp(0, 1)
+    # and not the same seed-0 rolls for every frame
+    fresh = dream(loaded, default[0], config, generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(default[1], fresh)
+
+
+@pytest.mark.parametrize("tile", [0, 12])
+def test_batched_dream_equals_per_image_dreams(tile: int) -> None:
+    loaded = _tiny(dtype=torch.float64)
+    images = torch.stack([_image(24, 28, seed=s) for s in range(3)]).double()
+    config = DreamConfig(octaves=2, steps=3, jitter=3, step_size=10, tile=tile, grad_norm="std")
+    batched = dream(loaded, images, config, generator=torch.Generator().manual_seed(2))
+    for index in range(3):  # oracle: each image alone, with the same rolls
+        alone = dream(loaded, images[index], config, generator=torch.Generator().manual_seed(2))
+        torch.testing.assert_close(batched[index], alone, rtol=0, atol=1e-10)
+
+
+def test_memory_estimate_counts_saved_activations_and_tiles() -> None:
+    loaded = _tiny(dtype=torch.float64)  # conv(3->4) -> ReLU -> conv(4->5, stride 2), float64
+    whole = dream_memory(loaded, (64, 96), DreamConfig(tile=0))
+    # oracle by hand: autograd keeps conv1's input (3 channels) and the ReLU output (4, shared
+    # by the ReLU and conv2); the weights are resident anyway: 7 float64 values per pixel
+    assert whole.bytes_per_pixel == pytest.approx(7 * 8)
+    assert whole.tile_pixels == 64 * 96
+    assert whole.image_bytes == 3 * 64 * 96 * (2 * 8 + 1)
+    tiled = dream_memory(loaded, (64, 96), DreamConfig(tile=32))
+    assert tiled.tile_pixels == 32 * 32 and tiled.total < whole.total
+    assert dream_memory(loaded, (128, 192), DreamConfig(tile=0)).total == pytest.approx(
+        4 * whole.total, rel=1e-6
+    )
+
+
 def test_save_mp4_pipes_raw_frames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = tmp_path / "ffmpeg"
     fake.write_text('#!/bin/sh\nfor last; do :; done\ncat > "$last"\n')
@@ -467,19 +523,21 @@ def test_cli_png_with_metadata_and_sidecar(tmp_path: Path) -> None:
     assert "wrote" in result.output
     with Image.open(out) as picture:
         assert picture.size == (48, 36) and picture.mode == "RGB"
-    meta = read_png_metadata(out)
+    block = json.loads(read_png_metadata(out)["provenance"])
     sidecar = json.loads(out.with_suffix(".json").read_text())
-    assert json.loads(meta["layers"]) == sidecar["layers"] == ["features.9:0,1,2,3@2"]
-    assert sidecar["seed"] == 0 and sidecar["octaves"] == 2 and sidecar["image_size"] == [36, 48]
-    assert "-l features.9:0,1,2,3@2" in meta["command"]
-    assert "-m alexnet --weights none" in meta["command"]
+    assert block["options"]["layers"] == sidecar["options"]["layers"] == ["features.9:0,1,2,3@2"]
+    assert sidecar["technique"] == "dream" and sidecar["seed"] == 0 and sidecar["weights_digest"]
+    assert sidecar["options"]["octaves"] == 2 and sidecar["options"]["image_size"] == "48x36"
+    assert sidecar["data"] == str(source) and sidecar["seconds"] > 0
+    assert "-l features.9:0,1,2,3@2" in block["command"]
+    assert "-m alexnet --weights none" in block["command"]
 
 
 def test_cli_recorded_command_remakes_the_picture(tmp_path: Path) -> None:
     out = tmp_path / "d.png"
     args = ["sample:coins", "-m", "lenet5_digits", "--steps", "2", "--jitter", "5", "-q"]
     assert CliRunner().invoke(app, ["dream", *args, "-o", str(out)]).exit_code == 0
-    command = read_png_metadata(out)["command"]
+    command = json.loads(read_png_metadata(out)["provenance"])["command"]
     again = tmp_path / "again.png"
     argv = command.split()[2:]
     argv[argv.index("-o") + 1] = str(again)
@@ -535,7 +593,7 @@ def test_cli_video_gif_and_frames(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     with Image.open(gif) as video:
         assert video.n_frames == 3 and video.size == (40, 40)
-    assert json.loads(gif.with_suffix(".json").read_text())["frames"] == 3
+    assert json.loads(gif.with_suffix(".json").read_text())["options"]["frames"] == 3
     folder = tmp_path / "frames"
     assert CliRunner().invoke(app, [*args, "-o", str(folder)]).exit_code == 0
     assert sorted(p.name for p in folder.iterdir()) == [
@@ -552,8 +610,8 @@ def test_cli_default_model_on_bundled_photo(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     with Image.open(out) as picture:
         assert picture.size == (600, 400)
-    meta = read_png_metadata(out)
-    assert json.loads(meta["layers"]) == ["_blocks.9", "_blocks.11"]
+    block = json.loads(read_png_metadata(out)["provenance"])
+    assert block["options"]["layers"] == ["_blocks.9", "_blocks.11"]
     assert os.path.getsize(out) > 10_000
 
 
@@ -570,3 +628,50 @@ def test_default_dream_layers_exist_and_run(arch: str) -> None:
     )
     assert out.shape == (loaded.channels, *size)
     assert _state(loaded.module) == before
+
+
+@pytest.mark.parametrize("option", ["--step-size", "--octave-scale", "--zoom", "--fps", "--blend"])
+def test_cli_float_options_reject_inf_and_nan(tmp_path: Path, option: str) -> None:
+    for value in ("inf", "nan"):
+        out = tmp_path / "x.png"
+        result = CliRunner().invoke(
+            app, ["dream", "sample:coffee", *ALEX, option, value, "-o", str(out)]
+        )
+        assert result.exit_code == 2 and "is not a finite number" in result.output
+        assert not out.exists()
+
+
+def test_cli_refuses_a_dream_that_cannot_fit_and_an_unwritable_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("vizcnn.deepdream.octaves.available_memory", lambda device: 1_000_000)
+    out = tmp_path / "x.png"
+    args = ["dream", "sample:coffee", *ALEX, "--tile", "0", "-o", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert "dreaming 600x400 at --tile 0 needs about" in result.output
+    assert "set --tile 512" in result.output and not out.exists()
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    result = CliRunner().invoke(
+        app, ["dream", "sample:coffee", *ALEX, "-o", str(blocked / "sub" / "x.png")]
+    )
+    assert result.exit_code == 1 and "cannot create output folder" in result.output
+
+
+def test_cli_help_names_input_size_and_the_samples() -> None:
+    from vizcnn.data.samples import sample_names
+
+    out = CliRunner().invoke(app, ["dream", "--help"]).output
+    assert "--input-size" in out and "--deterministic" in out
+    assert "--size" not in out.replace("--input-size", "")  # the old name is hidden
+    assert all(f"{name}" in out for name in sample_names())
+
+
+def test_cli_old_size_flag_still_sets_the_input_size(tmp_path: Path) -> None:
+    out = tmp_path / "x.png"
+    args = ["dream", "sample:coins", "-m", "lenet5_digits", "--steps", "1", "-q"]
+    result = CliRunner().invoke(app, [*args, "--size", "32", "-o", str(out)])
+    assert result.exit_code == 0 and "--size is deprecated; use --input-size" in result.output
+    block = json.loads(read_png_metadata(out)["provenance"])
+    assert "--input-size 32" in block["command"]

@@ -19,7 +19,7 @@ from vizcnn.io.imaging import read_png_metadata
 TINY = [
     "-m",
     "mine_helpers:tiny_miner",
-    "--size",
+    "--input-size",
     "32",
     "--mean",
     "0.5,0.5,0.5",

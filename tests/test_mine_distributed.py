@@ -83,7 +83,7 @@ def test_torchrun_cli_equals_single_process(tmp_path: Path) -> None:
     write_pngs(data, random_images(11, seed=13))
     here = Path(__file__).parent
     args = [
-        "mine", str(data), "-m", "mine_helpers:tiny_miner", "--size", "32", "-l", "act3", "--all",
+        "mine", str(data), "-m", "mine_helpers:tiny_miner", "--input-size", "32", "-l", "act3", "--all",
         "-k", "4", "--batch", "3", "--workers", "0", "--device", "cpu", "-q",
     ]  # fmt: skip
     env = {

@@ -20,7 +20,7 @@ from vizcnn.io.imaging import read_png_metadata
 from vizcnn.io.provenance import weights_digest
 from vizcnn.models.loading import freeze
 
-TINY = ["-m", "mine_helpers:tiny_miner", "--size", "32", "--mean", "0.5,0.5,0.5"]
+TINY = ["-m", "mine_helpers:tiny_miner", "--input-size", "32", "--mean", "0.5,0.5,0.5"]
 TINY += ["--std", "0.25,0.25,0.25"]
 VOLATILE = ("command", "created", "seconds")  # provenance keys that describe a run, not a result
 
@@ -134,7 +134,7 @@ def test_projection_errors_come_before_mining(
     out = tmp_path / "out"
     result = CliRunner().invoke(
         app,
-        ["mine", str(folder), "-m", "mine_helpers:reuse_net", "--size", "32", "-l", "act",
+        ["mine", str(folder), "-m", "mine_helpers:reuse_net", "--input-size", "32", "-l", "act",
          "--projections", "deconv", "--device", "cpu", "-q", "-o", str(out)],
     )  # fmt: skip
     assert result.exit_code == 1 and "runs once per pass" in result.output, result.output

@@ -116,8 +116,14 @@ def test_string_shorthand() -> None:
     ctx = make_ctx()
     assert_close(O.as_objective("conv:2")(ctx), O.channel("conv", 2)(ctx))
     assert O.as_objective("_blocks.9#1:17").layers == ("_blocks.9#1",)
-    for bad in ("conv", "conv:x", ":3"):
-        with pytest.raises(VizError, match="layer:channel"):
+    assert_close(O.as_objective("conv:2@3")(ctx), 3 * O.channel("conv", 2)(ctx))
+    for bad, message in [
+        ("conv", "names no channel"),
+        ("conv:x", "bad channels"),
+        (":3", "no layer name"),
+        ("conv:0-2", "selects several channels"),
+    ]:
+        with pytest.raises(VizError, match=message):
             O.as_objective(bad)
 
 

@@ -12,7 +12,13 @@ from vizcnn.core.errors import VizError
 from vizcnn.hooks import forward_to
 from vizcnn.io.imaging import resize
 from vizcnn.optvis import objectives as O
-from vizcnn.optvis.rendering import RenderConfig, layer_channels, render, render_iter
+from vizcnn.optvis.rendering import (
+    CHUNK_SEED_STRIDE,
+    RenderConfig,
+    layer_channels,
+    render,
+    render_iter,
+)
 
 FAST = RenderConfig(steps=12, size=12, batch=4)
 
@@ -31,7 +37,7 @@ def channel_means(loaded, images: torch.Tensor, layer: str) -> torch.Tensor:  # 
 def test_values_are_the_units_objective_on_the_returned_images() -> None:
     loaded = tiny_loaded()
     units = ["features.0:0", "features.0:3", O.neuron("features.2", 1), O.class_logit("Dog")]
-    result = render(loaded, units, FAST, generator=gen())
+    result = render(loaded, units, FAST)
     assert result.images.shape == (4, 3, 12, 12)
     assert result.units == ["features.0:0", "features.0:3", "features.2:1", "class 1 (Dog)"]
     means = channel_means(loaded, result.images, "features.0")
@@ -49,10 +55,8 @@ def test_optimization_raises_each_images_own_unit() -> None:
     loaded = tiny_loaded()
     units = [f"features.2:{c}" for c in range(3)]
     config = RenderConfig(steps=40, size=12, batch=3, transforms=())
-    start = render(
-        loaded, units, RenderConfig(steps=1, size=12, lr=1e-9, transforms=()), generator=gen()
-    )
-    result = render(loaded, units, config, generator=gen())
+    start = render(loaded, units, RenderConfig(steps=1, size=12, lr=1e-9, transforms=()))
+    result = render(loaded, units, config)
     means = channel_means(loaded, result.images, "features.2")
     for i in range(3):
         assert result.values[i] > start.values[i] + 0.5
@@ -62,8 +66,8 @@ def test_optimization_raises_each_images_own_unit() -> None:
 
 def test_image_i_does_not_depend_on_other_units() -> None:
     loaded = tiny_loaded()
-    a = render(loaded, ["features.0:1", "features.0:2"], FAST, generator=gen(3))
-    b = render(loaded, ["features.0:1", "features.2:0"], FAST, generator=gen(3))
+    a = render(loaded, ["features.0:1", "features.0:2"], FAST, seed=3)
+    b = render(loaded, ["features.0:1", "features.2:0"], FAST, seed=3)
     assert torch.equal(a.images[0], b.images[0])
     assert not torch.equal(a.images[1], b.images[1])
 
@@ -77,27 +81,25 @@ def test_chunks_progress_and_unit_order() -> None:
             loaded,
             [f"features.0:{c}" for c in range(4)] + ["features.2:0"],
             config,
-            generator=gen(),
             progress=lambda d, t, m: calls.append((d, t, m)),
         )
     )
     assert [p.unit_index for p in parts] == [[0, 1], [2, 3], [4]]
     done = [d for d, _, _ in calls]
     assert done == sorted(done) and done[-1] == calls[-1][1] == 5 * 3
-    assert "units 5-5 of 5, step 3/3" in calls[-1][2]
+    assert "unit 5 of 5, step 3/3" in calls[-1][2]
 
 
 def test_diversity_gives_several_pushed_apart_images_per_unit() -> None:
     loaded = tiny_loaded()
     config = RenderConfig(steps=30, size=12, batch=6, diversity=3, diversity_weight=0.0)
-    plain = render(loaded, ["features.2:0", "features.2:1"], config, generator=gen())
+    plain = render(loaded, ["features.2:0", "features.2:1"], config)
     assert plain.unit_index == [0, 0, 0, 1, 1, 1]
     assert plain.images.shape[0] == 6
     pushed = render(
         loaded,
         ["features.2:0", "features.2:1"],
         RenderConfig(steps=30, size=12, batch=6, diversity=3, diversity_weight=50.0),
-        generator=gen(),
     )
 
     def similarity(result) -> float:  # type: ignore[no-untyped-def]
@@ -114,9 +116,18 @@ def test_diversity_gives_several_pushed_apart_images_per_unit() -> None:
 
 def test_diversity_for_a_class_uses_the_models_render_layer() -> None:
     loaded = tiny_loaded()  # no zoo entry: the fallback conv two thirds deep, features.2
-    config = RenderConfig(steps=3, size=12, diversity=2, diversity_weight=1.0)
-    result = render(loaded, [O.class_logit("cat")], config, generator=gen())
-    assert result.unit_index == [0, 0] and torch.isfinite(result.values).all()
+    assert loaded.layers_for("render")[0] == "features.2"
+
+    def run(layer: str | None) -> torch.Tensor:
+        config = RenderConfig(
+            steps=4, size=12, diversity=2, diversity_weight=5.0, diversity_layer=layer
+        )
+        return render(loaded, [O.class_logit("cat")], config).images
+
+    # oracle: the default equals naming the render layer, and naming another layer differs
+    default = run(None)
+    assert torch.equal(default, run("features.2"))
+    assert not torch.equal(default, run("features.0"))
     with pytest.raises(VizError, match="did you mean"):
         render(
             loaded,
@@ -128,10 +139,10 @@ def test_diversity_for_a_class_uses_the_models_render_layer() -> None:
 def test_stops_at_the_target_layer() -> None:
     loaded = tiny_loaded()
     loaded.module.head = Tripwire()  # type: ignore[assignment]
-    result = render(loaded, ["features.2:0"], FAST, generator=gen())
+    result = render(loaded, ["features.2:0"], FAST)
     assert torch.isfinite(result.values).all()
     with pytest.raises(AssertionError, match="past the target"):
-        render(loaded, [O.class_logit(0)], FAST, generator=gen())
+        render(loaded, [O.class_logit(0)], FAST)
 
 
 def _state(module: nn.Module) -> tuple:  # type: ignore[type-arg]
@@ -157,34 +168,38 @@ def test_model_left_unchanged_even_when_it_trains_and_on_errors() -> None:
     module.train()
     module.features[2].requires_grad_(False)  # a mix of flags to restore
     before = _state(module)
-    render(loaded, ["features.0:0", O.class_logit(2)], FAST, generator=gen())
+    render(loaded, ["features.0:0", O.class_logit(2)], FAST)
     _assert_same(before, module)
     assert all(p.grad is None for p in module.parameters())  # frozen during the render
     with pytest.raises(VizError):
-        render(loaded, ["features.0:9"], FAST, generator=gen())
+        render(loaded, ["features.0:9"], FAST)
     _assert_same(before, module)
 
 
 def test_errors_are_one_line_and_say_what_is_valid() -> None:
     loaded = tiny_loaded()
     with pytest.raises(
-        VizError, match=r"channel 9 out of range for layer 'features.0'; valid: 0\.\.3"
+        VizError, match=r"layer 'features.0': channel 9 out of range; valid: 0\.\.3"
     ):
         render(loaded, ["features.0:9"], FAST)
     with pytest.raises(VizError, match="did you mean: espresso"):
         render(loaded, [O.class_logit("expresso")], FAST)
     with pytest.raises(VizError, match="did you mean"):
         render(loaded, ["features.9:0"], FAST)
-    with pytest.raises(VizError, match="steps"):
-        render(loaded, ["features.0:0"], RenderConfig(steps=0))
-    for bad in (
-        RenderConfig(param="dct"),
-        RenderConfig(lr=0),
-        RenderConfig(batch=0),
-        RenderConfig(size=4),
-    ):
-        with pytest.raises(VizError):
-            render(loaded, ["features.0:0"], bad)
+    bad_settings: list[dict[str, object]] = [
+        {"steps": 0},
+        {"param": "dct"},
+        {"lr": 0},
+        {"lr": float("inf")},
+        {"lr": float("nan")},
+        {"diversity_weight": float("inf")},
+        {"batch": 0},
+        {"size": 4},
+    ]
+    for bad in bad_settings:
+        with pytest.raises(VizError) as info:
+            RenderConfig(**bad)  # type: ignore[arg-type]
+        assert "\n" not in str(info.value)
 
 
 def test_non_finite_loss_names_the_step() -> None:
@@ -197,7 +212,7 @@ def test_non_finite_loss_names_the_step() -> None:
         return value * float("nan") if calls["n"] >= 5 else value
 
     objective = O.Objective(explode, ("features.0",), "explode")
-    with pytest.raises(VizError, match=r"non-finite \(nan\) at step 5 \(units 1-1 of 1\)") as info:
+    with pytest.raises(VizError, match=r"non-finite \(nan\) at step 5 \(unit 1 of 1\)") as info:
         render(loaded, [objective], FAST)
     assert "\n" not in str(info.value)
     assert hooks_left(loaded.module) == 0
@@ -205,14 +220,59 @@ def test_non_finite_loss_names_the_step() -> None:
 
 def test_same_seed_same_images_and_config_reproducible() -> None:
     loaded = tiny_loaded()
-    a = render(loaded, ["features.0:0", "features.0:1"], FAST, generator=gen(1))
-    b = render(loaded, ["features.0:0", "features.0:1"], FAST, generator=gen(1))
-    c = render(loaded, ["features.0:0", "features.0:1"], FAST, generator=gen(2))
+    a = render(loaded, ["features.0:0", "features.0:1"], FAST, seed=1)
+    b = render(loaded, ["features.0:0", "features.0:1"], FAST, seed=1)
+    c = render(loaded, ["features.0:0", "features.0:1"], FAST, seed=2)
     assert torch.equal(a.images, b.images) and torch.equal(a.values, b.values)
     assert not torch.equal(a.images, c.images)
-    d = render(loaded, ["features.0:0", "features.0:1"], FAST)  # default generator: seed 0
-    e = render(loaded, ["features.0:0", "features.0:1"], FAST, generator=gen(0))
-    assert torch.equal(d.images, e.images)
+
+
+def test_each_chunk_draws_from_its_own_seed() -> None:
+    loaded = tiny_loaded()
+    config = RenderConfig(steps=5, size=10, batch=2)
+    units = [f"features.0:{c}" for c in range(4)] + ["features.2:0"]
+    full = render(loaded, units, config, seed=7)
+    # oracle: chunk n is the first chunk of a render of its own units seeded seed + n * stride
+    for number, start in enumerate(range(0, 5, 2)):
+        alone = render(
+            loaded, units[start : start + 2], config, seed=7 + CHUNK_SEED_STRIDE * number
+        )
+        assert torch.equal(alone.images, full.images[start : start + 2])
+
+
+def test_skip_renders_only_unfinished_chunks_with_the_same_pictures() -> None:
+    loaded = tiny_loaded()
+    config = RenderConfig(steps=4, size=10, batch=2)
+    units = [f"features.0:{c}" for c in range(4)] + ["features.2:0"]
+    full = render(loaded, units, config, seed=3)
+    calls: list[tuple[int, int, str]] = []
+    parts = list(
+        render_iter(
+            loaded,
+            units,
+            config,
+            seed=3,
+            skip={0, 1, 2},
+            progress=lambda d, t, m: calls.append((d, t, m)),
+        )
+    )
+    # chunk 0 is skipped; chunk 1 runs whole but yields only unit 3; chunk 2 runs
+    assert [p.unit_index for p in parts] == [[3], [4]]
+    assert torch.equal(torch.cat([p.images for p in parts]), full.images[3:])
+    assert calls[-1][0] == calls[-1][1] == 3 * 4  # three units' steps: ends at 100%
+    assert {m.split(",")[0] for _, _, m in calls} == {"units 3-4 of 5", "unit 5 of 5"}
+
+
+def test_a_spec_with_several_channels_is_one_unit_per_channel() -> None:
+    loaded = tiny_loaded()
+    config = RenderConfig(steps=3, size=10, batch=4)
+    ranged = render(loaded, ["features.0:0:3"], config)
+    listed = render(loaded, ["features.0:0", "features.0:1", "features.0:2"], config)
+    assert ranged.units == ["features.0:0", "features.0:1", "features.0:2"]
+    assert torch.equal(ranged.images, listed.images)
+    assert torch.equal(render(loaded, ["features.0:0-2"], config).images, listed.images)
+    # no channels: the default selection (all 4 of this small layer)
+    assert len(render(loaded, ["features.0"], config).units) == 4
 
 
 @pytest.mark.parametrize("channels", [1, 2])
@@ -220,7 +280,7 @@ def test_any_channel_count_and_non_square_size(channels: int) -> None:
     loaded = tiny_loaded(channels=channels, size=20)
     for param in ("fft", "pixel"):
         config = RenderConfig(steps=4, size=(9, 14), param=param)
-        result = render(loaded, ["features.0:1", "features.2:2"], config, generator=gen())
+        result = render(loaded, ["features.0:1", "features.2:2"], config)
         assert result.images.shape == (2, channels, 9, 14)
         assert torch.isfinite(result.values).all()
 
@@ -235,12 +295,11 @@ def test_layer_channels_and_amp_ignored_on_cpu() -> None:
     loaded = tiny_loaded()
     assert layer_channels(loaded, "features.0") == 4
     assert layer_channels(loaded, "features.2") == 3
-    plain = render(loaded, ["features.0:0"], FAST, generator=gen())
+    plain = render(loaded, ["features.0:0"], FAST)
     amp = render(
         loaded,
         ["features.0:0"],
         RenderConfig(steps=12, size=12, batch=4, amp=True),
-        generator=gen(),
     )
     assert torch.equal(plain.images, amp.images)
 
@@ -262,9 +321,9 @@ def test_fourier_steps_carry_less_high_frequency_than_pixel_steps() -> None:
     shares = {}
     for kind in ("fft", "pixel"):
         config = RenderConfig(steps=1, size=32, param=kind, decorrelate=kind == "fft")
-        result = render(loaded, units, config, generator=gen())
+        result = render(loaded, units, config)
         # the same seed draws the same initial parameters first
-        start = ImageParam(kind, 3, 3, (32, 32), decorrelate=kind == "fft", generator=gen())()
+        start = ImageParam(kind, 3, 3, (32, 32), decorrelate=kind == "fft")()
         shares[kind] = high_frequency_share(result.images - start.detach())
     assert shares["fft"] < 0.5 * shares["pixel"]
 
@@ -291,7 +350,7 @@ def lite0():  # type: ignore[no-untyped-def]
 
 @pytest.mark.slow
 def test_espresso_render_is_classified_as_espresso(lite0) -> None:  # type: ignore[no-untyped-def]
-    result = render(lite0, [O.class_logit("espresso")], RenderConfig(steps=64), generator=gen())
+    result = render(lite0, [O.class_logit("espresso")], RenderConfig(steps=64))
     with torch.no_grad():
         probs = lite0.module(lite0.normalize(resize(result.images, lite0.input_size))).softmax(1)
     assert probs[0, lite0.class_index("espresso")] >= 0.9
@@ -306,9 +365,7 @@ def test_channel_render_far_above_natural_images(lite0) -> None:  # type: ignore
     photos = torch.stack([resize(sample_image(n)[None], lite0.input_size)[0] for n in names])
     natural = channel_means(lite0, photos, layer)[:, channels]
     steps = 24  # enough to leave every natural image far behind; keeps the test short
-    fft = render(
-        lite0, [f"{layer}:{c}" for c in channels], RenderConfig(steps=steps), generator=gen()
-    )
+    fft = render(lite0, [f"{layer}:{c}" for c in channels], RenderConfig(steps=steps))
     rendered = channel_means(lite0, fft.images, layer)
     for i, c in enumerate(channels):
         spread = float(natural[:, i].max() - natural[:, i].min())
@@ -318,7 +375,6 @@ def test_channel_render_far_above_natural_images(lite0) -> None:  # type: ignore
         lite0,
         [f"{layer}:{c}" for c in channels],
         RenderConfig(steps=steps, param="pixel", decorrelate=False),
-        generator=gen(),
     )
     # Fourier + decorrelation: far less high-frequency energy at equal steps (0.12 vs 0.45)
     assert high_frequency_share(fft.images) < 0.5 * high_frequency_share(pixel.images)

@@ -46,7 +46,7 @@ def tile_shapes(size: tuple[int, int], tile: int) -> set[tuple[int, int]]:
 
 @dataclass
 class GradientStats:
-    """Per-image running sums over a gradient, accumulated tile by tile in float64."""
+    """Per-image running sums over a gradient, accumulated tile by tile (float64; MPS: float32)."""
 
     count: int  # elements per image (C * H * W)
     abs_sum: torch.Tensor  # (B,) sum |g|
@@ -90,7 +90,10 @@ def rolled_gradient(
     """
     batch, _, height, width = x.shape
     grad = torch.empty_like(x, dtype=dtype)
-    zeros = torch.zeros(batch, dtype=torch.float64, device=x.device)
+    # float64 sums where the device has float64; MPS has none, and float32 sums of |g| over a
+    # tile stay far more precise than the bfloat16 buffer the gradient may be kept in
+    wide_dtype = torch.float32 if x.device.type == "mps" else torch.float64
+    zeros = torch.zeros(batch, dtype=wide_dtype, device=x.device)
     stats = GradientStats(x[0].numel(), zeros.clone(), zeros.clone(), zeros.clone())
     for y0, y1 in tile_spans(height, tile):
         rows = (torch.arange(y0, y1, device=x.device) - shift[0]) % height
@@ -100,7 +103,7 @@ def rolled_gradient(
             piece = x[:, :, rows[:, None], cols[None, :]].detach().requires_grad_(True)
             piece_grad = grad_fn(piece).detach()
             grad[:, :, rows[:, None], cols[None, :]] = piece_grad.to(grad.dtype)
-            wide = piece_grad.double()
+            wide = piece_grad.to(wide_dtype)
             stats.abs_sum += wide.abs().sum(dim=(1, 2, 3))
             stats.total += wide.sum(dim=(1, 2, 3))
             stats.squares += wide.square().sum(dim=(1, 2, 3))

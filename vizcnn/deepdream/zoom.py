@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from vizcnn.core.devices import make_generator
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.deepdream.dreaming import DreamConfig, dream
@@ -66,7 +67,8 @@ def dream_frames(
         image: `(C, H, W)` in [0, 1], the first frame's input.
         config: dream parameters of every frame.
         zoom: frame count, zoom factor and blend.
-        guide, generator: as for `dream`; the generator runs on across frames.
+        guide, generator: as for `dream` (default seed 0 on CPU); the generator runs on across
+            frames, so each frame gets its own rolls.
         progress: `progress(done, total, message)` over frames x octaves x steps.
 
     Example:
@@ -76,6 +78,9 @@ def dream_frames(
     config = config or DreamConfig()
     zoom = zoom or ZoomConfig()
     report = progress or no_progress
+    # one generator runs on across frames: a fresh seed-0 generator per frame would give every
+    # frame the same rolls
+    generator = generator if generator is not None else make_generator(0, "cpu")
     current = image
     for index in range(zoom.frames):
 

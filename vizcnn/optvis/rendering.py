@@ -5,6 +5,10 @@ images; the forward pass stops at the deepest layer the objectives read, and the
 parameters stay frozen. The recipe (Fourier parameterization with decorrelated colour, 128 px
 upsampled to the model's input, Adam at lr 0.05, pad/jitter/scale/rotate) follows lucid.
 
+Reproducible by construction: chunks are fixed by unit position and chunk n draws from its own
+generator seeded `seed + n * CHUNK_SEED_STRIDE`, so `render(..., seed=s)`, the CLI with
+`--seed s`, and a resumed run that skips finished units all give the same pictures.
+
 Example:
     >>> loaded = load_model("efficientnet_lite0")
     >>> result = render(loaded, ["_blocks.9:3", "_blocks.9:17"], RenderConfig(steps=256))
@@ -15,12 +19,13 @@ Example:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import math
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
-from vizcnn.core.devices import make_generator
+from vizcnn.core.devices import deterministic_algorithms, make_generator
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.hooks import Captured, capture, layer_output_shape, model_guard
@@ -30,14 +35,15 @@ from vizcnn.optvis.objectives import (
     LOGITS,
     Objective,
     ObjectiveContext,
-    as_objective,
     diversity,
     stack,
+    unit_objectives,
 )
 from vizcnn.optvis.param import PARAMS, ImageParam
 from vizcnn.optvis.transforms import Transform, apply_transforms, standard_transforms
 
 DEFAULT_SIZE = 128  # lucid's image size; smaller models render at their own input size
+CHUNK_SEED_STRIDE = 1_000_003  # chunk n of a render draws from seed + n * stride
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,30 @@ class RenderConfig:
     amp: bool = False  # bfloat16 autocast (CUDA only; ignored on other devices)
     channels_last: bool = True  # channels-last inputs (CUDA only)
     check_every: int = 16  # steps between non-finite loss checks on CUDA (every step elsewhere)
+    deterministic: bool = False  # deterministic kernels (CUDA: same seed, same images; slower)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise VizError(f"steps must be at least 1, got {self.steps}")
+        if self.param not in PARAMS:
+            raise VizError(f"unknown parameterization {self.param!r}; valid: {', '.join(PARAMS)}")
+        for name in ("lr", "diversity_weight", "init_sd"):
+            value = getattr(self, name)
+            if not math.isfinite(value):
+                raise VizError(f"{name} must be a finite number, got {value}")
+        if not self.lr > 0:
+            raise VizError(f"learning rate must be positive, got {self.lr}")
+        if self.init_sd < 0:
+            raise VizError(f"init_sd must be >= 0, got {self.init_sd}")
+        if self.batch < 1:
+            raise VizError(f"batch must be at least 1, got {self.batch}")
+        if self.diversity < 1:
+            raise VizError(f"diversity must be at least 1 image per unit, got {self.diversity}")
+        if self.check_every < 1:
+            raise VizError(f"check_every must be at least 1, got {self.check_every}")
+        size = self.size if not isinstance(self.size, int) else (self.size, self.size)
+        if size is not None and min(size) < 8:
+            raise VizError(f"image size {size} too small; use at least 8 pixels")
 
     def image_size(self, loaded: LoadedModel) -> tuple[int, int]:
         """The (H, W) of the rendered images for `loaded`."""
@@ -73,20 +103,10 @@ class RenderConfig:
             return (self.size, self.size)
         return (int(self.size[0]), int(self.size[1]))
 
-    def validate(self) -> None:
-        if self.steps < 1:
-            raise VizError(f"steps must be at least 1, got {self.steps}")
-        if self.param not in PARAMS:
-            raise VizError(f"unknown parameterization {self.param!r}; valid: {', '.join(PARAMS)}")
-        if not self.lr > 0:
-            raise VizError(f"learning rate must be positive, got {self.lr}")
-        if self.batch < 1:
-            raise VizError(f"batch must be at least 1, got {self.batch}")
-        if self.diversity < 1:
-            raise VizError(f"diversity must be at least 1 image per unit, got {self.diversity}")
-        size = self.size if not isinstance(self.size, int) else (self.size, self.size)
-        if size is not None and min(size) < 8:
-            raise VizError(f"image size {size} too small; use at least 8 pixels")
+    def chunks(self, count: int) -> list[list[int]]:
+        """Unit positions of each chunk (`batch // diversity` units per chunk) for `count` units."""
+        per_chunk = max(1, self.batch // self.diversity)
+        return [list(range(s, min(count, s + per_chunk))) for s in range(0, count, per_chunk)]
 
 
 @dataclass
@@ -97,6 +117,7 @@ class RenderResult:
     values: torch.Tensor  # (N,) each image's unit objective, on the untransformed image
     units: list[str] = field(default_factory=list)  # unit name of each image
     unit_index: list[int] = field(default_factory=list)  # position of its unit in the request
+    copy: list[int] = field(default_factory=list)  # which diversity copy (0..diversity-1)
 
 
 def layer_channels(model: ModelLike, layer: str) -> int:
@@ -107,6 +128,29 @@ def layer_channels(model: ModelLike, layer: str) -> int:
     if not shape:
         raise VizError(f"layer {layer!r} output has no channel dimension")
     return shape[0]
+
+
+def expand_units(
+    loaded: LoadedModel, units: Sequence[Objective | str] | Objective | str
+) -> list[Objective]:
+    """The bound objectives of a render request, one per unit, in order.
+
+    A string in the unit grammar (`vizcnn.core.units`) that selects several channels
+    (`"_blocks.9:0-3"`) stands for one unit per channel; one without channels for the first
+    `DEFAULT_CHANNELS`.
+    """
+    specs = [units] if isinstance(units, (Objective, str)) else list(units)
+    counts: dict[str, int] = {}
+
+    def count(layer: str) -> int:
+        if layer not in counts:
+            counts[layer] = layer_channels(loaded, layer)
+        return counts[layer]
+
+    objectives = [obj.bind(loaded) for spec in specs for obj in unit_objectives(spec, count)]
+    if not objectives:
+        raise VizError("no units to render")
+    return objectives
 
 
 def _forward(
@@ -136,105 +180,144 @@ def _diversity_layer(config: RenderConfig, loaded: LoadedModel, unit: Objective)
     return layers[0] if layers else loaded.layers_for("render")[0]
 
 
+def _label(chunk: list[int], total: int) -> str:
+    first, last = chunk[0] + 1, chunk[-1] + 1
+    return f"unit {first} of {total}" if first == last else f"units {first}-{last} of {total}"
+
+
 def render_iter(
     model: ModelLike,
     units: Sequence[Objective | str] | Objective | str,
     config: RenderConfig = RenderConfig(),
     *,
-    generator: torch.Generator | None = None,
+    seed: int = 0,
+    skip: Collection[int] = (),
     progress: ProgressCallback = no_progress,
 ) -> Iterator[RenderResult]:
     """Like `render`, but yield each chunk's result as soon as it is done (for resumable runs).
 
-    Each yielded `RenderResult.unit_index` says which of `units` its images belong to.
+    Args:
+        skip: unit positions not wanted (already rendered). A chunk whose units are all skipped
+            is not run; one with some skipped runs whole (its pictures depend on the whole
+            chunk) and yields only the wanted rows.
+
+    Each yielded `RenderResult.unit_index` says which of the (expanded) units its images belong
+    to; the images equal those of an uninterrupted `render` with the same seed.
     """
     loaded = as_loaded(model)
-    config.validate()
-    objectives = [
-        as_objective(unit).bind(loaded)
-        for unit in ([units] if isinstance(units, (Objective, str)) else units)
+    objectives = expand_units(loaded, units)
+    skipped = set(skip)
+    plan = [
+        (number, chunk)
+        for number, chunk in enumerate(config.chunks(len(objectives)))
+        if not skipped.issuperset(chunk)
     ]
-    if not objectives:
-        raise VizError("no units to render")
-    generator = generator if generator is not None else make_generator(0)
+    total = sum(len(chunk) for _, chunk in plan) * config.steps
+    finished = 0
+    for number, chunk in plan:
+
+        def report(done: int, message: str, offset: int = finished) -> None:
+            progress(offset + done, total, message)
+
+        generator = make_generator(seed + CHUNK_SEED_STRIDE * number, loaded.device)
+        with deterministic_algorithms(config.deterministic):
+            result = _render_chunk(
+                loaded, objectives, chunk, config, generator, report, len(objectives)
+            )
+        finished += len(chunk) * config.steps
+        keep = [row for row, unit in enumerate(result.unit_index) if unit not in skipped]
+        yield RenderResult(
+            images=result.images[keep],
+            values=result.values[keep],
+            units=[result.units[row] for row in keep],
+            unit_index=[result.unit_index[row] for row in keep],
+            copy=[result.copy[row] for row in keep],
+        )
+
+
+def _render_chunk(
+    loaded: LoadedModel,
+    objectives: list[Objective],
+    chunk: list[int],
+    config: RenderConfig,
+    generator: torch.Generator,
+    report: Callable[[int, str], None],
+    count: int,
+) -> RenderResult:
+    """Optimize one chunk's images together; `report(steps done x units, message)`."""
     device = loaded.device
     cuda = device.type == "cuda"
     size = config.image_size(loaded)
     input_size = config.input_size or loaded.input_size
     transforms = standard_transforms() if config.transforms is None else config.transforms
     copies = config.diversity
-    per_chunk = max(1, config.batch // copies)
-    total = len(objectives) * config.steps
-
-    for start in range(0, len(objectives), per_chunk):
-        chunk = list(range(start, min(len(objectives), start + per_chunk)))
-        rows = [u for u in chunk for _ in range(copies)]
-        unit_obj = stack([objectives[u] for u in rows])
-        objective = unit_obj
-        if copies > 1:
-            layer = _diversity_layer(config, loaded, objectives[chunk[0]])
-            objective = unit_obj - config.diversity_weight * diversity(layer)
-        layers = [layer for layer in objective.layers if layer != LOGITS]
-        need_logits = LOGITS in objective.layers
-        groups = torch.tensor(rows, device=device)
-        param = ImageParam(
-            config.param,
-            len(rows),
-            loaded.channels,
-            size,
-            decorrelate=config.decorrelate,
-            sd=config.init_sd,
-            generator=generator,
-            device=device,
-        )
-        # the fused kernel is several times faster than the per-op loop on one large tensor
-        fused = device.type in {"cpu", "cuda"}
-        optimizer = torch.optim.Adam(param.parameters(), lr=config.lr, fused=fused)
-        losses = torch.zeros(config.steps, device=device)
-        checked = 0  # losses before this step are known to be finite
-        autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16)
-            if config.amp and cuda
-            else contextlib.nullcontext()
-        )
-        label = f"units {chunk[0] + 1}-{chunk[-1] + 1} of {len(objectives)}"
-        hooks = (
-            capture(loaded.module, layers, stop_early=not need_logits)
-            if layers
-            else contextlib.nullcontext()
-        )
-        with model_guard(loaded.module), hooks as acts:
-            for step in range(config.steps):
-                optimizer.zero_grad(set_to_none=True)
-                images = param()
-                inputs = apply_transforms(
-                    images, transforms, input_size, generator, then=loaded.normalize
-                )
-                if cuda and config.channels_last:
-                    inputs = inputs.contiguous(memory_format=torch.channels_last)
-                with autocast:
-                    found = _forward(loaded, inputs, layers, need_logits, acts)
-                    values = objective(ObjectiveContext(found, images, groups))
-                loss = -values.float().sum()
-                loss.backward()
-                optimizer.step()
-                losses[step] = loss.detach()
-                if not cuda or (step + 1) % config.check_every == 0 or step + 1 == config.steps:
-                    _check_finite(losses, checked, step + 1, label)
-                    checked = step + 1
-                done = start * config.steps + (step + 1) * len(chunk)
-                progress(done, total, f"{label}, step {step + 1}/{config.steps}")
-            with torch.no_grad():
-                images = param().detach()
-                inputs = loaded.normalize(resize(images, input_size))
+    rows = [u for u in chunk for _ in range(copies)]
+    unit_obj = stack([objectives[u] for u in rows])
+    objective = unit_obj
+    if copies > 1:
+        layer = _diversity_layer(config, loaded, objectives[chunk[0]])
+        objective = unit_obj - config.diversity_weight * diversity(layer)
+    layers = [layer for layer in objective.layers if layer != LOGITS]
+    need_logits = LOGITS in objective.layers
+    groups = torch.tensor(rows, device=device)
+    param = ImageParam(
+        config.param,
+        len(rows),
+        loaded.channels,
+        size,
+        decorrelate=config.decorrelate,
+        sd=config.init_sd,
+        generator=generator,
+        device=device,
+    )
+    # the fused kernel is several times faster than the per-op loop on one large tensor
+    fused = device.type in {"cpu", "cuda"}
+    optimizer = torch.optim.Adam(param.parameters(), lr=config.lr, fused=fused)
+    losses = torch.zeros(config.steps, device=device)
+    checked = 0  # losses before this step are known to be finite
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if config.amp and cuda
+        else contextlib.nullcontext()
+    )
+    label = _label(chunk, count)
+    hooks = (
+        capture(loaded.module, layers, stop_early=not need_logits)
+        if layers
+        else contextlib.nullcontext()
+    )
+    with model_guard(loaded.module), hooks as acts:
+        for step in range(config.steps):
+            optimizer.zero_grad(set_to_none=True)
+            images = param()
+            inputs = apply_transforms(
+                images, transforms, input_size, generator, then=loaded.normalize
+            )
+            if cuda and config.channels_last:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            with autocast:
                 found = _forward(loaded, inputs, layers, need_logits, acts)
-                final = unit_obj(ObjectiveContext(found, images, groups)).float()
-        yield RenderResult(
-            images=images.float().cpu(),
-            values=final.cpu(),
-            units=[objectives[u].name for u in rows],
-            unit_index=rows,
-        )
+                values = objective(ObjectiveContext(found, images, groups))
+            loss = -values.float().sum()
+            loss.backward()
+            optimizer.step()
+            losses[step] = loss.detach()
+            if not cuda or (step + 1) % config.check_every == 0 or step + 1 == config.steps:
+                _check_finite(losses, checked, step + 1, label)
+                checked = step + 1
+            report((step + 1) * len(chunk), f"{label}, step {step + 1}/{config.steps}")
+        with torch.no_grad():
+            images = param().detach()
+            inputs = loaded.normalize(resize(images, input_size))
+            found = _forward(loaded, inputs, layers, need_logits, acts)
+            final = unit_obj(ObjectiveContext(found, images, groups)).float()
+    return RenderResult(
+        images=images.float().cpu(),
+        values=final.cpu(),
+        units=[objectives[u].name for u in rows],
+        unit_index=rows,
+        copy=[row % copies for row in range(len(rows))],
+    )
 
 
 def _check_finite(losses: torch.Tensor, begin: int, end: int, label: str) -> None:
@@ -252,16 +335,18 @@ def render(
     units: Sequence[Objective | str] | Objective | str,
     config: RenderConfig = RenderConfig(),
     *,
-    generator: torch.Generator | None = None,
+    seed: int = 0,
     progress: ProgressCallback = no_progress,
 ) -> RenderResult:
     """Render images that maximize each unit: one image per unit (`config.diversity` per unit).
 
     Args:
         model: a `LoadedModel` or a bare `nn.Module` (see `describe`); left as found.
-        units: objectives or `"layer:channel"` strings; image i optimizes unit i.
+        units: objectives or unit specs `LAYER[#k][:CHANNELS][@WEIGHT]` (`"_blocks.9:3"`,
+            `"_blocks.9:0-15"`: one unit per channel); image i optimizes unit i.
         config: steps, size, parameterization, learning rate, batch, diversity, transforms.
-        generator: random source for initial values and transforms (default: seed 0 on CPU).
+        seed: chunk n draws its initial values and transforms from a generator on the model's
+            device seeded `seed + n * CHUNK_SEED_STRIDE`; the CLI's `--seed` is the same seed.
         progress: `progress(done, total, message)` over units x steps.
 
     Returns:
@@ -271,10 +356,11 @@ def render(
         >>> from vizcnn.optvis import objectives as obj
         >>> result = render(loaded, [obj.class_logit("espresso")], RenderConfig(steps=128))
     """
-    parts = list(render_iter(model, units, config, generator=generator, progress=progress))
+    parts = list(render_iter(model, units, config, seed=seed, progress=progress))
     return RenderResult(
         images=torch.cat([p.images for p in parts]),
         values=torch.cat([p.values for p in parts]),
         units=[name for p in parts for name in p.units],
         unit_index=[i for p in parts for i in p.unit_index],
+        copy=[k for p in parts for k in p.copy],
     )

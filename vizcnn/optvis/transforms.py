@@ -177,11 +177,43 @@ def apply_draw(
     # bfloat16 grid would misplace pixels), hand the result over in `then`'s
     out_dtype, images, fill = images.dtype, images.to(grid.dtype), fill.to(grid.dtype)
     # Zero padding of (image - fill) is constant padding with `fill`.
-    out = F.grid_sample(
-        images - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False
-    )
+    if images.is_cuda and torch.are_deterministic_algorithms_enabled():
+        out = bilinear_gather(images - fill, grid)  # grid_sample's CUDA backward uses atomics
+    else:
+        out = F.grid_sample(
+            images - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        )
     out = out + fill
     return (resize(out, out_size) if shrink else out).to(out_dtype)
+
+
+def bilinear_gather(images: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """`F.grid_sample(images, grid, "bilinear", "zeros", align_corners=False)` by gathers.
+
+    Its backward is a scatter-add that torch makes deterministic under
+    `torch.use_deterministic_algorithms`, unlike grid_sample's CUDA backward.
+
+    Args:
+        images: `(B, C, H, W)`.
+        grid: `(B, h, w, 2)` sampling positions (x, y) in [-1, 1].
+    """
+    batch, channels, height, width = images.shape
+    x = ((grid[..., 0] + 1) * width - 1) / 2  # (B, h, w) source pixel coordinates
+    y = ((grid[..., 1] + 1) * height - 1) / 2
+    x0, y0 = x.floor(), y.floor()
+    flat = images.flatten(2)  # (B, C, H*W)
+    out = torch.zeros(
+        batch, channels, grid.shape[1] * grid.shape[2], device=images.device, dtype=images.dtype
+    )
+    for dx in (0, 1):
+        for dy in (0, 1):
+            xi, yi = x0 + dx, y0 + dy
+            weight = (1 - (x - xi).abs()) * (1 - (y - yi).abs())
+            inside = (xi >= 0) & (xi < width) & (yi >= 0) & (yi < height)
+            index = (yi.clamp(0, height - 1) * width + xi.clamp(0, width - 1)).long()
+            picked = flat.gather(2, index.flatten(1)[:, None].expand(-1, channels, -1))
+            out = out + picked * (weight * inside).flatten(1)[:, None].to(images.dtype)
+    return out.view(batch, channels, grid.shape[1], grid.shape[2])
 
 
 def apply_transforms(

@@ -1,0 +1,48 @@
+"""CUDA smoke tests of render and dream: deterministic repeats and the memory estimate.
+
+Skipped without a GPU (this project's CI has none); run them where a CUDA device is lent.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from _render_models import tiny_loaded
+
+from vizcnn.core.devices import make_generator
+from vizcnn.deepdream.dreaming import DreamConfig, dream, dream_memory
+from vizcnn.optvis.rendering import RenderConfig, render
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+]
+
+
+def test_deterministic_render_repeats_bit_for_bit_and_restores_the_flag() -> None:
+    loaded = tiny_loaded(size=32).to("cuda")
+    config = RenderConfig(steps=20, size=24, batch=4, deterministic=True)
+    units = ["features.0:0-3", "features.2:0"]
+    first = render(loaded, units, config, seed=1)
+    second = render(loaded, units, config, seed=1)
+    assert torch.equal(first.images, second.images)
+    assert not torch.are_deterministic_algorithms_enabled()  # scoped to the call
+    # the same pictures as without the switch, up to the nondeterministic sums' noise
+    loose = render(loaded, units, RenderConfig(steps=20, size=24, batch=4), seed=1)
+    torch.testing.assert_close(loose.images, first.images, atol=1e-3, rtol=0)
+
+
+def test_deterministic_dream_repeats_and_estimate_bounds_the_peak() -> None:
+    loaded = tiny_loaded(size=32).to("cuda")
+    loaded.default_layers["dream"] = ["features.2"]
+    image = torch.rand(3, 256, 256, generator=torch.Generator().manual_seed(0)).cuda()
+    config = DreamConfig(octaves=2, steps=3, tile=0, deterministic=True)
+    a = dream(loaded, image, config, generator=make_generator(0))
+    b = dream(loaded, image, config, generator=make_generator(0))
+    assert torch.equal(a, b)
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    dream(loaded, image, config, generator=make_generator(0))
+    peak = torch.cuda.max_memory_allocated() - base
+    estimate = dream_memory(loaded, (256, 256), config).total
+    assert estimate / 3 < peak < estimate * 3  # the estimate is within a factor of a few

@@ -1,0 +1,33 @@
+"""Reading a result file's provenance back and naming how it differs from a new run's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from vizcnn.io.imaging import save_png
+from vizcnn.io.provenance import provenance
+from vizcnn.io.resume import first_difference, stored_provenance
+
+
+def _block(**options: object) -> dict[str, object]:
+    return provenance(
+        technique="render", model_name="m", weights="w", options=options, seed=0, command=["x"]
+    )
+
+
+def test_stored_block_round_trips_and_the_first_difference_is_named(tmp_path: Path) -> None:
+    block = _block(steps=6, lr=0.05)
+    path = tmp_path / "a.png"
+    save_png(torch.zeros(3, 4, 4), path, {"provenance": block, "unit": "x:1"})
+    stored = stored_provenance(path)
+    assert stored == block
+    assert first_difference(stored, _block(steps=6, lr=0.05)) is None
+    assert first_difference(stored, _block(steps=8, lr=0.05)) == "steps 6 in the file, 8 now"
+    assert first_difference(stored, {**block, "seed": 3}) == "seed 0 in the file, 3 now"
+    # a file without a block (older vizcnn, or someone else's PNG) differs
+    plain = tmp_path / "b.png"
+    save_png(torch.zeros(3, 4, 4), plain)
+    assert stored_provenance(plain) == {}
+    assert first_difference({}, block) is not None

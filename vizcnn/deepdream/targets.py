@@ -1,0 +1,152 @@
+"""What a dream amplifies: layer targets in the unit grammar, the objective, guide features.
+
+A target is one term `weight * 0.5 * ||a[:, channels]||^2` at a layer (or, guided, the dot
+product with the guide's best-matching features), written `LAYER[#k][:CHANNELS][@WEIGHT]` as
+everywhere in vizcnn (`vizcnn.core.units`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from vizcnn.core.errors import VizError
+from vizcnn.core.units import is_closed, parse_unit
+from vizcnn.deepdream.images import as_batch, float_dtype
+from vizcnn.deepdream.tiling import as_unit
+from vizcnn.hooks import forward_to, layer_output_shape, model_guard
+from vizcnn.io.imaging import resize
+from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
+
+
+@dataclass(frozen=True)
+class LayerTarget:
+    """One term of the dream objective: `weight * 0.5 * ||a[:, channels]||^2` at `layer`."""
+
+    layer: str  # dotted module path, optionally `name#k` for the k-th call of a reused module
+    channels: tuple[int, ...] | None = None  # channel subset; None = all channels
+    weight: float = 1.0  # multiplier of this layer's term
+
+    @property
+    def spec(self) -> str:
+        """Back to the `LAYER[:CHANNELS][@WEIGHT]` text form."""
+        text = self.layer
+        if self.channels is not None:
+            text += ":" + ",".join(str(c) for c in self.channels)
+        if self.weight != 1.0:
+            text += f"@{self.weight:g}"
+        return text
+
+
+def parse_layer_target(spec: str | LayerTarget, count: int | None = None) -> LayerTarget:
+    """Parse the unit grammar `LAYER[#k][:CHANNELS][@WEIGHT]` (`vizcnn.core.units.parse_unit`).
+
+    No CHANNELS means the whole layer. `count` (the layer's channel count) is needed only for
+    open selections such as `8:` or `all`, and checks ranges when given.
+
+    Example:
+        >>> parse_layer_target("_blocks.9:0-2@2")
+        LayerTarget(layer='_blocks.9', channels=(0, 1, 2), weight=2.0)
+        >>> parse_layer_target("_blocks.9:0:3").channels  # the same channels render takes
+        (0, 1, 2)
+    """
+    if isinstance(spec, LayerTarget):
+        return spec
+    unit = parse_unit(spec)
+    return LayerTarget(unit.layer_spec, unit.channels(count, default=None), unit.weight)
+
+
+def resolve_target(spec: str | LayerTarget, loaded: LoadedModel) -> LayerTarget:
+    """A target whose open channel selection (`8:`, `all`) is resolved with one probe pass."""
+    if isinstance(spec, LayerTarget) or is_closed(parse_unit(spec)):
+        return parse_layer_target(spec)
+    layer = parse_unit(spec).layer_spec
+    with model_guard(loaded.module):
+        shape = layer_output_shape(loaded.module, (loaded.channels, *loaded.input_size), layer)
+    return parse_layer_target(spec, shape[0] if shape else None)
+
+
+def dream_objective(
+    activations: Mapping[str, torch.Tensor],
+    targets: Sequence[LayerTarget],
+    guides: Sequence[torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """The scalar to maximize: sum over targets of `weight * term(a)`, summed over the batch.
+
+    Plain: `term = 0.5 * ||a||^2`. Guided: `term = sum_p <a_p, y*_p>` where `y*_p` is the guide
+    feature vector with the largest dot product with `a_p` (held constant), so the gradient at
+    every position p is that guide vector, as in the original notebook.
+
+    Args:
+        activations: layer spec -> `(B, C, h, w)` output.
+        targets: the terms; channel subsets index dim 1.
+        guides: per target, the guide's features `(C', N)` (channels already selected).
+    """
+    total: torch.Tensor | None = None
+    for index, target in enumerate(targets):
+        acts = _select_channels(_wide(activations[target.layer]), target)
+        if guides is None:
+            term = 0.5 * acts.square().sum()
+        else:
+            term = _guided_term(acts, guides[index].to(acts.dtype))
+        total = target.weight * term if total is None else total + target.weight * term
+    if total is None:
+        raise VizError("no dream layer given")
+    return total
+
+
+def _wide(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum the objective in float32 at least (autocast may hand back bfloat16 activations)."""
+    return tensor if tensor.dtype in (torch.float32, torch.float64) else tensor.float()
+
+
+def _select_channels(acts: torch.Tensor, target: LayerTarget) -> torch.Tensor:
+    if target.channels is None:
+        return acts
+    count = acts.shape[1]
+    bad = [c for c in target.channels if c >= count]
+    if bad:
+        raise VizError(
+            f"channel {bad[0]} out of range for layer {target.layer!r} ({count} channels: 0..{count - 1})"
+        )
+    index = torch.tensor(target.channels, device=acts.device)
+    return acts.index_select(1, index)
+
+
+def _guided_term(acts: torch.Tensor, guide: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    flat = acts.flatten(2)  # (B, C, P)
+    if guide.shape[0] != flat.shape[1]:
+        raise VizError(f"guide has {guide.shape[0]} channels, the layer {flat.shape[1]}")
+    with torch.no_grad():
+        # Chunks over positions bound the (N, P) dot-product matrix for big tiles.
+        best = torch.cat(
+            [
+                torch.einsum("cn,bcp->bnp", guide, part).argmax(dim=1)
+                for part in flat.split(chunk, dim=2)
+            ],
+            dim=1,
+        )  # (B, P): index of the best guide vector per position
+        chosen = guide.t()[best].permute(0, 2, 1)  # (B, C, P)
+    return (flat * chosen).sum()
+
+
+def guide_features(
+    model: ModelLike, guide: torch.Tensor, targets: Sequence[LayerTarget]
+) -> list[torch.Tensor]:
+    """Per target, the guide image's features `(C', N)` at the model's input scale.
+
+    Args:
+        guide: `(C, H, W)` or `(1, C, H, W)` in [0, 1]; resized so its shorter side is the
+            model's input size.
+    """
+    loaded = as_loaded(model)
+    image = as_unit(as_batch(guide, loaded), float_dtype(loaded))
+    height, width = image.shape[-2:]
+    scale = min(loaded.input_size) / min(height, width)
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    layers = list(dict.fromkeys(t.layer for t in targets))
+    with torch.no_grad():
+        acts = forward_to(loaded.module, loaded.normalize(resize(image, size)), layers, detach=True)
+    return [_select_channels(_wide(acts[t.layer]), t)[0].flatten(1) for t in targets]

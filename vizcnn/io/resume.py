@@ -1,0 +1,46 @@
+"""Resuming a run: is a file already there made with this run's settings?
+
+A result file carries its provenance block (`vizcnn.io.provenance`) in a `provenance` PNG text
+chunk; a resumed run reuses it only if `differing_options` finds nothing, else it names the
+first difference in a one-line error (or re-makes the file when asked to).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from vizcnn.io.imaging import read_png_metadata
+from vizcnn.io.provenance import differing_options
+
+
+def stored_provenance(path: str | Path) -> dict[str, Any]:
+    """The provenance block in a PNG's `provenance` text chunk ({} when absent or unreadable)."""
+    try:
+        block = json.loads(read_png_metadata(path).get("provenance", "{}"))
+    except (OSError, ValueError):
+        return {}
+    return block if isinstance(block, dict) else {}
+
+
+def _value(block: Mapping[str, Any], key: str) -> Any:
+    if key.startswith("options."):
+        return (block.get("options") or {}).get(key.removeprefix("options."))
+    return block.get(key)
+
+
+def first_difference(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> str | None:
+    """The first setting in which two blocks differ, as `steps 6 in the file, 8 now`; or None.
+
+    Example:
+        >>> first_difference({"seed": 0}, {"seed": 1})
+        'seed 0 in the file, 1 now'
+    """
+    keys = differing_options(stored, wanted)
+    if not keys:
+        return None
+    key = keys[0]
+    name = key.removeprefix("options.")
+    return f"{name} {_value(stored, key)} in the file, {_value(wanted, key)} now"
