@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
-from cli.main import app
+from vizcnn.cli.main import app
 from vizcnn.ablation.data import TensorData, digits
 from vizcnn.ablation.lesion import lesion_study
 from vizcnn.models import load_model

@@ -656,7 +656,7 @@ def test_cli_refuses_a_dream_that_cannot_fit_and_an_unwritable_output(
     result = CliRunner().invoke(
         app, ["dream", "sample:coffee", *ALEX, "-o", str(blocked / "sub" / "x.png")]
     )
-    assert result.exit_code == 1 and "cannot create output folder" in result.output
+    assert result.exit_code == 1 and "is a file, not a folder" in result.output
 
 
 def test_cli_help_names_input_size_and_the_samples() -> None:
