@@ -6,7 +6,7 @@ import torchvision
 from torch import nn
 
 from vizcnn.hooks import capture
-from vizcnn.receptive.graph import receptive_fields
+from vizcnn.receptive import receptive_fields
 
 
 def gradient_box(

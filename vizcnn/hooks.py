@@ -7,15 +7,23 @@ forward pass (EfficientNet-Lite's `_swish`, ResNet's `relu`) is named `name#k` f
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import functools
+import inspect
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import torch
 from torch import nn
 
 from vizcnn.core.errors import VizError, did_you_mean
+
+if TYPE_CHECKING:
+    from vizcnn.models.base import LoadedModel, ModelLike
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class _StopForward(Exception):
@@ -55,11 +63,20 @@ def find_module(model: nn.Module, name: str) -> nn.Module:
 
 @dataclass
 class Captured(Mapping[str, torch.Tensor]):
-    """Layer outputs recorded during a `capture` block, keyed by the requested layer spec."""
+    """Layer outputs recorded during a `capture` block, keyed by the requested layer spec.
+
+    Holds the outputs of the latest pass only: a pass is one outermost call of the model or of
+    any submodule that contains a requested layer, so a submodule called directly after a full
+    pass does not leave the full pass's outputs behind.
+    """
 
     model: nn.Module
     outputs: dict[str, torch.Tensor] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)  # calls seen per module in the last pass
+    stop_early: bool = False  # cut a pass started by `run` after the last requested layer
+    fired: set[str] = field(default_factory=set)  # specs captured in any pass of the block
+    depth: int = 0  # module calls (of the root and the requested layers' ancestors) under way
+    running: bool = False  # inside `run`: the only place a pass may be cut short
 
     def __getitem__(self, key: str) -> torch.Tensor:
         return self.outputs[key]
@@ -71,11 +88,21 @@ class Captured(Mapping[str, torch.Tensor]):
         return len(self.outputs)
 
     def run(self, *inputs: Any, **kwargs: Any) -> Any:
-        """Run the model; returns its output, or None when the pass stopped early."""
+        """Run the model; returns its output, or None when the pass stopped early.
+
+        With `stop_early`, only a pass started here stops after the last requested layer; a
+        body calling `model(x)` itself always gets the full pass (and the rest of the body).
+        """
+        if self.running:
+            raise RuntimeError("Captured.run called from inside a forward pass it started")
+        self.running = True
         try:
             return self.model(*inputs, **kwargs)
         except _StopForward:
             return None
+        finally:
+            self.running = False
+            self.depth = 0  # a pass cut short unwinds every module call it was in
 
 
 def _first_tensor(output: Any) -> torch.Tensor | None:
@@ -186,6 +213,67 @@ def model_guard(
         raise RuntimeError(f"vizcnn left hooks on {type(leaked[0]).__name__}: a vizcnn bug")
 
 
+def guarded(function: Callable[P, R]) -> Callable[P, R]:
+    """Decorator: run `function` inside `model_guard` of its first argument's module.
+
+    The first argument is an `nn.Module` or anything with a `.module` (a `LoadedModel`); other
+    values pass through untouched so that the function reports them itself. The guard spans the
+    whole call, so a probe, a forward pass or an error anywhere in it leaves the model as found.
+
+    Example:
+        >>> @guarded
+        ... def probe(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        ...     return model(x)  # eval mode, frozen parameters; restored on return
+    """
+
+    first_name = next(iter(inspect.signature(function).parameters))
+
+    @functools.wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        first = args[0] if args else kwargs.get(first_name)
+        module = first if isinstance(first, nn.Module) else getattr(first, "module", None)
+        if not isinstance(module, nn.Module):
+            return function(*args, **kwargs)
+        with model_guard(module):
+            return function(*args, **kwargs)
+
+    return wrapper
+
+
+def technique(
+    function: Callable[Concatenate[LoadedModel, P], R],
+) -> Callable[Concatenate[ModelLike, P], R]:
+    """Decorator for an entry point whose first argument is the model.
+
+    The model may be a `LoadedModel` or a bare `nn.Module` (turned into one by
+    `vizcnn.models.as_loaded`), and the whole call runs inside `model_guard`, so the model is
+    left exactly as found, also when the call raises.
+
+    Example:
+        >>> @technique
+        ... def logits(loaded: LoadedModel, images: torch.Tensor) -> torch.Tensor:
+        ...     return loaded.module(loaded.normalize(images))
+        >>> logits(torchvision.models.resnet18(), torch.rand(1, 3, 224, 224))
+    """
+    first_name = next(iter(inspect.signature(function).parameters))
+
+    @functools.wraps(function)
+    def wrapper(model: ModelLike, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        from vizcnn.models.base import as_loaded  # models import hooks' users: import late
+
+        loaded = as_loaded(model)
+        with model_guard(loaded.module):
+            return function(loaded, *args, **kwargs)
+
+    wrapper.__signature__ = inspect.signature(function).replace(  # type: ignore[attr-defined]
+        parameters=[
+            parameter.replace(annotation="ModelLike") if parameter.name == first_name else parameter
+            for parameter in inspect.signature(function).parameters.values()
+        ]
+    )
+    return wrapper
+
+
 @contextmanager
 def capture(
     model: nn.Module,
@@ -197,13 +285,19 @@ def capture(
 ) -> Iterator[Captured]:
     """Record the outputs of `layers` while the body runs the model.
 
+    Each pass starts afresh: the model called again, or a submodule holding a requested layer
+    called directly (`model.layer1(x)`), clears the previous pass's outputs, so `acts` always
+    holds the latest pass (a loop of passes inside one block works).
+
     Args:
         model: any `nn.Module`; it is left exactly as found (hooks, training flag, inplace flags).
         layers: dotted module paths, optionally `name#k` for the k-th call of a reused module.
-        stop_early: stop the forward pass right after the last requested layer fired; call
-            `acts.run(x)` (or `model(x)` as the body's last statement).
+        stop_early: cut a pass started by `acts.run(x)` right after the last requested layer
+            fired. Only `acts.run` stops early: a body calling `model(x)` itself gets the full
+            pass, so no statement of the body is ever skipped.
         detach: store detached outputs (no autograd graph kept), e.g. for mining.
-        strict: raise if a requested layer never fired or returns no tensor (False: skip it).
+        strict: raise at the end of the block if a requested layer never fired in any pass, or
+            returns no tensor (False: skip it).
 
     Yields:
         A `Captured` mapping from layer spec to output tensor `(B, C, H, W)`.
@@ -222,14 +316,28 @@ def capture(
         by_name.setdefault(ref.name, []).append(ref)
     modules = dict(model.named_modules())
     wanted = {ref.spec for ref in refs}
-    captured = Captured(model=model)
+    captured = Captured(model=model, stop_early=stop_early)
+    # A pass can begin at the root or at any module on the path down to a requested layer;
+    # calling any other submodule cannot change what is captured.
+    starts: dict[str, nn.Module] = {"": model}
+    for name in by_name:
+        parts = name.split(".")
+        for end in range(1, len(parts) + 1):
+            path = ".".join(parts[:end])
+            if path in modules:
+                starts[path] = modules[path]
 
     handles: list[torch.utils.hooks.RemovableHandle] = []
 
-    def reset(_module: nn.Module, _inputs: Any) -> None:
-        # Each forward pass starts afresh, so a loop of passes inside one block works.
-        captured.calls.clear()
-        captured.outputs.clear()
+    def enter(_module: nn.Module, _inputs: Any) -> None:
+        if captured.depth == 0:  # an outermost call: a new pass
+            captured.calls.clear()
+            captured.outputs.clear()
+        captured.depth += 1
+
+    def leave(_module: nn.Module, _inputs: Any, _output: Any) -> None:
+        # always_call: also runs when the pass is cut short or raises
+        captured.depth = max(0, captured.depth - 1)
 
     def make_hook(name: str) -> Any:
         def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
@@ -243,15 +351,20 @@ def capture(
                 if not strict:
                     return
                 raise VizError(f"layer {spec!r} returns {type(output).__name__}, not a tensor")
-            done = wanted.issubset(captured.outputs.keys() | {spec})
+            stop = (
+                captured.running
+                and stop_early
+                and wanted.issubset(captured.outputs.keys() | {spec})
+            )
             if detach:
                 tensor = tensor.detach()
             # Functional in-place ops later in the graph (F.relu(x, inplace=True)) could still
             # overwrite the tensor; a copy is needed unless the pass stops right here.
-            if not (stop_early and done):
+            if not stop:
                 tensor = tensor.clone()
             captured.outputs[spec] = tensor
-            if stop_early and done:
+            captured.fired.add(spec)
+            if stop:
                 raise _StopForward
 
         return hook
@@ -260,18 +373,17 @@ def capture(
     # break backward hooks; they are off for the block and restored afterwards.
     with inplace_off(model):
         try:
-            handles.append(model.register_forward_pre_hook(reset))
+            for module in starts.values():
+                handles.append(module.register_forward_pre_hook(enter))
+                handles.append(module.register_forward_hook(leave, always_call=True))
             for name in by_name:
                 handles.append(modules[name].register_forward_hook(make_hook(name)))
-            try:
-                yield captured
-            except _StopForward:
-                pass  # the body called model(x) directly with stop_early
-            missing = sorted(wanted - captured.outputs.keys())
+            yield captured
+            missing = sorted(wanted - captured.fired)
             if missing and strict:
-                seen = {name: n for name, n in captured.calls.items()}
                 detail = "; ".join(
-                    f"{spec} (module ran {seen.get(parse_layer(spec).name, 0)} time(s))"
+                    f"{spec} (module ran {captured.calls.get(parse_layer(spec).name, 0)} "
+                    "time(s) in the last pass)"
                     for spec in missing
                 )
                 raise VizError(f"layer never fired during the forward pass: {detail}")

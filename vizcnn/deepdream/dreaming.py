@@ -32,7 +32,7 @@ from vizcnn.deepdream.tiling import (
     row_bands,
     tile_shapes,
 )
-from vizcnn.hooks import capture, forward_to
+from vizcnn.hooks import capture, forward_to, technique
 from vizcnn.io.imaging import resize
 from vizcnn.models.loading import LoadedModel
 
@@ -311,6 +311,7 @@ def octave_sizes(
     return sizes[::-1]
 
 
+@technique  # as_loaded + model_guard around the whole call
 def dream(
     loaded: LoadedModel,
     image: torch.Tensor,

@@ -26,7 +26,7 @@ from vizcnn.core.distributed import Shard, all_gather, all_gather_objects, curre
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.data.datasets import Batch, ImageSource, collate
-from vizcnn.hooks import capture, layer_output_shape
+from vizcnn.hooks import capture, layer_output_shape, technique
 from vizcnn.io.imaging import atomic_write
 from vizcnn.mining.topk import MAX_IMAGES, RunningTopK, decode
 from vizcnn.models.loading import LoadedModel
@@ -190,6 +190,7 @@ class _State:
         )
 
 
+@technique  # as_loaded + model_guard around the whole call
 def mine_topk(
     loaded: LoadedModel,
     dataset: ImageSource,
