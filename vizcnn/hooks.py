@@ -397,10 +397,17 @@ def forward_to(
 ) -> dict[str, torch.Tensor]:
     """Run `model` only as far as the deepest of `layers` and return their outputs.
 
+    Runs under `model_guard`: eval mode (BatchNorm uses its running statistics), parameters
+    frozen, the model left exactly as found; outputs keep their graph to `inputs` unless
+    `detach`.
+
     Args:
         inputs: `(B, C, H, W)` in the model's normalized space.
+
+    Example:
+        >>> forward_to(model, images, ["layer3"])["layer3"].shape
     """
-    with capture(model, layers, stop_early=True, detach=detach) as acts:
+    with model_guard(model), capture(model, layers, stop_early=True, detach=detach) as acts:
         acts.run(inputs)
     return dict(acts.outputs)
 
