@@ -19,7 +19,8 @@ from vizcnn.models.base import ModelLike, as_loaded
 from vizcnn.receptive.field import Field, Spans
 from vizcnn.receptive.graph import graph_fields
 
-_SAMPLES = 2  # random images per measured unit (the union of their gradient supports)
+_SAMPLES = 1  # random images per measured unit (more are tried where units disagree)
+_MORE_SAMPLES = 16  # ... when the first measurement's units disagree
 _BATCH = 16  # images per forward pass while measuring
 _SMALL_MAP = 16  # maps with height + width up to this have every unit measured
 _MAX_UNITS = 256  # per-unit measurement beyond this many units per axis is refused
@@ -130,9 +131,10 @@ def _axis(
 def measure_field(model: nn.Module, layer: str, input_shape: tuple[int, int, int]) -> Field | None:
     """Measure a layer's field from the gradient support of its units.
 
-    Units 0, 1 and the last two per axis give stride, offset and size; if they disagree (units
-    not evenly spaced, as after adaptive pooling from 10 px to 4) every unit along the middle
-    row and column is measured and the field carries per-unit `spans`. A box can be smaller
+    Units 0, 1 and the last two per axis (every unit on small maps) give stride, offset and
+    size; if they disagree even over more images (units not evenly spaced, as after adaptive
+    pooling from 10 px to 4) every unit along the middle row and column is measured and the
+    field carries per-unit `spans`. A box can be smaller
     than the true field where weights are exactly zero; a field wider than the image on both
     sides is cut at the border. Runs under `model_guard`.
 
@@ -154,21 +156,26 @@ def measure_field(model: nn.Module, layer: str, input_shape: tuple[int, int, int
     every = height + width <= _SMALL_MAP  # small maps: cheap to check every unit's spacing
     ys = range(height) if every else sorted({0, min(1, height - 1), max(height - 2, 0), height - 1})
     xs = range(width) if every else sorted({0, min(1, width - 1), max(width - 2, 0), width - 1})
-    spans = _spans(model, layer, input_shape, list(ys), list(xs), (height, width))
-    if spans is None:
-        return None
-    field = _from_spans(*spans, input_shape)
-    if every or field.spans is None:
+    field: Field | None = None
+    # Disagreeing units are first taken for ragged supports (max pooling passes the gradient
+    # to one argmax per window, few channels give few draws): more images widen each box to
+    # the true field. If they still disagree, units are not evenly spaced.
+    for samples in (_SAMPLES, _MORE_SAMPLES):
+        spans = _spans(model, layer, input_shape, list(ys), list(xs), (height, width), samples)
+        if spans is None:
+            return None
+        field = _from_spans(*spans, input_shape)
+        if field.spans is None:
+            return field
+    if every:
         return field
-    # the edge units disagree: units are not evenly spaced, so measure every one of them
     if max(height, width) > _MAX_UNITS:
         raise VizError(
             f"layer {layer!r}: units are not evenly spaced and its {height}x{width} map is too "
             "large to measure unit by unit"
         )
-    spans = _spans(
-        model, layer, input_shape, list(range(height)), list(range(width)), (height, width)
-    )
+    every_y, every_x = list(range(height)), list(range(width))
+    spans = _spans(model, layer, input_shape, every_y, every_x, (height, width), _MORE_SAMPLES)
     return None if spans is None else _from_spans(*spans, input_shape)
 
 
@@ -179,10 +186,11 @@ def _spans(
     ys: list[int],
     xs: list[int],
     shape: tuple[int, int],
+    samples: int,
 ) -> tuple[dict[int, tuple[int, int]], dict[int, tuple[int, int]]] | None:
     """Row spans of units `ys` down the middle column, column spans of `xs` along the middle row."""
     units = [(y, shape[1] // 2) for y in ys] + [(shape[0] // 2, x) for x in xs]
-    boxes = unit_boxes(model, layer, input_shape, units)
+    boxes = unit_boxes(model, layer, input_shape, units, samples=samples)
     found = [box for box in boxes if box is not None]
     if len(found) != len(boxes):
         return None
