@@ -43,12 +43,17 @@ class LayerTable:
             item["stride"] = list(field["stride"]) if field else None
             item["offset"] = list(field["offset"]) if field else None
             item["rf_method"] = field["method"] if field else None
+            # per-unit (top, bottom) spans for unevenly spaced units ("measured per unit")
+            item["unit_spans"] = (
+                [list(map(list, a)) for a in field["spans"]] if field and field["spans"] else None
+            )
             layers.append(item)
         return {
             "version": 1,
             "model": model_name,
             "input_shape": list(self.input_shape),
-            "box_of_unit": "top = offset_y + y*stride_y, left = offset_x + x*stride_x; height rf_y, width rf_x",
+            "box_of_unit": "top = offset_y + y*stride_y, left = offset_x + x*stride_x; height rf_y, width rf_x"
+            " (where unit_spans is set: rows unit_spans[0][y], columns unit_spans[1][x], end exclusive)",
             "layers": layers,
         }
 
