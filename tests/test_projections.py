@@ -55,29 +55,50 @@ def test_functional_relu_rule_matches_hand_oracle(method: str) -> None:
     assert not torch.allclose(got, plain)
 
 
-def test_googlenet_projections_are_not_the_plain_gradient() -> None:
-    # torchvision's GoogLeNet applies F.relu inside BasicConv2d: no nn.ReLU module to hook
+def _googlenet() -> nn.Module:
+    return torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False)
+
+
+def _inception() -> nn.Module:
+    return torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False)
+
+
+@pytest.mark.parametrize(
+    "build,layer,size",
+    [
+        (_googlenet, "inception3a", 64),
+        pytest.param(_inception, "Mixed_5b", 96, marks=pytest.mark.slow),
+    ],
+    ids=["googlenet", "inception_v3"],
+)
+def test_functional_relu_networks_projections_are_not_the_plain_gradient(
+    build, layer: str, size: int
+) -> None:
+    # torchvision's GoogLeNet and Inception v3 apply F.relu inside BasicConv2d: no nn.ReLU
     torch.manual_seed(0)  # weights only
-    net = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False)
-    net.eval()
+    net = build().eval()
     assert not any(isinstance(m, nn.ReLU) for m in net.modules())
-    loaded = describe(net, input_size=64)
-    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
-    units = torch.tensor([[5, 3, 3], [17, 4, 2]])
+    loaded = describe(net, input_size=size)
+    images = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad(), capture(net, [layer], stop_early=True) as probe:
+        probe.run(loaded.normalize(images))
+    # each image's most active channel at a unit (a dead unit would project to zero)
+    channels = probe[layer][:, :, 1, 2].argmax(1)
+    units = torch.stack([channels, torch.ones(2, dtype=torch.int64), torch.full((2,), 2)], 1)
     before = model_state(net)
-    guided = project(loaded, images, "inception3a", units, "guided")
-    deconv = project(loaded, images, "inception3a", units, "deconv")
+    guided = project(loaded, images, layer, units, "guided")
+    deconv = project(loaded, images, layer, units, "deconv")
     assert_same_state(before, model_state(net))
 
     x = loaded.normalize(images).requires_grad_(True)
-    with torch.enable_grad(), capture(net, ["inception3a"], stop_early=True) as acts:
+    with torch.enable_grad(), capture(net, [layer], stop_early=True) as acts:
         acts.run(x)
-        chosen = acts["inception3a"][torch.arange(2), units[:, 0], units[:, 1], units[:, 2]]
+        chosen = acts[layer][torch.arange(2), units[:, 0], units[:, 1], units[:, 2]]
         (plain,) = torch.autograd.grad(chosen.sum(), x)
     assert plain.abs().sum() > 0 and guided.abs().sum() > 0
     assert not torch.allclose(guided, plain, atol=1e-6)
     assert not torch.allclose(deconv, plain, atol=1e-6)
     assert not torch.allclose(guided, deconv, atol=1e-6)
     # each image's projection depends on its own unit only (one backward, batched)
-    single = project(loaded, images[1:], "inception3a", units[1:], "guided")
+    single = project(loaded, images[1:], layer, units[1:], "guided")
     torch.testing.assert_close(single, guided[1:], rtol=1e-4, atol=1e-6)
