@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 import torch
 
-from vizcnn import capture, load_model
+from vizcnn import capture, forward_to, load_model
+from vizcnn.hooks import model_guard
 
 
 def interleaved_medians(
@@ -56,6 +57,20 @@ def main() -> None:
     }
     for layer in ("_blocks.4", "_blocks.9", "_blocks.15"):
         variants[f"capture, truncated at {layer}"] = truncated(layer)
+
+    def guarded_truncated() -> None:
+        with model_guard(model):
+            truncated("_blocks.9")()
+
+    # the state guard (flags saved and restored, buffers copied) around the same truncated pass
+    variants["model_guard + capture, truncated at _blocks.9"] = guarded_truncated
+    variants["forward_to(_blocks.9) (guard included)"] = lambda: forward_to(model, x, ["_blocks.9"])
+
+    def guard_alone() -> None:
+        with model_guard(model):
+            pass
+
+    variants["model_guard alone (enter + exit, no forward)"] = guard_alone
     with torch.no_grad():
         medians = interleaved_medians(variants, args.repeats)
     full = medians["full forward, no hooks (limit)"]

@@ -10,9 +10,9 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
-from vizcnn.cli.main import app
 from vizcnn.ablation.data import TensorData, digits
 from vizcnn.ablation.lesion import lesion_study
+from vizcnn.cli.main import app
 from vizcnn.models import load_model
 from vizcnn.models.lenet import lenet5_accuracy
 

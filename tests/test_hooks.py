@@ -43,10 +43,60 @@ def test_stop_early_does_not_run_later_layers(tiny: TinyNet) -> None:
     assert out["pool"].shape == (2, 2, 4, 4)
 
 
-def test_model_calls_directly_with_stop_early(tiny: TinyNet) -> None:
-    with capture(tiny, ["conv1"], stop_early=True) as acts:
-        tiny(torch.ones(1, 1, 10, 10))
+def test_stop_early_only_through_run_a_direct_call_runs_the_whole_body(tiny: TinyNet) -> None:
+    ran: list[str] = []
+    handle = tiny.head.register_forward_hook(lambda *_: ran.append("head"))
+    try:
+        with capture(tiny, ["conv1"], stop_early=True) as acts:
+            logits = tiny(torch.ones(1, 1, 10, 10))  # not acts.run: the full pass runs
+            ran.append("rest of the body")
+            assert acts.run(torch.ones(1, 1, 10, 10)) is None  # run: stops after conv1
+    finally:
+        handle.remove()
+    assert ran == ["head", "rest of the body"]
+    # conv2 of the full pass = 81 (see test_captures_exact_activations); head = W @ [81]*4
+    torch.testing.assert_close(logits, torch.tensor([[6.0, 22.0, 38.0]]) * 81)
     assert acts["conv1"].shape == (1, 2, 8, 8)
+
+
+def test_direct_submodule_call_after_a_full_pass_replaces_its_outputs(tiny: TinyNet) -> None:
+    with capture(tiny, ["conv1", "relu", "relu#1", "conv2"]) as acts:
+        tiny(torch.ones(1, 1, 10, 10))
+        assert set(acts) == {"conv1", "relu", "relu#1", "conv2"}
+        z = torch.full((1, 2, 4, 4), -3.0)
+        z[0, 0, 0, 0] = 5.0
+        out = tiny.relu(z)  # the reused module called on its own: a new pass, its call 0
+        assert set(acts) == {"relu"}  # nothing stale from the full pass
+        torch.testing.assert_close(acts["relu"], z.clamp(min=0))
+        torch.testing.assert_close(out, z.clamp(min=0))
+        tiny.conv2(torch.ones(1, 2, 3, 3))  # 18 ones under a 3x3x2 kernel of ones = 18
+        assert set(acts) == {"conv2"}
+        torch.testing.assert_close(acts["conv2"], torch.full((1, 1, 1, 1), 18.0))
+        tiny.head(torch.ones(1, 4))  # contains no requested layer: changes nothing
+        assert set(acts) == {"conv2"}
+        for value, expected in ((1.0, 81.0), (0.0, 0.0)):  # a loop of passes, each afresh
+            tiny(torch.full((1, 1, 10, 10), value))
+            torch.testing.assert_close(acts["conv2"], torch.full((1, 1, 2, 2), expected))
+            assert acts.calls["relu"] == 2
+
+
+def test_strict_counts_layers_fired_in_any_pass(tiny: TinyNet) -> None:
+    # conv1 fired in the first pass, conv2 only in a later direct call: neither is "missing"
+    with capture(tiny, ["conv1", "conv2"]) as acts:
+        tiny(torch.ones(1, 1, 10, 10))
+        tiny.conv2(torch.ones(1, 2, 3, 3))
+    assert set(acts) == {"conv2"}
+    with pytest.raises(VizError, match="never fired"), capture(tiny, ["conv1", "conv2"]):
+        tiny.conv1(torch.ones(1, 1, 5, 5))
+
+
+def test_a_pass_that_raised_does_not_swallow_the_next_one(tiny: TinyNet) -> None:
+    with capture(tiny, ["conv1", "conv2"]) as acts:
+        with pytest.raises(RuntimeError):
+            tiny(torch.ones(1, 1, 5, 5))  # conv1 fires, then the pass fails in conv2
+        assert set(acts) == {"conv1"}
+        tiny.conv2(torch.ones(1, 2, 3, 3))  # must count as a new pass, not as part of that one
+        assert set(acts) == {"conv2"}
 
 
 def test_gradient_flows_through_captured_output(tiny: TinyNet) -> None:

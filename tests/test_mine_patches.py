@@ -1,4 +1,4 @@
-"""Second pass of mining: boxes hold the unit's whole gradient support; projections via captum."""
+"""Second pass of mining: boxes hold the unit's whole gradient support; projections (ReLU rules)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ import pytest
 import torch
 import torchvision
 from captum.attr import NeuronDeconvolution, NeuronGuidedBackprop
-from mine_helpers import TinyMiner, loaded_tiny, random_images
+from mine_helpers import loaded_tiny, random_images
 from torch import nn
 
 from conftest import assert_same_state, model_state
-from vizcnn.core.errors import VizError
 from vizcnn.data.datasets import TensorImages
 from vizcnn.hooks import capture
 from vizcnn.mining.patches import (
@@ -22,7 +21,6 @@ from vizcnn.mining.patches import (
     layer_sheet,
     mine_patches,
     project,
-    relus_for_captum,
 )
 from vizcnn.mining.streaming import MineConfig, mine_topk
 from vizcnn.models.loading import LoadedModel, freeze
@@ -163,18 +161,7 @@ def plain_gradient(model: nn.Module, inputs: torch.Tensor, unit: torch.Tensor) -
     return grad
 
 
-def test_relus_for_captum_restores_even_when_the_body_raises() -> None:
-    model = TinyMiner().eval()
-    before = model_state(model)
-    with pytest.raises(RuntimeError), relus_for_captum(model):
-        assert not any(isinstance(m, nn.ReLU6) for m in model.modules())
-        assert all(not getattr(m, "inplace", False) for m in model.modules())
-        raise RuntimeError
-    assert_same_state(before, model_state(model))
-    assert isinstance(model.act1, nn.ReLU6) and model.act3.inplace
-
-
-def test_mine_patches_with_projections_and_reused_module_error() -> None:
+def test_mine_patches_with_projections_leaves_the_model_as_found() -> None:
     loaded = loaded_tiny()
     data = TensorImages(random_images(6, seed=11))
     top = mine_topk(loaded, data, MineConfig("conv2", (0, 1), k=3))
@@ -189,16 +176,39 @@ def test_mine_patches_with_projections_and_reused_module_error() -> None:
     bare = [dataclasses.replace(hit, projection=None) for hit in mined.hits[0]]
     assert channel_grid(mined.hits[0]).shape[2] > 2 * channel_grid(bare).shape[2]
 
-    class Reuse(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = nn.Conv2d(3, 3, 3, padding=1)
-            self.act = nn.ReLU()
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.act(self.conv(self.act(x)))
+class Reuse(nn.Module):
+    """x -> act -> conv -> act: one ReLU module called twice."""
 
-    reused = LoadedModel("reuse", freeze(Reuse()), (0.5,) * 3, (0.25,) * 3, (32, 32), [])
-    top = mine_topk(reused, data, MineConfig("act", (0,), k=2))
-    with pytest.raises(VizError, match="runs once per pass"):
-        mine_patches(reused, data, top, projections="deconv")
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.conv(self.act(x)))
+
+
+@pytest.mark.parametrize("method", ["deconv", "guided"])
+def test_projection_of_a_reused_modules_second_call_matches_hand_oracle(method: str) -> None:
+    torch.manual_seed(3)  # weights only
+    module = freeze(Reuse()).double()
+    reused = LoadedModel("reuse", module, (0.5,) * 3, (0.25,) * 3, (12, 12), [])
+    images = random_images(2, size=12, seed=12).double()
+    units = torch.tensor([[1, 4, 5], [2, 0, 11]])
+    got = project(reused, images, "act#1", units, method)
+    # the oracle by hand: one-hot at the unit, rule at act#1, conv backward, rule at act
+    x = reused.normalize(images)
+    pre = module.conv(x.clamp(min=0))
+    grad = torch.zeros_like(pre)
+    grad[torch.arange(2), units[:, 0], units[:, 1], units[:, 2]] = 1.0
+    grad = grad.clamp(min=0) * ((pre > 0) if method == "guided" else 1)
+    grad = torch.nn.functional.conv_transpose2d(grad, module.conv.weight, padding=1)
+    expected = grad.clamp(min=0) * ((x > 0) if method == "guided" else 1)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    # mining goes through the same path (float32: a reused module's later call is projectable)
+    reused = dataclasses.replace(reused, module=copy.deepcopy(module).float())
+    data = TensorImages(random_images(4, size=12, seed=13))
+    top = mine_topk(reused, data, MineConfig("act#1", (0,), k=2))
+    mined = mine_patches(reused, data, top, projections=method, thumbnail_size=8)
+    assert all(hit.projection is not None for hit in mined.hits[0])

@@ -6,7 +6,7 @@ import torchvision
 from torch import nn
 
 from vizcnn.hooks import capture
-from vizcnn.receptive.graph import receptive_fields
+from vizcnn.receptive import receptive_fields
 
 
 def gradient_box(
@@ -227,3 +227,155 @@ def test_squeeze_excitation_is_marked_as_context() -> None:
     assert fields["features.1"] is not None and fields["features.1"].method == "graph+context"
     assert fields["features.1"].size == (3 + 2 * 2, 3 + 2 * 2)  # stem 3x3/2, then depthwise 3x3/2
     assert fields["avgpool"] is not None and fields["avgpool"].method == "global"
+
+
+def clipped(box: tuple[int, int, int, int], height: int, width: int) -> tuple[int, int, int, int]:
+    top, left, bottom, right = box
+    return max(top, 0), max(left, 0), min(bottom, height), min(right, width)
+
+
+def unit_support(model: nn.Module, layer: str, shape: tuple[int, int, int], y: int, x: int):
+    """The oracle: bounding box of the pixels with a non-zero gradient from any channel of (y, x)."""
+    masks = [
+        gradient_box(model, layer, shape, (c, y, x), positive=True)
+        for c in range(_channels(model, layer, shape))
+    ]
+    return bounding_box(torch.stack(masks).any(0))
+
+
+def _channels(model: nn.Module, layer: str, shape: tuple[int, int, int]) -> int:
+    with capture(model, [layer], stop_early=True) as acts:
+        acts.run(torch.zeros(1, *shape, dtype=torch.float64))
+    return int(acts[layer].shape[1])
+
+
+class Untraceable(nn.Module):
+    """Wraps a network behind data-dependent control flow, which torch.fx cannot trace."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > -1e30:  # always true, but only known from the data
+            return self.inner(x)
+        return x
+
+
+def test_measured_alexnet_fields_match_the_published_ones() -> None:
+    # the old measurement (stride = round(H_in / H_out)) gave features.10 stride 17, offset -72
+    features = torchvision.models.alexnet(weights=None).features.eval()
+    wrapped = Untraceable(features).eval()
+    shape = (3, 128, 128)  # from 128 px on, two neighbouring units of conv5 end inside the image
+    layers = ["inner.0", "inner.10", "inner.12"]
+    fields = receptive_fields(wrapped, shape, layers)
+    got = {name: (f.size, f.stride, f.offset, f.method) for name, f in fields.items() if f}
+    assert got == {
+        "inner.0": ((11, 11), (4, 4), (-2, -2), "measured"),
+        "inner.10": ((163, 163), (16, 16), (-66, -66), "measured"),
+        "inner.12": ((128, 128), (0, 0), (0, 0), "global"),  # each unit sees the whole image
+    }
+    traced = receptive_fields(features, shape, ["0", "10", "12"])
+    for name in ["0", "10"]:  # the second oracle: the traced graph of the same network
+        graph = traced[name]
+        assert graph is not None and graph.method == "graph"
+        assert (graph.size, graph.stride, graph.offset) == got[f"inner.{name}"][:3]
+    pool5 = traced["12"]  # published pool5: 195 px at stride 32, offset -66; its 3x3 units
+    assert pool5 is not None and (pool5.size, pool5.stride) == ((195, 195), (32, 32))
+    assert all(clipped(pool5.box(y, y), 128, 128) == (0, 0, 128, 128) for y in range(3))
+
+
+class ValidNet(nn.Module):
+    """Valid (no) padding, pooling and dilation on one path; positive weights (no dead units)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 2, 5)
+        self.pool = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(2, 2, 3, dilation=2)
+        self.conv3 = nn.Conv2d(2, 2, 3, stride=2)
+        with torch.no_grad():
+            for param in self.parameters():
+                param.uniform_(0.1, 1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv3(self.conv2(self.pool(self.conv1(x))))
+
+
+@pytest.mark.parametrize("layer", ["conv1", "pool", "conv2", "conv3"])
+def test_measured_field_with_valid_padding_is_the_gradient_support(layer: str) -> None:
+    torch.manual_seed(0)  # weights only
+    inner = ValidNet().double().eval()
+    wrapped = Untraceable(inner).eval()
+    shape = (1, 44, 40)
+    field = receptive_fields(wrapped, shape, [f"inner.{layer}"])[f"inner.{layer}"]
+    graph = receptive_fields(inner, shape, [layer])[layer]
+    assert field is not None and graph is not None
+    assert field.method == "measured" and field.offset == (0, 0)  # valid padding: starts at 0
+    assert (field.size, field.stride) == (graph.size, graph.stride)
+    height, width = receptive_map(inner, layer, shape)
+    for y, x in [(0, 0), (height // 2, width // 3), (height - 1, width - 1)]:
+        support = unit_support(inner, layer, shape, y, x)
+        if layer == "pool":  # one image's max-pool gradient takes one argmax per window: inside
+            top, left, bottom, right = field.box(y, x)
+            assert top <= support[0] and left <= support[1], (layer, y, x)
+            assert support[2] <= bottom and support[3] <= right, (layer, y, x)
+        else:  # positive weights and inputs: the support is the whole field
+            assert support == field.box(y, x), (layer, y, x)
+
+
+def receptive_map(model: nn.Module, layer: str, shape: tuple[int, int, int]) -> tuple[int, int]:
+    with capture(model, [layer], stop_early=True) as acts:
+        acts.run(torch.zeros(1, *shape, dtype=torch.float64))
+    return int(acts[layer].shape[2]), int(acts[layer].shape[3])
+
+
+class Adaptive(nn.Module):
+    def __init__(self, out: int, dynamic: bool = False) -> None:
+        super().__init__()
+        self.dynamic = dynamic
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(out)
+        self.head = nn.Conv2d(2, 2, 3, padding=1)
+        with torch.no_grad():
+            for param in self.parameters():
+                param.uniform_(0.1, 1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.dynamic and x.sum() < -1e30:
+            return x
+        return self.head(self.pool(self.conv(x)))
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["traced", "untraceable"])
+def test_adaptive_pooling_bins_are_torchs(dynamic: bool) -> None:
+    from vizcnn.receptive import adaptive_bins
+
+    torch.manual_seed(0)  # weights only
+    model = Adaptive(4, dynamic).double().eval()
+    shape = (1, 10, 10)
+    fields = receptive_fields(model, shape, ["pool", "head"])
+    pool = fields["pool"]
+    assert pool is not None and pool.method == "measured per unit"
+    # torch's bins on 10 px to 4: [floor(i*10/4), ceil((i+1)*10/4)) = 3 px each, steps 2, 3, 2
+    assert adaptive_bins(10, 4) == ((0, 3), (2, 5), (5, 8), (7, 10))
+    for field in (pool, fields["head"]):
+        assert field is not None
+        layer = "pool" if field is pool else "head"
+        for y in range(4):
+            for x in range(4):
+                expected = unit_support(model, layer, shape, y, x)
+                assert clipped(field.box(y, x), 10, 10) == expected, (layer, y, x)
+    # the 3x3 convolution before the pool widens each 3-px bin by one pixel on each side
+    assert pool.box(1, 2) == (1, 4, 6, 9)
+
+
+def test_uniform_adaptive_pooling_is_a_window_in_the_graph() -> None:
+    torch.manual_seed(0)  # weights only
+    model = Adaptive(4).double().eval()
+    shape = (1, 12, 12)  # 12 px to 4: 3-px bins at step 3, exactly a 3x3 / 3 pooling
+    field = receptive_fields(model, shape, ["pool"])["pool"]
+    assert field is not None and field.method == "graph"
+    assert (field.size, field.stride, field.offset) == ((5, 5), (3, 3), (-1, -1))
+    for y, x in [(0, 0), (1, 2), (3, 3)]:
+        assert clipped(field.box(y, x), 12, 12) == unit_support(model, "pool", shape, y, x)

@@ -16,6 +16,21 @@ import torch
 from torch import nn
 
 from vizcnn.core.errors import VizError, did_you_mean
+from vizcnn.core.guard import guarded, inplace_off, model_guard, technique
+
+__all__ = [
+    "Captured",
+    "LayerRef",
+    "capture",
+    "find_module",
+    "forward_to",
+    "guarded",
+    "inplace_off",
+    "layer_output_shape",
+    "model_guard",
+    "parse_layer",
+    "technique",
+]
 
 
 class _StopForward(Exception):
@@ -55,11 +70,20 @@ def find_module(model: nn.Module, name: str) -> nn.Module:
 
 @dataclass
 class Captured(Mapping[str, torch.Tensor]):
-    """Layer outputs recorded during a `capture` block, keyed by the requested layer spec."""
+    """Layer outputs recorded during a `capture` block, keyed by the requested layer spec.
+
+    Holds the outputs of the latest pass only: a pass is one outermost call of the model or of
+    any submodule that contains a requested layer, so a submodule called directly after a full
+    pass does not leave the full pass's outputs behind.
+    """
 
     model: nn.Module
     outputs: dict[str, torch.Tensor] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)  # calls seen per module in the last pass
+    stop_early: bool = False  # cut a pass started by `run` after the last requested layer
+    fired: set[str] = field(default_factory=set)  # specs captured in any pass of the block
+    depth: int = 0  # module calls (of the root and the requested layers' ancestors) under way
+    running: bool = False  # inside `run`: the only place a pass may be cut short
 
     def __getitem__(self, key: str) -> torch.Tensor:
         return self.outputs[key]
@@ -71,11 +95,21 @@ class Captured(Mapping[str, torch.Tensor]):
         return len(self.outputs)
 
     def run(self, *inputs: Any, **kwargs: Any) -> Any:
-        """Run the model; returns its output, or None when the pass stopped early."""
+        """Run the model; returns its output, or None when the pass stopped early.
+
+        With `stop_early`, only a pass started here stops after the last requested layer; a
+        body calling `model(x)` itself always gets the full pass (and the rest of the body).
+        """
+        if self.running:
+            raise RuntimeError("Captured.run called from inside a forward pass it started")
+        self.running = True
         try:
             return self.model(*inputs, **kwargs)
         except _StopForward:
             return None
+        finally:
+            self.running = False
+            self.depth = 0  # a pass cut short unwinds every module call it was in
 
 
 def _first_tensor(output: Any) -> torch.Tensor | None:
@@ -89,104 +123,6 @@ def _first_tensor(output: Any) -> torch.Tensor | None:
 
 
 @contextmanager
-def inplace_off(model: nn.Module) -> Iterator[nn.Module]:
-    """Switch every module's `inplace` flag off for the block; restore each flag afterwards."""
-    saved = {m: m.inplace for m in model.modules() if isinstance(getattr(m, "inplace", None), bool)}
-    try:
-        for module in saved:
-            module.inplace = False  # type: ignore[assignment]
-        yield model
-    finally:
-        for module, flag in saved.items():
-            module.inplace = flag  # type: ignore[assignment]
-
-
-@dataclass
-class _SavedState:
-    """Everything about a model that running a technique could change, per module."""
-
-    training: dict[nn.Module, bool]
-    requires_grad: dict[nn.Parameter, bool]
-    inplace: dict[nn.Module, bool]
-    buffers: dict[str, tuple[torch.Tensor, int, torch.Tensor]]  # name -> (buffer, version, copy)
-    hooks: dict[nn.Module, tuple[int, int, int, int]]  # module -> counts of its hook dicts
-
-
-def _hook_counts(module: nn.Module) -> tuple[int, int, int, int]:
-    return (
-        len(module._forward_hooks),
-        len(module._forward_pre_hooks),
-        len(module._backward_hooks),
-        len(getattr(module, "_backward_pre_hooks", {})),
-    )
-
-
-def _save_state(model: nn.Module) -> _SavedState:
-    return _SavedState(
-        training={m: m.training for m in model.modules()},
-        requires_grad={p: p.requires_grad for p in model.parameters()},
-        inplace={
-            m: bool(m.inplace)
-            for m in model.modules()
-            if isinstance(getattr(m, "inplace", None), bool)
-        },
-        # a copy of each buffer (BatchNorm statistics: small next to the parameters) so that a
-        # forward pass that slipped into training mode cannot leave changed statistics behind
-        buffers={
-            name: (buf, buf._version, buf.detach().clone()) for name, buf in model.named_buffers()
-        },
-        hooks={m: _hook_counts(m) for m in model.modules()},
-    )
-
-
-def _restore_state(saved: _SavedState) -> None:
-    for module, flag in saved.training.items():
-        module.training = flag
-    for parameter, flag in saved.requires_grad.items():
-        parameter.requires_grad_(flag)
-    for module, flag in saved.inplace.items():
-        module.inplace = flag  # type: ignore[assignment]
-    with torch.no_grad():
-        for buffer, version, copy in saved.buffers.values():
-            if buffer._version != version:
-                buffer.copy_(copy)
-
-
-@contextmanager
-def model_guard(
-    model: nn.Module, *, eval_mode: bool = True, freeze: bool = True
-) -> Iterator[nn.Module]:
-    """Run the block on `model` in eval mode with frozen parameters; leave it exactly as found.
-
-    Saves and restores, per module: the training flag, each parameter's `requires_grad`, every
-    `inplace` flag, and the buffers (BatchNorm running statistics, `num_batches_tracked`); checks
-    that no hook was left behind. Every vizcnn technique and probe runs inside it, also when the
-    block raises (KeyboardInterrupt included). Nesting is fine.
-
-    Args:
-        model: any `nn.Module`, in any mode (a child may be in another mode than its parent).
-        eval_mode: put every module in eval mode for the block.
-        freeze: switch `requires_grad` off for every parameter for the block.
-
-    Example:
-        >>> with model_guard(net):
-        ...     net(images)  # BatchNorm uses its running statistics and does not update them
-    """
-    saved = _save_state(model)
-    try:
-        if eval_mode:
-            model.eval()
-        if freeze:
-            model.requires_grad_(False)
-        yield model
-    finally:
-        _restore_state(saved)
-    leaked = [m for m, counts in saved.hooks.items() if _hook_counts(m) != counts]
-    if leaked:
-        raise RuntimeError(f"vizcnn left hooks on {type(leaked[0]).__name__}: a vizcnn bug")
-
-
-@contextmanager
 def capture(
     model: nn.Module,
     layers: Sequence[str],
@@ -197,13 +133,19 @@ def capture(
 ) -> Iterator[Captured]:
     """Record the outputs of `layers` while the body runs the model.
 
+    Each pass starts afresh: the model called again, or a submodule holding a requested layer
+    called directly (`model.layer1(x)`), clears the previous pass's outputs, so `acts` always
+    holds the latest pass (a loop of passes inside one block works).
+
     Args:
         model: any `nn.Module`; it is left exactly as found (hooks, training flag, inplace flags).
         layers: dotted module paths, optionally `name#k` for the k-th call of a reused module.
-        stop_early: stop the forward pass right after the last requested layer fired; call
-            `acts.run(x)` (or `model(x)` as the body's last statement).
+        stop_early: cut a pass started by `acts.run(x)` right after the last requested layer
+            fired. Only `acts.run` stops early: a body calling `model(x)` itself gets the full
+            pass, so no statement of the body is ever skipped.
         detach: store detached outputs (no autograd graph kept), e.g. for mining.
-        strict: raise if a requested layer never fired or returns no tensor (False: skip it).
+        strict: raise at the end of the block if a requested layer never fired in any pass, or
+            returns no tensor (False: skip it).
 
     Yields:
         A `Captured` mapping from layer spec to output tensor `(B, C, H, W)`.
@@ -222,14 +164,28 @@ def capture(
         by_name.setdefault(ref.name, []).append(ref)
     modules = dict(model.named_modules())
     wanted = {ref.spec for ref in refs}
-    captured = Captured(model=model)
+    captured = Captured(model=model, stop_early=stop_early)
+    # A pass can begin at the root or at any module on the path down to a requested layer;
+    # calling any other submodule cannot change what is captured.
+    starts: dict[str, nn.Module] = {"": model}
+    for name in by_name:
+        parts = name.split(".")
+        for end in range(1, len(parts) + 1):
+            path = ".".join(parts[:end])
+            if path in modules:
+                starts[path] = modules[path]
 
     handles: list[torch.utils.hooks.RemovableHandle] = []
 
-    def reset(_module: nn.Module, _inputs: Any) -> None:
-        # Each forward pass starts afresh, so a loop of passes inside one block works.
-        captured.calls.clear()
-        captured.outputs.clear()
+    def enter(_module: nn.Module, _inputs: Any) -> None:
+        if captured.depth == 0:  # an outermost call: a new pass
+            captured.calls.clear()
+            captured.outputs.clear()
+        captured.depth += 1
+
+    def leave(_module: nn.Module, _inputs: Any, _output: Any) -> None:
+        # always_call: also runs when the pass is cut short or raises
+        captured.depth = max(0, captured.depth - 1)
 
     def make_hook(name: str) -> Any:
         def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
@@ -243,15 +199,20 @@ def capture(
                 if not strict:
                     return
                 raise VizError(f"layer {spec!r} returns {type(output).__name__}, not a tensor")
-            done = wanted.issubset(captured.outputs.keys() | {spec})
+            stop = (
+                captured.running
+                and stop_early
+                and wanted.issubset(captured.outputs.keys() | {spec})
+            )
             if detach:
                 tensor = tensor.detach()
             # Functional in-place ops later in the graph (F.relu(x, inplace=True)) could still
             # overwrite the tensor; a copy is needed unless the pass stops right here.
-            if not (stop_early and done):
+            if not stop:
                 tensor = tensor.clone()
             captured.outputs[spec] = tensor
-            if stop_early and done:
+            captured.fired.add(spec)
+            if stop:
                 raise _StopForward
 
         return hook
@@ -260,18 +221,17 @@ def capture(
     # break backward hooks; they are off for the block and restored afterwards.
     with inplace_off(model):
         try:
-            handles.append(model.register_forward_pre_hook(reset))
+            for module in starts.values():
+                handles.append(module.register_forward_pre_hook(enter))
+                handles.append(module.register_forward_hook(leave, always_call=True))
             for name in by_name:
                 handles.append(modules[name].register_forward_hook(make_hook(name)))
-            try:
-                yield captured
-            except _StopForward:
-                pass  # the body called model(x) directly with stop_early
-            missing = sorted(wanted - captured.outputs.keys())
+            yield captured
+            missing = sorted(wanted - captured.fired)
             if missing and strict:
-                seen = {name: n for name, n in captured.calls.items()}
                 detail = "; ".join(
-                    f"{spec} (module ran {seen.get(parse_layer(spec).name, 0)} time(s))"
+                    f"{spec} (module ran {captured.calls.get(parse_layer(spec).name, 0)} "
+                    "time(s) in the last pass)"
                     for spec in missing
                 )
                 raise VizError(f"layer never fired during the forward pass: {detail}")
@@ -285,10 +245,17 @@ def forward_to(
 ) -> dict[str, torch.Tensor]:
     """Run `model` only as far as the deepest of `layers` and return their outputs.
 
+    Runs under `model_guard`: eval mode (BatchNorm uses its running statistics), parameters
+    frozen, the model left exactly as found; outputs keep their graph to `inputs` unless
+    `detach`.
+
     Args:
         inputs: `(B, C, H, W)` in the model's normalized space.
+
+    Example:
+        >>> forward_to(model, images, ["layer3"])["layer3"].shape
     """
-    with capture(model, layers, stop_early=True, detach=detach) as acts:
+    with model_guard(model), capture(model, layers, stop_early=True, detach=detach) as acts:
         acts.run(inputs)
     return dict(acts.outputs)
 

@@ -9,25 +9,23 @@ projection (captum's `NeuronDeconvolution` / `NeuronGuidedBackprop`), cropped to
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch import nn
 
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.core.relu_rules import RULES, relu_rule
 from vizcnn.data.datasets import ImageSource
-from vizcnn.hooks import capture, find_module, inplace_off, parse_layer
+from vizcnn.hooks import capture, technique
 from vizcnn.io.imaging import labeled_sheet, make_grid, resize
 from vizcnn.mining.streaming import TopK
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
-from vizcnn.receptive.graph import Field, receptive_fields
+from vizcnn.receptive.field import Field
+from vizcnn.receptive.measured import receptive_fields
 
 PROJECTIONS = ("deconv", "guided", "none")
 
@@ -84,51 +82,18 @@ def thumbnail(patch: torch.Tensor, longest: int) -> torch.Tensor:
     return resize(patch[None], size)[0]
 
 
-class _ClampedReLU(nn.ReLU):
-    """Stands in for `nn.ReLU6` during a captum call: same forward, but captum sees a ReLU."""
-
-    def __init__(self, upper: float) -> None:
-        super().__init__(inplace=False)
-        self.upper = upper
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.hardtanh(input, 0.0, self.upper)
-
-
-@contextmanager
-def relus_for_captum(model: nn.Module) -> Iterator[nn.Module]:
-    """Present every `nn.ReLU6` as an `nn.ReLU` and switch in-place activations off, for captum.
-
-    captum's deconvolution and guided backprop override gradients only at `nn.ReLU` modules
-    and break on in-place ones; the model is restored exactly (same module objects, flags).
-    """
-    swapped: list[tuple[nn.Module, str, nn.Module]] = []
-    try:
-        for parent in list(model.modules()):
-            for name, child in list(parent.named_children()):
-                if isinstance(child, nn.ReLU6):
-                    swapped.append((parent, name, child))
-                    setattr(parent, name, _ClampedReLU(float(child.max_val)))
-        with inplace_off(model):
-            yield model
-    finally:
-        for parent, name, child in reversed(swapped):
-            setattr(parent, name, child)
-
-
+@technique
 def check_projectable(loaded: LoadedModel, layer: str) -> None:
-    """VizError unless `layer`'s module runs exactly once per forward pass (captum hooks it)."""
-    ref = parse_layer(layer)
+    """VizError unless `layer` (`name#k` for the k-th call) gives a `(B, C, H, W)` map."""
     probe = torch.zeros(
         1, loaded.channels, *loaded.input_size, device=loaded.device, dtype=loaded.dtype
     )
-    with torch.no_grad(), capture(loaded.module, [layer], stop_early=False, detach=True) as acts:
+    with torch.no_grad(), capture(loaded.module, [layer], stop_early=True, detach=True) as acts:
         acts.run(probe)
-    calls = acts.calls.get(ref.name, 0)
-    if ref.call != 0 or calls != 1:
+    if acts[layer].dim() != 4:
         raise VizError(
-            f"projections need a layer whose module runs once per pass; {ref.name!r} runs "
-            f"{calls} times: mine a block's output or use --projections none"
+            f"projections need a layer with a (B, C, H, W) map; {layer!r} gives shape "
+            f"{tuple(acts[layer].shape)}: use --projections none"
         )
 
 
@@ -138,7 +103,7 @@ def check_patch_options(
     """VizError now for `mine_patches` options that would fail it after the mining pass.
 
     Checks the projection method, the thumbnail size, that `layer`'s units have a receptive
-    field, and, with projections, that `layer`'s module runs once per pass
+    field, and, with projections, that `layer` gives a `(B, C, H, W)` map
     (`check_projectable`). Call it before `mine_topk`.
     """
     if projections not in PROJECTIONS:
@@ -152,6 +117,7 @@ def check_patch_options(
         check_projectable(loaded, layer)
 
 
+@technique
 def project(
     loaded: LoadedModel,
     images: torch.Tensor,
@@ -163,45 +129,45 @@ def project(
 ) -> torch.Tensor:
     """Deconvnet or guided-backprop projection of one unit per image onto the input.
 
+    The gradient of each image's unit with respect to the input, with every rectifier's
+    backward replaced by the deconvnet or guided rule (`vizcnn.core.relu_rules.relu_rule`):
+    `nn.ReLU`/`nn.ReLU6` modules and functional calls (`F.relu` in torchvision's GoogLeNet and
+    Inception v3) alike. Runs under `model_guard`.
+
     Args:
+        loaded: the model (`LoadedModel` or bare `nn.Module`; left as found).
         images: `(B, C, H, W)` in [0, 1] at the model's input size.
-        layer: a layer whose module runs once per forward pass.
+        layer: the layer spec (`name#k` for the k-th call of a reused module).
         units: `(B, 3)` int64 (channel, y, x) of the unit to project for each image.
         method: "deconv" or "guided".
-        check: verify first that the layer's module runs once per pass (see
+        check: verify first that the layer gives a `(B, C, H, W)` map (see
             `check_projectable`); callers projecting many batches check once.
 
     Returns:
         `(B, C, H, W)` attribution in the model's input space.
-    """
-    from captum.attr import NeuronDeconvolution, NeuronGuidedBackprop
 
-    model = loaded.module
-    ref = parse_layer(layer)
+    Example:
+        >>> guided = project(loaded, images, "inception4a", torch.tensor([[5, 3, 3]]), "guided")
+    """
+    if method not in RULES:
+        raise VizError(f"unknown projection {method!r}; use {' or '.join(RULES)}")
     if check:
         check_projectable(loaded, layer)
+    model = loaded.module
+    inputs = loaded.normalize(images.to(device=loaded.device, dtype=loaded.dtype))
+    inputs.requires_grad_(True)
     rows = torch.arange(units.shape[0], device=loaded.device)
     index = units.to(loaded.device)
-
-    def selector(output: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
-        tensor = output[0] if isinstance(output, tuple) else output
-        return tensor[rows, index[:, 0], index[:, 1], index[:, 2]]
-
-    inputs = loaded.normalize(images.to(loaded.device)).requires_grad_(True)
-    training = model.training
-    with relus_for_captum(model):
-        target = find_module(model, ref.name)  # after the swap: the layer may be a ReLU6
-        algorithm = (NeuronDeconvolution if method == "deconv" else NeuronGuidedBackprop)(
-            model, target
-        )
-        try:
-            with torch.enable_grad(), warnings.catch_warnings():
-                # captum announces that it sets (and removes) ReLU hooks on every call
-                warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
-                result = algorithm.attribute(inputs, neuron_selector=selector)
-        finally:
-            model.train(training)
-    return result.detach()
+    with (
+        torch.enable_grad(),
+        relu_rule(model, method),  # type: ignore[arg-type]
+        capture(model, [layer], stop_early=True) as acts,
+    ):
+        acts.run(inputs)
+        # images are independent (eval mode): one backward gives each image its own unit's map
+        chosen = acts[layer][rows, index[:, 0], index[:, 1], index[:, 2]]
+        (grad,) = torch.autograd.grad(chosen.sum(), inputs)
+    return grad.detach()
 
 
 def _display(projection: torch.Tensor) -> torch.Tensor:
@@ -210,6 +176,7 @@ def _display(projection: torch.Tensor) -> torch.Tensor:
     return (0.5 + 0.5 * projection / scale).clamp(0, 1)
 
 
+@technique
 def mine_patches(
     model: ModelLike,
     dataset: ImageSource,

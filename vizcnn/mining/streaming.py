@@ -26,7 +26,7 @@ from vizcnn.core.distributed import all_gather, all_gather_objects, current_shar
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.data.datasets import Batch, ImageSource, collate
-from vizcnn.hooks import capture, layer_output_shape
+from vizcnn.hooks import capture, layer_output_shape, technique
 from vizcnn.mining.checkpoint import load_checkpoint, run_fields, save_checkpoint
 from vizcnn.mining.topk import MAX_IMAGES, RunningTopK, decode
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
@@ -179,6 +179,7 @@ class _State:
         )
 
 
+@technique  # as_loaded + model_guard around the whole call
 def mine_topk(
     model: ModelLike,
     dataset: ImageSource,

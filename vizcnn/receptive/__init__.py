@@ -1,5 +1,7 @@
 """Receptive fields (traced graph, measured fallback) and the layer table."""
 
-from vizcnn.receptive.graph import Field, graph_fields, measure_field, receptive_fields
+from vizcnn.receptive.field import Field, adaptive_bins
+from vizcnn.receptive.graph import graph_fields
+from vizcnn.receptive.measured import measure_field, receptive_fields
 
-__all__ = ["Field", "graph_fields", "measure_field", "receptive_fields"]
+__all__ = ["Field", "adaptive_bins", "graph_fields", "measure_field", "receptive_fields"]

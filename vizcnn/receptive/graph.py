@@ -20,23 +20,8 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from vizcnn.hooks import LayerRef, capture
-
-
-@dataclass(frozen=True)
-class Field:
-    """Receptive field of one layer's units; `box(y, x)` gives the input pixels of unit (y, x)."""
-
-    size: tuple[int, int]  # (rf_y, rf_x) in input pixels
-    stride: tuple[int, int]  # effective stride (jump) in input pixels per unit
-    offset: tuple[int, int]  # top-left input pixel of unit (0, 0); negative = in the padding
-    method: str  # "graph", "measured", or "global" (every unit sees the whole input)
-
-    def box(self, y: int, x: int) -> tuple[int, int, int, int]:
-        """(top, left, bottom, right), bottom/right exclusive; may extend past the image."""
-        top = self.offset[0] + y * self.stride[0]
-        left = self.offset[1] + x * self.stride[1]
-        return top, left, top + self.size[0], left + self.size[1]
+from vizcnn.hooks import LayerRef, model_guard
+from vizcnn.receptive.field import Field, adaptive_bins, uniform_spans
 
 
 @dataclass(frozen=True)
@@ -247,10 +232,16 @@ class _FieldPropagator:
             return self._input_field(node)
         if out_shape[2] == 1 and out_shape[3] == 1:
             return _Axis2((0.0, 0.0), (math.inf, math.inf), (0.0, 0.0), True)
-        stride = tuple(i // o for i, o in zip(in_shape[2:], out_shape[2:], strict=True))
-        kernel = tuple(
-            i - (o - 1) * s for i, o, s in zip(in_shape[2:], out_shape[2:], stride, strict=True)
-        )
+        # torch's bins: [floor(i*L/n), ceil((i+1)*L/n)); a window op only when they are uniform
+        # (10 px to 4 gives 3-px bins at steps 2, 3, 2: measured per unit instead)
+        axes = [
+            uniform_spans(adaptive_bins(i, o))
+            for i, o in zip(in_shape[2:], out_shape[2:], strict=True)
+        ]
+        if axes[0] is None or axes[1] is None:
+            raise _Unknown
+        kernel = (axes[0][1], axes[1][1])
+        stride = (axes[0][2], axes[1][2])
         return _window(self._input_field(node), kernel, stride, (0, 0))
 
     def _pointwise(self, node: fx.Node) -> _Axis2 | None:
@@ -295,10 +286,6 @@ class _FieldPropagator:
         )
 
 
-def _stack_key(ref: LayerRef) -> str:
-    return ref.name if ref.call == 0 else f"{ref.name}@{ref.call}"
-
-
 class _CallRecorder(fx.Tracer):
     """A tracer that notes which graph node each module call returns (Identity calls included)."""
 
@@ -323,7 +310,8 @@ class _CallRecorder(fx.Tracer):
 def graph_fields(model: nn.Module, input_shape: tuple[int, int, int]) -> dict[str, Field | None]:
     """Fields of every module call found in the traced graph, keyed by layer spec (`name#k`).
 
-    Raises whatever torch.fx raises when the model cannot be traced.
+    Raises whatever torch.fx raises when the model cannot be traced. The shape pass runs under
+    `model_guard` (eval mode; the model is left as found).
     """
     recorder = _CallRecorder()
     graph_module = fx.GraphModule(model, recorder.trace(model))
@@ -334,7 +322,7 @@ def graph_fields(model: nn.Module, input_shape: tuple[int, int, int]) -> dict[st
         device=param.device if param is not None else "cpu",
         dtype=param.dtype if param is not None else torch.float32,
     )
-    with torch.no_grad():
+    with model_guard(model), torch.no_grad():
         ShapeProp(graph_module).propagate(example)
     fields = _FieldPropagator(graph_module).run()
     return {
@@ -356,69 +344,10 @@ def _to_field(axis: _Axis2 | None, input_shape: tuple[int, int, int]) -> Field |
     )
 
 
-def measure_field(model: nn.Module, layer: str, input_shape: tuple[int, int, int]) -> Field | None:
-    """Measure a layer's field by back-propagating a one-hot from its centre unit.
+def __getattr__(name: str) -> Any:
+    # `measure_field` and `receptive_fields` lived here before measured.py; old imports work
+    if name in {"measure_field", "receptive_fields"}:
+        from vizcnn.receptive import measured
 
-    The box is where the input gradient is non-zero, so it can be smaller than the true field
-    where weights or activations are zero, and is cut at the image border.
-    """
-    param = next(iter(model.parameters()), None)
-    device = param.device if param is not None else torch.device("cpu")
-    generator = torch.Generator(device=device).manual_seed(0)
-    dtype = param.dtype if param is not None else torch.float32
-    image = torch.rand(1, *input_shape, generator=generator, device=device, dtype=dtype)
-    image.requires_grad_(True)
-    with torch.enable_grad(), capture(model, [layer], stop_early=True) as acts:
-        acts.run(image)
-    output = acts[layer]
-    if output.dim() != 4:
-        return Field((input_shape[1], input_shape[2]), (0, 0), (0, 0), "global")
-    height, width = output.shape[2], output.shape[3]
-    cy, cx = height // 2, width // 2
-    channel = int(output[0, :, cy, cx].abs().argmax())
-    boxes = []
-    for y, x in ((cy, cx),):
-        (grad,) = torch.autograd.grad(output[0, channel, y, x], image, retain_graph=True)
-        nonzero = grad[0].abs().sum(0) > 0
-        rows = torch.nonzero(nonzero.any(1)).flatten()
-        cols = torch.nonzero(nonzero.any(0)).flatten()
-        if rows.numel() == 0:
-            return None
-        boxes.append((int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1))
-    ((top, left, bottom, right),) = boxes
-    # Gradient boxes are ragged where units are dead, so the stride comes from the shapes.
-    stride_y = max(round(input_shape[1] / height), 1)
-    stride_x = max(round(input_shape[2] / width), 1)
-    return Field(
-        (bottom - top, right - left),
-        (stride_y, stride_x),
-        (top - cy * stride_y, left - cx * stride_x),
-        "measured",
-    )
-
-
-def receptive_fields(
-    model: nn.Module, input_shape: tuple[int, int, int], layers: list[str] | None = None
-) -> dict[str, Field | None]:
-    """Field of each layer spec (all module calls when `layers` is None), graph first, else measured.
-
-    Args:
-        model: the network (left unchanged).
-        input_shape: `(C, H, W)` of one input image.
-        layers: specs to return; measured individually where the graph gives no answer.
-
-    Example:
-        >>> fields = receptive_fields(alexnet, (3, 224, 224), ["features.0"])
-        >>> fields["features.0"].size
-        (11, 11)
-    """
-    try:
-        fields = graph_fields(model, input_shape)
-    except Exception:  # tracing fails on data-dependent control flow; measure instead
-        fields = {}
-    wanted = layers if layers is not None else list(fields)
-    result: dict[str, Field | None] = {}
-    for spec in wanted:
-        field = fields.get(spec)
-        result[spec] = field if field is not None else measure_field(model, spec, input_shape)
-    return result
+        return getattr(measured, name)
+    raise AttributeError(name)

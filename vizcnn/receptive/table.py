@@ -6,10 +6,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
-from vizcnn.hooks import LayerRef, capture, parse_layer
-from vizcnn.receptive.graph import Field, receptive_fields
+from vizcnn.hooks import LayerRef, capture, guarded, parse_layer
+from vizcnn.models.base import ModelLike, as_loaded
+from vizcnn.receptive.field import Field
+from vizcnn.receptive.measured import receptive_fields
 
 
 @dataclass(frozen=True)
@@ -42,12 +43,17 @@ class LayerTable:
             item["stride"] = list(field["stride"]) if field else None
             item["offset"] = list(field["offset"]) if field else None
             item["rf_method"] = field["method"] if field else None
+            # per-unit (top, bottom) spans for unevenly spaced units ("measured per unit")
+            item["unit_spans"] = (
+                [list(map(list, a)) for a in field["spans"]] if field and field["spans"] else None
+            )
             layers.append(item)
         return {
             "version": 1,
             "model": model_name,
             "input_shape": list(self.input_shape),
-            "box_of_unit": "top = offset_y + y*stride_y, left = offset_x + x*stride_x; height rf_y, width rf_x",
+            "box_of_unit": "top = offset_y + y*stride_y, left = offset_x + x*stride_x; height rf_y, width rf_x"
+            " (where unit_spans is set: rows unit_spans[0][y], columns unit_spans[1][x], end exclusive)",
             "layers": layers,
         }
 
@@ -91,13 +97,18 @@ def _pair_text(pair: tuple[int, int]) -> str:
     return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"
 
 
-def layer_table(model: nn.Module, input_shape: tuple[int, int, int]) -> LayerTable:
+@guarded
+def layer_table(model: ModelLike, input_shape: tuple[int, int, int]) -> LayerTable:
     """Run the model once at `input_shape` = (C, H, W) and describe every module call.
+
+    Runs under `model_guard` (eval mode): the model, an `nn.Module` or a `LoadedModel`, is
+    left exactly as found.
 
     Example:
         >>> table = layer_table(loaded.module, (3, 224, 224))
         >>> [row.name for row in table.rows][:3]
     """
+    model = as_loaded(model).module
     names = [name for name, _ in model.named_modules() if name]
     param = next(iter(model.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")
