@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tests.conftest import assert_same_state, model_state
+from conftest import assert_same_state, model_state
 from vizcnn.core.errors import VizError
 from vizcnn.core.relu_rules import relu_rule
 
