@@ -35,9 +35,8 @@ def test_every_technique_takes_a_bare_module_as_its_description() -> None:
     described = describe(net)
     before = model_state(net)
     data = TensorImages(images(size=224))
-    gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
     units = ["features.2:0", O.class_logit(2)]
-    bare, ref = (render(m, units, FAST, generator=gen()) for m in (net, described))
+    bare, ref = (render(m, units, FAST, seed=3) for m in (net, described))
     torch.testing.assert_close(bare.images, ref.images, rtol=0, atol=0)
     assert layer_channels(net, "features.2") == 3
     photo = images(1, 24)[0]
@@ -90,8 +89,7 @@ def test_render_and_mine_in_the_model_dtype(dtype: torch.dtype, tolerance: float
     float32 parameterization: inputs are cast where they enter the network."""
     wide, narrow = Tiny(), Tiny().to(dtype)
     units = ["features.2:0", "features.0:3"]
-    gen = lambda: torch.Generator().manual_seed(7)  # noqa: E731
-    ref, got = (render(m, units, FAST, generator=gen()) for m in (wide, narrow))
+    ref, got = (render(m, units, FAST, seed=7) for m in (wide, narrow))
     assert got.images.dtype == torch.float32
     torch.testing.assert_close(got.values, ref.values, rtol=tolerance * 5, atol=tolerance * 5)
     data = TensorImages(images(6, size=32, seed=1))
