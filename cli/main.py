@@ -23,6 +23,7 @@ def app() -> None:
       vizcnn layers                                 layer names, shapes, receptive fields
       vizcnn render -l _blocks.9 -c 0 -c 1 -o out/  images that excite channels
       vizcnn mine samples -l _blocks.4 -o mined/    top-9 patches per channel
+      vizcnn attribute sample:coffee -o attr/       which pixels made the prediction
     Every command takes --help.
     """
 
@@ -119,6 +120,10 @@ app.add_command(dream_command)
 from .render import render_command  # noqa: E402
 
 app.add_command(render_command)
+
+from .attribute import attribute_command  # noqa: E402
+
+app.add_command(attribute_command)
 
 
 def main() -> None:
