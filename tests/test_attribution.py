@@ -200,3 +200,22 @@ def test_top1_targets_are_the_predictions() -> None:
     with torch.no_grad():
         assert torch.equal(result.targets, net(x).argmax(1))
     assert result.predictions.top_indices.shape == (4, 5)
+
+
+@pytest.mark.slow
+def test_lite0_end_to_end(lite0) -> None:  # type: ignore[no-untyped-def]
+    from vizcnn.data.datasets import preprocess
+    from vizcnn.data.samples import sample_image
+
+    before = model_state(lite0.module)
+    x = preprocess(sample_image("coffee"), lite0.input_size)[None]
+    methods = ("saliency", "guided", "gradcam")
+    result = attribute(lite0, x, AttributionConfig(methods=methods))
+    assert lite0.labels[int(result.targets[0])] == "espresso"
+    assert result.layer == "_conv_head"
+    # lite0's activations are nn.ReLU6 modules: captum alone would return the plain gradient here
+    assert not torch.allclose(result.maps["guided"], result.maps["saliency"])
+    # Grad-CAM puts more mass on the cup (centre) than on the border
+    cam = result.maps["gradcam"][0, 0]
+    assert cam[56:168, 56:168].mean() > cam.mean()
+    assert_same_state(before, model_state(lite0.module))
