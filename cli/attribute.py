@@ -155,7 +155,7 @@ def _offset(progress: ProgressCallback, before: int, total: int) -> ProgressCall
 @click.option(
     "--sanity",
     is_flag=True,
-    help="Also the model-randomization sanity check (Adebayo et al. 2018).",
+    help="Also the model-randomization sanity check (Adebayo et al. 2018) of the chosen methods on all images (occlusion makes it slow).",
 )
 @click.option(
     "--sanity-stages", default=6, show_default=True, help="Randomization stages, top layer first."
@@ -279,13 +279,15 @@ def attribute_command(
     summary = f"{len(files)} image(s) x {len(config.methods)} method(s) -> {folder}/"
     extra: dict[str, Any] = {}
     if deletion:
-        extra["deletion"] = _run_deletion(
-            loaded, pictures, all_maps, all_targets, config, deletion_steps, folder
-        )
+        with progress_bar(progress_enabled(options), unit="method") as progress:
+            extra["deletion"] = _run_deletion(
+                loaded, pictures, all_maps, all_targets, config, deletion_steps, folder, progress
+            )
     if sanity:
-        extra["sanity"] = _run_sanity(
-            loaded, pictures, all_targets, config, sanity_stages, folder, options
-        )
+        with progress_bar(progress_enabled(options), unit="stage") as progress:
+            extra["sanity"] = _run_sanity(
+                loaded, pictures, all_targets, config, sanity_stages, folder, options, progress
+            )
     block = provenance(
         technique="attribute",
         model_name=loaded.name,
@@ -315,6 +317,7 @@ def _run_deletion(
     config: AttributionConfig,
     steps: int,
     folder: Path,
+    progress: ProgressCallback,
 ) -> dict[str, Any]:
     from vizcnn.attribution.deletion import deletion_curves
     from vizcnn.attribution.figures import curves_figure
@@ -327,6 +330,7 @@ def _run_deletion(
         steps=steps,
         baseline=config.baseline,
         batch=config.batch * 4,
+        progress=progress,
     )
     _write_figure(curves_figure(joined), folder / "deletion.png")
     table = {
@@ -362,6 +366,7 @@ def _run_sanity(
     stages: int,
     folder: Path,
     options: dict[str, Any],
+    progress: ProgressCallback,
 ) -> dict[str, Any]:
     from vizcnn.attribution.figures import sanity_figure
     from vizcnn.attribution.sanity import sanity_check
@@ -376,6 +381,7 @@ def _run_sanity(
         maps_of,
         stages=stages,
         seed=options["seed"],
+        progress=progress,
     )
     _write_figure(sanity_figure(result), folder / "sanity.png")
     save_json(result.to_dict(), folder / "sanity.json")
