@@ -69,7 +69,7 @@ def test_sanity_check_flags_a_method_that_ignores_the_weights() -> None:
     assert result.flagged == ["edges"]
     assert result.stages == ["head", "conv2", "conv1"]  # 4 stages asked, 3 modules to randomize
     assert all(abs(v - 1.0) < 1e-9 for v in result.spearman["edges"])
-    assert result.spearman["saliency"][-1] < 0.5
+    assert sum(result.spearman["saliency"]) / 3 < 0.5
     assert_same_state(before, model_state(net))
     assert "FLAGGED" in result.table()
 
