@@ -219,3 +219,17 @@ def test_lite0_end_to_end(lite0) -> None:  # type: ignore[no-untyped-def]
     cam = result.maps["gradcam"][0, 0]
     assert cam[56:168, 56:168].mean() > cam.mean()
     assert_same_state(before, model_state(lite0.module))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_methods_run_on_cuda_and_match_cpu() -> None:
+    net = SmallNet().float()
+    x = images(2).float()
+    config = AttributionConfig(methods=("saliency", "guided", "gradcam", "occlusion"), target=1)
+    on_cpu = attribute(plain(net), x, config)
+    net.cuda()
+    on_gpu = attribute(plain(net), x.cuda(), config)
+    for name in config.methods:
+        assert on_gpu.maps[name].device.type == "cuda"
+        torch.testing.assert_close(on_gpu.maps[name].cpu(), on_cpu.maps[name], rtol=1e-4, atol=1e-5)
