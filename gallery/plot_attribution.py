@@ -59,6 +59,7 @@ sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows
 for k, row in enumerate(rows):
     sheet.paste(row, (0, sum(r.height for r in rows[:k])))
 sheet.save(out / "attribution_methods.png")
+sheet.save(out / "attribution_methods.jpg", quality=85, optimize=True)  # docs/images/ copy
 
 # %%
 # Deletion / insertion: remove (or insert) the most-attributed pixels first.
