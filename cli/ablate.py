@@ -78,7 +78,9 @@ DIGITS_EPOCHS = 15  # the built-in digits experiment: every row trained from scr
     default=None,
     help=f"Training epochs per variant. [default: 3; built-in digits experiment: {DIGITS_EPOCHS}]",
 )
-@click.option("--lr", type=FINITE_FLOAT, default=2e-3, show_default=True, help="Adam learning rate.")
+@click.option(
+    "--lr", type=FINITE_FLOAT, default=2e-3, show_default=True, help="Adam learning rate."
+)
 @click.option("--batch", type=int, default=64, show_default=True, help="Images per step / pass.")
 @click.option(
     "--train-data",

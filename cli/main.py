@@ -26,6 +26,7 @@ def app() -> None:
       vizcnn render -l _blocks.9 -c 0 -c 1 -o out/  images that excite channels
       vizcnn mine samples -l _blocks.4 -o mined/    top-9 patches per channel
       vizcnn ablate digits -m lenet5_digits -o ab/  layer-removal ablations
+      vizcnn attribute sample:coffee -o attr/       which pixels made the prediction
     Every command takes --help.
     """
 
@@ -152,6 +153,11 @@ app.add_command(render_command)
 from .ablate import ablate_command  # noqa: E402
 
 app.add_command(ablate_command)
+
+
+from .attribute import attribute_command  # noqa: E402
+
+app.add_command(attribute_command)
 
 
 def main() -> None:

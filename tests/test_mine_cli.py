@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from mine_helpers import random_images, write_pngs
 
+from mine_helpers import random_images, write_pngs
 from vizcnn.cli.main import app
 from vizcnn.io.imaging import read_png_metadata
 

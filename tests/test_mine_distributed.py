@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from mine_helpers import loaded_tiny, random_images, write_pngs
 
+from mine_helpers import loaded_tiny, random_images, write_pngs
 from vizcnn.core.distributed import Shard, init_from_env, shutdown
 from vizcnn.data.datasets import TensorImages
 from vizcnn.mining.streaming import MineConfig, mine_topk

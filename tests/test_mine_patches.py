@@ -9,10 +9,10 @@ import pytest
 import torch
 import torchvision
 from captum.attr import NeuronDeconvolution, NeuronGuidedBackprop
-from mine_helpers import loaded_tiny, random_images
 from torch import nn
 
 from conftest import assert_same_state, model_state
+from mine_helpers import loaded_tiny, random_images
 from vizcnn.data.datasets import TensorImages
 from vizcnn.hooks import capture
 from vizcnn.mining.patches import (

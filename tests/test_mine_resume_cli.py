@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from mine_helpers import TinyMiner, huge_png, random_images, write_pngs
 
 import vizcnn.cli.mine as mine_cli
+from mine_helpers import TinyMiner, huge_png, random_images, write_pngs
 from vizcnn.cli.main import app
 from vizcnn.io.imaging import read_png_metadata
 from vizcnn.io.provenance import weights_digest

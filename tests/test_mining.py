@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from mine_helpers import loaded_tiny, random_images
 
 from conftest import assert_same_state, model_state
+from mine_helpers import loaded_tiny, random_images
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import no_progress
 from vizcnn.data.datasets import TensorImages, content_hashes
@@ -349,7 +349,6 @@ def test_resume_refuses_another_runs_checkpoint_naming_each_difference(tmp_path:
 
 def test_changed_image_files_are_noticed_on_resume(tmp_path: Path) -> None:
     from mine_helpers import write_pngs
-
     from vizcnn.data.datasets import open_dataset
 
     paths = write_pngs(tmp_path / "data", random_images(6, seed=4))

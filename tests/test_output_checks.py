@@ -10,9 +10,9 @@ import click
 import pytest
 import torch
 from click.testing import CliRunner
-from mine_helpers import huge_png, random_images, write_pngs
 from PIL import Image
 
+from mine_helpers import huge_png, random_images, write_pngs
 from vizcnn.cli.common import friendly_errors, run_options
 from vizcnn.cli.main import app
 from vizcnn.core.errors import VizError

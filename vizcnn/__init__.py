@@ -1,7 +1,6 @@
 """vizcnn: feature visualization and interpretability for convolutional networks in PyTorch."""
 
 import importlib
-from types import ModuleType
 
 from vizcnn import _aliases
 from vizcnn.core.devices import make_generator, resolve_device
@@ -23,8 +22,14 @@ __version__ = "0.1.0"
 _aliases.install()
 
 
-def __getattr__(name: str) -> ModuleType:
-    """`vizcnn.imaging` and the other old flat module names, imported on first use."""
+# imported on first use: captum (behind attribution) takes a while to import
+_LAZY = {"attribute": "vizcnn.attribution", "AttributionConfig": "vizcnn.attribution"}
+
+
+def __getattr__(name: str) -> object:
+    """`vizcnn.attribute` (lazily), `vizcnn.imaging` and the other old flat module names."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     full = f"vizcnn.{name}"
     if full in _aliases.ALIASES:
         return importlib.import_module(full)

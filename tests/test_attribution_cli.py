@@ -1,0 +1,90 @@
+"""`vizcnn attribute` through click's CliRunner on the bundled 1-channel LeNet (fast)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from vizcnn.attribution import METHODS, AttributionConfig, attribute
+from vizcnn.cli.main import app
+from vizcnn.data.datasets import preprocess
+from vizcnn.data.samples import sample_image
+from vizcnn.models.loading import load_model
+
+FAST = ["-m", "lenet5_digits", "--ig-steps", "4", "--smoothgrad-samples", "2", "-q"]
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["attribute", *args])
+    return result.exit_code, result.output
+
+
+def test_all_methods_files_and_maps_equal_the_library(tmp_path: Path) -> None:
+    code, out = run("sample:coffee", "sample:camera", *FAST, "--all", "--deletion",
+                    "--deletion-steps", "4", "--target", "3", "-o", str(tmp_path))  # fmt: skip
+    assert code == 0, out
+    assert "2 image(s) x 8 method(s)" in out.splitlines()[-1]
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["camera.png", "camera.pt", "coffee.png", "coffee.pt",
+                     "deletion.json", "deletion.png", "manifest.json"]  # fmt: skip
+    loaded = load_model("lenet5_digits")
+    image = preprocess(sample_image("coffee", 1), loaded.input_size)[None]
+    config = AttributionConfig(methods=tuple(METHODS), target=3, ig_steps=4, smoothgrad_samples=2)
+    expected = attribute(loaded, image, config).maps
+    saved = torch.load(tmp_path / "coffee.pt")
+    assert list(saved) == list(METHODS)
+    for name in METHODS:
+        if name != "smoothgrad":  # its noise depends on the batch the image was in
+            torch.testing.assert_close(saved[name], expected[name][0], msg=name)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["technique"] == "attribute" and manifest["weights_digest"]
+    assert [entry["target"] for entry in manifest["images"]] == [3, 3]
+    assert set(manifest["deletion"]["areas"]) == set(METHODS)
+
+
+def test_folder_of_gray_and_rgba_images_and_sanity(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("L", (40, 40), 120).save(photos / "gray.png")
+    rgba = Image.new("RGBA", (40, 30), (10, 200, 30, 128))
+    rgba.save(photos / "clear.png")
+    out_dir = tmp_path / "out"
+    code, out = run(str(photos), *FAST, "--method", "saliency", "--sanity",
+                    "--sanity-stages", "2", "-o", str(out_dir))  # fmt: skip
+    assert code == 0, out
+    sanity = json.loads((out_dir / "sanity.json").read_text())
+    assert len(sanity["stages"]) == 2 and "saliency" in sanity["spearman"]
+    assert (out_dir / "clear.pt").is_file() and (out_dir / "gray.pt").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["sample:coffee", "--target", "sevn"], 1, "unknown class 'sevn'"),
+        (["sample:cofee"], 1, "unknown sample 'cofee'"),
+        (["missing.png"], 1, "not found"),
+        (["sample:coffee", "--layer", "features.33"], 1, "features.3"),
+        (["sample:coffee", "--method", "gradcan"], 2, "gradcan"),
+        (["sample:coffee", "--batch", "0"], 1, "batch"),
+    ],
+)
+def test_errors_are_one_line_and_come_before_any_work(
+    tmp_path: Path, args: list[str], code: int, message: str
+) -> None:
+    out_dir = tmp_path / "out"
+    got, out = run(*args, *FAST, "-o", str(out_dir))
+    assert got == code, out
+    assert message in out
+    if code == 1:
+        assert out.strip().count("\n") == 0
+    assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+def test_help_lists_samples_and_examples() -> None:
+    out = CliRunner().invoke(app, ["attribute", "--help"]).output
+    assert "sample:coffee" in out and "chelsea" in out and "--sanity" in out

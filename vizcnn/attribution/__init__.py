@@ -1,0 +1,6 @@
+"""Attribution maps (saliency, IG, SmoothGrad, guided backprop, deconvnet, Grad-CAM, occlusion)
+through captum, with deletion/insertion curves and the model-randomization sanity check."""
+
+from vizcnn.attribution.methods import METHODS, AttributionConfig, Attributions, attribute
+
+__all__ = ["METHODS", "AttributionConfig", "Attributions", "attribute"]

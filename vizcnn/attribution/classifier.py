@@ -1,0 +1,114 @@
+"""The network as attribution methods see it: [0, 1] images in, logits out; targets by name.
+
+Attributions are taken with respect to the image the user sees (pixels in [0, 1]), not the
+normalized tensor: the wrapper normalizes inside the differentiated function. It also adapts the
+channel count, so a grayscale or RGBA batch gets attributions of its own shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from vizcnn.core.errors import VizError
+from vizcnn.models.base import LoadedModel
+
+
+def _logits(output: object) -> torch.Tensor:
+    if isinstance(output, torch.Tensor):
+        return output
+    logits = getattr(output, "logits", None)  # torchvision GoogLeNet / Inception named tuples
+    if isinstance(logits, torch.Tensor):
+        return logits
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise VizError(f"the model returns {type(output).__name__}; attribution needs (B, K) logits")
+
+
+class Classifier(nn.Module):
+    """`(B, c, H, W)` images in [0, 1] (c = 1, 3, 4 or the model's channels) to `(B, K)` logits.
+
+    A 1-channel batch is repeated to the model's channels; RGBA is composited onto white (as
+    image files are); then the model's normalization is applied. All of it is differentiable, so
+    gradients come back in the input's own channels.
+    """
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        super().__init__()
+        self.loaded = loaded
+        self.net = loaded.module  # registered, so captum's module hooks and layer lookups reach it
+
+    def adapt(self, images: torch.Tensor) -> torch.Tensor:
+        want, have = self.loaded.channels, images.shape[1]
+        if have == want:
+            return images
+        if have == 1:
+            return images.expand(-1, want, -1, -1)
+        if have == 4 and want == 3:
+            rgb, alpha = images[:, :3], images[:, 3:]
+            return rgb * alpha + (1 - alpha)
+        if have == 3 and want == 1:
+            weights = torch.tensor([0.299, 0.587, 0.114], device=images.device, dtype=images.dtype)
+            return (images * weights.view(1, 3, 1, 1)).sum(1, keepdim=True)
+        raise VizError(
+            f"{self.loaded.name} takes {want}-channel images; got {have} channels "
+            "(1, 3, 4 or the model's own count work)"
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return _logits(self.net(self.loaded.normalize(self.adapt(images))))
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """What the model says about a batch: probabilities and the top-k classes per image."""
+
+    probabilities: torch.Tensor  # (B, K) softmax of the logits
+    top_indices: torch.Tensor  # (B, k) class indices, most probable first
+    top_probs: torch.Tensor  # (B, k)
+
+
+def predict(net: Classifier, images: torch.Tensor, k: int = 5) -> Predictions:
+    """Softmax probabilities and the top-`k` classes of `images` `(B, C, H, W)`."""
+    with torch.no_grad():
+        probs = net(images).float().softmax(dim=1)
+    top = probs.topk(min(k, probs.shape[1]), dim=1)
+    return Predictions(probs, top.indices, top.values)
+
+
+def label_of(loaded: LoadedModel, index: int) -> str:
+    """The class name of `index`, or `class N` when the model has no labels."""
+    return loaded.labels[index] if 0 <= index < len(loaded.labels) else f"class {index}"
+
+
+def check_target(loaded: LoadedModel, target: str | int) -> str | int:
+    """Validate a target (`top1`, a class name or an index) before any work; VizError if bad."""
+    if isinstance(target, str) and target.strip().lower() == "top1":
+        return "top1"
+    if isinstance(target, str) and not target.strip().lstrip("-").isdigit() and not loaded.labels:
+        raise VizError(
+            f"target {target!r} is a class name but {loaded.name} has no labels; "
+            "give top1 or a class index"
+        )
+    index = loaded.class_index(target) if loaded.labels else int(target)
+    if index < 0:
+        raise VizError(f"target {target!r} must be top1, a class name or an index >= 0")
+    return index
+
+
+def resolve_targets(
+    loaded: LoadedModel, target: str | int, predictions: Predictions
+) -> torch.Tensor:
+    """One class index per image `(B,)`: the top-1 prediction, or the named / numbered class."""
+    checked = check_target(loaded, target)
+    batch = predictions.probabilities.shape[0]
+    if checked == "top1":
+        return predictions.top_indices[:, 0].clone()
+    index = int(checked)
+    if index >= predictions.probabilities.shape[1]:
+        raise VizError(
+            f"target {index} out of range; the model has {predictions.probabilities.shape[1]} classes"
+        )
+    return torch.full((batch,), index, dtype=torch.long, device=predictions.top_indices.device)
