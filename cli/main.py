@@ -120,6 +120,20 @@ from .render import render_command  # noqa: E402
 
 app.add_command(render_command)
 
+from .features import featuremaps_command, filters_command, kernels_command  # noqa: E402
+
+app.add_command(filters_command)
+app.add_command(featuremaps_command)
+app.add_command(kernels_command)
+
+from .equivariance import equivariance_command  # noqa: E402
+
+app.add_command(equivariance_command)
+
+from .neighbors import neighbors_command  # noqa: E402
+
+app.add_command(neighbors_command)
+
 
 def main() -> None:
     app()

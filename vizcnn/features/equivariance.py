@@ -166,9 +166,7 @@ class EquivarianceResult:
         ]
         for row in self.rows:
             stride = (
-                "-"
-                if row.stride is None
-                else "x".join(f"{v:g}" for v in dict.fromkeys(row.stride))
+                "-" if row.stride is None else "x".join(f"{v:g}" for v in dict.fromkeys(row.stride))
             )
             worst = max((e for e in row.errors.values() if not math.isnan(e)), default=math.nan)
             cells = [row.mean(), row.mean(1), row.mean(0), worst]
@@ -225,7 +223,10 @@ def _window(
 
 
 def _strides(
-    loaded: LoadedModel, layers: list[str], shapes: dict[str, tuple[int, ...]], size: tuple[int, int]
+    loaded: LoadedModel,
+    layers: list[str],
+    shapes: dict[str, tuple[int, ...]],
+    size: tuple[int, int],
 ) -> dict[str, tuple[float, float] | None]:
     spatial = [spec for spec in layers if len(shapes[spec]) == 3]
     fields = receptive_fields(loaded.module, (loaded.channels, *size), spatial) if spatial else {}
@@ -286,39 +287,40 @@ def measure_equivariance(
     shapes: dict[str, tuple[int, ...]] = {}
     strides: dict[str, tuple[float, float] | None] = {}
     done = 0
-    with model_guard(module), torch.no_grad():
-        with capture(module, requested, detach=True, strict=explicit) as acts:
-            for start in range(0, len(images), config.batch_size):
-                batch = images[start : start + config.batch_size].to(device, dtype)
-                base_out = acts.run(loaded.normalize(_window(batch, (0, 0), config)))
-                base = dict(acts.outputs)
-                if not layers:  # first batch: which layers fired, in firing order
-                    layers = list(base)
-                    shapes = {spec: tuple(base[spec].shape[1:]) for spec in layers}
-                    shapes[OUTPUT] = tuple(base_out.shape[1:])
-                    strides = _strides(loaded, layers, shapes, size)
-                    strides[OUTPUT] = None
-                    sums = {spec: {s: [0.0, 0.0] for s in config.shifts} for spec in shapes}
-                base[OUTPUT] = base_out
+    with (
+        model_guard(module),
+        torch.no_grad(),
+        capture(module, requested, detach=True, strict=explicit) as acts,
+    ):
+        for start in range(0, len(images), config.batch_size):
+            batch = images[start : start + config.batch_size].to(device, dtype)
+            base_out = acts.run(loaded.normalize(_window(batch, (0, 0), config)))
+            base = dict(acts.outputs)
+            if not layers:  # first batch: which layers fired, in firing order
+                layers = list(base)
+                shapes = {spec: tuple(base[spec].shape[1:]) for spec in layers}
+                shapes[OUTPUT] = tuple(base_out.shape[1:])
+                strides = _strides(loaded, layers, shapes, size)
+                strides[OUTPUT] = None
+                sums = {spec: {s: [0.0, 0.0] for s in config.shifts} for spec in shapes}
+            base[OUTPUT] = base_out
+            done += 1
+            progress(done, total, "equivariance")
+            for shift in config.shifts:
+                offset = config.offset(shift)
+                out = acts.run(loaded.normalize(_window(batch, offset, config)))
+                current = {**acts.outputs, OUTPUT: out}
+                for spec, stride in strides.items():
+                    units = (
+                        None if stride is None else (offset[0] / stride[0], offset[1] / stride[1])
+                    )
+                    diff, ref = _compare(current[spec], base[spec], units, config)
+                    sums[spec][shift][0] += diff
+                    sums[spec][shift][1] += ref
+                if base_out.dim() == 2 and base_out.shape[1] > 1:
+                    agree[shift] += int((out.argmax(1) == base_out.argmax(1)).sum())
                 done += 1
-                progress(done, total, "equivariance")
-                for shift in config.shifts:
-                    offset = config.offset(shift)
-                    out = acts.run(loaded.normalize(_window(batch, offset, config)))
-                    current = {**acts.outputs, OUTPUT: out}
-                    for spec, stride in strides.items():
-                        units = (
-                            None
-                            if stride is None
-                            else (offset[0] / stride[0], offset[1] / stride[1])
-                        )
-                        diff, ref = _compare(current[spec], base[spec], units, config)
-                        sums[spec][shift][0] += diff
-                        sums[spec][shift][1] += ref
-                    if base_out.dim() == 2 and base_out.shape[1] > 1:
-                        agree[shift] += int((out.argmax(1) == base_out.argmax(1)).sum())
-                    done += 1
-                    progress(done, total, f"equivariance: shift {shift}")
+                progress(done, total, f"equivariance: shift {shift}")
     rows = []
     for depth, spec in enumerate([*layers, OUTPUT]):
         errors = {

@@ -94,9 +94,12 @@ def feature_maps(
     if config.resize:
         image = preprocess(image, loaded.input_size)
     batch = loaded.normalize(image.unsqueeze(0).to(loaded.device, loaded.dtype))
-    with model_guard(loaded.module), torch.no_grad():
-        with capture(loaded.module, config.layers, detach=True) as acts:
-            acts.run(batch)
+    with (
+        model_guard(loaded.module),
+        torch.no_grad(),
+        capture(loaded.module, config.layers, detach=True) as acts,
+    ):
+        acts.run(batch)
     results = []
     for done, spec in enumerate(config.layers, start=1):
         activation = acts[parse_layer(spec).spec][0].float().cpu()

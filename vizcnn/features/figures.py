@@ -56,7 +56,9 @@ def filters_figure(grid: FilterGrid, title: str = "") -> Image.Image:
     font = max(5.0, min(9.0, cell_w / 8))
     if grid.mode == "split":
         axes.set_yticks([cell_h * (r + 0.5) for r in range(rows)], [f"#{i}" for i in grid.order])
-        axes.set_xticks([cell_w * (c + 0.5) for c in range(in_ch)], [f"in {c}" for c in range(in_ch)])
+        axes.set_xticks(
+            [cell_w * (c + 0.5) for c in range(in_ch)], [f"in {c}" for c in range(in_ch)]
+        )
         axes.tick_params(labelsize=font, length=0)
     else:
         for position, index in enumerate(grid.order):
@@ -78,7 +80,9 @@ def filters_figure(grid: FilterGrid, title: str = "") -> Image.Image:
 
 
 def _overlay(image: torch.Tensor, fmap: torch.Tensor, cmap: Any, vmax: float) -> np.ndarray:
-    upsampled = resize(fmap.view(1, 1, *fmap.shape).float(), tuple(image.shape[-2:]))[0, 0]
+    upsampled = resize(fmap.view(1, 1, *fmap.shape).float(), (image.shape[-2], image.shape[-1]))[
+        0, 0
+    ]
     heat = cmap((upsampled / max(vmax, 1e-8)).clamp(0, 1).numpy())[..., :3]
     base = _hwc(image if image.shape[0] == 3 else image.expand(3, -1, -1))
     return 0.45 * base + 0.55 * heat

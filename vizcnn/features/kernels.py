@@ -39,9 +39,7 @@ def classic_kernels(
         >>> classic_kernels()["sharpen"]
         tensor([[ 0., -1.,  0.], [-1.,  5., -1.], [ 0., -1.,  0.]])
     """
-    return {
-        name: torch.tensor(rows, dtype=dtype, device=device) for name, rows in _CLASSIC.items()
-    }
+    return {name: torch.tensor(rows, dtype=dtype, device=device) for name, rows in _CLASSIC.items()}
 
 
 def pick_kernels(names: list[str] | tuple[str, ...] | None) -> list[str]:
@@ -117,5 +115,7 @@ def displayable(output: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     if abs(float(kernel.sum())) > 1e-6:
         return output.clamp(0, 1)
     magnitude = output.abs().mean(dim=-3, keepdim=True).expand_as(output)
-    top = torch.quantile(magnitude.flatten().float()[:: max(1, magnitude.numel() // 1_000_000)], 0.995)
+    top = torch.quantile(
+        magnitude.flatten().float()[:: max(1, magnitude.numel() // 1_000_000)], 0.995
+    )
     return (magnitude / top.clamp_min(1e-8)).clamp(0, 1)

@@ -116,7 +116,9 @@ def data_digest(dataset: ImageSource) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def cache_path(cache_dir: Path, loaded: LoadedModel, layer: str | None, dataset: ImageSource) -> Path:
+def cache_path(
+    cache_dir: Path, loaded: LoadedModel, layer: str | None, dataset: ImageSource
+) -> Path:
     """The cache file of one (weights, layer, data) triple."""
     key = f"{weights_digest(loaded.module)}|{layer or CLASSIFIER_INPUT}|{data_digest(dataset)}"
     key += f"|{loaded.mean}|{loaded.std}"
