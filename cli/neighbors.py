@@ -15,6 +15,7 @@ from vizcnn.data.samples import resolve_image_argument
 from vizcnn.features.figures import neighbors_figure
 from vizcnn.features.neighbors import (
     CLASSIFIER_INPUT,
+    Metric,
     classifier_layer,
     embed,
     embed_dataset,
