@@ -247,7 +247,8 @@ def kernels_command(
         new = (max(1, round(height * scale)), max(1, round(width * scale)))
         picture = resize(picture.unsqueeze(0), new)[0].clamp(0, 1)
     picture = picture.to(where)
-    chosen = {n: k for n, k in classic_kernels(picture.dtype, where).items() if n in names}
+    every = classic_kernels(picture.dtype, where)
+    chosen = {name: every[name] for name in names}  # in the order asked for
     outputs = apply_kernels(picture, chosen, padding)  # type: ignore[arg-type]
     figure = kernels_figure(
         picture.cpu(),
