@@ -212,6 +212,20 @@ def _compare(
     return float(diff.pow(2).sum()), float(reference[..., rows, cols].pow(2).sum())
 
 
+def _output_tensor(output: object) -> torch.Tensor:
+    """The model's output tensor (the first tensor of a tuple, `.logits` of a named tuple)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)):
+        for item in output:
+            if isinstance(item, torch.Tensor):
+                return item
+    logits = getattr(output, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
+    raise VizError(f"the model returns {type(output).__name__}, not a tensor")
+
+
 def _window(
     images: torch.Tensor, offset: tuple[int, int], config: EquivarianceConfig
 ) -> torch.Tensor:
@@ -281,34 +295,35 @@ def measure_equivariance(
         find_module(module, parse_layer(spec).name)
     device, dtype = loaded.device, loaded.dtype
     total = math.ceil(len(images) / config.batch_size) * (1 + len(config.shifts))
-    sums: dict[str, dict[int, list[float]]] = {}
+    with model_guard(module):
+        # a probe of one image: which layers fire (in firing order), their shapes and strides;
+        # the strides may need a measured receptive field (a backward pass), so outside no_grad
+        probe = loaded.normalize(_window(images[:1].to(device, dtype), (0, 0), config))
+        with torch.no_grad(), capture(module, requested, detach=True, strict=explicit) as acts:
+            probe_out = _output_tensor(acts.run(probe))
+        layers = list(acts.outputs)
+        shapes = {spec: tuple(acts.outputs[spec].shape[1:]) for spec in layers}
+        shapes[OUTPUT] = tuple(probe_out.shape[1:])
+        strides = _strides(loaded, layers, shapes, size)
+        strides[OUTPUT] = None
+    sums = {spec: {s: [0.0, 0.0] for s in config.shifts} for spec in shapes}
     agree = {s: 0 for s in config.shifts}
-    layers: list[str] = []
-    shapes: dict[str, tuple[int, ...]] = {}
-    strides: dict[str, tuple[float, float] | None] = {}
     done = 0
     with (
         model_guard(module),
         torch.no_grad(),
-        capture(module, requested, detach=True, strict=explicit) as acts,
+        capture(module, layers, detach=True) as acts,
     ):
         for start in range(0, len(images), config.batch_size):
             batch = images[start : start + config.batch_size].to(device, dtype)
-            base_out = acts.run(loaded.normalize(_window(batch, (0, 0), config)))
+            base_out = _output_tensor(acts.run(loaded.normalize(_window(batch, (0, 0), config))))
             base = dict(acts.outputs)
-            if not layers:  # first batch: which layers fired, in firing order
-                layers = list(base)
-                shapes = {spec: tuple(base[spec].shape[1:]) for spec in layers}
-                shapes[OUTPUT] = tuple(base_out.shape[1:])
-                strides = _strides(loaded, layers, shapes, size)
-                strides[OUTPUT] = None
-                sums = {spec: {s: [0.0, 0.0] for s in config.shifts} for spec in shapes}
             base[OUTPUT] = base_out
             done += 1
             progress(done, total, "equivariance")
             for shift in config.shifts:
                 offset = config.offset(shift)
-                out = acts.run(loaded.normalize(_window(batch, offset, config)))
+                out = _output_tensor(acts.run(loaded.normalize(_window(batch, offset, config))))
                 current = {**acts.outputs, OUTPUT: out}
                 for spec, stride in strides.items():
                     units = (
