@@ -159,11 +159,6 @@ def featuremaps_command(
     start = time.perf_counter()
     with progress_bar(progress_enabled(options), unit="layer") as progress:
         shown, results = feature_maps(loaded, picture, config, progress=progress)
-        files = []
-        for index, maps in enumerate(results):
-            figure = featuremaps_figure(shown, maps, overlay=overlay, cmap=cmap)
-            files.append(f"{index:02d}_{_safe(maps.layer)}.png")
-            save_png(figure, folder / files[-1], {"layer": maps.layer, "image": image})
     block = model_provenance(
         "featuremaps",
         loaded,
@@ -172,6 +167,11 @@ def featuremaps_command(
         device=device,
         seconds=time.perf_counter() - start,
     )
+    files = []
+    for index, maps in enumerate(results):
+        figure = featuremaps_figure(shown, maps, overlay=overlay, cmap=cmap)
+        files.append(f"{index:02d}_{_safe(maps.layer)}.png")
+        save_png(figure, folder / files[-1], {**block, "layer": maps.layer})
     save_json(
         {
             **block,

@@ -13,6 +13,7 @@ from conftest import assert_same_state, model_state
 from vizcnn.cli.main import app
 from vizcnn.core.errors import VizError
 from vizcnn.features.featuremaps import FeatureMapConfig, feature_maps, top_channels
+from vizcnn.io.imaging import read_png_metadata
 from vizcnn.models.base import describe
 
 WEIGHTS = (1.0, 2.0, -1.0, 0.5)
@@ -95,7 +96,9 @@ def test_featuremaps_command(tmp_path) -> None:
     first = data["result"][0]
     assert first["shape"] == [6, 28, 28] and len(first["channels"]) == 4
     assert first["means"] == sorted(first["means"], reverse=True)
-    assert all((tmp_path / r["file"]).is_file() for r in data["result"])
+    chunks = read_png_metadata(tmp_path / first["file"])
+    assert chunks["technique"] == "featuremaps" and chunks["layer"] == "features.1"
+    assert chunks["weights_digest"] == data["weights_digest"]
 
 
 @pytest.mark.parametrize(
