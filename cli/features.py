@@ -51,7 +51,7 @@ SAMPLES_EPILOG = "Bundled images (IMAGE = sample:NAME): " + ", ".join(sample_nam
     type=click.Choice(["auto", "rgb", "split", "mean"]),
     default="auto",
     show_default=True,
-    help="auto: RGB tiles for 3 input channels, else a grey tile per input channel (split); mean: one grey tile per filter.",
+    help="auto: RGB tiles for 3 input channels, one grey tile for 1, else a grey tile per input channel (split); mean: one grey tile per filter, the mean over its inputs.",
 )
 @click.option("--scale", default=8, show_default=True, help="Pixels per weight in the grid.")
 @click.option(

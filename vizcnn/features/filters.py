@@ -31,7 +31,7 @@ class FilterConfig:
     layer: str | None = None  # dotted name of a Conv2d; None = the first Conv2d of the model
     normalize: Normalize = "global"  # min-max over all filters, or over each filter alone
     sort: Sort = "none"  # "norm": largest L2 norm first; "none": the layer's order
-    inputs: Inputs = "auto"  # auto = rgb for 3 input channels, else split; mean = average inputs
+    inputs: Inputs = "auto"  # auto: rgb for 3 input channels, mean for 1, else split
     scale: int = 8  # each weight becomes a scale x scale block of pixels
     padding: int = 1  # pixels between tiles in the grid (times 1, not scaled)
 
@@ -124,8 +124,8 @@ def filter_grid(model: ModelLike, config: FilterConfig | None = None) -> FilterG
     weight = conv.weight.detach().to("cpu", torch.float32)
     out_ch, in_ch, kh, kw = (int(v) for v in weight.shape)
     mode = config.inputs
-    if mode == "auto":
-        mode = "rgb" if in_ch == 3 else "split"
+    if mode == "auto":  # one input channel: its own grey tile per filter, in a square grid
+        mode = "rgb" if in_ch == 3 else "mean" if in_ch == 1 else "split"
     if mode == "rgb" and in_ch != 3:
         raise VizError(f"{name} takes {in_ch} input channels, not 3; use split or mean")
     norms = weight.flatten(1).norm(dim=1)
