@@ -46,6 +46,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--shifts", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--parts", default="neighbours,equivariance", help="Which parts to measure (comma list)."
+    )
     args = parser.parse_args()
     loaded = load_model()
     module = loaded.module
@@ -80,36 +83,40 @@ def main() -> None:
     def ours_equivariance() -> None:
         measure_equivariance(loaded, wide, config)
 
-    medians = interleaved_medians(
-        {
-            "neighbours: bare forward (limit)": bare_embed,
-            "neighbours: embed_dataset": ours_embed,
-            "neighbours: cache hit": cache_hit,
-            "equivariance: bare forwards (limit)": bare_equivariance,
-            "equivariance: measure_equivariance": ours_equivariance,
-        },
-        args.repeats,
-    )
+    variants: dict[str, Callable[[], object]] = {}
+    if "neighbours" in args.parts:
+        variants["neighbours: bare forward (limit)"] = bare_embed
+        variants["neighbours: embed_dataset"] = ours_embed
+        variants["neighbours: cache hit"] = cache_hit
+    if "equivariance" in args.parts:
+        variants["equivariance: bare forwards (limit)"] = bare_equivariance
+        variants["equivariance: measure_equivariance"] = ours_equivariance
+    medians = interleaved_medians(variants, args.repeats)
     print(
         f"efficientnet_lite0, 224 px, {args.images} images, batch {args.batch}, "
         f"{args.shifts} shifts, {torch.get_num_threads()} threads, median of {args.repeats}"
     )
     print("| measure | seconds | ratio |")
     print("|---|---|---|")
-    bare, ours = medians["neighbours: bare forward (limit)"], medians["neighbours: embed_dataset"]
-    hit = medians["neighbours: cache hit"]
-    eq_bare = medians["equivariance: bare forwards (limit)"]
-    eq_ours = medians["equivariance: measure_equivariance"]
-    print(f"| neighbours: bare forward (limit) | {bare:.3f} | 1.00 |")
-    print(f"| neighbours: embed_dataset | {ours:.3f} | {ours / bare:.3f} x limit |")
-    print(
-        f"| neighbours: images/s ours / bare | {args.images / ours:.1f} / {args.images / bare:.1f} | |"
-    )
-    print(f"| neighbours: cache hit | {hit:.4f} | {hit / ours:.4f} x computing |")
-    print(f"| equivariance: bare forwards (limit) | {eq_bare:.3f} | 1.00 |")
-    print(
-        f"| equivariance: measure_equivariance | {eq_ours:.3f} | {eq_ours / eq_bare:.3f} x limit |"
-    )
+    if "neighbours" in args.parts:
+        bare, ours = (
+            medians["neighbours: bare forward (limit)"],
+            medians["neighbours: embed_dataset"],
+        )
+        hit = medians["neighbours: cache hit"]
+        print(f"| neighbours: bare forward (limit) | {bare:.3f} | 1.00 |")
+        print(f"| neighbours: embed_dataset | {ours:.3f} | {ours / bare:.3f} x limit |")
+        print(
+            f"| neighbours: images/s ours / bare | {args.images / ours:.1f} / {args.images / bare:.1f} | |"
+        )
+        print(f"| neighbours: cache hit | {hit:.4f} | {hit / ours:.4f} x computing |")
+    if "equivariance" in args.parts:
+        eq_bare = medians["equivariance: bare forwards (limit)"]
+        eq_ours = medians["equivariance: measure_equivariance"]
+        print(f"| equivariance: bare forwards (limit) | {eq_bare:.3f} | 1.00 |")
+        print(
+            f"| equivariance: measure_equivariance | {eq_ours:.3f} | {eq_ours / eq_bare:.3f} x limit |"
+        )
 
 
 if __name__ == "__main__":

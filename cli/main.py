@@ -23,6 +23,8 @@ def app() -> None:
       vizcnn layers                                 layer names, shapes, receptive fields
       vizcnn render -l _blocks.9 -c 0 -c 1 -o out/  images that excite channels
       vizcnn mine samples -l _blocks.4 -o mined/    top-9 patches per channel
+      vizcnn filters -o filters.png                 first-layer filters as a grid
+      vizcnn neighbors sample:coffee samples        nearest images in feature space
     Every command takes --help.
     """
 

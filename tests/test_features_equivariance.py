@@ -148,3 +148,17 @@ def test_equivariance_one_line_errors(tmp_path, args: list[str], message: str) -
     )
     assert result.exit_code == 1, result.output
     assert message in result.output and len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("shift", [0.0, 1.0, 0.5, 1.25, 2.5])
+def test_sliding_equals_rolling_inside_the_map(shift: float) -> None:
+    from vizcnn.features.equivariance import _fractional_roll, _slide
+
+    fmap = torch.rand(2, 3, 9, 11, generator=torch.Generator().manual_seed(5))
+    rows = slice(1, 9 - math.ceil(shift) - 1)
+    expected = _fractional_roll(fmap, shift, -2)[..., rows, :]
+    torch.testing.assert_close(_slide(fmap, shift, -2, rows), expected)
+    cols = slice(0, 11 - math.ceil(shift))
+    torch.testing.assert_close(
+        _slide(fmap, shift, -1, cols), _fractional_roll(fmap, shift, -1)[..., cols]
+    )

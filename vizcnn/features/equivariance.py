@@ -188,6 +188,23 @@ def _fractional_roll(fmap: torch.Tensor, shift: float, dim: int) -> torch.Tensor
     return (1 - frac) * out + frac * torch.roll(fmap, -whole - 1, dims=dim)
 
 
+def _slide(fmap: torch.Tensor, shift: float, dim: int, region: slice) -> torch.Tensor:
+    """fmap[u + shift] for u in `region` along `dim`, without wrap-around (the caller keeps
+    u + ceil(shift) inside the map), linearly interpolated for a fractional shift."""
+    whole = math.floor(shift)
+    frac = shift - whole
+    length = region.stop - region.start
+    out = fmap.narrow(dim, region.start + whole, length)
+    if frac < 1e-9:
+        return out
+    return (1 - frac) * out + frac * fmap.narrow(dim, region.start + whole + 1, length)
+
+
+def _squares(tensor: torch.Tensor) -> float:
+    # float32 maps, float64 sums: exact enough, and no float64 copy of every map
+    return float((tensor * tensor).sum(dtype=torch.float64))
+
+
 def _compare(
     shifted: torch.Tensor,
     base: torch.Tensor,
@@ -195,21 +212,22 @@ def _compare(
     config: EquivarianceConfig,
 ) -> tuple[float, float]:
     """(sum of squared differences, sum of squared reference) over the compared region."""
-    shifted = shifted.double()
-    base = base.double()
     if units is None or base.dim() != 4:
-        return float((shifted - base).pow(2).sum()), float(base.pow(2).sum())
-    reference = _fractional_roll(_fractional_roll(base, units[0], -2), units[1], -1)
+        return _squares(shifted - base), _squares(base)
     height, width = base.shape[-2:]
     end_y, end_x = height, width
-    if config.mode == "crop":  # beyond the last valid unit the reference wrapped around
+    if config.mode == "crop":  # past the last valid unit the reference would leave the map
         end_y, end_x = height - math.ceil(units[0] - 1e-9), width - math.ceil(units[1] - 1e-9)
     by, bx = int(config.border * height), int(config.border * width)
     rows, cols = slice(by, end_y - by), slice(bx, end_x - bx)
     if rows.stop <= rows.start or cols.stop <= cols.start:
         return math.nan, math.nan
-    diff = (shifted - reference)[..., rows, cols]
-    return float(diff.pow(2).sum()), float(reference[..., rows, cols].pow(2).sum())
+    if config.mode == "roll":
+        reference = _fractional_roll(_fractional_roll(base, units[0], -2), units[1], -1)
+        reference = reference[..., rows, cols]
+    else:  # plain slices of the base map: no full-size copies per shift
+        reference = _slide(_slide(base, units[0], -2, rows), units[1], -1, cols)
+    return _squares(shifted[..., rows, cols] - reference), _squares(reference)
 
 
 def _output_tensor(output: object) -> torch.Tensor:
