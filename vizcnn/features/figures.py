@@ -194,7 +194,7 @@ def neighbors_figure(
 ) -> Image.Image:
     """A row per query: the query, then its k nearest data images with their distances."""
     rows, k = len(queries), dist.shape[1]
-    figure = Figure(figsize=(1.8 * (k + 1), 2.0 * rows))
+    figure = Figure(figsize=(1.8 * (k + 1), 2.3 * rows))
     for row in range(rows):
         axes = figure.add_subplot(rows, k + 1, row * (k + 1) + 1)
         axes.imshow(_hwc(queries[row]), cmap="gray")
