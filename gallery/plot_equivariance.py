@@ -51,6 +51,11 @@ results = {
     "efficientnet_lite0": measure_equivariance(lite0, photos(lite0.input_size), config),
     resnet_name: measure_equivariance(resnet, photos((224, 224)), config),
 }
+try:  # a second ImageNet network, where the efficientnet_lite1 weights package is installed
+    lite1 = vizcnn.load_model("efficientnet_lite1")
+    results["efficientnet_lite1"] = measure_equivariance(lite1, photos(lite1.input_size), config)
+except vizcnn.VizError:
+    pass
 save_png(
     equivariance_figure(results, "translation equivariance by depth (8 photos, shifts 1..8)"),
     out / "equivariance.png",
