@@ -197,12 +197,15 @@ def _slide(fmap: torch.Tensor, shift: float, dim: int, region: slice) -> torch.T
     out = fmap.narrow(dim, region.start + whole, length)
     if frac < 1e-9:
         return out
-    return (1 - frac) * out + frac * fmap.narrow(dim, region.start + whole + 1, length)
+    return torch.lerp(out, fmap.narrow(dim, region.start + whole + 1, length), frac)
 
 
 def _squares(tensor: torch.Tensor) -> float:
-    # float32 maps, float64 sums: exact enough, and no float64 copy of every map
-    return float((tensor * tensor).sum(dtype=torch.float64))
+    # summed in the maps' own dtype (torch sums blockwise: ~1e-7 relative in float32) and
+    # accumulated over batches in Python floats; a float64 copy of every map costs 10% more time
+    if tensor.dtype in (torch.float16, torch.bfloat16):
+        tensor = tensor.float()
+    return float((tensor * tensor).sum())
 
 
 def _compare(
