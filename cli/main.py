@@ -27,6 +27,8 @@ def app() -> None:
       vizcnn mine samples -l _blocks.4 -o mined/    top-9 patches per channel
       vizcnn ablate digits -m lenet5_digits -o ab/  layer-removal ablations
       vizcnn attribute sample:coffee -o attr/       which pixels made the prediction
+      vizcnn filters -o filters.png                 first-layer filters as a grid
+      vizcnn neighbors sample:coffee samples        nearest images in feature space
     Every command takes --help.
     """
 
@@ -158,6 +160,21 @@ app.add_command(ablate_command)
 from .attribute import attribute_command  # noqa: E402
 
 app.add_command(attribute_command)
+
+
+from .features import featuremaps_command, filters_command, kernels_command  # noqa: E402
+
+app.add_command(filters_command)
+app.add_command(featuremaps_command)
+app.add_command(kernels_command)
+
+from .equivariance import equivariance_command  # noqa: E402
+
+app.add_command(equivariance_command)
+
+from .neighbors import neighbors_command  # noqa: E402
+
+app.add_command(neighbors_command)
 
 
 def main() -> None:

@@ -8,6 +8,17 @@ from vizcnn.core.errors import VizError
 from vizcnn.data.datasets import open_dataset
 from vizcnn.deepdream.dreaming import DreamConfig, LayerTarget, dream
 from vizcnn.deepdream.zoom import ZoomConfig, dream_frames
+from vizcnn.features import (
+    EquivarianceConfig,
+    FeatureMapConfig,
+    FilterConfig,
+    apply_kernels,
+    embed_dataset,
+    feature_maps,
+    filter_grid,
+    measure_equivariance,
+    nearest,
+)
 from vizcnn.hooks import capture, forward_to, parse_layer
 from vizcnn.io.imaging import load_image, make_grid, save_json, save_png
 from vizcnn.mining.patches import MinedPatches, mine_patches
@@ -42,6 +53,15 @@ __all__ = [
     "ZoomConfig",
     "dream",
     "dream_frames",
+    "EquivarianceConfig",
+    "FeatureMapConfig",
+    "FilterConfig",
+    "apply_kernels",
+    "embed_dataset",
+    "feature_maps",
+    "filter_grid",
+    "measure_equivariance",
+    "nearest",
     "MineConfig",
     "MinedPatches",
     "TopK",

@@ -1,0 +1,121 @@
+"""Feature maps: the activation maps an image produces at chosen layers, strongest channels first."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from vizcnn.core.errors import VizError
+from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.data.datasets import preprocess
+from vizcnn.hooks import capture, find_module, model_guard, parse_layer
+from vizcnn.models.base import ModelLike, as_loaded
+
+
+@dataclass(frozen=True)
+class FeatureMapConfig:
+    """Which maps to show."""
+
+    layers: tuple[str, ...]  # layer specs (dotted name, `name#k` for the k-th call)
+    top: int = 16  # channels per layer, ranked by mean activation over the map
+    resize: bool = True  # resize + centre-crop the image to the model's input size first
+
+    def __post_init__(self) -> None:
+        if not self.layers:
+            raise VizError("no layer given; name at least one with -l (see `vizcnn layers`)")
+        if self.top < 1:
+            raise VizError(f"top must be at least 1, got {self.top}")
+
+
+@dataclass
+class LayerMaps:
+    """The top channels of one layer for one image."""
+
+    layer: str  # the layer spec
+    shape: tuple[int, ...]  # full output shape (C, h, w), batch dimension dropped
+    channels: list[int]  # channel indices, strongest mean activation first
+    means: list[float]  # mean activation of each of `channels`
+    maps: torch.Tensor  # (K, h, w) activations of `channels`, on the CPU, float32
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "layer": self.layer,
+            "shape": list(self.shape),
+            "channels": self.channels,
+            "means": [round(v, 6) for v in self.means],
+            "max": [round(float(m.max()), 6) for m in self.maps],
+        }
+
+
+def check_layers(model: torch.nn.Module, layers: Sequence[str]) -> None:
+    """Fail early, with the closest valid names, on a layer that does not exist."""
+    for spec in layers:
+        find_module(model, parse_layer(spec).name)
+
+
+def top_channels(activation: torch.Tensor, top: int) -> tuple[list[int], list[float]]:
+    """Indices and values of the `top` largest channel means of `(C, h, w)` (ties: lower index)."""
+    means = activation.flatten(1).mean(dim=1).double()
+    order = sorted(range(len(means)), key=lambda c: (-float(means[c]), c))[:top]
+    return order, [float(means[c]) for c in order]
+
+
+def feature_maps(
+    model: ModelLike,
+    image: torch.Tensor,
+    config: FeatureMapConfig,
+    *,
+    progress: ProgressCallback = no_progress,
+) -> tuple[torch.Tensor, list[LayerMaps]]:
+    """Run one image through the model and keep the strongest channels of each layer.
+
+    Args:
+        model: a `LoadedModel` or bare `nn.Module` (ImageNet normalization assumed then).
+        image: `(C, H, W)` in [0, 1], any size.
+        config: layers and how many channels each.
+        progress: called once per layer done.
+
+    Returns:
+        The image as fed to the model `(C, H, W)` in [0, 1], and one `LayerMaps` per layer, in
+        the order of `config.layers`. A 2-D output `(B, F)` is treated as F maps of size 1x1.
+
+    Example:
+        >>> shown, maps = feature_maps(load_model(), sample_image("coffee"),
+        ...                            FeatureMapConfig(layers=("_blocks.2",), top=8))
+    """
+    loaded = as_loaded(model)
+    check_layers(loaded.module, config.layers)
+    if image.dim() != 3 or image.shape[0] != loaded.channels:
+        raise VizError(
+            f"image must be ({loaded.channels}, H, W) for {loaded.name}, got {tuple(image.shape)}"
+        )
+    if config.resize:
+        image = preprocess(image, loaded.input_size)
+    batch = loaded.normalize(image.unsqueeze(0).to(loaded.device, loaded.dtype))
+    with (
+        model_guard(loaded.module),
+        torch.no_grad(),
+        capture(loaded.module, config.layers, detach=True) as acts,
+    ):
+        acts.run(batch)
+    results = []
+    for done, spec in enumerate(config.layers, start=1):
+        activation = acts[parse_layer(spec).spec][0].float().cpu()
+        if activation.dim() == 1:
+            activation = activation.view(-1, 1, 1)
+        if activation.dim() != 3:
+            raise VizError(f"layer {spec!r} output {tuple(activation.shape)} is not (C, H, W)")
+        channels, means = top_channels(activation, config.top)
+        results.append(
+            LayerMaps(
+                layer=spec,
+                shape=tuple(int(v) for v in activation.shape),
+                channels=channels,
+                means=means,
+                maps=activation[channels].clone(),
+            )
+        )
+        progress(done, len(config.layers), spec)
+    return image, results

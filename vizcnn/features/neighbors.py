@@ -1,0 +1,229 @@
+"""A CNN as a feature extractor: embed a data set at one layer and find each query's neighbours.
+
+The default embedding is the input of the classifier (the last `nn.Linear`), caught by a forward
+pre-hook; a named layer's output is used instead when one is given, averaged over space if it is
+a map `(B, C, H, W)`. Embeddings are cached on disk per (weights digest, layer, data digest), so a
+second query against the same data costs one forward pass per query image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from vizcnn.core.errors import VizError
+from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.data.datasets import FileImages, ImageSource, collate
+from vizcnn.hooks import capture, find_module, model_guard, parse_layer
+from vizcnn.io.imaging import atomic_write
+from vizcnn.io.provenance import files_digest, weights_digest
+from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
+
+Metric = Literal["l2", "cosine"]
+CLASSIFIER_INPUT = "classifier-input"  # the layer name recorded for the default embedding
+
+
+def classifier_layer(model: nn.Module) -> str:
+    """Dotted name of the last `nn.Linear` (the classifier), or a VizError if there is none."""
+    linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise VizError("the model has no nn.Linear classifier; name an embedding layer with -l")
+    return linears[-1]
+
+
+@contextmanager
+def capture_input(model: nn.Module, layer: str) -> Iterator[dict[str, torch.Tensor]]:
+    """Record the (first tensor) input of `layer` on each forward pass; the hook is removed after.
+
+    Example:
+        >>> with capture_input(net, "fc") as seen:
+        ...     net(images)
+        >>> seen["input"].shape  # (B, 512) for a ResNet-18
+    """
+    module = find_module(model, layer)
+    seen: dict[str, torch.Tensor] = {}
+
+    def hook(_module: nn.Module, inputs: Any) -> None:
+        tensors = [t for t in inputs if isinstance(t, torch.Tensor)]
+        if tensors:
+            seen["input"] = tensors[0].detach()
+
+    handle = module.register_forward_pre_hook(hook)
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
+@dataclass
+class Embeddings:
+    """One vector per data-set item."""
+
+    vectors: torch.Tensor  # (N, D) float32 on the CPU; zeros where `valid` is False
+    valid: torch.Tensor  # (N,) bool: False for unreadable items
+    names: list[str]  # display name of each item
+    layer: str  # the layer spec, or CLASSIFIER_INPUT for the default
+    cached: bool = False  # True when read from the cache rather than computed
+
+
+def _pool(features: torch.Tensor) -> torch.Tensor:
+    features = features.float()
+    if features.dim() == 4:  # a map: the average over positions, as a global pool would
+        return features.mean(dim=(2, 3))
+    return features.flatten(1)
+
+
+def embed(
+    model: ModelLike,
+    images: torch.Tensor,
+    layer: str | None = None,
+) -> torch.Tensor:
+    """Embeddings `(B, D)` of images `(B, C, H, W)` in [0, 1] at the model's input size.
+
+    Args:
+        layer: a layer spec whose output is used (maps averaged over space); None = the input of
+            the last `nn.Linear`.
+    """
+    loaded = as_loaded(model)
+    module = loaded.module
+    inputs = loaded.normalize(images.to(loaded.device, loaded.dtype))
+    with model_guard(module), torch.no_grad():
+        if layer is None:
+            with capture_input(module, classifier_layer(module)) as seen:
+                module(inputs)
+            if "input" not in seen:
+                raise VizError("the classifier never ran in the forward pass; name a layer with -l")
+            return _pool(seen["input"]).cpu()
+        with capture(module, [layer], stop_early=True, detach=True) as acts:
+            acts.run(inputs)
+        return _pool(acts[parse_layer(layer).spec]).cpu()
+
+
+def data_digest(dataset: ImageSource) -> str:
+    """Identifies a data set's content: its names and size, and for files their sizes and times."""
+    parts = [dataset.fingerprint()]
+    if isinstance(dataset, FileImages):
+        parts.append(files_digest(dataset.paths[: len(dataset)]))
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def cache_path(
+    cache_dir: Path, loaded: LoadedModel, layer: str | None, dataset: ImageSource
+) -> Path:
+    """The cache file of one (weights, layer, data) triple."""
+    key = f"{weights_digest(loaded.module)}|{layer or CLASSIFIER_INPUT}|{data_digest(dataset)}"
+    key += f"|{loaded.mean}|{loaded.std}"
+    return Path(cache_dir) / f"embeddings-{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"
+
+
+def embed_dataset(
+    model: ModelLike,
+    dataset: ImageSource,
+    layer: str | None = None,
+    *,
+    batch_size: int = 32,
+    workers: int = 0,
+    cache_dir: str | Path | None = None,
+    progress: ProgressCallback = no_progress,
+) -> Embeddings:
+    """Embed every item of `dataset`, in batches; read and write `cache_dir` when given.
+
+    Args:
+        model: a `LoadedModel` or bare `nn.Module`.
+        dataset: from `open_dataset` (items already at the model's input size).
+        layer: embedding layer (None: the classifier's input).
+        batch_size: images per forward pass.
+        workers: DataLoader worker processes for decoding.
+        cache_dir: folder for `embeddings-*.pt` files; None = no cache.
+        progress: called after each batch with images done / total.
+
+    Example:
+        >>> data = open_dataset("samples", 3, (224, 224), crops_per_image=2)
+        >>> emb = embed_dataset(load_model(), data, cache_dir="cache/")
+    """
+    loaded = as_loaded(model)
+    if layer is not None:
+        find_module(loaded.module, parse_layer(layer).name)
+    if len(dataset) == 0:
+        raise VizError("no images to embed")
+    if batch_size < 1:
+        raise VizError(f"batch size must be at least 1, got {batch_size}")
+    name = layer or CLASSIFIER_INPUT
+    path = cache_path(Path(cache_dir), loaded, layer, dataset) if cache_dir is not None else None
+    if path is not None and path.is_file():
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+        if stored.get("names") == list(dataset.names[: len(dataset)]):
+            progress(len(dataset), len(dataset), "embeddings (cached)")
+            return Embeddings(stored["vectors"], stored["valid"], stored["names"], name, True)
+    loader = DataLoader(
+        dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate, shuffle=False
+    )
+    vectors: list[torch.Tensor] = []
+    valid: list[torch.Tensor] = []
+    done = 0
+    for batch in loader:
+        vectors.append(embed(loaded, batch.images, layer))
+        valid.append(torch.tensor([not e for e in batch.errors], dtype=torch.bool))
+        done += len(batch.errors)
+        progress(done, len(dataset), "embedding")
+    result = Embeddings(
+        torch.cat(vectors), torch.cat(valid), list(dataset.names[: len(dataset)]), name
+    )
+    result.vectors[~result.valid] = 0
+    if path is not None:
+        payload = {"vectors": result.vectors, "valid": result.valid, "names": result.names}
+        atomic_write(path, lambda file: torch.save(payload, file))
+    return result
+
+
+def distances(queries: torch.Tensor, keys: torch.Tensor, metric: Metric = "l2") -> torch.Tensor:
+    """Distance matrix `(Q, N)` between rows of `queries` `(Q, D)` and `keys` `(N, D)`.
+
+    l2: Euclidean distance; cosine: 1 - cosine similarity (0 for equal directions, 2 opposite).
+    """
+    if metric not in ("l2", "cosine"):
+        raise VizError(f"metric {metric!r} invalid; use l2 or cosine")
+    if queries.shape[-1] != keys.shape[-1]:
+        raise VizError(f"query vectors have {queries.shape[-1]} features, data {keys.shape[-1]}")
+    q, k = queries.double(), keys.double()
+    if metric == "cosine":
+        q = q / q.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        k = k / k.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return (1 - q @ k.T).clamp_min(0)
+    # |q|^2 + |k|^2 - 2 q.k in float64: exact enough, and one matrix product for any N
+    squared = q.pow(2).sum(1, keepdim=True) + k.pow(2).sum(1) - 2 * q @ k.T
+    return squared.clamp_min(0).sqrt()
+
+
+def nearest(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    k: int = 5,
+    metric: Metric = "l2",
+    valid: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The `k` nearest keys of each query: distances `(Q, k)` ascending and indices `(Q, k)`.
+
+    Ties are broken by the lower index. Keys where `valid` is False are never returned.
+
+    Example:
+        >>> dist, index = nearest(query_vectors, embeddings.vectors, k=5)
+    """
+    matrix = distances(queries, keys, metric)
+    if valid is not None:
+        matrix[:, ~valid.to(matrix.device)] = math.inf
+    available = int(valid.sum()) if valid is not None else keys.shape[0]
+    if not 1 <= k <= available:
+        raise VizError(f"k must be 1..{available} (the usable data images), got {k}")
+    # a stable sort keeps the lower index first among equal distances
+    order = torch.sort(matrix, dim=1, stable=True).indices[:, :k]
+    return torch.gather(matrix, 1, order), order
