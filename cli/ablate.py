@@ -250,7 +250,8 @@ def ablate_command(
         top1 = base.scores.top1_accuracy
         measured = f"{base.name} top-1 {100 * top1:.1f}%" if top1 is not None else "no labels"
         click.echo(
-            f"ablated {len(variants)} variants of {loaded.name} ({config.retrain} retraining); "
+            f"ablated {len(variants)} variant{'s' if len(variants) != 1 else ''} of {loaded.name} "
+            f"(retraining: {config.retrain}); "
             f"{measured}; wrote {out}/results.md"
         )
     finally:

@@ -103,7 +103,9 @@ def layers_command(as_json: bool, show_all: bool, **options: Any) -> None:
     is_flag=True,
     help="Write the weights file inside the installed package instead (what -m lenet5_digits loads).",
 )
-@click.option("--epochs", default=30, show_default=True, help="Training epochs.")
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=30, show_default=True, help="Training epochs."
+)
 @click.option(
     "--seed", default=0, show_default=True, help="Random seed (initialization and batches)."
 )

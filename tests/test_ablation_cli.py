@@ -44,7 +44,13 @@ def test_digits_variants_table(tmp_path: Path) -> None:
     want = rows["no-fc2"]["scores"]["top1_accuracy"] - rows["control"]["scores"]["top1_accuracy"]
     assert change == pytest.approx(want)
     assert data["provenance"]["technique"] == "ablate" and data["provenance"]["seed"] == 0
-    assert "| no-fc2 |" in (tmp_path / "results.md").read_text()
+    table = [
+        line for line in (tmp_path / "results.md").read_text().splitlines() if line.startswith("|")
+    ]
+    assert any(line.startswith("| no-fc2 |") for line in table)
+    assert len({line.count("|") for line in table}) == 1  # every row has the header's columns
+    header = [cell for cell in table[0].split("|") if cell.strip()]
+    assert len(header) == len(set(header))  # no column twice
     assert (tmp_path / "chart.png").stat().st_size > 1000
     # same seed, same numbers
     again = tmp_path / "again"

@@ -245,7 +245,7 @@ def _reference_dream(
             rolled = torch.roll(src, (dy, dx), (2, 3))
             grad = torch.roll(_plain_grad(loaded, rolled, target), (-dy, -dx), (2, 3))
             spread = grad.abs().mean() if config.grad_norm == "mean" else grad.std(unbiased=False)
-            src = src + (config.step_size / 255) / std * grad / (spread + 1e-8)
+            src = src + (config.step_size / 255) / std * grad / spread
             src = torch.maximum(torch.minimum(src, high), low)
         detail = src - base
     return (src * std + mean).clamp(0, 1)[0]
@@ -675,3 +675,22 @@ def test_cli_old_size_flag_still_sets_the_input_size(tmp_path: Path) -> None:
     assert result.exit_code == 0 and "--size is deprecated; use --input-size" in result.output
     block = json.loads(read_png_metadata(out)["provenance"])
     assert "--input-size 32" in block["command"]
+
+
+def test_tiny_gradients_still_dream() -> None:
+    """A random-weight network's input gradient can be ~1e-10 (seen with `--weights none` on
+    lite0): normalization must scale it up, not drown it in an absolute epsilon."""
+    from vizcnn.models import describe
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+    with torch.no_grad():
+        net[0].weight.copy_(torch.full_like(net[0].weight, 1e-6))
+        net[0].bias.zero_()
+    loaded = describe(net, input_size=32, default_layers={"dream": ["1"]})
+    image = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25
+    with torch.enable_grad():
+        x = loaded.normalize(image[None]).requires_grad_(True)
+        (0.5 * net(x).square().sum()).backward()
+    assert x.grad is not None and 0 < float(x.grad.abs().mean()) < 1e-8  # the premise
+    out = dream(loaded, image, DreamConfig(octaves=1, steps=2, jitter=0))
+    assert float((out - image).abs().mean()) > 1 / 255  # a visible change

@@ -58,8 +58,11 @@ def results_markdown(result: AblationResult, title: str = "Ablation results") ->
         _budget(result, base),
         "",
         f"| variant | train top-1 % | top-1 % | top-5 % | top-1 vs {base} | top-5 vs {base} "
-        "| top-1 vs original | agrees with original % | params removed | adapter | removed |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        + ("" if base == ORIGINAL else "| top-1 vs original ")
+        + "| agrees with original % | params removed | adapter | removed |",
+        "|---|---:|---:|---:|---:|---:|"
+        + ("" if base == ORIGINAL else "---:|")
+        + "---:|---:|---|---|",
     ]
     for row in result.rows:
         s = row.scores
@@ -68,7 +71,8 @@ def results_markdown(result: AblationResult, title: str = "Ablation results") ->
             f"| {_pct(s.top1_accuracy)} | {_pct(s.top5_accuracy)} "
             f"| {_pct(result.change(row.name, base), True)} "
             f"| {_pct(result.change(row.name, base, 'top5_accuracy'), True)} "
-            f"| {_pct(result.change(row.name, ORIGINAL), True)} | {_pct(s.agreement)} "
+            + ("" if base == ORIGINAL else f"| {_pct(result.change(row.name, ORIGINAL), True)} ")
+            + f"| {_pct(s.agreement)} "
             f"| {row.params_removed:,} | {'yes' if row.adapter else 'no'} "
             f"| {', '.join(row.removed) or '-'} |"
         )

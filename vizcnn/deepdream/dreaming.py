@@ -150,7 +150,11 @@ def _dream(
                     x, (shift[0], shift[1]), config.tile, gradient, buffer
                 )
                 spread = stats.mean_abs() if config.grad_norm == "mean" else stats.std()
-                factor = step / (spread.to(dtype).view(-1, 1, 1, 1) + 1e-8)
+                # No absolute epsilon: random-weight networks give gradients near 1e-10, which a
+                # fixed `+ 1e-8` swamped (the dream silently returned its input); an image whose
+                # gradient is exactly zero keeps its pixels.
+                spread = spread.to(dtype).view(-1, 1, 1, 1)
+                factor = step / torch.where(spread > 0, spread, torch.ones_like(spread))
                 for band in row_bands(shape[0]):
                     x[:, :, band].addcmul_(grad[:, :, band], factor)
                 del grad
