@@ -73,7 +73,7 @@ def _add_model_options(func: F, size_flag: str) -> F:
             "input_size",
             type=int,
             default=None,
-            help="Custom model: input size in pixels.",
+            help="Input size in pixels the model takes (default: the model's own, 224 for most; set it for a custom model).",
         ),
         click.option(
             "--labels", default=None, help="Custom model: text file of class names, one per line."

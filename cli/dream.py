@@ -386,5 +386,5 @@ def dream_command(
     click.echo(
         f"wrote {target.path} ({what}, {loaded.name} {' '.join(options_used['layers'])}, "
         f"{_plural(len(sizes), 'octave')} x {_plural(steps, 'step')}, {seconds:.1f} s) "
-        f"and {target.sidecar.name}"
+        f"and {target.sidecar}"
     )

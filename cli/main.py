@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from vizcnn.core.errors import VizError
+from vizcnn.io.paths import ensure_writable
 from vizcnn.models.loading import available_models
 
 from .common import device_from, friendly_errors, model_options_with, open_model, run_options
@@ -119,7 +120,6 @@ def train_digits_command(output: str, replace_bundled: bool, epochs: int, seed: 
       vizcnn dream sample:coffee -m lenet5_digits --weights lenet5_digits.pt -o d.png
       vizcnn train-digits --replace-bundled        overwrites the package's own weights
     """
-    import os
     from pathlib import Path
 
     import torch
@@ -134,9 +134,7 @@ def train_digits_command(output: str, replace_bundled: bool, epochs: int, seed: 
         )
     if target.is_dir():
         raise VizError(f"output {output!r} is a folder; give a file name such as lenet5_digits.pt")
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir() or not os.access(folder, os.W_OK):
-        raise VizError(f"cannot write {target}: folder {folder} is missing or not writable")
+    ensure_writable(target, "file")
     model, accuracy = lenet.train_lenet5(epochs=epochs, seed=seed)
     atomic_write(target, lambda file: torch.save(model.state_dict(), file))
     click.echo(f"test accuracy {accuracy:.4f}; wrote {target}")

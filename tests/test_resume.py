@@ -31,3 +31,10 @@ def test_stored_block_round_trips_and_the_first_difference_is_named(tmp_path: Pa
     save_png(torch.zeros(3, 4, 4), plain)
     assert stored_provenance(plain) == {}
     assert first_difference({}, block) is not None
+
+
+def test_changed_weights_name_the_options_a_user_changes() -> None:
+    block = _block(steps=6)
+    other = {**block, "weights_digest": "0123"}
+    message = first_difference({**block, "weights_digest": "abcd"}, other)
+    assert message is not None and "--weights" in message and "--seed" in message

@@ -132,7 +132,9 @@ def load_image(path: str | Path, channels: int = 3, *, limit: int | None = None)
         with image:
             return pil_to_tensor(image, channels)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise VizError(f"cannot read image {str(path)!r}: {exc}") from exc
+        raise VizError(
+            f"cannot read image {str(path)!r}: {exc}; give a PNG, JPEG, WebP, BMP, GIF or TIFF file"
+        ) from exc
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:

@@ -43,4 +43,6 @@ def first_difference(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> st
         return None
     key = keys[0]
     name = key.removeprefix("options.")
+    if key == "weights_digest":  # what the user changes is --weights, or --seed for random ones
+        name = "the network's weights (--weights, or --seed with --weights none):"
     return f"{name} {_value(stored, key)} in the file, {_value(wanted, key)} now"
