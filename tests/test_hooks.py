@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
+from torch import nn
 
 from conftest import TinyNet, assert_same_state, model_state
 from vizcnn.core.errors import VizError
@@ -192,3 +193,18 @@ def test_layer_output_shape_matches_conv_arithmetic() -> None:
     # conv1: 11x11, stride 4, padding 2 on 224 px -> (224 + 4 - 11) // 4 + 1 = 55
     assert layer_output_shape(model, (3, 224, 224), "features.0") == (64, 55, 55)
     assert layer_output_shape(model, (3, 224, 224), "classifier.6") == (1000,)
+
+
+def test_a_call_that_never_happens_lists_the_calls_that_do() -> None:
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.act = nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.act(self.act(x) - 1)
+
+    net = Twice()
+    with pytest.raises(VizError, match=r"act#2 \(module ran 2 time\(s\).*valid: act, act#1\)"):
+        with capture(net, ["act#2"]) as acts:
+            acts.run(torch.zeros(1, 1, 2, 2))

@@ -122,6 +122,15 @@ def _first_tensor(output: Any) -> torch.Tensor | None:
     return getattr(output, "logits", None)  # torchvision's GoogLeNet/Inception named tuples
 
 
+def _never_fired(spec: str, calls: Mapping[str, int]) -> str:
+    """`_swish#2 (module ran 2 time(s) in the last pass; valid: _swish, _swish#1)`."""
+    name = parse_layer(spec).name
+    count = calls.get(name, 0)
+    valid = [LayerRef(name, k).spec for k in range(count)]
+    shown = f"; valid: {', '.join(valid[:6])}{', ...' if count > 6 else ''}" if valid else ""
+    return f"{spec} (module ran {count} time(s) in the last pass{shown})"
+
+
 @contextmanager
 def capture(
     model: nn.Module,
@@ -229,11 +238,7 @@ def capture(
             yield captured
             missing = sorted(wanted - captured.fired)
             if missing and strict:
-                detail = "; ".join(
-                    f"{spec} (module ran {captured.calls.get(parse_layer(spec).name, 0)} "
-                    "time(s) in the last pass)"
-                    for spec in missing
-                )
+                detail = "; ".join(_never_fired(spec, captured.calls) for spec in missing)
                 raise VizError(f"layer never fired during the forward pass: {detail}")
         finally:
             for handle in handles:
