@@ -13,7 +13,8 @@ from vizcnn.receptive.table import layer_table
 def test_layer_table_rows_for_a_hand_built_net(tiny: TinyNet) -> None:
     table = layer_table(tiny, (1, 10, 10))
     rows = {row.name: row for row in table.rows}
-    assert list(rows) == ["conv1", "relu", "relu#1", "pool", "conv2", "head"]
+    # rows in running order (forward(): conv1, relu, pool, conv2, relu again, head)
+    assert list(rows) == ["conv1", "relu", "pool", "conv2", "relu#1", "head"]
     assert rows["conv1"].output_shape == (2, 8, 8) and rows["conv1"].params == 2 * 9 + 2
     assert rows["relu"].calls == 2 and rows["relu#1"].output_shape == (1, 2, 2)
     assert rows["conv2"].field is not None

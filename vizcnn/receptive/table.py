@@ -119,12 +119,17 @@ def layer_table(model: ModelLike, input_shape: tuple[int, int, int]) -> LayerTab
     calls = dict(first.calls)
     extra = [LayerRef(name, k).spec for name, count in calls.items() for k in range(1, count)]
     shapes = {spec: tuple(t.shape[1:]) for spec, t in first.items()}
+    ran = [LayerRef(name, k).spec for name in first.calls for k in range(calls[name])]
     if extra:
-        with torch.no_grad(), capture(model, extra, detach=True, strict=False) as later:
+        # A second pass that records every call (first calls too), so that rows follow the
+        # order in which calls finish: `_swish#1` (the head's activation) sits next to
+        # `_conv_head`, not next to the stem where `_swish` first ran.
+        specs_all = [*first.outputs, *extra]
+        with torch.no_grad(), capture(model, specs_all, detach=True, strict=False) as later:
             later.run(example)
         shapes.update({spec: tuple(t.shape[1:]) for spec, t in later.items()})
-    order = list(first.calls)  # insertion order = order of first call
-    specs = [LayerRef(name, k).spec for name in order for k in range(calls[name])]
+        ran = [*later.outputs, *(spec for spec in ran if spec not in later.outputs)]
+    specs = list(ran)
     specs += [name for name in names if name not in calls]  # modules that never ran
     fields = receptive_fields(model, input_shape, [s for s in specs if s in shapes])
     modules = dict(model.named_modules())
