@@ -214,7 +214,9 @@ def _plural(count: int, noun: str) -> str:
     help="Zoom video: mix this share of the previous frame into each dream (0..1; 0.3 calms flicker).",
 )
 @click.option(
-    "--amp", is_flag=True, help="bfloat16 autocast on CUDA (ignored, with a warning, elsewhere)."
+    "--amp",
+    is_flag=True,
+    help="bfloat16 autocast for the network: CUDA, and CPUs with native bf16 (AVX512-BF16, AMX); elsewhere float32 with a warning.",
 )
 @click.option(
     "--deterministic",

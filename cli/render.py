@@ -13,6 +13,7 @@ import click
 import torch
 
 from vizcnn.core.errors import VizError
+from vizcnn.core.precision import choose_precision
 from vizcnn.core.units import DEFAULT_CHANNELS, parse_unit
 from vizcnn.io.imaging import labeled_sheet, load_image, read_png_metadata, save_json, save_png
 from vizcnn.io.paths import ensure_writable
@@ -141,7 +142,7 @@ def _options(job: RenderJob, loaded: LoadedModel, device: torch.device) -> dict[
     config["transforms"] = "lucid (pad 12, jitter 8, scale 0.9-1.1, rotate 10, jitter 4)"
     config["size"] = list(job.config.image_size(loaded))
     config["input_size"] = list(job.config.input_size or loaded.input_size)
-    config["amp"] = job.config.amp and device.type == "cuda"
+    config["amp"] = choose_precision(device, job.config.amp).enabled
     return {"objective": job.kind, "layer": job.layer, **config}
 
 
@@ -327,7 +328,11 @@ def run_render(
     show_default=True,
     help="Weight of the diversity penalty.",
 )
-@click.option("--amp", is_flag=True, help="bfloat16 autocast (CUDA only; ignored elsewhere).")
+@click.option(
+    "--amp",
+    is_flag=True,
+    help="bfloat16 autocast for the network: CUDA, and CPUs with native bf16 (AVX512-BF16, AMX); elsewhere float32 with a note.",
+)
 @click.option(
     "--deterministic",
     is_flag=True,
@@ -384,6 +389,7 @@ def render_command(output: str, overwrite: bool, **options: Any) -> None:
     kind, layer, units = build_units(loaded, options)
     job = RenderJob(kind, layer, tuple(units), config, Path(output), options["seed"])
     summary = run_render(job, loaded, device, show=not options["quiet"], overwrite=overwrite)
-    if options["amp"] and device.type != "cuda":
-        summary += f" (--amp ignored on {device.type})"
+    note = choose_precision(device, options["amp"]).note
+    if note:
+        summary += f" ({note})"
     click.echo(summary)

@@ -94,7 +94,7 @@ def test_all_neuron_layer_class_and_diversity(tmp_path: Path) -> None:
     code, out = run(
         "-c", "0", "--amp", "--param", "pixel", "--no-decorrelate", "-o", str(tmp_path / "a")
     )
-    assert code == 0 and "--amp ignored on cpu" in out
+    assert code == 0, out  # bf16 on this CPU, or float32 with a note (tests/test_precision.py)
 
 
 @pytest.mark.parametrize(

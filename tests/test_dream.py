@@ -342,13 +342,28 @@ def test_batch_and_channel_conversion() -> None:
     assert gray.shape == (3, 16, 16)  # one channel repeated for a 3-channel model
 
 
-def test_amp_on_cpu_warns_and_changes_nothing() -> None:
+def test_amp_on_a_cpu_without_bf16_warns_and_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("vizcnn.core.precision.cpu_bf16_supported", lambda: False)
     loaded = _tiny(dtype=torch.float32)
     image = _image(16, 16).float()
     plain = dream(loaded, image, DreamConfig(octaves=1, steps=2))
-    with pytest.warns(UserWarning, match="CUDA only"):
+    with pytest.warns(UserWarning, match="no native bfloat16"):
         amp = dream(loaded, image, DreamConfig(octaves=1, steps=2, amp=True))
     assert torch.equal(plain, amp)
+
+
+def test_amp_on_a_cpu_with_bf16_runs_the_network_in_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 autocast changes the result a little (the network's precision), not its meaning."""
+    monkeypatch.setattr("vizcnn.core.precision.cpu_bf16_supported", lambda: True)
+    loaded = _tiny(dtype=torch.float32)
+    image = _image(16, 16).float()
+    plain = dream(loaded, image, DreamConfig(octaves=1, steps=2))
+    amp = dream(loaded, image, DreamConfig(octaves=1, steps=2, amp=True))
+    assert amp.dtype == plain.dtype == torch.float32
+    assert not torch.equal(plain, amp)  # the network really ran in bfloat16
+    assert float((plain - amp).abs().mean()) < 0.02 * float((plain - image).abs().mean()) + 2e-3
 
 
 def test_config_validation() -> None:

@@ -23,7 +23,7 @@ class DreamConfig:
     jitter: int = 32  # random roll of up to +-jitter pixels on both axes, undone each step
     tile: int = 512  # largest tile side for the gradient (memory bound); 0 = never tile
     grad_norm: Literal["mean", "std"] = "mean"  # divide the gradient by mean |g| or by its std
-    amp: bool = False  # bfloat16 autocast for the network (CUDA only)
+    amp: bool = False  # bfloat16 autocast for the network (CUDA; CPUs with native bf16)
     deterministic: bool = False  # deterministic kernels (CUDA: same seed, same dream; slower)
 
     def __post_init__(self) -> None:

@@ -12,11 +12,11 @@ layer, small images get fewer octaves instead of a shape error, and guided dream
 from __future__ import annotations
 
 import warnings
-from contextlib import nullcontext
 
 import torch
 
 from vizcnn.core.devices import deterministic_algorithms, make_generator
+from vizcnn.core.precision import choose_precision
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.deepdream.config import DreamConfig
 from vizcnn.deepdream.images import as_batch, float_dtype
@@ -101,16 +101,10 @@ def _dream(
     low, high = (0 - mean) / std, (1 - mean) / std
     step = (config.step_size / 255.0) / std  # pixel units -> the model's normalized units
     device = batch.device
-    if config.amp and device.type != "cuda":
-        warnings.warn(
-            f"amp (bfloat16 autocast) applies on CUDA only; {device.type} runs float32",
-            stacklevel=2,
-        )
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if config.amp and device.type == "cuda"
-        else nullcontext()
-    )
+    precision = choose_precision(device, config.amp)
+    if precision.note:
+        warnings.warn(precision.note, stacklevel=3)
+    autocast = precision.autocast()
     total = len(sizes) * config.steps
     done = 0
 

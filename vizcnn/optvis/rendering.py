@@ -27,6 +27,7 @@ import torch
 
 from vizcnn.core.devices import deterministic_algorithms, make_generator
 from vizcnn.core.errors import VizError
+from vizcnn.core.precision import choose_precision
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.hooks import Captured, capture, layer_output_shape, model_guard
 from vizcnn.io.imaging import resize
@@ -64,7 +65,7 @@ class RenderConfig:
     transforms: tuple[Transform, ...] | None = None  # None: lucid's pad/jitter/scale/rotate chain
     input_size: tuple[int, int] | None = None  # what the model sees; None: its input size
     init_sd: float = 0.01  # spread of the random initial parameters
-    amp: bool = False  # bfloat16 autocast (CUDA only; ignored on other devices)
+    amp: bool = False  # bfloat16 autocast for the network (CUDA; CPUs with native bf16)
     channels_last: bool = True  # channels-last inputs (CUDA only)
     check_every: int = 16  # steps between non-finite loss checks on CUDA (every step elsewhere)
     deterministic: bool = False  # deterministic kernels (CUDA: same seed, same images; slower)
@@ -275,11 +276,9 @@ def _render_chunk(
     optimizer = torch.optim.Adam(param.parameters(), lr=config.lr, fused=fused)
     losses = torch.zeros(config.steps, device=device)
     checked = 0  # losses before this step are known to be finite
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if config.amp and cuda
-        else contextlib.nullcontext()
-    )
+    # bfloat16 for the network only (CUDA, and CPUs with native bf16); parameterization,
+    # transforms, optimizer and objective values stay float32
+    autocast = choose_precision(device, config.amp).autocast()
     label = _label(chunk, count)
     hooks = (
         capture(loaded.module, layers, stop_early=not need_logits)
