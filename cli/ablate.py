@@ -26,7 +26,6 @@ from vizcnn.core.distributed import current_shard, init_from_env, shutdown
 from vizcnn.core.errors import VizError
 from vizcnn.io.imaging import atomic_write, save_json, save_png
 from vizcnn.io.paths import ensure_writable
-from vizcnn.io.provenance import provenance
 
 from .common import (
     device_from,
@@ -37,6 +36,7 @@ from .common import (
     run_options,
 )
 from .options import FINITE_FLOAT
+from .outputs import model_provenance
 from .progress import progress_bar
 
 DIGITS_EPOCHS = 15  # the built-in digits experiment: every row trained from scratch this long
@@ -157,16 +157,13 @@ def ablate_command(
                 )
             if not current_shard().is_main:
                 return
-            block = provenance(
-                technique="ablate",
-                model_name=loaded.name,
-                weights=loaded.weights,
-                module=loaded.module,
-                options={"blocks": True, "batch": batch, "crops": crops},
+            block = model_provenance(
+                "ablate",
+                loaded,
+                {"blocks": True, "batch": batch, "crops": crops},
                 data=data,
                 seed=options["seed"],
                 device=device,
-                dtype=loaded.dtype,
                 seconds=time.perf_counter() - started,
             )
             save_json({**lesion_dict(lesions), "provenance": block}, out / "results.json")
@@ -227,20 +224,13 @@ def ablate_command(
             )
         if not current_shard().is_main:
             return
-        block = provenance(
-            technique="ablate",
-            model_name=loaded.name,
-            weights=loaded.weights,
-            module=loaded.module,
-            options={
-                **vars(config),
-                "variants": [vars(v) for v in variants],
-                "train_data": train_data,
-            },
+        block = model_provenance(
+            "ablate",
+            loaded,
+            {**vars(config), "variants": [vars(v) for v in variants], "train_data": train_data},
             data=data,
             seed=options["seed"],
             device=device,
-            dtype=loaded.dtype,
             seconds=time.perf_counter() - started,
         )
         save_json({**results_dict(result), "provenance": block}, out / "results.json")

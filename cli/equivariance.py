@@ -157,7 +157,7 @@ def equivariance_command(
     table = f"# Translation equivariance of {loaded.name} ({data})\n\n" + result.markdown()
     atomic_write(folder / "equivariance.md", lambda file: file.write(table.encode("utf-8")))
     figure = equivariance_figure({loaded.name: result}, f"{loaded.name}: equivariance by depth")
-    save_png(figure, folder / "equivariance.png", block)
+    save_png(figure, folder / "equivariance.png", {"provenance": block})
     final = result.rows[-1]
     agreement = ""
     if result.top1_agreement:

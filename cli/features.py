@@ -96,7 +96,7 @@ def filters_command(
         device=device,
         seconds=time.perf_counter() - start,
     )
-    save_png(picture, target, block)
+    save_png(picture, target, {"provenance": block})
     save_json({**block, "result": grid.to_dict()}, target.with_suffix(".json"))
     out_ch, in_ch, kh, kw = grid.weight_shape
     click.echo(
@@ -171,7 +171,7 @@ def featuremaps_command(
     for index, maps in enumerate(results):
         figure = featuremaps_figure(shown, maps, overlay=overlay, cmap=cmap)
         files.append(f"{index:02d}_{_safe(maps.layer)}.png")
-        save_png(figure, folder / files[-1], {**block, "layer": maps.layer})
+        save_png(figure, folder / files[-1], {"provenance": block, "layer": maps.layer})
     save_json(
         {
             **block,
@@ -263,7 +263,7 @@ def kernels_command(
         device=where,
         seconds=time.perf_counter() - start,
     )
-    save_png(figure, target, block)
+    save_png(figure, target, {"provenance": block})
     result = {
         name: {
             "kernel": chosen[name].cpu().tolist(),

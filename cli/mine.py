@@ -281,7 +281,7 @@ def _write(
     top: TopK,
     mined: MinedPatches,
 ) -> int:
-    meta = {**block, "layer": config.layer, "k": config.k, "rank": config.rank}
+    meta = {"provenance": block, "layer": config.layer, "k": config.k, "rank": config.rank}
     channel_rows = []
     written = 0
     for channel in top.channels:

@@ -165,7 +165,7 @@ def neighbors_command(
         device=device,
         seconds=time.perf_counter() - start,
     )
-    save_png(figure, target, block)
+    save_png(figure, target, {"provenance": block})
     result = {
         "embedding_dim": int(embeddings.vectors.shape[1]),
         "data_images": len(embeddings.names),

@@ -43,6 +43,7 @@ def model_provenance(
     *,
     data: str | None = None,
     device: torch.device | str | None = None,
+    seed: int | None = None,
     seconds: float | None = None,
 ) -> dict[str, Any]:
     """The provenance block for a result made with `loaded` (None: no model involved)."""
@@ -53,6 +54,7 @@ def model_provenance(
         module=loaded.module if loaded is not None else None,
         options=options,
         data=data,
+        seed=seed,
         device=device,
         dtype=loaded.dtype if loaded is not None else None,
         seconds=seconds,

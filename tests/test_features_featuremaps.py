@@ -14,6 +14,7 @@ from vizcnn.cli.main import app
 from vizcnn.core.errors import VizError
 from vizcnn.features.featuremaps import FeatureMapConfig, feature_maps, top_channels
 from vizcnn.io.imaging import read_png_metadata
+from vizcnn.io.resume import stored_provenance
 from vizcnn.models.base import describe
 
 WEIGHTS = (1.0, 2.0, -1.0, 0.5)
@@ -97,8 +98,9 @@ def test_featuremaps_command(tmp_path) -> None:
     assert first["shape"] == [6, 28, 28] and len(first["channels"]) == 4
     assert first["means"] == sorted(first["means"], reverse=True)
     chunks = read_png_metadata(tmp_path / first["file"])
-    assert chunks["technique"] == "featuremaps" and chunks["layer"] == "features.1"
-    assert chunks["weights_digest"] == data["weights_digest"]
+    stored = stored_provenance(tmp_path / first["file"])
+    assert stored["technique"] == "featuremaps" and chunks["layer"] == "features.1"
+    assert stored["weights_digest"] == data["weights_digest"]
 
 
 @pytest.mark.parametrize(

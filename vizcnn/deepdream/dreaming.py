@@ -19,7 +19,7 @@ from vizcnn.core.devices import deterministic_algorithms, make_generator
 from vizcnn.core.precision import choose_precision
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.deepdream.config import DreamConfig
-from vizcnn.deepdream.images import as_batch, float_dtype
+from vizcnn.deepdream.images import as_batch
 from vizcnn.deepdream.octaves import check_memory, dream_memory, octave_sizes
 from vizcnn.deepdream.targets import (
     LayerTarget,
@@ -95,7 +95,7 @@ def _dream(
     guides = guide_features(loaded, guide, targets) if guide is not None else None
     full = (batch.shape[-2], batch.shape[-1])
     sizes = octave_sizes(loaded, full, config)
-    dtype = batch.dtype if batch.is_floating_point() else float_dtype(loaded)
+    dtype = batch.dtype if batch.is_floating_point() else loaded.dtype
     mean = torch.tensor(loaded.mean, device=batch.device, dtype=dtype).view(1, -1, 1, 1)
     std = torch.tensor(loaded.std, device=batch.device, dtype=dtype).view(1, -1, 1, 1)
     low, high = (0 - mean) / std, (1 - mean) / std

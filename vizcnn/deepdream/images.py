@@ -12,11 +12,6 @@ from vizcnn.models.loading import LoadedModel
 _LUMA = (0.299, 0.587, 0.114)
 
 
-def float_dtype(loaded: LoadedModel) -> torch.dtype:
-    param = next(loaded.module.parameters(), None)
-    return param.dtype if param is not None and param.is_floating_point() else torch.float32
-
-
 def as_batch(image: torch.Tensor, loaded: LoadedModel) -> torch.Tensor:
     """`(B, C, H, W)` on the model's device with the model's channels; uint8 stays uint8."""
     if image.dim() == 3:
@@ -26,14 +21,14 @@ def as_batch(image: torch.Tensor, loaded: LoadedModel) -> torch.Tensor:
     if image.dtype == torch.uint8:
         image = image.to(loaded.device)  # converted octave by octave: 1 byte per value, not 4
     else:
-        image = image.to(device=loaded.device, dtype=float_dtype(loaded))
+        image = image.to(device=loaded.device, dtype=loaded.dtype)
         if image.min() < 0 or image.max() > 1:  # clamp only when needed: no extra full copy
             image = image.clamp(0, 1)
     have, want = image.shape[1], loaded.channels
     if have == want:
         return image
     if want == 1 and have == 3:
-        image = as_unit(image, float_dtype(loaded))
+        image = as_unit(image, loaded.dtype)
         luma = torch.tensor(_LUMA, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
         return (image * luma).sum(1, keepdim=True)
     if have == 1:

@@ -12,7 +12,6 @@ import torch
 from vizcnn.core.devices import available_memory
 from vizcnn.core.errors import VizError
 from vizcnn.deepdream.config import DreamConfig
-from vizcnn.deepdream.images import float_dtype
 from vizcnn.deepdream.tiling import tile_shapes, tile_spans
 from vizcnn.hooks import forward_to, model_guard
 from vizcnn.models.loading import LoadedModel
@@ -116,7 +115,7 @@ def dream_memory(
     """
     layers = list(dict.fromkeys(t.layer for t in config.targets(loaded)))
     probe = loaded.input_size
-    dtype = float_dtype(loaded)
+    dtype = loaded.dtype
     saved: dict[int, int] = {}  # storage pointer -> bytes: views of one tensor count once
     resident = {t.untyped_storage().data_ptr() for t in loaded.module.parameters()}
 

@@ -14,7 +14,7 @@ import torch
 
 from vizcnn.core.errors import VizError
 from vizcnn.core.units import is_closed, parse_unit
-from vizcnn.deepdream.images import as_batch, float_dtype
+from vizcnn.deepdream.images import as_batch
 from vizcnn.deepdream.tiling import as_unit
 from vizcnn.hooks import forward_to, layer_output_shape, model_guard
 from vizcnn.io.imaging import resize
@@ -142,7 +142,7 @@ def guide_features(
             model's input size.
     """
     loaded = as_loaded(model)
-    image = as_unit(as_batch(guide, loaded), float_dtype(loaded))
+    image = as_unit(as_batch(guide, loaded), loaded.dtype)
     height, width = image.shape[-2:]
     scale = min(loaded.input_size) / min(height, width)
     size = (max(1, round(height * scale)), max(1, round(width * scale)))
