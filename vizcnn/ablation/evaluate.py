@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -147,18 +148,18 @@ def evaluate(
     totals = {name: Scores() for name in models}
     done = 0
     progress(0, len(indices), "evaluating")
-    for images, labels in loader:
-        inputs = normalize(images.to(device))
-        labels = labels.to(device)
-        logits: dict[str, torch.Tensor] = {}
-        for name, model in models.items():
-            with model_guard(model), torch.no_grad():
-                logits[name] = model(inputs).float()
-        ref = logits[reference] if reference is not None else None
-        for name in models:
-            totals[name] = totals[name] + batch_scores(logits[name], labels, ref)
-        done += len(labels)
-        progress(done, len(indices), "evaluating")
+    with ExitStack() as guards, torch.no_grad():
+        for model in models.values():  # once for the pass, not per batch
+            guards.enter_context(model_guard(model))
+        for images, labels in loader:
+            inputs = normalize(images.to(device))
+            labels = labels.to(device)
+            logits = {name: model(inputs).float() for name, model in models.items()}
+            ref = logits[reference] if reference is not None else None
+            for name in models:
+                totals[name] = totals[name] + batch_scores(logits[name], labels, ref)
+            done += len(labels)
+            progress(done, len(indices), "evaluating")
     return _merge(totals) if shard.world_size > 1 else totals
 
 

@@ -94,9 +94,15 @@ def embed(
             the last `nn.Linear`.
     """
     loaded = as_loaded(model)
+    with model_guard(loaded.module):
+        return _embed_guarded(loaded, images, layer)
+
+
+def _embed_guarded(loaded: LoadedModel, images: torch.Tensor, layer: str | None) -> torch.Tensor:
+    """`embed` for a caller that already holds `model_guard` (one guard per pass, not per batch)."""
     module = loaded.module
     inputs = loaded.normalize(images.to(loaded.device, loaded.dtype))
-    with model_guard(module), torch.no_grad():
+    with torch.no_grad():
         if layer is None:
             with capture_input(module, classifier_layer(module)) as seen:
                 module(inputs)
@@ -170,11 +176,13 @@ def embed_dataset(
     vectors: list[torch.Tensor] = []
     valid: list[torch.Tensor] = []
     done = 0
-    for batch in loader:
-        vectors.append(embed(loaded, batch.images, layer))
-        valid.append(torch.tensor([not e for e in batch.errors], dtype=torch.bool))
-        done += len(batch.errors)
-        progress(done, len(dataset), "embedding")
+    # one guard for the whole pass: its copy of the buffers is not per-batch work
+    with model_guard(loaded.module):
+        for batch in loader:
+            vectors.append(_embed_guarded(loaded, batch.images, layer))
+            valid.append(torch.tensor([not e for e in batch.errors], dtype=torch.bool))
+            done += len(batch.errors)
+            progress(done, len(dataset), "embedding")
     result = Embeddings(
         torch.cat(vectors), torch.cat(valid), list(dataset.names[: len(dataset)]), name
     )
