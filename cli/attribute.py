@@ -17,6 +17,7 @@ from vizcnn.core.progress import ProgressCallback
 from vizcnn.data.datasets import preprocess
 from vizcnn.data.samples import list_image_files, resolve_image_argument, sample_names
 from vizcnn.io.imaging import atomic_write, save_json
+from vizcnn.io.paths import ensure_writable
 from vizcnn.io.provenance import provenance
 
 from .common import (
@@ -64,16 +65,6 @@ def _stems(images: list[str]) -> list[str]:
             name, k = f"{stem}_{k}", k + 1
         names.append(name)
     return names
-
-
-def _writable(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".vizcnn-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise VizError(f"cannot write to output folder {str(folder)!r}: {exc.strerror}") from None
 
 
 def _write_figure(fig: Any, path: Path) -> None:
@@ -217,7 +208,7 @@ def attribute_command(
         raise VizError("--deletion-steps and --sanity-stages must be at least 1")
     files = gather_images(images)
     folder = Path(output)
-    _writable(folder)
+    ensure_writable(folder, "folder")
     device = device_from(options)
     loaded = open_model(options, device)
     layer = check_config(loaded, config)
