@@ -21,6 +21,7 @@ from vizcnn.features.equivariance import (
 from vizcnn.features.figures import equivariance_figure
 from vizcnn.hooks import find_module, parse_layer
 from vizcnn.io.imaging import IMAGE_SUFFIXES, atomic_write, save_json, save_png
+from vizcnn.io.paths import ensure_writable
 
 from .common import (
     device_from,
@@ -31,7 +32,7 @@ from .common import (
     run_options,
 )
 from .features import SAMPLES_EPILOG
-from .outputs import check_writable_dir, model_provenance
+from .outputs import model_provenance
 from .progress import progress_bar
 
 
@@ -111,7 +112,7 @@ def equivariance_command(
     )
     if limit < 1:
         raise VizError(f"--limit must be at least 1, got {limit}")
-    folder = check_writable_dir(output)
+    folder = ensure_writable(output, "folder")
     device = device_from(options)
     loaded = open_model(options, device)
     for spec in config.layers:

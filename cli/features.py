@@ -14,6 +14,7 @@ from vizcnn.features.figures import featuremaps_figure, filters_figure, kernels_
 from vizcnn.features.filters import FilterConfig, filter_grid
 from vizcnn.features.kernels import apply_kernels, classic_kernels, pick_kernels
 from vizcnn.io.imaging import resize, save_json, save_png
+from vizcnn.io.paths import ensure_writable
 
 from .common import (
     device_from,
@@ -23,7 +24,7 @@ from .common import (
     progress_enabled,
     run_options,
 )
-from .outputs import check_writable_dir, check_writable_file, model_provenance
+from .outputs import check_writable_file, model_provenance
 from .progress import progress_bar
 
 SAMPLES_EPILOG = "Bundled images (IMAGE = sample:NAME): " + ", ".join(sample_names()) + "."
@@ -151,7 +152,7 @@ def featuremaps_command(
     config = FeatureMapConfig(layers=tuple(layers), top=top)
     if cmap not in matplotlib.colormaps:
         raise click.BadParameter(f"unknown colour map {cmap!r}", param_hint="--cmap")
-    folder = check_writable_dir(output)
+    folder = ensure_writable(output, "folder")
     device = device_from(options)
     loaded = open_model(options, device)
     check_layers(loaded.module, config.layers)

@@ -23,6 +23,7 @@ from vizcnn.features.neighbors import (
 )
 from vizcnn.hooks import find_module, parse_layer
 from vizcnn.io.imaging import save_json, save_png
+from vizcnn.io.paths import ensure_writable
 
 from .common import (
     device_from,
@@ -33,7 +34,7 @@ from .common import (
     run_options,
 )
 from .features import SAMPLES_EPILOG
-from .outputs import check_writable_dir, check_writable_file, model_provenance
+from .outputs import check_writable_file, model_provenance
 from .progress import progress_bar
 
 CACHE_DIR = ".vizcnn_cache"
@@ -106,7 +107,7 @@ def neighbors_command(
     target = check_writable_file(output)
     cache_dir = None if no_cache else Path(cache) if cache else target.parent / CACHE_DIR
     if cache_dir is not None:
-        check_writable_dir(cache_dir)
+        ensure_writable(cache_dir, "folder")
     device = device_from(options)
     loaded = open_model(options, device)
     if layer is not None:

@@ -14,17 +14,6 @@ from vizcnn.io.provenance import provenance
 from vizcnn.models.loading import LoadedModel
 
 
-def check_writable_dir(path: str | Path) -> Path:
-    """A VizError now (before long work) if files cannot be written in folder `path`.
-
-    The same check as every command's (`ensure_writable`: a test write, nothing left behind).
-    """
-    folder = Path(path)
-    if folder.exists() and not folder.is_dir():
-        raise VizError(f"output {str(folder)!r} is a file; give a folder")
-    return ensure_writable(folder, "folder")
-
-
 def check_writable_file(path: str | Path, suffixes: Sequence[str] = (".png",)) -> Path:
     """A VizError now if `path` has the wrong suffix or its folder cannot be written."""
     target = Path(path)
@@ -32,7 +21,7 @@ def check_writable_file(path: str | Path, suffixes: Sequence[str] = (".png",)) -
         raise VizError(f"cannot write {target.name!r}; use a {' or '.join(suffixes)} file name")
     if target.is_dir():
         raise VizError(f"output {str(target)!r} is a folder; give a file name")
-    check_writable_dir(target.parent if str(target.parent) else Path("."))
+    ensure_writable(target, "file")
     return target
 
 
