@@ -101,6 +101,11 @@ CHECKPOINT_DIR = "checkpoint"
     help="... or every S seconds, whichever comes first (also on Ctrl-C / SIGTERM).",
 )
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT/checkpoint/.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Start over in an -o folder that holds an earlier run (finished or interrupted).",
+)
 @run_options
 @click.option("-o", "--output", required=True, help="Output folder.")
 @friendly_errors
@@ -120,6 +125,7 @@ def mine_command(
     checkpoint_every: int,
     checkpoint_seconds: float,
     resume: bool,
+    overwrite: bool,
     output: str,
     **options: Any,
 ) -> None:
@@ -133,7 +139,8 @@ def mine_command(
     The running state goes to OUT/checkpoint/ every --checkpoint-every batches or
     --checkpoint-seconds seconds and when the run is stopped (Ctrl-C, SIGTERM); the same
     command with --resume continues it to the same result. A resume with other options is
-    refused, naming them. Images larger than 179 megapixels are skipped (listed in the
+    refused, naming them; an -o folder that holds an earlier run is refused unless --resume or
+    --overwrite. Images larger than 179 megapixels are skipped (listed in the
     manifest); set VIZCNN_MAX_PIXELS to allow them.
 
     \b
@@ -144,6 +151,8 @@ def mine_command(
     resolve_alias(options, "input_size", "--input-size", "--size")
     if all_channels and channels:
         raise click.UsageError("give --channels or --all, not both")
+    if resume and overwrite:
+        raise click.UsageError("give --resume (continue) or --overwrite (start over), not both")
     device = init_from_env(device_from(options))
     try:
         started = time.perf_counter()
@@ -177,13 +186,15 @@ def mine_command(
         out = ensure_writable(output, "folder")
         shard = current_shard()
         checkpoint = out / CHECKPOINT_DIR / f"rank{shard.rank}-of-{shard.world_size}.pt"
+        if not (resume or overwrite):
+            refuse_earlier_run(out, checkpoint)
         if resume and not checkpoint.is_file():
             others = sorted(p.name for p in (out / CHECKPOINT_DIR).glob("rank*-of-*.pt"))
             if others:  # a checkpoint of another layout would be silently ignored: say so
                 raise VizError(
                     f"--resume found checkpoints for another number of processes ({', '.join(others)}) "
                     f"but none for rank {shard.rank} of {shard.world_size}; resume with the same "
-                    "number of processes, or drop --resume to start over"
+                    "number of processes, or start over with --overwrite instead of --resume"
                 )
             if shard.is_main:
                 click.echo(
@@ -259,6 +270,24 @@ def mine_command(
         )
     finally:
         shutdown()
+
+
+def refuse_earlier_run(out: Path, checkpoint: Path) -> None:
+    """Stop before a run would replace an earlier one's finished or saved work in `out`.
+
+    Each rank looks at its own checkpoint only: under torchrun another rank may already be
+    writing its own when this one checks.
+    """
+    if (out / "manifest.json").is_file():
+        raise VizError(
+            f"{out}/ already holds a finished run (manifest.json); choose another -o folder, "
+            "or add --overwrite to replace it"
+        )
+    if checkpoint.is_file():
+        raise VizError(
+            f"{checkpoint.parent}/ holds an interrupted run; add --resume to continue it, "
+            "or --overwrite to start over"
+        )
 
 
 def _say_interrupted(checkpoint: Path, done: int, dataset: ImageSource, ranks: int) -> None:

@@ -222,3 +222,22 @@ def test_outputs_carry_the_provenance_block_and_skipped_huge_images(
     assert stored["weights_digest"] == digest and stored["technique"] == "mine"
     assert stored["options"] == block["options"] and chunks["channel"] == "3"
     assert stored_provenance(out / "sheet.png")["weights_digest"] == digest
+
+
+def test_an_earlier_run_is_not_replaced_without_overwrite(folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = [str(folder), "-l", "conv3", "--channels", "0:2", "-k", "2", "-o", str(out)]
+    code, output = run(*args)
+    assert code == 0, output
+    finished = (out / "manifest.json").read_bytes()
+    code, output = run(*args)  # same folder, neither --resume nor --overwrite
+    assert code == 1 and "already holds a finished run" in output and "--overwrite" in output
+    assert (out / "manifest.json").read_bytes() == finished  # untouched
+    (out / "manifest.json").unlink()  # as if interrupted: only the checkpoint is left
+    code, output = run(*args)
+    assert code == 1 and "holds an interrupted run; add --resume" in output
+    code, output = run(*args, "--resume", "--overwrite")
+    assert code == 2 and "not both" in output
+    code, output = run(*args, "--overwrite")  # starts over, to the same result
+    assert code == 0, output
+    assert stable(json.loads((out / "manifest.json").read_bytes())) == stable(json.loads(finished))

@@ -339,7 +339,7 @@ def test_resume_refuses_another_runs_checkpoint_naming_each_difference(tmp_path:
         with pytest.raises(VizError) as info:
             mine_topk(loaded, TensorImages(data), config, checkpoint=checkpoint, resume=True)
         text = str(info.value)
-        assert message in text and "drop --resume" in text and "\n" not in text
+        assert message in text and "--overwrite instead of --resume" in text and "\n" not in text
         named = [label for label in labels if label in text]
         assert len(named) == 1 + (data is not images and len(data) != len(images)), text
     # the same settings resume (nothing left to do) to the same answer

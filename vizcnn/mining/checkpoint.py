@@ -89,12 +89,12 @@ def load_checkpoint(path: Path, fields: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("version") != VERSION:
         raise VizError(
             f"checkpoint {str(path)!r} was written by another version of vizcnn; "
-            "drop --resume to start over"
+            "start over with --overwrite instead of --resume"
         )
     differ = differences(payload.get("fields") or {}, fields)
     if differ:
         raise VizError(
             f"cannot resume from {str(path)!r}, it was made with other settings: "
-            f"{'; '.join(differ)}. Use the same options, or drop --resume to start over"
+            f"{'; '.join(differ)}. Use the same options, or start over with --overwrite instead of --resume"
         )
     return payload
