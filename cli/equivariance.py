@@ -152,6 +152,7 @@ def equivariance_command(
         },
         data=data,
         device=device,
+        seed=options["seed"],
         seconds=time.perf_counter() - start,
     )
     save_json({"provenance": block, "result": result.to_dict()}, folder / "equivariance.json")

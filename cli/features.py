@@ -95,6 +95,7 @@ def filters_command(
             "scale": scale,
         },
         device=device,
+        seed=options["seed"],
         seconds=time.perf_counter() - start,
     )
     save_png(picture, target, {"provenance": block})
@@ -166,6 +167,7 @@ def featuremaps_command(
         {"layers": list(layers), "top": top, "overlay": overlay, "cmap": cmap},
         data=image,
         device=device,
+        seed=options["seed"],
         seconds=time.perf_counter() - start,
     )
     files = []

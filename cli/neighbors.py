@@ -164,6 +164,7 @@ def neighbors_command(
         },
         data=data,
         device=device,
+        seed=options["seed"],
         seconds=time.perf_counter() - start,
     )
     save_png(figure, target, {"provenance": block})

@@ -96,13 +96,13 @@ def test_alexnet_first_layer_and_constant_filter() -> None:
 def test_filters_command_writes_png_and_json_with_provenance(tmp_path) -> None:
     out = tmp_path / "f.png"
     result = CliRunner().invoke(
-        app, ["filters", "-m", "lenet5_digits", "--sort", "norm", "-o", str(out)]
+        app, ["filters", "-m", "lenet5_digits", "--sort", "norm", "--seed", "3", "-o", str(out)]
     )
     assert result.exit_code == 0, result.output
     data = json.loads(out.with_suffix(".json").read_text())
     block = data["provenance"]
     assert block["technique"] == "filters" and block["model"] == "lenet5_digits"
-    assert block["weights_digest"] and block["options"]["sort"] == "norm"
+    assert block["weights_digest"] and block["options"]["sort"] == "norm" and block["seed"] == 3
     assert data["result"]["weight_shape"] == [6, 1, 5, 5] and data["result"]["mode"] == "mean"
     assert out.stat().st_size > 1000
 
