@@ -28,7 +28,7 @@ def free_port() -> int:
 
 
 def train_data():  # type: ignore[no-untyped-def]
-    data = toy_data(32, seed=5)
+    data = toy_data(35, seed=5)  # the last batch (3 images) splits 2 / 1 over the two ranks
     data.labels[data.labels < 0] = 2
     return data
 
@@ -71,3 +71,16 @@ def test_two_gloo_processes_equal_one(tmp_path: Path) -> None:
             assert got["scores"][name] == want  # counts: exact
         for key, value in cut.module.state_dict().items():
             torch.testing.assert_close(got["state"][key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_too_few_images_for_the_ranks_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vizcnn.ablation import training
+    from vizcnn.core.distributed import Shard
+    from vizcnn.core.errors import VizError
+
+    monkeypatch.setattr(training, "current_shard", lambda: Shard(rank=0, world_size=4))
+    data = train_data()
+    small = type(data)(data.images[:3], data.labels[:3])
+    cut = ablate(mlp(), ["6", "7"], example=data.images[:2], seed=3)
+    with pytest.raises(VizError, match="3 training images cannot be shared by 4 processes"):
+        train(cut, small, identity, CONFIG)

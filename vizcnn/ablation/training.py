@@ -153,19 +153,34 @@ def train(
         step_model = nn.parallel.DistributedDataParallel(module)
     optimizer = Adam(params, lr=config.lr)
     n = len(data)  # type: ignore[arg-type]
-    steps_per_epoch = math.ceil(n / config.batch_size)
-    total = config.epochs * steps_per_epoch
+    # Under torchrun every rank must take part in every step (DDP's backward is collective):
+    # a last batch with fewer images than ranks is skipped, the same on every rank.
+    starts = [
+        s
+        for s in range(0, n, config.batch_size)
+        if min(config.batch_size, n - s) >= shard.world_size
+    ]
+    if not starts:
+        raise VizError(
+            f"{n} training images cannot be shared by {shard.world_size} processes; "
+            "use more images or fewer processes"
+        )
+    total = config.epochs * len(starts)
     losses: list[float] = []
     progress(0, total, message)
     for _ in range(config.epochs):
         # one permutation per epoch, the same on every rank; each rank takes its slice of a batch
         order = torch.randperm(n, generator=generator)
-        for start in range(0, n, config.batch_size):
-            batch = order[start : start + config.batch_size][shard.rank :: shard.world_size]
+        for start in starts:
+            whole = order[start : start + config.batch_size]
+            batch = whole[shard.rank :: shard.world_size]
             items = [data[int(i)] for i in batch]
             images = torch.stack([item[0] for item in items]).to(device)
             labels = torch.tensor([int(item[1]) for item in items], device=device)
-            loss = F.cross_entropy(step_model(normalize(images)), labels)
+            # DDP averages gradients over ranks: scaling each rank's sum by ranks / batch makes
+            # that average the whole batch's mean loss, also when the ranks' shares differ
+            summed = F.cross_entropy(step_model(normalize(images)), labels, reduction="sum")
+            loss = summed * (shard.world_size / len(whole))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
