@@ -8,12 +8,6 @@ A tiny real site from the shell (e.g. for a browser test), about 10-20 s on 2 co
         --dream-steps 2 --methods saliency,gradcam -q -o SITE/
 """
 
-TINY_CLI_ARGS = [
-    "-m", "lenet5_digits", "--layers", "features.0,features.3", "--units-per-layer", "2",
-    "--steps", "4", "--limit", "16", "--crops", "1", "--images", "sample:coffee",
-    "--dream-octaves", "1", "--dream-steps", "2", "--methods", "saliency,gradcam", "-q",
-]  # fmt: skip
-
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,6 +18,12 @@ from torch import nn
 from vizcnn.io.imaging import save_png
 from vizcnn.microscope import ReportConfig
 from vizcnn.models.base import LoadedModel
+
+TINY_CLI_ARGS = [
+    "-m", "lenet5_digits", "--layers", "features.0,features.3", "--units-per-layer", "2",
+    "--steps", "4", "--limit", "16", "--crops", "1", "--images", "sample:coffee",
+    "--dream-octaves", "1", "--dream-steps", "2", "--methods", "saliency,gradcam", "-q",
+]  # fmt: skip
 
 EVIL = "<script>alert(1)</script>"  # a layer name, a label and a file name contain it
 

@@ -18,8 +18,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
-from report_helpers import EVIL, markup_loaded, tiny_config, write_data
 
+from report_helpers import EVIL, markup_loaded, tiny_config, write_data
 from vizcnn.cli.main import app
 from vizcnn.core.errors import VizError
 from vizcnn.data.datasets import open_dataset
