@@ -28,6 +28,7 @@ from vizcnn.io.provenance import provenance
 from vizcnn.microscope import ArtifactStore, build_report, plan_report
 from vizcnn.microscope.store import MANIFEST
 from vizcnn.optvis.rendering import RenderConfig, render
+from vizcnn.report import broken_links
 
 VOID = {"meta", "img", "br", "hr", "link", "input", "source", "wbr", "col", "area", "base"}
 
@@ -284,6 +285,28 @@ def test_ablation_page_shows_table_chart_and_its_provenance(site: Path, tmp_path
     assert "ablation.html" in (root / "index.html").read_text(encoding="utf-8")
 
 
+def test_broken_links_names_each_bad_link(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(b"x")
+    (tmp_path / "b.html").write_text('<p id="here">b</p>')
+    links = [
+        ("a.png", None),
+        ("b.html#here", None),
+        ("#top", None),
+        ("data:image/png;base64,AA==", None),
+        ("missing.png", "no such file"),
+        ("b.html#gone", "no such anchor"),
+        ("#nowhere", "no such anchor"),
+        ("https://cdn.example/x.css", "not a relative link"),
+        ("//cdn.example/x.js", "not a relative link"),
+        ("../outside.png", "outside the site"),
+    ]
+    body = "".join(f'<a href="{href}">x</a>' for href, _ in links)
+    (tmp_path / "index.html").write_text(f'<div id="top">{body}</div>')
+    found = broken_links(tmp_path)
+    expected = [f"index.html: href={href} ({why})" for href, why in links if why]
+    assert sorted(found) == sorted(expected)
+
+
 def _cli(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(app, ["report", *args])
     return result.exit_code, result.output
@@ -315,3 +338,37 @@ def test_cli_refuses_foreign_folder_and_file_output(tmp_path: Path) -> None:
     assert code == 1 and "--force" in output and len(output.strip().splitlines()) == 1
     code, output = _cli("-q", "-o", str(tmp_path / "other.txt"))
     assert code != 0 and "other.txt" in output
+
+
+@pytest.mark.slow
+def test_default_report_of_lite0_end_to_end(tmp_path: Path) -> None:
+    """The default report's layers and images on the real model, with few units and steps."""
+    out = tmp_path / "site"
+    code, output = _cli(
+        "--units-per-layer", "2", "--steps", "2", "--limit", "32", "--methods", "saliency",
+        "--dream-octaves", "2", "--dream-steps", "2", "-q", "-o", str(out),
+    )  # fmt: skip
+    assert code == 0, output
+    assert "open " + str(out / "index.html") in output
+    pages = sorted(p.name for p in out.glob("*.html"))
+    assert pages == [
+        "images.html",
+        "index.html",
+        "layer-01-_blocks.2.html",
+        "layer-02-_blocks.6.html",
+        "layer-03-_blocks.9.html",
+    ]
+    for page in out.glob("*.html"):
+        parsed = parse(page)
+        assert not parsed.errors and not parsed.stack, page.name
+        for link in parsed.links:
+            assert (out / unquote(urlsplit(link).path)).is_file(), (page.name, link)
+    images = (out / "images.html").read_text(encoding="utf-8")
+    assert "coffee" in images and "chelsea" in images
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert "_blocks.15" in index and "4,652,008" in index  # the whole layer table, parameters
+    code, again = _cli(
+        "--units-per-layer", "2", "--steps", "2", "--limit", "32", "--methods", "saliency",
+        "--dream-octaves", "2", "--dream-steps", "2", "-q", "-o", str(out),
+    )  # fmt: skip
+    assert code == 0 and "0 artifact(s) computed" in again, again
