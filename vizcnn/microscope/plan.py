@@ -32,7 +32,7 @@ KINDS = ("layers", "filters", "render", "mine", "stats", "dream", "attribution",
 
 def safe_name(text: str) -> str:
     """A file-name part that keeps a layer's own name (`_blocks.6` stays `_blocks.6`)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "x"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip(".") or "x"
 
 
 @dataclass(frozen=True)
