@@ -233,6 +233,37 @@ def test_an_interrupted_artifact_is_redone(site: Path, tmp_path: Path) -> None:
     assert result.computed == [victim.name]
 
 
+def test_a_run_stopped_by_ctrl_c_keeps_what_finished(
+    site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vizcnn.microscope import compute
+
+    root = copy_site(site, tmp_path)
+    victims = sorted(p.name for p in (root / "artifacts").glob("mine-*"))
+    for name in victims:
+        shutil.rmtree(root / "artifacts" / name)
+    real = compute.make_mine
+    calls: list[str] = []
+
+    def stop_second(*args: object, **kwargs: object) -> compute.Made:
+        calls.append("mine")
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(compute, "make_mine", stop_second)
+    loaded = markup_loaded()
+    plan = plan_report(loaded, tiny_config(_data_of(site)))
+    with pytest.raises(KeyboardInterrupt):
+        build_report(loaded, plan, ArtifactStore(root))
+    monkeypatch.setattr(compute, "make_mine", real)
+    done = sorted(p.name for p in (root / "artifacts").glob("mine-*/meta.json"))
+    assert len(done) == 1
+    result = build_report(loaded, plan, ArtifactStore(root))
+    assert len(result.computed) == 1 and result.computed[0].startswith("mine-")
+    assert sorted(p.name for p in (root / "artifacts").glob("mine-*")) == victims
+
+
 def test_changing_steps_recomputes_only_the_renders(site: Path, tmp_path: Path) -> None:
     root = copy_site(site, tmp_path)
     loaded = markup_loaded()
@@ -338,6 +369,23 @@ def test_cli_refuses_foreign_folder_and_file_output(tmp_path: Path) -> None:
     assert code == 1 and "--force" in output and len(output.strip().splitlines()) == 1
     code, output = _cli("-q", "-o", str(tmp_path / "other.txt"))
     assert code != 0 and "other.txt" in output
+
+
+@pytest.mark.slow
+def test_tiny_cli_site_for_the_browser_test(tmp_path: Path) -> None:
+    """The fixture the browser test builds: a real model, every page kind, in seconds."""
+    from report_helpers import TINY_CLI_ARGS
+
+    out = tmp_path / "site"
+    code, output = _cli(*TINY_CLI_ARGS, "-o", str(out))
+    assert code == 0, output
+    assert sorted(p.name for p in out.glob("*.html")) == [
+        "images.html",
+        "index.html",
+        "layer-01-features.0.html",
+        "layer-02-features.3.html",
+    ]
+    assert broken_links(out) == []
 
 
 @pytest.mark.slow
