@@ -420,3 +420,18 @@ def test_default_report_of_lite0_end_to_end(tmp_path: Path) -> None:
         "--dream-octaves", "2", "--dream-steps", "2", "-q", "-o", str(out),
     )  # fmt: skip
     assert code == 0 and "0 artifact(s) computed" in again, again
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_tiny_report_on_cuda_matches_the_cpu_layout(site: Path, data: Path, tmp_path: Path) -> None:
+    loaded = markup_loaded()
+    loaded.module.to("cuda")
+    root = tmp_path / "cuda"
+    result = build_report(loaded, plan_report(loaded, tiny_config(data)), ArtifactStore(root))
+    assert sorted(p.name for p in root.glob("*.html")) == sorted(
+        p.name for p in site.glob("*.html")
+    )
+    assert broken_links(root) == []
+    # same weights, same options: the same cache keys as the CPU build
+    assert sorted(result.computed) == sorted(p.name for p in (site / "artifacts").iterdir())
