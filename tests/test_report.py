@@ -389,6 +389,32 @@ def test_tiny_cli_site_for_the_browser_test(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_report_shows_a_real_ablate_results_file(tmp_path: Path) -> None:
+    from report_helpers import TINY_CLI_ARGS
+
+    ablated = tmp_path / "ablate"
+    result = CliRunner().invoke(
+        app,
+        ["ablate", "digits", "-m", "lenet5_digits", "--units", "features.3:0,5,9",
+         "--retrain", "none", "-q", "-o", str(ablated)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    stored = json.loads((ablated / "results.json").read_text())
+    rows, block = stored["rows"], stored["provenance"]
+    out = tmp_path / "site"
+    code, output = _cli(*TINY_CLI_ARGS, "--ablation", str(ablated / "results.json"), "-o", str(out))
+    assert code == 0, output
+    page = (out / "ablation.html").read_text(encoding="utf-8")
+    for row in rows:  # each variant with its top-1 accuracy in percent
+        assert row["name"] in page
+        assert f"{100 * row['scores']['top1_accuracy']:.1f}" in page
+    # the results' own provenance block, as ablate wrote it
+    assert f"&#34;created&#34;: &#34;{block['created']}&#34;" in page
+    assert f"&#34;weights_digest&#34;: &#34;{block['weights_digest']}&#34;" in page
+    assert broken_links(out) == []
+
+
+@pytest.mark.slow
 def test_default_report_of_lite0_end_to_end(tmp_path: Path) -> None:
     """The default report's layers and images on the real model, with few units and steps."""
     out = tmp_path / "site"
