@@ -184,3 +184,17 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 def progress_enabled(options: dict[str, Any]) -> bool:
     return not options.get("quiet", False)
+
+
+@contextmanager
+def echo_warnings() -> Iterator[list[str]]:
+    """Show the library's warnings (e.g. fewer octaves in a dream) as plain `warning:` lines, once each."""
+    seen: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield seen
+    for item in caught:
+        message = str(item.message)
+        if message not in seen:
+            seen.append(message)
+            click.echo(f"warning: {message}", err=True)

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,7 @@ from vizcnn.io.video import mp4_encoder, save_gif, save_mp4
 
 from .common import (
     device_from,
+    echo_warnings,
     friendly_errors,
     model_options_with,
     open_model,
@@ -73,20 +71,6 @@ _MODEL_FLAGS = {
     "input_size": "--input-size",
     "labels": "--labels",
 }
-
-
-@contextmanager
-def _echo_warnings() -> Iterator[list[str]]:
-    """Show the library's warnings (e.g. fewer octaves) as plain `warning:` lines, once each."""
-    seen: list[str] = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield seen
-    for item in caught:
-        message = str(item.message)
-        if message not in seen:
-            seen.append(message)
-            click.echo(f"warning: {message}", err=True)
 
 
 def _command_line(
@@ -347,7 +331,7 @@ def dream_command(
 
     start = time.perf_counter()
     results = []
-    with _echo_warnings(), progress_bar(progress_enabled(options), unit="step") as progress:
+    with echo_warnings(), progress_bar(progress_enabled(options), unit="step") as progress:
         sizes = octave_sizes(loaded, (height, width), config)
         options_used["octave_sizes"] = [f"{w}x{h}" for h, w in sizes]
         running = block(None)

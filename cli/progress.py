@@ -22,7 +22,13 @@ def progress_bar(enabled: bool, unit: str = "step") -> Iterator[ProgressCallback
 
     def update(done: int, total: int, message: str) -> None:
         if not bars:
-            bars.append(tqdm(total=total, unit=unit, dynamic_ncols=True, leave=False))
+            # a bar counted in percent shows no rate ("%/s" means nothing to a reader)
+            fmt = (
+                "{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]" if unit == "%" else None
+            )
+            bars.append(
+                tqdm(total=total, unit=unit, dynamic_ncols=True, leave=False, bar_format=fmt)
+            )
         bar = bars[0]
         if bar.total != total:
             bar.total = total

@@ -17,6 +17,7 @@ from vizcnn.microscope.config import DEFAULT_IMAGES, DEFAULT_METHODS, PROJECTION
 
 from .common import (
     device_from,
+    echo_warnings,
     friendly_errors,
     model_options,
     open_model,
@@ -208,7 +209,8 @@ def report_command(
 
             yield report
 
-    result = build_report(loaded, plan, store, stage=stage)
+    with echo_warnings():  # e.g. a dream on a small image uses fewer octaves: one line each
+        result = build_report(loaded, plan, store, stage=stage)
     seconds = time.perf_counter() - started
     timings = ", ".join(f"{name} {value:.0f}s" for name, value in result.seconds.items())
     reused = f", {len(result.reused)} reused" if result.reused else ""
