@@ -35,7 +35,7 @@ from vizcnn.optvis.rendering import RenderConfig, render  # noqa: E402
 
 def curve(
     text: str, loaded: LoadedModel, judge: LoadedModel, targets: list[int], steps: int, every: int
-) -> list[dict[str, float]]:
+) -> tuple[list[dict[str, float]], torch.Tensor]:
     """Render `targets` with recipe `text`; objective and transfer every `every` steps."""
     name, fields = parse_recipe(text, steps)
     config = RenderConfig(**{"param": name, **fields})  # type: ignore[arg-type]
@@ -63,8 +63,8 @@ def curve(
             print(f"  {text} step {step}: {point}", flush=True)
         clock["since"] = time.perf_counter()
 
-    render(loaded, [class_logit(c) for c in targets], config, observe=observe)
-    return points
+    result = render(loaded, [class_logit(c) for c in targets], config, observe=observe)
+    return points, result.images
 
 
 def main() -> None:
@@ -75,16 +75,31 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("benchmarks"))
+    parser.add_argument("--add", action="store_true", help="keep the curves already in --out")
+    parser.add_argument(
+        "--plot-only", action="store_true", help="redraw the PNG from --out's JSON, no renders"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    saved = args.out / "time_to_picture.json"
+    if args.plot_only:
+        return plot(json.loads(saved.read_text()), args.out, args.classes, args.steps)
     loaded = load_model("efficientnet_lite0")
     judge = load_model("efficientnet_lite1")
     targets = [loaded.class_index(n) for n in CLASSES[: args.classes]]
     curves: dict[str, list[dict[str, float]]] = {}
-    for text in args.recipe:
-        curves[text] = curve(text, loaded, judge, targets, args.steps, args.every)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "time_to_picture.json").write_text(json.dumps(curves, indent=1))
+    if args.add and saved.is_file():  # add recipes to an earlier run's curves
+        curves.update(json.loads(saved.read_text()))
+    for text in args.recipe:
+        curves[text], images = curve(text, loaded, judge, targets, args.steps, args.every)
+        saved.write_text(json.dumps(curves, indent=1))
+        torch.save(images, args.out / f"images_{text.replace(':', '_').replace(',', '_')}.pt")
+    plot(curves, args.out, args.classes, args.steps)
+
+
+def plot(curves: dict[str, list[dict[str, float]]], out: Path, classes: int, steps: int) -> None:
+    """Objective and transfer against render wall time, one line per recipe."""
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for text, points in curves.items():
         seconds = [p["seconds"] for p in points]
@@ -102,10 +117,12 @@ def main() -> None:
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     figure.suptitle(
-        f"{args.classes} classes of efficientnet_lite0, {args.steps} steps per recipe", fontsize=11
+        f"{classes} classes of efficientnet_lite0 (class logits), recipes as named; "
+        "each run at its own time on a shared machine: compare shapes, not small gaps",
+        fontsize=10,
     )
     figure.tight_layout()
-    figure.savefig(args.out / "time_to_picture.png", dpi=110)
+    figure.savefig(out / "time_to_picture.png", dpi=110)
 
 
 if __name__ == "__main__":

@@ -125,11 +125,16 @@ def classify(judge: LoadedModel, images: torch.Tensor, targets: list[int]) -> tu
     return top, [float(probs[i, t]) for i, t in enumerate(targets)]
 
 
+def _tag(text: str) -> str:
+    return text.replace(":", "_").replace(",", "_").replace("=", "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", action="append", required=True)
     parser.add_argument("--steps", type=int, default=256)
     parser.add_argument("--classes", type=int, default=len(CLASSES))
+    parser.add_argument("--start", type=int, default=0, help="first class (a multiple of 5)")
     parser.add_argument("--channels", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
@@ -141,7 +146,7 @@ def main() -> None:
     if args.channels:
         return channel_check(loaded, recipes, args.seed)
     judge = load_model("efficientnet_lite1")
-    names = list(CLASSES[: args.classes])
+    names = list(CLASSES[args.start : args.start + args.classes])
     targets = [loaded.class_index(n) for n in names]
     images: dict[str, list[torch.Tensor]] = {text: [] for text, _, _ in recipes}
     seconds: dict[str, float] = {text: 0.0 for text, _, _ in recipes}
@@ -152,13 +157,17 @@ def main() -> None:
                 batch, spent = render_lucent(fields, chunk)
             else:
                 units = [class_logit(c) for c in chunk]
-                batch, _, spent = render_ours(loaded, name, fields, units, args.seed + start)
+                seed = args.seed + args.start + start
+                batch, _, spent = render_ours(loaded, name, fields, units, seed)
             images[text].append(batch)
+            if args.out is not None:  # each chunk as soon as it is done
+                args.out.mkdir(parents=True, exist_ok=True)
+                torch.save(batch, args.out / f"{_tag(text)}_{args.start + start:02d}.pt")
             seconds[text] += spent
             top, p = classify(judge, batch, chunk)
             hits = sum(t == c for t, c in zip(top, chunk, strict=True))
             print(
-                f"  classes {start}-{start + len(chunk) - 1} {text}: {spent:.1f} s, "
+                f"  classes {args.start + start}-{args.start + start + len(chunk) - 1} {text}: {spent:.1f} s, "
                 f"top-1 {hits}/{len(chunk)}, p {np.mean(p):.3f}",
                 flush=True,
             )
@@ -184,8 +193,7 @@ def main() -> None:
         )
         if args.out is not None:
             args.out.mkdir(parents=True, exist_ok=True)
-            tag = text.replace(":", "_").replace(",", "_").replace("=", "")
-            torch.save(stacked, args.out / f"{tag}.pt")
+            torch.save(stacked, args.out / f"{_tag(text)}.pt")
     n = len(names)
     print(
         f"\n| recipe | top-1 of {n} | top-1 of first 5 | mean p ({n}) | mean p (5) | render s "

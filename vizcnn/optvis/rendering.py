@@ -2,8 +2,11 @@
 
 Many units render as one batch (image i optimizes unit i), in chunks of `RenderConfig.batch`
 images; the forward pass stops at the deepest layer the objectives read, and the model's
-parameters stay frozen. The recipe (Fourier parameterization with decorrelated colour, 128 px
-upsampled to the model's input, Adam at lr 0.05, pad/jitter/scale/rotate) follows lucid.
+parameters stay frozen. Two recipes, both 128 px upsampled to the model's input with Adam at
+lr 0.05: `maco` (the default: phase-only Fourier with a fixed natural-image amplitude, random
+crops of 40-100 %, rotation, noise; after Fel et al. 2023) and `fft` (lucid's: 1/f-scaled
+Fourier with decorrelated colour, pad/jitter/scale/rotate). `crops` averages the objective
+over several transformed copies per step; `lr_schedule="cosine"` decays the learning rate.
 
 Reproducible by construction: chunks are fixed by unit position and chunk n draws from its own
 generator seeded `seed + n * CHUNK_SEED_STRIDE`, so `render(..., seed=s)`, the CLI with
@@ -50,7 +53,6 @@ from vizcnn.optvis.transforms import (
 
 DEFAULT_SIZE = 128  # lucid's image size; smaller models render at their own input size
 LR_SCHEDULES = ("constant", "cosine")
-PROGRESSIVE_SCALE = 0.6  # input side during the first `progressive` steps (0.36x the pixels)
 CHUNK_SEED_STRIDE = 1_000_003  # chunk n of a render draws from seed + n * stride
 
 
@@ -62,7 +64,7 @@ class RenderConfig:
     size: int | tuple[int, int] | None = (
         None  # rendered image (H, W); None: 128, or the input size if smaller
     )
-    param: str = "fft"  # parameterization: fft (Fourier, 1/f scaled) or pixel
+    param: str = "maco"  # maco (phase-only Fourier, crops), fft (lucid: 1/f Fourier) or pixel
     decorrelate: bool = True  # build RGB images in decorrelated colour space
     lr: float = 0.05  # Adam learning rate
     batch: int = 16  # images optimized together
@@ -74,7 +76,6 @@ class RenderConfig:
     )
     crops: int = 1  # transformed copies of each image per step; the objective is their mean
     lr_schedule: str = "constant"  # constant, or cosine (decays to 0 over the steps)
-    progressive: float = 0.0  # fraction of the steps with the model's input at PROGRESSIVE_SCALE
     input_size: tuple[int, int] | None = None  # what the model sees; None: its input size
     init_sd: float = 0.01  # spread of the random initial parameters
     amp: bool = False  # bfloat16 autocast for the network (CUDA; CPUs with native bf16)
@@ -99,8 +100,6 @@ class RenderConfig:
             raise VizError(f"batch must be at least 1, got {self.batch}")
         if self.diversity < 1:
             raise VizError(f"diversity must be at least 1 image per unit, got {self.diversity}")
-        if not 0 <= self.progressive < 1:
-            raise VizError(f"progressive must be a fraction in [0, 1), got {self.progressive}")
         if self.crops < 1:
             raise VizError(f"crops must be at least 1 per image and step, got {self.crops}")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -228,6 +227,7 @@ def render_iter(
         skip: unit positions not wanted (already rendered). A chunk whose units are all skipped
             is not run; one with some skipped runs whole (its pictures depend on the whole
             chunk) and yields only the wanted rows.
+        observe: `observe(step, images)` after every step, as in `render`.
 
     Each yielded `RenderResult.unit_index` says which of the (expanded) units its images belong
     to; the images equal those of an uninterrupted `render` with the same seed.
@@ -278,12 +278,6 @@ def _render_chunk(
     cuda = device.type == "cuda"
     size = config.image_size(loaded)
     input_size = config.input_size or loaded.input_size
-    # coarse-to-fine: the first steps show the network a smaller input (cheaper per step)
-    coarse_steps = int(config.progressive * config.steps)
-    coarse_size = (
-        max(8, round(input_size[0] * PROGRESSIVE_SCALE)),
-        max(8, round(input_size[1] * PROGRESSIVE_SCALE)),
-    )
     transforms = config.transform_chain()
     copies = config.diversity
     rows = [u for u in chunk for _ in range(copies)]
@@ -333,7 +327,7 @@ def _render_chunk(
             inputs = apply_transforms(
                 images.repeat(crops, 1, 1, 1),
                 transforms,
-                coarse_size if step < coarse_steps else input_size,
+                input_size,
                 generator,
                 then=loaded.normalize,
             )
