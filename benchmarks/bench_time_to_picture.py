@@ -69,7 +69,7 @@ def curve(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", action="append", required=True)
+    parser.add_argument("--recipe", action="append", default=[])
     parser.add_argument("--steps", type=int, default=256)
     parser.add_argument("--classes", type=int, default=5)
     parser.add_argument("--every", type=int, default=16)
@@ -115,7 +115,7 @@ def plot(curves: dict[str, list[dict[str, float]]], out: Path, classes: int, ste
         axis.set_title(title, fontsize=10)
         axis.set_xlabel("render wall time (s, 1 thread, shared machine)")
         axis.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=7, loc="lower right")
     figure.suptitle(
         f"{classes} classes of efficientnet_lite0 (class logits), recipes as named; "
         "each run at its own time on a shared machine: compare shapes, not small gaps",

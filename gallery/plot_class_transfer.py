@@ -3,17 +3,19 @@ Class renders that a second network recognizes: before and after
 =================================================================
 
 Render five ImageNet classes with the default model (efficientnet_lite0) twice: with lucid's
-recipe (``--param fft``, the old default) and with the current default recipe, 256 steps each,
+recipe (``--param fft``, the default) and with ``--param maco``, 256 steps each,
 then ask a second network, efficientnet_lite1 (240 px, at its own preprocessing), what it sees.
 Under each picture: lite1's top-1 label and its probability, and p of the rendered class.
 
 Run: ``python gallery/plot_class_transfer.py [OUT_DIR]`` (default ``gallery/out/``); several
 minutes on 2 CPU cores. Writes ``class_transfer_before_after.jpg`` (the README picture).
+``--images BEFORE.pt AFTER.pt`` builds the sheet from renders saved by the benchmarks (the same
+classes, steps and seed give the same pictures) instead of rendering again.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 import torch
@@ -23,21 +25,31 @@ import vizcnn
 from vizcnn.io.imaging import atomic_write, resize, to_pil
 from vizcnn.optvis import objectives as obj
 
-out = Path(sys.argv[1] if len(sys.argv) > 1 else "gallery/out")
+parser = argparse.ArgumentParser()
+parser.add_argument("out", nargs="?", default="gallery/out")
+parser.add_argument("--images", nargs=2, type=Path, metavar=("BEFORE", "AFTER"))
+args = parser.parse_args()
+out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
 loaded = vizcnn.load_model("efficientnet_lite0")
 judge = vizcnn.load_model("efficientnet_lite1")
 classes = ["espresso", "goldfinch", "flamingo", "monarch", "pizza"]
 targets = [loaded.class_index(name) for name in classes]
 recipes = {
-    "before: --param fft (lucid)": vizcnn.RenderConfig(steps=256, param="fft", batch=5),
-    "after: default": vizcnn.RenderConfig(steps=256, batch=5),
+    "--param fft (lucid's recipe, the default)": vizcnn.RenderConfig(
+        steps=256, param="fft", batch=5
+    ),
+    "--param maco": vizcnn.RenderConfig(steps=256, param="maco", batch=5),
 }
 
 rows = []
-for title, config in recipes.items():
-    print(f"rendering {title} ...", flush=True)
-    images = vizcnn.render(loaded, [obj.class_logit(c) for c in targets], config, seed=0).images
+for number, (title, config) in enumerate(recipes.items()):
+    if args.images:
+        images = torch.load(args.images[number])[: len(targets)]
+    else:
+        print(f"rendering {title} ...", flush=True)
+        units = [obj.class_logit(c) for c in targets]
+        images = vizcnn.render(loaded, units, config, seed=0).images
     with torch.no_grad():
         probs = judge.module(judge.normalize(resize(images, judge.input_size))).softmax(1)
     captions = []

@@ -3,9 +3,10 @@
 Many units render as one batch (image i optimizes unit i), in chunks of `RenderConfig.batch`
 images; the forward pass stops at the deepest layer the objectives read, and the model's
 parameters stay frozen. Two recipes, both 128 px upsampled to the model's input with Adam at
-lr 0.05: `maco` (the default: phase-only Fourier with a fixed natural-image amplitude, random
-crops of 40-100 %, rotation, noise; after Fel et al. 2023) and `fft` (lucid's: 1/f-scaled
-Fourier with decorrelated colour, pad/jitter/scale/rotate). `crops` averages the objective
+lr 0.05: `fft` (the default, lucid's: 1/f-scaled Fourier with decorrelated colour,
+pad/jitter/scale/rotate) and `maco` (phase-only Fourier with a fixed natural-image amplitude,
+random crops of 40-100 %, rotation, noise; after Fel et al. 2023: class renders that a second
+network recognizes more often, but lower channel objectives). `crops` averages the objective
 over several transformed copies per step; `lr_schedule="cosine"` decays the learning rate.
 
 Reproducible by construction: chunks are fixed by unit position and chunk n draws from its own
@@ -64,7 +65,7 @@ class RenderConfig:
     size: int | tuple[int, int] | None = (
         None  # rendered image (H, W); None: 128, or the input size if smaller
     )
-    param: str = "maco"  # maco (phase-only Fourier, crops), fft (lucid: 1/f Fourier) or pixel
+    param: str = "fft"  # fft (lucid: 1/f Fourier), maco (phase-only Fourier, crops) or pixel
     decorrelate: bool = True  # build RGB images in decorrelated colour space
     lr: float = 0.05  # Adam learning rate
     batch: int = 16  # images optimized together
