@@ -326,7 +326,7 @@ def _render_chunk(
             images = param()
             # crop-major: copy k of every image sits in rows k*B..(k+1)*B, each its own draw
             inputs = apply_transforms(
-                images.repeat(crops, 1, 1, 1),
+                images if crops == 1 else images.repeat(crops, 1, 1, 1),
                 transforms,
                 input_size,
                 generator,
