@@ -21,7 +21,9 @@ from vizcnn.io.provenance import provenance
 from vizcnn.io.resume import first_difference, stored_provenance
 from vizcnn.models.loading import LoadedModel
 from vizcnn.optvis.objectives import Objective, channel, class_logit, layer_l2, neuron
-from vizcnn.optvis.rendering import RenderConfig, layer_channels, render_iter
+from vizcnn.optvis.param import PARAMS
+from vizcnn.optvis.rendering import LR_SCHEDULES, RenderConfig, layer_channels, render_iter
+from vizcnn.optvis.transforms import standard_transforms
 
 from .common import device_from, friendly_errors, model_options_with, open_model, run_options
 from .options import FINITE_FLOAT, deprecated_alias, resolve_alias
@@ -139,7 +141,12 @@ def _files(unit: Unit, copies: int) -> list[str]:
 def _options(job: RenderJob, loaded: LoadedModel, device: torch.device) -> dict[str, Any]:
     """Every setting that shapes the pictures, for the provenance block."""
     config = asdict(job.config)
-    config["transforms"] = "lucid (pad 12, jitter 8, scale 0.9-1.1, rotate 10, jitter 4)"
+    chain = job.config.transform_chain()
+    config["transforms"] = (
+        "lucid (pad 12, jitter 8, scale 0.9-1.1, rotate 10, jitter 4)"
+        if chain == standard_transforms()
+        else ", ".join(map(repr, chain))
+    )
     config["size"] = list(job.config.image_size(loaded))
     config["input_size"] = list(job.config.input_size or loaded.input_size)
     config["amp"] = choose_precision(device, job.config.amp).enabled
@@ -293,10 +300,26 @@ def run_render(
 @deprecated_alias("--size", "--image-size", "image_size", type=int)
 @click.option(
     "--param",
-    type=click.Choice(["fft", "pixel"]),
-    default="fft",
+    type=click.Choice(PARAMS),
+    default=RenderConfig.param,
     show_default=True,
-    help="Parameterization: fft (Fourier, 1/f scaled) or pixel.",
+    help="Parameterization: maco (Fourier phase only, amplitude fixed to a natural-image "
+    "spectrum; random crops), fft (lucid's recipe: Fourier, 1/f scaled; pad/jitter/scale/rotate) "
+    "or pixel.",
+)
+@click.option(
+    "--crops",
+    type=int,
+    default=None,
+    help="Transformed copies of each image per step, objective averaged "
+    "(default: the --param recipe's).",
+)
+@click.option(
+    "--lr-schedule",
+    type=click.Choice(LR_SCHEDULES),
+    default=None,
+    help="Learning rate over the steps: constant, or cosine decay to 0 "
+    "(default: the --param recipe's).",
 )
 @click.option(
     "--decorrelate/--no-decorrelate",
@@ -377,6 +400,11 @@ def render_command(output: str, overwrite: bool, **options: Any) -> None:
         param=options["param"],
         decorrelate=options["decorrelate"],
         lr=options["lr"],
+        **{
+            key: options[key]
+            for key in ("crops", "lr_schedule")
+            if options[key] is not None  # None: the --param recipe's default
+        },
         batch=options["batch"],
         diversity=options["diversity"],
         diversity_weight=options["diversity_weight"],

@@ -230,3 +230,28 @@ def test_resume_after_changed_options_refuses_or_overwrites(tmp_path: Path) -> N
     # same settings again: nothing to do, and no stray empty progress line
     code, out = run("--channels", "0:2", "--steps", "7", "-o", str(tmp_path))
     assert code == 0 and "rendered 0 unit(s)" in out and "2 already done" in out
+
+
+@pytest.mark.parametrize("param", ["maco", "fft", "pixel"])
+def test_param_choices_render_and_match_the_library(tmp_path: Path, param: str) -> None:
+    code, out = run(
+        "-l", "features.3", "-c", "2", "--param", param, "--crops", "2", "--lr-schedule",
+        "cosine", "-o", str(tmp_path),
+    )  # fmt: skip
+    assert code == 0, out
+    meta = read_png_metadata(tmp_path / "features.3_c0002.png")
+    options = json.loads(meta["provenance"])["options"]
+    assert (options["param"], options["crops"], options["lr_schedule"]) == (param, 2, "cosine")
+    loaded = load_model("lenet5_digits")
+    config = RenderConfig(steps=6, param=param, crops=2, lr_schedule="cosine")
+    expected = render(loaded, ["features.3:2"], config).images[0]
+    assert_close(load_image(tmp_path / "features.3_c0002.png", 1), expected, atol=1 / 255, rtol=0)
+
+
+def test_param_is_validated_with_a_one_line_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, [*BASE, "--param", "lucid", "-o", str(tmp_path)])
+    assert result.exit_code == 2
+    (line,) = [x for x in result.output.splitlines() if x.startswith("Error")]
+    assert "'lucid' is not one of 'maco', 'fft', 'pixel'" in line
+    code, out = run("-c", "0", "--crops", "0", "-o", str(tmp_path))
+    assert code == 1 and "crops must be at least 1" in out and out.strip().count("\n") == 0

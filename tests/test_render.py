@@ -366,7 +366,7 @@ def test_channel_render_far_above_natural_images(lite0) -> None:  # type: ignore
     photos = torch.stack([resize(sample_image(n)[None], lite0.input_size)[0] for n in names])
     natural = channel_means(lite0, photos, layer)[:, channels]
     steps = 24  # enough to leave every natural image far behind; keeps the test short
-    fft = render(lite0, [f"{layer}:{c}" for c in channels], RenderConfig(steps=steps))
+    fft = render(lite0, [f"{layer}:{c}" for c in channels], RenderConfig(steps=steps, param="fft"))
     rendered = channel_means(lite0, fft.images, layer)
     for i, c in enumerate(channels):
         spread = float(natural[:, i].max() - natural[:, i].min())

@@ -2,8 +2,12 @@
 
 Many units render as one batch (image i optimizes unit i), in chunks of `RenderConfig.batch`
 images; the forward pass stops at the deepest layer the objectives read, and the model's
-parameters stay frozen. The recipe (Fourier parameterization with decorrelated colour, 128 px
-upsampled to the model's input, Adam at lr 0.05, pad/jitter/scale/rotate) follows lucid.
+parameters stay frozen. Two recipes, both 128 px upsampled to the model's input with Adam at
+lr 0.05: `fft` (the default, lucid's: 1/f-scaled Fourier with decorrelated colour,
+pad/jitter/scale/rotate) and `maco` (phase-only Fourier with a fixed natural-image amplitude,
+random crops of 40-100 %, rotation, noise; after Fel et al. 2023: class renders that a second
+network recognizes more often, but lower channel objectives). `crops` averages the objective
+over several transformed copies per step; `lr_schedule="cosine"` decays the learning rate.
 
 Reproducible by construction: chunks are fixed by unit position and chunk n draws from its own
 generator seeded `seed + n * CHUNK_SEED_STRIDE`, so `render(..., seed=s)`, the CLI with
@@ -41,9 +45,15 @@ from vizcnn.optvis.objectives import (
     unit_objectives,
 )
 from vizcnn.optvis.param import PARAMS, ImageParam
-from vizcnn.optvis.transforms import Transform, apply_transforms, standard_transforms
+from vizcnn.optvis.transforms import (
+    Transform,
+    apply_transforms,
+    crop_transforms,
+    standard_transforms,
+)
 
 DEFAULT_SIZE = 128  # lucid's image size; smaller models render at their own input size
+LR_SCHEDULES = ("constant", "cosine")
 CHUNK_SEED_STRIDE = 1_000_003  # chunk n of a render draws from seed + n * stride
 
 
@@ -55,14 +65,18 @@ class RenderConfig:
     size: int | tuple[int, int] | None = (
         None  # rendered image (H, W); None: 128, or the input size if smaller
     )
-    param: str = "fft"  # parameterization: fft (Fourier, 1/f scaled) or pixel
+    param: str = "fft"  # fft (lucid: 1/f Fourier), maco (phase-only Fourier, crops) or pixel
     decorrelate: bool = True  # build RGB images in decorrelated colour space
     lr: float = 0.05  # Adam learning rate
     batch: int = 16  # images optimized together
     diversity: int = 1  # images per unit; above 1 they are pushed apart (Gram similarity)
     diversity_weight: float = 1e2  # weight of the diversity penalty (lucid's 1e2)
     diversity_layer: str | None = None  # layer whose Gram matrices are compared; None: the unit's
-    transforms: tuple[Transform, ...] | None = None  # None: lucid's pad/jitter/scale/rotate chain
+    transforms: tuple[Transform, ...] | None = (
+        None  # None: the parameterization's chain (maco: crops; fft, pixel: lucid's)
+    )
+    crops: int = 1  # transformed copies of each image per step; the objective is their mean
+    lr_schedule: str = "constant"  # constant, or cosine (decays to 0 over the steps)
     input_size: tuple[int, int] | None = None  # what the model sees; None: its input size
     init_sd: float = 0.01  # spread of the random initial parameters
     amp: bool = False  # bfloat16 autocast for the network (CUDA; CPUs with native bf16)
@@ -87,6 +101,12 @@ class RenderConfig:
             raise VizError(f"batch must be at least 1, got {self.batch}")
         if self.diversity < 1:
             raise VizError(f"diversity must be at least 1 image per unit, got {self.diversity}")
+        if self.crops < 1:
+            raise VizError(f"crops must be at least 1 per image and step, got {self.crops}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise VizError(
+                f"unknown lr schedule {self.lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}"
+            )
         if self.check_every < 1:
             raise VizError(f"check_every must be at least 1, got {self.check_every}")
         size = self.size if not isinstance(self.size, int) else (self.size, self.size)
@@ -103,6 +123,12 @@ class RenderConfig:
         if isinstance(self.size, int):
             return (self.size, self.size)
         return (int(self.size[0]), int(self.size[1]))
+
+    def transform_chain(self) -> tuple[Transform, ...]:
+        """The transforms of each step: `transforms`, or the parameterization's own chain."""
+        if self.transforms is not None:
+            return self.transforms
+        return crop_transforms() if self.param == "maco" else standard_transforms()
 
     def chunks(self, count: int) -> list[list[int]]:
         """Unit positions of each chunk (`batch // diversity` units per chunk) for `count` units."""
@@ -194,6 +220,7 @@ def render_iter(
     seed: int = 0,
     skip: Collection[int] = (),
     progress: ProgressCallback = no_progress,
+    observe: Callable[[int, torch.Tensor], None] | None = None,
 ) -> Iterator[RenderResult]:
     """Like `render`, but yield each chunk's result as soon as it is done (for resumable runs).
 
@@ -201,6 +228,7 @@ def render_iter(
         skip: unit positions not wanted (already rendered). A chunk whose units are all skipped
             is not run; one with some skipped runs whole (its pictures depend on the whole
             chunk) and yields only the wanted rows.
+        observe: `observe(step, images)` after every step, as in `render`.
 
     Each yielded `RenderResult.unit_index` says which of the (expanded) units its images belong
     to; the images equal those of an uninterrupted `render` with the same seed.
@@ -223,7 +251,7 @@ def render_iter(
         generator = make_generator(seed + CHUNK_SEED_STRIDE * number, loaded.device)
         with deterministic_algorithms(config.deterministic):
             result = _render_chunk(
-                loaded, objectives, chunk, config, generator, report, len(objectives)
+                loaded, objectives, chunk, config, generator, report, len(objectives), observe
             )
         finished += len(chunk) * config.steps
         keep = [row for row, unit in enumerate(result.unit_index) if unit not in skipped]
@@ -244,13 +272,14 @@ def _render_chunk(
     generator: torch.Generator,
     report: Callable[[int, str], None],
     count: int,
+    observe: Callable[[int, torch.Tensor], None] | None = None,
 ) -> RenderResult:
     """Optimize one chunk's images together; `report(steps done x units, message)`."""
     device = loaded.device
     cuda = device.type == "cuda"
     size = config.image_size(loaded)
     input_size = config.input_size or loaded.input_size
-    transforms = standard_transforms() if config.transforms is None else config.transforms
+    transforms = config.transform_chain()
     copies = config.diversity
     rows = [u for u in chunk for _ in range(copies)]
     unit_obj = stack([objectives[u] for u in rows])
@@ -274,6 +303,12 @@ def _render_chunk(
     # the fused kernel is several times faster than the per-op loop on one large tensor
     fused = device.type in {"cpu", "cuda"}
     optimizer = torch.optim.Adam(param.parameters(), lr=config.lr, fused=fused)
+    schedule = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.steps)
+        if config.lr_schedule == "cosine"
+        else None
+    )
+    crops = config.crops
     losses = torch.zeros(config.steps, device=device)
     checked = 0  # losses before this step are known to be finite
     # bfloat16 for the network only (CUDA, and CPUs with native bf16); parameterization,
@@ -289,22 +324,31 @@ def _render_chunk(
         for step in range(config.steps):
             optimizer.zero_grad(set_to_none=True)
             images = param()
+            # crop-major: copy k of every image sits in rows k*B..(k+1)*B, each its own draw
             inputs = apply_transforms(
-                images, transforms, input_size, generator, then=loaded.normalize
+                images if crops == 1 else images.repeat(crops, 1, 1, 1),
+                transforms,
+                input_size,
+                generator,
+                then=loaded.normalize,
             )
             if cuda and config.channels_last:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
             with autocast:
                 found = _forward(loaded, inputs, layers, need_logits, acts)
-                values = objective(ObjectiveContext(found, images, groups))
+                values = _mean_over_crops(objective, found, images, groups, crops)
             loss = -values.float().sum()
             loss.backward()
             optimizer.step()
+            if schedule is not None:
+                schedule.step()
             losses[step] = loss.detach()
             if not cuda or (step + 1) % config.check_every == 0 or step + 1 == config.steps:
                 _check_finite(losses, checked, step + 1, label)
                 checked = step + 1
             report((step + 1) * len(chunk), f"{label}, step {step + 1}/{config.steps}")
+            if observe is not None:
+                observe(step + 1, images.detach())
         with torch.no_grad():
             images = param().detach()
             inputs = loaded.normalize(resize(images, input_size))
@@ -317,6 +361,27 @@ def _render_chunk(
         unit_index=rows,
         copy=[row % copies for row in range(len(rows))],
     )
+
+
+def _mean_over_crops(
+    objective: Objective,
+    found: dict[str, torch.Tensor],
+    images: torch.Tensor,
+    groups: torch.Tensor,
+    crops: int,
+) -> torch.Tensor:
+    """`(B,)` objective averaged over the `crops` transformed copies (crop-major rows).
+
+    Each copy is scored as a batch of its own, so batch-wise terms (diversity) compare the
+    images of a unit with each other, never an image with its own other crops.
+    """
+    if crops == 1:
+        return objective(ObjectiveContext(found, images, groups))
+    total = torch.zeros((), device=images.device, dtype=images.dtype)
+    for k in range(crops):
+        part = {name: act.chunk(crops)[k] for name, act in found.items()}
+        total = total + objective(ObjectiveContext(part, images, groups))
+    return total / crops
 
 
 def _check_finite(losses: torch.Tensor, begin: int, end: int, label: str) -> None:
@@ -336,6 +401,7 @@ def render(
     *,
     seed: int = 0,
     progress: ProgressCallback = no_progress,
+    observe: Callable[[int, torch.Tensor], None] | None = None,
 ) -> RenderResult:
     """Render images that maximize each unit: one image per unit (`config.diversity` per unit).
 
@@ -347,6 +413,8 @@ def render(
         seed: chunk n draws its initial values and transforms from a generator on the model's
             device seeded `seed + n * CHUNK_SEED_STRIDE`; the CLI's `--seed` is the same seed.
         progress: `progress(done, total, message)` over units x steps.
+        observe: `observe(step, images)` after every step with the chunk's current images
+            `(B, C, H, W)` (detached; e.g. to plot how a picture develops).
 
     Returns:
         `RenderResult` with images `(N, C, H, W)` in [0, 1] and their objective values `(N,)`.
@@ -355,7 +423,7 @@ def render(
         >>> from vizcnn.optvis import objectives as obj
         >>> result = render(loaded, [obj.class_logit("espresso")], RenderConfig(steps=128))
     """
-    parts = list(render_iter(model, units, config, seed=seed, progress=progress))
+    parts = list(render_iter(model, units, config, seed=seed, progress=progress, observe=observe))
     return RenderResult(
         images=torch.cat([p.images for p in parts]),
         values=torch.cat([p.values for p in parts]),
