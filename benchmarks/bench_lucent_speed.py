@@ -32,9 +32,9 @@ venv that reuses the main venv's packages):
     echo /work/main/.venv/lib/python3.11/site-packages \\
         > /work/lucentvenv/lib/python3.11/site-packages/_main_deps.pth
 
-Usage:
-    .venv/bin/python benchmarks/bench_lucent_speed.py --steps 32 --rounds 2
-    .venv/bin/python benchmarks/bench_lucent_speed.py --steps 256 --rounds 1
+Usage (RESULTS.md: one thread each, CPU seconds compared):
+    .venv/bin/python benchmarks/bench_lucent_speed.py --steps 32 --rounds 2 --threads 1
+    .venv/bin/python benchmarks/bench_lucent_speed.py --steps 256 --rounds 1 --threads 1 --together
 """
 
 from __future__ import annotations
@@ -93,12 +93,42 @@ def run(command: list[str], env: dict[str, str]) -> tuple[float, float]:
     return wall, cpu
 
 
+def run_together(
+    commands: dict[str, list[str]], env: dict[str, str]
+) -> dict[str, tuple[float, float]]:
+    """Start every command at once; each one's wall and CPU seconds (its own rusage)."""
+    start = time.perf_counter()
+    children = {
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT).pid: (
+            name
+        )
+        for name, command in commands.items()
+    }
+    result: dict[str, tuple[float, float]] = {}
+    while children:
+        pid, status, usage = os.wait4(-1, 0)
+        name = children.pop(pid)
+        if status != 0:
+            raise SystemExit(f"{name} failed with status {status}")
+        result[name] = (time.perf_counter() - start, usage.ru_utime + usage.ru_stime)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--channels", type=int, default=8)
     parser.add_argument("--threads", default="2")
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="run the variants of a round at the same time (on a crowded machine: equal "
+        "conditions for all; compare CPU seconds, single-threaded)",
+    )
+    parser.add_argument(
+        "--only", action="append", help="run only these variants (repeatable), e.g. 'ours bf16'"
+    )
     parser.add_argument("--worker", choices=["lucent", "lucent-frozen"], help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -119,10 +149,25 @@ def main() -> None:
         "lucent": lambda out: [*me, "--worker", "lucent", "--out", out],
         "lucent frozen": lambda out: [*me, "--worker", "lucent-frozen", "--out", out],
     }
+    if args.only:
+        variants = {name: variants[name] for name in args.only}
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     print(f"{args.channels} channels of _blocks.6, {args.steps} steps, {args.threads} threads; "
           f"load average {os.getloadavg()}", flush=True)  # fmt: skip
     for round_ in range(args.rounds):
+        if args.together:
+            with tempfile.TemporaryDirectory() as root:
+                outs = {name: str(Path(root) / str(i)) for i, name in enumerate(variants)}
+                for out in outs.values():
+                    Path(out).mkdir()
+                done = run_together({n: variants[n](outs[n]) for n in variants}, env)
+                for name, out in outs.items():
+                    if len(list(Path(out).glob("*c0*.png"))) != args.channels:
+                        raise SystemExit(f"{name} did not write {args.channels} unit PNGs")
+            for name, (wall, cpu) in done.items():
+                times[name].append((wall, cpu))
+                print(f"round {round_ + 1} {name:14s} wall {wall:7.2f} s  cpu {cpu:7.2f} s")
+            continue
         for name, command in variants.items():
             with tempfile.TemporaryDirectory() as out:
                 wall, cpu = run(command(out), env)
@@ -145,6 +190,8 @@ def main() -> None:
     print("|---|---|---|")
     for them in ("lucent", "lucent frozen"):
         for ours in ("ours float32", "ours bf16"):
+            if them not in med or ours not in med:
+                continue
             wall = med[them][0] / med[ours][0]
             cpu = med[them][1] / med[ours][1]
             print(f"| {them} / {ours} | {wall:.2f} | {cpu:.2f} |")

@@ -1,10 +1,11 @@
 """Strided depthwise convolutions under CPU bfloat16 autocast: bf16 forward, float32 input gradient.
 
 On the CPU (oneDNN, torch 2.x) the input gradient of a depthwise convolution with stride > 1 has
-no fast bfloat16 kernel: measured on this machine's AVX512-BF16 EPYC at one thread, batch 1, it
-takes 14-20 ms in bf16 against 0.3-7 ms for the same gradient in float32 (96 channels 3x3 at
-144x215; 144 channels 5x5 at 74x110; 240 and 672 channels). EfficientNet/MobileNet blocks
-downsample with exactly these convolutions, so under autocast they ate half of a dream's time.
+no fast bfloat16 kernel: measured on an AVX512-BF16 EPYC at one thread, batch 1, it takes 8-19 ms
+in bf16 against 0.3-7 ms for the same gradient computed in float32 (96 channels 3x3 at 144x215,
+144 channels 5x5 at 74x110, 240 channels 3x3 at 36x54, 672 channels 5x5 at 20x29), while
+stride-1 depthwise gradients are fast in bf16. EfficientNet/MobileNet blocks downsample with
+exactly these convolutions: under plain autocast they took a third to half of a dream's time.
 
 `strided_depthwise_fp32_backward()` is a `TorchFunctionMode`: while it is active, each such
 `F.conv2d` call on a CPU tensor whose weight needs no gradient (the model is frozen inside
