@@ -10,7 +10,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from vizcnn.core.errors import VizError
-from vizcnn.core.precision import AUTO, Precision, _CpuBf16, check_amp, choose_precision
+from vizcnn.core.precision import (
+    AUTO,
+    Precision,
+    _CpuBf16,
+    check_amp,
+    choose_precision,
+    cpu_bf16_supported,
+)
 from vizcnn.deepdream import DreamConfig, dream
 from vizcnn.models.loading import LoadedModel
 from vizcnn.optvis import RenderConfig, render
@@ -214,3 +221,22 @@ def test_other_convolutions_pass_through_untouched() -> None:
     with torch.no_grad(), _CpuBf16():
         out = F.conv2d(x, cases[0][0], None, 2, 1, 1, 4)
     assert out.grad_fn is None and out.dtype == torch.bfloat16
+
+
+NATIVE_BF16 = cpu_bf16_supported()  # read at import, before the autouse fixture patches it
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not NATIVE_BF16, reason="this CPU has no native bfloat16")
+def test_espresso_render_under_bf16_is_espresso(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default (auto = bf16 here) keeps the class render recognizable: lite0 in float32."""
+    from vizcnn.io.imaging import resize
+    from vizcnn.models.loading import load_model
+    from vizcnn.optvis import objectives as O
+
+    monkeypatch.setattr("vizcnn.core.precision.cpu_bf16_supported", lambda: True)
+    lite0 = load_model("efficientnet_lite0")
+    result = render(lite0, [O.class_logit("espresso")], RenderConfig(steps=64))
+    with torch.no_grad():
+        probs = lite0.module(lite0.normalize(resize(result.images, lite0.input_size))).softmax(1)
+    assert probs[0, lite0.class_index("espresso")] >= 0.9
