@@ -13,6 +13,7 @@ import torch
 
 from vizcnn.core.devices import make_generator
 from vizcnn.core.errors import VizError
+from vizcnn.core.precision import AUTO, choose_precision
 from vizcnn.data.samples import resolve_image_argument, sample_names
 from vizcnn.deepdream.dreaming import DreamConfig, check_memory, dream, octave_sizes
 from vizcnn.deepdream.zoom import ZoomConfig, dream_frames
@@ -86,8 +87,8 @@ def _command_line(
         "--jitter", str(config.jitter), "--tile", str(config.tile),
         "--grad-norm", config.grad_norm,
     ]  # fmt: skip
-    if config.amp:
-        parts.append("--amp")
+    # the precision actually used, pinned: the same command on this machine remakes this dream
+    parts.append("--amp" if extra["precision"] == "bfloat16" else "--no-amp")
     if config.deterministic:
         parts.append("--deterministic")
     if extra.get("guide"):
@@ -198,9 +199,12 @@ def _plural(count: int, noun: str) -> str:
     help="Zoom video: mix this share of the previous frame into each dream (0..1; 0.3 calms flicker).",
 )
 @click.option(
-    "--amp",
-    is_flag=True,
-    help="bfloat16 autocast for the network: CUDA, and CPUs with native bf16 (AVX512-BF16, AMX); elsewhere float32 with a warning.",
+    "--amp/--no-amp",
+    default=None,
+    help="bfloat16 autocast for the network (the image and its updates stay float32). Default "
+    "(neither flag): auto, on where the hardware runs bf16 natively (CPUs with AVX512-BF16 or "
+    "AMX, CUDA Ampere+), float32 elsewhere. --amp forces it (a warning where it cannot run); "
+    "--no-amp forces float32.",
 )
 @click.option(
     "--deterministic",
@@ -232,7 +236,7 @@ def dream_command(
     zoom: float,
     fps: float,
     blend: float,
-    amp: bool,
+    amp: bool | None,
     deterministic: bool,
     output: str,
     **options: Any,
@@ -259,7 +263,7 @@ def dream_command(
         jitter=jitter,
         tile=tile,
         grad_norm="std" if grad_norm == "std" else "mean",
-        amp=amp,
+        amp=AUTO if amp is None else amp,
         deterministic=deterministic,
     )
     target = DreamOutput(Path(output), fps)
@@ -301,12 +305,14 @@ def dream_command(
         "seed": options["seed"],
         "device": str(device),
         "output": output,
+        "precision": choose_precision(device, config.amp).name,
     }
     options_used: dict[str, Any] = {
         **{k: v for k, v in asdict(config).items() if k != "layers"},
         "layers": [t.spec for t in targets],
         "guide": guide,
         "image_size": f"{width}x{height}",
+        "precision": extra["precision"],  # what the network ran in (amp is what was asked)
     }
     if zoom_config is not None:
         options_used.update(asdict(zoom_config), fps=fps)

@@ -13,7 +13,7 @@ import click
 import torch
 
 from vizcnn.core.errors import VizError
-from vizcnn.core.precision import choose_precision
+from vizcnn.core.precision import AUTO, choose_precision
 from vizcnn.core.units import DEFAULT_CHANNELS, parse_unit
 from vizcnn.io.imaging import labeled_sheet, load_image, read_png_metadata, save_json, save_png
 from vizcnn.io.paths import ensure_writable
@@ -149,7 +149,10 @@ def _options(job: RenderJob, loaded: LoadedModel, device: torch.device) -> dict[
     )
     config["size"] = list(job.config.image_size(loaded))
     config["input_size"] = list(job.config.input_size or loaded.input_size)
-    config["amp"] = choose_precision(device, job.config.amp).enabled
+    # the precision the network actually ran in, not the request: an `auto` run that used bf16
+    # resumes an `--amp` run's folder, and a float32 run does not mix into a bf16 one
+    del config["amp"]
+    config["precision"] = choose_precision(device, job.config.amp).name
     return {"objective": job.kind, "layer": job.layer, **config}
 
 
@@ -352,9 +355,12 @@ def run_render(
     help="Weight of the diversity penalty.",
 )
 @click.option(
-    "--amp",
-    is_flag=True,
-    help="bfloat16 autocast for the network: CUDA, and CPUs with native bf16 (AVX512-BF16, AMX); elsewhere float32 with a note.",
+    "--amp/--no-amp",
+    default=None,
+    help="bfloat16 autocast for the network (parameterization, optimizer and objective stay "
+    "float32). Default (neither flag): auto, on where the hardware runs bf16 natively (CPUs with "
+    "AVX512-BF16 or AMX, CUDA Ampere+), float32 elsewhere. --amp forces it (a note where it "
+    "cannot run); --no-amp forces float32.",
 )
 @click.option(
     "--deterministic",
@@ -408,7 +414,7 @@ def render_command(output: str, overwrite: bool, **options: Any) -> None:
         batch=options["batch"],
         diversity=options["diversity"],
         diversity_weight=options["diversity_weight"],
-        amp=options["amp"],
+        amp=AUTO if options["amp"] is None else options["amp"],
         deterministic=options["deterministic"],
     )
     ensure_writable(output, "folder")
@@ -417,7 +423,7 @@ def render_command(output: str, overwrite: bool, **options: Any) -> None:
     kind, layer, units = build_units(loaded, options)
     job = RenderJob(kind, layer, tuple(units), config, Path(output), options["seed"])
     summary = run_render(job, loaded, device, show=not options["quiet"], overwrite=overwrite)
-    note = choose_precision(device, options["amp"]).note
+    note = choose_precision(device, config.amp).note
     if note:
         summary += f" ({note})"
     click.echo(summary)

@@ -255,3 +255,26 @@ def test_param_is_validated_with_a_one_line_error(tmp_path: Path) -> None:
     assert "'lucid' is not one of 'maco', 'fft', 'pixel'" in line
     code, out = run("-c", "0", "--crops", "0", "-o", str(tmp_path))
     assert code == 1 and "crops must be at least 1" in out and out.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_provenance_records_the_precision_actually_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    """Default (auto) follows the CPU's bf16 capability; --amp / --no-amp force it; resume
+    compares the precision used, so an auto run continues an --amp run's folder."""
+    monkeypatch.setattr("vizcnn.core.precision.cpu_bf16_supported", lambda: native)
+    used = "bfloat16" if native else "float32"
+    for flags, expected in (([], used), (["--no-amp"], "float32"), (["--amp"], used)):
+        out = tmp_path / ("x" + "".join(flags))
+        code, text = run("-l", "features.3", "-c", "1", *flags, "-o", str(out))
+        assert code == 0, text
+        assert ("no native bfloat16" in text) == (flags == ["--amp"] and not native)
+        block = json.loads((out / "manifest.json").read_text())["provenance"]
+        assert block["options"]["precision"] == expected and "amp" not in block["options"]
+        stored = json.loads(read_png_metadata(out / "features.3_c0001.png")["provenance"])
+        assert stored["options"]["precision"] == expected
+    code, text = run("-l", "features.3", "-c", "1", "--amp", "-o", str(tmp_path / "x"))
+    assert code == 0 and "(1 already done)" in text, text  # auto and --amp: the same pictures
+    code, text = run("-l", "features.3", "-c", "1", "-o", str(tmp_path / "x--no-amp"))
+    assert (code == 0) != native, text  # bf16 now, float32 then: refused unless --overwrite

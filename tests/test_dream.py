@@ -32,7 +32,7 @@ from vizcnn.deepdream.dreaming import (
     octave_sizes,
     parse_layer_target,
 )
-from vizcnn.deepdream.tiling import rolled_gradient, tile_shapes, tile_spans
+from vizcnn.deepdream.tiling import rolled_gradient, tile_shapes, tile_spans, wrapped_spans
 from vizcnn.deepdream.zoom import ZoomConfig, dream_frames, zoom_center
 from vizcnn.hooks import forward_to
 from vizcnn.io.imaging import read_png_metadata
@@ -359,7 +359,7 @@ def test_amp_on_a_cpu_with_bf16_runs_the_network_in_bf16(monkeypatch: pytest.Mon
     monkeypatch.setattr("vizcnn.core.precision.cpu_bf16_supported", lambda: True)
     loaded = _tiny(dtype=torch.float32)
     image = _image(16, 16).float()
-    plain = dream(loaded, image, DreamConfig(octaves=1, steps=2))
+    plain = dream(loaded, image, DreamConfig(octaves=1, steps=2, amp=False))
     amp = dream(loaded, image, DreamConfig(octaves=1, steps=2, amp=True))
     assert amp.dtype == plain.dtype == torch.float32
     assert not torch.equal(plain, amp)  # the network really ran in bfloat16
@@ -709,3 +709,34 @@ def test_tiny_gradients_still_dream() -> None:
     assert x.grad is not None and 0 < float(x.grad.abs().mean()) < 1e-8  # the premise
     out = dream(loaded, image, DreamConfig(octaves=1, steps=2, jitter=0))
     assert float((out - image).abs().mean()) > 1 / 255  # a visible change
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cli_records_the_precision_used_and_pins_it_in_the_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    monkeypatch.setattr("vizcnn.core.precision.cpu_bf16_supported", lambda: native)
+    args = ["sample:coins", "-m", "lenet5_digits", "--steps", "2", "--jitter", "5", "-q"]
+    for flags, used in (([], native), (["--no-amp"], False), (["--amp"], native)):
+        out = tmp_path / f"d{len(flags)}{flags[0][2:] if flags else ''}.png"
+        result = CliRunner().invoke(app, ["dream", *args, *flags, "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        block = json.loads(read_png_metadata(out)["provenance"])
+        assert block["options"]["precision"] == ("bfloat16" if used else "float32")
+        assert block["options"]["amp"] == {"--amp": True, "--no-amp": False}.get(
+            flags[0] if flags else "", "auto"
+        )
+        pinned = "--amp" if used else "--no-amp"
+        assert block["command"].split().count(pinned) == 1
+
+
+def test_wrapped_spans_cover_a_rolled_range_exactly() -> None:
+    """Oracle: torch.roll of an index range, for every shift and tile."""
+    for length in (1, 5, 10):
+        source = torch.arange(length)
+        for shift in range(-2 * length, 2 * length + 1):
+            for start, stop in [*tile_spans(length, 3), (0, length)]:
+                got = torch.full((stop - start,), -1)
+                for dst, src in wrapped_spans(start, stop, shift, length):
+                    got[dst] = source[src]
+                assert torch.equal(got, torch.roll(source, shift)[start:stop])

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vizcnn.core.errors import VizError
+from vizcnn.core.precision import AmpSetting, check_amp
 from vizcnn.deepdream.targets import LayerTarget, resolve_target
 from vizcnn.models.loading import LoadedModel
 
@@ -23,7 +24,7 @@ class DreamConfig:
     jitter: int = 32  # random roll of up to +-jitter pixels on both axes, undone each step
     tile: int = 512  # largest tile side for the gradient (memory bound); 0 = never tile
     grad_norm: Literal["mean", "std"] = "mean"  # divide the gradient by mean |g| or by its std
-    amp: bool = False  # bfloat16 autocast for the network (CUDA; CPUs with native bf16)
+    amp: AmpSetting = "auto"  # bf16 network: True, False, or "auto" (where native; core.precision)
     deterministic: bool = False  # deterministic kernels (CUDA: same seed, same dream; slower)
 
     def __post_init__(self) -> None:
@@ -43,6 +44,7 @@ class DreamConfig:
                 f"unknown gradient normalization {self.grad_norm!r}; use mean or std",
             ),
         ]
+        check_amp(self.amp)
         for ok, message in checks:
             if not ok:
                 raise VizError(message)

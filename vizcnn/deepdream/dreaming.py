@@ -109,10 +109,11 @@ def _dream(
     done = 0
 
     with capture(loaded.module, layers, stop_early=True) as acts:
+        layout = torch.channels_last if precision.channels_last else torch.contiguous_format
 
         def gradient(piece: torch.Tensor) -> torch.Tensor:
             with autocast:
-                acts.run(piece)
+                acts.run(piece.contiguous(memory_format=layout))
             objective = dream_objective(acts, targets, guides)
             (grad,) = torch.autograd.grad(objective, piece)
             return grad

@@ -60,9 +60,13 @@ def parse_layer_target(spec: str | LayerTarget, count: int | None = None) -> Lay
 
 def resolve_target(spec: str | LayerTarget, loaded: LoadedModel) -> LayerTarget:
     """A target whose open channel selection (`8:`, `all`) is resolved with one probe pass."""
-    if isinstance(spec, LayerTarget) or is_closed(parse_unit(spec)):
+    if isinstance(spec, LayerTarget):
+        return spec
+    unit = parse_unit(spec)
+    # no channels (the whole layer, the dream default) needs no count: no probe pass
+    if unit.channels_text is None or is_closed(unit):
         return parse_layer_target(spec)
-    layer = parse_unit(spec).layer_spec
+    layer = unit.layer_spec
     with model_guard(loaded.module):
         shape = layer_output_shape(loaded.module, (loaded.channels, *loaded.input_size), layer)
     return parse_layer_target(spec, shape[0] if shape else None)

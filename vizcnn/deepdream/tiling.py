@@ -1,12 +1,13 @@
 """Big images in bounded memory: gradients tile by tile after a random roll, banded updates.
 
-The roll is never materialized: each tile of the rolled image is gathered from the unrolled one
-with wrapped indices, and its gradient is scattered straight back to the unrolled positions, so
+The roll is never materialized: each tile of the rolled image is copied from the unrolled one
+by at most four plain slices, and its gradient is copied straight back to the unrolled positions, so
 undoing the roll costs nothing and only one full-size buffer (the gradient) is allocated.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -95,19 +96,44 @@ def rolled_gradient(
     wide_dtype = torch.float32 if x.device.type == "mps" else torch.float64
     zeros = torch.zeros(batch, dtype=wide_dtype, device=x.device)
     stats = GradientStats(x[0].numel(), zeros.clone(), zeros.clone(), zeros.clone())
+    dims = (1, 2, 3)
     for y0, y1 in tile_spans(height, tile):
-        rows = (torch.arange(y0, y1, device=x.device) - shift[0]) % height
+        rows = wrapped_spans(y0, y1, shift[0], height)
         for x0, x1 in tile_spans(width, tile):
-            cols = (torch.arange(x0, x1, device=x.device) - shift[1]) % width
-            # One gather straight to the tile: no (B, C, h, W) intermediate band.
-            piece = x[:, :, rows[:, None], cols[None, :]].detach().requires_grad_(True)
-            piece_grad = grad_fn(piece).detach()
-            grad[:, :, rows[:, None], cols[None, :]] = piece_grad.to(grad.dtype)
-            wide = piece_grad.to(wide_dtype)
-            stats.abs_sum += wide.abs().sum(dim=(1, 2, 3))
-            stats.total += wide.sum(dim=(1, 2, 3))
-            stats.squares += wide.square().sum(dim=(1, 2, 3))
+            cols = wrapped_spans(x0, x1, shift[1], width)
+            # The rolled tile is at most 4 plain rectangles of x (the roll wraps once per
+            # axis): copied by slicing straight to the tile, no (B, C, h, W) band, and several
+            # times faster than a gather with wrapped index tensors.
+            piece = x.new_empty(batch, x.shape[1], y1 - y0, x1 - x0)
+            with torch.no_grad():
+                for (dst_r, src_r), (dst_c, src_c) in itertools.product(rows, cols):
+                    piece[:, :, dst_r, dst_c] = x[:, :, src_r, src_c]
+            piece_grad = grad_fn(piece.requires_grad_(True)).detach()
+            for (dst_r, src_r), (dst_c, src_c) in itertools.product(rows, cols):
+                grad[:, :, src_r, src_c] = piece_grad[:, :, dst_r, dst_c]
+            stats.abs_sum += piece_grad.abs().sum(dim=dims, dtype=wide_dtype)
+            stats.total += piece_grad.sum(dim=dims, dtype=wide_dtype)
+            stats.squares += piece_grad.square().sum(dim=dims, dtype=wide_dtype)
     return grad, stats
+
+
+def wrapped_spans(start: int, stop: int, shift: int, length: int) -> list[tuple[slice, slice]]:
+    """`(tile slice, source slice)` pairs of `roll(range(length), shift)[start:stop]`.
+
+    Position i of the rolled axis holds source `(i - shift) % length`; a span of at most
+    `length` positions wraps at most once, so one or two plain slices cover it.
+
+    Example:
+        >>> wrapped_spans(0, 5, 2, 10)
+        [(slice(0, 2, None), slice(8, 10, None)), (slice(2, 5, None), slice(0, 3, None))]
+    """
+    first = (start - shift) % length
+    count = stop - start
+    head = min(count, length - first)
+    spans = [(slice(0, head), slice(first, first + head))]
+    if head < count:
+        spans.append((slice(head, count), slice(0, count - head)))
+    return spans
 
 
 def as_unit(batch: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

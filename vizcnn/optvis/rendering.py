@@ -31,7 +31,7 @@ import torch
 
 from vizcnn.core.devices import deterministic_algorithms, make_generator
 from vizcnn.core.errors import VizError
-from vizcnn.core.precision import choose_precision
+from vizcnn.core.precision import AmpSetting, check_amp, choose_precision
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.hooks import Captured, capture, layer_output_shape, model_guard
 from vizcnn.io.imaging import resize
@@ -79,8 +79,8 @@ class RenderConfig:
     lr_schedule: str = "constant"  # constant, or cosine (decays to 0 over the steps)
     input_size: tuple[int, int] | None = None  # what the model sees; None: its input size
     init_sd: float = 0.01  # spread of the random initial parameters
-    amp: bool = False  # bfloat16 autocast for the network (CUDA; CPUs with native bf16)
-    channels_last: bool = True  # channels-last inputs (CUDA only)
+    amp: AmpSetting = "auto"  # bf16 network: True, False, or "auto" (where native; core.precision)
+    channels_last: bool = True  # channels-last inputs (CUDA; on the CPU only under bf16)
     check_every: int = 16  # steps between non-finite loss checks on CUDA (every step elsewhere)
     deterministic: bool = False  # deterministic kernels (CUDA: same seed, same images; slower)
 
@@ -107,6 +107,7 @@ class RenderConfig:
             raise VizError(
                 f"unknown lr schedule {self.lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}"
             )
+        check_amp(self.amp)
         if self.check_every < 1:
             raise VizError(f"check_every must be at least 1, got {self.check_every}")
         size = self.size if not isinstance(self.size, int) else (self.size, self.size)
@@ -313,7 +314,9 @@ def _render_chunk(
     checked = 0  # losses before this step are known to be finite
     # bfloat16 for the network only (CUDA, and CPUs with native bf16); parameterization,
     # transforms, optimizer and objective values stay float32
-    autocast = choose_precision(device, config.amp).autocast()
+    precision = choose_precision(device, config.amp)
+    autocast = precision.autocast()
+    channels_last = config.channels_last and (cuda or precision.channels_last)
     label = _label(chunk, count)
     hooks = (
         capture(loaded.module, layers, stop_early=not need_logits)
@@ -332,7 +335,7 @@ def _render_chunk(
                 generator,
                 then=loaded.normalize,
             )
-            if cuda and config.channels_last:
+            if channels_last:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
             with autocast:
                 found = _forward(loaded, inputs, layers, need_logits, acts)
