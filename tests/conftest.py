@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 from torch import nn
@@ -37,16 +39,19 @@ class TinyNet(nn.Module):
         return self.head(x.flatten(1))
 
 
-@pytest.fixture(autouse=True)
-def float32_unless_a_test_forces_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(autouse=True, scope="session")
+def float32_unless_a_test_forces_bf16() -> Iterator[None]:
     """`amp="auto"` (render's and dream's default) runs float32 in tests on every machine.
 
     Auto means bfloat16 where the hardware has it natively; without this, oracle tests would run
     in bf16 on CI machines with AVX512-BF16/AMX or a recent GPU and in float32 elsewhere. Tests of
     the bf16 path set the capability flag themselves (their monkeypatch runs after this one).
+    Session-wide, so module- and session-scoped fixtures (a report site built once) see it too.
     """
-    monkeypatch.setattr("vizcnn.core.precision.cpu_bf16_supported", lambda: False)
-    monkeypatch.setattr("vizcnn.core.precision.cuda_bf16_supported", lambda: False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("vizcnn.core.precision.cpu_bf16_supported", lambda: False)
+        patch.setattr("vizcnn.core.precision.cuda_bf16_supported", lambda: False)
+        yield
 
 
 @pytest.fixture
