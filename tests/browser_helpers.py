@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import pytest
 
@@ -292,6 +292,20 @@ class SiteBrowser:
     def new_tab(self) -> Tab:
         return Tab(self.context.new_page())
 
+    def check_site(self, site: Path, screenshots: Path | None = None) -> list[PageCheck]:
+        """Open every ``*.html`` file under ``site`` in turn and check it (full-page screenshots of
+        each saved under ``screenshots`` with the same relative path, ``.png``, when given)."""
+        tab = self.new_tab()
+        checks = []
+        for html in sorted(site.rglob("*.html")):
+            tab.goto(html)
+            shot = None
+            if screenshots is not None:
+                shot = screenshots / html.relative_to(site).with_suffix(".png")
+            checks.append(tab.check(shot))
+        tab.page.close()
+        return checks
+
 
 def _route(route: Any) -> None:
     if urlsplit(route.request.url).scheme in ALLOWED_SCHEMES:
@@ -322,6 +336,14 @@ def open_browser(executable: str | None = None) -> Iterator[SiteBrowser]:
             yield SiteBrowser(context)
         finally:
             browser.close()
+
+
+def url_path(url: str) -> Path:
+    """The local path of a ``file://`` URL."""
+    parts = urlsplit(url)
+    if parts.scheme != "file":
+        raise ValueError(f"not a file:// URL: {url}")
+    return Path(unquote(parts.path))
 
 
 def _css_string(text: str) -> str:

@@ -102,6 +102,18 @@ def test_navigation_by_click_keyboard_and_back(browser: SiteBrowser, site: Path)
     assert tab.links() == [("index.html", "index")]
 
 
+def test_check_site_visits_every_page_and_pins_each_defect(
+    browser: SiteBrowser, site: Path, tmp_path: Path
+) -> None:
+    (site / "layers" / "two.html").write_text(_page("two", '<img src="gone.png" alt="gone">'))
+    checks = browser.check_site(site, tmp_path / "shots")
+    pages = [bh.url_path(c.url).relative_to(site.resolve()).as_posix() for c in checks]
+    assert pages == ["index.html", "layers/one.html", "layers/two.html", "other.html"]
+    # The missing image: broken, its request failed, and the console says so.
+    assert [len(c.problems()) for c in checks] == [0, 0, 3, 0]
+    assert (tmp_path / "shots" / "layers" / "two.png").is_file()
+
+
 def test_link_out_of_keyboard_reach_is_reported(browser: SiteBrowser, tmp_path: Path) -> None:
     (tmp_path / "index.html").write_text(
         _page("k", '<a href="a.html">reachable</a><a href="b.html" tabindex="-1">mouse only</a>')
