@@ -291,7 +291,7 @@ def attribute_command(
         dtype=loaded.dtype,
         seconds=time.perf_counter() - start,
     )
-    save_json({**block, "images": manifest_images, **extra}, folder / "manifest.json")
+    save_json({"provenance": block, "images": manifest_images, **extra}, folder / "manifest.json")
     click.echo(summary)
 
 

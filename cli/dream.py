@@ -383,7 +383,7 @@ def dream_command(
         save_gif(results, target.path, fps)
     elif target.kind == "mp4":
         save_mp4(results, target.path, fps)
-    save_json(finished, target.sidecar)
+    save_json({"provenance": finished}, target.sidecar)
     what = _plural(frames, "frame") if video else f"{width}x{height}"
     click.echo(
         f"wrote {target.path} ({what}, {loaded.name} {' '.join(options_used['layers'])}, "

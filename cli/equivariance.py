@@ -154,7 +154,7 @@ def equivariance_command(
         device=device,
         seconds=time.perf_counter() - start,
     )
-    save_json({**block, "result": result.to_dict()}, folder / "equivariance.json")
+    save_json({"provenance": block, "result": result.to_dict()}, folder / "equivariance.json")
     table = f"# Translation equivariance of {loaded.name} ({data})\n\n" + result.markdown()
     atomic_write(folder / "equivariance.md", lambda file: file.write(table.encode("utf-8")))
     figure = equivariance_figure({loaded.name: result}, f"{loaded.name}: equivariance by depth")

@@ -98,7 +98,7 @@ def filters_command(
         seconds=time.perf_counter() - start,
     )
     save_png(picture, target, {"provenance": block})
-    save_json({**block, "result": grid.to_dict()}, target.with_suffix(".json"))
+    save_json({"provenance": block, "result": grid.to_dict()}, target.with_suffix(".json"))
     out_ch, in_ch, kh, kw = grid.weight_shape
     click.echo(
         f"wrote {target} ({loaded.name} {grid.layer}: {out_ch} filters {kh}x{kw}x{in_ch}, "
@@ -175,7 +175,7 @@ def featuremaps_command(
         save_png(figure, folder / files[-1], {"provenance": block, "layer": maps.layer})
     save_json(
         {
-            **block,
+            "provenance": block,
             "result": [dict(m.to_dict(), file=f) for m, f in zip(results, files, strict=True)],
         },
         folder / "featuremaps.json",
@@ -272,5 +272,5 @@ def kernels_command(
         }
         for name in names
     }
-    save_json({**block, "result": result}, target.with_suffix(".json"))
+    save_json({"provenance": block, "result": result}, target.with_suffix(".json"))
     click.echo(f"wrote {target} ({len(names)} kernels on {image}, {padding} padding)")

@@ -173,8 +173,10 @@ from .equivariance import equivariance_command  # noqa: E402
 app.add_command(equivariance_command)
 
 from .neighbors import neighbors_command  # noqa: E402
+from .report import report_command  # noqa: E402
 
 app.add_command(neighbors_command)
+app.add_command(report_command)
 
 
 def main() -> None:

@@ -312,7 +312,7 @@ def _write(
         written += 1
     field = mined.field
     manifest = {
-        **block,  # provenance: model, weights and digest, data, options, seed, device, versions
+        "provenance": block,  # model, weights and digest, data, options, seed, device, versions
         "images": len(dataset),
         "images_seen": top.images_seen,
         "layer": config.layer,

@@ -184,7 +184,7 @@ def neighbors_command(
             for row, query in enumerate(queries)
         ],
     }
-    save_json({**block, "result": result}, target.with_suffix(".json"))
+    save_json({"provenance": block, "result": result}, target.with_suffix(".json"))
     how = "cached" if embeddings.cached else f"embedded in {block['seconds']:.1f} s"
     click.echo(
         f"wrote {target} ({len(queries)} queries x {k} neighbours among {len(dataset)} images, "

@@ -42,7 +42,8 @@ def test_all_methods_files_and_maps_equal_the_library(tmp_path: Path) -> None:
         if name != "smoothgrad":  # its noise depends on the batch the image was in
             torch.testing.assert_close(saved[name], expected[name][0], msg=name)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert manifest["technique"] == "attribute" and manifest["weights_digest"]
+    assert manifest["provenance"]["technique"] == "attribute"
+    assert manifest["provenance"]["weights_digest"]
     assert [entry["target"] for entry in manifest["images"]] == [3, 3]
     assert set(manifest["deletion"]["areas"]) == set(METHODS)
 

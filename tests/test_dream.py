@@ -539,7 +539,7 @@ def test_cli_png_with_metadata_and_sidecar(tmp_path: Path) -> None:
     with Image.open(out) as picture:
         assert picture.size == (48, 36) and picture.mode == "RGB"
     block = json.loads(read_png_metadata(out)["provenance"])
-    sidecar = json.loads(out.with_suffix(".json").read_text())
+    sidecar = json.loads(out.with_suffix(".json").read_text())["provenance"]
     assert block["options"]["layers"] == sidecar["options"]["layers"] == ["features.9:0,1,2,3@2"]
     assert sidecar["technique"] == "dream" and sidecar["seed"] == 0 and sidecar["weights_digest"]
     assert sidecar["options"]["octaves"] == 2 and sidecar["options"]["image_size"] == "48x36"
@@ -608,7 +608,7 @@ def test_cli_video_gif_and_frames(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     with Image.open(gif) as video:
         assert video.n_frames == 3 and video.size == (40, 40)
-    assert json.loads(gif.with_suffix(".json").read_text())["options"]["frames"] == 3
+    assert json.loads(gif.with_suffix(".json").read_text())["provenance"]["options"]["frames"] == 3
     folder = tmp_path / "frames"
     assert CliRunner().invoke(app, [*args, "-o", str(folder)]).exit_code == 0
     assert sorted(p.name for p in folder.iterdir()) == [

@@ -124,7 +124,7 @@ def test_equivariance_command(tmp_path) -> None:
     )
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "equivariance.json").read_text())
-    assert data["technique"] == "equivariance" and data["result"]["images"] == 2
+    assert data["provenance"]["technique"] == "equivariance" and data["result"]["images"] == 2
     names = [row["layer"] for row in data["result"]["layers"]]
     assert names[0] == "features.0" and names[-1] == "output"
     conv1 = data["result"]["layers"][0]

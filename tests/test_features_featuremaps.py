@@ -92,7 +92,8 @@ def test_featuremaps_command(tmp_path) -> None:
     )
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "featuremaps.json").read_text())
-    assert data["technique"] == "featuremaps" and data["data"] == "sample:camera"
+    block = data["provenance"]
+    assert block["technique"] == "featuremaps" and block["data"] == "sample:camera"
     assert [r["layer"] for r in data["result"]] == ["features.1", "features.4"]
     first = data["result"][0]
     assert first["shape"] == [6, 28, 28] and len(first["channels"]) == 4
@@ -100,7 +101,7 @@ def test_featuremaps_command(tmp_path) -> None:
     chunks = read_png_metadata(tmp_path / first["file"])
     stored = stored_provenance(tmp_path / first["file"])
     assert stored["technique"] == "featuremaps" and chunks["layer"] == "features.1"
-    assert stored["weights_digest"] == data["weights_digest"]
+    assert stored["weights_digest"] == block["weights_digest"]
 
 
 @pytest.mark.parametrize(

@@ -100,8 +100,9 @@ def test_filters_command_writes_png_and_json_with_provenance(tmp_path) -> None:
     )
     assert result.exit_code == 0, result.output
     data = json.loads(out.with_suffix(".json").read_text())
-    assert data["technique"] == "filters" and data["model"] == "lenet5_digits"
-    assert data["weights_digest"] and data["options"]["sort"] == "norm"
+    block = data["provenance"]
+    assert block["technique"] == "filters" and block["model"] == "lenet5_digits"
+    assert block["weights_digest"] and block["options"]["sort"] == "norm"
     assert data["result"]["weight_shape"] == [6, 1, 5, 5] and data["result"]["mode"] == "mean"
     assert out.stat().st_size > 1000
 

@@ -79,7 +79,8 @@ def test_kernels_command(tmp_path) -> None:
     )
     assert result.exit_code == 0, result.output
     data = json.loads(out.with_suffix(".json").read_text())
-    assert data["technique"] == "kernels" and data["options"]["kernels"] == ["sharpen", "identity"]
+    assert data["provenance"]["technique"] == "kernels"
+    assert data["provenance"]["options"]["kernels"] == ["sharpen", "identity"]
     assert set(data["result"]) == {"sharpen", "identity"}
     assert data["result"]["identity"]["output_range"][0] >= 0
 

@@ -145,7 +145,8 @@ def test_neighbors_command_and_cache(tmp_path) -> None:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     data = json.loads(out.with_suffix(".json").read_text())
-    assert data["technique"] == "neighbors" and data["options"]["layer"] == "classifier-input"
+    assert data["provenance"]["technique"] == "neighbors"
+    assert data["provenance"]["options"]["layer"] == "classifier-input"
     first = data["result"]["neighbors"][0]
     assert first["names"][0].endswith("img2.png") and first["distances"][0] < 1e-4  # itself
     assert data["result"]["embedding_dim"] == 84 and not data["result"]["cached"]

@@ -179,7 +179,7 @@ def test_resume_after_crash_gives_the_same_manifest(
     full = json.loads((tmp_path / "full" / "manifest.json").read_text())
     resumed = json.loads((out / "manifest.json").read_text())
     for key in ("command", "created", "seconds"):  # describe the run, not the result
-        del full[key], resumed[key]
+        del full["provenance"][key], resumed["provenance"][key]
     assert resumed == full
 
 
@@ -209,7 +209,9 @@ def test_default_model_on_samples_with_guided_projections(tmp_path: Path) -> Non
     )
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["model"] == "efficientnet_lite0" and manifest["layer"] == "_blocks.6"
+    assert (
+        manifest["provenance"]["model"] == "efficientnet_lite0" and manifest["layer"] == "_blocks.6"
+    )
     assert manifest["field"]["size"] == [115, 115] and manifest["field"]["method"].startswith(
         "graph"
     )

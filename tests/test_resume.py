@@ -38,3 +38,18 @@ def test_changed_weights_name_the_options_a_user_changes() -> None:
     other = {**block, "weights_digest": "0123"}
     message = first_difference({**block, "weights_digest": "abcd"}, other)
     assert message is not None and "--weights" in message and "--seed" in message
+
+
+def test_stored_provenance_reads_png_chunk_and_json_key(tmp_path: Path) -> None:
+    import json
+
+    block = {"technique": "t", "seed": 3, "options": {"steps": 2}}
+    save_png(torch.zeros(3, 4, 4), tmp_path / "a.png", {"provenance": block})
+    (tmp_path / "a.json").write_text(json.dumps({"provenance": block, "result": [1]}))
+    (tmp_path / "flat.json").write_text(json.dumps({"technique": "t"}))  # no block: nothing read
+    (tmp_path / "bad.json").write_text("{not json")
+    assert stored_provenance(tmp_path / "a.png") == block
+    assert stored_provenance(tmp_path / "a.json") == block
+    assert stored_provenance(tmp_path / "flat.json") == {}
+    assert stored_provenance(tmp_path / "bad.json") == {}
+    assert stored_provenance(tmp_path / "missing.json") == {}

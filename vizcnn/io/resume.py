@@ -17,9 +17,17 @@ from vizcnn.io.provenance import differing_options
 
 
 def stored_provenance(path: str | Path) -> dict[str, Any]:
-    """The provenance block in a PNG's `provenance` text chunk ({} when absent or unreadable)."""
+    """The provenance block of a result file ({} when absent or unreadable).
+
+    A PNG keeps it in its `provenance` text chunk; a JSON file (manifest, results, sidecar) under
+    its top-level `"provenance"` key, the one layout every command writes.
+    """
     try:
-        block = json.loads(read_png_metadata(path).get("provenance", "{}"))
+        if Path(path).suffix.lower() == ".json":
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            block = data.get("provenance", {}) if isinstance(data, dict) else {}
+        else:
+            block = json.loads(read_png_metadata(path).get("provenance", "{}"))
     except (OSError, ValueError):
         return {}
     return block if isinstance(block, dict) else {}

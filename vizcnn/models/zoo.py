@@ -10,6 +10,8 @@ _DEFAULTS: dict[str, dict[str, list[str]]] = {
         # a 115 px field (object parts) inside the 224 px input; _blocks.9's 275 px field is
         # larger than the image, so every mined patch would be the whole photo, padded
         "mine": ["_blocks.6"],
+        # `vizcnn report`'s pages: edges and colours, textures and parts, object parts
+        "report": ["_blocks.2", "_blocks.6", "_blocks.9"],
     },
     # lite1 and lite2 have 21 blocks in the same 7 stages (lite0: 16); the same stage positions
     # as lite0's choices: stage 5's second block, stage 6's first, stage 4's second

@@ -1,0 +1,244 @@
+"""From the stored artifacts to the report's dataclasses (`vizcnn.report.site`)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from typing import Any
+
+from vizcnn.microscope.plan import Artifact, Plan, safe_name
+from vizcnn.microscope.store import ArtifactStore
+from vizcnn.models.base import LoadedModel
+from vizcnn.report.site import (
+    AblationView,
+    ImageView,
+    LayerRowView,
+    LayerView,
+    Made,
+    ModelCard,
+    Picture,
+    Site,
+    UnitView,
+)
+
+TITLE = "vizcnn report"
+
+
+def layer_page(position: int, layer: str) -> str:
+    """The file name of a layer's page: its position keeps names of similar layers apart."""
+    return f"layer-{position:02d}-{safe_name(layer)}.html"
+
+
+def _meta(store: ArtifactStore, artifact: Artifact | None) -> dict[str, Any]:
+    if artifact is None:
+        return {}
+    return store.meta(artifact) or {}
+
+
+def _made(what: str, meta: dict[str, Any]) -> list[Made]:
+    block = meta.get("provenance")
+    return [Made(what, block)] if isinstance(block, dict) else []
+
+
+def _picture(
+    store: ArtifactStore, artifact: Artifact, name: str, size: tuple[int, int], alt: str
+) -> Picture:
+    return Picture(store.relative(artifact, name), size[1], size[0], alt)
+
+
+def _find(plan: Plan, kind: str, name: str) -> Artifact | None:
+    for artifact in plan.artifacts:
+        if artifact.kind == kind and artifact.name == name:
+            return artifact
+    return None
+
+
+def assemble_site(
+    loaded: LoadedModel, plan: Plan, store: ArtifactStore, command: str | None = None
+) -> Site:
+    """The `Site` of a built plan: every artifact must be in `store`."""
+    table_artifact = plan.of_kind("layers")[0]
+    table = _meta(store, table_artifact)
+    pages = {layer: layer_page(i + 1, layer) for i, (layer, _) in enumerate(plan.layers)}
+    rows = table.get("data", {}).get("rows", [])
+    by_name = {row["name"]: row for row in rows}
+    card_rows = [
+        LayerRowView(
+            row["name"],
+            row["type"],
+            row["shape"],
+            int(row["params"]),
+            row["field"],
+            row["stride"],
+            row["offset"],
+            pages.get(row["name"]),
+        )
+        for row in rows
+    ]
+    filters = None
+    filters_layer = None
+    made = _made("layer table", table)
+    found = plan.of_kind("filters")
+    if found:
+        meta = _meta(store, found[0])
+        size = meta.get("data", {}).get("grid_size", [0, 0])
+        filters_layer = meta.get("data", {}).get("layer")
+        filters = _picture(
+            store,
+            found[0],
+            "filters.png",
+            (int(size[0]), int(size[1])),
+            f"filters of {filters_layer}, one tile per output channel",
+        )
+        made += _made(f"filter grid of {filters_layer}", meta)
+    card = ModelCard(
+        name=loaded.name,
+        weights=loaded.weights or "-",
+        input_size=loaded.input_size,
+        channels=loaded.channels,
+        params=int(table.get("data", {}).get("params", 0)),
+        classes=len(loaded.labels),
+        layers=card_rows,
+        filters=filters,
+        filters_layer=filters_layer,
+        made=made,
+    )
+    layers = [
+        _layer_view(store, plan, layer, channels, pages[layer], by_name)
+        for layer, channels in plan.layers
+    ]
+    images = [_image_view(store, plan, image.name) for image in plan.images]
+    ablation = _ablation_view(store, plan)
+    argv = sys.argv if command is None else shlex.split(command)
+    return Site(
+        title=f"{TITLE}: {loaded.name}",
+        card=card,
+        layers=layers,
+        images=images,
+        ablation=ablation,
+        data=plan.config.data if plan.layers else "-",
+        command=command if command is not None else shlex.join(["vizcnn", *argv[1:]]),
+        created=time.strftime("%Y-%m-%d %H:%M"),
+    )
+
+
+def _layer_view(
+    store: ArtifactStore,
+    plan: Plan,
+    layer: str,
+    channels: tuple[int, ...],
+    page: str,
+    rows: dict[str, dict[str, Any]],
+) -> LayerView:
+    render_a, mine_a, stats_a = (_find(plan, kind, layer) for kind in ("render", "mine", "stats"))
+    render, mine, stats = (_meta(store, a) for a in (render_a, mine_a, stats_a))
+    size = int(render.get("data", {}).get("size", 0))
+    thumb = int(render.get("data", {}).get("thumb", 0))
+    values = render.get("data", {}).get("values", {})
+    hits = mine.get("data", {}).get("hits", {})
+    means = stats.get("data", {}).get("means", {})
+    units = []
+    for channel in channels:
+        label = f"{layer}:{channel}"
+        stem = f"c{channel:04d}"
+        picture = thumb_picture = patches = None
+        if render_a is not None and str(channel) in values:
+            alt = f"image rendered to excite {label}"
+            picture = _picture(store, render_a, f"{stem}.png", (size, size), alt)
+            thumb_picture = _picture(store, render_a, f"{stem}_thumb.png", (thumb, thumb), alt)
+        found = hits.get(str(channel), [])
+        if mine_a is not None and found:
+            name = f"{stem}_patches.png"
+            grid = _png_size(store, mine_a, name)
+            alt = f"top {len(found)} dataset patches of {label}"
+            patches = _picture(store, mine_a, name, grid, alt)
+        units.append(
+            UnitView(
+                label=label,
+                channel=channel,
+                render=picture,
+                thumb=thumb_picture,
+                value=values.get(str(channel)),
+                patches=patches,
+                hits=[(str(h["image"]), float(h["value"])) for h in found],
+                mean=means.get(str(channel)),
+            )
+        )
+    row = rows.get(layer, {})
+    made = (
+        _made(f"renders of {layer}", render)
+        + _made(f"top patches of {layer}", mine)
+        + _made(f"mean activations of {layer}", stats)
+    )
+    return LayerView(
+        name=layer,
+        page=page,
+        type=str(row.get("type", "")),
+        shape=str(row.get("shape", "")),
+        field=str(row.get("field", "")),
+        units=units,
+        made=made,
+    )
+
+
+def _png_size(store: ArtifactStore, artifact: Artifact, name: str) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(store.folder(artifact) / name) as image:
+        return image.height, image.width
+
+
+def _image_view(store: ArtifactStore, plan: Plan, name: str) -> ImageView:
+    dream_a, attr_a = _find(plan, "dream", name), _find(plan, "attribution", name)
+    dream, attr = _meta(store, dream_a), _meta(store, attr_a)
+    size = tuple(int(v) for v in dream.get("data", {}).get("size", [0, 0]))
+    original = dreamed = None
+    if dream_a is not None:
+        original = _picture(store, dream_a, "input.png", size, f"input image {name}")  # type: ignore[arg-type]
+        dreamed = _picture(store, dream_a, "dream.png", size, f"DeepDream of {name}")  # type: ignore[arg-type]
+    maps = []
+    data = attr.get("data", {})
+    if attr_a is not None:
+        for method, file in data.get("maps", {}).items():
+            grid = _png_size(store, attr_a, file)
+            maps.append(
+                (method, _picture(store, attr_a, file, grid, f"{method} attribution map of {name}"))
+            )
+    if original is None and attr_a is not None and maps:
+        original = maps[0][1]
+    assert original is not None
+    return ImageView(
+        name=name,
+        original=original,
+        dream=dreamed,
+        attributions=maps,
+        target=str(data.get("target", "")),
+        predictions=[(str(label), float(p)) for label, p in data.get("predictions", [])],
+        made=_made(f"dream of {name}", dream) + _made(f"attribution maps of {name}", attr),
+    )
+
+
+def _ablation_view(store: ArtifactStore, plan: Plan) -> AblationView | None:
+    found = plan.of_kind("ablation")
+    if not found:
+        return None
+    meta = _meta(store, found[0])
+    data = meta.get("data", {})
+    source = data.get("source_provenance") or {}
+    chart = _picture(
+        store,
+        found[0],
+        "chart.png",
+        _png_size(store, found[0], "chart.png"),
+        str(data.get("title", "chart")),
+    )
+    return AblationView(
+        source=str(plan.ablation),
+        title=str(data.get("title", "Ablation")),
+        columns=[str(c) for c in data.get("columns", [])],
+        rows=[[str(c) for c in row] for row in data.get("rows", [])],
+        chart=chart,
+        notes=[str(n) for n in data.get("notes", [])],
+        made=Made(f"vizcnn ablate results ({plan.ablation})", source) if source else None,
+    )

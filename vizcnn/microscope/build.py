@@ -1,0 +1,208 @@
+"""Build a report: compute the artifacts a plan lists that the store lacks, then the pages.
+
+Stages run in a fixed order (model card, renders, top patches, mean activations, dreams,
+attribution maps, ablation, pages); each artifact is written to the store as soon as it is done,
+so an interrupted build loses at most the artifact it was working on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+
+import torch
+
+from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.io.provenance import provenance
+from vizcnn.microscope import compute
+from vizcnn.microscope.assemble import assemble_site
+from vizcnn.microscope.plan import Artifact, Plan
+from vizcnn.microscope.store import ArtifactStore
+from vizcnn.models.base import LoadedModel
+from vizcnn.report.links import broken_links
+from vizcnn.report.pages import render_pages
+from vizcnn.report.site import Site
+
+# (stage name, units of its bar) -> a context manager giving the stage's progress callback
+StageFactory = Callable[[str, str], AbstractContextManager[ProgressCallback]]
+
+STAGES = (
+    ("model", ("layers", "filters")),
+    ("render", ("render",)),
+    ("mine", ("mine",)),
+    ("stats", ("stats",)),
+    ("dream", ("dream",)),
+    ("attribute", ("attribution",)),
+    ("ablation", ("ablation",)),
+)
+_SEEDED = {"render", "mine", "stats", "dream", "attribution"}  # kinds whose result uses the seed
+
+
+@contextmanager
+def no_stages(name: str, unit: str) -> Iterator[ProgressCallback]:
+    yield no_progress
+
+
+@dataclass
+class BuildResult:
+    """What a build did: the site, its pages, which artifacts were computed or reused, timings."""
+
+    site: Site
+    pages: list[str]  # file names of the pages written
+    computed: list[str] = field(default_factory=list)  # artifact folders made by this build
+    reused: list[str] = field(default_factory=list)  # artifact folders found done
+    removed: list[str] = field(default_factory=list)  # stale artifacts and pages deleted
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage
+    pictures: int = 0  # PNGs the pages show
+
+
+def _block(
+    loaded: LoadedModel,
+    plan: Plan,
+    artifact: Artifact,
+    made: compute.Made,
+    seconds: float,
+) -> dict[str, object]:
+    block = provenance(
+        technique=f"report:{artifact.kind}",
+        model_name=loaded.name,
+        weights=loaded.weights,
+        module=None,  # the plan hashed the weights once
+        options=made.options,
+        data=made.data_name,
+        seed=plan.config.seed if artifact.kind in _SEEDED else None,
+        device=loaded.device,
+        dtype=loaded.dtype,
+        seconds=seconds,
+    )
+    block["weights_digest"] = plan.weights_digest
+    return block
+
+
+def _scaled(progress: ProgressCallback, position: int, count: int, label: str) -> ProgressCallback:
+    """A technique's progress mapped into its share (100 ticks) of a stage's bar."""
+
+    def report(done: int, total: int, message: str) -> None:
+        share = (100 * done) // total if total else 100
+        progress(position * 100 + share, count * 100, f"{label} {message}".strip())
+
+    return report
+
+
+def build_report(
+    loaded: LoadedModel,
+    plan: Plan,
+    store: ArtifactStore,
+    *,
+    stage: StageFactory = no_stages,
+    command: str | None = None,
+) -> BuildResult:
+    """Compute what `store` lacks of `plan`, then write the pages; returns what was done.
+
+    Args:
+        loaded: the model the plan was made for (on the device to compute on).
+        plan: from `plan_report`.
+        store: the report folder (`ArtifactStore`); the build writes only through it.
+        stage: `stage(name, unit)` gives a context manager yielding the stage's progress
+            callback (the CLI draws one bar per stage); default: no progress.
+        command: the command line shown in the pages' footer (default: this process's).
+
+    Example:
+        >>> plan = plan_report(loaded, ReportConfig(steps=64))
+        >>> result = build_report(loaded, plan, ArtifactStore("site/"))
+        >>> result.pages[0]
+        'index.html'
+    """
+    store.claim(store.owned_pages())
+    result_seconds: dict[str, float] = {}
+    reused_before = len(store.reused)
+    for name, kinds in STAGES:
+        todo = [a for a in plan.artifacts if a.kind in kinds]
+        for artifact in todo:
+            if store.has(artifact):
+                store.reused.append(artifact.folder)
+        missing = [a for a in todo if not store.has(a)]
+        if not missing:
+            continue
+        started = time.perf_counter()
+        with stage(name, "%") as progress:
+            _run_stage(loaded, plan, store, missing, progress)
+        result_seconds[name] = time.perf_counter() - started
+    started = time.perf_counter()
+    site = assemble_site(loaded, plan, store, command)
+    pages = render_pages(site, self_contained=plan.config.self_contained, root=store.root)
+    for page, html in pages.items():
+        store.write_page(page, html)
+    removed = store.prune(plan.artifacts, pages)
+    store.claim(pages)
+    broken = broken_links(store.root)
+    if broken:  # a bug here, not the user's doing: say exactly what
+        raise RuntimeError("the report has broken links: " + "; ".join(broken[:5]))
+    result_seconds["pages"] = time.perf_counter() - started
+    return BuildResult(
+        site=site,
+        pages=list(pages),
+        computed=list(store.computed),
+        reused=store.reused[reused_before:],
+        removed=removed,
+        seconds=result_seconds,
+        pictures=_count_pictures(site),
+    )
+
+
+def _run_stage(
+    loaded: LoadedModel,
+    plan: Plan,
+    store: ArtifactStore,
+    missing: list[Artifact],
+    progress: ProgressCallback,
+) -> None:
+    count = len(missing)
+    if missing[0].kind == "stats":  # all layers' means in one pass over the data
+        started = time.perf_counter()
+        made = compute.make_stats(loaded, missing, plan, _scaled(progress, 0, 1, ""))
+        seconds = (time.perf_counter() - started) / count
+        for artifact in missing:
+            item = made[artifact.key]
+            store.write(
+                artifact, item.files, _block(loaded, plan, artifact, item, seconds), item.data
+            )
+        return
+    images = {image.name: image for image in plan.images}
+    for position, artifact in enumerate(missing):
+        report = _scaled(progress, position, count, artifact.name)
+        started = time.perf_counter()
+        kind = artifact.kind
+        if kind == "layers":
+            item = compute.make_layers(loaded, artifact, report)
+        elif kind == "filters":
+            item = compute.make_filters(loaded, artifact, report)
+        elif kind == "render":
+            item = compute.make_render(loaded, artifact, plan, report)
+        elif kind == "mine":
+            item = compute.make_mine(loaded, artifact, plan, report)
+        elif kind == "dream":
+            item = compute.make_dream(loaded, artifact, images[artifact.name], report)
+        elif kind == "attribution":
+            item = compute.make_attribution(loaded, artifact, images[artifact.name], report)
+        elif kind == "ablation":
+            item = compute.make_ablation(artifact, report)
+        else:  # pragma: no cover - KINDS and this dispatch change together
+            raise ValueError(f"unknown artifact kind {kind!r}")
+        seconds = time.perf_counter() - started
+        block = _block(loaded, plan, artifact, item, seconds)
+        store.write(artifact, item.files, block, item.data)
+        if loaded.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def _count_pictures(site: Site) -> int:
+    count = 1 if site.card.filters is not None else 0
+    for layer in site.layers:
+        count += sum((u.render is not None) + (u.patches is not None) for u in layer.units)
+    for image in site.images:
+        count += 1 + (image.dream is not None) + len(image.attributions)
+    count += 1 if site.ablation is not None and site.ablation.chart is not None else 0
+    return count

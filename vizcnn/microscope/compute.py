@@ -1,0 +1,351 @@
+"""Computing each kind of artifact with the techniques: tensors and numbers in, files out.
+
+Each function returns `Made`: the files of the artifact (PNG tensors or bytes), the numbers the
+pages show, and the options for its provenance block. Nothing here writes: the build passes the
+result to the store.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from vizcnn.core.devices import make_generator
+from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.data.datasets import ImageSource, collate
+from vizcnn.deepdream.dreaming import DreamConfig, dream
+from vizcnn.features.filters import FilterConfig, filter_grid
+from vizcnn.hooks import capture, model_guard
+from vizcnn.io.imaging import resize
+from vizcnn.microscope.plan import Artifact, ImageInput, Plan
+from vizcnn.mining.patches import channel_grid, mine_patches
+from vizcnn.mining.streaming import MineConfig, mine_topk
+from vizcnn.models.base import LoadedModel
+from vizcnn.optvis.rendering import RenderConfig, render
+from vizcnn.receptive.table import layer_table
+
+THUMB = 64  # side of the unit thumbnails on the index page
+
+
+@dataclass
+class Made:
+    """An artifact's files, numbers, and the options that go into its provenance block."""
+
+    files: dict[str, Any]  # file name -> (C, H, W) tensor in [0, 1], PIL image or PNG bytes
+    data: dict[str, Any]  # JSON-ready numbers for the pages
+    options: dict[str, Any] = field(default_factory=dict)
+    data_name: str | None = None  # the data set or image it was made from
+
+
+def _pair(pair: tuple[int, int]) -> str:
+    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"
+
+
+def make_layers(loaded: LoadedModel, artifact: Artifact, progress: ProgressCallback) -> Made:
+    """The layer table: every module call's type, output shape, parameters and field."""
+    table = layer_table(loaded, (loaded.channels, *loaded.input_size))
+    rows = []
+    for row in table.rows:
+        if row.output_shape is None:
+            continue
+        found = row.field
+        spread = found is not None and found.method != "global"
+        rows.append(
+            {
+                "name": row.name,
+                "type": row.type,
+                "shape": "x".join(str(v) for v in row.output_shape),
+                "params": row.params,
+                "field": _pair(found.size) if spread and found else ("all" if found else "-"),
+                "stride": _pair(found.stride) if spread and found else "-",
+                "offset": _pair(found.offset) if spread and found else "-",
+            }
+        )
+    params = sum(p.numel() for p in loaded.module.parameters())
+    progress(1, 1, "layer table")
+    return Made({}, {"rows": rows, "params": params}, dict(artifact.params))
+
+
+def make_filters(loaded: LoadedModel, artifact: Artifact, progress: ProgressCallback) -> Made:
+    """The first convolution's filters as one grid."""
+    grid = filter_grid(loaded, FilterConfig(layer=artifact.params["layer"]))
+    progress(1, 1, "filters")
+    return Made({"filters.png": grid.grid}, grid.to_dict(), {"layer": grid.layer})
+
+
+def make_render(
+    loaded: LoadedModel, artifact: Artifact, plan: Plan, progress: ProgressCallback
+) -> Made:
+    """Activation maximization of every shown channel of a layer, in one batch."""
+    params = artifact.params
+    side = int(params["image_size"])
+    config = RenderConfig(
+        steps=int(params["steps"]),
+        size=side,
+        input_size=(side, side),
+        batch=max(1, len(params["channels"])),
+    )
+    units = [f"{artifact.name}:{c}" for c in params["channels"]]
+    result = render(loaded, units, config, seed=int(params["seed"]), progress=progress)
+    files: dict[str, Any] = {}
+    values = {}
+    thumbs = resize(result.images, (THUMB, THUMB)).clamp(0, 1)
+    for row, channel in enumerate(params["channels"]):
+        files[f"c{channel:04d}.png"] = result.images[row]
+        files[f"c{channel:04d}_thumb.png"] = thumbs[row]
+        values[str(channel)] = float(result.values[row])
+    options = {**asdict(config), "transforms": "lucid (pad, jitter, scale, rotate)", **params}
+    return Made(files, {"values": values, "size": side, "thumb": THUMB}, options)
+
+
+def make_mine(
+    loaded: LoadedModel, artifact: Artifact, plan: Plan, progress: ProgressCallback
+) -> Made:
+    """Top-k dataset patches of every shown channel of a layer (one pass over the data)."""
+    params = artifact.params
+    dataset = _dataset(plan)
+    config = MineConfig(
+        layer=artifact.name,
+        channels=tuple(params["channels"]),
+        k=int(params["k"]),
+        batch_size=plan.config.batch,
+    )
+    top = mine_topk(loaded, dataset, config, progress=progress)
+    mined = mine_patches(
+        loaded, dataset, top, projections=str(params["projections"]), thumbnail_size=THUMB
+    )
+    files: dict[str, Any] = {}
+    hits: dict[str, list[dict[str, Any]]] = {}
+    for channel, found in mined.hits.items():
+        if found:
+            files[f"c{channel:04d}_patches.png"] = channel_grid(found)
+            hits[str(channel)] = [
+                {"image": hit.image, "value": hit.value, "box": list(hit.box)} for hit in found
+            ]
+    data = {"hits": hits, "images_seen": top.images_seen, "skipped": len(top.skipped)}
+    return Made(files, data, dict(params), params["data"])
+
+
+def _dataset(plan: Plan) -> ImageSource:
+    if plan.dataset is None:
+        raise RuntimeError("the plan has no data set")
+    return plan.dataset
+
+
+def make_stats(
+    loaded: LoadedModel, artifacts: list[Artifact], plan: Plan, progress: ProgressCallback
+) -> dict[str, Made]:
+    """Mean activation of each shown channel over the data, for several layers in one pass.
+
+    The mean is over every image and every position of the channel's map (float64 sums).
+    """
+    dataset = _dataset(plan)
+    layers = [a.name for a in artifacts]
+    loader: DataLoader[Any] = DataLoader(
+        dataset, batch_size=plan.config.batch, shuffle=False, num_workers=0, collate_fn=collate
+    )
+    sums = {layer: torch.zeros((), dtype=torch.float64) for layer in layers}
+    count = 0
+    total = len(dataset)
+    progress(0, total, "mean activations")
+    with (
+        model_guard(loaded.module),
+        torch.inference_mode(),
+        capture(loaded.module, layers, stop_early=True, detach=True) as acts,
+    ):
+        for batch in loader:
+            good = [i for i, error in enumerate(batch.errors) if not error]
+            if good:
+                images = batch.images[good].to(device=loaded.device)
+                acts.run(loaded.normalize(images))
+                for layer in layers:
+                    means = acts[layer].double().mean(dim=(2, 3)).sum(0).cpu()
+                    sums[layer] = sums[layer] + means
+                count += len(good)
+            progress(min(total, int(batch.indices[-1]) + 1), total, "mean activations")
+    made = {}
+    for artifact in artifacts:
+        channels = artifact.params["channels"]
+        means = sums[artifact.name] / max(count, 1)
+        values = {str(c): float(means[c]) for c in channels} if count else {}
+        made[artifact.key] = Made(
+            {}, {"means": values, "images": count}, dict(artifact.params), artifact.params["data"]
+        )
+    return made
+
+
+def make_dream(
+    loaded: LoadedModel, artifact: Artifact, image: ImageInput, progress: ProgressCallback
+) -> Made:
+    """DeepDream of one image with the model's default dream layers."""
+    config = DreamConfig(
+        octaves=int(artifact.params["octaves"]), steps=int(artifact.params["steps"])
+    )
+    generator = make_generator(int(artifact.params["seed"]), loaded.device)
+    dreamed = dream(
+        loaded, image.image.to(loaded.device), config, generator=generator, progress=progress
+    )
+    options = {**asdict(config), "layers": [t.spec for t in config.targets(loaded)]}
+    files = {"dream.png": dreamed.cpu(), "input.png": image.image}
+    return Made(files, {"size": list(image.image.shape[-2:])}, options, image.spec)
+
+
+def _heat_rgb(attribution: torch.Tensor) -> torch.Tensor:
+    from matplotlib import colormaps
+
+    from vizcnn.attribution.figures import CMAP, heat
+
+    rgb = colormaps[CMAP](heat(attribution))[..., :3]
+    return torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)
+
+
+def make_attribution(
+    loaded: LoadedModel, artifact: Artifact, image: ImageInput, progress: ProgressCallback
+) -> Made:
+    """Attribution maps of one image for the top-1 class, one heat map per method."""
+    from vizcnn.attribution import AttributionConfig, attribute
+    from vizcnn.attribution.classifier import label_of
+
+    config = AttributionConfig(
+        methods=tuple(artifact.params["methods"]), seed=int(artifact.params["seed"])
+    )
+    result = attribute(loaded, image.image[None].to(loaded.device), config, progress=progress)
+    files: dict[str, Any] = {}
+    names = {}
+    for index, (method, maps) in enumerate(result.maps.items()):
+        name = f"m{index}.png"
+        files[name] = _heat_rgb(maps[0].cpu())
+        names[method] = name
+    top = result.predictions
+    predictions = [
+        [label_of(loaded, int(i)), float(p)]
+        for i, p in zip(top.top_indices[0].tolist(), top.top_probs[0].tolist(), strict=True)
+    ]
+    data = {
+        "maps": names,
+        "target": label_of(loaded, int(result.targets[0])),
+        "predictions": predictions,
+        "layer": result.layer,
+    }
+    return Made(files, data, {**asdict(config), "target": "top1"}, image.spec)
+
+
+def make_ablation(artifact: Artifact, progress: ProgressCallback = no_progress) -> Made:
+    """The table and chart of a `vizcnn ablate` results.json (either layout)."""
+    from vizcnn.io.resume import stored_provenance
+    from vizcnn.report.charts import bar_chart_png
+
+    path = artifact.params["file"]
+    with open(path, encoding="utf-8") as file:
+        data = json.load(file)
+    block = stored_provenance(path)
+    if "rows" in data:
+        table = _ablation_rows(data)
+    else:
+        table = _lesion_rows(data)
+    chart = bar_chart_png(
+        table["labels"],
+        table["values"],
+        ylabel=table["ylabel"],
+        title=table["title"],
+        highlight=table["highlight"],
+    )
+    progress(1, 1, "ablation")
+    table["source_provenance"] = block
+    return Made({"chart.png": chart}, table, {"file": path})
+
+
+def _pct(value: Any, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * float(value):+.1f}" if signed else f"{100 * float(value):.1f}"
+
+
+def _ablation_rows(data: dict[str, Any]) -> dict[str, Any]:
+    columns = [
+        "variant",
+        "top-1 %",
+        "top-5 %",
+        "top-1 vs original",
+        "params removed",
+        "adapter",
+        "removed",
+    ]
+    rows, labels, values, highlight = [], [], [], []
+    for row in data.get("rows", []):
+        scores = row.get("scores") or {}
+        change = row.get("top1_change_vs_control")
+        if change is None:
+            change = row.get("top1_change_vs_original")
+        rows.append(
+            [
+                str(row.get("name", "")),
+                _pct(scores.get("top1_accuracy")),
+                _pct(scores.get("top5_accuracy")),
+                _pct(row.get("top1_change_vs_original"), signed=True),
+                f"{int(row.get('params_removed') or 0):,}",
+                "yes" if row.get("adapter") else "no",
+                ", ".join(str(r) for r in row.get("removed") or []) or "-",
+            ]
+        )
+        if row.get("name") not in ("original", "control"):
+            labels.append(str(row.get("name", "")))
+            values.append(100 * float(change or 0.0))
+            highlight.append(bool(row.get("adapter")))
+    retrain = data.get("retrain") or {}
+    notes = [
+        f"Retraining: {retrain.get('retrain', 'none')}"
+        + (f", {retrain.get('epochs')} epochs" if retrain.get("retrain", "none") != "none" else "")
+        + ". Red bars: variants with an adapter or re-fit."
+    ]
+    return {
+        "title": "Layer-removal ablation",
+        "columns": columns,
+        "rows": rows,
+        "labels": labels,
+        "values": values,
+        "highlight": highlight,
+        "ylabel": "top-1 change (points)",
+        "notes": notes,
+    }
+
+
+def _lesion_rows(data: dict[str, Any]) -> dict[str, Any]:
+    columns = ["block", "params", "top-1 agreement %", "top-5 overlap %", "mean KL (nats)", "note"]
+    rows, labels, values, highlight = [], [], [], []
+    for block in data.get("blocks", []):
+        scores = block.get("scores") or {}
+        removable = scores and block.get("removable", True)
+        rows.append(
+            [
+                str(block.get("block", "")),
+                f"{int(block.get('params') or 0):,}",
+                _pct(scores.get("agreement")) if removable else "-",
+                _pct(scores.get("top5_overlap")) if removable else "-",
+                f"{float(scores['mean_kl']):.3f}"
+                if removable and scores.get("mean_kl") is not None
+                else "-",
+                "" if removable else f"not removable: {block.get('reason', '')}",
+            ]
+        )
+        labels.append(str(block.get("block", "")))
+        agreement = scores.get("agreement") if removable else None
+        values.append(100 * (1 - float(agreement)) if agreement is not None else 0.0)
+        highlight.append(not removable)
+    intact = data.get("intact") or {}
+    notes = [f"{intact.get('images', '?')} images; each block removed alone, no retraining."]
+    return {
+        "title": "Lesion study",
+        "columns": columns,
+        "rows": rows,
+        "labels": labels,
+        "values": values,
+        "highlight": highlight,
+        "ylabel": "top-1 changed (% of images)",
+        "notes": notes,
+    }

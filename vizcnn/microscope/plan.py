@@ -1,0 +1,218 @@
+"""The plan of a report: which artifacts, with which cache keys, after checking every input.
+
+An artifact is one unit of work whose result is cached on its own (one render batch per layer,
+one mining pass per layer, the filter grid, each dream, ...). Its key is a digest of everything
+that defines it: the kind, the model's weights digest, dtype, its options, the data's digest and,
+where randomness enters, the seed. Changing one option changes the keys of exactly the artifacts
+that depend on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vizcnn.core.errors import VizError
+from vizcnn.data.datasets import SAMPLES, ImageSource, open_dataset, preprocess
+from vizcnn.data.samples import resolve_image_argument
+from vizcnn.hooks import find_module, layer_output_shape, model_guard, parse_layer
+from vizcnn.io.provenance import files_digest, tensor_digest, weights_digest
+from vizcnn.microscope.config import ReportConfig
+from vizcnn.models.base import LoadedModel
+
+KINDS = ("layers", "filters", "render", "mine", "stats", "dream", "attribution", "ablation")
+
+
+def safe_name(text: str) -> str:
+    """A file-name part that keeps a layer's own name (`_blocks.6` stays `_blocks.6`)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "x"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One cached result: its kind, what it is of, its defining parameters and their digest."""
+
+    kind: str  # one of KINDS
+    name: str  # the layer or image it is of ("" for the model-wide ones)
+    params: dict[str, Any]  # JSON-ready: everything the result depends on
+    key: str  # digest of kind + params
+
+    @property
+    def folder(self) -> str:
+        """The artifact's folder name under the store: kind, readable name, key."""
+        stem = f"{self.kind}-{safe_name(self.name)}" if self.name else self.kind
+        return f"{stem}-{self.key[:16]}"
+
+
+def make_artifact(kind: str, name: str, params: dict[str, Any]) -> Artifact:
+    text = json.dumps({"kind": kind, "name": name, **params}, sort_keys=True, default=str)
+    return Artifact(kind, name, params, hashlib.sha256(text.encode()).hexdigest())
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """An image of `--images`, preprocessed to the model's input size."""
+
+    spec: str  # as given: a path or sample:NAME
+    name: str  # display name
+    image: torch.Tensor  # (C, H, W) in [0, 1] at the model's input size
+    digest: str  # of the preprocessed pixels
+
+
+@dataclass
+class Plan:
+    """A checked report: resolved layers and channels, data, images, and every artifact."""
+
+    config: ReportConfig
+    layers: list[tuple[str, tuple[int, ...]]]  # (layer, channels shown)
+    dataset: ImageSource | None  # None when there is no layer to mine
+    data_digest: str
+    images: list[ImageInput]
+    ablation: Path | None
+    weights_digest: str
+    artifacts: list[Artifact] = field(default_factory=list)
+
+    def of_kind(self, kind: str) -> list[Artifact]:
+        return [a for a in self.artifacts if a.kind == kind]
+
+
+def conv_layers(module: nn.Module) -> list[str]:
+    return [name for name, m in module.named_modules() if isinstance(m, nn.Conv2d)]
+
+
+def default_layers(loaded: LoadedModel) -> list[str]:
+    """The model's report layers, else a conv a third deep plus its mine and render layers."""
+    if loaded.default_layers.get("report"):
+        return list(loaded.default_layers["report"])
+    convs = conv_layers(loaded.module)
+    if not convs:
+        raise VizError(f"{loaded.name} has no Conv2d layer; name layers with --layers")
+    picks = [convs[len(convs) // 3], *loaded.layers_for("mine"), *loaded.layers_for("render")]
+    return list(dict.fromkeys(picks))
+
+
+def _layer_shape(loaded: LoadedModel, layer: str) -> tuple[int, ...]:
+    find_module(loaded.module, parse_layer(layer).name)  # unknown names: closest valid ones
+    with model_guard(loaded.module):
+        shape = layer_output_shape(loaded.module, (loaded.channels, *loaded.input_size), layer)
+    if len(shape) != 3:
+        raise VizError(
+            f"layer {layer!r} gives shape {tuple(shape)}; a report page needs a (C, H, W) map, "
+            "e.g. a Conv2d or a block (see `vizcnn layers`)"
+        )
+    return tuple(shape)
+
+
+def _read_ablation(path: str) -> Path:
+    file = Path(path)
+    if not file.is_file():
+        raise VizError(
+            f"--ablation {path!r} not found; give the results.json written by `vizcnn ablate -o OUT`"
+        )
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise VizError(f"--ablation {path!r} is not JSON ({exc}); give OUT/results.json") from None
+    if not isinstance(data, dict) or not ("rows" in data or "blocks" in data):
+        raise VizError(
+            f"--ablation {path!r} is not a `vizcnn ablate` results.json (no 'rows' or 'blocks')"
+        )
+    return file
+
+
+def _check_image_options(loaded: LoadedModel, config: ReportConfig) -> None:
+    """Attribution methods and the dream's layers, checked before any work."""
+    from vizcnn.attribution.methods import AttributionConfig, check_config
+    from vizcnn.deepdream.config import DreamConfig
+
+    check_config(loaded, AttributionConfig(methods=config.methods))
+    DreamConfig(octaves=config.dream_octaves, steps=config.dream_steps).targets(loaded)
+
+
+def plan_report(loaded: LoadedModel, config: ReportConfig) -> Plan:
+    """Check every input of a report and list its artifacts with their keys.
+
+    Raises VizError (one line) for an unknown or unsuitable layer, an unreadable image, an
+    empty data folder or a file that is not an ablation result, before any long work.
+
+    Example:
+        >>> plan = plan_report(loaded, ReportConfig(layers=("_blocks.6",), steps=64))
+        >>> [a.kind for a in plan.artifacts]
+        ['layers', 'filters', 'render', 'mine', 'stats', 'dream', 'dream', 'attribution', ...]
+    """
+    names = list(config.layers) or default_layers(loaded)
+    layers = []
+    for layer in names:
+        shape = _layer_shape(loaded, layer)
+        layers.append((layer, tuple(range(min(config.units_per_layer, shape[0])))))
+    dataset = None
+    data_digest = ""
+    if layers:
+        dataset = open_dataset(
+            config.data,
+            loaded.channels,
+            loaded.input_size,
+            limit=config.limit,
+            crops_per_image=config.crops,
+            seed=config.seed,
+        )
+        data_digest = f"{dataset.fingerprint()}:{dataset.content_digest()}"
+    images: list[ImageInput] = []
+    for spec in dict.fromkeys(config.images):
+        raw, name = resolve_image_argument(spec, loaded.channels)
+        taken = {image.name for image in images}
+        if name in taken:  # two files with one stem: keep them apart
+            name = next(
+                f"{name} ({n})" for n in range(2, len(taken) + 3) if f"{name} ({n})" not in taken
+            )
+        image = preprocess(raw, loaded.input_size).contiguous()
+        images.append(ImageInput(spec, name, image, tensor_digest(image)))
+    if images:
+        _check_image_options(loaded, config)
+    ablation = _read_ablation(config.ablation) if config.ablation else None
+    digest = weights_digest(loaded.module)
+    plan = Plan(config, layers, dataset, data_digest, images, ablation, digest)
+    base = {"model": loaded.name, "weights_digest": digest, "dtype": str(loaded.dtype)}
+    size = (loaded.channels, *loaded.input_size)
+    plan.artifacts.append(make_artifact("layers", "", {**base, "input_shape": list(size)}))
+    convs = conv_layers(loaded.module)
+    if convs:
+        plan.artifacts.append(make_artifact("filters", "", {**base, "layer": convs[0]}))
+    side = min(config.image_size, *loaded.input_size)
+    data = {
+        "data": config.data,
+        "data_digest": data_digest,
+        "limit": config.limit,
+        "crops": config.crops if config.data == SAMPLES else None,
+        "seed": config.seed if config.data == SAMPLES else None,
+    }
+    for layer, channels in layers:
+        unit = {**base, "layer": layer, "channels": list(channels)}
+        render = {"steps": config.steps, "image_size": side, "seed": config.seed}
+        plan.artifacts.append(make_artifact("render", layer, {**unit, **render}))
+        mine = {"k": config.k, "projections": config.projections, **data}
+        plan.artifacts.append(make_artifact("mine", layer, {**unit, **mine}))
+        plan.artifacts.append(make_artifact("stats", layer, {**unit, **data}))
+    for shown in images:
+        common = {**base, "image": shown.name, "image_digest": shown.digest, "seed": config.seed}
+        dream = {"octaves": config.dream_octaves, "steps": config.dream_steps}
+        plan.artifacts.append(make_artifact("dream", shown.name, {**common, **dream}))
+        plan.artifacts.append(
+            make_artifact("attribution", shown.name, {**common, "methods": list(config.methods)})
+        )
+    if ablation is not None:
+        plan.artifacts.append(
+            make_artifact(
+                "ablation",
+                "",
+                {"file": str(ablation.resolve()), "digest": files_digest([ablation])},
+            )
+        )
+    return plan
