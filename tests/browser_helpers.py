@@ -132,7 +132,8 @@ class PageCheck:
     url: str
     title: str
     images: list[ImageInfo]
-    console_errors: list[str]  # console.error, uncaught exceptions, CSP violations, load failures
+    console_errors: list[str]  # console.error, uncaught exceptions, CSP violations, load failures,
+    # and any alert/confirm/prompt dialog
     failed_requests: list[tuple[str, str]]  # (url, reason), including the blocked ones
     blocked_requests: list[str]  # every request for a URL outside ALLOWED_SCHEMES
     screenshot: Path | None
@@ -173,10 +174,16 @@ class Tab:
         self.page.on("pageerror", lambda error: self.console_errors.append(f"uncaught: {error}"))
         self.page.on("requestfailed", self._on_failed)
         self.page.on("request", self._on_request)
+        self.page.on("dialog", self._on_dialog)
 
     def _on_console(self, message: Any) -> None:
         if message.type == "error":
             self.console_errors.append(message.text)
+
+    def _on_dialog(self, dialog: Any) -> None:
+        # A static report never opens alert/confirm/prompt: one means a script ran that should not.
+        self.console_errors.append(f"dialog {dialog.type}: {dialog.message}")
+        dialog.dismiss()
 
     def _on_failed(self, request: Any) -> None:
         self.failed_requests.append((request.url, request.failure or "failed"))

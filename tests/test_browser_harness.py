@@ -203,6 +203,14 @@ def test_console_errors_exceptions_and_csp_violations_are_caught(
     assert tab.check().console_errors == []  # each check reports what happened since the last one
 
 
+def test_a_script_that_opens_a_dialog_is_an_error(browser: SiteBrowser, tmp_path: Path) -> None:
+    (tmp_path / "evil.js").write_text('alert("injected");')
+    (tmp_path / "index.html").write_text(_page("dialog", '<script src="evil.js"></script>'))
+    tab = browser.new_tab()
+    tab.goto(tmp_path / "index.html")
+    assert tab.check().console_errors == ["dialog alert: injected"]
+
+
 def test_images_without_alt_text_are_listed(browser: SiteBrowser, tmp_path: Path) -> None:
     for name in ("a", "b", "c", "d"):
         Image.new("L", (2, 2)).save(tmp_path / f"{name}.png")
