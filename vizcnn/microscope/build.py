@@ -37,6 +37,7 @@ STAGES = (
     ("attribute", ("attribution",)),
     ("ablation", ("ablation",)),
 )
+_IN_BLOCK = {"model", "weights_digest", "dtype", "seed"}  # keys the block has at its top level
 _SEEDED = {"render", "mine", "stats", "dream", "attribution"}  # kinds whose result uses the seed
 
 
@@ -70,7 +71,7 @@ def _block(
         model_name=loaded.name,
         weights=loaded.weights,
         module=None,  # the plan hashed the weights once
-        options=made.options,
+        options={k: v for k, v in made.options.items() if k not in _IN_BLOCK},
         data=made.data_name,
         seed=plan.config.seed if artifact.kind in _SEEDED else None,
         device=loaded.device,

@@ -32,7 +32,7 @@ KINDS = ("layers", "filters", "render", "mine", "stats", "dream", "attribution",
 
 def safe_name(text: str) -> str:
     """A file-name part that keeps a layer's own name (`_blocks.6` stays `_blocks.6`)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "x"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip(".") or "x"
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,23 @@ def _read_ablation(path: str) -> Path:
     return file
 
 
+def _check_mining(loaded: LoadedModel, layers: list[str], config: ReportConfig) -> None:
+    """Every layer's units must see the input (patches are cut by their receptive field)."""
+    from vizcnn.mining.patches import check_projectable
+    from vizcnn.receptive.measured import receptive_fields
+
+    if not layers:
+        return
+    fields = receptive_fields(loaded.module, (loaded.channels, *loaded.input_size), layers)
+    for layer in layers:
+        if fields.get(layer) is None:
+            raise VizError(
+                f"no receptive field for layer {layer!r}; its units do not see the input"
+            )
+        if config.projections != "none":
+            check_projectable(loaded, layer)
+
+
 def _check_image_options(loaded: LoadedModel, config: ReportConfig) -> None:
     """Attribution methods and the dream's layers, checked before any work."""
     from vizcnn.attribution.methods import AttributionConfig, check_config
@@ -152,6 +169,7 @@ def plan_report(loaded: LoadedModel, config: ReportConfig) -> Plan:
     for layer in names:
         shape = _layer_shape(loaded, layer)
         layers.append((layer, tuple(range(min(config.units_per_layer, shape[0])))))
+    _check_mining(loaded, [layer for layer, _ in layers], config)
     dataset = None
     data_digest = ""
     if layers:

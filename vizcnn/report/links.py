@@ -40,16 +40,24 @@ def broken_links(root: str | Path) -> list[str]:
     """
     folder = Path(root).resolve()
     problems: list[str] = []
-    for page in sorted(folder.glob("*.html")):
-        links, ids = page_links(page.read_text(encoding="utf-8"))
+    parsed = {
+        page.name: page_links(page.read_text(encoding="utf-8"))
+        for page in sorted(folder.glob("*.html"))
+    }
+    for name, (links, ids) in parsed.items():
         for attribute, value in links:
-            why = _why_broken(folder, value, ids)
+            why = _why_broken(folder, value, ids, parsed)
             if why:
-                problems.append(f"{page.name}: {attribute}={value[:80]} ({why})")
+                problems.append(f"{name}: {attribute}={value[:80]} ({why})")
     return problems
 
 
-def _why_broken(folder: Path, value: str, ids: set[str]) -> str | None:
+def _why_broken(
+    folder: Path,
+    value: str,
+    ids: set[str],
+    pages: dict[str, tuple[list[tuple[str, str]], set[str]]],
+) -> str | None:
     if value.startswith("data:"):
         return None
     parts = urlsplit(value)
@@ -60,4 +68,8 @@ def _why_broken(folder: Path, value: str, ids: set[str]) -> str | None:
     target = (folder / unquote(parts.path)).resolve()
     if not target.is_relative_to(folder):
         return "outside the site"
-    return None if target.is_file() else "no such file"
+    if not target.is_file():
+        return "no such file"
+    if parts.fragment and target.parent == folder and target.name in pages:
+        return None if parts.fragment in pages[target.name][1] else "no such anchor"
+    return None

@@ -131,11 +131,24 @@ def _context(
         "src": src,
         "full": full,
         "anchor": _anchor,
+        "unit_id": unit_id,
+        "unit_url": lambda page, channel: _unit_url(url(page), page, channel),
         "pages": names,
         "images_page": IMAGES,
         "ablation_page": ABLATION,
         "index_page": INDEX,
     }
+
+
+def unit_id(page: str, channel: int) -> str:
+    """The element id of a unit's box on its layer's page (unique in the single page too)."""
+    return f"{_anchor(page)}-c{channel}"
+
+
+def _unit_url(page_url: str, page: str, channel: int) -> str:
+    if page_url.startswith("#"):  # self-contained: the unit's box in the one page
+        return "#" + unit_id(page, channel)
+    return f"{page_url}#{unit_id(page, channel)}"
 
 
 def _data_uri(path: Path) -> str:

@@ -1,0 +1,374 @@
+"""vizcnn report: the site's links, HTML, escaping, self-contained page, cache and CLI checks.
+
+One tiny site (report_helpers: a hand-set net whose layer name, labels and data file name hold
+`<script>`) is built once per module; tests that rebuild copy it first.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from report_helpers import EVIL, markup_loaded, tiny_config, write_data
+from vizcnn.cli.main import app
+from vizcnn.core.errors import VizError
+from vizcnn.data.datasets import open_dataset
+from vizcnn.io.imaging import to_uint8
+from vizcnn.io.provenance import provenance
+from vizcnn.microscope import ArtifactStore, build_report, plan_report
+from vizcnn.microscope.store import MANIFEST
+from vizcnn.optvis.rendering import RenderConfig, render
+from vizcnn.report import broken_links
+
+VOID = {"meta", "img", "br", "hr", "link", "input", "source", "wbr", "col", "area", "base"}
+
+
+class Strict(HTMLParser):
+    """Collects src/href/id and fails on a close tag that does not match the open one."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.links: list[str] = []
+        self.ids: set[str] = set()
+        self.errors: list[str] = []
+        self.images: list[dict[str, str | None]] = []
+        self.scripts = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        self.links += [v for k, v in attrs if k in ("src", "href") and v is not None]
+        if values.get("id"):
+            self.ids.add(str(values["id"]))
+        if tag == "img":
+            self.images.append(values)
+        if tag == "script":
+            self.scripts += 1
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.stack[-1:] or 'nothing'}")
+        else:
+            self.stack.pop()
+
+
+def parse(path: Path) -> Strict:
+    parser = Strict()
+    parser.feed(path.read_text(encoding="utf-8"))
+    parser.close()
+    return parser
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_data(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory, data: Path) -> Path:
+    root = tmp_path_factory.mktemp("built") / "site"
+    loaded = markup_loaded()
+    build_report(loaded, plan_report(loaded, tiny_config(data)), ArtifactStore(root))
+    return root
+
+
+def copy_site(site: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "site"
+    shutil.copytree(site, target)
+    return target
+
+
+def artifact_times(root: Path) -> dict[str, int]:
+    return {p.parent.name: p.stat().st_mtime_ns for p in (root / "artifacts").glob("*/meta.json")}
+
+
+def test_every_link_resolves_and_every_page_parses(site: Path) -> None:
+    pages = sorted(site.glob("*.html"))
+    assert [p.name for p in pages] == [
+        "images.html",
+        "index.html",
+        "layer-01-_script_alert_1_script_.html",
+        "layer-02-conv2.html",
+    ]
+    for page in pages:
+        parsed = parse(page)
+        assert not parsed.errors and not parsed.stack, (page.name, parsed.errors, parsed.stack)
+        assert parsed.scripts == 0
+        assert parsed.links
+        for link in parsed.links:
+            parts = urlsplit(link)
+            assert not parts.scheme and not parts.netloc, link
+            target = (site / unquote(parts.path)).resolve()
+            assert target.is_relative_to(site.resolve()) and target.is_file(), (page.name, link)
+        for image in parsed.images:
+            assert image["alt"] and image["loading"] == "lazy"
+            with Image.open(site / unquote(str(image["src"]))) as picture:  # pre-scaled
+                assert (picture.width, picture.height) == (
+                    int(str(image["width"])),
+                    int(str(image["height"])),
+                )
+        text = page.read_text(encoding="utf-8")
+        assert 'http-equiv="Content-Security-Policy"' in text
+        assert "http://" not in text and "https://" not in text
+
+
+def test_markup_in_layer_names_labels_and_file_names_is_escaped(site: Path) -> None:
+    escaped = "&lt;script&gt;alert(1)&lt;/script&gt;"
+    pages = {p.name: p.read_text(encoding="utf-8") for p in site.glob("*.html")}
+    for name, text in pages.items():
+        assert "<script" not in text, name
+    assert escaped in pages["layer-01-_script_alert_1_script_.html"]  # the layer's name
+    assert f"{escaped} cat" in pages["images.html"] or escaped in pages["images.html"]
+    assert f"{escaped}.png" in pages["layer-01-_script_alert_1_script_.html"] or any(
+        f"{escaped}.png" in text for text in pages.values()
+    )  # the data file's name, in the provenance and the best hits
+    assert "dog &amp; co" in pages["images.html"] or "espresso" in pages["images.html"]
+
+
+def test_mean_activation_is_the_brute_force_mean(site: Path, data: Path) -> None:
+    loaded = markup_loaded()
+    meta = next((site / "artifacts").glob("stats-conv2-*/meta.json"))
+    means = json.loads(meta.read_text())["data"]["means"]
+    dataset = open_dataset(data, 3, loaded.input_size)
+    module = loaded.module.double()
+    try:
+        total = torch.zeros(3, dtype=torch.float64)
+        for index in range(len(dataset)):
+            x = loaded.normalize(dataset.image(index)[None].double())
+            first = getattr(module, EVIL)
+            total += module.conv2(torch.relu(first(x)))[0].mean(dim=(1, 2))
+    finally:
+        module.float()
+    expected = total / len(dataset)
+    for channel in (0, 1):
+        assert means[str(channel)] == pytest.approx(float(expected[channel]), rel=1e-5, abs=1e-6)
+
+
+def test_rendered_pictures_equal_the_python_api_render(site: Path) -> None:
+    loaded = markup_loaded()
+    result = render(
+        loaded,
+        ["conv2:0", "conv2:1"],
+        RenderConfig(steps=3, size=16, input_size=(16, 16), batch=2),
+        seed=0,
+    )
+    folder = next((site / "artifacts").glob("render-conv2-*"))
+    for row, channel in enumerate((0, 1)):
+        with Image.open(folder / f"c{channel:04d}.png") as picture:
+            stored = np.asarray(picture)
+        assert np.array_equal(stored, to_uint8(result.images[row]))
+
+
+def test_every_picture_page_shows_its_provenance(site: Path) -> None:
+    layer = (site / "layer-02-conv2.html").read_text(encoding="utf-8")
+    assert layer.count("<details>") == 3  # render, mining, means
+    assert "report:render" in layer and "report:mine" in layer and "report:stats" in layer
+    images = (site / "images.html").read_text(encoding="utf-8")
+    assert "report:dream" in images and "report:attribution" in images
+
+
+def test_self_contained_references_no_file(site: Path, tmp_path: Path) -> None:
+    root = copy_site(site, tmp_path)
+    loaded = markup_loaded()
+    plan = plan_report(loaded, tiny_config(_data_of(site), self_contained=True))
+    result = build_report(loaded, plan, ArtifactStore(root))
+    assert result.pages == ["index.html"] and result.computed == []
+    assert sorted(p.name for p in root.glob("*.html")) == ["index.html"]  # old pages removed
+    parsed = parse(root / "index.html")
+    assert not parsed.errors and not parsed.stack
+    assert parsed.images and all(str(i["src"]).startswith("data:") for i in parsed.images)
+    for link in parsed.links:
+        assert link.startswith("data:image/png;base64,") or (
+            link.startswith("#") and link[1:] in parsed.ids
+        ), link[:60]
+    # the inlined pictures are the artifacts' bytes
+    inlined = {str(i["src"]) for i in parsed.images}
+    folder = next((root / "artifacts").glob("render-conv2-*"))
+    data = base64.b64encode((folder / "c0001.png").read_bytes()).decode()
+    assert f"data:image/png;base64,{data}" in inlined
+
+
+def _data_of(site: Path) -> Path:
+    meta = next((site / "artifacts").glob("mine-conv2-*/meta.json"))
+    return Path(json.loads(meta.read_text())["params"]["data"])
+
+
+def test_deleting_one_artifact_recomputes_only_it(site: Path, tmp_path: Path) -> None:
+    root = copy_site(site, tmp_path)
+    before = artifact_times(root)
+    victim = next(name for name in before if name.startswith("render-conv2-"))
+    shutil.rmtree(root / "artifacts" / victim)
+    loaded = markup_loaded()
+    result = build_report(
+        loaded, plan_report(loaded, tiny_config(_data_of(site))), ArtifactStore(root)
+    )
+    assert result.computed == [victim]
+    after = artifact_times(root)
+    assert set(after) == set(before)
+    assert {k: v for k, v in after.items() if k != victim} == {
+        k: v for k, v in before.items() if k != victim
+    }
+
+
+def test_an_interrupted_artifact_is_redone(site: Path, tmp_path: Path) -> None:
+    root = copy_site(site, tmp_path)
+    victim = next((root / "artifacts").glob("mine-conv2-*"))
+    (victim / "meta.json").unlink()  # the files were written, the run stopped before meta.json
+    loaded = markup_loaded()
+    result = build_report(
+        loaded, plan_report(loaded, tiny_config(_data_of(site))), ArtifactStore(root)
+    )
+    assert result.computed == [victim.name]
+
+
+def test_changing_steps_recomputes_only_the_renders(site: Path, tmp_path: Path) -> None:
+    root = copy_site(site, tmp_path)
+    loaded = markup_loaded()
+    plan = plan_report(loaded, tiny_config(_data_of(site), steps=4))
+    result = build_report(loaded, plan, ArtifactStore(root))
+    assert sorted(name.split("-")[0] for name in result.computed) == ["render", "render"]
+    assert len(result.removed) == 2  # the old renders
+    data_plan = plan_report(loaded, tiny_config(_data_of(site), steps=4, k=1))
+    again = build_report(loaded, data_plan, ArtifactStore(root))
+    assert sorted(name.split("-")[0] for name in again.computed) == ["mine", "mine"]
+
+
+def test_refuses_a_foreign_folder_unless_forced(tmp_path: Path, data: Path) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    with pytest.raises(VizError, match="not empty and was not made by `vizcnn report`"):
+        ArtifactStore(folder)
+    store = ArtifactStore(folder, force=True)
+    loaded = markup_loaded()
+    build_report(
+        loaded, plan_report(loaded, tiny_config(data, layers=("conv2",), images=())), store
+    )
+    assert (folder / "notes.txt").read_text() == "keep me"
+    assert (folder / MANIFEST).is_file()
+    ArtifactStore(folder)  # now it is a report's folder
+
+
+def test_ablation_page_shows_table_chart_and_its_provenance(site: Path, tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    block = provenance(technique="ablate", model_name="lenet5_digits", weights="bundled")
+    rows = [
+        {"name": "original", "scores": {"top1_accuracy": 0.98, "top5_accuracy": 1.0},
+         "params_removed": 0, "adapter": False, "removed": [], "top1_change_vs_original": 0.0},
+        {"name": "no-<conv2>", "scores": {"top1_accuracy": 0.5, "top5_accuracy": 0.9},
+         "params_removed": 2416, "adapter": True, "removed": ["features.3"],
+         "top1_change_vs_original": -0.48},
+    ]  # fmt: skip
+    results.write_text(
+        json.dumps({"retrain": {"retrain": "none"}, "rows": rows, "provenance": block})
+    )
+    root = copy_site(site, tmp_path)
+    loaded = markup_loaded()
+    plan = plan_report(loaded, tiny_config(_data_of(site), ablation=str(results)))
+    result = build_report(loaded, plan, ArtifactStore(root))
+    assert [name.split("-")[0] for name in result.computed] == ["ablation"]
+    page = (root / "ablation.html").read_text(encoding="utf-8")
+    assert "no-&lt;conv2&gt;" in page and "-48.0" in page and "2,416" in page
+    assert block["command"] in page or "ablate" in page
+    assert "ablation.html" in (root / "index.html").read_text(encoding="utf-8")
+
+
+def test_broken_links_names_each_bad_link(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(b"x")
+    (tmp_path / "b.html").write_text('<p id="here">b</p>')
+    links = [
+        ("a.png", None),
+        ("b.html#here", None),
+        ("#top", None),
+        ("data:image/png;base64,AA==", None),
+        ("missing.png", "no such file"),
+        ("b.html#gone", "no such anchor"),
+        ("#nowhere", "no such anchor"),
+        ("https://cdn.example/x.css", "not a relative link"),
+        ("//cdn.example/x.js", "not a relative link"),
+        ("../outside.png", "outside the site"),
+    ]
+    body = "".join(f'<a href="{href}">x</a>' for href, _ in links)
+    (tmp_path / "index.html").write_text(f'<div id="top">{body}</div>')
+    found = broken_links(tmp_path)
+    expected = [f"index.html: href={href} ({why})" for href, why in links if why]
+    assert sorted(found) == sorted(expected)
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["report", *args])
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--layers", "features.9"], "features.9"),
+        (["--images", "nope.png"], "image 'nope.png' not found"),
+        (["--images", "sample:cofee"], "coffee"),
+        (["--ablation", "missing.json"], "--ablation 'missing.json' not found"),
+        (["--steps", "0"], "--steps must be >= 1"),
+        (["--data", "no_such_folder"], "no_such_folder"),
+        (["--methods", "salience"], "salience"),
+    ],
+)
+def test_cli_bad_input_is_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    code, output = _cli("-m", "lenet5_digits", "-q", *args, "-o", str(tmp_path / "out"))
+    assert code == 1, output
+    lines = output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], output
+    assert not (tmp_path / "out").exists()  # nothing written before the checks passed
+
+
+def test_cli_refuses_foreign_folder_and_file_output(tmp_path: Path) -> None:
+    (tmp_path / "other.txt").write_text("x")
+    code, output = _cli("-q", "-o", str(tmp_path))
+    assert code == 1 and "--force" in output and len(output.strip().splitlines()) == 1
+    code, output = _cli("-q", "-o", str(tmp_path / "other.txt"))
+    assert code != 0 and "other.txt" in output
+
+
+@pytest.mark.slow
+def test_default_report_of_lite0_end_to_end(tmp_path: Path) -> None:
+    """The default report's layers and images on the real model, with few units and steps."""
+    out = tmp_path / "site"
+    code, output = _cli(
+        "--units-per-layer", "2", "--steps", "2", "--limit", "32", "--methods", "saliency",
+        "--dream-octaves", "2", "--dream-steps", "2", "-q", "-o", str(out),
+    )  # fmt: skip
+    assert code == 0, output
+    assert "open " + str(out / "index.html") in output
+    pages = sorted(p.name for p in out.glob("*.html"))
+    assert pages == [
+        "images.html",
+        "index.html",
+        "layer-01-_blocks.2.html",
+        "layer-02-_blocks.6.html",
+        "layer-03-_blocks.9.html",
+    ]
+    for page in out.glob("*.html"):
+        parsed = parse(page)
+        assert not parsed.errors and not parsed.stack, page.name
+        for link in parsed.links:
+            assert (out / unquote(urlsplit(link).path)).is_file(), (page.name, link)
+    images = (out / "images.html").read_text(encoding="utf-8")
+    assert "coffee" in images and "chelsea" in images
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert "_blocks.15" in index and "4,652,008" in index  # the whole layer table, parameters
+    code, again = _cli(
+        "--units-per-layer", "2", "--steps", "2", "--limit", "32", "--methods", "saliency",
+        "--dream-octaves", "2", "--dream-steps", "2", "-q", "-o", str(out),
+    )  # fmt: skip
+    assert code == 0 and "0 artifact(s) computed" in again, again
