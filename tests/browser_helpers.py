@@ -36,20 +36,21 @@ CHROMIUM_ENV = "VIZCNN_CHROMIUM"  # path of a Chromium binary to use instead of 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 ALLOWED_SCHEMES = ("file", "data", "blob", "about")  # never touch the network
 VIEWPORT = {"width": 1280, "height": 800}
-IMAGE_TIMEOUT_MS = 10_000  # per lazy image, after it is scrolled into view
+IMAGE_TIMEOUT_MS = 30_000  # per lazy image, after it is scrolled into view (a loaded CI is slow)
 
 # Scroll every <img> into view in turn (so loading="lazy" ones start), wait for each to finish or fail,
 # then describe them all. Runs in the page through the DevTools protocol, which a CSP does not block.
 _LOAD_AND_LIST_IMAGES = """
 async (timeoutMs) => {
   const images = Array.from(document.images);
+  const timedOut = new Set();
   for (const img of images) {
     img.scrollIntoView({block: "center"});
     if (!img.complete) {
       await new Promise((resolve) => {
         img.addEventListener("load", resolve, {once: true});
         img.addEventListener("error", resolve, {once: true});
-        setTimeout(resolve, timeoutMs);
+        setTimeout(() => { timedOut.add(img); resolve(); }, timeoutMs);
       });
     }
     if (img.complete && img.naturalWidth > 0) {
@@ -63,7 +64,20 @@ async (timeoutMs) => {
     naturalWidth: img.naturalWidth,
     naturalHeight: img.naturalHeight,
     loading: img.getAttribute("loading"),
+    timedOut: timedOut.has(img) && !img.complete,
   }));
+}
+"""
+
+
+_FOCUS_DOCUMENT_START = """
+() => {
+  const root = document.documentElement;
+  const had = root.hasAttribute("tabindex");
+  if (!had) root.setAttribute("tabindex", "-1");
+  root.focus({preventScroll: true});
+  if (!had) root.removeAttribute("tabindex");
+  window.scrollTo(0, 0);
 }
 """
 
@@ -115,6 +129,7 @@ class ImageInfo:
     natural_width: int  # 0 when the image failed to load or decode
     natural_height: int
     loading: str | None  # its loading attribute ("lazy", "eager" or None)
+    timed_out: bool = False  # still loading IMAGE_TIMEOUT_MS after it was scrolled into view
 
     @property
     def loaded(self) -> bool:
@@ -148,7 +163,10 @@ class PageCheck:
 
     def problems(self) -> list[str]:
         """One line per defect (empty for a clean page), for assertion messages."""
-        lines = [f"broken image: {image.src}" for image in self.broken_images]
+        lines = [
+            f"{'image still loading' if image.timed_out else 'broken image'}: {image.src}"
+            for image in self.broken_images
+        ]
         lines += [f"image without alt text: {image.src}" for image in self.images_without_alt]
         lines += [f"console error: {text}" for text in self.console_errors]
         lines += [f"blocked request: {url}" for url in self.blocked_requests]
@@ -216,6 +234,7 @@ class Tab:
                 natural_width=int(item["naturalWidth"]),
                 natural_height=int(item["naturalHeight"]),
                 loading=item["loading"],
+                timed_out=bool(item["timedOut"]),
             )
             for item in raw
         ]
@@ -270,9 +289,10 @@ class Tab:
                 )
             )
             max_tabs += 2
-        # Start from the document, as a reader arriving on the page does.
-        self.page.evaluate("document.activeElement && document.activeElement.blur()")
-        self.page.evaluate("window.scrollTo(0, 0)")
+        # Start from the top of the document, as a reader arriving on the page does. A blur() alone
+        # would not do: Chromium keeps the last clicked or focused element as the starting point of
+        # Tab (also across Back), so focus the root element itself for a moment.
+        self.page.evaluate(_FOCUS_DOCUMENT_START)
         for presses in range(1, max_tabs + 1):
             self.page.keyboard.press("Tab")
             focused = self.page.evaluate(

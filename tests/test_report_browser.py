@@ -112,8 +112,13 @@ def test_navigation_index_layer_and_back_by_mouse_and_keyboard(
     tab.click_link(unit_href)
     fragment = unit_href.split("#")[1]
     assert tab.url == (site / second).resolve().as_uri() + "#" + fragment
-    top = tab.page.evaluate(f"document.getElementById({fragment!r}).getBoundingClientRect().top")
-    assert 0 <= top < 800  # in the viewport
+    # The unit is scrolled into the viewport (Chromium may do it just after the load event).
+    tab.page.wait_for_function(
+        "id => { const top = document.getElementById(id).getBoundingClientRect().top;"
+        " return top >= 0 && top < window.innerHeight; }",
+        arg=fragment,
+        timeout=10_000,
+    )
 
 
 def test_self_contained_report_loads_inline_images_only(
