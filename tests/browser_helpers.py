@@ -180,35 +180,49 @@ class PageCheck:
 
 @dataclass
 class Tab:
-    """A page in the blocked-network context, recording its console and requests between checks."""
+    """A page in the blocked-network context, recording its console and requests between checks.
+
+    Each event is tagged with the document it belongs to (a counter bumped by every main-frame
+    navigation request), and a check reports only the current document's: leaving a page cancels
+    its pending lazy-image loads (net::ERR_ABORTED), which is no defect of the page one lands on.
+    """
 
     page: Any  # playwright.sync_api.Page
-    console_errors: list[str] = field(default_factory=list)
-    failed_requests: list[tuple[str, str]] = field(default_factory=list)
-    blocked_requests: list[str] = field(default_factory=list)
+    document: int = 0  # number of the current document: main-frame navigation requests so far
+    console_errors: list[tuple[int, str]] = field(default_factory=list)
+    failed_requests: list[tuple[int, str, str]] = field(default_factory=list)
+    blocked_requests: list[tuple[int, str]] = field(default_factory=list)
+    _issued_in: dict[Any, int] = field(default_factory=dict)  # request -> its document
 
     def __post_init__(self) -> None:
         self.page.on("console", self._on_console)
-        self.page.on("pageerror", lambda error: self.console_errors.append(f"uncaught: {error}"))
+        self.page.on("pageerror", lambda error: self._error(f"uncaught: {error}"))
         self.page.on("requestfailed", self._on_failed)
         self.page.on("request", self._on_request)
         self.page.on("dialog", self._on_dialog)
 
+    def _error(self, text: str) -> None:
+        self.console_errors.append((self.document, text))
+
     def _on_console(self, message: Any) -> None:
         if message.type == "error":
-            self.console_errors.append(message.text)
+            self._error(message.text)
 
     def _on_dialog(self, dialog: Any) -> None:
         # A static report never opens alert/confirm/prompt: one means a script ran that should not.
-        self.console_errors.append(f"dialog {dialog.type}: {dialog.message}")
+        self._error(f"dialog {dialog.type}: {dialog.message}")
         dialog.dismiss()
 
-    def _on_failed(self, request: Any) -> None:
-        self.failed_requests.append((request.url, request.failure or "failed"))
-
     def _on_request(self, request: Any) -> None:
+        if request.is_navigation_request() and request.frame == self.page.main_frame:
+            self.document += 1
+        self._issued_in[request] = self.document
         if urlsplit(request.url).scheme not in ALLOWED_SCHEMES:
-            self.blocked_requests.append(request.url)
+            self.blocked_requests.append((self.document, request.url))
+
+    def _on_failed(self, request: Any) -> None:
+        document = self._issued_in.get(request, self.document)
+        self.failed_requests.append((document, request.url, request.failure or "failed"))
 
     @property
     def url(self) -> str:
@@ -245,14 +259,17 @@ class Tab:
             url=self.url,
             title=str(self.page.title()),
             images=images,
-            console_errors=list(self.console_errors),
-            failed_requests=list(self.failed_requests),
-            blocked_requests=list(self.blocked_requests),
+            console_errors=[text for doc, text in self.console_errors if doc == self.document],
+            failed_requests=[
+                (url, why) for doc, url, why in self.failed_requests if doc == self.document
+            ],
+            blocked_requests=[url for doc, url in self.blocked_requests if doc == self.document],
             screenshot=screenshot,
         )
         self.console_errors.clear()
         self.failed_requests.clear()
         self.blocked_requests.clear()
+        self._issued_in.clear()
         return result
 
     def links(self) -> list[tuple[str, str]]:

@@ -180,6 +180,20 @@ def test_external_image_under_csp_is_still_a_blocked_request(
     assert any("Content Security Policy" in text for text in check.console_errors)
 
 
+def test_a_check_reports_only_the_page_it_is_on(browser: SiteBrowser, tmp_path: Path) -> None:
+    # Leaving a page cancels its pending loads (net::ERR_ABORTED): no defect of the next page.
+    (tmp_path / "bad.html").write_text(
+        _page("bad", '<img src="https://example.invalid/x.png" alt="x"><a href="good.html">go</a>')
+    )
+    (tmp_path / "good.html").write_text(_page("good", '<a href="bad.html">back</a>'))
+    tab = browser.new_tab()
+    tab.goto(tmp_path / "bad.html")
+    tab.click_link("good.html")  # no check on bad.html
+    assert tab.check().problems() == []
+    tab.goto(tmp_path / "bad.html")
+    assert tab.check().blocked_requests == ["https://example.invalid/x.png"]
+
+
 def test_console_errors_exceptions_and_csp_violations_are_caught(
     browser: SiteBrowser, tmp_path: Path
 ) -> None:
