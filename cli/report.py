@@ -167,10 +167,12 @@ def report_command(
     fields; first-layer filters), a strip of units per layer and links to every page. Each layer
     page shows per unit its activation-maximization image, its top-k dataset patches and its
     mean activation on --data. Every picture's provenance is on its page. Each artifact is cached
-    under -o/artifacts/ keyed by its parameters: an interrupted run resumes, and changing one
+    under OUT/artifacts/ keyed by its parameters: an interrupted run resumes, and changing one
     option recomputes only what depends on it.
     """
     started = time.perf_counter()
+    if images and no_images:
+        raise click.UsageError("give --images or --no-images, not both")
     config = ReportConfig(
         layers=_layers(layers),
         units_per_layer=options["units_per_layer"],

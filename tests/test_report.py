@@ -233,6 +233,37 @@ def test_an_interrupted_artifact_is_redone(site: Path, tmp_path: Path) -> None:
     assert result.computed == [victim.name]
 
 
+def test_a_run_stopped_by_ctrl_c_keeps_what_finished(
+    site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vizcnn.microscope import compute
+
+    root = copy_site(site, tmp_path)
+    victims = sorted(p.name for p in (root / "artifacts").glob("mine-*"))
+    for name in victims:
+        shutil.rmtree(root / "artifacts" / name)
+    real = compute.make_mine
+    calls: list[str] = []
+
+    def stop_second(*args: object, **kwargs: object) -> compute.Made:
+        calls.append("mine")
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(compute, "make_mine", stop_second)
+    loaded = markup_loaded()
+    plan = plan_report(loaded, tiny_config(_data_of(site)))
+    with pytest.raises(KeyboardInterrupt):
+        build_report(loaded, plan, ArtifactStore(root))
+    monkeypatch.setattr(compute, "make_mine", real)
+    done = sorted(p.name for p in (root / "artifacts").glob("mine-*/meta.json"))
+    assert len(done) == 1
+    result = build_report(loaded, plan, ArtifactStore(root))
+    assert len(result.computed) == 1 and result.computed[0].startswith("mine-")
+    assert sorted(p.name for p in (root / "artifacts").glob("mine-*")) == victims
+
+
 def test_changing_steps_recomputes_only_the_renders(site: Path, tmp_path: Path) -> None:
     root = copy_site(site, tmp_path)
     loaded = markup_loaded()
@@ -341,6 +372,49 @@ def test_cli_refuses_foreign_folder_and_file_output(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_tiny_cli_site_for_the_browser_test(tmp_path: Path) -> None:
+    """The fixture the browser test builds: a real model, every page kind, in seconds."""
+    from report_helpers import TINY_CLI_ARGS
+
+    out = tmp_path / "site"
+    code, output = _cli(*TINY_CLI_ARGS, "-o", str(out))
+    assert code == 0, output
+    assert sorted(p.name for p in out.glob("*.html")) == [
+        "images.html",
+        "index.html",
+        "layer-01-features.0.html",
+        "layer-02-features.3.html",
+    ]
+    assert broken_links(out) == []
+
+
+@pytest.mark.slow
+def test_report_shows_a_real_ablate_results_file(tmp_path: Path) -> None:
+    from report_helpers import TINY_CLI_ARGS
+
+    ablated = tmp_path / "ablate"
+    result = CliRunner().invoke(
+        app,
+        ["ablate", "digits", "-m", "lenet5_digits", "--units", "features.3:0,5,9",
+         "--retrain", "none", "-q", "-o", str(ablated)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    stored = json.loads((ablated / "results.json").read_text())
+    rows, block = stored["rows"], stored["provenance"]
+    out = tmp_path / "site"
+    code, output = _cli(*TINY_CLI_ARGS, "--ablation", str(ablated / "results.json"), "-o", str(out))
+    assert code == 0, output
+    page = (out / "ablation.html").read_text(encoding="utf-8")
+    for row in rows:  # each variant with its top-1 accuracy in percent
+        assert row["name"] in page
+        assert f"{100 * row['scores']['top1_accuracy']:.1f}" in page
+    # the results' own provenance block, as ablate wrote it
+    assert f"&#34;created&#34;: &#34;{block['created']}&#34;" in page
+    assert f"&#34;weights_digest&#34;: &#34;{block['weights_digest']}&#34;" in page
+    assert broken_links(out) == []
+
+
+@pytest.mark.slow
 def test_default_report_of_lite0_end_to_end(tmp_path: Path) -> None:
     """The default report's layers and images on the real model, with few units and steps."""
     out = tmp_path / "site"
@@ -372,3 +446,18 @@ def test_default_report_of_lite0_end_to_end(tmp_path: Path) -> None:
         "--dream-octaves", "2", "--dream-steps", "2", "-q", "-o", str(out),
     )  # fmt: skip
     assert code == 0 and "0 artifact(s) computed" in again, again
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_tiny_report_on_cuda_matches_the_cpu_layout(site: Path, data: Path, tmp_path: Path) -> None:
+    loaded = markup_loaded()
+    loaded.module.to("cuda")
+    root = tmp_path / "cuda"
+    result = build_report(loaded, plan_report(loaded, tiny_config(data)), ArtifactStore(root))
+    assert sorted(p.name for p in root.glob("*.html")) == sorted(
+        p.name for p in site.glob("*.html")
+    )
+    assert broken_links(root) == []
+    # same weights, same options: the same cache keys as the CPU build
+    assert sorted(result.computed) == sorted(p.name for p in (site / "artifacts").iterdir())

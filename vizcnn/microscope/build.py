@@ -17,6 +17,7 @@ import torch
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.io.provenance import provenance
 from vizcnn.microscope import compute
+from vizcnn.microscope.ablation import make_ablation
 from vizcnn.microscope.assemble import assemble_site
 from vizcnn.microscope.plan import Artifact, Plan
 from vizcnn.microscope.store import ArtifactStore
@@ -189,7 +190,7 @@ def _run_stage(
         elif kind == "attribution":
             item = compute.make_attribution(loaded, artifact, images[artifact.name], report)
         elif kind == "ablation":
-            item = compute.make_ablation(artifact, report)
+            item = make_ablation(artifact, report)
         else:  # pragma: no cover - KINDS and this dispatch change together
             raise ValueError(f"unknown artifact kind {kind!r}")
         seconds = time.perf_counter() - started
