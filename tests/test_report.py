@@ -419,8 +419,8 @@ def test_default_report_of_lite0_end_to_end(tmp_path: Path) -> None:
     """The default report's layers and images on the real model, with few units and steps."""
     out = tmp_path / "site"
     code, output = _cli(
-        "--units-per-layer", "2", "--steps", "2", "--limit", "32", "--methods", "saliency",
-        "--dream-octaves", "2", "--dream-steps", "2", "-q", "-o", str(out),
+        "--units-per-layer", "2", "--steps", "2", "--limit", "16", "--methods", "saliency",
+        "--dream-octaves", "1", "--dream-steps", "2", "-q", "-o", str(out),
     )  # fmt: skip
     assert code == 0, output
     assert "open " + str(out / "index.html") in output
@@ -442,8 +442,8 @@ def test_default_report_of_lite0_end_to_end(tmp_path: Path) -> None:
     index = (out / "index.html").read_text(encoding="utf-8")
     assert "_blocks.15" in index and "4,652,008" in index  # the whole layer table, parameters
     code, again = _cli(
-        "--units-per-layer", "2", "--steps", "2", "--limit", "32", "--methods", "saliency",
-        "--dream-octaves", "2", "--dream-steps", "2", "-q", "-o", str(out),
+        "--units-per-layer", "2", "--steps", "2", "--limit", "16", "--methods", "saliency",
+        "--dream-octaves", "1", "--dream-steps", "2", "-q", "-o", str(out),
     )  # fmt: skip
     assert code == 0 and "0 artifact(s) computed" in again, again
 
