@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+import vizcnn.core.precision as precision
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.microscope import ArtifactStore, ReportConfig, build_report, plan_report
 from vizcnn.models.loading import load_model
@@ -40,7 +41,14 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=ReportConfig.image_size)
     parser.add_argument("--layers", default="", help="comma-separated (default: the model's)")
     parser.add_argument("--keep", default=None, help="build into this folder and keep it")
+    parser.add_argument(
+        "--float32",
+        action="store_true",
+        help="no bf16 even where the CPU has it (what a CPU without native bf16 runs)",
+    )
     args = parser.parse_args()
+    if args.float32:  # amp="auto" asks this; a benchmark may pretend the CPU lacks bf16
+        precision.cpu_bf16_supported = lambda: False
     threads = torch.get_num_threads()
     config = ReportConfig(
         layers=tuple(x for x in args.layers.split(",") if x),

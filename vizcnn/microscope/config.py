@@ -17,7 +17,7 @@ class ReportConfig:
 
     layers: tuple[str, ...] = ()  # layers with a page; () = the model's report layers
     units_per_layer: int = 16  # channels 0..N-1 of each layer (clipped to the layer)
-    steps: int = 128  # activation-maximization optimizer steps per unit
+    steps: int = 256  # activation-maximization optimizer steps per unit
     image_size: int = 128  # rendered picture side; the network sees it at this size (not 224)
     data: str = "samples"  # data set mined: a folder, a .txt list of paths, or `samples`
     limit: int | None = None  # use only the first N images of the data
