@@ -461,3 +461,22 @@ def test_tiny_report_on_cuda_matches_the_cpu_layout(site: Path, data: Path, tmp_
     assert broken_links(root) == []
     # same weights, same options: the same cache keys as the CPU build
     assert sorted(result.computed) == sorted(p.name for p in (site / "artifacts").iterdir())
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_renders_and_dreams_record_and_run_the_precision_of_this_machine(
+    data: Path, monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    """bf16 where the CPU has it (render's `auto`), pinned in the key and passed on explicitly."""
+    monkeypatch.setattr("vizcnn.core.precision.cpu_bf16_supported", lambda: native)
+    loaded = markup_loaded()
+    plan = plan_report(loaded, tiny_config(data))
+    wanted = "bfloat16" if native else "float32"
+    pinned = [a for a in plan.artifacts if a.kind in ("render", "dream")]
+    assert pinned and all(a.params["precision"] == wanted for a in pinned)
+    monkeypatch.setattr("vizcnn.core.precision.cpu_bf16_supported", lambda: not native)
+    other = plan_report(loaded, tiny_config(data))
+    changed = {
+        a.kind for a, b in zip(plan.artifacts, other.artifacts, strict=True) if a.key != b.key
+    }
+    assert changed == {"render", "dream"}  # mining, stats and attribution do not depend on it

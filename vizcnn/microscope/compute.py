@@ -88,6 +88,7 @@ def make_render(
         size=side,
         input_size=(side, side),
         batch=max(1, len(params["channels"])),
+        amp=params["precision"] == "bfloat16",
     )
     units = [f"{artifact.name}:{c}" for c in params["channels"]]
     result = render(loaded, units, config, seed=int(params["seed"]), progress=progress)
@@ -183,7 +184,9 @@ def make_dream(
 ) -> Made:
     """DeepDream of one image with the model's default dream layers."""
     config = DreamConfig(
-        octaves=int(artifact.params["octaves"]), steps=int(artifact.params["steps"])
+        octaves=int(artifact.params["octaves"]),
+        steps=int(artifact.params["steps"]),
+        amp=artifact.params["precision"] == "bfloat16",
     )
     generator = make_generator(int(artifact.params["seed"]), loaded.device)
     dreamed = dream(

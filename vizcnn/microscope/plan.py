@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from vizcnn.core.errors import VizError
+from vizcnn.core.precision import AUTO, choose_precision
 from vizcnn.data.datasets import SAMPLES, ImageSource, open_dataset, preprocess
 from vizcnn.data.samples import resolve_image_argument
 from vizcnn.hooks import find_module, layer_output_shape, model_guard, parse_layer
@@ -198,6 +199,9 @@ def plan_report(loaded: LoadedModel, config: ReportConfig) -> Plan:
     digest = weights_digest(loaded.module)
     plan = Plan(config, layers, dataset, data_digest, images, ablation, digest)
     base = {"model": loaded.name, "weights_digest": digest, "dtype": str(loaded.dtype)}
+    # what the network runs in for renders and dreams (bf16 where native): part of their key
+    # and provenance, and passed on explicitly, so what is recorded is what ran
+    precision = choose_precision(loaded.device, AUTO).name
     size = (loaded.channels, *loaded.input_size)
     plan.artifacts.append(make_artifact("layers", "", {**base, "input_shape": list(size)}))
     convs = conv_layers(loaded.module)
@@ -213,14 +217,23 @@ def plan_report(loaded: LoadedModel, config: ReportConfig) -> Plan:
     }
     for layer, channels in layers:
         unit = {**base, "layer": layer, "channels": list(channels)}
-        render = {"steps": config.steps, "image_size": side, "seed": config.seed}
+        render = {
+            "steps": config.steps,
+            "image_size": side,
+            "seed": config.seed,
+            "precision": precision,
+        }
         plan.artifacts.append(make_artifact("render", layer, {**unit, **render}))
         mine = {"k": config.k, "projections": config.projections, **data}
         plan.artifacts.append(make_artifact("mine", layer, {**unit, **mine}))
         plan.artifacts.append(make_artifact("stats", layer, {**unit, **data}))
     for shown in images:
         common = {**base, "image": shown.name, "image_digest": shown.digest, "seed": config.seed}
-        dream = {"octaves": config.dream_octaves, "steps": config.dream_steps}
+        dream = {
+            "octaves": config.dream_octaves,
+            "steps": config.dream_steps,
+            "precision": precision,
+        }
         plan.artifacts.append(make_artifact("dream", shown.name, {**common, **dream}))
         plan.artifacts.append(
             make_artifact("attribution", shown.name, {**common, "methods": list(config.methods)})
