@@ -62,7 +62,7 @@ def _layers(text: str | None) -> tuple[str, ...]:
 @click.option(
     "--units-per-layer",
     type=int,
-    default=16,
+    default=ReportConfig.units_per_layer,
     show_default=True,
     help="Channels 0..N-1 of each layer get a render, patches and a mean.",
 )
@@ -89,11 +89,13 @@ def _layers(text: str | None) -> tuple[str, ...]:
     show_default=True,
     help="samples: crops per bundled photo (16 photos).",
 )
-@click.option("-k", "k", type=int, default=9, show_default=True, help="Top patches per unit.")
+@click.option(
+    "-k", "k", type=int, default=ReportConfig.k, show_default=True, help="Top patches per unit."
+)
 @click.option(
     "--projections",
     type=click.Choice(PROJECTIONS),
-    default="none",
+    default=ReportConfig.projections,
     show_default=True,
     help="Show each patch next to its deconvnet or guided-backprop projection.",
 )
@@ -111,9 +113,19 @@ def _layers(text: str | None) -> tuple[str, ...]:
     show_default=True,
     help="Attribution methods, comma-separated (see `vizcnn attribute --help`).",
 )
-@click.option("--dream-octaves", type=int, default=4, show_default=True, help="DeepDream octaves.")
 @click.option(
-    "--dream-steps", type=int, default=10, show_default=True, help="DeepDream steps per octave."
+    "--dream-octaves",
+    type=int,
+    default=ReportConfig.dream_octaves,
+    show_default=True,
+    help="DeepDream octaves.",
+)
+@click.option(
+    "--dream-steps",
+    type=int,
+    default=ReportConfig.dream_steps,
+    show_default=True,
+    help="DeepDream steps per octave.",
 )
 @click.option(
     "--ablation",
@@ -122,7 +134,11 @@ def _layers(text: str | None) -> tuple[str, ...]:
     help="Show the table and chart of a `vizcnn ablate` run.",
 )
 @click.option(
-    "--batch", type=int, default=32, show_default=True, help="Images per forward pass (mining)."
+    "--batch",
+    type=int,
+    default=ReportConfig.batch,
+    show_default=True,
+    help="Images per forward pass (mining).",
 )
 @click.option(
     "--self-contained",

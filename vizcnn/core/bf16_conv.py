@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from vizcnn.core.torch_calls import call_argument
+
 _Pair = tuple[int, int]
 
 
@@ -90,10 +92,6 @@ class _StridedDepthwise(torch.autograd.Function):
         return grad_input.to(ctx.dtype), None, None, None, None, None, None
 
 
-def _arg(args: Sequence[Any], kwargs: Mapping[str, Any], i: int, name: str, default: Any) -> Any:
-    return args[i] if len(args) > i else kwargs.get(name, default)
-
-
 class _StridedDepthwiseMode(TorchFunctionMode):
     """Routes strided depthwise `conv2d` calls through `_StridedDepthwise` while active."""
 
@@ -114,10 +112,13 @@ class _StridedDepthwiseMode(TorchFunctionMode):
 
 def _strided_depthwise(args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[Any, ...] | None:
     """The arguments of `_StridedDepthwise` if this conv2d call is one to reroute, else None."""
-    x, weight = _arg(args, kwargs, 0, "input", None), _arg(args, kwargs, 1, "weight", None)
-    bias = _arg(args, kwargs, 2, "bias", None)
-    padding = _arg(args, kwargs, 4, "padding", 0)
-    groups = int(_arg(args, kwargs, 6, "groups", 1))
+    x, weight = (
+        call_argument(args, kwargs, 0, "input", None),
+        call_argument(args, kwargs, 1, "weight", None),
+    )
+    bias = call_argument(args, kwargs, 2, "bias", None)
+    padding = call_argument(args, kwargs, 4, "padding", 0)
+    groups = int(call_argument(args, kwargs, 6, "groups", 1))
     if not (
         isinstance(x, torch.Tensor)
         and isinstance(weight, torch.Tensor)
@@ -134,10 +135,10 @@ def _strided_depthwise(args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[
         and torch.get_autocast_dtype("cpu") == torch.bfloat16
     ):
         return None
-    stride = _pair(_arg(args, kwargs, 3, "stride", 1))
+    stride = _pair(call_argument(args, kwargs, 3, "stride", 1))
     if max(stride) == 1:  # stride-1 depthwise gradients are fast in bfloat16
         return None
-    dilation = _pair(_arg(args, kwargs, 5, "dilation", 1))
+    dilation = _pair(call_argument(args, kwargs, 5, "dilation", 1))
     return (x, weight, bias, stride, _pair(padding), dilation, groups)
 
 

@@ -26,6 +26,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from vizcnn.core.errors import VizError
+from vizcnn.core.torch_calls import call_argument
 
 Rule = Literal["guided", "deconv"]
 RULES: tuple[str, ...] = ("guided", "deconv")
@@ -65,24 +66,20 @@ def _bound(value: Any) -> float:
 _Parsed = tuple[torch.Tensor, float, "float | None", bool]
 
 
-def _arg(args: Sequence[Any], kwargs: Mapping[str, Any], i: int, name: str, default: Any) -> Any:
-    return args[i] if len(args) > i else kwargs.get(name, default)
-
-
 def _parse_relu(args: Sequence[Any], kwargs: Mapping[str, Any]) -> _Parsed:
-    return args[0], 0.0, None, bool(_arg(args, kwargs, 1, "inplace", False))
+    return args[0], 0.0, None, bool(call_argument(args, kwargs, 1, "inplace", False))
 
 
 def _parse_relu6(args: Sequence[Any], kwargs: Mapping[str, Any]) -> _Parsed:
-    return args[0], 0.0, 6.0, bool(_arg(args, kwargs, 1, "inplace", False))
+    return args[0], 0.0, 6.0, bool(call_argument(args, kwargs, 1, "inplace", False))
 
 
 def _parse_hardtanh(args: Sequence[Any], kwargs: Mapping[str, Any]) -> _Parsed | None:
-    lo = _bound(_arg(args, kwargs, 1, "min_val", -1.0))
+    lo = _bound(call_argument(args, kwargs, 1, "min_val", -1.0))
     if lo != 0.0:  # a true hardtanh (negative slope region is not a rectifier): leave it alone
         return None
-    hi = _bound(_arg(args, kwargs, 2, "max_val", 1.0))
-    return args[0], 0.0, hi, bool(_arg(args, kwargs, 3, "inplace", False))
+    hi = _bound(call_argument(args, kwargs, 2, "max_val", 1.0))
+    return args[0], 0.0, hi, bool(call_argument(args, kwargs, 3, "inplace", False))
 
 
 def _inplace(parse: Callable[..., _Parsed]) -> Callable[..., _Parsed]:
