@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from typing import Any
 
@@ -15,7 +16,50 @@ from .common import device_from, friendly_errors, model_options_with, open_model
 from .options import deprecated_alias, resolve_alias
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    """A command group that imports a subcommand's module only when that command is asked for.
+
+    Every technique module pulls in its own dependencies (captum for `attribute`, matplotlib for
+    the figures); importing all of them cost every command about a second of start-up, which is
+    most of a short render's time. `vizcnn --help` still imports them all, for their short help.
+    """
+
+    def __init__(self, *args: Any, lazy: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy  # command name -> "module:attribute", relative to this package
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            module_name, attribute = self.lazy[cmd_name].split(":")
+            module = importlib.import_module(module_name, package=__package__)
+            command: click.Command = getattr(module, attribute)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+LAZY_COMMANDS = {
+    "mine": ".mine:mine_command",
+    "dream": ".dream:dream_command",
+    "render": ".render:render_command",
+    "ablate": ".ablate:ablate_command",
+    "attribute": ".attribute:attribute_command",
+    "filters": ".features:filters_command",
+    "featuremaps": ".features:featuremaps_command",
+    "kernels": ".features:kernels_command",
+    "equivariance": ".equivariance:equivariance_command",
+    "neighbors": ".neighbors:neighbors_command",
+    "report": ".report:report_command",
+}
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=LAZY_COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(package_name="vizcnn")
 def app() -> None:
     """vizcnn: see what a convolutional network has learned.
@@ -138,45 +182,6 @@ def train_digits_command(output: str, replace_bundled: bool, epochs: int, seed: 
     model, accuracy = lenet.train_lenet5(epochs=epochs, seed=seed)
     atomic_write(target, lambda file: torch.save(model.state_dict(), file))
     click.echo(f"test accuracy {accuracy:.4f}; wrote {target}")
-
-
-from .mine import mine_command  # noqa: E402
-
-app.add_command(mine_command)
-
-from .dream import dream_command  # noqa: E402
-
-app.add_command(dream_command)
-
-from .render import render_command  # noqa: E402
-
-app.add_command(render_command)
-
-from .ablate import ablate_command  # noqa: E402
-
-app.add_command(ablate_command)
-
-
-from .attribute import attribute_command  # noqa: E402
-
-app.add_command(attribute_command)
-
-
-from .features import featuremaps_command, filters_command, kernels_command  # noqa: E402
-
-app.add_command(filters_command)
-app.add_command(featuremaps_command)
-app.add_command(kernels_command)
-
-from .equivariance import equivariance_command  # noqa: E402
-
-app.add_command(equivariance_command)
-
-from .neighbors import neighbors_command  # noqa: E402
-from .report import report_command  # noqa: E402
-
-app.add_command(neighbors_command)
-app.add_command(report_command)
 
 
 def main() -> None:

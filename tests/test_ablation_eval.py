@@ -183,24 +183,6 @@ def test_train_config_validation() -> None:
         TrainConfig(lr=0.0)
 
 
-@pytest.mark.slow  # the first torch.optim optimizer imports torch._dynamo (5-25 s)
-def test_adam_matches_torch_optim() -> None:
-    from vizcnn.ablation.training import Adam
-
-    torch.manual_seed(0)
-    a, b = nn.Linear(4, 3), nn.Linear(4, 3)
-    b.load_state_dict(a.state_dict())
-    ours, theirs = Adam(list(a.parameters()), lr=0.01), torch.optim.Adam(b.parameters(), lr=0.01)
-    for step in range(5):
-        x = torch.randn(6, 4, generator=torch.Generator().manual_seed(step))
-        for net, opt in ((a, ours), (b, theirs)):
-            opt.zero_grad()
-            net(x).pow(2).sum().backward()
-            opt.step()
-    for p, q in zip(a.parameters(), b.parameters(), strict=True):
-        torch.testing.assert_close(p, q)
-
-
 def test_image_folder_labels_follow_sorted_class_folders(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from vizcnn.ablation.data import ImageFolderData, UnlabelledData, open_labelled
     from vizcnn.io.imaging import save_png

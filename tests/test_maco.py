@@ -14,6 +14,7 @@ import torch
 from _render_models import tiny_loaded
 from torch.testing import assert_close
 
+from vizcnn.core.adam import Adam
 from vizcnn.core.errors import VizError
 from vizcnn.optvis import objectives as O
 from vizcnn.optvis import rendering
@@ -143,7 +144,7 @@ def test_noise_has_the_requested_spread_and_is_seeded() -> None:
         draw([Crop(0.8, 0.2)], 1, (8, 8), gen(0))
 
 
-class _RecordingAdam(torch.optim.Adam):
+class _RecordingAdam(Adam):
     made: list[_RecordingAdam] = []
 
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
@@ -151,13 +152,13 @@ class _RecordingAdam(torch.optim.Adam):
         self.lrs: list[float] = []
         _RecordingAdam.made.append(self)
 
-    def step(self, closure=None):  # type: ignore[no-untyped-def]
-        self.lrs.append(self.param_groups[0]["lr"])
-        return super().step(closure)
+    def step(self) -> None:
+        self.lrs.append(self.lr)
+        super().step()
 
 
 def test_parameters_and_optimizer_state_stay_float32_and_cosine_decays(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(rendering.torch.optim, "Adam", _RecordingAdam)
+    monkeypatch.setattr(rendering, "Adam", _RecordingAdam)
     _RecordingAdam.made.clear()
     loaded = tiny_loaded()
     loaded.module.double()  # a float64 model: the image side must still be float32
@@ -165,10 +166,10 @@ def test_parameters_and_optimizer_state_stay_float32_and_cosine_decays(monkeypat
     result = render(loaded, [O.class_logit(0), "features.2:1"], config)
     assert result.images.dtype == torch.float32
     (optimizer,) = _RecordingAdam.made
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    assert params and all(p.dtype == torch.float32 for p in params)
-    state = [t for s in optimizer.state.values() for t in s.values() if t.is_floating_point()]
+    assert optimizer.params and all(p.dtype == torch.float32 for p in optimizer.params)
+    state = [*optimizer.first, *optimizer.second]
     assert {t.dtype for t in state} == {torch.float32}
+    assert all(t.abs().sum() > 0 for t in state)  # the moments were updated
     want = [0.05 * (1 + math.cos(math.pi * k / 6)) / 2 for k in range(6)]
     assert optimizer.lrs == pytest.approx(want)
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vizcnn.core.adam import Adam
 from vizcnn.core.errors import VizError
 from vizcnn.core.precision import (
     AUTO,
@@ -20,7 +21,7 @@ from vizcnn.core.precision import (
 )
 from vizcnn.deepdream import DreamConfig, dream
 from vizcnn.models.loading import LoadedModel
-from vizcnn.optvis import RenderConfig, render
+from vizcnn.optvis import RenderConfig, render, rendering
 
 
 def test_off_unless_asked() -> None:
@@ -120,23 +121,22 @@ def test_render_auto_is_bf16_exactly_where_supported(monkeypatch: pytest.MonkeyP
     loaded, recorder = _recording_model()
     config = RenderConfig(steps=6, size=12, batch=2)
     units = ["4:0", "4:3"]
-    optimizers: list[torch.optim.Optimizer] = []
+    optimizers: list[Adam] = []
 
-    class SpyAdam(torch.optim.Adam):
+    class SpyAdam(Adam):
         def __init__(self, *args: object, **kwargs: object) -> None:
             super().__init__(*args, **kwargs)  # type: ignore[arg-type]
             optimizers.append(self)
 
-    monkeypatch.setattr(torch.optim, "Adam", SpyAdam)
+    monkeypatch.setattr(rendering, "Adam", SpyAdam)
     _force(monkeypatch, cpu=True)
     auto_on = render(loaded, units, config, seed=4)
     assert (torch.bfloat16, True) in recorder.seen  # the network ran in bf16, channels-last
     assert all(dtype == torch.float32 for dtype, _ in recorder.seen[-1:])  # final value: float32
-    for group in optimizers[-1].param_groups:
-        for param in group["params"]:
-            assert param.dtype == torch.float32
-            state = optimizers[-1].state[param]
-            assert state["exp_avg"].dtype == state["exp_avg_sq"].dtype == torch.float32
+    adam = optimizers[-1]
+    assert adam.params and adam.steps_taken == config.steps
+    for param, first, second in zip(adam.params, adam.first, adam.second, strict=True):
+        assert param.dtype == first.dtype == second.dtype == torch.float32
     forced = render(loaded, units, replace(config, amp=True), seed=4)
     assert torch.equal(auto_on.images, forced.images)
     assert auto_on.values.dtype == torch.float32

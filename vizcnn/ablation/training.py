@@ -20,43 +20,12 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from vizcnn.ablation.surgery import Ablated, init_params
+from vizcnn.core.adam import Adam
 from vizcnn.core.distributed import current_shard
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
 
 RETRAIN = ("none", "head", "all")
-
-
-class Adam:
-    """Adam (Kingma & Ba) without weight decay, written out: `torch.optim`'s first optimizer
-    imports torch._dynamo, 5-25 s on a busy 2-core machine, more than a digits experiment."""
-
-    def __init__(
-        self, params: list[torch.nn.Parameter], lr: float, betas: tuple[float, float] = (0.9, 0.999)
-    ) -> None:
-        self.params = params
-        self.lr = lr
-        self.betas = betas
-        self.eps = 1e-8
-        self.steps = 0
-        self.m = [torch.zeros_like(p) for p in params]
-        self.v = [torch.zeros_like(p) for p in params]
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        self.steps += 1
-        b1, b2 = self.betas
-        c1, c2 = 1 - b1**self.steps, 1 - b2**self.steps
-        for p, m, v in zip(self.params, self.m, self.v, strict=True):
-            if p.grad is None:
-                continue
-            m.mul_(b1).add_(p.grad, alpha=1 - b1)
-            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-            p.addcdiv_(m, (v / c2).sqrt_().add_(self.eps), value=-self.lr / c1)
 
 
 @dataclass(frozen=True)

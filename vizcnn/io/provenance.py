@@ -9,7 +9,10 @@ exact command and the time taken. Readers (the report, a resumed run) compare bl
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
+import importlib.util
 import platform
+import re
 import shlex
 import sys
 import time
@@ -72,6 +75,26 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def _torchvision_version() -> str | None:
+    """torchvision's version as its module reports it (`0.29.1+cu130`), without importing it.
+
+    `import torchvision` costs about 1.5 s (it loads torch._dynamo); a render that never touches
+    torchvision should not pay that for one line of provenance. The module's own `version.py`
+    holds the same string as `torchvision.__version__` (a test checks it).
+    """
+    if "torchvision" in sys.modules:
+        return str(sys.modules["torchvision"].__version__)
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    version_file = Path(next(iter(spec.submodule_search_locations))) / "version.py"
+    try:
+        found = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", version_file.read_text(), re.M)
+    except OSError:
+        found = None
+    return found.group(1) if found else importlib.metadata.version("torchvision")
+
+
 def provenance(
     *,
     technique: str,
@@ -102,8 +125,6 @@ def provenance(
         >>> block = provenance(technique="dream", model_name="efficientnet_lite0",
         ...                    weights="ImageNet", options={"steps": 10}, seed=0)
     """
-    import torchvision
-
     from vizcnn import __version__
 
     argv = list(sys.argv if command is None else command)
@@ -124,7 +145,7 @@ def provenance(
         "versions": {
             "vizcnn": __version__,
             "torch": torch.__version__,
-            "torchvision": torchvision.__version__,
+            "torchvision": _torchvision_version(),
             "python": platform.python_version(),
         },
         "command": shlex.join(argv),

@@ -7,9 +7,11 @@ device and dtype, each overridable.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -122,11 +124,19 @@ def freeze(module: nn.Module) -> nn.Module:
     return module
 
 
-def imagenet_labels() -> list[str]:
-    """The 1000 ImageNet class names (shipped inside torchvision, no download)."""
-    from torchvision.models import ResNet50_Weights
+@functools.cache
+def _imagenet_classes() -> tuple[str, ...]:
+    text = (Path(__file__).with_name("imagenet_classes.txt")).read_text(encoding="utf-8")
+    return tuple(text.splitlines())
 
-    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+def imagenet_labels() -> list[str]:
+    """The 1000 ImageNet class names, torchvision's list (a test checks they are equal).
+
+    Read from a copy in this package rather than from torchvision: importing torchvision costs
+    about 1.5 s of start-up (it pulls in torch._dynamo), more than the rest of a short render.
+    """
+    return list(_imagenet_classes())
 
 
 # what every technique's `model` argument takes

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from vizcnn.core.adam import Adam, cosine_lr
 from vizcnn.core.devices import deterministic_algorithms, make_generator
 from vizcnn.core.errors import VizError
 from vizcnn.core.precision import AmpSetting, check_amp, choose_precision
@@ -301,14 +302,7 @@ def _render_chunk(
         generator=generator,
         device=device,
     )
-    # the fused kernel is several times faster than the per-op loop on one large tensor
-    fused = device.type in {"cpu", "cuda"}
-    optimizer = torch.optim.Adam(param.parameters(), lr=config.lr, fused=fused)
-    schedule = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.steps)
-        if config.lr_schedule == "cosine"
-        else None
-    )
+    optimizer = Adam(param.parameters(), lr=config.lr)
     crops = config.crops
     losses = torch.zeros(config.steps, device=device)
     checked = 0  # losses before this step are known to be finite
@@ -325,7 +319,9 @@ def _render_chunk(
     )
     with model_guard(loaded.module), hooks as acts:
         for step in range(config.steps):
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
+            if config.lr_schedule == "cosine":
+                optimizer.lr = cosine_lr(config.lr, step, config.steps)
             images = param()
             # crop-major: copy k of every image sits in rows k*B..(k+1)*B, each its own draw
             inputs = apply_transforms(
@@ -343,8 +339,6 @@ def _render_chunk(
             loss = -values.float().sum()
             loss.backward()
             optimizer.step()
-            if schedule is not None:
-                schedule.step()
             losses[step] = loss.detach()
             if not cuda or (step + 1) % config.check_every == 0 or step + 1 == config.steps:
                 _check_finite(losses, checked, step + 1, label)

@@ -1,0 +1,69 @@
+"""What a command imports: a short render must not pay for libraries it does not use.
+
+`import torchvision` (it loads torch._dynamo), `torch.optim` (its first optimizer imports
+torch._dynamo), captum and matplotlib cost about 3 CPU s together, which was half of a 32-step
+render's whole process. The check runs the real CLI in a fresh interpreter and lists the heavy
+modules it ended up holding.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from vizcnn.io.provenance import _torchvision_version
+from vizcnn.models.base import imagenet_labels
+
+HEAVY = ("torchvision", "torch._dynamo", "captum", "matplotlib", "sklearn", "skimage")
+
+PROBE = """
+import json, sys
+from vizcnn.cli.main import app
+try:
+    app(sys.argv[1:], standalone_mode=False)
+finally:
+    print(json.dumps([m for m in {heavy} if m in sys.modules]), file=sys.stderr)
+"""
+
+
+def _heavy_modules_after(args: list[str]) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE.format(heavy=HEAVY), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    return list(json.loads(done.stderr.strip().splitlines()[-1]))
+
+
+def test_render_imports_none_of_the_heavy_libraries(tmp_path: Path) -> None:
+    out = tmp_path / "render"
+    args = ["render", "-l", "_blocks.1", "-c", "0", "--steps", "2", "--size", "32"]
+    assert _heavy_modules_after([*args, "-q", "-o", str(out)]) == []
+    assert (out / "manifest.json").is_file()  # it did render
+
+
+def test_help_of_the_group_imports_every_command(tmp_path: Path) -> None:
+    # listing the commands with their short help needs each command's module
+    done = subprocess.run(
+        [sys.executable, "-m", "vizcnn.cli.main", "--help"], capture_output=True, text=True
+    )
+    for name in ("attribute", "render", "dream", "mine", "report", "ablate", "kernels"):
+        assert f"  {name} " in done.stdout
+
+
+def test_bundled_imagenet_labels_equal_torchvisions() -> None:
+    from torchvision.models import ResNet50_Weights
+
+    assert imagenet_labels() == list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def test_torchvision_version_read_without_import_equals_the_modules(monkeypatch) -> None:
+    import torchvision
+
+    imported = torchvision.__version__
+    monkeypatch.delitem(sys.modules, "torchvision")  # so the file is read, not the module
+    assert _torchvision_version() == imported
