@@ -21,8 +21,13 @@ from vizcnn.io.provenance import provenance
 from vizcnn.io.resume import first_difference, stored_provenance
 from vizcnn.models.loading import LoadedModel
 from vizcnn.optvis.objectives import Objective, channel, class_logit, layer_l2, neuron
-from vizcnn.optvis.param import PARAMS
-from vizcnn.optvis.rendering import LR_SCHEDULES, RenderConfig, layer_channels, render_iter
+from vizcnn.optvis.rendering import (
+    LR_SCHEDULES,
+    PARAM_CHOICES,
+    RenderConfig,
+    layer_channels,
+    render_iter,
+)
 from vizcnn.optvis.transforms import standard_transforms
 
 from .common import device_from, friendly_errors, model_options_with, open_model, run_options
@@ -140,14 +145,15 @@ def _files(unit: Unit, copies: int) -> list[str]:
 
 def _options(job: RenderJob, loaded: LoadedModel, device: torch.device) -> dict[str, Any]:
     """Every setting that shapes the pictures, for the provenance block."""
-    config = asdict(job.config)
-    chain = job.config.transform_chain()
+    resolved = job.config.for_units([unit.objective for unit in job.units])  # auto -> maco/fft
+    config = asdict(resolved)
+    chain = resolved.transform_chain()
     config["transforms"] = (
         "lucid (pad 12, jitter 8, scale 0.9-1.1, rotate 10, jitter 4)"
         if chain == standard_transforms()
         else ", ".join(map(repr, chain))
     )
-    config["size"] = list(job.config.image_size(loaded))
+    config["size"] = list(resolved.image_size(loaded))
     config["input_size"] = list(job.config.input_size or loaded.input_size)
     # the precision the network actually ran in, not the request: an `auto` run that used bf16
     # resumes an `--amp` run's folder, and a float32 run does not mix into a bf16 one
@@ -303,12 +309,13 @@ def run_render(
 @deprecated_alias("--size", "--image-size", "image_size", type=int)
 @click.option(
     "--param",
-    type=click.Choice(PARAMS),
+    type=click.Choice(PARAM_CHOICES),
     default=RenderConfig.param,
     show_default=True,
     help="Parameterization: maco (Fourier phase only, amplitude fixed to a natural-image "
-    "spectrum; random crops), fft (lucid's recipe: Fourier, 1/f scaled; pad/jitter/scale/rotate) "
-    "or pixel.",
+    "spectrum; random crops), fft (lucid's recipe: Fourier, 1/f scaled; pad/jitter/scale/rotate), "
+    "pixel, or auto: maco for --class renders (a second network recognizes them more often), "
+    "fft for channels, neurons and layers (higher activation).",
 )
 @click.option(
     "--crops",

@@ -248,11 +248,35 @@ def test_param_choices_render_and_match_the_library(tmp_path: Path, param: str) 
     assert_close(load_image(tmp_path / "features.3_c0002.png", 1), expected, atol=1 / 255, rtol=0)
 
 
+@pytest.mark.parametrize(
+    ("args", "param", "name"),
+    [
+        (["--class", "3", "--class", "5"], "maco", "class_0003_3.png"),
+        (["-l", "features.3", "-c", "1"], "fft", "features.3_c0001.png"),
+    ],
+)
+def test_auto_param_is_recorded_resolved_and_renders_as_that_param(
+    tmp_path: Path, args: list[str], param: str, name: str
+) -> None:
+    code, out = run(*args, "-o", str(tmp_path / "auto"))  # --param auto is the default
+    assert code == 0, out
+    options = json.loads(read_png_metadata(tmp_path / "auto" / name)["provenance"])["options"]
+    assert options["param"] == param
+    code, out = run(*args, "--param", param, "-o", str(tmp_path / "explicit"))
+    assert code == 0, out
+    assert torch.equal(
+        load_image(tmp_path / "auto" / name, 1), load_image(tmp_path / "explicit" / name, 1)
+    )
+    # a folder rendered with the explicit param resumes under auto: the same settings
+    code, out = run(*args, "-o", str(tmp_path / "explicit"))
+    assert code == 0 and "rendered 0 unit(s)" in out, out
+
+
 def test_param_is_validated_with_a_one_line_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, [*BASE, "--param", "lucid", "-o", str(tmp_path)])
     assert result.exit_code == 2
     (line,) = [x for x in result.output.splitlines() if x.startswith("Error")]
-    assert "'lucid' is not one of 'maco', 'fft', 'pixel'" in line
+    assert "'lucid' is not one of 'auto', 'maco', 'fft', 'pixel'" in line
     code, out = run("-c", "0", "--crops", "0", "-o", str(tmp_path))
     assert code == 1 and "crops must be at least 1" in out and out.strip().count("\n") == 0
 

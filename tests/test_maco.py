@@ -206,5 +206,22 @@ def test_config_rejects_bad_crops_schedule_and_param() -> None:
         RenderConfig(crops=0)
     with pytest.raises(VizError, match="valid: constant, cosine"):
         RenderConfig(lr_schedule="step")
-    with pytest.raises(VizError, match="valid: maco, fft, pixel"):
+    with pytest.raises(VizError, match="valid: auto, maco, fft, pixel"):
         RenderConfig(param="lucid")
+
+
+def test_auto_param_is_maco_for_class_renders_and_fft_otherwise() -> None:
+    loaded = tiny_loaded()
+    classes = [O.class_logit(0), O.class_logit(2)]
+    channel = O.channel("features.2", 1)
+    assert rendering.resolve_param("auto", classes) == "maco"
+    assert rendering.resolve_param("auto", [channel]) == "fft"
+    assert rendering.resolve_param("auto", [classes[0], channel]) == "fft"  # mixed: fft for all
+    assert rendering.resolve_param("pixel", classes) == "pixel"  # an explicit choice stays
+    config = RenderConfig(steps=4, batch=4)  # param="auto" is the default
+    for units, param in ((classes, "maco"), ([channel, "features.0:2"], "fft")):
+        auto = render(loaded, units, config, seed=1)
+        explicit = render(loaded, units, RenderConfig(steps=4, batch=4, param=param), seed=1)
+        assert torch.equal(auto.images, explicit.images)
+    with pytest.raises(ValueError, match="resolve"):
+        config.transform_chain()  # auto has no chain of its own until resolved

@@ -85,6 +85,7 @@ def make_render(
     side = int(params["image_size"])
     config = RenderConfig(
         steps=int(params["steps"]),
+        param="fft",  # channel renders: what `auto` picks for them, and what `transforms` says
         size=side,
         input_size=(side, side),
         batch=max(1, len(params["channels"])),

@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -55,6 +55,7 @@ from vizcnn.optvis.transforms import (
 
 DEFAULT_SIZE = 128  # lucid's image size; smaller models render at their own input size
 LR_SCHEDULES = ("constant", "cosine")
+PARAM_CHOICES = ("auto", *PARAMS)  # what `RenderConfig.param` accepts
 CHUNK_SEED_STRIDE = 1_000_003  # chunk n of a render draws from seed + n * stride
 
 
@@ -66,7 +67,7 @@ class RenderConfig:
     size: int | tuple[int, int] | None = (
         None  # rendered image (H, W); None: 128, or the input size if smaller
     )
-    param: str = "fft"  # fft (lucid: 1/f Fourier), maco (phase-only Fourier, crops) or pixel
+    param: str = "auto"  # auto (maco for class renders, else fft), fft (lucid), maco or pixel
     decorrelate: bool = True  # build RGB images in decorrelated colour space
     lr: float = 0.05  # Adam learning rate
     batch: int = 16  # images optimized together
@@ -88,8 +89,10 @@ class RenderConfig:
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise VizError(f"steps must be at least 1, got {self.steps}")
-        if self.param not in PARAMS:
-            raise VizError(f"unknown parameterization {self.param!r}; valid: {', '.join(PARAMS)}")
+        if self.param not in PARAM_CHOICES:
+            raise VizError(
+                f"unknown parameterization {self.param!r}; valid: {', '.join(PARAM_CHOICES)}"
+            )
         for name in ("lr", "diversity_weight", "init_sd"):
             value = getattr(self, name)
             if not math.isfinite(value):
@@ -115,6 +118,10 @@ class RenderConfig:
         if size is not None and min(size) < 8:
             raise VizError(f"image size {size} too small; use at least 8 pixels")
 
+    def for_units(self, objectives: Sequence[Objective]) -> RenderConfig:
+        """This config with `param="auto"` resolved for `objectives` (see `resolve_param`)."""
+        return replace(self, param=resolve_param(self.param, objectives))
+
     def image_size(self, loaded: LoadedModel) -> tuple[int, int]:
         """The (H, W) of the rendered images for `loaded`."""
         if self.size is None:
@@ -128,6 +135,8 @@ class RenderConfig:
 
     def transform_chain(self) -> tuple[Transform, ...]:
         """The transforms of each step: `transforms`, or the parameterization's own chain."""
+        if self.param == "auto":
+            raise ValueError("resolve param='auto' first (RenderConfig.for_units)")
         if self.transforms is not None:
             return self.transforms
         return crop_transforms() if self.param == "maco" else standard_transforms()
@@ -136,6 +145,20 @@ class RenderConfig:
         """Unit positions of each chunk (`batch // diversity` units per chunk) for `count` units."""
         per_chunk = max(1, self.batch // self.diversity)
         return [list(range(s, min(count, s + per_chunk))) for s in range(0, count, per_chunk)]
+
+
+def resolve_param(param: str, objectives: Sequence[Objective]) -> str:
+    """The parameterization `param` stands for: `auto` is maco for class renders, fft otherwise.
+
+    maco when every objective reads the model's output logits only (class logits), fft (lucid's
+    recipe) as soon as one reads an inner layer. Measured in benchmarks/RESULTS.md: lite0's
+    class renders made with maco are recognized by a second network (lite1) more often than fft's,
+    while on channel objectives maco reaches less than half of fft's activation.
+    """
+    if param != "auto":
+        return param
+    class_only = bool(objectives) and all(set(o.layers) == {LOGITS} for o in objectives)
+    return "maco" if class_only else "fft"
 
 
 @dataclass
@@ -237,6 +260,7 @@ def render_iter(
     """
     loaded = as_loaded(model)
     objectives = expand_units(loaded, units)
+    config = config.for_units(objectives)
     skipped = set(skip)
     plan = [
         (number, chunk)
