@@ -145,7 +145,8 @@ def _files(unit: Unit, copies: int) -> list[str]:
 
 def _options(job: RenderJob, loaded: LoadedModel, device: torch.device) -> dict[str, Any]:
     """Every setting that shapes the pictures, for the provenance block."""
-    resolved = job.config.for_units([unit.objective for unit in job.units])  # auto -> maco/fft
+    # auto -> maco or fft, and the recipe's lr and schedule where the user left them
+    resolved = job.config.resolved([unit.objective for unit in job.units])
     config = asdict(resolved)
     chain = resolved.transform_chain()
     config["transforms"] = (
@@ -320,16 +321,17 @@ def run_render(
 @click.option(
     "--crops",
     type=int,
-    default=None,
-    help="Transformed copies of each image per step, objective averaged "
-    "(default: the --param recipe's).",
+    default=RenderConfig.crops,
+    show_default=True,
+    help="Transformed copies of each image per step, objective averaged (each costs a "
+    "forward and backward pass).",
 )
 @click.option(
     "--lr-schedule",
     type=click.Choice(LR_SCHEDULES),
     default=None,
     help="Learning rate over the steps: constant, or cosine decay to 0 "
-    "(default: the --param recipe's).",
+    "(default: the --param recipe's: constant for fft and pixel, cosine for maco).",
 )
 @click.option(
     "--decorrelate/--no-decorrelate",
@@ -338,7 +340,11 @@ def run_render(
     help="Optimize colours in ImageNet's decorrelated colour space (3-channel models).",
 )
 @click.option(
-    "--lr", type=FINITE_FLOAT, default=0.05, show_default=True, help="Adam learning rate."
+    "--lr",
+    type=FINITE_FLOAT,
+    default=None,
+    help="Adam learning rate (default: the --param recipe's: 0.05 for fft and pixel, 0.2 for "
+    "maco).",
 )
 @click.option(
     "--batch",
@@ -412,12 +418,9 @@ def render_command(output: str, overwrite: bool, **options: Any) -> None:
         size=options["image_size"],
         param=options["param"],
         decorrelate=options["decorrelate"],
-        lr=options["lr"],
-        **{
-            key: options[key]
-            for key in ("crops", "lr_schedule")
-            if options[key] is not None  # None: the --param recipe's default
-        },
+        lr=options["lr"],  # None: the --param recipe's
+        lr_schedule=options["lr_schedule"],
+        crops=options["crops"],
         batch=options["batch"],
         diversity=options["diversity"],
         diversity_weight=options["diversity_weight"],

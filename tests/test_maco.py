@@ -170,7 +170,7 @@ def test_parameters_and_optimizer_state_stay_float32_and_cosine_decays(monkeypat
     state = [*optimizer.first, *optimizer.second]
     assert {t.dtype for t in state} == {torch.float32}
     assert all(t.abs().sum() > 0 for t in state)  # the moments were updated
-    want = [0.05 * (1 + math.cos(math.pi * k / 6)) / 2 for k in range(6)]
+    want = [0.2 * (1 + math.cos(math.pi * k / 6)) / 2 for k in range(6)]  # maco's own lr
     assert optimizer.lrs == pytest.approx(want)
 
 
@@ -225,3 +225,20 @@ def test_auto_param_is_maco_for_class_renders_and_fft_otherwise() -> None:
         assert torch.equal(auto.images, explicit.images)
     with pytest.raises(ValueError, match="resolve"):
         config.transform_chain()  # auto has no chain of its own until resolved
+
+
+def test_recipe_fills_lr_and_schedule_left_unset_and_keeps_those_set() -> None:
+    classes = [O.class_logit(0)]
+    auto = RenderConfig().resolved(classes)
+    assert (auto.param, auto.lr, auto.lr_schedule) == ("maco", 0.2, "cosine")
+    fft = RenderConfig().resolved([O.channel("features.2", 0)])
+    assert (fft.param, fft.lr, fft.lr_schedule) == ("fft", 0.05, "constant")
+    mine = RenderConfig(param="maco", lr=0.07, lr_schedule="constant").resolved(classes)
+    assert (mine.lr, mine.lr_schedule) == (0.07, "constant")
+    assert RenderConfig().resolved().param == "fft"  # nothing known about the units: fft
+    # an unresolved config is refused where it would run
+    loaded = tiny_loaded()
+    with pytest.raises(ValueError, match="resolved"):
+        rendering._render_chunk(
+            loaded, [], [0], RenderConfig(param="fft"), torch.Generator(), lambda *a: None, 1
+        )

@@ -100,7 +100,11 @@ def make_render(
         files[f"c{channel:04d}.png"] = result.images[row]
         files[f"c{channel:04d}_thumb.png"] = thumbs[row]
         values[str(channel)] = float(result.values[row])
-    options = {**asdict(config), "transforms": "lucid (pad, jitter, scale, rotate)", **params}
+    options = {
+        **asdict(config.resolved()),
+        "transforms": "lucid (pad, jitter, scale, rotate)",
+        **params,
+    }
     return Made(files, {"values": values, "size": side, "thumb": THUMB}, options)
 
 

@@ -56,6 +56,14 @@ from vizcnn.optvis.transforms import (
 DEFAULT_SIZE = 128  # lucid's image size; smaller models render at their own input size
 LR_SCHEDULES = ("constant", "cosine")
 PARAM_CHOICES = ("auto", *PARAMS)  # what `RenderConfig.param` accepts
+# each recipe's Adam learning rate and schedule, used where RenderConfig leaves them None. maco
+# optimizes phases (radians): at fft's 0.05 its class renders transferred worst of the rates
+# tried; 0.2 decayed along a cosine transferred best (benchmarks/RESULTS.md).
+RECIPE_LR: dict[str, tuple[float, str]] = {
+    "fft": (0.05, "constant"),
+    "pixel": (0.05, "constant"),
+    "maco": (0.2, "cosine"),
+}
 CHUNK_SEED_STRIDE = 1_000_003  # chunk n of a render draws from seed + n * stride
 
 
@@ -69,7 +77,7 @@ class RenderConfig:
     )
     param: str = "auto"  # auto (maco for class renders, else fft), fft (lucid), maco or pixel
     decorrelate: bool = True  # build RGB images in decorrelated colour space
-    lr: float = 0.05  # Adam learning rate
+    lr: float | None = None  # Adam learning rate; None: the recipe's (RECIPE_LR)
     batch: int = 16  # images optimized together
     diversity: int = 1  # images per unit; above 1 they are pushed apart (Gram similarity)
     diversity_weight: float = 1e2  # weight of the diversity penalty (lucid's 1e2)
@@ -78,7 +86,7 @@ class RenderConfig:
         None  # None: the parameterization's chain (maco: crops; fft, pixel: lucid's)
     )
     crops: int = 1  # transformed copies of each image per step; the objective is their mean
-    lr_schedule: str = "constant"  # constant, or cosine (decays to 0 over the steps)
+    lr_schedule: str | None = None  # constant, cosine (decays to 0); None: the recipe's
     input_size: tuple[int, int] | None = None  # what the model sees; None: its input size
     init_sd: float = 0.01  # spread of the random initial parameters
     amp: AmpSetting = "auto"  # bf16 network: True, False, or "auto" (where native; core.precision)
@@ -95,9 +103,9 @@ class RenderConfig:
             )
         for name in ("lr", "diversity_weight", "init_sd"):
             value = getattr(self, name)
-            if not math.isfinite(value):
+            if value is not None and not math.isfinite(value):
                 raise VizError(f"{name} must be a finite number, got {value}")
-        if not self.lr > 0:
+        if self.lr is not None and not self.lr > 0:
             raise VizError(f"learning rate must be positive, got {self.lr}")
         if self.init_sd < 0:
             raise VizError(f"init_sd must be >= 0, got {self.init_sd}")
@@ -107,7 +115,7 @@ class RenderConfig:
             raise VizError(f"diversity must be at least 1 image per unit, got {self.diversity}")
         if self.crops < 1:
             raise VizError(f"crops must be at least 1 per image and step, got {self.crops}")
-        if self.lr_schedule not in LR_SCHEDULES:
+        if self.lr_schedule is not None and self.lr_schedule not in LR_SCHEDULES:
             raise VizError(
                 f"unknown lr schedule {self.lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}"
             )
@@ -118,9 +126,21 @@ class RenderConfig:
         if size is not None and min(size) < 8:
             raise VizError(f"image size {size} too small; use at least 8 pixels")
 
-    def for_units(self, objectives: Sequence[Objective]) -> RenderConfig:
-        """This config with `param="auto"` resolved for `objectives` (see `resolve_param`)."""
-        return replace(self, param=resolve_param(self.param, objectives))
+    def resolved(self, objectives: Sequence[Objective] = ()) -> RenderConfig:
+        """This config as it will run for `objectives`: `param="auto"` resolved (`resolve_param`),
+        and `lr` / `lr_schedule` left None filled in from that recipe (`RECIPE_LR`)."""
+        param = resolve_param(self.param, objectives)
+        lr, schedule = RECIPE_LR[param]
+        return replace(
+            self,
+            param=param,
+            lr=lr if self.lr is None else self.lr,
+            lr_schedule=schedule if self.lr_schedule is None else self.lr_schedule,
+        )
+
+    @property
+    def is_resolved(self) -> bool:
+        return self.param != "auto" and self.lr is not None and self.lr_schedule is not None
 
     def image_size(self, loaded: LoadedModel) -> tuple[int, int]:
         """The (H, W) of the rendered images for `loaded`."""
@@ -136,7 +156,7 @@ class RenderConfig:
     def transform_chain(self) -> tuple[Transform, ...]:
         """The transforms of each step: `transforms`, or the parameterization's own chain."""
         if self.param == "auto":
-            raise ValueError("resolve param='auto' first (RenderConfig.for_units)")
+            raise ValueError("resolve param='auto' first (RenderConfig.resolved)")
         if self.transforms is not None:
             return self.transforms
         return crop_transforms() if self.param == "maco" else standard_transforms()
@@ -260,7 +280,7 @@ def render_iter(
     """
     loaded = as_loaded(model)
     objectives = expand_units(loaded, units)
-    config = config.for_units(objectives)
+    config = config.resolved(objectives)
     skipped = set(skip)
     plan = [
         (number, chunk)
@@ -301,6 +321,9 @@ def _render_chunk(
     observe: Callable[[int, torch.Tensor], None] | None = None,
 ) -> RenderResult:
     """Optimize one chunk's images together; `report(steps done x units, message)`."""
+    if config.lr is None or not config.is_resolved:
+        raise ValueError("render a resolved config (RenderConfig.resolved)")
+    lr = config.lr
     device = loaded.device
     cuda = device.type == "cuda"
     size = config.image_size(loaded)
@@ -326,7 +349,7 @@ def _render_chunk(
         generator=generator,
         device=device,
     )
-    optimizer = Adam(param.parameters(), lr=config.lr)
+    optimizer = Adam(param.parameters(), lr=lr)
     crops = config.crops
     losses = torch.zeros(config.steps, device=device)
     checked = 0  # losses before this step are known to be finite
@@ -345,7 +368,7 @@ def _render_chunk(
         for step in range(config.steps):
             optimizer.zero_grad()
             if config.lr_schedule == "cosine":
-                optimizer.lr = cosine_lr(config.lr, step, config.steps)
+                optimizer.lr = cosine_lr(lr, step, config.steps)
             images = param()
             # crop-major: copy k of every image sits in rows k*B..(k+1)*B, each its own draw
             inputs = apply_transforms(
