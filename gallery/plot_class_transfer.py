@@ -2,9 +2,11 @@
 Class renders that a second network recognizes: before and after
 =================================================================
 
-Render five ImageNet classes with the default model (efficientnet_lite0) twice: with lucid's
-recipe (``--param fft``, the default) and with ``--param maco``, 256 steps each,
-then ask a second network, efficientnet_lite1 (240 px, at its own preprocessing), what it sees.
+Render five ImageNet classes with the default model (efficientnet_lite0) twice, 256 steps each:
+as `vizcnn render --class` did before issue 9 (lucid's recipe ``--param fft``, float32) and as it
+does now by default (``--param auto``: maco for class renders, lr 0.2 cosine-decayed; bfloat16
+where the CPU has it), then ask a second network, efficientnet_lite1 (240 px, at its own
+preprocessing), what it sees.
 Under each picture: lite1's top-1 label and its probability, and p of the rendered class.
 
 Run: ``python gallery/plot_class_transfer.py [OUT_DIR]`` (default ``gallery/out/``); several
@@ -36,10 +38,12 @@ judge = vizcnn.load_model("efficientnet_lite1")
 classes = ["espresso", "goldfinch", "flamingo", "monarch", "pizza"]
 targets = [loaded.class_index(name) for name in classes]
 recipes = {
-    "--param fft (lucid's recipe, the default)": vizcnn.RenderConfig(
-        steps=256, param="fft", batch=5
+    "before: --param fft --no-amp (lucid's recipe, float32)": vizcnn.RenderConfig(
+        steps=256, param="fft", amp=False, batch=5
     ),
-    "--param maco": vizcnn.RenderConfig(steps=256, param="maco", batch=5),
+    "now, the default: --param auto = maco for classes (bf16 where native)": vizcnn.RenderConfig(
+        steps=256, batch=5
+    ),
 }
 
 rows = []

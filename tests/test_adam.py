@@ -1,4 +1,8 @@
-"""vizcnn's Adam against torch.optim.Adam (the oracle): the same trajectory, step by step."""
+"""vizcnn's Adam against torch.optim.Adam (the oracle): the same trajectory, step by step.
+
+Building a torch.optim optimizer imports torch._dynamo (1-2 s quiet, more under load); these
+tests pay it once, and most of the suite has imported it already through torchvision.
+"""
 
 from __future__ import annotations
 
@@ -45,6 +49,11 @@ def test_cosine_lr_matches_torch_scheduler() -> None:
         assert cosine_lr(0.1, step, 10) == pytest.approx(optimizer.param_groups[0]["lr"], abs=1e-12)
         optimizer.step()
         scheduler.step()
+
+
+def test_adam_refuses_an_empty_parameter_list() -> None:
+    with pytest.raises(ValueError, match="no tensors"):
+        Adam([torch.ones(2)], lr=0.1)  # requires_grad False: nothing to optimize
 
 
 def test_adam_skips_tensors_without_gradient() -> None:

@@ -223,7 +223,7 @@ def test_auto_param_is_maco_for_class_renders_and_fft_otherwise() -> None:
         auto = render(loaded, units, config, seed=1)
         explicit = render(loaded, units, RenderConfig(steps=4, batch=4, param=param), seed=1)
         assert torch.equal(auto.images, explicit.images)
-    with pytest.raises(ValueError, match="resolve"):
+    with pytest.raises(VizError, match="resolved"):
         config.transform_chain()  # auto has no chain of its own until resolved
 
 

@@ -41,6 +41,8 @@ class Adam:
         eps: float = 1e-8,
     ) -> None:
         self.params = [p for p in params if p.requires_grad]
+        if not self.params:
+            raise ValueError("Adam got no tensors that require grad")
         self.lr = lr
         self.betas = betas
         self.eps = eps

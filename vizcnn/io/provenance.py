@@ -92,7 +92,12 @@ def _torchvision_version() -> str | None:
         found = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", version_file.read_text(), re.M)
     except OSError:
         found = None
-    return found.group(1) if found else importlib.metadata.version("torchvision")
+    if found:
+        return found.group(1)
+    try:
+        return importlib.metadata.version("torchvision")
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def provenance(

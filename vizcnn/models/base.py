@@ -10,8 +10,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from itertools import chain
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -126,7 +126,7 @@ def freeze(module: nn.Module) -> nn.Module:
 
 @functools.cache
 def _imagenet_classes() -> tuple[str, ...]:
-    text = (Path(__file__).with_name("imagenet_classes.txt")).read_text(encoding="utf-8")
+    text = resources.files("vizcnn.models").joinpath("imagenet_classes.txt").read_text("utf-8")
     return tuple(text.splitlines())
 
 

@@ -2,12 +2,13 @@
 
 Many units render as one batch (image i optimizes unit i), in chunks of `RenderConfig.batch`
 images; the forward pass stops at the deepest layer the objectives read, and the model's
-parameters stay frozen. Two recipes, both 128 px upsampled to the model's input with Adam at
-lr 0.05: `fft` (the default, lucid's: 1/f-scaled Fourier with decorrelated colour,
-pad/jitter/scale/rotate) and `maco` (phase-only Fourier with a fixed natural-image amplitude,
-random crops of 40-100 %, rotation, noise; after Fel et al. 2023: class renders that a second
-network recognizes more often, but lower channel objectives). `crops` averages the objective
-over several transformed copies per step; `lr_schedule="cosine"` decays the learning rate.
+parameters stay frozen. Two recipes, both 128 px upsampled to the model's input and optimized
+with Adam: `fft` (lucid's: 1/f-scaled Fourier with decorrelated colour, pad/jitter/scale/rotate,
+lr 0.05 constant) and `maco` (phase-only Fourier with a fixed natural-image amplitude, random
+crops of 40-100 %, rotation, noise, lr 0.2 cosine-decayed; after Fel et al. 2023: class renders
+that a second network recognizes more often, but lower channel objectives). The default,
+`param="auto"`, is maco for class-only requests and fft otherwise (`resolve_param`). `crops`
+averages the objective over several transformed copies per step.
 
 Reproducible by construction: chunks are fixed by unit position and chunk n draws from its own
 generator seeded `seed + n * CHUNK_SEED_STRIDE`, so `render(..., seed=s)`, the CLI with
@@ -140,6 +141,7 @@ class RenderConfig:
 
     @property
     def is_resolved(self) -> bool:
+        """Whether nothing is left to the recipe (what `_render_chunk` needs)."""
         return self.param != "auto" and self.lr is not None and self.lr_schedule is not None
 
     def image_size(self, loaded: LoadedModel) -> tuple[int, int]:
@@ -156,7 +158,10 @@ class RenderConfig:
     def transform_chain(self) -> tuple[Transform, ...]:
         """The transforms of each step: `transforms`, or the parameterization's own chain."""
         if self.param == "auto":
-            raise ValueError("resolve param='auto' first (RenderConfig.resolved)")
+            raise VizError(
+                "param='auto' has no transforms until it is resolved for the units: "
+                "use RenderConfig.resolved(objectives).transform_chain()"
+            )
         if self.transforms is not None:
             return self.transforms
         return crop_transforms() if self.param == "maco" else standard_transforms()
