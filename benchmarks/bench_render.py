@@ -163,7 +163,8 @@ def main() -> None:
     render(
         loaded,
         units,
-        RenderConfig(steps=args.steps, batch=len(units)),
+        # float32 and fft, like the comparison loops (auto would pick bf16 on a bf16 CPU)
+        RenderConfig(steps=args.steps, batch=len(units), param="fft", amp=False),
         seed=0,
         progress=progress,
     )
