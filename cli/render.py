@@ -77,12 +77,30 @@ def build_units(loaded: LoadedModel, options: dict[str, Any]) -> tuple[str, str 
     """The objective kind, target layer and units that the options ask for."""
     classes: tuple[str, ...] = options["classes"]
     kind = options["objective"] or ("class" if classes else "channel")
+    if classes and kind != "class":
+        raise click.UsageError(f"--class renders class logits; drop it or --objective {kind}")
     if kind == "class":
         if not classes:
             raise VizError("--objective class needs --class NAME or index (e.g. --class espresso)")
+        given = [
+            flag
+            for flag, key in (
+                ("-l", "layer"),
+                ("-c", "channel"),
+                ("--channels", "channels"),
+                ("--all", "all_channels"),
+                ("--position", "position"),
+            )
+            if options[key]
+        ]
+        if given:
+            raise click.UsageError(
+                f"--class renders class logits; {', '.join(given)} select layer units "
+                "(render those in a separate command)"
+            )
         units = []
-        for label in classes:
-            index = loaded.class_index(label)
+        # a class named twice (`--class espresso --class 967`) is one unit, as a channel is
+        for index in dict.fromkeys(loaded.class_index(label) for label in classes):
             name = loaded.labels[index] if loaded.labels else str(index)
             units.append(
                 Unit(class_logit(index), f"class_{index:04d}_{_safe(name)}", f"{index} {name}")

@@ -302,3 +302,36 @@ def test_provenance_records_the_precision_actually_used(
     assert code == 0 and "(1 already done)" in text, text  # auto and --amp: the same pictures
     code, text = run("-l", "features.3", "-c", "1", "-o", str(tmp_path / "x--no-amp"))
     assert (code == 0) != native, text  # bf16 now, float32 then: refused unless --overwrite
+
+
+def test_a_class_named_twice_is_one_unit_and_a_rerun_skips(tmp_path: Path) -> None:
+    code, out = run("--class", "3", "--class", "3", "-o", str(tmp_path))
+    assert code == 0 and "rendered 1 unit(s)" in out, out
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert [entry["file"] for entry in manifest["units"]] == ["class_0003_3.png"]
+    code, out = run("--class", "3", "--class", "3", "-o", str(tmp_path))
+    assert code == 0 and "rendered 0 unit(s)" in out and "1 already done" in out, out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--class", "3", "-c", "2"], "-c select layer units"),
+        (["--class", "3", "-l", "features.3:1"], "-l select layer units"),
+        (["--class", "3", "--position", "1,1"], "--position select layer units"),
+        (["--class", "3", "--objective", "channel"], "drop it or --objective channel"),
+    ],
+)
+def test_class_with_layer_options_is_a_usage_error(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = CliRunner().invoke(app, [*BASE, *args, "-o", str(tmp_path / "x")])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_changing_the_recipe_names_param_among_the_differences(tmp_path: Path) -> None:
+    assert run("--class", "3", "-o", str(tmp_path))[0] == 0  # auto: maco, lr 0.2, cosine
+    code, out = run("--class", "3", "--param", "fft", "-o", str(tmp_path))
+    assert code == 1 and "param maco in the file, fft now" in out, out
+    assert "lr 0.2 in the file, 0.05 now" in out and out.strip().count("\n") == 0

@@ -218,6 +218,8 @@ def test_auto_param_is_maco_for_class_renders_and_fft_otherwise() -> None:
     assert rendering.resolve_param("auto", [channel]) == "fft"
     assert rendering.resolve_param("auto", [classes[0], channel]) == "fft"  # mixed: fft for all
     assert rendering.resolve_param("pixel", classes) == "pixel"  # an explicit choice stays
+    assert rendering.resolve_param("auto", ["features.2:1"]) == "fft"  # unit strings name layers
+    assert RenderConfig().resolved(["features.2:1", "features.2:0"]).param == "fft"
     config = RenderConfig(steps=4, batch=4)  # param="auto" is the default
     for units, param in ((classes, "maco"), ([channel, "features.0:2"], "fft")):
         auto = render(loaded, units, config, seed=1)

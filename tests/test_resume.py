@@ -26,6 +26,10 @@ def test_stored_block_round_trips_and_the_first_difference_is_named(tmp_path: Pa
     assert first_difference(stored, _block(steps=6, lr=0.05)) is None
     assert first_difference(stored, _block(steps=8, lr=0.05)) == "steps 6 in the file, 8 now"
     assert first_difference(stored, {**block, "seed": 3}) == "seed 0 in the file, 3 now"
+    several = first_difference(_block(a=1, b=1, c=1, d=1, e=1), _block(a=2, b=2, c=2, d=2, e=2))
+    assert several == (
+        "a 1 in the file, 2 now; b 1 in the file, 2 now; c 1 in the file, 2 now and 2 more"
+    )
     # a file without a block (older vizcnn, or someone else's PNG) differs
     plain = tmp_path / "b.png"
     save_png(torch.zeros(3, 4, 4), plain)

@@ -73,3 +73,13 @@ def test_torchvision_version_read_without_import_equals_the_modules(monkeypatch)
     imported = torchvision.__version__
     monkeypatch.delitem(sys.modules, "torchvision")  # so the file is read, not the module
     assert _torchvision_version() == imported
+
+
+def test_an_unknown_command_suggests_the_close_ones() -> None:
+    from click.testing import CliRunner
+
+    from vizcnn.cli.main import app
+
+    result = CliRunner().invoke(app, ["rendr"])
+    assert result.exit_code == 2
+    assert "No such command 'rendr'. Did you mean: render?" in result.output

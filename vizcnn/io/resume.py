@@ -40,7 +40,11 @@ def _value(block: Mapping[str, Any], key: str) -> Any:
 
 
 def first_difference(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> str | None:
-    """The first setting in which two blocks differ, as `steps 6 in the file, 8 now`; or None.
+    """The settings in which two blocks differ, as `steps 6 in the file, 8 now`; or None.
+
+    Up to three differences are named, `; `-separated (one changed option can change others:
+    `--param` also changes the recipe's lr, and the option the user touched must be among those
+    named), then `and N more`.
 
     Example:
         >>> first_difference({"seed": 0}, {"seed": 1})
@@ -49,8 +53,11 @@ def first_difference(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> st
     keys = differing_options(stored, wanted)
     if not keys:
         return None
-    key = keys[0]
-    name = key.removeprefix("options.")
-    if key == "weights_digest":  # what the user changes is --weights, or --seed for random ones
-        name = "the network's weights (--weights, or --seed with --weights none):"
-    return f"{name} {_value(stored, key)} in the file, {_value(wanted, key)} now"
+    parts = []
+    for key in keys[:3]:
+        name = key.removeprefix("options.")
+        if key == "weights_digest":  # what the user changes is --weights, or --seed for random
+            name = "the network's weights (--weights, or --seed with --weights none):"
+        parts.append(f"{name} {_value(stored, key)} in the file, {_value(wanted, key)} now")
+    more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+    return "; ".join(parts) + more

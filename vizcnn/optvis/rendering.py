@@ -127,7 +127,7 @@ class RenderConfig:
         if size is not None and min(size) < 8:
             raise VizError(f"image size {size} too small; use at least 8 pixels")
 
-    def resolved(self, objectives: Sequence[Objective] = ()) -> RenderConfig:
+    def resolved(self, objectives: Sequence[Objective | str] = ()) -> RenderConfig:
         """This config as it will run for `objectives`: `param="auto"` resolved (`resolve_param`),
         and `lr` / `lr_schedule` left None filled in from that recipe (`RECIPE_LR`)."""
         param = resolve_param(self.param, objectives)
@@ -172,7 +172,7 @@ class RenderConfig:
         return [list(range(s, min(count, s + per_chunk))) for s in range(0, count, per_chunk)]
 
 
-def resolve_param(param: str, objectives: Sequence[Objective]) -> str:
+def resolve_param(param: str, objectives: Sequence[Objective | str]) -> str:
     """The parameterization `param` stands for: `auto` is maco for class renders, fft otherwise.
 
     maco when every objective reads the model's output logits only (class logits), fft (lucid's
@@ -182,7 +182,10 @@ def resolve_param(param: str, objectives: Sequence[Objective]) -> str:
     """
     if param != "auto":
         return param
-    class_only = bool(objectives) and all(set(o.layers) == {LOGITS} for o in objectives)
+    class_only = bool(objectives) and all(
+        not isinstance(o, str) and set(o.layers) == {LOGITS}  # a unit string names a layer
+        for o in objectives
+    )
     return "maco" if class_only else "fft"
 
 
