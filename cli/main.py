@@ -39,9 +39,10 @@ class LazyGroup(click.Group):
             return super().resolve_command(ctx, args)
         except click.UsageError as error:  # an unknown command: suggest the close ones
             close = difflib.get_close_matches(args[0], self.list_commands(ctx), n=3) if args else []
-            if close:
-                error.message += f" Did you mean: {', '.join(close)}?"
-            raise
+            if not close:
+                raise
+            hint = f"{error.message} Did you mean: {', '.join(close)}?"
+            raise click.UsageError(hint, ctx) from None
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.lazy:
