@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from vizcnn.io.provenance import _torchvision_version
 from vizcnn.models.base import imagenet_labels
 
@@ -83,3 +85,11 @@ def test_an_unknown_command_suggests_the_close_ones() -> None:
     result = CliRunner().invoke(app, ["rendr"])
     assert result.exit_code == 2
     assert "No such command 'rendr'. Did you mean: render?" in result.output
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_the_cli_process_keeps_freed_memory_for_reuse() -> None:
+    from vizcnn.cli.main import reuse_freed_memory
+
+    # glibc accepts both settings (a refused value returns 0); they change only this process
+    assert reuse_freed_memory() is True
