@@ -211,7 +211,7 @@ def reuse_freed_memory() -> bool:
     Each render or dream step allocates and frees activations of a few to tens of MB. By default
     glibc serves such blocks with mmap and returns them (and the heap's top) to the kernel at
     once, so every step page-faults them in again: 2.7 of 10.1 CPU s of a 32-step render of 8
-    channels were system time, 0.5 with these settings, for 9 % more peak memory
+    channels were system time, 0.5-1.1 with these settings, for 11-17 % more peak memory
     (benchmarks/RESULTS.md). A process setting, so the CLI makes it, never the library.
     """
     if not sys.platform.startswith("linux"):
