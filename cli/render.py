@@ -30,7 +30,14 @@ from vizcnn.optvis.rendering import (
 )
 from vizcnn.optvis.transforms import standard_transforms
 
-from .common import device_from, friendly_errors, model_options_with, open_model, run_options
+from .common import (
+    device_from,
+    friendly_errors,
+    model_options_with,
+    open_model,
+    reuse_freed_memory,
+    run_options,
+)
 from .options import FINITE_FLOAT, deprecated_alias, resolve_alias
 from .progress import progress_bar
 
@@ -429,6 +436,7 @@ def render_command(output: str, overwrite: bool, **options: Any) -> None:
     add --deterministic for bit-identical repeats.
     """
     resolve_alias(options, "image_size", "--image-size", "--size")
+    reuse_freed_memory()  # a process setting: steps page-fault their activations back otherwise
     if options["deterministic"]:  # cuBLAS reads it when CUDA starts, before the model loads
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     config = RenderConfig(

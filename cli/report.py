@@ -22,6 +22,7 @@ from .common import (
     model_options,
     open_model,
     progress_enabled,
+    reuse_freed_memory,
     run_options,
 )
 from .progress import progress_bar
@@ -187,6 +188,7 @@ def report_command(
     under OUT/artifacts/ keyed by its parameters: an interrupted run resumes, and changing one
     option recomputes only what depends on it.
     """
+    reuse_freed_memory()  # its renders page-fault their activations back in otherwise
     started = time.perf_counter()
     if images and no_images:
         raise click.UsageError("give --images or --no-images, not both")
