@@ -60,7 +60,7 @@ class RenderJob:
     kind: str  # channel | neuron | class | layer
     layer: str | None  # target layer (None for class objectives)
     units: tuple[Unit, ...]  # in request order
-    config: RenderConfig  # the technique's settings
+    config: RenderConfig  # the technique's settings, resolved for the units (RenderConfig.resolved)
     output: Path  # folder for PNGs, contact sheet, manifest
     seed: int  # random seed (initial images and transforms)
 
@@ -170,16 +170,14 @@ def _files(unit: Unit, copies: int) -> list[str]:
 
 def _options(job: RenderJob, loaded: LoadedModel, device: torch.device) -> dict[str, Any]:
     """Every setting that shapes the pictures, for the provenance block."""
-    # auto -> maco or fft, and the recipe's lr and schedule where the user left them
-    resolved = job.config.resolved([unit.objective for unit in job.units])
-    config = asdict(resolved)
-    chain = resolved.transform_chain()
+    config = asdict(job.config)
+    chain = job.config.transform_chain()
     config["transforms"] = (
         "lucid (pad 12, jitter 8, scale 0.9-1.1, rotate 10, jitter 4)"
         if chain == standard_transforms()
         else ", ".join(map(repr, chain))
     )
-    config["size"] = list(resolved.image_size(loaded))
+    config["size"] = list(job.config.image_size(loaded))
     config["input_size"] = list(job.config.input_size or loaded.input_size)
     # the precision the network actually ran in, not the request: an `auto` run that used bf16
     # resumes an `--amp` run's folder, and a float32 run does not mix into a bf16 one
@@ -457,6 +455,9 @@ def render_command(output: str, overwrite: bool, **options: Any) -> None:
     device = device_from(options)
     loaded = open_model(options, device)
     kind, layer, units = build_units(loaded, options)
+    # auto -> maco or fft, and the recipe's lr and schedule where the user left them: resolved
+    # once, so that the provenance records exactly the config that renders
+    config = config.resolved([unit.objective for unit in units])
     job = RenderJob(kind, layer, tuple(units), config, Path(output), options["seed"])
     summary = run_render(job, loaded, device, show=not options["quiet"], overwrite=overwrite)
     note = choose_precision(device, config.amp).note

@@ -139,11 +139,6 @@ class RenderConfig:
             lr_schedule=schedule if self.lr_schedule is None else self.lr_schedule,
         )
 
-    @property
-    def is_resolved(self) -> bool:
-        """Whether nothing is left to the recipe (what `_render_chunk` needs)."""
-        return self.param != "auto" and self.lr is not None and self.lr_schedule is not None
-
     def image_size(self, loaded: LoadedModel) -> tuple[int, int]:
         """The (H, W) of the rendered images for `loaded`."""
         if self.size is None:
@@ -329,7 +324,7 @@ def _render_chunk(
     observe: Callable[[int, torch.Tensor], None] | None = None,
 ) -> RenderResult:
     """Optimize one chunk's images together; `report(steps done x units, message)`."""
-    if config.lr is None or not config.is_resolved:
+    if config.param == "auto" or config.lr is None or config.lr_schedule is None:
         raise ValueError("render a resolved config (RenderConfig.resolved)")
     lr = config.lr
     device = loaded.device
