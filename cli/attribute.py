@@ -284,6 +284,7 @@ def attribute_command(
         model_name=loaded.name,
         weights=loaded.weights,
         module=loaded.module,
+        normalization=loaded.normalization,
         options={**config.__dict__, "deletion": deletion, "sanity": sanity, "layer": layer or None},
         data=", ".join(images),
         seed=options["seed"],

@@ -52,7 +52,7 @@ def _add_model_options(func: F, size_flag: str) -> F:
         click.option(
             "--weights",
             default=None,
-            help="DEFAULT, a torchvision enum name (IMAGENET1K_V1), none (random weights drawn from --seed), or a state-dict path (also a training checkpoint holding it under 'model', 'state_dict', ...).",
+            help="DEFAULT, a torchvision enum name (IMAGENET1K_V1), none (random weights drawn from --seed), or a state-dict path (also a training checkpoint holding it under 'model', 'state_dict', ...), loaded strictly for every model, package.module:factory included.",
         ),
         click.option(
             "--arch",
@@ -67,9 +67,13 @@ def _add_model_options(func: F, size_flag: str) -> F:
         click.option(
             "--mean",
             default=None,
-            help="Custom model: per-channel mean, comma-separated (e.g. 0.5,0.5,0.5).",
+            help="Custom model: per-channel mean, comma-separated (e.g. 0.5,0.5,0.5). Default for a model without known statistics: ImageNet's (0.485,0.456,0.406) for 3 channels, 0 otherwise.",
         ),
-        click.option("--std", default=None, help="Custom model: per-channel std, comma-separated."),
+        click.option(
+            "--std",
+            default=None,
+            help="Custom model: per-channel std, comma-separated (default: ImageNet's 0.229,0.224,0.225 for 3 channels, 1 otherwise).",
+        ),
         click.option(
             size_flag,
             "input_size",
@@ -121,8 +125,9 @@ def _floats(text: str | None, what: str) -> list[float] | None:
 
 
 def open_model(options: dict[str, Any], device: torch.device | str = "cpu") -> LoadedModel:
-    """Load the model named by `model_options` values onto `device`."""
-    return load_model(
+    """Load the model named by `model_options` values onto `device`; a one-line note on stderr
+    when it runs on guessed statistics (a 3-channel model without --mean/--std)."""
+    loaded = load_model(
         options["model"],
         weights=options.get("weights"),
         arch=options.get("arch"),
@@ -134,6 +139,10 @@ def open_model(options: dict[str, Any], device: torch.device | str = "cpu") -> L
         device=device,
         seed=options.get("seed", 0),  # --weights none: the same seed gives the same network
     )
+    note = loaded.normalization_note()
+    if note is not None and not options.get("quiet"):
+        click.echo(f"note: {note}", err=True)
+    return loaded
 
 
 def device_from(options: dict[str, Any]) -> torch.device:

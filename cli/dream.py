@@ -326,6 +326,7 @@ def dream_command(
             model_name=loaded.name,
             weights=loaded.weights,
             module=loaded.module,
+            normalization=loaded.normalization,
             options=options_used,
             data=image,
             seed=options["seed"],

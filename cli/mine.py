@@ -240,6 +240,7 @@ def mine_command(
             model_name=loaded.name,
             weights=loaded.weights,
             module=loaded.module,
+            normalization=loaded.normalization,
             options={
                 "layer": layer_name,
                 "channels": list(chosen),

@@ -41,6 +41,7 @@ def model_provenance(
         model_name=loaded.name if loaded is not None else "",
         weights=loaded.weights if loaded is not None else "",
         module=loaded.module if loaded is not None else None,
+        normalization=loaded.normalization if loaded is not None else None,
         options=options,
         data=data,
         seed=seed,

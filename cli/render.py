@@ -233,6 +233,7 @@ def run_render(
         model_name=loaded.name,
         weights=loaded.weights,
         module=loaded.module,
+        normalization=loaded.normalization,
         options=_options(job, loaded, device),
         seed=job.seed,
         device=device,

@@ -81,8 +81,12 @@ def test_class_by_name_needs_labels_by_index_does_not() -> None:
     assert describe(net).class_index("2") == 2
 
 
+# float64 vs float32 is not exact even for an exact network: Adam's first step is about
+# lr * g / |g| per pixel, so a pixel whose gradient is near zero moves by a rounding-dependent
+# amount; on an AVX512 CPU the two renders' values part by 2.5e-4 after 3 steps (1e-5 held on
+# other CPUs).
 @pytest.mark.parametrize(
-    ("dtype", "tolerance"), [(torch.float64, 1e-5), (torch.bfloat16, 3e-2)], ids=str
+    ("dtype", "tolerance"), [(torch.float64, 2e-4), (torch.bfloat16, 3e-2)], ids=str
 )
 def test_render_and_mine_in_the_model_dtype(dtype: torch.dtype, tolerance: float) -> None:
     """A float64 or bfloat16 model renders and mines like its float32 copy (the oracle), with

