@@ -166,7 +166,7 @@ def friendly_errors(func: F) -> F:
                     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
                 return func(*args, **kwargs)
         except VizError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(as_flags(str(exc))) from None
         except FileNotFoundError as exc:
             raise click.ClickException(f"file not found: {exc.filename}") from None
         except KeyboardInterrupt:
@@ -174,6 +174,21 @@ def friendly_errors(func: F) -> F:
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+# Library messages name arguments and config fields (a script author never typed a flag); on
+# the command line the same advice names the flag.
+FIELD_FLAGS = {
+    "pass overwrite=True to redo it": "use --overwrite to redo it",
+    "or write to another folder": "or another -o folder",
+}
+
+
+def as_flags(message: str) -> str:
+    """A library message with its argument names replaced by the CLI's flags."""
+    for field_text, flag_text in FIELD_FLAGS.items():
+        message = message.replace(field_text, flag_text)
+    return message
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -3,32 +3,25 @@
 from __future__ import annotations
 
 import os
-import re
-import time
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import click
-import torch
 
 from vizcnn.core.errors import VizError
-from vizcnn.core.precision import AUTO, choose_precision
+from vizcnn.core.precision import AUTO
 from vizcnn.core.units import DEFAULT_CHANNELS, parse_unit
-from vizcnn.io.imaging import labeled_sheet, load_image, read_png_metadata, save_json, save_png
 from vizcnn.io.paths import ensure_writable
-from vizcnn.io.provenance import provenance
-from vizcnn.io.resume import first_difference, stored_provenance
 from vizcnn.models.loading import LoadedModel
-from vizcnn.optvis.objectives import Objective, channel, class_logit, layer_l2, neuron
-from vizcnn.optvis.rendering import (
-    LR_SCHEDULES,
-    PARAM_CHOICES,
-    RenderConfig,
-    layer_channels,
-    render_iter,
+from vizcnn.optvis.rendering import LR_SCHEDULES, PARAM_CHOICES, RenderConfig, layer_channels
+from vizcnn.runs.render import (
+    RenderRun,
+    RenderUnit,
+    channel_units,
+    class_units,
+    layer_unit,
+    render_folder,
 )
-from vizcnn.optvis.transforms import standard_transforms
 
 from .common import (
     device_from,
@@ -44,32 +37,6 @@ from .progress import progress_bar
 OBJECTIVES = ("channel", "neuron", "class", "layer")
 
 
-@dataclass(frozen=True)
-class Unit:
-    """One thing to render and where its pictures go."""
-
-    objective: Objective  # what the image maximizes
-    stem: str  # file name without suffix (a diversity copy adds _k)
-    label: str  # caption on the contact sheet and `unit` in the manifest
-
-
-@dataclass(frozen=True)
-class RenderJob:
-    """The parsed command line: what to render, how, and where."""
-
-    kind: str  # channel | neuron | class | layer
-    layer: str | None  # target layer (None for class objectives)
-    units: tuple[Unit, ...]  # in request order
-    config: RenderConfig  # the technique's settings, resolved for the units (RenderConfig.resolved)
-    output: Path  # folder for PNGs, contact sheet, manifest
-    seed: int  # random seed (initial images and transforms)
-
-
-def _safe(text: str) -> str:
-    """A file-name stem that keeps a layer's own name (`_blocks.9` stays `_blocks.9`)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip(".") or "unit"
-
-
 def _position(text: str | None) -> tuple[int | None, int | None]:
     if text is None:
         return None, None
@@ -80,208 +47,72 @@ def _position(text: str | None) -> tuple[int | None, int | None]:
     return y, x
 
 
-def build_units(loaded: LoadedModel, options: dict[str, Any]) -> tuple[str, str | None, list[Unit]]:
-    """The objective kind, target layer and units that the options ask for."""
+def _class_only(options: dict[str, Any], kind: str) -> None:
+    """Usage errors of --class: it renders logits, so no layer-unit option goes with it."""
+    if kind != "class":
+        raise click.UsageError(f"--class renders class logits; drop it or --objective {kind}")
+    given = [
+        flag
+        for flag, key in (
+            ("-l", "layer"),
+            ("-c", "channel"),
+            ("--channels", "channels"),
+            ("--all", "all_channels"),
+            ("--position", "position"),
+        )
+        if options[key]
+    ]
+    if given:
+        raise click.UsageError(
+            f"--class renders class logits; {', '.join(given)} select layer units "
+            "(render those in a separate command)"
+        )
+
+
+def build_units(loaded: LoadedModel, options: dict[str, Any]) -> list[RenderUnit]:
+    """The units the options ask for, made by the library's unit constructors."""
     classes: tuple[str, ...] = options["classes"]
     kind = options["objective"] or ("class" if classes else "channel")
-    if classes and kind != "class":
-        raise click.UsageError(f"--class renders class logits; drop it or --objective {kind}")
+    if classes:
+        _class_only(options, kind)
+        return class_units(loaded, classes)
     if kind == "class":
-        if not classes:
-            raise VizError("--objective class needs --class NAME or index (e.g. --class espresso)")
-        given = [
-            flag
-            for flag, key in (
-                ("-l", "layer"),
-                ("-c", "channel"),
-                ("--channels", "channels"),
-                ("--all", "all_channels"),
-                ("--position", "position"),
-            )
-            if options[key]
-        ]
-        if given:
-            raise click.UsageError(
-                f"--class renders class logits; {', '.join(given)} select layer units "
-                "(render those in a separate command)"
-            )
-        units = []
-        # a class named twice (`--class espresso --class 967`) is one unit, as a channel is
-        for index in dict.fromkeys(loaded.class_index(label) for label in classes):
-            name = loaded.labels[index] if loaded.labels else str(index)
-            units.append(
-                Unit(class_logit(index), f"class_{index:04d}_{_safe(name)}", f"{index} {name}")
-            )
-        return kind, None, units
+        raise VizError("--objective class needs --class NAME or index (e.g. --class espresso)")
     spec = parse_unit(options["layer"] or loaded.layers_for("render")[0])
     layer = spec.layer_spec
     if kind == "layer":
         if spec.channels_text is not None:
             raise VizError(f"--objective layer renders the whole layer; drop :{spec.channels_text}")
-        return kind, layer, [Unit(layer_l2(layer), f"{_safe(layer)}_l2", f"{layer} L2")]
-    ways = [
-        spec.channels_text is not None,
-        bool(options["channels"]),
-        bool(options["channel"]),
-        bool(options["all_channels"]),
-    ]
+        return [layer_unit(layer)]
+    ways = [spec.channels_text is not None, *(bool(options[k]) for k in _CHANNEL_OPTIONS)]
     if sum(ways) > 1:
         raise click.UsageError(
             "choose channels one way: -l LAYER:CHANNELS, --channels, -c or --all"
         )
-    count = layer_channels(loaded, layer)
+    indices: tuple[int, ...] | None
     if options["all_channels"]:
-        indices: tuple[int, ...] = tuple(range(count))
-    elif options["channels"]:
-        indices = replace(spec, channels_text=options["channels"]).channels(count) or ()
+        indices = None
     elif options["channel"]:
         indices = tuple(options["channel"])
-        for index in indices:
-            if not 0 <= index < count:
-                raise VizError(
-                    f"channel {index} out of range for layer {layer!r}; valid: 0..{count - 1}"
-                )
-    else:  # LAYER:CHANNELS, or the default selection
-        indices = spec.channels(count) or ()
-    y, x = _position(options["position"])
-    where = "" if y is None else f"_y{y}_x{x}"
-    units = []
-    for index in dict.fromkeys(indices):
-        objective: Objective
-        if kind == "neuron":
-            objective = neuron(layer, index, y, x)
-            stem = f"{_safe(layer)}_n{index:04d}{where}"
-        else:
-            objective = channel(layer, index)
-            stem = f"{_safe(layer)}_c{index:04d}"
-        label = f"{layer}:{index}"
-        if spec.weight != 1.0:  # in the label, so a resume with another weight is caught
-            objective = spec.weight * objective
-            label += f"@{spec.weight:g}"
-        units.append(Unit(objective, stem, label))
-    return kind, layer, units
+    else:  # --channels, LAYER:CHANNELS, or the default selection
+        text = options["channels"] or spec.channels_text
+        count = layer_channels(loaded, layer)
+        indices = replace(spec, channels_text=text).channels(count) or ()
+    at = _position(options["position"]) if kind == "neuron" else None
+    return channel_units(loaded, layer, indices, neuron_at=at, weight=spec.weight)
 
 
-def _files(unit: Unit, copies: int) -> list[str]:
-    if copies == 1:
-        return [f"{unit.stem}.png"]
-    return [f"{unit.stem}_{k}.png" for k in range(copies)]
+_CHANNEL_OPTIONS = ("channels", "channel", "all_channels")
 
 
-def _options(job: RenderJob, loaded: LoadedModel, device: torch.device) -> dict[str, Any]:
-    """Every setting that shapes the pictures, for the provenance block."""
-    config = asdict(job.config)
-    chain = job.config.transform_chain()
-    config["transforms"] = (
-        "lucid (pad 12, jitter 8, scale 0.9-1.1, rotate 10, jitter 4)"
-        if chain == standard_transforms()
-        else ", ".join(map(repr, chain))
-    )
-    config["size"] = list(job.config.image_size(loaded))
-    config["input_size"] = list(job.config.input_size or loaded.input_size)
-    # the precision the network actually ran in, not the request: an `auto` run that used bf16
-    # resumes an `--amp` run's folder, and a float32 run does not mix into a bf16 one
-    del config["amp"]
-    config["precision"] = choose_precision(device, job.config.amp).name
-    return {"objective": job.kind, "layer": job.layer, **config}
-
-
-def _unit_block(block: dict[str, Any], unit: Unit, position: int) -> dict[str, Any]:
-    """A unit's provenance: the job's plus which unit, at which position (it fixes the seed)."""
-    return {**block, "options": {**block["options"], "unit": unit.label, "position": position}}
-
-
-def plan_resume(job: RenderJob, block: dict[str, Any], overwrite: bool) -> tuple[set[int], int]:
-    """Unit positions whose PNGs exist with this job's settings, and how many will be replaced.
-
-    A PNG made with other settings (its provenance differs) is re-rendered with `overwrite`,
-    else the run stops before any work with a one-line error naming the first differing option.
-    """
-    copies = job.config.diversity
-    done: set[int] = set()
-    replaced = 0
-    for position, unit in enumerate(job.units):
-        paths = [job.output / name for name in _files(unit, copies)]
-        if not all(path.is_file() for path in paths):
-            continue
-        wanted = _unit_block(block, unit, position)
-        differ = [
-            (path, why)
-            for path in paths
-            if (why := first_difference(stored_provenance(path), wanted)) is not None
-        ]
-        if not differ:
-            done.add(position)
-            continue
-        if not overwrite:
-            path, why = differ[0]
-            raise VizError(
-                f"{path} was rendered with other settings ({why}); "
-                "use --overwrite to re-render it, or another -o folder"
-            )
-        replaced += 1
-    return done, replaced
-
-
-def run_render(
-    job: RenderJob, loaded: LoadedModel, device: torch.device, show: bool, overwrite: bool = False
-) -> str:
-    """Render the units whose PNGs are missing (or stale), then the sheet and manifest; a summary."""
-    copies = job.config.diversity
-    block = provenance(
-        technique="render",
-        model_name=loaded.name,
-        weights=loaded.weights,
-        module=loaded.module,
-        normalization=loaded.normalization,
-        options=_options(job, loaded, device),
-        seed=job.seed,
-        device=device,
-        dtype=loaded.dtype,
-    )
-    done, replaced = plan_resume(job, block, overwrite)
-    started = time.perf_counter()
-    pending = len(job.units) - len(done)
-    with progress_bar(show and pending > 0, unit="step") as progress:
-        results = render_iter(
-            loaded,
-            [unit.objective for unit in job.units],
-            job.config,
-            seed=job.seed,
-            skip=done,
-            progress=progress,
-        )
-        for result in results:
-            for row, position in enumerate(result.unit_index):
-                unit = job.units[position]
-                name = _files(unit, copies)[result.copy[row]]
-                metadata = {
-                    "provenance": _unit_block(block, unit, position),
-                    "unit": unit.label,
-                    "value": float(result.values[row]),
-                }
-                save_png(result.images[row], job.output / name, metadata)
-    entries: list[dict[str, Any]] = []
-    images: list[torch.Tensor] = []
-    labels: list[str] = []
-    for unit in job.units:
-        for name in _files(unit, copies):
-            meta = read_png_metadata(job.output / name)
-            final = float(meta["value"]) if "value" in meta else None
-            entries.append({"unit": unit.label, "file": name, "value": final})
-            images.append(load_image(job.output / name, loaded.channels))
-            labels.append(unit.label if final is None else f"{unit.label} {final:.3g}")
-    seconds = time.perf_counter() - started
-    block["seconds"] = round(seconds, 3)
-    sheet = job.output / "sheet.png"
-    save_png(labeled_sheet(images, labels), sheet, {"provenance": block})
-    save_json({"provenance": block, "units": entries}, job.output / "manifest.json")
-    skipped = len(done)
-    what = job.layer if job.layer else "classes"
-    again = f", {replaced} re-rendered with new settings" if replaced else ""
+def _summary(run: RenderRun) -> str:
+    layers = {unit.layer for unit in run.units}
+    what = "classes" if layers == {None} else ", ".join(sorted(str(v) for v in layers))
+    again = f", {run.replaced} re-rendered with new settings" if run.replaced else ""
+    note = f" ({run.precision_note})" if run.precision_note else ""
     return (
-        f"rendered {pending} unit(s) of {what} ({skipped} already done{again}) in {seconds:.0f}s "
-        f"-> {job.output}/ (sheet.png, manifest.json)"
+        f"rendered {run.rendered} unit(s) of {what} ({run.skipped} already done{again}) in "
+        f"{run.seconds:.0f}s -> {run.folder}/ (sheet.png, manifest.json){note}"
     )
 
 
@@ -453,15 +284,16 @@ def render_command(output: str, overwrite: bool, **options: Any) -> None:
         deterministic=options["deterministic"],
     )
     ensure_writable(output, "folder")
-    device = device_from(options)
-    loaded = open_model(options, device)
-    kind, layer, units = build_units(loaded, options)
-    # auto -> maco or fft, and the recipe's lr and schedule where the user left them: resolved
-    # once, so that the provenance records exactly the config that renders
-    config = config.resolved([unit.objective for unit in units])
-    job = RenderJob(kind, layer, tuple(units), config, Path(output), options["seed"])
-    summary = run_render(job, loaded, device, show=not options["quiet"], overwrite=overwrite)
-    note = choose_precision(device, config.amp).note
-    if note:
-        summary += f" ({note})"
-    click.echo(summary)
+    loaded = open_model(options, device_from(options))
+    units = build_units(loaded, options)
+    with progress_bar(not options["quiet"], unit="step") as progress:
+        run = render_folder(
+            loaded,
+            units,
+            output,
+            config,
+            seed=options["seed"],
+            overwrite=overwrite,
+            progress=progress,
+        )
+    click.echo(_summary(run))

@@ -215,7 +215,7 @@ def test_resume_after_changed_options_refuses_or_overwrites(tmp_path: Path) -> N
     before = (tmp_path / "features.3_c0000.png").read_bytes()
     code, out = run("--channels", "0:2", "--steps", "7", "-o", str(tmp_path))
     assert code == 1 and out.strip().count("\n") == 0, out
-    assert "features.3_c0000.png was rendered with other settings" in out
+    assert "features.3_c0000.png was made with other settings" in out
     assert "steps 6 in the file, 7 now" in out and "--overwrite" in out
     assert (tmp_path / "features.3_c0000.png").read_bytes() == before  # nothing touched
     code, out = run("--channels", "0:2", "--seed", "1", "-o", str(tmp_path))

@@ -1,0 +1,31 @@
+"""Runs: a technique's result folder — files, provenance, resume, one run at a time.
+
+Each command of the CLI is one call here plus formatting: `render_folder` writes what
+`vizcnn render` writes, byte for byte but for timestamps. The store (`plan_results`) decides
+what is already done; `folder_lock` keeps a second run out of a folder in use.
+"""
+
+from vizcnn.runs.lock import folder_lock
+from vizcnn.runs.render import (
+    RenderRun,
+    RenderUnit,
+    channel_units,
+    class_units,
+    layer_unit,
+    render_folder,
+    render_units,
+)
+from vizcnn.runs.store import StorePlan, plan_results
+
+__all__ = [
+    "RenderRun",
+    "RenderUnit",
+    "StorePlan",
+    "channel_units",
+    "class_units",
+    "folder_lock",
+    "layer_unit",
+    "plan_results",
+    "render_folder",
+    "render_units",
+]
