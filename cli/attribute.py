@@ -10,6 +10,7 @@ from typing import Any
 import click
 import torch
 
+from vizcnn.attribution.checks import MapWarning, join_warnings
 from vizcnn.attribution.classifier import label_of
 from vizcnn.attribution.methods import METHODS, AttributionConfig, attribute, check_config
 from vizcnn.core.errors import VizError
@@ -179,7 +180,7 @@ def attribute_command(
 
     \b
     Writes to OUT/: NAME.png (input, top-5, one heat map per method), NAME.pt (the raw
-    (C, H, W) maps per method), manifest.json (targets, predictions, provenance);
+    (C, H, W) maps per method), manifest.json (targets, predictions, warnings, provenance);
     with --deletion deletion.png/.json, with --sanity sanity.png/.json.
 
     \b
@@ -218,6 +219,8 @@ def attribute_command(
     all_maps: dict[str, list[torch.Tensor]] = {m: [] for m in config.methods}
     all_targets: list[torch.Tensor] = []
     pictures: list[torch.Tensor] = []
+    found: list[list[MapWarning]] = []  # each batch's warnings, images numbered in the batch
+    sizes: list[int] = []
     total = len(files) * len(config.methods)
     from vizcnn.attribution.figures import attribution_figure
 
@@ -236,6 +239,8 @@ def attribute_command(
                 config,
                 progress=_offset(progress, first * len(config.methods), total),
             )
+            found.append(result.warnings)
+            sizes.append(len(chunk))
             for j, name in enumerate(names[first : first + len(chunk)]):
                 # clones: a view would save the whole batch's storage in every file
                 maps = {m: result.maps[m][j].cpu().clone() for m in config.methods}
@@ -267,6 +272,9 @@ def attribute_command(
                     all_maps[m].append(result.maps[m].cpu())
                 all_targets.append(result.targets.cpu())
                 pictures.append(batch)
+    warnings = join_warnings(found, sizes)  # image numbers across all the batches
+    for warning in warnings:
+        click.echo(f"warning: {warning.message(names)}", err=True)
     summary = f"{len(files)} image(s) x {len(config.methods)} method(s) -> {folder}/"
     extra: dict[str, Any] = {}
     if deletion:
@@ -292,7 +300,13 @@ def attribute_command(
         dtype=loaded.dtype,
         seconds=time.perf_counter() - start,
     )
-    save_json({"provenance": block, "images": manifest_images, **extra}, folder / "manifest.json")
+    manifest = {
+        "provenance": block,
+        "images": manifest_images,
+        "warnings": [w.to_dict(names) for w in warnings],
+        **extra,
+    }
+    save_json(manifest, folder / "manifest.json")
     click.echo(summary)
 
 

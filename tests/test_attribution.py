@@ -233,3 +233,60 @@ def test_methods_run_on_cuda_and_match_cpu() -> None:
     for name in config.methods:
         assert on_gpu.maps[name].device.type == "cuda"
         torch.testing.assert_close(on_gpu.maps[name].cpu(), on_cpu.maps[name], rtol=1e-4, atol=1e-5)
+
+
+# --- targets in every accepted form ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("targets", "same_as"),
+    [
+        ([1, 2, 4], [1, 2, 4]),
+        ((1, 2, 4), [1, 2, 4]),
+        (["ESPRESSO", "daisy", " Volcano"], [1, 2, 4]),
+        (["espresso", 2, "volcano"], [1, 2, 4]),
+        (1, [1, 1, 1]),
+        ("Tiger Cat", [3, 3, 3]),
+        (torch.tensor(3), [3, 3, 3]),
+    ],
+)
+def test_every_form_of_targets_gives_the_maps_of_the_equivalent_tensor(
+    targets: object, same_as: list[int]
+) -> None:
+    loaded = plain(SmallNet())
+    x = images(3)
+    config = AttributionConfig(methods=("saliency", "gradcam"))
+    expected = attribute(loaded, x, config, targets=torch.tensor(same_as))
+    got = attribute(loaded, x, config, targets=targets)  # type: ignore[arg-type]
+    assert got.targets.tolist() == same_as
+    for name in config.methods:
+        torch.testing.assert_close(got.maps[name], expected.maps[name], rtol=0, atol=0)
+
+
+def test_top1_in_a_list_is_that_image_s_prediction() -> None:
+    net = SmallNet()
+    x = images(3)
+    result = attribute(
+        plain(net), x, AttributionConfig(methods=("saliency",)), targets=["top1", 0, "top1"]
+    )
+    with torch.no_grad():
+        top = net(x).argmax(1)
+    assert result.targets.tolist() == [int(top[0]), 0, int(top[2])]
+
+
+@pytest.mark.parametrize(
+    ("targets", "message"),
+    [
+        ([1, 2], "got 2 targets for a batch of 3 images"),
+        (torch.tensor([1, 2]), r"shape \(3,\) for this batch of 3"),
+        (["espresso", "daisi", 0], "unknown class 'daisi'; did you mean: daisy"),
+        ([0, 1, 7], "class 7 out of range"),
+        (torch.tensor([0, 9, 1]), r"targets \[9\] out of range; the model has classes 0\.\.4"),
+        ([0, 1.5, 2], "target 1.5 .* must be a class index or a class name"),
+    ],
+)
+def test_bad_targets_give_one_line_errors(targets: object, message: str) -> None:
+    config = AttributionConfig(methods=("saliency",))
+    with pytest.raises(VizError, match=message) as caught:
+        attribute(plain(SmallNet()), images(3), config, targets=targets)  # type: ignore[arg-type]
+    assert "\n" not in str(caught.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,38 @@ def test_errors_are_one_line_and_come_before_any_work(
 def test_help_lists_samples_and_examples() -> None:
     out = CliRunner().invoke(app, ["attribute", "--help"]).output
     assert "sample:coffee" in out and "chelsea" in out and "--sanity" in out
+
+
+def test_guided_equal_to_saliency_is_a_warning_line_and_in_the_manifest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "silunet.py").write_text(
+        "import torch.nn as nn\n"
+        "def build():\n"
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.SiLU(),\n"
+        "                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    try:
+        result = CliRunner().invoke(
+            app,
+            ["attribute", "sample:coffee", "sample:camera", "-m", "silunet:build",
+             "--input-size", "16", "--method", "saliency", "--method", "guided",
+             "--batch", "1", "-q", "-o", "out"],
+        )  # fmt: skip
+    finally:
+        sys.modules.pop("silunet", None)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(lines) == 1  # one warning for both batches of one image
+    assert lines[0].startswith("warning: guided equals saliency on every image (")
+    assert "SiLU" in lines[0]
+    assert "2 image(s) x 2 method(s)" in result.stdout.splitlines()[-1]
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["warnings"] == [
+        {
+            "message": lines[0].removeprefix("warning: "),
+            "methods": ["guided", "saliency"],
+            "images": ["coffee", "camera"],
+        }
+    ]

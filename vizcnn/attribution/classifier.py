@@ -7,7 +7,10 @@ channel count, so a grayscale or RGBA batch gets attributions of its own shape.
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import SupportsIndex, cast
 
 import torch
 from torch import nn
@@ -112,3 +115,65 @@ def resolve_targets(
             f"target {index} out of range; the model has {predictions.probabilities.shape[1]} classes"
         )
     return torch.full((batch,), index, dtype=torch.long, device=predictions.top_indices.device)
+
+
+# What `attribute(..., targets=...)` accepts: a `(B,)` tensor of class indices, one class index or
+# name per image (a list or tuple), or one class index or name for every image.
+Targets = torch.Tensor | int | str | Sequence[int | str]
+
+
+def _one_target(loaded: LoadedModel, target: object) -> str | int:
+    """`top1`, a class index or a class name, checked; VizError for anything else."""
+    if isinstance(target, str):
+        return check_target(loaded, target)
+    if isinstance(target, bool):  # an int to Python, but never meant as class 0 or 1
+        raise VizError(f"target {target!r} must be a class index or a class name")
+    try:
+        index = operator.index(cast(SupportsIndex, target))  # int, numpy ints, 0-dim int tensors
+    except TypeError:
+        raise VizError(
+            f"target {target!r} ({type(target).__name__}) must be a class index or a class name"
+        ) from None
+    return check_target(loaded, index)
+
+
+def targets_of(loaded: LoadedModel, targets: Targets, predictions: Predictions) -> torch.Tensor:
+    """One class index per image `(B,)`, on the predictions' device, from any form of `Targets`.
+
+    A single index or name stands for every image; a list or tuple names one class per image
+    (indices or names, case-insensitive, `top1` allowed); a tensor gives the indices directly.
+    """
+    batch, classes = predictions.probabilities.shape
+    device = predictions.top_indices.device
+    if isinstance(targets, torch.Tensor):
+        if targets.dim() == 0:
+            targets = targets.expand(batch)
+        if targets.shape != (batch,):
+            raise VizError(
+                f"targets has shape {tuple(targets.shape)}; give one class per image, "
+                f"shape ({batch},) for this batch of {batch}"
+            )
+        if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
+            raise VizError(f"targets has dtype {targets.dtype}; give integer class indices")
+        indices = targets.to(device=device, dtype=torch.long)
+        bad = indices[(indices < 0) | (indices >= classes)]
+        if bad.numel():  # one host sync per call, not per image
+            raise VizError(
+                f"targets {sorted(set(bad.tolist()))} out of range; "
+                f"the model has classes 0..{classes - 1}"
+            )
+        return indices
+    if isinstance(targets, str) or not isinstance(targets, (list, tuple)):
+        return resolve_targets(loaded, _one_target(loaded, targets), predictions)
+    if len(targets) != batch:
+        raise VizError(
+            f"got {len(targets)} targets for a batch of {batch} images; "
+            "give one per image, or a single class for all of them"
+        )
+    checked = [_one_target(loaded, t) for t in targets]
+    wanted = [-1 if c == "top1" else int(c) for c in checked]
+    over = sorted({i for i in wanted if i >= classes})
+    if over:
+        raise VizError(f"targets {over} out of range; the model has classes 0..{classes - 1}")
+    indices = torch.tensor(wanted, dtype=torch.long, device=device)
+    return torch.where(indices < 0, predictions.top_indices[:, 0], indices)

@@ -22,12 +22,15 @@ import torch
 from torch import nn
 
 from vizcnn.attribution import adapter
+from vizcnn.attribution.checks import MapChecks, MapWarning
 from vizcnn.attribution.classifier import (
     Classifier,
     Predictions,
+    Targets,
     check_target,
     predict,
     resolve_targets,
+    targets_of,
 )
 from vizcnn.core.errors import VizError, did_you_mean
 from vizcnn.core.progress import ProgressCallback, no_progress
@@ -150,6 +153,8 @@ class Attributions:
     predictions: Predictions  # probabilities and top-5 per image
     layer: str  # Grad-CAM layer used ("" when no method needed one)
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per method
+    # blank maps and methods equal to the plain gradient, one per finding; str(w) is the message
+    warnings: list[MapWarning] = field(default_factory=list)
 
 
 def check_config(loaded: LoadedModel, config: AttributionConfig) -> str:
@@ -167,7 +172,7 @@ def attribute(
     images: torch.Tensor,
     config: AttributionConfig | None = None,
     *,
-    targets: torch.Tensor | None = None,
+    targets: Targets | None = None,
     progress: ProgressCallback = no_progress,
 ) -> Attributions:
     """Attribution maps of `images` for every method in `config.methods`.
@@ -179,16 +184,22 @@ def attribute(
         model: a `LoadedModel` or a bare `nn.Module` (described with ImageNet statistics).
         images: `(B, C, H, W)` in [0, 1]; C = 1 (repeated), 4 (RGBA onto white) or the model's.
         config: methods, target, Grad-CAM layer and per-method options.
-        targets: `(B,)` class per image, overriding `config.target` (e.g. the sanity check's
-            fixed targets).
+        targets: the class to explain per image, overriding `config.target`: a `(B,)` tensor of
+            indices (e.g. the sanity check's fixed targets), a list or tuple of B indices or class
+            names (case-insensitive, `top1` allowed), or one index or name for every image.
         progress: called as `progress(done, total, message)` in units of images x methods.
 
     Returns:
-        `Attributions` with `maps[method]` of shape `(B, C, H, W)` on the images' device.
+        `Attributions` with `maps[method]` of shape `(B, C, H, W)` on the images' device, and
+        `warnings`: all-zero maps (e.g. Grad-CAM at a layer with no gradient) and guided / deconv
+        maps equal to saliency (a model without ReLUs), one `MapWarning` per finding.
 
     Example:
-        >>> result = attribute(model, images, AttributionConfig(methods=("saliency", "gradcam")))
-        >>> result.maps["gradcam"].shape  # (B, 3, 224, 224)
+        >>> config = AttributionConfig(methods=("saliency", "guided", "gradcam"))
+        >>> result = attribute(model, images, config, targets=["espresso", 281])  # B = 2
+        >>> result.maps["gradcam"].shape  # (2, 3, 224, 224)
+        >>> for warning in result.warnings:
+        ...     print(warning)  # e.g. guided equals saliency on every image (...)
     """
     config = config or AttributionConfig()
     loaded = as_loaded(model)
@@ -209,24 +220,27 @@ def attribute(
         call = _Call(config, layer)
         predictions = predict(net, x_all)
         if targets is None:
-            targets = resolve_targets(loaded, config.target, predictions)
-        targets = targets.to(device=device, dtype=torch.long)
-        if targets.shape != (batch,):
-            raise VizError(f"targets must have shape ({batch},); got {tuple(targets.shape)}")
+            resolved = resolve_targets(loaded, config.target, predictions)
+        else:
+            resolved = targets_of(loaded, targets, predictions)
+        checks = MapChecks(config.methods, layer_name, loaded.module)
         progress(0, total, "attribution")
         for index in chunks:
-            x, t = x_all[index.to(device)], targets[index.to(device)]
+            x, t = x_all[index.to(device)], resolved[index.to(device)]
+            chunk: dict[str, torch.Tensor] = {}
             for name in config.methods:
                 start = time.perf_counter()
-                result = METHODS[name](net, x, t, call).detach()
+                chunk[name] = METHODS[name](net, x, t, call).detach()
                 seconds[name] += time.perf_counter() - start
-                maps[name].append(result.to(images.device))
+                maps[name].append(chunk[name].to(images.device))
                 done += len(index)
                 progress(done, total, name)
+            checks.add(chunk)  # on the device, before the chunk's maps are let go
     return Attributions(
         maps={name: torch.cat(parts) for name, parts in maps.items()},
-        targets=targets.to(images.device),
+        targets=resolved.to(images.device),
         predictions=predictions,
         layer=layer_name,
         seconds=seconds,
+        warnings=checks.warnings(),
     )
