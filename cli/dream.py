@@ -32,7 +32,7 @@ from .common import (
     progress_enabled,
     run_options,
 )
-from .options import FINITE_FLOAT, deprecated_alias, resolve_alias
+from .options import FINITE_FLOAT
 from .progress import progress_bar
 
 # every command that takes an image lists the bundled ones
@@ -121,7 +121,6 @@ def _plural(count: int, noun: str) -> str:
 @click.command("dream", epilog=SAMPLES_EPILOG)
 @click.argument("image")
 @model_options_with("--input-size")
-@deprecated_alias("--size", "--input-size", "input_size", type=int)
 @click.option(
     "-l",
     "--layer",
@@ -251,7 +250,6 @@ def dream_command(
 
     The same --seed gives the same dream on the same device (on CUDA with --deterministic).
     """
-    resolve_alias(options, "input_size", "--input-size", "--size")
     if deterministic:  # cuBLAS reads it when CUDA starts, before the model loads
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     config = DreamConfig(

@@ -14,7 +14,6 @@ from vizcnn.io.paths import ensure_writable
 from vizcnn.models.loading import available_models
 
 from .common import device_from, friendly_errors, model_options_with, open_model, run_options
-from .options import deprecated_alias, resolve_alias
 
 
 class LazyGroup(click.Group):
@@ -110,7 +109,6 @@ def models_command(as_json: bool) -> None:
 
 @app.command("layers")
 @model_options_with("--input-size")
-@deprecated_alias("--size", "--input-size", "input_size", type=int)
 @run_options
 @click.option(
     "--json",
@@ -135,7 +133,6 @@ def layers_command(as_json: bool, show_all: bool, **options: Any) -> None:
     """
     from vizcnn.receptive.table import layer_table
 
-    resolve_alias(options, "input_size", "--input-size", "--size")
     loaded = open_model(options, device_from(options))
     table = layer_table(loaded.module, (loaded.channels, *loaded.input_size))
     if as_json:

@@ -39,7 +39,7 @@ from .common import (
     progress_enabled,
     run_options,
 )
-from .options import FINITE_FLOAT, deprecated_alias, resolve_alias
+from .options import FINITE_FLOAT
 from .progress import progress_bar
 
 CHECKPOINT_DIR = "checkpoint"
@@ -48,7 +48,6 @@ CHECKPOINT_DIR = "checkpoint"
 @click.command("mine")
 @click.argument("data")
 @model_options
-@deprecated_alias("--size", "--input-size", "input_size", type=int)
 @click.option(
     "-l",
     "--layer",
@@ -148,7 +147,6 @@ def mine_command(
       vizcnn mine samples -l _blocks.4 --channels 0:16 -o mined/
       vizcnn mine ~/photos -l _blocks.6 --all -o big/ --resume
     """
-    resolve_alias(options, "input_size", "--input-size", "--size")
     if all_channels and channels:
         raise click.UsageError("give --channels or --all, not both")
     if resume and overwrite:

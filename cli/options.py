@@ -30,27 +30,3 @@ class FiniteFloat(click.ParamType):
 
 # Use for every float option: `--step-size inf` would otherwise write a pure 0/255 image.
 FINITE_FLOAT = FiniteFloat()
-
-
-def deprecated_alias(old: str, new: str, dest: str, type: Any = None) -> Callable[[F], F]:
-    """A hidden option `old` that sets `dest` like `new` does, with a one-line warning on use.
-
-    The command reads it from `**options` under `"_" + dest` and merges it with `resolve_alias`.
-    """
-
-    def warn(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-        if value is not None:
-            click.echo(f"warning: {old} is deprecated; use {new}", err=True)
-        return value
-
-    return click.option(old, f"_{dest}", type=type, default=None, hidden=True, callback=warn)
-
-
-def resolve_alias(options: dict[str, Any], dest: str, new: str, old: str) -> None:
-    """Fold the hidden alias's value into `options[dest]` (giving both is a usage error)."""
-    value = options.pop(f"_{dest}", None)
-    if value is None:
-        return
-    if options.get(dest) is not None:
-        raise click.UsageError(f"give {new} only ({old} is its old name)")
-    options[dest] = value

@@ -31,7 +31,7 @@ from .common import (
     reuse_freed_memory,
     run_options,
 )
-from .options import FINITE_FLOAT, deprecated_alias, resolve_alias
+from .options import FINITE_FLOAT
 from .progress import progress_bar
 
 OBJECTIVES = ("channel", "neuron", "class", "layer")
@@ -162,7 +162,6 @@ def _summary(run: RenderRun) -> str:
     help="Rendered image side in pixels (default 128, or the model's input size when smaller); "
     "upsampled to the model's --input-size.",
 )
-@deprecated_alias("--size", "--image-size", "image_size", type=int)
 @click.option(
     "--param",
     type=click.Choice(PARAM_CHOICES),
@@ -265,7 +264,6 @@ def render_command(output: str, overwrite: bool, **options: Any) -> None:
     same images as the Python API's render(..., seed=...) and as an uninterrupted run; on CUDA
     add --deterministic for bit-identical repeats.
     """
-    resolve_alias(options, "image_size", "--image-size", "--size")
     reuse_freed_memory()  # a process setting: steps page-fault their activations back otherwise
     if options["deterministic"]:  # cuBLAS reads it when CUDA starts, before the model loads
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

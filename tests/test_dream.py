@@ -683,11 +683,13 @@ def test_cli_help_names_input_size_and_the_samples() -> None:
     assert all(f"{name}" in out for name in sample_names())
 
 
-def test_cli_old_size_flag_still_sets_the_input_size(tmp_path: Path) -> None:
+def test_cli_size_is_not_an_alias_of_input_size(tmp_path: Path) -> None:
     out = tmp_path / "x.png"
     args = ["dream", "sample:coins", "-m", "lenet5_digits", "--steps", "1", "-q"]
     result = CliRunner().invoke(app, [*args, "--size", "32", "-o", str(out)])
-    assert result.exit_code == 0 and "--size is deprecated; use --input-size" in result.output
+    assert result.exit_code == 2 and "No such option '--size'" in result.output
+    result = CliRunner().invoke(app, [*args, "--input-size", "32", "-o", str(out)])
+    assert result.exit_code == 0, result.output
     block = json.loads(read_png_metadata(out)["provenance"])
     assert "--input-size 32" in block["command"]
 

@@ -201,7 +201,7 @@ def test_torchrun_cli_mine_on_cuda(tmp_path: Path) -> None:
         sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", ranks,
         "--master-port", str(_free_port()), "--no-python", sys.executable,
         "-c", "from vizcnn.cli.main import main; main()",
-        "mine", str(data), "-m", "mine_helpers:tiny_miner", "--size", "32", "-l", "act3",
+        "mine", str(data), "-m", "mine_helpers:tiny_miner", "--input-size", "32", "-l", "act3",
         "--all", "-k", "2", "--batch", "4", "--device", "cuda", "-q", "-o", str(tmp_path / "out"),
     ]  # fmt: skip
     ran = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)

@@ -1,9 +1,8 @@
-"""Packaging: every subpackage ships in the wheel, and the old flat import paths still work."""
+"""Packaging: every subpackage ships in the wheel; the public names are exported, no old path."""
 
 from __future__ import annotations
 
 import importlib
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,11 +23,15 @@ def test_every_subpackage_is_listed_in_pyproject() -> None:
     assert found | {"vizcnn", "vizcnn.cli"} == listed
 
 
-def test_old_flat_paths_alias_the_new_modules() -> None:
-    from vizcnn import _aliases
-
-    for old, new in _aliases.ALIASES.items():
-        assert importlib.import_module(old) is importlib.import_module(new), old
+def test_every_public_name_is_exported_and_no_old_flat_path_is() -> None:
     import vizcnn
+    from vizcnn.attribution import attribute
 
-    assert vizcnn.imaging is sys.modules["vizcnn.io.imaging"]
+    for name in vizcnn.__all__:
+        assert getattr(vizcnn, name) is not None, name
+    assert vizcnn.attribute is attribute and "AttributionConfig" in vizcnn.__all__
+    for old in ("vizcnn.imaging", "vizcnn.rendering", "vizcnn.errors"):
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(old)
+    with pytest.raises(AttributeError):
+        vizcnn.imaging  # noqa: B018

@@ -43,7 +43,7 @@ def _heavy_modules_after(args: list[str]) -> list[str]:
 
 def test_render_imports_none_of_the_heavy_libraries(tmp_path: Path) -> None:
     out = tmp_path / "render"
-    args = ["render", "-l", "_blocks.1", "-c", "0", "--steps", "2", "--size", "32"]
+    args = ["render", "-l", "_blocks.1", "-c", "0", "--steps", "2", "--image-size", "32"]
     assert _heavy_modules_after([*args, "-q", "-o", str(out)]) == []
     assert (out / "manifest.json").is_file()  # it did render
 

@@ -1,8 +1,8 @@
 """vizcnn: feature visualization and interpretability for convolutional networks in PyTorch."""
 
 import importlib
+from typing import TYPE_CHECKING
 
-from vizcnn import _aliases
 from vizcnn.core.devices import make_generator, resolve_device
 from vizcnn.core.errors import VizError
 from vizcnn.data.datasets import open_dataset
@@ -27,27 +27,36 @@ from vizcnn.models.base import ModelLike, as_loaded, describe
 from vizcnn.models.loading import DEFAULT_MODEL, LoadedModel, available_models, load_model
 from vizcnn.optvis.objectives import Objective
 from vizcnn.optvis.rendering import RenderConfig, RenderResult, render
+from vizcnn.runs import RenderRun, RenderUnit, render_folder
+
+if TYPE_CHECKING:  # typed for checkers and editors; imported on first use below
+    from vizcnn.attribution import AttributionConfig, Attributions, attribute
 
 __version__ = "0.1.0"
 
-_aliases.install()
-
-
-# imported on first use: captum (behind attribution) takes a while to import
-_LAZY = {"attribute": "vizcnn.attribution", "AttributionConfig": "vizcnn.attribution"}
+# imported on first use: captum (behind attribution) takes about a second to import, which a
+# render or dream should not pay
+_LAZY = {
+    "attribute": "vizcnn.attribution",
+    "AttributionConfig": "vizcnn.attribution",
+    "Attributions": "vizcnn.attribution",
+}
 
 
 def __getattr__(name: str) -> object:
-    """`vizcnn.attribute` (lazily), `vizcnn.imaging` and the other old flat module names."""
+    """`vizcnn.attribute`, `AttributionConfig` and `Attributions`, imported on first use."""
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
-    full = f"vizcnn.{name}"
-    if full in _aliases.ALIASES:
-        return importlib.import_module(full)
     raise AttributeError(f"module 'vizcnn' has no attribute {name!r}")
 
 
 __all__ = [
+    "AttributionConfig",
+    "Attributions",
+    "attribute",
+    "RenderRun",
+    "RenderUnit",
+    "render_folder",
     "DreamConfig",
     "LayerTarget",
     "ZoomConfig",
