@@ -145,7 +145,9 @@ def friendly_errors(func: F) -> F:
 
     While the command runs, SIGTERM (what torchrun, schedulers and `kill` send) stops it like
     Ctrl-C does, so the library's save-on-interrupt paths run; with `-q`, Pillow's warnings
-    are silenced.
+    are silenced. An interrupted command exits with code 130 and says "interrupted", adding
+    that finished files are kept where it writes files (every such command takes `-o/--output`;
+    `layers` and `models` only print).
     """
 
     @functools.wraps(func)
@@ -161,10 +163,17 @@ def friendly_errors(func: F) -> F:
         except FileNotFoundError as exc:
             raise click.ClickException(f"file not found: {exc.filename}") from None
         except KeyboardInterrupt:
-            click.echo("interrupted; finished files are kept", err=True)
+            click.echo(interrupted_message(kwargs), err=True)
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def interrupted_message(options: dict[str, Any]) -> str:
+    """What an interrupted command says: file-writing commands name their files by `output`."""
+    if options.get("output") is not None:
+        return "interrupted; finished files are kept"
+    return "interrupted"
 
 
 def _interrupt(signum: int, frame: Any) -> None:
