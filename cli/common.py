@@ -154,7 +154,9 @@ def friendly_errors(func: F) -> F:
 
     While the command runs, SIGTERM (what torchrun, schedulers and `kill` send) stops it like
     Ctrl-C does, so the library's save-on-interrupt paths run; with `-q`, Pillow's warnings
-    are silenced.
+    are silenced. An interrupted command exits with code 130 and says "interrupted", adding
+    that finished files are kept where it writes files (every such command takes `-o/--output`;
+    `layers` and `models` only print).
     """
 
     @functools.wraps(func)
@@ -170,7 +172,7 @@ def friendly_errors(func: F) -> F:
         except FileNotFoundError as exc:
             raise click.ClickException(f"file not found: {exc.filename}") from None
         except KeyboardInterrupt:
-            click.echo("interrupted; finished files are kept", err=True)
+            click.echo(interrupted_message(kwargs), err=True)
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
@@ -189,6 +191,13 @@ def as_flags(message: str) -> str:
     for field_text, flag_text in FIELD_FLAGS.items():
         message = message.replace(field_text, flag_text)
     return message
+
+
+def interrupted_message(options: dict[str, Any]) -> str:
+    """What an interrupted command says: file-writing commands name their files by `output`."""
+    if options.get("output") is not None:
+        return "interrupted; finished files are kept"
+    return "interrupted"
 
 
 def _interrupt(signum: int, frame: Any) -> None:

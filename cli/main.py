@@ -13,7 +13,15 @@ from vizcnn.core.errors import VizError
 from vizcnn.io.paths import ensure_writable
 from vizcnn.models.loading import available_models
 
-from .common import device_from, friendly_errors, model_options_with, open_model, run_options
+from .common import (
+    device_from,
+    friendly_errors,
+    model_options_with,
+    open_model,
+    progress_enabled,
+    run_options,
+)
+from .progress import progress_bar
 
 
 class LazyGroup(click.Group):
@@ -134,7 +142,9 @@ def layers_command(as_json: bool, show_all: bool, **options: Any) -> None:
     from vizcnn.receptive.table import layer_table
 
     loaded = open_model(options, device_from(options))
-    table = layer_table(loaded.module, (loaded.channels, *loaded.input_size))
+    # on stderr (plain lines when not a terminal): `--json` output on stdout stays clean
+    with progress_bar(progress_enabled(options), unit="step") as progress:
+        table = layer_table(loaded.module, (loaded.channels, *loaded.input_size), progress=progress)
     if as_json:
         click.echo(json.dumps(table.to_dict(loaded.name), indent=2))
         return

@@ -28,6 +28,7 @@ from .common import (
 from .progress import progress_bar
 
 STAGE_NAMES = {
+    "plan": "checking inputs",
     "model": "model card",
     "render": "renders",
     "mine": "top patches",
@@ -214,7 +215,6 @@ def report_command(
     store = ArtifactStore(output, force=force)  # checks the folder before the model loads
     device = device_from(options)
     loaded = open_model(options, device)
-    plan = plan_report(loaded, config)
     show = progress_enabled(options)
 
     @contextmanager
@@ -227,6 +227,8 @@ def report_command(
 
             yield report
 
+    with stage("plan", "step") as progress:
+        plan = plan_report(loaded, config, progress=progress)
     with echo_warnings():  # e.g. a dream on a small image uses fewer octaves: one line each
         result = build_report(loaded, plan, store, stage=stage)
     seconds = time.perf_counter() - started

@@ -32,7 +32,7 @@ def test_layers_command_prints_default_model_table() -> None:
 def test_layers_json_is_a_stable_interface() -> None:
     result = CliRunner().invoke(app, ["layers", "-m", "alexnet", "--weights", "none", "--json"])
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)  # the progress lines go to stderr
     assert data["version"] == 1 and data["input_shape"] == [3, 224, 224]
     conv5 = next(row for row in data["layers"] if row["name"] == "features.10")
     assert conv5["receptive_field"] == [163, 163] and conv5["stride"] == [16, 16]

@@ -159,6 +159,33 @@ def test_measured_field_when_tracing_fails() -> None:
     assert torch.equal(box_mask(field.box(8, 8), 32, 32), support)
 
 
+def test_layer_table_reports_each_measured_layer() -> None:
+    from vizcnn.receptive.table import layer_table
+
+    calls: list[tuple[int, int, str]] = []
+    table = layer_table(
+        DataDependent().double().eval(), (1, 16, 16), progress=lambda *c: calls.append(c)
+    )
+    assert [row.field.method for row in table.rows if row.field] == ["measured", "measured"]
+    # the forward passes, the graph walk (which fails here), then one step per layer measured
+    assert [(done, total) for done, total, _ in calls] == [(0, 2), (1, 2), (2, 4), (3, 4), (4, 4)]
+    assert "graph" in calls[1][2]
+    assert calls[2][2].endswith("measuring conv1") and calls[3][2].endswith("measuring conv2")
+    dones = [done for done, _, _ in calls]
+    assert dones == sorted(dones) and calls[-1][0] == calls[-1][1]
+
+
+def test_layer_table_of_a_traced_model_measures_nothing() -> None:
+    from vizcnn.receptive.table import layer_table
+
+    calls: list[tuple[int, int, str]] = []
+    layer_table(
+        torchvision.models.alexnet(weights=None), (3, 64, 64), progress=lambda *c: calls.append(c)
+    )
+    assert [(done, total) for done, total, _ in calls] == [(0, 2), (1, 2), (2, 2)]
+    assert not any("measuring" in message for _, _, message in calls)
+
+
 def test_global_pooling_is_global() -> None:
     model = torchvision.models.resnet18(weights=None).eval()
     field = receptive_fields(model, (3, 64, 64), ["avgpool"])["avgpool"]

@@ -388,6 +388,31 @@ def test_tiny_cli_site_for_the_browser_test(tmp_path: Path) -> None:
     assert broken_links(out) == []
 
 
+def test_every_stage_shows_progress_in_plain_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Off a terminal (CliRunner): one plain line per stage, planning and the model card too."""
+    from report_helpers import TINY_CLI_ARGS
+    from vizcnn.cli import progress as cli_progress
+
+    monkeypatch.setattr(cli_progress, "PLAIN_INTERVAL_S", 1e9)  # each stage's last line only
+    args = [a for a in TINY_CLI_ARGS if a != "-q"]
+    result = CliRunner().invoke(app, ["report", *args, "-o", str(tmp_path / "site")])
+    assert result.exit_code == 0, result.output
+    assert "\r" not in result.stderr
+    stages = [line.split(":")[0] for line in result.stderr.splitlines()]
+    assert stages == [
+        "checking inputs",
+        "model card",
+        "renders",
+        "top patches",
+        "mean activations",
+        "dreams",
+        "attribution maps",
+    ]
+    assert all(line.endswith(" elapsed") for line in result.stderr.splitlines())
+
+
 @pytest.mark.slow
 def test_report_shows_a_real_ablate_results_file(tmp_path: Path) -> None:
     from report_helpers import TINY_CLI_ARGS

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.core.progress import ProgressCallback, no_progress, scaled_progress
 from vizcnn.io.provenance import provenance
 from vizcnn.microscope import compute
 from vizcnn.microscope.ablation import make_ablation
@@ -82,16 +82,6 @@ def _block(
     )
     block["weights_digest"] = plan.weights_digest
     return block
-
-
-def _scaled(progress: ProgressCallback, position: int, count: int, label: str) -> ProgressCallback:
-    """A technique's progress mapped into its share (100 ticks) of a stage's bar."""
-
-    def report(done: int, total: int, message: str) -> None:
-        share = (100 * done) // total if total else 100
-        progress(position * 100 + share, count * 100, f"{label} {message}".strip())
-
-    return report
 
 
 def build_report(
@@ -165,7 +155,7 @@ def _run_stage(
     count = len(missing)
     if missing[0].kind == "stats":  # all layers' means in one pass over the data
         started = time.perf_counter()
-        made = compute.make_stats(loaded, missing, plan, _scaled(progress, 0, 1, ""))
+        made = compute.make_stats(loaded, missing, plan, scaled_progress(progress, 0, 1, ""))
         seconds = (time.perf_counter() - started) / count
         for artifact in missing:
             item = made[artifact.key]
@@ -175,7 +165,7 @@ def _run_stage(
         return
     images = {image.name: image for image in plan.images}
     for position, artifact in enumerate(missing):
-        report = _scaled(progress, position, count, artifact.name)
+        report = scaled_progress(progress, position, count, artifact.name)
         started = time.perf_counter()
         kind = artifact.kind
         if kind == "layers":

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from vizcnn.core.devices import make_generator
-from vizcnn.core.progress import ProgressCallback
+from vizcnn.core.progress import ProgressCallback, scaled_progress
 from vizcnn.data.datasets import ImageSource, collate
 from vizcnn.deepdream.dreaming import DreamConfig, dream
 from vizcnn.features.filters import FilterConfig, filter_grid
@@ -47,7 +47,7 @@ def _pair(pair: tuple[int, int]) -> str:
 
 def make_layers(loaded: LoadedModel, artifact: Artifact, progress: ProgressCallback) -> Made:
     """The layer table: every module call's type, output shape, parameters and field."""
-    table = layer_table(loaded, (loaded.channels, *loaded.input_size))
+    table = layer_table(loaded, (loaded.channels, *loaded.input_size), progress=progress)
     rows = []
     for row in table.rows:
         if row.output_shape is None:
@@ -120,9 +120,14 @@ def make_mine(
         k=int(params["k"]),
         batch_size=plan.config.batch,
     )
-    top = mine_topk(loaded, dataset, config, progress=progress)
+    top = mine_topk(loaded, dataset, config, progress=scaled_progress(progress, 0, 2))
     mined = mine_patches(
-        loaded, dataset, top, projections=str(params["projections"]), thumbnail_size=THUMB
+        loaded,
+        dataset,
+        top,
+        projections=str(params["projections"]),
+        thumbnail_size=THUMB,
+        progress=scaled_progress(progress, 1, 2),
     )
     files: dict[str, Any] = {}
     hits: dict[str, list[dict[str, Any]]] = {}

@@ -21,6 +21,7 @@ from torch import nn
 
 from vizcnn.core.errors import VizError
 from vizcnn.core.precision import AUTO, choose_precision
+from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.data.datasets import SAMPLES, ImageSource, open_dataset, preprocess
 from vizcnn.data.samples import resolve_image_argument
 from vizcnn.hooks import find_module, layer_output_shape, model_guard, parse_layer
@@ -128,14 +129,17 @@ def _read_ablation(path: str) -> Path:
     return file
 
 
-def _check_mining(loaded: LoadedModel, layers: list[str], config: ReportConfig) -> None:
+def _check_mining(
+    loaded: LoadedModel, layers: list[str], config: ReportConfig, progress: ProgressCallback
+) -> None:
     """Every layer's units must see the input (patches are cut by their receptive field)."""
     from vizcnn.mining.patches import check_projectable
     from vizcnn.receptive.measured import receptive_fields
 
     if not layers:
         return
-    fields = receptive_fields(loaded.module, (loaded.channels, *loaded.input_size), layers)
+    size = (loaded.channels, *loaded.input_size)
+    fields = receptive_fields(loaded.module, size, layers, progress=progress)
     for layer in layers:
         if fields.get(layer) is None:
             raise VizError(
@@ -154,11 +158,15 @@ def _check_image_options(loaded: LoadedModel, config: ReportConfig) -> None:
     DreamConfig(octaves=config.dream_octaves, steps=config.dream_steps).targets(loaded)
 
 
-def plan_report(loaded: LoadedModel, config: ReportConfig) -> Plan:
+def plan_report(
+    loaded: LoadedModel, config: ReportConfig, *, progress: ProgressCallback = no_progress
+) -> Plan:
     """Check every input of a report and list its artifacts with their keys.
 
     Raises VizError (one line) for an unknown or unsuitable layer, an unreadable image, an
     empty data folder or a file that is not an ablation result, before any long work.
+    `progress(done, total, message)` reports its checks (seconds; more where receptive fields
+    must be measured): one step per layer, the receptive fields, the data, each image, the rest.
 
     Example:
         >>> plan = plan_report(loaded, ReportConfig(layers=("_blocks.6",), steps=64))
@@ -166,11 +174,19 @@ def plan_report(loaded: LoadedModel, config: ReportConfig) -> Plan:
         ['layers', 'filters', 'render', 'mine', 'stats', 'dream', 'dream', 'attribution', ...]
     """
     names = list(config.layers) or default_layers(loaded)
+    specs = list(dict.fromkeys(config.images))
+    steps = len(names) + 3 + len(specs)  # layers, fields, data, images, checks and weights
     layers = []
-    for layer in names:
+    for done, layer in enumerate(names):
+        progress(done, steps, f"layer {layer}")
         shape = _layer_shape(loaded, layer)
         layers.append((layer, tuple(range(min(config.units_per_layer, shape[0])))))
-    _check_mining(loaded, [layer for layer, _ in layers], config)
+
+    def fields_progress(done: int, total: int, message: str) -> None:
+        progress(len(names), steps, message)  # one step of the plan: only its message moves
+
+    _check_mining(loaded, [layer for layer, _ in layers], config, fields_progress)
+    progress(len(names) + 1, steps, "data")
     dataset = None
     data_digest = ""
     if layers:
@@ -184,7 +200,8 @@ def plan_report(loaded: LoadedModel, config: ReportConfig) -> Plan:
         )
         data_digest = f"{dataset.fingerprint()}:{dataset.content_digest()}"
     images: list[ImageInput] = []
-    for spec in dict.fromkeys(config.images):
+    for done, spec in enumerate(specs, start=len(names) + 2):
+        progress(done, steps, f"image {spec}")
         raw, name = resolve_image_argument(spec, loaded.channels)
         taken = {image.name for image in images}
         if name in taken:  # two files with one stem: keep them apart
@@ -193,10 +210,12 @@ def plan_report(loaded: LoadedModel, config: ReportConfig) -> Plan:
             )
         image = preprocess(raw, loaded.input_size).contiguous()
         images.append(ImageInput(spec, name, image, tensor_digest(image)))
+    progress(steps - 1, steps, "methods and weights")
     if images:
         _check_image_options(loaded, config)
     ablation = _read_ablation(config.ablation) if config.ablation else None
     digest = weights_digest(loaded.module)
+    progress(steps, steps, "planned")
     plan = Plan(config, layers, dataset, data_digest, images, ablation, digest)
     base = {"model": loaded.name, "weights_digest": digest, "dtype": str(loaded.dtype)}
     # what the network runs in for renders and dreams (bf16 where native): part of their key

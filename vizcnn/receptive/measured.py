@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from vizcnn.core.errors import VizError
+from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.hooks import capture, guarded
 from vizcnn.models.base import ModelLike, as_loaded
 from vizcnn.receptive.field import Field, Spans
@@ -224,7 +225,11 @@ def _from_spans(
 
 @guarded
 def receptive_fields(
-    model: ModelLike, input_shape: tuple[int, int, int], layers: list[str] | None = None
+    model: ModelLike,
+    input_shape: tuple[int, int, int],
+    layers: list[str] | None = None,
+    *,
+    progress: ProgressCallback = no_progress,
 ) -> dict[str, Field | None]:
     """Field of each layer spec (all module calls when `layers` is None), graph first, else measured.
 
@@ -234,6 +239,8 @@ def receptive_fields(
         model: the network, an `nn.Module` or a `LoadedModel` (left as found).
         input_shape: `(C, H, W)` of one input image.
         layers: specs to return; measured individually where the graph gives no answer.
+        progress: called with (steps done, steps, message): the graph walk is one step, each
+            layer measured one more (the total is known once the graph is walked).
 
     Example:
         >>> fields = receptive_fields(alexnet, (3, 224, 224), ["features.0"])
@@ -241,13 +248,17 @@ def receptive_fields(
         (11, 11)
     """
     model = as_loaded(model).module
+    progress(0, 1, "receptive fields: walking the graph")
     try:
         fields = graph_fields(model, input_shape)
     except Exception:  # tracing fails on data-dependent control flow; measure instead
         fields = {}
     wanted = layers if layers is not None else list(fields)
-    result: dict[str, Field | None] = {}
-    for spec in wanted:
-        field = fields.get(spec)
-        result[spec] = field if field is not None else measure_field(model, spec, input_shape)
+    result: dict[str, Field | None] = {spec: fields.get(spec) for spec in wanted}
+    to_measure = [spec for spec, field in result.items() if field is None]
+    total = 1 + len(to_measure)
+    for done, spec in enumerate(to_measure, start=1):
+        progress(done, total, f"receptive fields: measuring {spec}")
+        result[spec] = measure_field(model, spec, input_shape)
+    progress(total, total, "receptive fields")
     return result

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.hooks import LayerRef, capture, guarded, parse_layer
 from vizcnn.models.base import ModelLike, as_loaded
 from vizcnn.receptive.field import Field
@@ -98,11 +99,19 @@ def _pair_text(pair: tuple[int, int]) -> str:
 
 
 @guarded
-def layer_table(model: ModelLike, input_shape: tuple[int, int, int]) -> LayerTable:
+def layer_table(
+    model: ModelLike,
+    input_shape: tuple[int, int, int],
+    *,
+    progress: ProgressCallback = no_progress,
+) -> LayerTable:
     """Run the model once at `input_shape` = (C, H, W) and describe every module call.
 
     Runs under `model_guard` (eval mode): the model, an `nn.Module` or a `LoadedModel`, is
-    left exactly as found.
+    left exactly as found. The receptive fields come from the traced graph, else are measured
+    layer by layer (minutes on a large model): `progress(done, total, message)` counts the
+    forward passes as one step, the graph walk as one and each layer measured as one more
+    (`total` grows once, when the graph tells how many layers need measuring).
 
     Example:
         >>> table = layer_table(loaded.module, (3, 224, 224))
@@ -114,6 +123,7 @@ def layer_table(model: ModelLike, input_shape: tuple[int, int, int]) -> LayerTab
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None else torch.float32
     example = torch.zeros(1, *input_shape, device=device, dtype=dtype)
+    progress(0, 2, "running every layer")
     with torch.no_grad(), capture(model, names, detach=True, strict=False) as first:
         first.run(example)
     calls = dict(first.calls)
@@ -131,7 +141,13 @@ def layer_table(model: ModelLike, input_shape: tuple[int, int, int]) -> LayerTab
         ran = [*later.outputs, *(spec for spec in ran if spec not in later.outputs)]
     specs = list(ran)
     specs += [name for name in names if name not in calls]  # modules that never ran
-    fields = receptive_fields(model, input_shape, [s for s in specs if s in shapes])
+
+    def fields_progress(done: int, total: int, message: str) -> None:
+        progress(1 + done, 1 + total, message)  # after the step of the passes above
+
+    fields = receptive_fields(
+        model, input_shape, [s for s in specs if s in shapes], progress=fields_progress
+    )
     modules = dict(model.named_modules())
     rows = []
     for spec in specs:
