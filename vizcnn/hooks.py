@@ -2,7 +2,8 @@
 
 Layers are named by their dotted `named_modules()` path. A module called more than once in a
 forward pass (EfficientNet-Lite's `_swish`, ResNet's `relu`) is named `name#k` for its k-th call
-(0-based); plain `name` means its first call.
+(0-based); plain `name` means its first call. Wherever a layer is taken, the submodule itself
+(`model.layer4`) may stand for its name: `layer_name` resolves it.
 """
 
 from __future__ import annotations
