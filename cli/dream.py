@@ -288,7 +288,7 @@ def dream_command(
     height, width = picture.shape[-2:]
     targets = config.targets(loaded)
     for layer_target in targets:  # a wrong name fails here, before any progress bar is drawn
-        find_module(loaded.module, parse_layer(layer_target.layer).name)
+        find_module(loaded.module, parse_layer(layer_target.name).name)
     model_args: list[str] = []
     for key, flag in _MODEL_FLAGS.items():
         if options.get(key) is not None:

@@ -19,7 +19,7 @@ from vizcnn.features.equivariance import (
     prepare_images,
 )
 from vizcnn.features.figures import equivariance_figure
-from vizcnn.hooks import find_module, parse_layer
+from vizcnn.hooks import find_module, layer_names, parse_layer
 from vizcnn.io.imaging import IMAGE_SUFFIXES, atomic_write, save_json, save_png
 from vizcnn.io.paths import ensure_writable
 
@@ -115,7 +115,7 @@ def equivariance_command(
     folder = ensure_writable(output, "folder")
     device = device_from(options)
     loaded = open_model(options, device)
-    for spec in config.layers:
+    for spec in layer_names(loaded.module, config.layers):
         find_module(loaded.module, parse_layer(spec).name)
     height, width = loaded.input_size
     if _is_single_image(data):

@@ -4,7 +4,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from vizcnn.core.devices import make_generator, resolve_device
-from vizcnn.core.errors import VizError
+from vizcnn.core.errors import InputRangeWarning, VizError
 from vizcnn.data.datasets import open_dataset
 from vizcnn.deepdream.dreaming import DreamConfig, LayerTarget, dream
 from vizcnn.deepdream.zoom import ZoomConfig, dream_frames
@@ -19,7 +19,7 @@ from vizcnn.features import (
     measure_equivariance,
     nearest,
 )
-from vizcnn.hooks import capture, forward_to, parse_layer
+from vizcnn.hooks import Layer, capture, forward_to, layer_name, parse_layer
 from vizcnn.io.imaging import load_image, make_grid, save_json, save_png
 from vizcnn.mining.patches import MinedPatches, mine_patches
 from vizcnn.mining.streaming import MineConfig, TopK, mine_topk
@@ -87,6 +87,9 @@ __all__ = [
     "as_loaded",
     "describe",
     "VizError",
+    "InputRangeWarning",
+    "Layer",
+    "layer_name",
     "available_models",
     "capture",
     "forward_to",

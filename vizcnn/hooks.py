@@ -2,15 +2,16 @@
 
 Layers are named by their dotted `named_modules()` path. A module called more than once in a
 forward pass (EfficientNet-Lite's `_swish`, ResNet's `relu`) is named `name#k` for its k-th call
-(0-based); plain `name` means its first call.
+(0-based); plain `name` means its first call. Wherever a layer is taken, the submodule itself
+(`model.layer4`) may stand for its name: `layer_name` resolves it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import torch
 from torch import nn
@@ -20,12 +21,15 @@ from vizcnn.core.guard import guarded, inplace_off, model_guard, technique
 
 __all__ = [
     "Captured",
+    "Layer",
     "LayerRef",
     "capture",
     "find_module",
     "forward_to",
     "guarded",
     "inplace_off",
+    "layer_name",
+    "layer_names",
     "layer_output_shape",
     "model_guard",
     "parse_layer",
@@ -57,6 +61,49 @@ def parse_layer(spec: str) -> LayerRef:
     if not call.isdigit():
         raise VizError(f"bad layer call index in {spec!r}; write name#k with k = 0, 1, 2, ...")
     return LayerRef(name, int(call))
+
+
+# A layer as the user gives it: a dotted `named_modules()` path (`name#k` for the k-th call), or
+# the submodule itself (`model.layer4`), as captum and pytorch-grad-cam take it.
+Layer: TypeAlias = str | nn.Module
+
+
+def layer_name(model: nn.Module, layer: Layer) -> str:
+    """The dotted `named_modules()` name of `layer`; a name (`"layer4"`, `"relu#1"`) is returned as is.
+
+    A submodule registered under several names (a shared block) gets the first name in
+    `model.named_modules()` order. A module that is not part of `model`, or `model` itself,
+    is a one-line VizError.
+
+    Example:
+        >>> layer_name(resnet, resnet.layer4[1].conv2)
+        'layer4.1.conv2'
+    """
+    if isinstance(layer, str):
+        return layer
+    if not isinstance(layer, nn.Module):
+        raise VizError(
+            f"a layer is a dotted module name or an nn.Module, not {type(layer).__name__}"
+        )
+    names: list[str] = []
+    for name, module in model.named_modules():
+        if module is layer:
+            if name:
+                return name
+            break
+        if name and len(names) < 3:
+            names.append(name)
+    what = "the model itself" if layer is model else "not a submodule of the model"
+    example = ", ".join(names) if names else "conv1"
+    raise VizError(
+        f"the module passed as layer ({type(layer).__name__}) is {what}; pass one of its "
+        f"submodules or a dotted name such as {example} (see `vizcnn layers`)"
+    )
+
+
+def layer_names(model: nn.Module, layers: Iterable[Layer]) -> list[str]:
+    """`layer_name` of each of `layers`, in order."""
+    return [layer_name(model, layer) for layer in layers]
 
 
 def find_module(model: nn.Module, name: str) -> nn.Module:
@@ -134,7 +181,7 @@ def _never_fired(spec: str, calls: Mapping[str, int]) -> str:
 @contextmanager
 def capture(
     model: nn.Module,
-    layers: Sequence[str],
+    layers: Sequence[Layer],
     *,
     stop_early: bool = False,
     detach: bool = False,
@@ -148,7 +195,8 @@ def capture(
 
     Args:
         model: any `nn.Module`; it is left exactly as found (hooks, training flag, inplace flags).
-        layers: dotted module paths, optionally `name#k` for the k-th call of a reused module.
+        layers: dotted module paths, optionally `name#k` for the k-th call of a reused module,
+            or the submodules themselves (keyed by their dotted name, see `layer_name`).
         stop_early: cut a pass started by `acts.run(x)` right after the last requested layer
             fired. Only `acts.run` stops early: a body calling `model(x)` itself gets the full
             pass, so no statement of the body is ever skipped.
@@ -164,7 +212,7 @@ def capture(
         ...     acts.run(images)
         >>> acts["features.8"].shape
     """
-    refs = [parse_layer(spec) for spec in layers]
+    refs = [parse_layer(spec) for spec in layer_names(model, layers)]
     if not refs:
         raise VizError("no layer given; name at least one (see `vizcnn layers`)")
     by_name: dict[str, list[LayerRef]] = {}
@@ -246,9 +294,11 @@ def capture(
 
 
 def forward_to(
-    model: nn.Module, inputs: torch.Tensor, layers: Sequence[str], *, detach: bool = False
+    model: nn.Module, inputs: torch.Tensor, layers: Sequence[Layer], *, detach: bool = False
 ) -> dict[str, torch.Tensor]:
     """Run `model` only as far as the deepest of `layers` and return their outputs.
+
+    `layers` are names or submodules; the outputs are keyed by dotted name (`layer_name`).
 
     Runs under `model_guard`: eval mode (BatchNorm uses its running statistics), parameters
     frozen, the model left exactly as found; outputs keep their graph to `inputs` unless
@@ -266,12 +316,13 @@ def forward_to(
 
 
 def layer_output_shape(
-    model: nn.Module, input_shape: tuple[int, ...], layer: str
+    model: nn.Module, input_shape: tuple[int, ...], layer: Layer
 ) -> tuple[int, ...]:
     """Shape of `layer`'s output for one input of `input_shape` = (C, H, W), batch dim dropped.
 
     Runs one truncated forward pass on zeros, on the model's device and dtype.
     """
+    name = layer_name(model, layer)
     param = next(iter(model.parameters()), None)
     probe = torch.zeros(
         1,
@@ -280,5 +331,5 @@ def layer_output_shape(
         dtype=param.dtype if param is not None else torch.float32,
     )
     with model_guard(model), torch.no_grad():
-        output = forward_to(model, probe, [layer], detach=True)[layer]
+        output = forward_to(model, probe, [name], detach=True)[name]
     return tuple(int(v) for v in output.shape[1:])

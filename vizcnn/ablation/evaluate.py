@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from vizcnn.core.distributed import all_gather, current_shard
+from vizcnn.core.image_range import warn_if_normalized
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.hooks import model_guard
 
@@ -152,6 +153,8 @@ def evaluate(
         for model in models.values():  # once for the pass, not per batch
             guards.enter_context(model_guard(model))
         for images, labels in loader:
+            if done == 0:  # the first batch only: one reduction per pass
+                warn_if_normalized(images, stacklevel=4)
             inputs = normalize(images.to(device))
             labels = labels.to(device)
             logits = {name: model(inputs).float() for name, model in models.items()}

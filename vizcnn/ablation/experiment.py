@@ -77,6 +77,8 @@ def plan(
             "no variants: give --variant NAME=LAYER[,LAYER...] or --units LAYER:CHANNELS"
         )
     check_names(variants)
+    module = as_loaded(model).module
+    variants = [variant.named(module) for variant in variants]
     planned: dict[str, Ablated] = {}
     for variant in variants:
         try:
@@ -118,6 +120,7 @@ def run_ablation(
         ...                       TrainConfig(retrain="all", epochs=5), train_data=digits("train"))
     """
     loaded = as_loaded(model)
+    variants = [variant.named(loaded.module) for variant in variants]
     if config.retrain != "none" and train_data is None:
         raise VizError(f"--retrain {config.retrain} needs training data (--train-data)")
     cuts = planned if planned is not None else plan(model, variants, config)
@@ -143,7 +146,9 @@ def run_ablation(
         variant = by_name.get(name)
         description = variant.description if variant else "un-ablated, same retraining"
         removed = (
-            [*variant.remove, *(f"{layer}:{c}" for layer, c in variant.units)] if variant else []
+            [*map(str, variant.remove), *(f"{layer}:{c}" for layer, c in variant.units)]
+            if variant
+            else []
         )
         row = _row(name, description, removed, cut, config.retrain)
         if losses:

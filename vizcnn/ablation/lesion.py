@@ -20,6 +20,7 @@ from vizcnn.ablation.surgery import ablate, check_layers
 from vizcnn.ablation.variants import find_blocks
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.hooks import Layer, layer_names
 from vizcnn.models.base import ModelLike, as_loaded
 
 INTACT = "intact"
@@ -47,7 +48,7 @@ def lesion_study(
     model: ModelLike,
     data: Dataset[tuple[torch.Tensor, int]],
     *,
-    blocks: Sequence[str] | None = None,
+    blocks: Sequence[Layer] | None = None,
     batch_size: int = 32,
     device: torch.device | str = "cpu",
     progress: ProgressCallback = no_progress,
@@ -57,7 +58,8 @@ def lesion_study(
     Args:
         model: a `LoadedModel` or `nn.Module` returning logits; never modified.
         data: items `(image (C, H, W) in [0, 1], label)` (label -1 when unknown).
-        blocks: block names (default: `find_blocks`, e.g. `_blocks.0` ... `_blocks.15`).
+        blocks: block names or submodules (default: `find_blocks`, e.g. `_blocks.0` ...
+            `_blocks.15`); results name them by dotted name.
         batch_size: images per forward pass (every lesioned copy sees each batch).
 
     Example:
@@ -70,7 +72,7 @@ def lesion_study(
         names = [b.name for b in found]
         params = {b.name: b.params for b in found}
     else:
-        names = list(blocks)
+        names = layer_names(loaded.module, blocks)
         check_layers(loaded.module, names)
         params = {
             n: sum(p.numel() for p in loaded.module.get_submodule(n).parameters()) for n in names

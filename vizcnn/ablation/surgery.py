@@ -26,7 +26,7 @@ from torch import nn
 
 from vizcnn.core.channels import parse_channels
 from vizcnn.core.errors import VizError
-from vizcnn.hooks import find_module
+from vizcnn.hooks import Layer, find_module, layer_name, layer_names
 from vizcnn.models.base import ModelLike, as_loaded
 
 
@@ -213,8 +213,9 @@ def _output_tensor(output: Any) -> torch.Tensor:
     raise VizError(f"the network returns {type(output).__name__}, not a tensor of logits")
 
 
-def check_layers(module: nn.Module, layers: Sequence[str]) -> None:
+def check_layers(module: nn.Module, layers: Sequence[Layer]) -> None:
     """Raise a one-line VizError for an unknown, repeated, nested or root layer name."""
+    layers = layer_names(module, layers)
     if not layers:
         raise VizError("a variant must name at least one layer to remove")
     for name in layers:
@@ -231,9 +232,9 @@ def check_layers(module: nn.Module, layers: Sequence[str]) -> None:
 
 def ablate(
     model: ModelLike,
-    remove: Sequence[str] = (),
+    remove: Sequence[Layer] = (),
     *,
-    units: Mapping[str, str] | None = None,
+    units: Mapping[Layer, str] | None = None,
     example: torch.Tensor | None = None,
     seed: int = 0,
 ) -> Ablated:
@@ -241,9 +242,10 @@ def ablate(
 
     Args:
         model: a `LoadedModel` or any `nn.Module` returning logits `(B, K)`; never modified.
-        remove: dotted layer names to remove (identity, adapter or re-fit, see the module doc).
-        units: layer name -> channel selection (`"0,5,9"`, `"0:8"`): those output channels of
-            the layer are zeroed in the copy.
+        remove: layers to remove (identity, adapter or re-fit, see the module doc): dotted
+            names or the submodules themselves (`vizcnn.hooks.layer_name`).
+        units: layer (name or submodule) -> channel selection (`"0,5,9"`, `"0:8"`): those
+            output channels of the layer are zeroed in the copy.
         example: an input batch `(B, C, H, W)` for the shape probe (default: zeros at the
             model's input size, on its device).
         seed: seeds the initialization of adapters and re-fitted layers.
@@ -257,9 +259,22 @@ def ablate(
         >>> cut.changes[-1].kind
         'refit'
     """
+    module = as_loaded(model).module
+    names = layer_names(module, remove)
+    zeroed = {layer_name(module, layer): c for layer, c in (units or {}).items()}
+    return _ablate(model, names, zeroed, example, seed)
+
+
+def _ablate(
+    model: ModelLike,
+    remove: list[str],
+    units: dict[str, str],
+    example: torch.Tensor | None,
+    seed: int,
+) -> Ablated:
+    """`ablate` with its layers as dotted names."""
     loaded = as_loaded(model)
     original = loaded.module
-    units = dict(units or {})
     if remove:
         check_layers(original, list(remove))
     for name in units:

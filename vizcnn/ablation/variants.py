@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from torch import nn
 
 from vizcnn.core.errors import VizError
+from vizcnn.hooks import Layer, layer_name, layer_names
 
 CONTROL = "control"
 ORIGINAL = "original"
@@ -20,8 +21,8 @@ class Variant:
     """One ablation: layers to remove and/or channels to zero, under a short name."""
 
     name: str  # shown in the table and chart
-    remove: tuple[str, ...] = ()  # dotted layer names taken out of the network
-    units: tuple[tuple[str, str], ...] = ()  # (layer, channel selection) pairs zeroed
+    remove: tuple[Layer, ...] = ()  # layers taken out of the network: dotted names or submodules
+    units: tuple[tuple[Layer, str], ...] = ()  # (layer, channel selection) pairs zeroed
     description: str = ""  # what it corresponds to, e.g. "Z&F: removed layer 7"
 
     def __post_init__(self) -> None:
@@ -32,6 +33,14 @@ class Variant:
             )
         if not self.remove and not self.units:
             raise VizError(f"variant {self.name!r} removes nothing; write NAME=LAYER[,LAYER...]")
+
+    def named(self, model: nn.Module) -> Variant:
+        """This variant with its layers as dotted names in `model` (`vizcnn.hooks.layer_name`)."""
+        return replace(
+            self,
+            remove=tuple(layer_names(model, self.remove)),
+            units=tuple((layer_name(model, layer), c) for layer, c in self.units),
+        )
 
 
 def parse_variant(text: str) -> Variant:

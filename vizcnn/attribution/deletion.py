@@ -14,6 +14,7 @@ import torch
 
 from vizcnn.attribution.classifier import Classifier
 from vizcnn.core.errors import VizError
+from vizcnn.core.image_range import warn_if_normalized
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.hooks import inplace_off, model_guard
 from vizcnn.models.base import ModelLike, as_loaded
@@ -84,6 +85,7 @@ def deletion_curves(
     if steps < 1 or batch < 1:
         raise VizError(f"steps ({steps}) and batch ({batch}) must be at least 1")
     loaded = as_loaded(model)
+    warn_if_normalized(images)
     net = Classifier(loaded)
     device, dtype = loaded.device, loaded.dtype
     x = images.to(device=device, dtype=dtype)

@@ -33,8 +33,10 @@ from vizcnn.attribution.classifier import (
     targets_of,
 )
 from vizcnn.core.errors import VizError, did_you_mean
+from vizcnn.core.image_range import warn_if_normalized
 from vizcnn.core.progress import ProgressCallback, no_progress
-from vizcnn.hooks import find_module, inplace_off, model_guard
+from vizcnn.hooks import Layer, find_module, inplace_off, model_guard
+from vizcnn.hooks import layer_name as resolve_layer
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
 
 
@@ -44,7 +46,7 @@ class AttributionConfig:
 
     methods: tuple[str, ...] = ("saliency", "ig", "gradcam")  # names from METHODS, in panel order
     target: str | int = "top1"  # top1, a class name (espresso) or an index (967), for every image
-    layer: str | None = None  # Grad-CAM layer (None: the model's last Conv2d)
+    layer: Layer | None = None  # Grad-CAM layer, name or submodule (None: the last Conv2d)
     baseline: float = 0.0  # flat grey level in [0, 1] for IG, occlusion and deletion (0 = black)
     ig_steps: int = 32  # integration steps of integrated gradients
     smoothgrad_samples: int = 16  # noisy copies per image for SmoothGrad
@@ -162,9 +164,12 @@ def check_config(loaded: LoadedModel, config: AttributionConfig) -> str:
     check_target(loaded, config.target)
     if not LAYER_METHODS.intersection(config.methods) and config.layer is None:
         return ""
-    layer = config.layer or default_layer(loaded)
-    find_module(loaded.module, layer)
-    return layer
+    # a submodule is named by its dotted path; never `config.layer or ...`: an empty
+    # nn.Sequential is falsy
+    layer = "" if config.layer is None else config.layer
+    name = resolve_layer(loaded.module, layer) or default_layer(loaded)
+    find_module(loaded.module, name)
+    return name
 
 
 def attribute(
@@ -205,6 +210,7 @@ def attribute(
     loaded = as_loaded(model)
     if images.dim() != 4:
         raise VizError(f"images must be (B, C, H, W); got shape {tuple(images.shape)}")
+    warn_if_normalized(images)
     layer_name = check_config(loaded, config)
     device, dtype = loaded.device, loaded.dtype
     x_all = images.to(device=device, dtype=dtype)

@@ -28,3 +28,7 @@ def did_you_mean(name: str, choices: Iterable[str], what: str) -> str:
         return f"unknown {what} {name!r}; did you mean: {', '.join(near)}?"
     shown = ", ".join(pool[:8]) + (", ..." if len(pool) > 8 else "")
     return f"unknown {what} {name!r}; valid ones include: {shown}"
+
+
+class InputRangeWarning(UserWarning):
+    """Images handed in lie well outside [0, 1]: most likely normalized already (captum style)."""

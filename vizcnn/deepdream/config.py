@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from torch import nn
+
 from vizcnn.core.errors import VizError
 from vizcnn.core.precision import AmpSetting, check_amp
 from vizcnn.deepdream.targets import LayerTarget, resolve_target
@@ -16,7 +18,8 @@ from vizcnn.models.loading import LoadedModel
 class DreamConfig:
     """Every parameter of a dream; the CLI options map one to one onto these fields."""
 
-    layers: tuple[str | LayerTarget, ...] = ()  # LAYER[#k][:CHANNELS][@WEIGHT]; () = defaults
+    # LAYER[#k][:CHANNELS][@WEIGHT], LayerTarget, or a submodule (the whole layer); () = defaults
+    layers: tuple[str | LayerTarget | nn.Module, ...] = ()
     octaves: int = 4  # pyramid levels (fewer, with a warning, if the image is too small)
     octave_scale: float = 1.4  # size ratio between consecutive octaves
     steps: int = 10  # gradient steps per octave

@@ -12,10 +12,12 @@ layer, small images get fewer octaves instead of a shape error, and guided dream
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import torch
 
 from vizcnn.core.devices import deterministic_algorithms, make_generator
+from vizcnn.core.image_range import warn_if_normalized
 from vizcnn.core.precision import choose_precision
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.deepdream.config import DreamConfig
@@ -25,6 +27,7 @@ from vizcnn.deepdream.targets import (
     LayerTarget,
     dream_objective,
     guide_features,
+    named_target,
     parse_layer_target,
 )
 from vizcnn.deepdream.tiling import add_image, enlarge, rolled_gradient, row_bands
@@ -61,7 +64,9 @@ def dream(
         model: a `LoadedModel` or a bare `nn.Module` (see `describe`); left exactly as found.
         image: `(C, H, W)` or `(B, C, H, W)`, float in [0, 1] or uint8 (a quarter of the memory
             for big images); a colour image for a one-channel model is turned to luminance.
-        config: parameters (`DreamConfig()` = the model's default layers, 4 octaves x 10 steps).
+        config: parameters (`DreamConfig()` = the model's default layers, 4 octaves x 10 steps);
+            its layers may be submodules (`DreamConfig(layers=(model.layer3,))`), dreamed as
+            their dotted names (`vizcnn.hooks.layer_name`).
         guide: `(C, H', W')` image in [0, 1] for guided dreaming, or None.
         generator: source of the random rolls (same seed, same dream); default seed 0 on CPU.
             The rolls are shared by a batch, so image i of a batch dreams as it would alone.
@@ -76,6 +81,10 @@ def dream(
     """
     loaded = as_loaded(model)
     config = config or DreamConfig()
+    config = replace(config, layers=tuple(named_target(s, loaded.module) for s in config.layers))
+    warn_if_normalized(image)
+    if guide is not None:
+        warn_if_normalized(guide)
     generator = generator or make_generator(0, "cpu")
     with model_guard(loaded.module), deterministic_algorithms(config.deterministic):
         return _dream(loaded, image, config, guide, generator, progress or no_progress)
@@ -91,7 +100,7 @@ def _dream(
 ) -> torch.Tensor:
     batch = as_batch(image, loaded)
     targets = config.targets(loaded)
-    layers = list(dict.fromkeys(t.layer for t in targets))
+    layers = list(dict.fromkeys(t.name for t in targets))
     guides = guide_features(loaded, guide, targets) if guide is not None else None
     full = (batch.shape[-2], batch.shape[-1])
     sizes = octave_sizes(loaded, full, config)

@@ -43,7 +43,7 @@ def octave_sizes(
         >>> octave_sizes(loaded, (480, 640), DreamConfig())
         [(175, 233), (245, 327), (343, 457), (480, 640)]
     """
-    layers = list(dict.fromkeys(t.layer for t in config.targets(loaded)))
+    layers = list(dict.fromkeys(t.name for t in config.targets(loaded)))
     # Networks reject inputs well below their training size (inception_v3: under 75 of 299);
     # bigger shapes are not probed, which keeps the probes cheap.
     limit = 2 * max(loaded.input_size) // 3
@@ -113,7 +113,7 @@ def dream_memory(
     Example:
         >>> dream_memory(loaded, (4096, 4096), DreamConfig(tile=0)).total / 2**30  # GiB
     """
-    layers = list(dict.fromkeys(t.layer for t in config.targets(loaded)))
+    layers = list(dict.fromkeys(t.name for t in config.targets(loaded)))
     probe = loaded.input_size
     dtype = loaded.dtype
     saved: dict[int, int] = {}  # storage pointer -> bytes: views of one tensor count once

@@ -8,15 +8,16 @@ everywhere in vizcnn (`vizcnn.core.units`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
+from torch import nn
 
 from vizcnn.core.errors import VizError
 from vizcnn.core.units import is_closed, parse_unit
 from vizcnn.deepdream.images import as_batch
 from vizcnn.deepdream.tiling import as_unit
-from vizcnn.hooks import forward_to, layer_output_shape, model_guard
+from vizcnn.hooks import Layer, forward_to, layer_name, layer_output_shape, model_guard
 from vizcnn.io.imaging import resize
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
 
@@ -25,19 +26,41 @@ from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
 class LayerTarget:
     """One term of the dream objective: `weight * 0.5 * ||a[:, channels]||^2` at `layer`."""
 
-    layer: str  # dotted module path, optionally `name#k` for the k-th call of a reused module
+    # dotted module path (`name#k` for the k-th call of a reused module) or the submodule
+    # itself; `dream` replaces a submodule by its dotted name (`named_target`)
+    layer: Layer
     channels: tuple[int, ...] | None = None  # channel subset; None = all channels
     weight: float = 1.0  # multiplier of this layer's term
 
     @property
+    def name(self) -> str:
+        """The layer's dotted name (a target on a submodule: once resolved, `named_target`)."""
+        if not isinstance(self.layer, str):
+            raise VizError(
+                f"dream target on a {type(self.layer).__name__} module has no name until "
+                "resolved against the model (dream and DreamConfig.targets do it)"
+            )
+        return self.layer
+
+    @property
     def spec(self) -> str:
         """Back to the `LAYER[:CHANNELS][@WEIGHT]` text form."""
-        text = self.layer
+        text = self.name
         if self.channels is not None:
             text += ":" + ",".join(str(c) for c in self.channels)
         if self.weight != 1.0:
             text += f"@{self.weight:g}"
         return text
+
+
+def named_target(spec: str | LayerTarget | nn.Module, model: nn.Module) -> str | LayerTarget:
+    """`spec` with its layer as a dotted name: a submodule becomes its name (the whole layer),
+    a `LayerTarget` on a submodule the same target on its name (`vizcnn.hooks.layer_name`)."""
+    if isinstance(spec, nn.Module):
+        return layer_name(model, spec)
+    if isinstance(spec, LayerTarget) and not isinstance(spec.layer, str):
+        return replace(spec, layer=layer_name(model, spec.layer))
+    return spec
 
 
 def parse_layer_target(spec: str | LayerTarget, count: int | None = None) -> LayerTarget:
@@ -58,8 +81,10 @@ def parse_layer_target(spec: str | LayerTarget, count: int | None = None) -> Lay
     return LayerTarget(unit.layer_spec, unit.channels(count, default=None), unit.weight)
 
 
-def resolve_target(spec: str | LayerTarget, loaded: LoadedModel) -> LayerTarget:
-    """A target whose open channel selection (`8:`, `all`) is resolved with one probe pass."""
+def resolve_target(spec: str | LayerTarget | nn.Module, loaded: LoadedModel) -> LayerTarget:
+    """A target on a dotted layer name whose open channel selection (`8:`, `all`) is resolved
+    with one probe pass; a submodule is the whole layer."""
+    spec = named_target(spec, loaded.module)
     if isinstance(spec, LayerTarget):
         return spec
     unit = parse_unit(spec)
@@ -90,7 +115,7 @@ def dream_objective(
     """
     total: torch.Tensor | None = None
     for index, target in enumerate(targets):
-        acts = _select_channels(_wide(activations[target.layer]), target)
+        acts = _select_channels(_wide(activations[target.name]), target)
         if guides is None:
             term = 0.5 * acts.square().sum()
         else:
@@ -146,11 +171,12 @@ def guide_features(
             model's input size.
     """
     loaded = as_loaded(model)
+    targets = [resolve_target(t, loaded) for t in targets]
     image = as_unit(as_batch(guide, loaded), loaded.dtype)
     height, width = image.shape[-2:]
     scale = min(loaded.input_size) / min(height, width)
     size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    layers = list(dict.fromkeys(t.layer for t in targets))
+    layers = list(dict.fromkeys(t.name for t in targets))
     with torch.no_grad():
         acts = forward_to(loaded.module, loaded.normalize(resize(image, size)), layers, detach=True)
-    return [_select_channels(_wide(acts[t.layer]), t)[0].flatten(1) for t in targets]
+    return [_select_channels(_wide(acts[t.name]), t)[0].flatten(1) for t in targets]

@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
 from torch import nn
 
 from vizcnn.core.errors import VizError
+from vizcnn.core.image_range import warn_if_normalized
 from vizcnn.core.progress import ProgressCallback, no_progress
-from vizcnn.hooks import capture, find_module, model_guard, parse_layer
+from vizcnn.hooks import Layer, capture, find_module, layer_names, model_guard, parse_layer
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
 from vizcnn.receptive.graph import receptive_fields
 
@@ -36,7 +38,8 @@ OUTPUT = "output"  # the row name of the model's final output
 class EquivarianceConfig:
     """What to measure."""
 
-    layers: tuple[str, ...] = ()  # layer specs; () = the model's main stages (`stage_layers`)
+    # layer specs or submodules (rows named by dotted name); () = the main stages (`stage_layers`)
+    layers: tuple[Layer, ...] = ()
     shifts: tuple[int, ...] = tuple(range(1, 17))  # input shifts in pixels, each > 0
     direction: Literal["x", "y", "xy"] = "x"  # shift right-left, up-down, or diagonally
     mode: Literal["crop", "roll"] = "crop"  # windows of a wider image, or circular shift
@@ -304,14 +307,17 @@ def measure_equivariance(
     config = config or EquivarianceConfig()
     loaded = as_loaded(model)
     module = loaded.module
+    named = layer_names(module, config.layers)
+    config = replace(config, layers=tuple(named))
     if images.dim() != 4 or images.shape[0] == 0:
         raise VizError(f"images must be (N, C, H, W) with N >= 1, got {tuple(images.shape)}")
+    warn_if_normalized(images)
     margin = config.margin
     size = (images.shape[-2] - margin[0], images.shape[-1] - margin[1])
     if min(size) < 8:
         raise VizError(f"images of {tuple(images.shape[-2:])} too small for shifts {margin}")
     explicit = bool(config.layers)
-    requested = list(config.layers) if explicit else stage_layers(module)
+    requested = named if explicit else stage_layers(module)
     for spec in requested:
         find_module(module, parse_layer(spec).name)
     device, dtype = loaded.device, loaded.dtype
@@ -374,12 +380,13 @@ def measure_equivariance(
 
 
 def prepare_images(
-    model: ModelLike, images: list[torch.Tensor], config: EquivarianceConfig
+    model: ModelLike, images: Sequence[torch.Tensor], config: EquivarianceConfig
 ) -> torch.Tensor:
     """Photos `(C, h, w)` in [0, 1] resized and centre-cropped to the model's input size plus
     the margin the shifts need: `(N, C, H + my, W + mx)`."""
     from vizcnn.data.datasets import preprocess
 
+    warn_if_normalized(images)  # before `preprocess`, whose resampling clamps to [0, 1]
     loaded = as_loaded(model)
     height, width = loaded.input_size
     size = (height + config.margin[0], width + config.margin[1])

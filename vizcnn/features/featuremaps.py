@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from vizcnn.core.errors import VizError
+from vizcnn.core.image_range import warn_if_normalized
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.data.datasets import preprocess
-from vizcnn.hooks import capture, find_module, model_guard, parse_layer
+from vizcnn.hooks import Layer, capture, find_module, layer_names, model_guard, parse_layer
 from vizcnn.models.base import ModelLike, as_loaded
 
 
@@ -18,7 +19,9 @@ from vizcnn.models.base import ModelLike, as_loaded
 class FeatureMapConfig:
     """Which maps to show."""
 
-    layers: tuple[str, ...]  # layer specs (dotted name, `name#k` for the k-th call)
+    # layer specs (dotted name, `name#k` for the k-th call) or submodules (`feature_maps`
+    # shows them under their dotted names, `vizcnn.hooks.layer_name`)
+    layers: tuple[Layer, ...]
     top: int = 16  # channels per layer, ranked by mean activation over the map
     resize: bool = True  # resize + centre-crop the image to the model's input size first
 
@@ -49,9 +52,9 @@ class LayerMaps:
         }
 
 
-def check_layers(model: torch.nn.Module, layers: Sequence[str]) -> None:
+def check_layers(model: torch.nn.Module, layers: Sequence[Layer]) -> None:
     """Fail early, with the closest valid names, on a layer that does not exist."""
-    for spec in layers:
+    for spec in layer_names(model, layers):
         find_module(model, parse_layer(spec).name)
 
 
@@ -86,22 +89,25 @@ def feature_maps(
         ...                            FeatureMapConfig(layers=("_blocks.2",), top=8))
     """
     loaded = as_loaded(model)
-    check_layers(loaded.module, config.layers)
+    layers = layer_names(loaded.module, config.layers)
+    config = replace(config, layers=tuple(layers))
+    check_layers(loaded.module, layers)
     if image.dim() != 3 or image.shape[0] != loaded.channels:
         raise VizError(
             f"image must be ({loaded.channels}, H, W) for {loaded.name}, got {tuple(image.shape)}"
         )
+    warn_if_normalized(image)  # before `preprocess`, whose resampling clamps to [0, 1]
     if config.resize:
         image = preprocess(image, loaded.input_size)
     batch = loaded.normalize(image.unsqueeze(0).to(loaded.device, loaded.dtype))
     with (
         model_guard(loaded.module),
         torch.no_grad(),
-        capture(loaded.module, config.layers, detach=True) as acts,
+        capture(loaded.module, layers, detach=True) as acts,
     ):
         acts.run(batch)
     results = []
-    for done, spec in enumerate(config.layers, start=1):
+    for done, spec in enumerate(layers, start=1):
         activation = acts[parse_layer(spec).spec][0].float().cpu()
         if activation.dim() == 1:
             activation = activation.view(-1, 1, 1)
@@ -117,5 +123,5 @@ def feature_maps(
                 maps=activation[channels].clone(),
             )
         )
-        progress(done, len(config.layers), spec)
+        progress(done, len(layers), spec)
     return image, results

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from vizcnn.core.errors import VizError
-from vizcnn.hooks import find_module, parse_layer
+from vizcnn.hooks import Layer, find_module, layer_name, parse_layer
 from vizcnn.io.imaging import make_grid
 from vizcnn.models.base import ModelLike, as_loaded
 
@@ -28,7 +28,8 @@ Inputs = Literal["auto", "rgb", "split", "mean"]
 class FilterConfig:
     """How to draw a convolution's filters."""
 
-    layer: str | None = None  # dotted name of a Conv2d; None = the first Conv2d of the model
+    # a Conv2d by dotted name or the module itself; None = the first Conv2d of the model
+    layer: Layer | None = None
     normalize: Normalize = "global"  # min-max over all filters, or over each filter alone
     sort: Sort = "none"  # "norm": largest L2 norm first; "none": the layer's order
     inputs: Inputs = "auto"  # auto: rgb for 3 input channels, mean for 1, else split
@@ -80,9 +81,14 @@ def conv_layers(model: nn.Module) -> list[str]:
     return [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
 
 
-def find_conv(model: nn.Module, layer: str | None) -> tuple[str, nn.Conv2d]:
-    """The named Conv2d (or the first one), with a one-line error naming the valid choices."""
+def find_conv(model: nn.Module, layer: Layer | None) -> tuple[str, nn.Conv2d]:
+    """The named Conv2d (or the first one), with a one-line error naming the valid choices.
+
+    `layer` may be the Conv2d itself; its dotted name (`vizcnn.hooks.layer_name`) comes back.
+    """
     convs = conv_layers(model)
+    if layer is not None:
+        layer = layer_name(model, layer)
     if layer is None:
         if not convs:
             raise VizError("the model has no Conv2d layer to draw filters of")

@@ -21,9 +21,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from vizcnn.core.errors import VizError
+from vizcnn.core.image_range import warn_if_normalized
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.data.datasets import FileImages, ImageSource, collate
-from vizcnn.hooks import capture, find_module, model_guard, parse_layer
+from vizcnn.hooks import Layer, capture, find_module, layer_name, model_guard, parse_layer
 from vizcnn.io.imaging import atomic_write
 from vizcnn.io.provenance import files_digest, weights_digest
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
@@ -41,7 +42,7 @@ def classifier_layer(model: nn.Module) -> str:
 
 
 @contextmanager
-def capture_input(model: nn.Module, layer: str) -> Iterator[dict[str, torch.Tensor]]:
+def capture_input(model: nn.Module, layer: Layer) -> Iterator[dict[str, torch.Tensor]]:
     """Record the (first tensor) input of `layer` on each forward pass; the hook is removed after.
 
     Example:
@@ -49,7 +50,7 @@ def capture_input(model: nn.Module, layer: str) -> Iterator[dict[str, torch.Tens
         ...     net(images)
         >>> seen["input"].shape  # (B, 512) for a ResNet-18
     """
-    module = find_module(model, layer)
+    module = find_module(model, layer_name(model, layer))
     seen: dict[str, torch.Tensor] = {}
 
     def hook(_module: nn.Module, inputs: Any) -> None:
@@ -85,15 +86,17 @@ def _pool(features: torch.Tensor) -> torch.Tensor:
 def embed(
     model: ModelLike,
     images: torch.Tensor,
-    layer: str | None = None,
+    layer: Layer | None = None,
 ) -> torch.Tensor:
     """Embeddings `(B, D)` of images `(B, C, H, W)` in [0, 1] at the model's input size.
 
     Args:
-        layer: a layer spec whose output is used (maps averaged over space); None = the input of
-            the last `nn.Linear`.
+        layer: a layer spec or submodule whose output is used (maps averaged over space);
+            None = the input of the last `nn.Linear`.
     """
     loaded = as_loaded(model)
+    layer = None if layer is None else layer_name(loaded.module, layer)
+    warn_if_normalized(images)
     with model_guard(loaded.module):
         return _embed_guarded(loaded, images, layer)
 
@@ -134,7 +137,7 @@ def cache_path(
 def embed_dataset(
     model: ModelLike,
     dataset: ImageSource,
-    layer: str | None = None,
+    layer: Layer | None = None,
     *,
     batch_size: int = 32,
     workers: int = 0,
@@ -146,7 +149,8 @@ def embed_dataset(
     Args:
         model: a `LoadedModel` or bare `nn.Module`.
         dataset: from `open_dataset` (items already at the model's input size).
-        layer: embedding layer (None: the classifier's input).
+        layer: embedding layer, a spec or the submodule itself (recorded as its dotted name,
+            `vizcnn.hooks.layer_name`); None: the classifier's input.
         batch_size: images per forward pass.
         workers: DataLoader worker processes for decoding.
         cache_dir: folder for `embeddings-*.pt` files; None = no cache.
@@ -158,6 +162,7 @@ def embed_dataset(
     """
     loaded = as_loaded(model)
     if layer is not None:
+        layer = layer_name(loaded.module, layer)
         find_module(loaded.module, parse_layer(layer).name)
     if len(dataset) == 0:
         raise VizError("no images to embed")
@@ -179,6 +184,8 @@ def embed_dataset(
     # one guard for the whole pass: its copy of the buffers is not per-batch work
     with model_guard(loaded.module):
         for batch in loader:
+            if not vectors:  # the first batch only: one reduction per pass
+                warn_if_normalized(batch.images)
             vectors.append(_embed_guarded(loaded, batch.images, layer))
             valid.append(torch.tensor([not e for e in batch.errors], dtype=torch.bool))
             done += len(batch.errors)

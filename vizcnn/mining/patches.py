@@ -20,7 +20,7 @@ from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.core.relu_rules import RULES, relu_rule
 from vizcnn.data.datasets import ImageSource
-from vizcnn.hooks import capture, technique
+from vizcnn.hooks import Layer, capture, layer_name, technique
 from vizcnn.io.imaging import labeled_sheet, make_grid, resize
 from vizcnn.mining.streaming import TopK
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
@@ -83,8 +83,9 @@ def thumbnail(patch: torch.Tensor, longest: int) -> torch.Tensor:
 
 
 @technique
-def check_projectable(loaded: LoadedModel, layer: str) -> None:
-    """VizError unless `layer` (`name#k` for the k-th call) gives a `(B, C, H, W)` map."""
+def check_projectable(loaded: LoadedModel, layer: Layer) -> None:
+    """VizError unless `layer` (`name#k` for the k-th call, or a submodule) gives a map."""
+    layer = layer_name(loaded.module, layer)
     probe = torch.zeros(
         1, loaded.channels, *loaded.input_size, device=loaded.device, dtype=loaded.dtype
     )
@@ -98,7 +99,7 @@ def check_projectable(loaded: LoadedModel, layer: str) -> None:
 
 
 def check_patch_options(
-    loaded: LoadedModel, layer: str, projections: str = "none", thumbnail_size: int = 64
+    loaded: LoadedModel, layer: Layer, projections: str = "none", thumbnail_size: int = 64
 ) -> None:
     """VizError now for `mine_patches` options that would fail it after the mining pass.
 
@@ -110,6 +111,7 @@ def check_patch_options(
         raise VizError(f"unknown --projections {projections!r}; use deconv, guided or none")
     if thumbnail_size < 8:
         raise VizError(f"--thumbnail must be at least 8 pixels, got {thumbnail_size}")
+    layer = layer_name(loaded.module, layer)
     input_shape = (loaded.channels, *loaded.input_size)
     if receptive_fields(loaded.module, input_shape, [layer])[layer] is None:
         raise VizError(f"no receptive field for layer {layer!r}; its units do not see the input")
@@ -121,7 +123,7 @@ def check_patch_options(
 def project(
     loaded: LoadedModel,
     images: torch.Tensor,
-    layer: str,
+    layer: Layer,
     units: torch.Tensor,
     method: str,
     *,
@@ -137,7 +139,7 @@ def project(
     Args:
         loaded: the model (`LoadedModel` or bare `nn.Module`; left as found).
         images: `(B, C, H, W)` in [0, 1] at the model's input size.
-        layer: the layer spec (`name#k` for the k-th call of a reused module).
+        layer: the layer spec (`name#k` for the k-th call of a reused module) or submodule.
         units: `(B, 3)` int64 (channel, y, x) of the unit to project for each image.
         method: "deconv" or "guided".
         check: verify first that the layer gives a `(B, C, H, W)` map (see
@@ -151,6 +153,7 @@ def project(
     """
     if method not in RULES:
         raise VizError(f"unknown projection {method!r}; use {' or '.join(RULES)}")
+    layer = layer_name(loaded.module, layer)
     if check:
         check_projectable(loaded, layer)
     model = loaded.module

@@ -24,9 +24,10 @@ from torch.utils.data import DataLoader, Subset
 from vizcnn.core.channels import parse_channels as parse_channel_text
 from vizcnn.core.distributed import all_gather, all_gather_objects, current_shard
 from vizcnn.core.errors import VizError
+from vizcnn.core.image_range import warn_if_normalized
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.data.datasets import Batch, ImageSource, collate
-from vizcnn.hooks import capture, layer_output_shape, technique
+from vizcnn.hooks import Layer, capture, layer_name, layer_output_shape, technique
 from vizcnn.mining.checkpoint import load_checkpoint, run_fields, save_checkpoint
 from vizcnn.mining.topk import MAX_IMAGES, RunningTopK, decode
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
@@ -41,7 +42,9 @@ class MineConfig:
     The second stage's options (projections, thumbnail size) belong to `mine_patches`.
     """
 
-    layer: str  # layer to mine, dotted named_modules() path (`name#k` for the k-th call)
+    # layer to mine: dotted named_modules() path (`name#k` for the k-th call) or the submodule
+    # itself; `mine_topk` mines and records it under its dotted name (`layer_name`)
+    layer: Layer
     channels: tuple[int, ...] | None = None  # channels to mine; None = every channel
     k: int = 9  # images kept per channel
     rank: str = "max"  # score of an image for a channel: spatial "max" or "mean"
@@ -110,7 +113,7 @@ def parse_channels(text: str | None, available: int) -> tuple[int, ...]:
     return parse_channel_text(text, available, clip_slices=True)
 
 
-def layer_shape(loaded: LoadedModel, layer: str) -> tuple[int, int, int]:
+def layer_shape(loaded: LoadedModel, layer: Layer) -> tuple[int, int, int]:
     """`(C, H, W)` of `layer`'s output for one input image (VizError if not a 4-D map)."""
     shape = layer_output_shape(loaded.module, (loaded.channels, *loaded.input_size), layer)
     if len(shape) != 3:
@@ -216,6 +219,8 @@ def mine_topk(
         >>> top.hits(0)[0]  # (value, image id, y, x)
     """
     loaded = as_loaded(model)
+    layer = layer_name(loaded.module, config.layer)
+    config = replace(config, layer=layer)
     if len(dataset) > MAX_IMAGES:
         raise VizError(
             f"{len(dataset)} images is more than mining handles ({MAX_IMAGES}); use --limit"
@@ -243,6 +248,7 @@ def mine_topk(
     progress(state.position, len(indices), message)
     saved = state  # the state the checkpoint file holds
     batches, last_save = 0, time.monotonic()
+    checked = False
     try:
         # strict=False: a run whose batches were all unreadable never runs the model; that is
         # reported as "no readable image" below. Unknown layer names still fail here at once.
@@ -253,6 +259,9 @@ def mine_topk(
             ) as acts,
         ):
             for batch in loader:
+                if checked is False:  # the first batch only: one reduction per run
+                    warn_if_normalized(batch.images, stacklevel=4)
+                    checked = True
                 # One assignment swaps in the next state: an interrupt never sees half of it.
                 state = _mine_batch(loaded, acts, config, batch, state, device)
                 batches += 1
@@ -275,7 +284,7 @@ def mine_topk(
     if state.top is None and shard.world_size > 1:
         # This rank saw no readable image but must still take part in the merge.
         state = state.started(config, layer_shape(loaded, config.layer), device)
-    result = _finish(state, config, dataset.names)
+    result = _finish(state, config, dataset.names, layer)
     result.resumed_from = resumed_from
     return result
 
@@ -324,7 +333,7 @@ def _mine_batch(
     return replace(after, top=top, images_seen=after.images_seen + int(valid.sum()))
 
 
-def _finish(state: _State, config: MineConfig, names: Sequence[str]) -> TopK:
+def _finish(state: _State, config: MineConfig, names: Sequence[str], layer: str) -> TopK:
     images_seen, skipped = state.images_seen, list(state.skipped)
     if current_shard().world_size > 1:
         gathered = all_gather_objects((images_seen, skipped))
@@ -352,7 +361,7 @@ def _finish(state: _State, config: MineConfig, names: Sequence[str]) -> TopK:
         (ids < 0)[..., None], -1
     )
     return TopK(
-        layer=config.layer,
+        layer=layer,
         channels=state.channels,
         rank=config.rank,
         values=values,

@@ -3,7 +3,10 @@
 An `Objective` maps an `ObjectiveContext` (the captured layer outputs, the model's logits when
 needed, and the images before transforms) to a `(B,)` tensor. Objectives compose with `+`, `-`
 and `*` / `/` by a number (the algebra lives in `composition`); a string in the unit grammar
-(`"_blocks.9:3"`, see `vizcnn.core.units`) stands for `channel(layer, channel)`.
+(`"_blocks.9:3"`, see `vizcnn.core.units`) stands for `channel(layer, channel)`, and so does a
+`(layer, channel)` pair. Every objective that takes a layer takes its dotted name or the submodule
+itself (`channel(model.layer4, 3)`); a submodule is resolved to its name (`vizcnn.hooks.layer_name`)
+when the objective is bound to the model, which `render` does.
 
 Example:
     >>> obj = channel("_blocks.9", 3) - 0.1 * total_variation()
@@ -13,13 +16,15 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from vizcnn.core.errors import VizError
 from vizcnn.core.units import parse_unit
+from vizcnn.hooks import Layer, layer_name
 from vizcnn.optvis.composition import (
     LOGITS,
     Objective,
@@ -31,6 +36,7 @@ from vizcnn.optvis.composition import (
 __all__ = [
     "LOGITS",
     "Objective",
+    "Unit",
     "ObjectiveContext",
     "as_objective",
     "channel",
@@ -50,6 +56,25 @@ __all__ = [
 if TYPE_CHECKING:
     from vizcnn.models.loading import LoadedModel
 
+# One unit of a render request: an objective, a unit string `LAYER[#k]:CHANNEL[@WEIGHT]`, or a
+# `(layer, channel)` pair whose layer is a dotted name or a submodule (`(model.layer4, 3)`).
+Unit: TypeAlias = Objective | str | tuple[Layer, int]
+
+
+def _by_module(layer: nn.Module, make: Callable[[str], Objective], what: str) -> Objective:
+    """`make(name)` once bound to a model, `name` being `layer`'s dotted name there."""
+    name = f"{type(layer).__name__} {what}"
+
+    def unbound(_ctx: ObjectiveContext) -> torch.Tensor:
+        raise VizError(
+            f"objective {name!r} names its layer by module: bind it to the model first "
+            "(objective.bind(loaded); render does)"
+        )
+
+    return Objective(
+        unbound, (), name, binder=lambda loaded: make(layer_name(loaded.module, layer)).bind(loaded)
+    )
+
 
 def _check_channel(acts: torch.Tensor, layer: str, index: int | torch.Tensor) -> None:
     if acts.dim() < 2:
@@ -67,13 +92,19 @@ def _spatial_mean(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.flatten(1).mean(1) if tensor.dim() > 1 else tensor
 
 
-def channel(layer: str, index: int) -> Objective:
+def channel(layer: Layer, index: int) -> Objective:
     """Mean activation of channel `index` of `layer` over all positions.
+
+    Args:
+        layer: dotted name (`name#k` for the k-th call) or the submodule itself.
 
     Example:
         >>> channel("_blocks.9", 3)
+        >>> channel(model.layer4, 3)  # resolved to "layer4" when bound to `model`
     """
     index = int(index)
+    if isinstance(layer, nn.Module):
+        return _by_module(layer, lambda name: channel(name, index), f":{index}")
 
     def fn(ctx: ObjectiveContext) -> torch.Tensor:
         acts = ctx.layer(layer)
@@ -101,14 +132,18 @@ def _center(acts: torch.Tensor, y: int | None, x: int | None, layer: str) -> tup
     return row, col
 
 
-def neuron(layer: str, index: int, y: int | None = None, x: int | None = None) -> Objective:
+def neuron(layer: Layer, index: int, y: int | None = None, x: int | None = None) -> Objective:
     """Activation of channel `index` of `layer` at one position (the centre unless `y`, `x` given).
+
+    `layer` is a dotted name or the submodule itself (resolved when bound to the model).
 
     Example:
         >>> neuron("_blocks.9", 3)            # centre of the 14 x 14 map: (7, 7)
         >>> neuron("_blocks.9", 3, y=2, x=5)
     """
     index = int(index)
+    if isinstance(layer, nn.Module):
+        return _by_module(layer, lambda name: neuron(name, index, y, x), f"neuron {index}")
 
     def fn(ctx: ObjectiveContext) -> torch.Tensor:
         acts = ctx.layer(layer)
@@ -157,22 +192,28 @@ def _class_index(index: int, name: str) -> Objective:
     return Objective(fn, (LOGITS,), name, selector=("class", LOGITS, (None, None), index))
 
 
-def layer_l2(layer: str) -> Objective:
-    """Mean squared activation of a whole layer: the DeepDream objective.
+def layer_l2(layer: Layer) -> Objective:
+    """Mean squared activation of a whole layer (dotted name or submodule): DeepDream's objective.
 
     Example:
         >>> layer_l2("_blocks.9")
     """
+    if isinstance(layer, nn.Module):
+        return _by_module(layer, layer_l2, "L2")
     return Objective(lambda ctx: _spatial_mean(ctx.layer(layer).pow(2)), (layer,), f"{layer} L2")
 
 
-def direction(layer: str, vector: torch.Tensor | Sequence[float]) -> Objective:
+def direction(layer: Layer, vector: torch.Tensor | Sequence[float]) -> Objective:
     """Cosine similarity between each position's activation vector and `vector` `(C,)`, averaged.
+
+    `layer` is a dotted name or the submodule itself (resolved when bound to the model).
 
     Example:
         >>> direction("_blocks.9", torch.randn(112))
     """
     target = torch.as_tensor(vector, dtype=torch.float32).flatten()
+    if isinstance(layer, nn.Module):
+        return _by_module(layer, lambda name: direction(name, target), "direction")
 
     def fn(ctx: ObjectiveContext) -> torch.Tensor:
         acts = ctx.layer(layer)
@@ -195,8 +236,10 @@ def _gram(acts: torch.Tensor) -> torch.Tensor:
     return F.normalize(grams.flatten(1), dim=1, eps=1e-10)
 
 
-def diversity(layer: str) -> Objective:
+def diversity(layer: Layer) -> Objective:
     """Similarity of each image's Gram matrix at `layer` to the other images of its group.
+
+    `layer` is a dotted name or the submodule itself (resolved when bound to the model).
 
     A penalty: subtract it (`channel(...) - w * diversity(...)`) to push the images of one unit
     apart (lucid's diversity). Image i scores sum over j != i in its group of <G_i, G_j> with
@@ -205,6 +248,8 @@ def diversity(layer: str) -> Objective:
     Example:
         >>> obj = channel("_blocks.9", 3) - 100 * diversity("_blocks.9")
     """
+    if isinstance(layer, nn.Module):
+        return _by_module(layer, diversity, "diversity")
 
     def fn(ctx: ObjectiveContext) -> torch.Tensor:
         grams = _gram(ctx.layer(layer).float())
@@ -242,8 +287,9 @@ def _weighted(objective: Objective, weight: float) -> Objective:
     return objective if weight == 1.0 else weight * objective
 
 
-def as_objective(spec: Objective | str) -> Objective:
-    """An objective from itself or from one unit of the grammar `LAYER[#k]:CHANNEL[@WEIGHT]`.
+def as_objective(spec: Unit) -> Objective:
+    """An objective from itself, from one unit of the grammar `LAYER[#k]:CHANNEL[@WEIGHT]`, or
+    from a `(layer, channel)` pair (layer: dotted name or submodule).
 
     The string must select exactly one channel (`"_blocks.9:3"`, `"_blocks.9:3@2"`); a string
     that selects several (`"_blocks.9:0-3"`) is a list of units: use `unit_objectives`, or
@@ -251,6 +297,9 @@ def as_objective(spec: Objective | str) -> Objective:
     """
     if isinstance(spec, Objective):
         return spec
+    if isinstance(spec, tuple):
+        layer, index = _pair(spec)
+        return channel(layer, index)
     unit = parse_unit(spec)
     if unit.channels_text is None:
         raise VizError(
@@ -266,25 +315,40 @@ def as_objective(spec: Objective | str) -> Objective:
     return _weighted(channel(unit.layer_spec, index), unit.weight)
 
 
-def unit_objectives(spec: Objective | str, count: Callable[[str], int]) -> list[Objective]:
+def _pair(spec: tuple[Layer, int]) -> tuple[Layer, int]:
+    """A `(layer, channel)` unit, checked."""
+    if (
+        len(spec) != 2
+        or not isinstance(spec[0], (str, nn.Module))
+        or isinstance(spec[1], bool)
+        or not isinstance(spec[1], int)
+    ):
+        raise VizError(
+            f"a unit pair is (layer, channel) with a layer name or module and an int channel, "
+            f"got {spec!r}"
+        )
+    return spec[0], spec[1]
+
+
+def unit_objectives(spec: Unit, count: Callable[[str], int]) -> list[Objective]:
     """The units a spec stands for: an objective itself, or one channel objective per channel.
 
     Args:
-        spec: an `Objective`, or `LAYER[#k][:CHANNELS][@WEIGHT]` (no CHANNELS: the first
-            `vizcnn.core.units.DEFAULT_CHANNELS`).
+        spec: an `Objective`, a `(layer, channel)` pair, or `LAYER[#k][:CHANNELS][@WEIGHT]`
+            (no CHANNELS: the first `vizcnn.core.units.DEFAULT_CHANNELS`).
         count: the channel count of a layer (called only for string specs).
 
     Example:
         >>> unit_objectives("_blocks.9:0:4", lambda layer: 112)  # channels 0, 1, 2, 3
     """
-    if isinstance(spec, Objective):
-        return [spec]
+    if isinstance(spec, (Objective, tuple)):
+        return [as_objective(spec)]
     unit = parse_unit(spec)
     channels = unit.channels(count(unit.layer_spec)) or ()
     return [_weighted(channel(unit.layer_spec, c), unit.weight) for c in channels]
 
 
-def stack(units: Sequence[Objective | str]) -> Objective:
+def stack(units: Sequence[Unit]) -> Objective:
     """One objective for a batch in which image i is scored by `units[i]`.
 
     Units of one kind on one layer (channels, neurons at one position, class logits) are scored

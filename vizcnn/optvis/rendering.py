@@ -35,13 +35,14 @@ from vizcnn.core.devices import deterministic_algorithms, make_generator
 from vizcnn.core.errors import VizError
 from vizcnn.core.precision import AmpSetting, check_amp, choose_precision
 from vizcnn.core.progress import ProgressCallback, no_progress
-from vizcnn.hooks import Captured, capture, layer_output_shape, model_guard
+from vizcnn.hooks import Captured, Layer, capture, layer_name, layer_output_shape, model_guard
 from vizcnn.io.imaging import resize
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
 from vizcnn.optvis.objectives import (
     LOGITS,
     Objective,
     ObjectiveContext,
+    Unit,
     diversity,
     stack,
     unit_objectives,
@@ -82,7 +83,8 @@ class RenderConfig:
     batch: int = 16  # images optimized together
     diversity: int = 1  # images per unit; above 1 they are pushed apart (Gram similarity)
     diversity_weight: float = 1e2  # weight of the diversity penalty (lucid's 1e2)
-    diversity_layer: str | None = None  # layer whose Gram matrices are compared; None: the unit's
+    diversity_layer: Layer | None = None  # layer (name or submodule) whose Gram matrices are
+    # compared; None: the unit's. `render` records it as its dotted name.
     transforms: tuple[Transform, ...] | None = (
         None  # None: the parameterization's chain (maco: crops; fft, pixel: lucid's)
     )
@@ -127,7 +129,7 @@ class RenderConfig:
         if size is not None and min(size) < 8:
             raise VizError(f"image size {size} too small; use at least 8 pixels")
 
-    def resolved(self, objectives: Sequence[Objective | str] = ()) -> RenderConfig:
+    def resolved(self, objectives: Sequence[Unit] = ()) -> RenderConfig:
         """This config as it will run for `objectives`: `param="auto"` resolved (`resolve_param`),
         and `lr` / `lr_schedule` left None filled in from that recipe (`RECIPE_LR`)."""
         param = resolve_param(self.param, objectives)
@@ -167,7 +169,7 @@ class RenderConfig:
         return [list(range(s, min(count, s + per_chunk))) for s in range(0, count, per_chunk)]
 
 
-def resolve_param(param: str, objectives: Sequence[Objective | str]) -> str:
+def resolve_param(param: str, objectives: Sequence[Unit]) -> str:
     """The parameterization `param` stands for: `auto` is maco for class renders, fft otherwise.
 
     maco when every objective reads the model's output logits only (class logits), fft (lucid's
@@ -178,7 +180,8 @@ def resolve_param(param: str, objectives: Sequence[Objective | str]) -> str:
     if param != "auto":
         return param
     class_only = bool(objectives) and all(
-        not isinstance(o, str) and set(o.layers) == {LOGITS}  # a unit string names a layer
+        # a unit string or (layer, channel) pair names a layer
+        isinstance(o, Objective) and set(o.layers) == {LOGITS}
         for o in objectives
     )
     return "maco" if class_only else "fft"
@@ -195,8 +198,8 @@ class RenderResult:
     copy: list[int] = field(default_factory=list)  # which diversity copy (0..diversity-1)
 
 
-def layer_channels(model: ModelLike, layer: str) -> int:
-    """The channel count of `layer`'s output (one small forward pass)."""
+def layer_channels(model: ModelLike, layer: Layer) -> int:
+    """The channel count of `layer`'s output (name or submodule; one small forward pass)."""
     loaded = as_loaded(model)
     with model_guard(loaded.module):
         shape = layer_output_shape(loaded.module, (loaded.channels, *loaded.input_size), layer)
@@ -205,16 +208,27 @@ def layer_channels(model: ModelLike, layer: str) -> int:
     return shape[0]
 
 
-def expand_units(
-    loaded: LoadedModel, units: Sequence[Objective | str] | Objective | str
-) -> list[Objective]:
+def _single_unit(units: Sequence[Unit] | Unit) -> bool:
+    """True for one unit given alone (not in a list); a `(layer, channel)` pair is one unit."""
+    if isinstance(units, (Objective, str)):
+        return True
+    return (
+        isinstance(units, tuple)
+        and len(units) == 2
+        and isinstance(units[0], (str, torch.nn.Module))
+        and isinstance(units[1], int)
+    )
+
+
+def expand_units(loaded: LoadedModel, units: Sequence[Unit] | Unit) -> list[Objective]:
     """The bound objectives of a render request, one per unit, in order.
 
     A string in the unit grammar (`vizcnn.core.units`) that selects several channels
     (`"_blocks.9:0-3"`) stands for one unit per channel; one without channels for the first
-    `DEFAULT_CHANNELS`.
+    `DEFAULT_CHANNELS`. A `(layer, channel)` pair is one channel unit; its layer may be the
+    submodule itself (`(model.layer4, 3)`), named by `layer_name`.
     """
-    specs = [units] if isinstance(units, (Objective, str)) else list(units)
+    specs: list[Unit] = [units] if _single_unit(units) else list(units)  # type: ignore[list-item, arg-type]
     counts: dict[str, int] = {}
 
     def count(layer: str) -> int:
@@ -249,8 +263,8 @@ def _forward(
 
 
 def _diversity_layer(config: RenderConfig, loaded: LoadedModel, unit: Objective) -> str:
-    if config.diversity_layer:
-        return config.diversity_layer
+    if config.diversity_layer is not None and config.diversity_layer != "":
+        return layer_name(loaded.module, config.diversity_layer)
     layers = [layer for layer in unit.layers if layer != LOGITS]
     return layers[0] if layers else loaded.layers_for("render")[0]
 
@@ -262,7 +276,7 @@ def _label(chunk: list[int], total: int) -> str:
 
 def render_iter(
     model: ModelLike,
-    units: Sequence[Objective | str] | Objective | str,
+    units: Sequence[Unit] | Unit,
     config: RenderConfig = RenderConfig(),
     *,
     seed: int = 0,
@@ -284,6 +298,8 @@ def render_iter(
     loaded = as_loaded(model)
     objectives = expand_units(loaded, units)
     config = config.resolved(objectives)
+    if config.diversity_layer is not None and config.diversity_layer != "":
+        config = replace(config, diversity_layer=layer_name(loaded.module, config.diversity_layer))
     skipped = set(skip)
     plan = [
         (number, chunk)
@@ -443,7 +459,7 @@ def _check_finite(losses: torch.Tensor, begin: int, end: int, label: str) -> Non
 
 def render(
     model: ModelLike,
-    units: Sequence[Objective | str] | Objective | str,
+    units: Sequence[Unit] | Unit,
     config: RenderConfig = RenderConfig(),
     *,
     seed: int = 0,
@@ -455,7 +471,8 @@ def render(
     Args:
         model: a `LoadedModel` or a bare `nn.Module` (see `describe`); left as found.
         units: objectives or unit specs `LAYER[#k][:CHANNELS][@WEIGHT]` (`"_blocks.9:3"`,
-            `"_blocks.9:0-15"`: one unit per channel); image i optimizes unit i.
+            `"_blocks.9:0-15"`: one unit per channel), or `(layer, channel)` pairs whose layer
+            may be the submodule itself (`(model.layer4, 3)`); image i optimizes unit i.
         config: steps, size, parameterization, learning rate, batch, diversity, transforms.
         seed: chunk n draws its initial values and transforms from a generator on the model's
             device seeded `seed + n * CHUNK_SEED_STRIDE`; the CLI's `--seed` is the same seed.

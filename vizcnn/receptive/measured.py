@@ -10,12 +10,14 @@ axis, using only edges that the image border did not cut. Where units are not ev
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
-from vizcnn.hooks import capture, guarded
+from vizcnn.hooks import Layer, capture, guarded, layer_name, layer_names
 from vizcnn.models.base import ModelLike, as_loaded
 from vizcnn.receptive.field import Field, Spans
 from vizcnn.receptive.graph import graph_fields
@@ -42,7 +44,7 @@ def _output(model: nn.Module, layer: str, image: torch.Tensor) -> torch.Tensor:
 
 def unit_boxes(
     model: nn.Module,
-    layer: str,
+    layer: Layer,
     input_shape: tuple[int, int, int],
     units: list[tuple[int, int]],
     *,
@@ -51,8 +53,9 @@ def unit_boxes(
     """Gradient-support bounding box `(top, left, bottom, right)` of each unit `(y, x)`.
 
     All channels of the unit count, over `samples` random images (seeded: reproducible); None
-    for a unit no input pixel reaches.
+    for a unit no input pixel reaches. `layer` is a spec or the submodule itself.
     """
+    layer = layer_name(model, layer)
     device, dtype = _device_dtype(model)
     generator = torch.Generator(device=device).manual_seed(0)
     boxes: list[tuple[int, int, int, int] | None] = []
@@ -129,7 +132,9 @@ def _axis(
 
 
 @guarded
-def measure_field(model: nn.Module, layer: str, input_shape: tuple[int, int, int]) -> Field | None:
+def measure_field(
+    model: nn.Module, layer: Layer, input_shape: tuple[int, int, int]
+) -> Field | None:
     """Measure a layer's field from the gradient support of its units.
 
     Units 0, 1 and the last two per axis (every unit on small maps) give stride, offset and
@@ -141,13 +146,14 @@ def measure_field(model: nn.Module, layer: str, input_shape: tuple[int, int, int
 
     Args:
         model: the network (left as found).
-        layer: layer spec, `name#k` for the k-th call.
+        layer: layer spec, `name#k` for the k-th call, or the submodule itself.
         input_shape: `(C, H, W)` of one input image.
 
     Example:
         >>> measure_field(net, "features.10", (3, 224, 224)).stride
         (16, 16)
     """
+    layer = layer_name(model, layer)
     device, dtype = _device_dtype(model)
     with torch.no_grad():
         probe = _output(model, layer, torch.zeros(1, *input_shape, device=device, dtype=dtype))
@@ -227,7 +233,7 @@ def _from_spans(
 def receptive_fields(
     model: ModelLike,
     input_shape: tuple[int, int, int],
-    layers: list[str] | None = None,
+    layers: Sequence[Layer] | None = None,
     *,
     progress: ProgressCallback = no_progress,
 ) -> dict[str, Field | None]:
@@ -238,7 +244,8 @@ def receptive_fields(
     Args:
         model: the network, an `nn.Module` or a `LoadedModel` (left as found).
         input_shape: `(C, H, W)` of one input image.
-        layers: specs to return; measured individually where the graph gives no answer.
+        layers: specs (or submodules, keyed by dotted name) to return; measured individually
+            where the graph gives no answer.
         progress: called with (steps done, steps, message): the graph walk is one step, each
             layer measured one more (the total is known once the graph is walked).
 
@@ -253,7 +260,7 @@ def receptive_fields(
         fields = graph_fields(model, input_shape)
     except Exception:  # tracing fails on data-dependent control flow; measure instead
         fields = {}
-    wanted = layers if layers is not None else list(fields)
+    wanted = layer_names(model, layers) if layers is not None else list(fields)
     result: dict[str, Field | None] = {spec: fields.get(spec) for spec in wanted}
     to_measure = [spec for spec, field in result.items() if field is None]
     total = 1 + len(to_measure)
