@@ -3,6 +3,7 @@
 import importlib
 from typing import TYPE_CHECKING
 
+from vizcnn._version import __version__ as __version__
 from vizcnn.core.devices import make_generator, resolve_device
 from vizcnn.core.errors import InputRangeWarning, VizError
 from vizcnn.data.datasets import open_dataset
@@ -32,7 +33,6 @@ from vizcnn.runs import RenderRun, RenderUnit, render_folder
 if TYPE_CHECKING:  # typed for checkers and editors; imported on first use below
     from vizcnn.attribution import AttributionConfig, Attributions, attribute
 
-__version__ = "0.1.0"
 
 # imported on first use: captum (behind attribution) takes about a second to import, which a
 # render or dream should not pay

@@ -29,7 +29,7 @@ from vizcnn.core.image_range import warn_if_normalized
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.hooks import Layer, capture, find_module, layer_names, model_guard, parse_layer
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
-from vizcnn.receptive.graph import receptive_fields
+from vizcnn.receptive.measured import receptive_fields
 
 OUTPUT = "output"  # the row name of the model's final output
 

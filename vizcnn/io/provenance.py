@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from vizcnn._version import __version__
+
 FORMAT = 1  # bump when the block's keys change meaning
 
 
@@ -133,8 +135,6 @@ def provenance(
         >>> block = provenance(technique="dream", model_name="efficientnet_lite0",
         ...                    weights="ImageNet", options={"steps": 10}, seed=0)
     """
-    from vizcnn import __version__
-
     argv = list(sys.argv if command is None else command)
     if argv:  # `python -m vizcnn.cli.main` runs the same program as the `vizcnn` script
         name = Path(argv[0]).name

@@ -342,12 +342,3 @@ def _to_field(axis: _Axis2 | None, input_shape: tuple[int, int, int]) -> Field |
         (math.floor(axis.top[0]), math.floor(axis.top[1])),
         method,
     )
-
-
-def __getattr__(name: str) -> Any:
-    # `measure_field` and `receptive_fields` lived here before measured.py; old imports work
-    if name in {"measure_field", "receptive_fields"}:
-        from vizcnn.receptive import measured
-
-        return getattr(measured, name)
-    raise AttributeError(name)
