@@ -141,7 +141,7 @@ def open_model(options: dict[str, Any], device: torch.device | str = "cpu") -> L
     )
     note = loaded.normalization_note()
     if note is not None and not options.get("quiet"):
-        click.echo(f"note: {note}", err=True)
+        click.echo(f"note: {as_flags(note)}", err=True)
     return loaded
 
 
@@ -183,6 +183,16 @@ def friendly_errors(func: F) -> F:
 FIELD_FLAGS = {
     "pass overwrite=True to redo it": "use --overwrite to redo it",
     "or write to another folder": "or another -o folder",
+    "with trust_checkpoint=True": "with --trust-checkpoint",
+    "weights='none'": "--weights none",
+    "with arch=...": "with --arch",
+    "device='cpu'": "--device cpu",
+    "amp=True ignored": "--amp ignored",
+    "(weights=..., or seed=... with weights='none'):": "(--weights, or --seed with --weights none):",
+    "limit must be at least 1": "--limit must be at least 1",
+    "describe(module, mean=..., std=...) or load_model(..., mean=..., std=...)": "--mean/--std",
+    "(describe(labels=...) or load_model(labels=FILE))": "(--labels FILE)",
+    "name a layer (layer=...)": "name one with --layer",
 }
 
 
@@ -232,7 +242,7 @@ def echo_warnings() -> Iterator[list[str]]:
         message = str(item.message)
         if message not in seen:
             seen.append(message)
-            click.echo(f"warning: {message}", err=True)
+            click.echo(f"warning: {as_flags(message)}", err=True)
 
 
 # glibc's malloc tuning knobs (malloc.h): M_TRIM_THRESHOLD -1, M_MMAP_THRESHOLD -3

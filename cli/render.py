@@ -24,6 +24,7 @@ from vizcnn.runs.render import (
 )
 
 from .common import (
+    as_flags,
     device_from,
     friendly_errors,
     model_options_with,
@@ -109,7 +110,7 @@ def _summary(run: RenderRun) -> str:
     layers = {unit.layer for unit in run.units}
     what = "classes" if layers == {None} else ", ".join(sorted(str(v) for v in layers))
     again = f", {run.replaced} re-rendered with new settings" if run.replaced else ""
-    note = f" ({run.precision_note})" if run.precision_note else ""
+    note = f" ({as_flags(run.precision_note)})" if run.precision_note else ""
     return (
         f"rendered {run.rendered} unit(s) of {what} ({run.skipped} already done{again}) in "
         f"{run.seconds:.0f}s -> {run.folder}/ (sheet.png, manifest.json){note}"

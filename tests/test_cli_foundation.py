@@ -78,3 +78,18 @@ def test_device_errors_are_one_line() -> None:
     with pytest.raises(VizError, match="cuda:N"):
         resolve_device("tpu")
     assert resolve_device("cpu").type == "cpu"
+
+
+def test_library_messages_name_the_flags_on_the_command_line(tmp_path) -> None:
+    """The library says `arch=...` / `trust_checkpoint=True` (what a script passes); the CLI
+    says the flag the user would type."""
+    import torch
+    import torchvision
+
+    state, whole = tmp_path / "state.pt", tmp_path / "whole.pt"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), state)
+    torch.save(torchvision.models.alexnet(weights=None), whole)
+    for path, flag, library in ((state, "--arch", "arch="), (whole, "--trust-checkpoint", "=True")):
+        result = CliRunner().invoke(app, ["layers", "-m", str(path)])
+        assert result.exit_code == 1 and flag in result.output, result.output
+        assert library not in result.output

@@ -76,14 +76,14 @@ def test_state_dict_checkpoint_with_arch(tmp_path: Path) -> None:
 def test_state_dict_without_arch_says_what_to_do(tmp_path: Path) -> None:
     path = tmp_path / "mine.pt"
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
-    with pytest.raises(VizError, match="--arch"):
+    with pytest.raises(VizError, match="arch=..."):
         load_model(str(path))
 
 
 def test_pickled_module_needs_trust(tmp_path: Path) -> None:
     path = tmp_path / "whole.pt"
     torch.save(torchvision.models.alexnet(weights=None), path)
-    with pytest.raises(VizError, match="--trust-checkpoint"):
+    with pytest.raises(VizError, match="trust_checkpoint=True"):
         load_model(str(path))
     loaded = load_model(str(path), trust_checkpoint=True)
     assert isinstance(loaded.module, torchvision.models.AlexNet)

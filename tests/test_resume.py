@@ -41,7 +41,10 @@ def test_changed_weights_name_the_options_a_user_changes() -> None:
     block = _block(steps=6)
     other = {**block, "weights_digest": "0123"}
     message = first_difference({**block, "weights_digest": "abcd"}, other)
-    assert message is not None and "--weights" in message and "--seed" in message
+    assert message is not None and "weights=..." in message and "seed=..." in message
+    from vizcnn.cli.common import as_flags
+
+    assert "(--weights, or --seed with --weights none)" in as_flags(message)
 
 
 def test_stored_provenance_reads_png_chunk_and_json_key(tmp_path: Path) -> None:

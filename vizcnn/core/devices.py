@@ -33,12 +33,12 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
         raise VizError(f"unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps") from exc
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise VizError(f"device {spec!r} asked for but CUDA is not available; use --device cpu")
+            raise VizError(f"device {spec!r} asked for but CUDA is not available; use device='cpu'")
         count = torch.cuda.device_count()
         if device.index is not None and device.index >= count:
             raise VizError(f"device {spec!r} does not exist; valid: cuda:0..cuda:{count - 1}")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise VizError(f"device {spec!r} asked for but MPS is not available; use --device cpu")
+        raise VizError(f"device {spec!r} asked for but MPS is not available; use device='cpu'")
     if device.type not in {"cpu", "cuda", "mps"}:
         raise VizError(f"unsupported device {spec!r}; use auto, cpu, cuda, cuda:N or mps")
     return device

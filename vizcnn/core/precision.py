@@ -124,9 +124,11 @@ def choose_precision(device: torch.device, amp: AmpSetting) -> Precision:
             return Precision(True, "cpu")
         if amp is True:
             return Precision(
-                False, "cpu", "--amp ignored: this CPU has no native bfloat16 (it would run slower)"
+                False,
+                "cpu",
+                "amp=True ignored: this CPU has no native bfloat16 (it would run slower)",
             )
         return Precision(False, "cpu")
     if amp is True:
-        return Precision(False, device.type, f"--amp ignored on {device.type}")
+        return Precision(False, device.type, f"amp=True ignored on {device.type}")
     return Precision(False, device.type)

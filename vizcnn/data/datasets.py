@@ -230,7 +230,7 @@ def open_dataset(
         torch.Size([3, 224, 224])
     """
     if limit is not None and limit < 1:
-        raise VizError(f"--limit must be at least 1, got {limit}")
+        raise VizError(f"limit must be at least 1, got {limit}")
     dataset: ImageSource
     if str(data) == SAMPLES:
         dataset = SampleCrops(channels, size, crops_per_image, seed)

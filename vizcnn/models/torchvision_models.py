@@ -138,12 +138,12 @@ def load_state_dict_checkpoint(path_text: str, arch: str | None, trust: bool) ->
     state, where = unwrap_state_dict(saved, path_text)
     if arch is None:
         raise VizError(
-            f"{path_text} is a state dict; say which architecture with --arch (e.g. resnet18)"
+            f"{path_text} is a state dict; say which architecture with arch=... (e.g. resnet18)"
         )
     aux = any(k.startswith(_AUX.get(arch, ("\0",))) for k in state)
     classes = _classes(state)
     module = build_arch(arch, num_classes=classes, aux=aux, seed=0)
-    hint = "is it another architecture? name the one it was saved from with --arch"
+    hint = "is it another architecture? name the one it was saved from with arch=..."
     fit_state_dict(module, state, path_text, arch, hint)
     loaded = imagenet_loaded(arch, module, f"state dict {path.name}{where}", input_size_of(arch))
     if classes != 1000:
