@@ -198,8 +198,9 @@ FIELD_FLAGS = {
 
 def as_flags(message: str) -> str:
     """A library message with its argument names replaced by the CLI's flags."""
-    for field_text, flag_text in FIELD_FLAGS.items():
-        message = message.replace(field_text, flag_text)
+    # longest first: a phrase may contain a shorter one (`weights='none'` inside a hint)
+    for field_text in sorted(FIELD_FLAGS, key=len, reverse=True):
+        message = message.replace(field_text, FIELD_FLAGS[field_text])
     return message
 
 
