@@ -18,6 +18,7 @@ from torch import nn
 
 from vizcnn.core.errors import VizError, did_you_mean
 from vizcnn.core.guard import guarded, inplace_off, model_guard, technique
+from vizcnn.core.outputs import output_tensor
 
 __all__ = [
     "Captured",
@@ -159,16 +160,6 @@ class Captured(Mapping[str, torch.Tensor]):
             self.depth = 0  # a pass cut short unwinds every module call it was in
 
 
-def _first_tensor(output: Any) -> torch.Tensor | None:
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, (tuple, list)):
-        for item in output:
-            if isinstance(item, torch.Tensor):
-                return item
-    return getattr(output, "logits", None)  # torchvision's GoogLeNet/Inception named tuples
-
-
 def _never_fired(spec: str, calls: Mapping[str, int]) -> str:
     """`_swish#2 (module ran 2 time(s) in the last pass; valid: _swish, _swish#1)`."""
     name = parse_layer(spec).name
@@ -251,7 +242,7 @@ def capture(
             spec = LayerRef(name, call).spec
             if spec not in wanted:
                 return
-            tensor = _first_tensor(output)
+            tensor = output_tensor(output)
             if tensor is None:
                 if not strict:
                     return
