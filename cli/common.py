@@ -183,6 +183,9 @@ def friendly_errors(func: F) -> F:
 FIELD_FLAGS = {
     "pass overwrite=True to redo it": "use --overwrite to redo it",
     "or write to another folder": "or another -o folder",
+    "choose an empty or new folder, or pass allow_nonempty=True": (
+        "choose an empty or new -o folder, or add --force"
+    ),
 }
 
 

@@ -21,7 +21,7 @@ from vizcnn.deepdream.dreaming import DreamConfig, dream
 from vizcnn.features.filters import FilterConfig, filter_grid
 from vizcnn.hooks import capture, model_guard
 from vizcnn.io.imaging import resize
-from vizcnn.microscope.plan import Artifact, ImageInput, Plan
+from vizcnn.report.build.plan import Artifact, ImageInput, Plan
 from vizcnn.mining.patches import channel_grid, mine_patches
 from vizcnn.mining.streaming import MineConfig, mine_topk
 from vizcnn.models.base import LoadedModel
