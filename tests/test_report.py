@@ -27,7 +27,7 @@ from vizcnn.io.imaging import to_uint8
 from vizcnn.io.provenance import provenance
 from vizcnn.optvis.rendering import RenderConfig, render
 from vizcnn.report import ArtifactStore, build_report, plan_report
-from vizcnn.report.build.store import MANIFEST
+from vizcnn.report.builder.store import MANIFEST
 from vizcnn.report.html import broken_links
 
 VOID = {"meta", "img", "br", "hr", "link", "input", "source", "wbr", "col", "area", "base"}
@@ -236,7 +236,7 @@ def test_an_interrupted_artifact_is_redone(site: Path, tmp_path: Path) -> None:
 def test_a_run_stopped_by_ctrl_c_keeps_what_finished(
     site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vizcnn.report.build import compute
+    from vizcnn.report.builder import compute
 
     root = copy_site(site, tmp_path)
     victims = sorted(p.name for p in (root / "artifacts").glob("mine-*"))

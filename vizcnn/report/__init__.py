@@ -3,7 +3,7 @@
 Three floors, each named for what it does:
 
 - `vizcnn.report` (this package): the entry points, `report_folder` and `ReportConfig`.
-- `vizcnn.report.build`: the builder, the one place besides the CLI that calls several
+- `vizcnn.report.builder`: the builder, the one place besides the CLI that calls several
   techniques: `plan_report` checks the inputs and lists the artifacts with their cache keys,
   `build_report` computes the missing ones into an `ArtifactStore` (the report folder, kept with
   the run store's mechanism, `vizcnn.runs.store`) and writes the pages.
@@ -16,9 +16,9 @@ Example:
     >>> run = report_folder(loaded, "site/", ReportConfig(steps=64))
 """
 
-from vizcnn.report.build.plan import Artifact, Plan, plan_report
-from vizcnn.report.build.stages import BuildResult, build_report
-from vizcnn.report.build.store import ArtifactStore, check_report_folder
+from vizcnn.report.builder.plan import Artifact, Plan, plan_report
+from vizcnn.report.builder.stages import BuildResult, build_report
+from vizcnn.report.builder.store import ArtifactStore, check_report_folder
 from vizcnn.report.config import ReportConfig
 from vizcnn.report.folder import ReportRun, report_folder
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.models.base import ModelLike, as_loaded
-from vizcnn.report.build.plan import Plan, plan_report
-from vizcnn.report.build.stages import STAGE_TITLES, StageFactory, build_report
-from vizcnn.report.build.store import ArtifactStore, check_report_folder
+from vizcnn.report.builder.plan import Plan, plan_report
+from vizcnn.report.builder.stages import STAGE_TITLES, StageFactory, build_report
+from vizcnn.report.builder.store import ArtifactStore, check_report_folder
 from vizcnn.report.config import ReportConfig
 from vizcnn.report.html.site import Site
 from vizcnn.runs.lock import folder_lock

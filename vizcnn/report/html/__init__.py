@@ -1,8 +1,8 @@
 """The report's HTML: plain dataclasses in, pages out (templates, charts, inlining, links).
 
-Presentation only: this package imports no technique and not the builder. `vizcnn.report.build`
-computes the pictures and fills the dataclasses of `vizcnn.report.html.site`; `render_pages`
-turns them into HTML.
+Presentation only: this package imports no technique and not the builder.
+`vizcnn.report.builder` computes the pictures and fills the dataclasses of
+`vizcnn.report.html.site`; `render_pages` turns them into HTML.
 """
 
 from vizcnn.report.html.links import broken_links, page_links

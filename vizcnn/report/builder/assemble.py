@@ -7,9 +7,9 @@ import sys
 import time
 from typing import Any
 
-from vizcnn.report.build.plan import Artifact, Plan, safe_name
-from vizcnn.report.build.store import ArtifactStore
 from vizcnn.models.base import LoadedModel
+from vizcnn.report.builder.plan import Artifact, Plan, safe_name
+from vizcnn.report.builder.store import ArtifactStore
 from vizcnn.report.html.site import (
     AblationView,
     ImageView,

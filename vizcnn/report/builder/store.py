@@ -25,7 +25,7 @@ from typing import Any
 from vizcnn.core.errors import VizError
 from vizcnn.io.imaging import atomic_write, save_json
 from vizcnn.io.paths import ensure_writable
-from vizcnn.report.build.plan import Artifact
+from vizcnn.report.builder.plan import Artifact
 from vizcnn.runs.store import FileData, plan_results, settings_block, write_result
 
 MANIFEST = "vizcnn-report.json"

@@ -16,12 +16,12 @@ import torch
 
 from vizcnn.core.progress import ProgressCallback, no_progress, scaled_progress
 from vizcnn.io.provenance import provenance
-from vizcnn.report.build import compute
-from vizcnn.report.build.ablation import make_ablation
-from vizcnn.report.build.assemble import assemble_site
-from vizcnn.report.build.plan import Artifact, Plan
-from vizcnn.report.build.store import ArtifactStore
 from vizcnn.models.base import LoadedModel
+from vizcnn.report.builder import compute
+from vizcnn.report.builder.ablation import make_ablation
+from vizcnn.report.builder.assemble import assemble_site
+from vizcnn.report.builder.plan import Artifact, Plan
+from vizcnn.report.builder.store import ArtifactStore
 from vizcnn.report.html.links import broken_links
 from vizcnn.report.html.pages import render_pages
 from vizcnn.report.html.site import Site

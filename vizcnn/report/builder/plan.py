@@ -25,9 +25,9 @@ from vizcnn.data.datasets import SAMPLES, ImageSource, open_dataset, preprocess
 from vizcnn.data.samples import resolve_image_argument
 from vizcnn.hooks import find_module, layer_output_shape, model_guard, parse_layer
 from vizcnn.io.provenance import files_digest, tensor_digest, weights_digest
+from vizcnn.models.base import LoadedModel
 from vizcnn.report.config import ReportConfig
 from vizcnn.runs.store import settings_digest
-from vizcnn.models.base import LoadedModel
 
 KINDS = ("layers", "filters", "render", "mine", "stats", "dream", "attribution", "ablation")
 

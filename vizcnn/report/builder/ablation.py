@@ -11,8 +11,8 @@ from typing import Any
 
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.io.resume import stored_provenance
-from vizcnn.report.build.compute import Made
-from vizcnn.report.build.plan import Artifact
+from vizcnn.report.builder.compute import Made
+from vizcnn.report.builder.plan import Artifact
 from vizcnn.report.html.charts import bar_chart_png
 
 
