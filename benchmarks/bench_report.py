@@ -28,8 +28,8 @@ import torch
 
 import vizcnn.core.precision as precision
 from vizcnn.core.progress import ProgressCallback, no_progress
-from vizcnn.microscope import ArtifactStore, ReportConfig, build_report, plan_report
 from vizcnn.models.loading import load_model
+from vizcnn.report import ArtifactStore, ReportConfig, build_report, plan_report
 
 BUDGET = 600.0  # seconds: the default report's goal on 2 CPU cores
 
@@ -79,7 +79,9 @@ def main() -> None:
                  time.process_time() - cpu_started)
             )  # fmt: skip
             pages_wall, pages_cpu = time.perf_counter(), time.process_time()
-            result = build_report(loaded, plan, ArtifactStore(folder, force=True), stage=stage)
+            result = build_report(
+                loaded, plan, ArtifactStore(folder, allow_nonempty=True), stage=stage
+            )
             rows.append(
                 (run, "pages", result.seconds.get("pages", 0.0),
                  (time.process_time() - pages_cpu) - sum(r[3] for r in rows if r[0] == run and r[1] not in ("load model + plan",)))

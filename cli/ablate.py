@@ -12,7 +12,7 @@ import torch
 from vizcnn.ablation.data import DIGITS, digits, open_labelled
 from vizcnn.ablation.experiment import plan, run_ablation
 from vizcnn.ablation.lesion import lesion_study
-from vizcnn.ablation.report import (
+from vizcnn.ablation.summary import (
     lesion_chart,
     lesion_dict,
     lesion_markdown,

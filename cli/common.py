@@ -193,6 +193,9 @@ FIELD_FLAGS = {
     "describe(module, mean=..., std=...) or load_model(..., mean=..., std=...)": "--mean/--std",
     "(describe(labels=...) or load_model(labels=FILE))": "(--labels FILE)",
     "name a layer (layer=...)": "name one with --layer",
+    "choose an empty or new folder, or pass allow_nonempty=True": (
+        "choose an empty or new -o folder, or add --force"
+    ),
 }
 
 

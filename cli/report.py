@@ -12,8 +12,8 @@ import click
 
 from vizcnn.core.progress import ProgressCallback
 from vizcnn.data.samples import sample_names
-from vizcnn.microscope import ArtifactStore, ReportConfig, build_report, plan_report
-from vizcnn.microscope.config import DEFAULT_IMAGES, DEFAULT_METHODS, PROJECTIONS
+from vizcnn.report import ReportConfig, check_report_folder, report_folder
+from vizcnn.report.config import PROJECTIONS
 
 from .common import (
     device_from,
@@ -21,143 +21,76 @@ from .common import (
     friendly_errors,
     model_options,
     open_model,
-    progress_enabled,
     reuse_freed_memory,
     run_options,
 )
 from .progress import progress_bar
 
-STAGE_NAMES = {
-    "plan": "checking inputs",
-    "model": "model card",
-    "render": "renders",
-    "mine": "top patches",
-    "stats": "mean activations",
-    "dream": "dreams",
-    "attribute": "attribution maps",
-    "ablation": "ablation",
+C = ReportConfig  # every default below is the config's own
+HELP = {
+    "data": "Data mined for top patches and mean activations: a folder of images, a .txt list "
+    "of paths, or samples (crops of the bundled photos).",
+    "layers": "Layers with a page (default: the model's report layers; lite0: _blocks.2,"
+    "_blocks.6,_blocks.9; see `vizcnn layers`).",
+    "units_per_layer": "Channels 0..N-1 of each layer get a render, patches and a mean.",
+    "steps": "Activation-maximization steps per unit (vizcnn render uses 512).",
+    "image_size": "Rendered picture side in pixels; the network sees it at this size (clipped "
+    "to the model's input size).",
+    "limit": "Use only the first N images of --data.",
+    "crops": "samples: crops per bundled photo (16 photos).",
+    "k": "Top patches per unit.",
+    "projections": "Show each patch next to its deconvnet or guided-backprop projection.",
+    "images": "Image to dream and attribute (file or sample:NAME); repeat for more (default: "
+    f"{' '.join(C.images)}). Samples: {', '.join(sample_names())}.",
+    "no_images": "No dreams and attribution maps.",
+    "methods": "Attribution methods, comma-separated (see `vizcnn attribute --help`).",
+    "dream_octaves": "DeepDream octaves.",
+    "dream_steps": "DeepDream steps per octave.",
+    "ablation": "Show the table and chart of a `vizcnn ablate` run.",
+    "batch": "Images per forward pass (mining).",
+    "self_contained": "Write one index.html with every picture inlined (data: URIs), to mail "
+    "or archive.",
+    "force": "Write into a non-empty folder that no report made (its other files are kept).",
+    "output": "Site folder; a re-run reuses every finished picture and recomputes only what "
+    "changed.",
 }
 
 
-def _layers(text: str | None) -> tuple[str, ...]:
-    if text is None:
-        return ()
-    return tuple(part.strip() for part in text.split(",") if part.strip())
+def _split(text: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (text or "").split(",") if part.strip())
+
+
+def _opt(flag: str, field: str, **kwargs: Any) -> Any:
+    """An option for `field`: its help, and the config's default where the config has it."""
+    if field in C.__dataclass_fields__ and not kwargs.get("multiple"):
+        kwargs.setdefault("default", getattr(C, field))
+    if kwargs.get("default") is not None and not kwargs.get("is_flag"):
+        kwargs["show_default"] = True
+    return click.option(flag, field, help=HELP[field], **kwargs)
 
 
 @click.command("report")
 @model_options
+@_opt("--data", "data")
+@_opt("--layers", "layers", default=None, metavar="L1,L2,...")
+@_opt("--units-per-layer", "units_per_layer", type=int)
+@_opt("--steps", "steps", type=int)
+@_opt("--image-size", "image_size", type=int)
+@_opt("--limit", "limit", type=int)
+@_opt("--crops", "crops", type=int)
+@_opt("-k", "k", type=int)
+@_opt("--projections", "projections", type=click.Choice(PROJECTIONS))
+@_opt("--images", "images", multiple=True, metavar="IMG")
+@_opt("--no-images", "no_images", is_flag=True)
+@_opt("--methods", "methods", default=",".join(C.methods))
+@_opt("--dream-octaves", "dream_octaves", type=int)
+@_opt("--dream-steps", "dream_steps", type=int)
+@_opt("--ablation", "ablation", metavar="OUT/results.json")
+@_opt("--batch", "batch", type=int)
+@_opt("--self-contained", "self_contained", is_flag=True)
+@_opt("--force", "force", is_flag=True)
 @click.option(
-    "--data",
-    default="samples",
-    show_default=True,
-    help="Data mined for top patches and mean activations: a folder of images, a .txt list of "
-    "paths, or samples (crops of the bundled photos).",
-)
-@click.option(
-    "--layers",
-    default=None,
-    metavar="L1,L2,...",
-    help="Layers with a page (default: the model's report layers; lite0: _blocks.2,_blocks.6,"
-    "_blocks.9; see `vizcnn layers`).",
-)
-@click.option(
-    "--units-per-layer",
-    type=int,
-    default=ReportConfig.units_per_layer,
-    show_default=True,
-    help="Channels 0..N-1 of each layer get a render, patches and a mean.",
-)
-@click.option(
-    "--steps",
-    type=int,
-    default=ReportConfig.steps,
-    show_default=True,
-    help="Activation-maximization steps per unit (vizcnn render uses 512).",
-)
-@click.option(
-    "--image-size",
-    type=int,
-    default=ReportConfig.image_size,
-    show_default=True,
-    help="Rendered picture side in pixels; the network sees it at this size (clipped to the "
-    "model's input size).",
-)
-@click.option("--limit", type=int, default=None, help="Use only the first N images of --data.")
-@click.option(
-    "--crops",
-    type=int,
-    default=ReportConfig.crops,
-    show_default=True,
-    help="samples: crops per bundled photo (16 photos).",
-)
-@click.option(
-    "-k", "k", type=int, default=ReportConfig.k, show_default=True, help="Top patches per unit."
-)
-@click.option(
-    "--projections",
-    type=click.Choice(PROJECTIONS),
-    default=ReportConfig.projections,
-    show_default=True,
-    help="Show each patch next to its deconvnet or guided-backprop projection.",
-)
-@click.option(
-    "--images",
-    multiple=True,
-    metavar="IMG",
-    help="Image to dream and attribute (file or sample:NAME); repeat for more "
-    f"(default: {' '.join(DEFAULT_IMAGES)}). Samples: {', '.join(sample_names())}.",
-)
-@click.option("--no-images", is_flag=True, help="No dreams and attribution maps.")
-@click.option(
-    "--methods",
-    default=",".join(DEFAULT_METHODS),
-    show_default=True,
-    help="Attribution methods, comma-separated (see `vizcnn attribute --help`).",
-)
-@click.option(
-    "--dream-octaves",
-    type=int,
-    default=ReportConfig.dream_octaves,
-    show_default=True,
-    help="DeepDream octaves.",
-)
-@click.option(
-    "--dream-steps",
-    type=int,
-    default=ReportConfig.dream_steps,
-    show_default=True,
-    help="DeepDream steps per octave.",
-)
-@click.option(
-    "--ablation",
-    default=None,
-    metavar="OUT/results.json",
-    help="Show the table and chart of a `vizcnn ablate` run.",
-)
-@click.option(
-    "--batch",
-    type=int,
-    default=ReportConfig.batch,
-    show_default=True,
-    help="Images per forward pass (mining).",
-)
-@click.option(
-    "--self-contained",
-    is_flag=True,
-    help="Write one index.html with every picture inlined (data: URIs), to mail or archive.",
-)
-@click.option(
-    "--force",
-    is_flag=True,
-    help="Write into a non-empty folder that no report made (its other files are kept).",
-)
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Site folder; a re-run reuses every finished picture and recomputes only what changed.",
+    "-o", "--output", required=True, type=click.Path(file_okay=False), help=HELP["output"]
 )
 @run_options
 @friendly_errors
@@ -167,9 +100,8 @@ def report_command(
     images: tuple[str, ...],
     no_images: bool,
     methods: str,
-    ablation: str | None,
-    self_contained: bool,
     force: bool,
+    quiet: bool,
     **options: Any,
 ) -> None:
     """Build a static HTML report of a model: model card, a page per layer, dreams, attributions.
@@ -193,49 +125,27 @@ def report_command(
     started = time.perf_counter()
     if images and no_images:
         raise click.UsageError("give --images or --no-images, not both")
+    fields = {name: options.pop(name) for name in list(options) if name in C.__dataclass_fields__}
     config = ReportConfig(
-        layers=_layers(layers),
-        units_per_layer=options["units_per_layer"],
-        steps=options["steps"],
-        image_size=options["image_size"],
-        data=options["data"],
-        limit=options["limit"],
-        crops=options["crops"],
-        k=options["k"],
-        projections=options["projections"],
-        images=() if no_images else (tuple(images) or DEFAULT_IMAGES),
-        methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
-        dream_octaves=options["dream_octaves"],
-        dream_steps=options["dream_steps"],
-        ablation=ablation,
-        batch=options["batch"],
-        seed=options["seed"],
-        self_contained=self_contained,
+        layers=_split(layers),
+        images=() if no_images else (images or C.images),
+        methods=_split(methods),
+        **fields,
     )
-    store = ArtifactStore(output, force=force)  # checks the folder before the model loads
-    device = device_from(options)
-    loaded = open_model(options, device)
-    show = progress_enabled(options)
+    check_report_folder(output, allow_nonempty=force)  # before the model loads
+    loaded = open_model({**options, "seed": config.seed, "quiet": quiet}, device_from(options))
 
     @contextmanager
-    def stage(name: str, unit: str) -> Iterator[ProgressCallback]:
-        title = STAGE_NAMES.get(name, name)
-        with progress_bar(show, unit=unit) as bar:
+    def stage(title: str, unit: str) -> Iterator[ProgressCallback]:
+        with progress_bar(not quiet, unit=unit) as bar:
+            yield lambda done, total, message: bar(done, total, f"{title}: {message}")
 
-            def report(done: int, total: int, message: str) -> None:
-                bar(done, total, f"{title}: {message}")
-
-            yield report
-
-    with stage("plan", "step") as progress:
-        plan = plan_report(loaded, config, progress=progress)
     with echo_warnings():  # e.g. a dream on a small image uses fewer octaves: one line each
-        result = build_report(loaded, plan, store, stage=stage)
-    seconds = time.perf_counter() - started
-    timings = ", ".join(f"{name} {value:.0f}s" for name, value in result.seconds.items())
-    reused = f", {len(result.reused)} reused" if result.reused else ""
+        run = report_folder(loaded, output, config, allow_nonempty=force, stages=stage)
+    timings = ", ".join(f"{name} {value:.0f}s" for name, value in run.stage_seconds.items())
+    reused = f", {len(run.reused)} reused" if run.reused else ""
     click.echo(
-        f"report of {loaded.name}: {len(result.pages)} page(s), {result.pictures} pictures, "
-        f"{len(result.computed)} artifact(s) computed{reused} in {seconds:.0f}s ({timings}); "
-        f"open {Path(output) / 'index.html'}"
+        f"report of {loaded.name}: {len(run.pages)} page(s), {run.pictures} pictures, "
+        f"{len(run.computed)} artifact(s) computed{reused} in "
+        f"{time.perf_counter() - started:.0f}s ({timings}); open {Path(output) / 'index.html'}"
     )

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import vizcnn
 from vizcnn.ablation import DIGITS_VARIANTS, TrainConfig, digits, run_ablation
-from vizcnn.ablation.report import results_chart, results_markdown
+from vizcnn.ablation.summary import results_chart, results_markdown
 from vizcnn.ablation.variants import ZF_TABLE3
 
 

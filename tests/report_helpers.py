@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from vizcnn.io.imaging import save_png
-from vizcnn.microscope import ReportConfig
 from vizcnn.models.base import LoadedModel
+from vizcnn.report import ReportConfig
 
 TINY_CLI_ARGS = [
     "-m", "lenet5_digits", "--layers", "features.0,features.3", "--units-per-layer", "2",

@@ -25,10 +25,10 @@ from vizcnn.core.errors import VizError
 from vizcnn.data.datasets import open_dataset
 from vizcnn.io.imaging import to_uint8
 from vizcnn.io.provenance import provenance
-from vizcnn.microscope import ArtifactStore, build_report, plan_report
-from vizcnn.microscope.store import MANIFEST
 from vizcnn.optvis.rendering import RenderConfig, render
-from vizcnn.report import broken_links
+from vizcnn.report import ArtifactStore, build_report, plan_report
+from vizcnn.report.builder.store import MANIFEST
+from vizcnn.report.html import broken_links
 
 VOID = {"meta", "img", "br", "hr", "link", "input", "source", "wbr", "col", "area", "base"}
 
@@ -236,7 +236,7 @@ def test_an_interrupted_artifact_is_redone(site: Path, tmp_path: Path) -> None:
 def test_a_run_stopped_by_ctrl_c_keeps_what_finished(
     site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vizcnn.microscope import compute
+    from vizcnn.report.builder import compute
 
     root = copy_site(site, tmp_path)
     victims = sorted(p.name for p in (root / "artifacts").glob("mine-*"))
@@ -282,7 +282,7 @@ def test_refuses_a_foreign_folder_unless_forced(tmp_path: Path, data: Path) -> N
     (folder / "notes.txt").write_text("keep me")
     with pytest.raises(VizError, match="not empty and was not made by `vizcnn report`"):
         ArtifactStore(folder)
-    store = ArtifactStore(folder, force=True)
+    store = ArtifactStore(folder, allow_nonempty=True)
     loaded = markup_loaded()
     build_report(
         loaded, plan_report(loaded, tiny_config(data, layers=("conv2",), images=())), store

@@ -18,7 +18,7 @@ from PIL import Image
 
 from browser_helpers import PageCheck, SiteBrowser, open_browser, url_path
 from report_helpers import EVIL, markup_loaded, tiny_config, write_data
-from vizcnn.microscope import ArtifactStore, build_report, plan_report
+from vizcnn.report import ArtifactStore, build_report, plan_report
 
 pytestmark = pytest.mark.browser
 

@@ -1,4 +1,5 @@
-"""Layering of the report: `vizcnn.report` is presentation only and imports no technique."""
+"""Layering of the report: its HTML (`vizcnn.report.html`) is presentation only and imports no
+technique and not the builder; no technique imports the report."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "vizcnn"
 TECHNIQUES = ("optvis", "deepdream", "mining", "features", "attribution", "ablation")
+HTML = "vizcnn.report.html"
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -21,15 +23,29 @@ def imported_modules(path: Path) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "report").glob("*.py")), ids=lambda p: p.name)
-def test_report_imports_no_technique_and_not_the_composition(path: Path) -> None:
-    banned = {f"vizcnn.{name}" for name in (*TECHNIQUES, "microscope")}
+def test_the_html_layer_exists() -> None:
+    assert sorted(p.name for p in (ROOT / "report" / "html").glob("*.py")) == [
+        "__init__.py",
+        "charts.py",
+        "links.py",
+        "pages.py",
+        "site.py",
+    ]
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "report" / "html").glob("*.py")), ids=lambda p: p.name
+)
+def test_report_html_imports_no_technique_and_not_the_builder(path: Path) -> None:
+    banned = {f"vizcnn.{name}" for name in TECHNIQUES}
     for module in imported_modules(path):
         assert not any(module == b or module.startswith(b + ".") for b in banned), module
+        if module.startswith("vizcnn.report"):  # within the report: only its HTML layer
+            assert module == HTML or module.startswith(HTML + "."), module
 
 
-def test_no_technique_imports_the_report_or_the_composition() -> None:
+def test_no_technique_imports_the_report() -> None:
     for name in TECHNIQUES:
-        for path in (ROOT / name).glob("*.py"):
+        for path in (ROOT / name).rglob("*.py"):
             for module in imported_modules(path):
-                assert not module.startswith(("vizcnn.report", "vizcnn.microscope")), path
+                assert not module.startswith("vizcnn.report"), path

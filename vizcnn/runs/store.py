@@ -7,17 +7,34 @@ one is made, and one made with other settings stops the run in one line naming t
 options, unless `overwrite` says to redo it. Result files are written atomically, one by one,
 and the files that describe the whole run (a manifest, a contact sheet) last, so an interrupted
 run leaves finished results that the next run keeps.
+
+A result whose recipe is only known once it is made (a report's artifact: its block records the
+techniques' resolved options) is identified before work by `settings_block`: the settings that
+shape it and their digest (`settings_digest`, also the report's cache key), which the result's
+block carries; `write_result` writes its files first and the meta file holding that block last,
+so a result counts as done only when all its files are.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+from PIL import Image
+
 from vizcnn.core.errors import VizError
+from vizcnn.io.imaging import atomic_write, save_json, save_png
 from vizcnn.io.resume import first_difference, stored_provenance
+
+SETTINGS = "settings"  # block key: the settings that shape a result (JSON-ready)
+SETTINGS_DIGEST = "settings_digest"  # block key: their digest
+
+FileData = torch.Tensor | Image.Image | bytes  # a result file: a picture, or bytes as they are
 
 
 @dataclass
@@ -44,7 +61,7 @@ def plan_results(
         differ = [
             (path, why)
             for path in paths
-            if (why := first_difference(stored_provenance(path), wanted)) is not None
+            if (why := result_difference(stored_provenance(path), wanted)) is not None
         ]
         if not differ:
             plan.done.add(position)
@@ -57,3 +74,70 @@ def plan_results(
             )
         plan.replaced += 1
     return plan
+
+
+def _write_bytes(path: Path, content: bytes) -> None:
+    atomic_write(path, lambda file: file.write(content))
+
+
+def settings_digest(settings: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of the settings that shape a result, as canonical JSON (sorted keys).
+
+    Example:
+        >>> settings_digest({"steps": 8}) == settings_digest({"steps": 8})
+        True
+    """
+    text = json.dumps(dict(settings), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def settings_block(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """What a result made from `settings` is compared by: the settings and their digest.
+
+    Add it to the result's provenance block (`{**block, **settings_block(s)}`) when writing, and
+    pass it as the wanted block to `plan_results` before work.
+    """
+    plain = json.loads(json.dumps(dict(settings), default=str))
+    return {SETTINGS: plain, SETTINGS_DIGEST: settings_digest(settings)}
+
+
+def result_difference(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> str | None:
+    """How a stored result's block differs from the wanted one (None: the same result).
+
+    A wanted block with a settings digest (`settings_block`) is compared by that digest, and a
+    difference is named by its settings; any other block by its defining settings
+    (`vizcnn.io.resume.first_difference`).
+    """
+    if SETTINGS_DIGEST not in wanted:
+        return first_difference(stored, wanted)
+    if stored.get(SETTINGS_DIGEST) == wanted[SETTINGS_DIGEST]:
+        return None
+    old, new = stored.get(SETTINGS), wanted.get(SETTINGS)
+    if isinstance(old, dict) and isinstance(new, dict):
+        named = first_difference({"options": old}, {"options": new})
+        if named is not None:
+            return named
+    return f"{SETTINGS_DIGEST} {stored.get(SETTINGS_DIGEST)} in the file, {wanted[SETTINGS_DIGEST]} now"
+
+
+def write_result(
+    folder: str | Path,
+    files: Mapping[str, FileData],
+    meta: Mapping[str, Any],
+    *,
+    meta_name: str = "meta.json",
+) -> Path:
+    """Write a result's files into `folder`, then its meta file last; returns the meta's path.
+
+    Each file is written atomically: pictures as PNGs carrying `meta["provenance"]` in a text
+    chunk, bytes as they are; the meta (JSON, with the `provenance` block that `plan_results`
+    reads) is written after all of them, so a result whose meta exists is complete.
+    """
+    folder = Path(folder)
+    block = meta.get("provenance")
+    for name, content in files.items():
+        if isinstance(content, bytes):
+            _write_bytes(folder / name, content)
+        else:
+            save_png(content, folder / name, {"provenance": block} if block is not None else None)
+    return save_json(dict(meta), folder / meta_name)

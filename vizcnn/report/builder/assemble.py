@@ -1,4 +1,4 @@
-"""From the stored artifacts to the report's dataclasses (`vizcnn.report.site`)."""
+"""From the stored artifacts to the report's dataclasses (`vizcnn.report.html.site`)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import sys
 import time
 from typing import Any
 
-from vizcnn.microscope.plan import Artifact, Plan, safe_name
-from vizcnn.microscope.store import ArtifactStore
 from vizcnn.models.base import LoadedModel
-from vizcnn.report.site import (
+from vizcnn.report.builder.plan import Artifact, Plan, safe_name
+from vizcnn.report.builder.store import ArtifactStore
+from vizcnn.report.html.site import (
     AblationView,
     ImageView,
     LayerRowView,

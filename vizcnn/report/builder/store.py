@@ -1,4 +1,4 @@
-"""The artifact cache inside a report folder, and the folder's ownership manifest.
+"""A report folder: its artifacts (kept in the run store's way), its pages, its manifest.
 
 Layout of a report folder:
 
@@ -6,9 +6,11 @@ Layout of a report folder:
     SITE/index.html, SITE/*.html     the pages
     SITE/artifacts/KIND-NAME-KEY/    one folder per artifact: its PNGs, then meta.json
 
-An artifact's `meta.json` (key, kind, provenance block, numbers) is written last, atomically, so
-an artifact counts as done only when all its files are; an interrupted run leaves at most
-unfinished folders, which the next run redoes.
+Whether an artifact is there, made with these settings, is the run store's question
+(`vizcnn.runs.store`): its `meta.json` holds a provenance block carrying the artifact's settings
+and their digest (the key), and is written after the artifact's files (`write_result`), so an
+artifact counts as done only when all its files are; an interrupted run leaves at most unfinished
+folders, which the next run redoes.
 """
 
 from __future__ import annotations
@@ -16,39 +18,56 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-from PIL import Image
-
 from vizcnn.core.errors import VizError
-from vizcnn.io.imaging import atomic_write, save_json, save_png
+from vizcnn.io.imaging import atomic_write, save_json
 from vizcnn.io.paths import ensure_writable
-from vizcnn.microscope.plan import Artifact
+from vizcnn.report.builder.plan import Artifact
+from vizcnn.runs.store import FileData, plan_results, settings_block, write_result
 
 MANIFEST = "vizcnn-report.json"
 ARTIFACTS = "artifacts"
 META = "meta.json"
 FORMAT = 1
 
-FileData = torch.Tensor | Image.Image | bytes
 
+def check_report_folder(root: str | Path, *, allow_nonempty: bool = False) -> Path:
+    """Check that a report can be written to `root` (nothing is written).
 
-def _write_bytes(path: Path, content: bytes) -> None:
-    atomic_write(path, lambda file: file.write(content))
+    Args:
+        root: the report folder.
+        allow_nonempty: allow a non-empty folder that no report wrote (its other files are
+            left alone).
+
+    Raises:
+        VizError: the folder is not writable, or is non-empty and not a report's.
+    """
+    root = Path(root)
+    ensure_writable(root, "folder")
+    if root.is_dir() and not (root / MANIFEST).is_file():
+        others = [p for p in root.iterdir() if p.name != ".vizcnn-lock"]
+        if others and not allow_nonempty:
+            raise VizError(
+                f"{str(root)!r} is not empty and was not made by `vizcnn report` "
+                f"(no {MANIFEST}); choose an empty or new folder, or pass allow_nonempty=True"
+            )
+    return root
 
 
 class ArtifactStore:
     """Reads and writes a report folder: artifacts by key, pages, the ownership manifest.
 
     Args:
-        root: the report folder (`-o`).
-        force: allow a non-empty folder that no report wrote (its other files are left alone).
+        root: the report folder.
+        allow_nonempty: allow a non-empty folder that no report wrote (its other files are
+            left alone).
 
     Raises:
-        VizError: the folder is not writable, or is non-empty and not a report's, without force.
+        VizError: the folder is not writable, or is non-empty and not a report's
+            (`check_report_folder`).
 
     Example:
         >>> store = ArtifactStore("site/")
@@ -56,15 +75,8 @@ class ArtifactStore:
         False
     """
 
-    def __init__(self, root: str | Path, *, force: bool = False) -> None:
-        self.root = Path(root)
-        ensure_writable(self.root, "folder")
-        manifest = self.root / MANIFEST
-        if self.root.is_dir() and not manifest.is_file() and any(self.root.iterdir()) and not force:
-            raise VizError(
-                f"{str(self.root)!r} is not empty and was not made by `vizcnn report` "
-                "(no vizcnn-report.json); choose an empty or new -o folder, or add --force"
-            )
+    def __init__(self, root: str | Path, *, allow_nonempty: bool = False) -> None:
+        self.root = check_report_folder(root, allow_nonempty=allow_nonempty)
         self.computed: list[str] = []  # artifact folders made by this store's writes
         self.reused: list[str] = []  # artifact folders found done
 
@@ -76,9 +88,14 @@ class ArtifactStore:
         return f"{ARTIFACTS}/{artifact.folder}/{name}"
 
     def has(self, artifact: Artifact) -> bool:
-        """Whether `artifact` is complete on disk with the same key."""
-        meta = self.meta(artifact)
-        return meta is not None and meta.get("key") == artifact.key
+        """Whether `artifact` is complete on disk, made with the same settings."""
+        return bool(self.done([artifact]))
+
+    def done(self, artifacts: Sequence[Artifact]) -> set[int]:
+        """Positions of the `artifacts` already complete with the same settings (the run store
+        decides; one made otherwise is redone, it never stops a report)."""
+        results = [([self.folder(a) / META], settings_block(a.settings)) for a in artifacts]
+        return plan_results(results, overwrite=True).done
 
     def meta(self, artifact: Artifact) -> dict[str, Any] | None:
         path = self.folder(artifact) / META
@@ -95,13 +112,11 @@ class ArtifactStore:
         block: dict[str, Any],
         data: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Write an artifact's files (PNGs get the provenance block), then its meta.json."""
-        folder = self.folder(artifact)
-        for name, content in files.items():
-            if isinstance(content, bytes):
-                _write_bytes(folder / name, content)
-            else:
-                save_png(content, folder / name, {"provenance": block})
+        """Write an artifact's files (PNGs get the provenance block), then its meta.json.
+
+        The block gets the artifact's settings and their digest, by which the next run knows it.
+        """
+        block = {**block, **settings_block(artifact.settings)}
         meta = {
             "format": FORMAT,
             "key": artifact.key,
@@ -112,7 +127,7 @@ class ArtifactStore:
             "files": sorted(files),
             "data": dict(data or {}),
         }
-        save_json(meta, folder / META)
+        write_result(self.folder(artifact), files, meta, meta_name=META)
         self.computed.append(artifact.folder)
         return meta
 

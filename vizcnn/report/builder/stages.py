@@ -16,18 +16,30 @@ import torch
 
 from vizcnn.core.progress import ProgressCallback, no_progress, scaled_progress
 from vizcnn.io.provenance import provenance
-from vizcnn.microscope import compute
-from vizcnn.microscope.ablation import make_ablation
-from vizcnn.microscope.assemble import assemble_site
-from vizcnn.microscope.plan import Artifact, Plan
-from vizcnn.microscope.store import ArtifactStore
 from vizcnn.models.base import LoadedModel
-from vizcnn.report.links import broken_links
-from vizcnn.report.pages import render_pages
-from vizcnn.report.site import Site
+from vizcnn.report.builder import compute
+from vizcnn.report.builder.ablation import make_ablation
+from vizcnn.report.builder.assemble import assemble_site
+from vizcnn.report.builder.plan import Artifact, Plan
+from vizcnn.report.builder.store import ArtifactStore
+from vizcnn.report.html.links import broken_links
+from vizcnn.report.html.pages import render_pages
+from vizcnn.report.html.site import Site
 
-# (stage name, units of its bar) -> a context manager giving the stage's progress callback
+# (stage title, units of its bar) -> a context manager giving the stage's progress callback
 StageFactory = Callable[[str, str], AbstractContextManager[ProgressCallback]]
+
+# what each stage is called in progress messages ("plan" is `report_folder`'s input checks)
+STAGE_TITLES = {
+    "plan": "checking inputs",
+    "model": "model card",
+    "render": "renders",
+    "mine": "top patches",
+    "stats": "mean activations",
+    "dream": "dreams",
+    "attribute": "attribution maps",
+    "ablation": "ablation",
+}
 
 STAGES = (
     ("model", ("layers", "filters")),
@@ -98,8 +110,8 @@ def build_report(
         loaded: the model the plan was made for (on the device to compute on).
         plan: from `plan_report`.
         store: the report folder (`ArtifactStore`); the build writes only through it.
-        stage: `stage(name, unit)` gives a context manager yielding the stage's progress
-            callback (the CLI draws one bar per stage); default: no progress.
+        stage: `stage(title, unit)` gives a context manager yielding the stage's progress
+            callback (the CLI draws one bar per stage; titles: `STAGE_TITLES`); default: none.
         command: the command line shown in the pages' footer (default: this process's).
 
     Example:
@@ -111,16 +123,15 @@ def build_report(
     store.claim(store.owned_pages())
     result_seconds: dict[str, float] = {}
     reused_before = len(store.reused)
+    done = store.done(plan.artifacts)  # asked once, before any work
     for name, kinds in STAGES:
-        todo = [a for a in plan.artifacts if a.kind in kinds]
-        for artifact in todo:
-            if store.has(artifact):
-                store.reused.append(artifact.folder)
-        missing = [a for a in todo if not store.has(a)]
+        todo = [(i, a) for i, a in enumerate(plan.artifacts) if a.kind in kinds]
+        store.reused += [a.folder for i, a in todo if i in done]
+        missing = [a for i, a in todo if i not in done]
         if not missing:
             continue
         started = time.perf_counter()
-        with stage(name, "%") as progress:
+        with stage(STAGE_TITLES[name], "%") as progress:
             _run_stage(loaded, plan, store, missing, progress)
         result_seconds[name] = time.perf_counter() - started
     started = time.perf_counter()

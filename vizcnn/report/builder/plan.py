@@ -1,15 +1,14 @@
 """The plan of a report: which artifacts, with which cache keys, after checking every input.
 
 An artifact is one unit of work whose result is cached on its own (one render batch per layer,
-one mining pass per layer, the filter grid, each dream, ...). Its key is a digest of everything
-that defines it: the kind, the model's weights digest, dtype, its options, the data's digest and,
-where randomness enters, the seed. Changing one option changes the keys of exactly the artifacts
-that depend on it.
+one mining pass per layer, the filter grid, each dream, ...). Its key is the run store's
+`settings_digest` of everything that defines it: the kind, the model's weights digest, dtype,
+its options, the data's digest and, where randomness enters, the seed. Changing one option
+changes the keys of exactly the artifacts that depend on it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -26,8 +25,9 @@ from vizcnn.data.datasets import SAMPLES, ImageSource, open_dataset, preprocess
 from vizcnn.data.samples import resolve_image_argument
 from vizcnn.hooks import find_module, layer_output_shape, model_guard, parse_layer
 from vizcnn.io.provenance import files_digest, tensor_digest, weights_digest
-from vizcnn.microscope.config import ReportConfig
 from vizcnn.models.base import LoadedModel
+from vizcnn.report.config import ReportConfig
+from vizcnn.runs.store import settings_digest
 
 KINDS = ("layers", "filters", "render", "mine", "stats", "dream", "attribution", "ablation")
 
@@ -44,7 +44,12 @@ class Artifact:
     kind: str  # one of KINDS
     name: str  # the layer or image it is of ("" for the model-wide ones)
     params: dict[str, Any]  # JSON-ready: everything the result depends on
-    key: str  # digest of kind + params
+    key: str  # settings_digest of `settings`
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """Everything the result depends on: its kind, what it is of, and its parameters."""
+        return {"kind": self.kind, "name": self.name, **self.params}
 
     @property
     def folder(self) -> str:
@@ -54,8 +59,7 @@ class Artifact:
 
 
 def make_artifact(kind: str, name: str, params: dict[str, Any]) -> Artifact:
-    text = json.dumps({"kind": kind, "name": name, **params}, sort_keys=True, default=str)
-    return Artifact(kind, name, params, hashlib.sha256(text.encode()).hexdigest())
+    return Artifact(kind, name, params, settings_digest({"kind": kind, "name": name, **params}))
 
 
 @dataclass(frozen=True)

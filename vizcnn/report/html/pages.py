@@ -18,7 +18,7 @@ from urllib.parse import quote
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from vizcnn.core.errors import VizError
-from vizcnn.report.site import Picture, Site
+from vizcnn.report.html.site import Picture, Site
 
 CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'"
 INDEX = "index.html"
@@ -28,7 +28,7 @@ ABLATION = "ablation.html"
 
 def _environment() -> Environment:
     env = Environment(
-        loader=PackageLoader("vizcnn.report", "templates"),
+        loader=PackageLoader("vizcnn.report.html", "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
         undefined=StrictUndefined,
         trim_blocks=True,

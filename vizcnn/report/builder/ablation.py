@@ -1,7 +1,7 @@
 """The ablation page's numbers: a `vizcnn ablate` results.json (variants or lesions) as a table.
 
 Reads the file another command wrote, with its provenance (`stored_provenance`), and draws the
-chart with `vizcnn.report.charts`.
+chart with `vizcnn.report.html.charts`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Any
 
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.io.resume import stored_provenance
-from vizcnn.microscope.compute import Made
-from vizcnn.microscope.plan import Artifact
-from vizcnn.report.charts import bar_chart_png
+from vizcnn.report.builder.compute import Made
+from vizcnn.report.builder.plan import Artifact
+from vizcnn.report.html.charts import bar_chart_png
 
 
 def make_ablation(artifact: Artifact, progress: ProgressCallback = no_progress) -> Made:

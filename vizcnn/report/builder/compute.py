@@ -21,12 +21,12 @@ from vizcnn.deepdream.dreaming import DreamConfig, dream
 from vizcnn.features.filters import FilterConfig, filter_grid
 from vizcnn.hooks import capture, model_guard
 from vizcnn.io.imaging import resize
-from vizcnn.microscope.plan import Artifact, ImageInput, Plan
 from vizcnn.mining.patches import channel_grid, mine_patches
 from vizcnn.mining.streaming import MineConfig, mine_topk
 from vizcnn.models.base import LoadedModel
 from vizcnn.optvis.rendering import RenderConfig, render
 from vizcnn.receptive.table import layer_table
+from vizcnn.report.builder.plan import Artifact, ImageInput, Plan
 
 THUMB = 64  # side of the unit thumbnails on the index page
 

@@ -1,0 +1,161 @@
+"""`report_folder`: the library call `vizcnn report` makes, its reuse by settings digest (the run
+store), the folder's lock, and the CLI's site equal to the library's but for timestamps."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from report_helpers import TINY_CLI_ARGS, markup_loaded, tiny_config, write_data
+from vizcnn.cli.main import app
+from vizcnn.core.errors import VizError
+from vizcnn.io.imaging import read_png_metadata
+from vizcnn.io.resume import stored_provenance
+from vizcnn.models.loading import load_model
+from vizcnn.report import ReportConfig, report_folder
+from vizcnn.report.builder.store import MANIFEST
+from vizcnn.runs import folder_lock
+from vizcnn.runs.lock import LOCK_NAME
+from vizcnn.runs.store import plan_results, result_difference, settings_block, settings_digest
+
+TIMESTAMPS = {"created", "seconds", "updated"}
+
+
+def _without_timestamps(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_timestamps(v) for k, v in value.items() if k not in TIMESTAMPS}
+    if isinstance(value, list):
+        return [_without_timestamps(v) for v in value]
+    return value
+
+
+def _page(text: str) -> str:
+    """A page without its timestamps: the footer's date, provenance times and seconds."""
+    text = re.sub(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d(:\d\d)?([+-]\d{4})?", "TIME", text)
+    text = re.sub(r"(&#34;seconds&#34;: )[0-9.]+", r"\1S", text)
+    return re.sub(r" · [0-9.]+ s<", " · S s<", text)
+
+
+def _contents(folder: Path) -> dict[str, Any]:
+    """Every file of a site: PNG pixels and text chunks, JSON data, pages; timestamps dropped."""
+    from PIL import Image
+
+    found: dict[str, Any] = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        name = path.relative_to(folder).as_posix()
+        if path.suffix == ".json":
+            found[name] = _without_timestamps(json.loads(path.read_text()))
+        elif path.suffix == ".html":
+            found[name] = _page(path.read_text(encoding="utf-8"))
+        else:
+            with Image.open(path) as image:
+                pixels = image.tobytes()
+            chunks = {
+                k: _without_timestamps(json.loads(v)) if v.startswith("{") else v
+                for k, v in read_png_metadata(path).items()
+            }
+            found[name] = (pixels, chunks)
+    return found
+
+
+def test_cli_report_equals_the_library_call(tmp_path: Path) -> None:
+    cli = tmp_path / "cli"
+    result = CliRunner().invoke(app, ["report", *TINY_CLI_ARGS, "-o", str(cli)])
+    assert result.exit_code == 0, result.output
+    config = ReportConfig(
+        layers=("features.0", "features.3"),
+        units_per_layer=2,
+        steps=4,
+        limit=16,
+        crops=1,
+        images=("sample:coffee",),
+        dream_octaves=1,
+        dream_steps=2,
+        methods=("saliency", "gradcam"),
+    )
+    run = report_folder(load_model("lenet5_digits", device="cpu"), tmp_path / "lib", config)
+    assert run.pages[0] == "index.html" and run.reused == []
+    assert f"{len(run.computed)} artifact(s) computed" in result.output
+    cli_files, lib_files = _contents(cli), _contents(tmp_path / "lib")
+    assert sorted(cli_files) == sorted(lib_files)
+    for name in cli_files:
+        assert cli_files[name] == lib_files[name], name
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_data(tmp_path_factory.mktemp("data"))
+
+
+def test_second_call_reuses_all_and_a_changed_option_redoes_what_it_shapes(
+    tmp_path: Path, data: Path
+) -> None:
+    loaded = markup_loaded()
+    first = report_folder(loaded, tmp_path, tiny_config(data))
+    assert first.computed and not first.reused
+    again = report_folder(loaded, tmp_path, tiny_config(data))
+    assert again.computed == [] and sorted(again.reused) == sorted(first.computed)
+    dreams = report_folder(loaded, tmp_path, tiny_config(data, dream_steps=3))
+    assert [name.split("-")[0] for name in dreams.computed] == ["dream"]
+    assert not (tmp_path / LOCK_NAME).exists()  # the lock goes with the run
+
+
+def test_artifacts_carry_their_settings_digest_for_the_run_store(
+    tmp_path: Path, data: Path
+) -> None:
+    loaded = markup_loaded()
+    run = report_folder(loaded, tmp_path, tiny_config(data))
+    render = next(a for a in run.plan.artifacts if a.kind == "render")
+    meta = tmp_path / "artifacts" / render.folder / "meta.json"
+    block = stored_provenance(meta)
+    assert block["settings_digest"] == render.key == settings_digest(render.settings)
+    # the picture files carry the same block; meta.json, written last, says the artifact is done
+    png = next((tmp_path / "artifacts" / render.folder).glob("*.png"))
+    assert stored_provenance(png)["settings_digest"] == render.key
+    wanted = settings_block(render.settings)
+    assert plan_results([([meta], wanted)]).done == {0}
+    changed = settings_block({**render.settings, "steps": 4})
+    assert result_difference(block, changed) == "steps 3 in the file, 4 now"
+    with pytest.raises(VizError, match=r"other settings \(steps 3 in the file, 4 now\)"):
+        plan_results([([meta], changed)])
+    assert plan_results([([meta], changed)], overwrite=True).replaced == 1
+
+
+def test_a_folder_in_use_is_refused_and_a_foreign_one_needs_allow_nonempty(
+    tmp_path: Path, data: Path
+) -> None:
+    loaded = markup_loaded()
+    config = tiny_config(data, layers=("conv2",), images=())
+    with folder_lock(tmp_path / "busy"), pytest.raises(VizError, match="being written by"):
+        report_folder(loaded, tmp_path / "busy", config)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(VizError, match="pass allow_nonempty=True$"):
+        report_folder(loaded, other, config)
+    report_folder(loaded, other, config, allow_nonempty=True)
+    assert (other / "notes.txt").read_text() == "keep me" and (other / MANIFEST).is_file()
+
+
+def test_progress_messages_name_each_stage(tmp_path: Path, data: Path) -> None:
+    seen: list[str] = []
+    report_folder(
+        markup_loaded(),
+        tmp_path,
+        tiny_config(data),
+        progress=lambda done, total, message: seen.append(message.split(":")[0]),
+    )
+    assert list(dict.fromkeys(seen)) == [
+        "checking inputs",
+        "model card",
+        "renders",
+        "top patches",
+        "mean activations",
+        "dreams",
+        "attribution maps",
+    ]
