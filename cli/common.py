@@ -183,6 +183,14 @@ def friendly_errors(func: F) -> F:
 FIELD_FLAGS = {
     "pass overwrite=True to redo it": "use --overwrite to redo it",
     "or write to another folder": "or another -o folder",
+    "choose another cache": "choose another --cache",
+    "unknown colour map cmap=": "unknown colour map --cmap ",
+    "limit must be at least 1": "--limit must be at least 1",
+    "needs train_data (an ImageFolder": "needs --train-data (an ImageFolder",
+    "give variants (the built-in variant set is for data='digits' with lenet5_digits)": (
+        "give --variant NAME=LAYER[,LAYER...] or --units LAYER:CHANNELS (the built-in variant "
+        "set is for `digits -m lenet5_digits`), or --blocks"
+    ),
 }
 
 
