@@ -23,7 +23,6 @@ from vizcnn.features.equivariance import (
     measure_equivariance,
     prepare_images,
 )
-from vizcnn.features.figures import equivariance_figure
 from vizcnn.hooks import find_module, layer_names, parse_layer
 from vizcnn.io.imaging import IMAGE_SUFFIXES, atomic_write, save_json, save_png
 from vizcnn.io.paths import ensure_writable
@@ -102,6 +101,8 @@ def equivariance_folder(
         ...                           EquivarianceConfig(shifts=(1, 2, 4, 8)))
         >>> run.result.rows[-1].mean()
     """
+    from vizcnn.features.figures import equivariance_figure  # matplotlib: only when drawing
+
     config = config or EquivarianceConfig()
     if limit < 1:
         raise VizError(f"limit must be at least 1, got {limit}")

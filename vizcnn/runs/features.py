@@ -23,7 +23,6 @@ from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.data.samples import resolve_image_argument
 from vizcnn.features.featuremaps import FeatureMapConfig, LayerMaps, check_layers, feature_maps
-from vizcnn.features.figures import featuremaps_figure, filters_figure, kernels_figure
 from vizcnn.features.filters import FilterConfig, FilterGrid, filter_grid
 from vizcnn.features.kernels import KernelConfig, apply_kernels, classic_kernels
 from vizcnn.hooks import layer_names
@@ -121,6 +120,8 @@ def filters_file(
     Example:
         >>> run = filters_file(load_model("alexnet"), "alex.png", FilterConfig(sort="norm"))
     """
+    from vizcnn.features.figures import filters_figure  # matplotlib: only when drawing
+
     config = config or FilterConfig()
     target = png_target(path)
     loaded = as_loaded(model)
@@ -184,6 +185,8 @@ def featuremaps_folder(
     """
     import matplotlib
 
+    from vizcnn.features.figures import featuremaps_figure
+
     if config.cmap not in matplotlib.colormaps:
         raise VizError(f"unknown colour map cmap={config.cmap!r}; e.g. viridis, magma, gray")
     target = ensure_writable(folder, "folder", flag="folder")
@@ -239,6 +242,8 @@ def kernels_file(
     Example:
         >>> run = kernels_file("sample:coffee", "k.png", KernelConfig(kernels=("sharpen",)))
     """
+    from vizcnn.features.figures import kernels_figure
+
     config = config or KernelConfig()
     target = png_target(path)
     where = resolve_device(device)

@@ -20,7 +20,6 @@ import torch
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.data.datasets import open_dataset, preprocess
-from vizcnn.features.figures import neighbors_figure
 from vizcnn.features.neighbors import (
     CLASSIFIER_INPUT,
     Embeddings,
@@ -91,6 +90,8 @@ def neighbors_file(
         >>> run = neighbors_file(loaded, ["sample:coffee"], "samples", "nn.png",
         ...                      NeighborsConfig(k=8, metric="cosine"))
     """
+    from vizcnn.features.figures import neighbors_figure  # matplotlib: only when drawing
+
     config = config or NeighborsConfig()
     if not queries:
         raise VizError("no queries; give at least one query image")
