@@ -196,6 +196,13 @@ FIELD_FLAGS = {
     "choose an empty or new folder, or pass allow_nonempty=True": (
         "choose an empty or new -o folder, or add --force"
     ),
+    "choose another cache": "choose another --cache",
+    "unknown colour map cmap=": "unknown colour map --cmap ",
+    "needs train_data (an ImageFolder": "needs --train-data (an ImageFolder",
+    "give variants (the built-in variant set is for data='digits' with lenet5_digits)": (
+        "give --variant NAME=LAYER[,LAYER...] or --units LAYER:CHANNELS (the built-in variant "
+        "set is for `digits -m lenet5_digits`), or --blocks"
+    ),
 }
 
 

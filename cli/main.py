@@ -68,7 +68,7 @@ LAZY_COMMANDS = {
     "attribute": ".attribute:attribute_command",
     "filters": ".features:filters_command",
     "featuremaps": ".features:featuremaps_command",
-    "kernels": ".features:kernels_command",
+    "kernels": ".kernels:kernels_command",
     "equivariance": ".equivariance:equivariance_command",
     "neighbors": ".neighbors:neighbors_command",
     "report": ".report:report_command",

@@ -24,6 +24,9 @@ class FeatureMapConfig:
     layers: tuple[Layer, ...]
     top: int = 16  # channels per layer, ranked by mean activation over the map
     resize: bool = True  # resize + centre-crop the image to the model's input size first
+    # how `vizcnn.runs.featuremaps_folder` draws them (`feature_maps` does not use these)
+    overlay: bool = False  # each map over the input image
+    cmap: str = "viridis"  # matplotlib colour map
 
     def __post_init__(self) -> None:
         if not self.layers:

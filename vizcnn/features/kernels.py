@@ -8,6 +8,7 @@ filtered alone with the same kernel (a depthwise convolution, `groups=C`).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -50,6 +51,27 @@ def pick_kernels(names: list[str] | tuple[str, ...] | None) -> list[str]:
         if name not in _CLASSIC:
             raise VizError(did_you_mean(name, list(_CLASSIC), "kernel"))
     return list(names)
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    """Which classic kernels to apply to an image, and how (`vizcnn.runs.kernels_file`)."""
+
+    kernels: tuple[str, ...] = ()  # names from `classic_kernels`, in this order; () = all seven
+    padding: Padding = "replicate"  # how conv2d treats the border: replicate, zeros or valid
+    size: int = 256  # resize so the shorter side has this many pixels first (0 = as it is)
+    gray: bool = False  # convert the image to grayscale first
+
+    def __post_init__(self) -> None:
+        pick_kernels(self.kernels)
+        if self.padding not in ("replicate", "zeros", "valid"):
+            raise VizError(f"padding {self.padding!r} invalid; use replicate, zeros or valid")
+        if self.size < 0:
+            raise VizError(f"size must be >= 0 pixels (0 = as it is), got {self.size}")
+
+    def names(self) -> list[str]:
+        """The kernels to apply, in order."""
+        return pick_kernels(self.kernels)
 
 
 def apply_kernel(

@@ -33,6 +33,31 @@ Metric = Literal["l2", "cosine"]
 CLASSIFIER_INPUT = "classifier-input"  # the layer name recorded for the default embedding
 
 
+@dataclass(frozen=True)
+class NeighborsConfig:
+    """How to embed a data set and find each query's neighbours (`vizcnn.runs.neighbors_file`)."""
+
+    # embedding layer, a spec or the submodule (maps averaged over space); None = the input
+    # of the last nn.Linear (the classifier)
+    layer: Layer | None = None
+    k: int = 5  # neighbours per query
+    metric: Metric = "l2"  # l2 (Euclidean) or cosine (1 - cosine similarity)
+    batch_size: int = 32  # images per forward pass
+    workers: int = 0  # DataLoader processes decoding images (does not change the result)
+    limit: int | None = None  # use only the first N data images (None: all)
+    crops: int = 4  # data `samples`: random crops per bundled photo
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise VizError(f"k must be at least 1, got {self.k}")
+        if self.metric not in ("l2", "cosine"):
+            raise VizError(f"metric {self.metric!r} invalid; use l2 or cosine")
+        if self.batch_size < 1:
+            raise VizError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.workers < 0:
+            raise VizError(f"workers must be >= 0, got {self.workers}")
+
+
 def classifier_layer(model: nn.Module) -> str:
     """Dotted name of the last `nn.Linear` (the classifier), or a VizError if there is none."""
     linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
@@ -128,7 +153,13 @@ def data_digest(dataset: ImageSource) -> str:
 def cache_path(
     cache_dir: Path, loaded: LoadedModel, layer: str | None, dataset: ImageSource
 ) -> Path:
-    """The cache file of one (weights, layer, data) triple."""
+    """The cache file of one (weights, layer, data, normalization) set of settings.
+
+    The name is a digest of every setting that shapes the vectors: the weights digest (which
+    covers the dtype), the layer, the data (names, image size, crop seed, file sizes and
+    times) and the normalization. A run with other settings gets its own entry beside this one
+    instead of reusing or overwriting it.
+    """
     key = f"{weights_digest(loaded.module)}|{layer or CLASSIFIER_INPUT}|{data_digest(dataset)}"
     key += f"|{loaded.mean}|{loaded.std}"
     return Path(cache_dir) / f"embeddings-{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"

@@ -5,7 +5,24 @@ Each command of the CLI is one call here plus formatting: `render_folder` writes
 what is already done; `folder_lock` keeps a second run out of a folder in use.
 """
 
+from vizcnn.runs.ablate import (
+    AblationRun,
+    LesionRun,
+    ablate_folder,
+    experiment_config,
+    lesion_folder,
+)
+from vizcnn.runs.equivariance import EquivarianceRun, equivariance_folder
+from vizcnn.runs.features import (
+    FeatureMapsRun,
+    FiltersRun,
+    KernelsRun,
+    featuremaps_folder,
+    filters_file,
+    kernels_file,
+)
 from vizcnn.runs.lock import folder_lock
+from vizcnn.runs.neighbors import NeighborsRun, neighbors_file
 from vizcnn.runs.render import (
     RenderRun,
     RenderUnit,
@@ -18,6 +35,21 @@ from vizcnn.runs.render import (
 from vizcnn.runs.store import StorePlan, plan_results
 
 __all__ = [
+    "AblationRun",
+    "EquivarianceRun",
+    "FeatureMapsRun",
+    "FiltersRun",
+    "KernelsRun",
+    "LesionRun",
+    "NeighborsRun",
+    "ablate_folder",
+    "equivariance_folder",
+    "experiment_config",
+    "featuremaps_folder",
+    "filters_file",
+    "kernels_file",
+    "lesion_folder",
+    "neighbors_file",
     "RenderRun",
     "RenderUnit",
     "StorePlan",
