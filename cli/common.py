@@ -183,6 +183,17 @@ def friendly_errors(func: F) -> F:
 FIELD_FLAGS = {
     "pass overwrite=True to redo it": "use --overwrite to redo it",
     "or write to another folder": "or another -o folder",
+    # attribution: method options (`vizcnn.attribution.methods`) and `attribute_folder`'s
+    "IntegratedGradients steps": "--ig-steps",
+    "IntegratedGradients baseline": "--baseline",
+    "Occlusion baseline": "--baseline",
+    "SmoothGrad samples": "--smoothgrad-samples",
+    "SmoothGrad stdev": "--smoothgrad-stdev",
+    "Occlusion window and stride": "--occlusion-window and --occlusion-stride",
+    "Occlusion window": "--occlusion-window",
+    "give the method a layer": "name one with --layer",
+    "deletion steps": "--deletion-steps",
+    "sanity stages": "--sanity-stages",
 }
 
 

@@ -1,10 +1,17 @@
 """Runs: a technique's result folder — files, provenance, resume, one run at a time.
 
 Each command of the CLI is one call here plus formatting: `render_folder` writes what
-`vizcnn render` writes, byte for byte but for timestamps. The store (`plan_results`) decides
+`vizcnn render` writes, byte for byte but for timestamps; `attribute_folder` what
+`vizcnn attribute` writes. The store (`plan_results`) decides
 what is already done; `folder_lock` keeps a second run out of a folder in use.
 """
 
+from vizcnn.runs.attribute import (
+    AttributeRun,
+    DeletionConfig,
+    SanityConfig,
+    attribute_folder,
+)
 from vizcnn.runs.lock import folder_lock
 from vizcnn.runs.render import (
     RenderRun,
@@ -18,6 +25,10 @@ from vizcnn.runs.render import (
 from vizcnn.runs.store import StorePlan, plan_results
 
 __all__ = [
+    "AttributeRun",
+    "DeletionConfig",
+    "SanityConfig",
+    "attribute_folder",
     "RenderRun",
     "RenderUnit",
     "StorePlan",
