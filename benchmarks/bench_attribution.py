@@ -2,7 +2,7 @@
 
 For each method on efficientnet_lite0 (224 px, batch B of bundled photos):
 
-- ours: `attribute(loaded, images, AttributionConfig(methods=(m,)))` (model guard, in-place flags,
+- ours: `attribute(loaded, images, [m])` (model guard, in-place flags,
   relu_rule for guided/deconv, normalization inside the differentiated function).
 - limit: the model's own forward + backward for the same batch (input gradient of the summed
   target logits; the top-1 target can come from that same forward), times the number of passes
@@ -39,8 +39,9 @@ from captum.attr import (
     Saliency,
 )
 
+from vizcnn import attribution as viz
 from vizcnn import load_model
-from vizcnn.attribution import METHODS, AttributionConfig, attribute
+from vizcnn.attribution import METHODS, attribute
 from vizcnn.attribution.methods import default_layer, occlusion_geometry
 from vizcnn.data.datasets import preprocess
 from vizcnn.data.samples import sample_image
@@ -64,12 +65,17 @@ def main() -> None:
             for i in range(args.batch)
         ]
     )
-    config = AttributionConfig(batch=args.batch)
+    ig = viz.IntegratedGradients(
+        loaded, batch=args.batch * 4
+    )  # as `vizcnn attribute --batch B` ran
+    smooth = viz.SmoothGrad(loaded, batch=args.batch * 4)
     with torch.no_grad():
         targets = model(loaded.normalize(images)).argmax(1)
     x = loaded.normalize(images)
     layer = find_module(model, default_layer(loaded))
-    window, stride = occlusion_geometry(config, images.shape[-2:])
+    window, stride = occlusion_geometry(
+        viz.Occlusion.window, viz.Occlusion.stride, images.shape[-2:]
+    )
     windows = ((224 - window) // stride + 1) ** 2
 
     def forward_backward() -> None:
@@ -83,15 +89,15 @@ def main() -> None:
     anchors: dict[str, Callable[[], object]] = {
         "saliency": lambda: Saliency(model).attribute(x, target=targets),
         "ig": lambda: IntegratedGradients(model).attribute(
-            x, target=targets, n_steps=config.ig_steps, internal_batch_size=config.batch * 4
+            x, target=targets, n_steps=ig.steps, internal_batch_size=ig.batch
         ),
         "smoothgrad": lambda: NoiseTunnel(Saliency(model)).attribute(
             x,
             nt_type="smoothgrad",
-            nt_samples=config.smoothgrad_samples,
+            nt_samples=smooth.samples,
             stdevs=0.15,
             target=targets,
-            nt_samples_batch_size=max(1, config.batch * 4 // args.batch),
+            nt_samples_batch_size=max(1, smooth.batch // args.batch),
         ),  # fmt: skip
         "guided": lambda: GuidedBackprop(model).attribute(x, target=targets),
         "deconv": lambda: Deconvolution(model).attribute(x, target=targets),
@@ -109,7 +115,7 @@ def main() -> None:
             perturbations_per_eval=max(1, 32 // args.batch),
         ),  # fmt: skip
     }
-    passes = {"ig": config.ig_steps, "smoothgrad": config.smoothgrad_samples, "guided-gradcam": 2}
+    passes = {"ig": ig.steps, "smoothgrad": smooth.samples, "guided-gradcam": 2}
 
     def timed(fn: Callable[[], object]) -> float:
         start = time.perf_counter()
@@ -128,7 +134,10 @@ def main() -> None:
             ours_t.append(
                 timed(
                     lambda m=method: attribute(
-                        loaded, images, AttributionConfig(methods=(m,), batch=args.batch)
+                        loaded,
+                        images,
+                        [{"ig": ig, "smoothgrad": smooth}.get(m, m)],
+                        batch=args.batch,
                     )
                 )
             )

@@ -203,6 +203,17 @@ FIELD_FLAGS = {
         "give --variant NAME=LAYER[,LAYER...] or --units LAYER:CHANNELS (the built-in variant "
         "set is for `digits -m lenet5_digits`), or --blocks"
     ),
+    # attribution: method options (`vizcnn.attribution.methods`) and `attribute_folder`'s
+    "IntegratedGradients steps": "--ig-steps",
+    "IntegratedGradients baseline": "--baseline",
+    "Occlusion baseline": "--baseline",
+    "SmoothGrad samples": "--smoothgrad-samples",
+    "SmoothGrad stdev": "--smoothgrad-stdev",
+    "Occlusion window and stride": "--occlusion-window and --occlusion-stride",
+    "Occlusion window": "--occlusion-window",
+    "give the method a layer": "name one with --layer",
+    "deletion steps": "--deletion-steps",
+    "sanity stages": "--sanity-stages",
 }
 
 

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 import vizcnn
-from vizcnn.attribution import METHODS, AttributionConfig, attribute
+from vizcnn.attribution import METHODS, SmoothGrad, attribute
 from vizcnn.attribution.classifier import label_of
 from vizcnn.attribution.deletion import deletion_curves
 from vizcnn.attribution.figures import (
@@ -41,8 +41,7 @@ images = torch.stack([preprocess(sample_image(n), loaded.input_size) for n in na
 
 # %%
 # All eight methods, one row per photo, each map scaled by its own 99th percentile.
-config = AttributionConfig(methods=tuple(METHODS), batch=2)
-result = attribute(loaded, images, config)
+result = attribute(loaded, images, list(METHODS), batch=2)
 rows = []
 for i, name in enumerate(names):
     top5 = [
@@ -51,7 +50,7 @@ for i, name in enumerate(names):
             result.predictions.top_indices[i], result.predictions.top_probs[i], strict=True
         )
     ]
-    maps = {m: result.maps[m][i] for m in config.methods}
+    maps = {m: result.maps[m][i] for m in METHODS}
     target = label_of(loaded, int(result.targets[i]))
     png = figure_png_bytes(attribution_figure(images[i], maps, top5, target, title=name), dpi=80)
     rows.append(Image.open(io.BytesIO(png)).convert("RGB"))
@@ -73,13 +72,13 @@ for m, c in curves.items():
 # %%
 # The sanity check: re-initialize lite0 from the classifier down, in 6 stages.
 checked = ("saliency", "ig", "smoothgrad", "guided", "deconv", "gradcam", "guided-gradcam")
-sanity_config = AttributionConfig(methods=checked, batch=2, smoothgrad_samples=8)
+sanity_methods = [SmoothGrad(loaded, samples=8) if m == "smoothgrad" else m for m in checked]
 
 
 def maps_of(
     model: vizcnn.LoadedModel, xs: torch.Tensor, ts: torch.Tensor
 ) -> dict[str, torch.Tensor]:
-    return attribute(model, xs, sanity_config, targets=ts).maps
+    return attribute(model, xs, sanity_methods, targets=ts, batch=2).maps
 
 
 sanity = sanity_check(loaded, images, result.targets, maps_of, stages=6, seed=0)

@@ -9,7 +9,15 @@ from torch import nn
 
 from attribution_helpers import SmallNet, images, plain
 from conftest import assert_same_state, model_state
-from vizcnn.attribution import METHODS, AttributionConfig, attribute
+from vizcnn.attribution import (
+    METHODS,
+    GradCAM,
+    IntegratedGradients,
+    Occlusion,
+    SmoothGrad,
+    attribute,
+    make_methods,
+)
 from vizcnn.core.errors import VizError
 from vizcnn.core.relu_rules import relu_rule
 
@@ -17,9 +25,7 @@ from vizcnn.core.relu_rules import relu_rule
 def test_saliency_of_a_linear_model_is_its_weights() -> None:
     linear = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 5)).double()
     x = images(2)
-    result = attribute(
-        plain(linear), x, AttributionConfig(methods=("saliency",)), targets=torch.tensor([1, 4])
-    )
+    result = attribute(plain(linear), x, "saliency", targets=torch.tensor([1, 4]))
     weight = linear[1].weight.detach()
     torch.testing.assert_close(result.maps["saliency"][0], weight[1].view(3, 8, 8))
     torch.testing.assert_close(result.maps["saliency"][1], weight[4].view(3, 8, 8))
@@ -29,8 +35,9 @@ def test_integrated_gradients_are_complete() -> None:
     # a smooth net: Gauss-Legendre integration converges fast (ReLU kinks would need many steps)
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Tanh(), nn.Flatten(), nn.Linear(144, 5)).double()
     x = images(3)
-    config = AttributionConfig(methods=("ig",), ig_steps=32, baseline=0.25, target="espresso")
-    result = attribute(plain(net), x, config)
+    loaded = plain(net)
+    method = IntegratedGradients(loaded, steps=32, baseline=0.25)
+    result = attribute(loaded, x, [method], targets="espresso")
     with torch.no_grad():
         gap = net(x)[:, 1] - net(torch.full_like(x, 0.25))[:, 1]
     torch.testing.assert_close(result.maps["ig"].sum(dim=(1, 2, 3)), gap, rtol=1e-6, atol=1e-8)
@@ -55,11 +62,7 @@ class CamNet(nn.Module):
 @pytest.mark.parametrize("target", [0, 1])
 def test_gradcam_equals_the_hand_computed_map(target: int) -> None:
     x = images(2, channels=1, size=8) - 0.3  # some negative conv outputs, so the masks matter
-    result = attribute(
-        plain(CamNet(), channels=1, size=8),
-        x,
-        AttributionConfig(methods=("gradcam",), target=target),
-    )
+    result = attribute(plain(CamNet(), channels=1, size=8), x, "gradcam", targets=target)
     assert result.layer == "conv"
     # by hand: A_k = conv output; dy/dA_k = w_k * [A_k > 0] / 64; alpha_k its spatial mean
     ones = torch.ones(1, 1, 3, 3, dtype=torch.float64)
@@ -74,9 +77,7 @@ def test_gradcam_equals_the_hand_computed_map(target: int) -> None:
 def test_gradcam_upsamples_to_the_input_size() -> None:
     net = nn.Sequential(nn.Conv2d(3, 2, 3, stride=2), nn.ReLU(), nn.Flatten(), nn.LazyLinear(4))
     net(torch.zeros(1, 3, 16, 16))
-    result = attribute(
-        plain(net, size=16), images(2, size=16).float(), AttributionConfig(methods=("gradcam",))
-    )
+    result = attribute(plain(net, size=16), images(2, size=16).float(), "gradcam")
     assert result.maps["gradcam"].shape == (2, 3, 16, 16)
     assert result.layer == "0"
 
@@ -84,10 +85,9 @@ def test_gradcam_upsamples_to_the_input_size() -> None:
 def test_occlusion_equals_a_brute_force_loop() -> None:
     net = SmallNet()
     x = images(2)
-    config = AttributionConfig(
-        methods=("occlusion",), occlusion_window=4, occlusion_stride=2, baseline=0.5, target=3
-    )
-    result = attribute(plain(net), x, config)
+    loaded = plain(net)
+    method = Occlusion(loaded, window=4, stride=2, baseline=0.5)
+    result = attribute(loaded, x, [method], targets=3)
     total = torch.zeros_like(x)
     count = torch.zeros_like(x)
     with torch.no_grad():
@@ -106,7 +106,7 @@ def test_occlusion_equals_a_brute_force_loop() -> None:
 def test_guided_and_deconv_equal_the_gradient_under_the_relu_rule() -> None:
     net = SmallNet()
     x = images(2)
-    result = attribute(plain(net), x, AttributionConfig(methods=("guided", "deconv"), target=2))
+    result = attribute(plain(net), x, ["guided", "deconv"], targets=2)
     for method, rule in (("guided", "guided"), ("deconv", "deconv")):
         leaf = x.clone().requires_grad_(True)
         with relu_rule(net, rule):  # type: ignore[arg-type]
@@ -119,7 +119,7 @@ def test_guided_differs_from_saliency_on_googlenet_functional_relus() -> None:
     torchvision = pytest.importorskip("torchvision")
     net = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False)
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    result = attribute(net, x, AttributionConfig(methods=("saliency", "guided", "deconv")))
+    result = attribute(net, x, ["saliency", "guided", "deconv"])
     assert not torch.allclose(result.maps["guided"], result.maps["saliency"])
     assert not torch.allclose(result.maps["deconv"], result.maps["saliency"])
 
@@ -127,11 +127,9 @@ def test_guided_differs_from_saliency_on_googlenet_functional_relus() -> None:
 def test_all_methods_leave_the_model_as_found() -> None:
     net = SmallNet().train()
     before = model_state(net)
-    result = attribute(
-        plain(net),
-        images(3),
-        AttributionConfig(methods=tuple(METHODS), ig_steps=4, smoothgrad_samples=2, batch=2),
-    )
+    loaded = plain(net)
+    methods = make_methods(loaded, list(METHODS), steps=4, samples=2)
+    result = attribute(loaded, images(3), methods, batch=2)
     assert_same_state(before, model_state(net))
     for name, tensor in result.maps.items():
         assert tensor.shape == (3, 3, 8, 8), name
@@ -142,12 +140,9 @@ def test_batches_do_not_change_the_maps() -> None:
     net = SmallNet()
     x = images(4)
     methods = ("saliency", "ig", "guided", "gradcam", "occlusion", "smoothgrad")
-    one = attribute(
-        plain(net), x, AttributionConfig(methods=methods, batch=1, smoothgrad_samples=3)
-    )
-    four = attribute(
-        plain(net), x, AttributionConfig(methods=methods, batch=4, smoothgrad_samples=3)
-    )
+    loaded = plain(net)
+    one = attribute(loaded, x, make_methods(loaded, methods, samples=3), batch=1)
+    four = attribute(loaded, x, make_methods(loaded, methods, samples=3), batch=4)
     for name in methods:
         if name == "smoothgrad":  # noise is drawn per call: same seed, different batch layout
             continue
@@ -156,11 +151,11 @@ def test_batches_do_not_change_the_maps() -> None:
 
 def test_smoothgrad_is_reproducible_and_leaves_the_global_generator() -> None:
     net = SmallNet()
-    config = AttributionConfig(methods=("smoothgrad",), smoothgrad_samples=4, seed=3)
+    method = SmoothGrad(plain(net), samples=4, seed=3)
     state = torch.get_rng_state()
-    first = attribute(plain(net), images(2), config).maps["smoothgrad"]
+    first = attribute(net, images(2), [method]).maps["smoothgrad"]
     assert torch.equal(state, torch.get_rng_state())
-    second = attribute(plain(net), images(2), config).maps["smoothgrad"]
+    second = attribute(net, images(2), [method]).maps["smoothgrad"]
     torch.testing.assert_close(first, second, rtol=0, atol=0)
 
 
@@ -169,13 +164,12 @@ def test_grayscale_and_rgba_inputs_follow_the_chain_rule() -> None:
     loaded = plain(net)
     gray = images(2, channels=1)
     rgb = gray.expand(-1, 3, -1, -1).contiguous()
-    config = AttributionConfig(methods=("saliency",), target=0)
-    via_gray = attribute(loaded, gray, config).maps["saliency"]
-    via_rgb = attribute(loaded, rgb, config).maps["saliency"]
+    via_gray = attribute(loaded, gray, "saliency", targets=0).maps["saliency"]
+    via_rgb = attribute(loaded, rgb, "saliency", targets=0).maps["saliency"]
     assert via_gray.shape == (2, 1, 8, 8)
     torch.testing.assert_close(via_gray, via_rgb.sum(1, keepdim=True))
     rgba = torch.cat([rgb, torch.ones_like(gray)], dim=1)  # opaque: RGB attributions, alpha's own
-    via_rgba = attribute(loaded, rgba, config).maps["saliency"]
+    via_rgba = attribute(loaded, rgba, "saliency", targets=0).maps["saliency"]
     torch.testing.assert_close(via_rgba[:, :3], via_rgb)
     # d/d alpha of (rgb * alpha + 1 - alpha) = (rgb - 1) weighted by the RGB gradient
     torch.testing.assert_close(via_rgba[:, 3], (via_rgb * (rgb - 1)).sum(1))
@@ -184,19 +178,19 @@ def test_grayscale_and_rgba_inputs_follow_the_chain_rule() -> None:
 def test_target_errors_name_the_closest_labels() -> None:
     loaded = plain(SmallNet())
     with pytest.raises(VizError, match="espresso"):
-        attribute(loaded, images(1), AttributionConfig(methods=("saliency",), target="espreso"))
+        attribute(loaded, images(1), "saliency", targets="espreso")
     with pytest.raises(VizError, match="out of range"):
-        attribute(loaded, images(1), AttributionConfig(methods=("saliency",), target=9))
+        attribute(loaded, images(1), "saliency", targets=9)
     with pytest.raises(VizError, match="gradcam"):
-        AttributionConfig(methods=("gradcan",))
+        attribute(loaded, images(1), "gradcan")
     with pytest.raises(VizError, match="conv1"):
-        attribute(loaded, images(1), AttributionConfig(methods=("gradcam",), layer="conv_1"))
+        GradCAM(loaded, layer="conv_1")
 
 
 def test_top1_targets_are_the_predictions() -> None:
     net = SmallNet()
     x = images(4)
-    result = attribute(plain(net), x, AttributionConfig(methods=("saliency",)))
+    result = attribute(plain(net), x, "saliency")
     with torch.no_grad():
         assert torch.equal(result.targets, net(x).argmax(1))
     assert result.predictions.top_indices.shape == (4, 5)
@@ -210,7 +204,7 @@ def test_lite0_end_to_end(lite0) -> None:  # type: ignore[no-untyped-def]
     before = model_state(lite0.module)
     x = preprocess(sample_image("coffee"), lite0.input_size)[None]
     methods = ("saliency", "guided", "gradcam")
-    result = attribute(lite0, x, AttributionConfig(methods=methods))
+    result = attribute(lite0, x, methods)
     assert lite0.labels[int(result.targets[0])] == "espresso"
     assert result.layer == "_conv_head"
     # lite0's activations are nn.ReLU6 modules: captum alone would return the plain gradient here
@@ -226,11 +220,11 @@ def test_lite0_end_to_end(lite0) -> None:  # type: ignore[no-untyped-def]
 def test_methods_run_on_cuda_and_match_cpu() -> None:
     net = SmallNet().float()
     x = images(2).float()
-    config = AttributionConfig(methods=("saliency", "guided", "gradcam", "occlusion"), target=1)
-    on_cpu = attribute(plain(net), x, config)
+    methods = ["saliency", "guided", "gradcam", "occlusion"]
+    on_cpu = attribute(plain(net), x, methods, targets=1)
     net.cuda()
-    on_gpu = attribute(plain(net), x.cuda(), config)
-    for name in config.methods:
+    on_gpu = attribute(plain(net), x.cuda(), methods, targets=1)
+    for name in methods:
         assert on_gpu.maps[name].device.type == "cuda"
         torch.testing.assert_close(on_gpu.maps[name].cpu(), on_cpu.maps[name], rtol=1e-4, atol=1e-5)
 
@@ -255,20 +249,18 @@ def test_every_form_of_targets_gives_the_maps_of_the_equivalent_tensor(
 ) -> None:
     loaded = plain(SmallNet())
     x = images(3)
-    config = AttributionConfig(methods=("saliency", "gradcam"))
-    expected = attribute(loaded, x, config, targets=torch.tensor(same_as))
-    got = attribute(loaded, x, config, targets=targets)  # type: ignore[arg-type]
+    methods = ["saliency", "gradcam"]
+    expected = attribute(loaded, x, methods, targets=torch.tensor(same_as))
+    got = attribute(loaded, x, methods, targets=targets)  # type: ignore[arg-type]
     assert got.targets.tolist() == same_as
-    for name in config.methods:
+    for name in methods:
         torch.testing.assert_close(got.maps[name], expected.maps[name], rtol=0, atol=0)
 
 
 def test_top1_in_a_list_is_that_image_s_prediction() -> None:
     net = SmallNet()
     x = images(3)
-    result = attribute(
-        plain(net), x, AttributionConfig(methods=("saliency",)), targets=["top1", 0, "top1"]
-    )
+    result = attribute(plain(net), x, "saliency", targets=["top1", 0, "top1"])
     with torch.no_grad():
         top = net(x).argmax(1)
     assert result.targets.tolist() == [int(top[0]), 0, int(top[2])]
@@ -286,7 +278,6 @@ def test_top1_in_a_list_is_that_image_s_prediction() -> None:
     ],
 )
 def test_bad_targets_give_one_line_errors(targets: object, message: str) -> None:
-    config = AttributionConfig(methods=("saliency",))
     with pytest.raises(VizError, match=message) as caught:
-        attribute(plain(SmallNet()), images(3), config, targets=targets)  # type: ignore[arg-type]
+        attribute(plain(SmallNet()), images(3), "saliency", targets=targets)  # type: ignore[arg-type]
     assert "\n" not in str(caught.value)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from attribution_helpers import SmallNet, images, plain
-from vizcnn.attribution import METHODS, AttributionConfig, attribute
+from vizcnn.attribution import METHODS, attribute, make_methods
 from vizcnn.attribution.checks import MapChecks, join_warnings
 
 
@@ -34,11 +34,7 @@ def dark_off_net() -> nn.Module:
 
 def test_a_zero_gradcam_map_is_a_warning_naming_the_images_and_layer() -> None:
     x = torch.stack([torch.full((1, 8, 8), 0.1), torch.full((1, 8, 8), 0.9)]).double()
-    result = attribute(
-        plain(dark_off_net(), channels=1),
-        x,
-        AttributionConfig(methods=("saliency", "gradcam"), target=0),
-    )
+    result = attribute(plain(dark_off_net(), channels=1), x, ["saliency", "gradcam"], targets=0)
     # the oracle: image 0's maps are zero (no gradient passes the ReLU), image 1's are not
     for name in ("saliency", "gradcam"):
         assert torch.equal(result.maps[name][0], torch.zeros_like(result.maps[name][0]))
@@ -75,8 +71,8 @@ class SiluNet(nn.Module):
 def test_guided_and_deconv_equal_to_saliency_without_relus_are_warnings(
     activation: nn.Module, named: str
 ) -> None:
-    methods = ("saliency", "guided", "deconv")
-    result = attribute(plain(SiluNet(activation)), images(3), AttributionConfig(methods=methods))
+    methods = ["saliency", "guided", "deconv"]
+    result = attribute(plain(SiluNet(activation)), images(3), methods)
     # the oracle: with no rectifier the rules have nothing to act on, the maps are the gradient
     assert torch.equal(result.maps["guided"], result.maps["saliency"])
     assert torch.equal(result.maps["deconv"], result.maps["saliency"])
@@ -90,8 +86,9 @@ def test_guided_and_deconv_equal_to_saliency_without_relus_are_warnings(
 
 
 def test_a_relu_net_gives_no_warnings() -> None:
-    config = AttributionConfig(methods=tuple(METHODS), ig_steps=4, smoothgrad_samples=2, batch=2)
-    result = attribute(plain(SmallNet()), images(3), config)
+    loaded = plain(SmallNet())
+    methods = make_methods(loaded, list(METHODS), steps=4, samples=2)
+    result = attribute(loaded, images(3), methods, batch=2)
     assert not torch.equal(result.maps["guided"], result.maps["saliency"])
     assert result.warnings == []
 
@@ -99,14 +96,13 @@ def test_a_relu_net_gives_no_warnings() -> None:
 def test_warnings_do_not_depend_on_the_batch_layout() -> None:
     x = torch.stack([torch.full((1, 8, 8), v) for v in (0.1, 0.9, 0.1, 0.05, 0.9)]).double()
     loaded = plain(dark_off_net(), channels=1)
-    config = AttributionConfig(methods=("gradcam",), target=1)
-    whole = attribute(loaded, x, config).warnings
+    whole = attribute(loaded, x, "gradcam", targets=1).warnings
     assert [w.images for w in whole] == [(0, 2, 3)]
-    assert (
-        attribute(loaded, x, AttributionConfig(methods=("gradcam",), target=1, batch=2)).warnings
-        == whole
-    )
-    parts = [attribute(loaded, x[:2], config).warnings, attribute(loaded, x[2:], config).warnings]
+    assert attribute(loaded, x, "gradcam", targets=1, batch=2).warnings == whole
+    parts = [
+        attribute(loaded, x[:2], "gradcam", targets=1).warnings,
+        attribute(loaded, x[2:], "gradcam", targets=1).warnings,
+    ]
     assert join_warnings(parts, [2, 3]) == whole
     assert (
         whole[0]

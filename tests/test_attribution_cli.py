@@ -11,11 +11,15 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from vizcnn.attribution import METHODS, AttributionConfig, attribute
+from vizcnn.attribution import METHODS, attribute, make_methods
 from vizcnn.cli.main import app
+from vizcnn.core.errors import VizError
 from vizcnn.data.datasets import preprocess
 from vizcnn.data.samples import sample_image
+from vizcnn.io.imaging import read_png_metadata
 from vizcnn.models.loading import load_model
+from vizcnn.runs import DeletionConfig, SanityConfig, attribute_folder
+from vizcnn.runs.lock import LOCK_NAME
 
 FAST = ["-m", "lenet5_digits", "--ig-steps", "4", "--smoothgrad-samples", "2", "-q"]
 
@@ -35,8 +39,8 @@ def test_all_methods_files_and_maps_equal_the_library(tmp_path: Path) -> None:
                      "deletion.json", "deletion.png", "manifest.json"]  # fmt: skip
     loaded = load_model("lenet5_digits")
     image = preprocess(sample_image("coffee", 1), loaded.input_size)[None]
-    config = AttributionConfig(methods=tuple(METHODS), target=3, ig_steps=4, smoothgrad_samples=2)
-    expected = attribute(loaded, image, config).maps
+    methods = make_methods(loaded, list(METHODS), steps=4, samples=2)
+    expected = attribute(loaded, image, methods, targets=3).maps
     saved = torch.load(tmp_path / "coffee.pt")
     assert list(saved) == list(METHODS)
     for name in METHODS:
@@ -125,3 +129,77 @@ def test_guided_equal_to_saliency_is_a_warning_line_and_in_the_manifest(
             "images": ["coffee", "camera"],
         }
     ]
+
+
+# --- the command is one library call ---------------------------------------------------------
+
+TIMESTAMPS = {"created", "seconds"}
+
+
+def _without_timestamps(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: _without_timestamps(v) for k, v in value.items() if k not in TIMESTAMPS}
+    if isinstance(value, list):
+        return [_without_timestamps(v) for v in value]
+    return value
+
+
+def _contents(folder: Path) -> dict[str, object]:
+    """Every file of the folder: JSON data (timestamps dropped), PNG pixels and text, tensors."""
+    found: dict[str, object] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix == ".json":
+            found[path.name] = _without_timestamps(json.loads(path.read_text()))
+        elif path.suffix == ".pt":
+            found[path.name] = {k: v.tolist() for k, v in torch.load(path).items()}
+        else:
+            with Image.open(path) as image:
+                found[path.name] = (image.tobytes(), read_png_metadata(path))
+    return found
+
+
+def test_cli_folder_equals_the_library_call(tmp_path: Path) -> None:
+    args = ["sample:coffee", "sample:camera", "sample:coffee", "-m", "lenet5_digits",
+            "--method", "smoothgrad", "--method", "gradcam", "--method", "occlusion",
+            "--layer", "features.0", "--smoothgrad-samples", "3", "--occlusion-window", "7",
+            "--baseline", "0.25", "--target", "3", "--batch", "2", "--seed", "5",
+            "--deletion", "--deletion-steps", "3", "--sanity", "--sanity-stages", "2", "-q"]  # fmt: skip
+    code, out = run(*args, "-o", str(tmp_path / "cli"))
+    assert code == 0, out
+    loaded = load_model("lenet5_digits", device="cpu")
+    methods = make_methods(loaded, ["smoothgrad", "gradcam", "occlusion"], layer="features.0",
+                           samples=3, window=7, baseline=0.25, seed=5)  # fmt: skip
+    library = attribute_folder(
+        loaded,
+        ["sample:coffee", "sample:camera", "sample:coffee"],
+        tmp_path / "lib",
+        methods,
+        targets="3",
+        batch=2,
+        deletion=DeletionConfig(steps=3, baseline=0.25),
+        sanity=SanityConfig(stages=2),
+        seed=5,
+    )
+    assert library.names == ["coffee", "camera", "coffee_2"] and library.targets == [3, 3, 3]
+    assert library.deletion is not None and set(library.deletion) == set(library.methods)
+    assert library.sanity is not None and len(library.sanity.stages) == 2
+    assert library.deletion_table() in out and library.sanity.table() in out
+    assert _contents(tmp_path / "cli") == _contents(tmp_path / "lib")
+
+
+def test_library_folder_is_kept_refused_or_redone(tmp_path: Path) -> None:
+    loaded = load_model("lenet5_digits", device="cpu")
+    images = ["sample:coffee", "sample:camera"]
+    first = attribute_folder(loaded, images, tmp_path, ["saliency", "gradcam"], targets=[1, 7])
+    assert first.targets == [1, 7] and not first.skipped
+    before = (tmp_path / "coffee.pt").read_bytes()
+    again = attribute_folder(loaded, images, tmp_path, ["saliency", "gradcam"], targets=[1, 7])
+    assert again.skipped and again.targets == [1, 7] and again.names == first.names
+    assert (tmp_path / "coffee.pt").read_bytes() == before
+    with pytest.raises(
+        VizError, match=r"made with other settings \(target \[1, 7\] in the file, 2 now\)"
+    ):
+        attribute_folder(loaded, images, tmp_path, ["saliency", "gradcam"], targets=2)
+    redone = attribute_folder(loaded, images, tmp_path, "saliency", targets=2, overwrite=True)
+    assert not redone.skipped and redone.targets == [2, 2] and redone.methods == ["saliency"]
+    assert not (tmp_path / LOCK_NAME).exists()

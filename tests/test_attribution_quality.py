@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from attribution_helpers import SmallNet, images, plain
 from conftest import assert_same_state, model_state
-from vizcnn.attribution import AttributionConfig, attribute
+from vizcnn.attribution import attribute
 from vizcnn.attribution.deletion import deletion_curves
 from vizcnn.attribution.sanity import cascade_units, sanity_check
 from vizcnn.models.base import LoadedModel
@@ -62,7 +62,7 @@ def test_sanity_check_flags_a_method_that_ignores_the_weights() -> None:
     def maps_of(
         model: LoadedModel, xs: torch.Tensor, ts: torch.Tensor
     ) -> Mapping[str, torch.Tensor]:
-        real = attribute(model, xs, AttributionConfig(methods=("saliency", "gradcam")), targets=ts)
+        real = attribute(model, xs, ["saliency", "gradcam"], targets=ts)
         return {**real.maps, "edges": _edges(xs)}
 
     result = sanity_check(loaded, x, targets, maps_of, stages=4, seed=0)

@@ -44,7 +44,7 @@ def entry_points(loaded: LoadedModel, x: torch.Tensor) -> dict[str, Callable[[],
     """Each library entry point that takes the user's images, fed `x` `(4, 3, 16, 16)`."""
     from vizcnn.ablation.data import TensorData
     from vizcnn.ablation.lesion import lesion_study
-    from vizcnn.attribution import AttributionConfig, attribute
+    from vizcnn.attribution import attribute
     from vizcnn.attribution.deletion import deletion_curves
     from vizcnn.data.datasets import TensorImages
     from vizcnn.deepdream.dreaming import DreamConfig, dream
@@ -64,7 +64,7 @@ def entry_points(loaded: LoadedModel, x: torch.Tensor) -> dict[str, Callable[[],
     equivariance = EquivarianceConfig(layers=("features.2",), shifts=(1,), batch_size=4)
     labelled = TensorData(x, torch.tensor([0, 1, 2, 0]))
     return {
-        "attribute": lambda: attribute(loaded, x, AttributionConfig(methods=("saliency",))),
+        "attribute": lambda: attribute(loaded, x, "saliency"),
         "deletion_curves": lambda: deletion_curves(loaded, x, maps, targets, steps=2),
         "dream": lambda: dream(
             loaded, x[0], DreamConfig(layers=("features.2",), octaves=1, steps=1)

@@ -212,16 +212,15 @@ def test_embeddings_and_equivariance_by_module(loaded) -> None:
 
 # attribution ----------------------------------------------------------------------------------
 def test_attribution_layer_by_module(loaded) -> None:
-    from vizcnn.attribution import AttributionConfig, attribute
+    from vizcnn.attribution import GradCAM, attribute
 
     x = images(2)
-    config = AttributionConfig(methods=("gradcam",), layer="features.0")
-    named = attribute(loaded, x, config)
-    moduled = attribute(loaded, x, replace(config, layer=loaded.module.features[0]))
+    named = attribute(loaded, x, [GradCAM(loaded, layer="features.0")])
+    moduled = attribute(loaded, x, [GradCAM(loaded, layer=loaded.module.features[0])])
     assert moduled.layer == "features.0"
     torch.testing.assert_close(moduled.maps["gradcam"], named.maps["gradcam"], rtol=0, atol=0)
     with pytest.raises(VizError, match="not a submodule"):
-        attribute(loaded, x, replace(config, layer=nn.Conv2d(3, 3, 1)))
+        attribute(loaded, x, [GradCAM(loaded, layer=nn.Conv2d(3, 3, 1))])
 
 
 # ablation -------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ def test_every_public_name_is_exported_and_no_old_flat_path_is() -> None:
 
     for name in vizcnn.__all__:
         assert getattr(vizcnn, name) is not None, name
-    assert vizcnn.attribute is attribute and "AttributionConfig" in vizcnn.__all__
+    assert vizcnn.attribute is attribute and "GradCAM" in vizcnn.__all__
     for old in ("vizcnn.imaging", "vizcnn.rendering", "vizcnn.errors"):
         with pytest.raises(ModuleNotFoundError):
             importlib.import_module(old)

@@ -31,29 +31,60 @@ from vizcnn.optvis.rendering import RenderConfig, RenderResult, render
 from vizcnn.runs import RenderRun, RenderUnit, render_folder
 
 if TYPE_CHECKING:  # typed for checkers and editors; imported on first use below
-    from vizcnn.attribution import AttributionConfig, Attributions, attribute
+    from vizcnn.attribution import (
+        Attributions,
+        Deconvolution,
+        GradCAM,
+        GuidedBackprop,
+        GuidedGradCAM,
+        IntegratedGradients,
+        Occlusion,
+        Saliency,
+        SmoothGrad,
+        attribute,
+    )
+    from vizcnn.runs.attribute import AttributeRun, attribute_folder
 
 
 # imported on first use: captum (behind attribution) takes about a second to import, which a
 # render or dream should not pay
 _LAZY = {
-    "attribute": "vizcnn.attribution",
-    "AttributionConfig": "vizcnn.attribution",
-    "Attributions": "vizcnn.attribution",
-}
+    name: "vizcnn.attribution"
+    for name in (
+        "attribute",
+        "Attributions",
+        "Saliency",
+        "IntegratedGradients",
+        "SmoothGrad",
+        "GuidedBackprop",
+        "Deconvolution",
+        "GradCAM",
+        "GuidedGradCAM",
+        "Occlusion",
+    )
+} | {"attribute_folder": "vizcnn.runs.attribute", "AttributeRun": "vizcnn.runs.attribute"}
 
 
 def __getattr__(name: str) -> object:
-    """`vizcnn.attribute`, `AttributionConfig` and `Attributions`, imported on first use."""
+    """`vizcnn.attribute`, the attribution methods and `attribute_folder`, imported on first use."""
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'vizcnn' has no attribute {name!r}")
 
 
 __all__ = [
-    "AttributionConfig",
     "Attributions",
     "attribute",
+    "Saliency",
+    "IntegratedGradients",
+    "SmoothGrad",
+    "GuidedBackprop",
+    "Deconvolution",
+    "GradCAM",
+    "GuidedGradCAM",
+    "Occlusion",
+    "AttributeRun",
+    "attribute_folder",
     "RenderRun",
     "RenderUnit",
     "render_folder",

@@ -1,7 +1,44 @@
 """Attribution maps (saliency, IG, SmoothGrad, guided backprop, deconvnet, Grad-CAM, occlusion)
-through captum, with deletion/insertion curves and the model-randomization sanity check."""
+through captum, one callable per method, with deletion/insertion curves and the
+model-randomization sanity check.
+
+Example:
+    >>> cam = GradCAM(model, "_blocks.15")(images, targets)  # (B, 1, H, W)
+    >>> result = attribute(model, images, ["saliency", IntegratedGradients(model, steps=64)])
+"""
 
 from vizcnn.attribution.checks import MapWarning
-from vizcnn.attribution.methods import METHODS, AttributionConfig, Attributions, attribute
+from vizcnn.attribution.maps import Attributions, MethodsLike, attribute
+from vizcnn.attribution.methods import (
+    DEFAULT_METHODS,
+    METHODS,
+    Deconvolution,
+    GradCAM,
+    GuidedBackprop,
+    GuidedGradCAM,
+    IntegratedGradients,
+    Method,
+    Occlusion,
+    Saliency,
+    SmoothGrad,
+    make_methods,
+)
 
-__all__ = ["METHODS", "AttributionConfig", "Attributions", "MapWarning", "attribute"]
+__all__ = [
+    "DEFAULT_METHODS",
+    "METHODS",
+    "Attributions",
+    "Deconvolution",
+    "GradCAM",
+    "GuidedBackprop",
+    "GuidedGradCAM",
+    "IntegratedGradients",
+    "MapWarning",
+    "Method",
+    "MethodsLike",
+    "Occlusion",
+    "Saliency",
+    "SmoothGrad",
+    "attribute",
+    "make_methods",
+]

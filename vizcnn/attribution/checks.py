@@ -112,10 +112,13 @@ def _close(method: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
 class MapChecks:
     """Collects the flags chunk by chunk on the device; `warnings()` reads them all at once."""
 
-    def __init__(self, methods: Sequence[str], layer: str, model: nn.Module) -> None:
+    def __init__(
+        self, methods: Sequence[str], layers: str | Mapping[str, str], model: nn.Module
+    ) -> None:
+        """`layers`: the layer of each layer method (gradcam, guided-gradcam), or one for all."""
         self.methods = tuple(methods)
         self.pairs = [(a, b) for a, b in EQUAL_PAIRS if a in self.methods and b in self.methods]
-        self.layer = layer
+        self.layers = layers
         self.model = model
         self._flags: list[torch.Tensor] = []  # per chunk: (checks, b) booleans
 
@@ -142,6 +145,7 @@ class MapChecks:
 
     def _reason(self, kind: str, methods: tuple[str, ...]) -> str:
         method = methods[0]
+        layer = self.layers if isinstance(self.layers, str) else self.layers.get(method, "")
         if kind == "equal":
             kinds = _activations(self.model)
             seen = f"; the model's activation modules: {', '.join(kinds)}" if kinds else ""
@@ -151,13 +155,13 @@ class MapChecks:
             )
         if method == "gradcam":
             return (
-                f"at layer {self.layer!r} (the layer's gradient or activation is zero there, or "
+                f"at layer {layer!r} (the layer's gradient or activation is zero there, or "
                 "their channel-weighted sum is negative everywhere; try a later layer, e.g. a "
                 "block's output)"
             )
         if method == "guided-gradcam":
             return (
-                f"at layer {self.layer!r} (its Grad-CAM factor or its guided gradient is zero; "
+                f"at layer {layer!r} (its Grad-CAM factor or its guided gradient is zero; "
                 "if gradcam is zero too, try a later layer, e.g. a block's output)"
             )
         return f"({_ZERO_CAUSES.get(method, _GRADIENT_CAUSE)})"

@@ -1,139 +1,232 @@
-"""The attribution methods by name, their options, and `attribute`: a batch in, one map per method out.
+"""Attribution methods as callables: `GradCAM(model, layer)(images, targets)` gives the maps.
 
-| name           | what (captum class)                                   | sign        |
-|----------------|-------------------------------------------------------|-------------|
-| saliency       | gradient of the target logit (`Saliency`, abs=False)  | signed      |
-| ig             | integrated gradients from a flat baseline             | signed      |
-| smoothgrad     | `NoiseTunnel` over the gradient (`Saliency`)          | signed      |
-| guided         | guided backprop (`GuidedBackprop` + `relu_rule`)      | signed      |
-| deconv         | deconvnet (`Deconvolution` + `relu_rule`)             | signed      |
-| gradcam        | `LayerGradCam`, ReLU, bilinear `interpolate`          | >= 0        |
-| guided-gradcam | `GuidedGradCam` (+ `relu_rule`)                       | signed      |
-| occlusion      | logit drop under a sliding flat square (`Occlusion`)  | signed      |
+Each method is bound to a model with its own options, as in captum and pytorch-grad-cam, and
+returns maps with respect to the [0, 1] pixels, on the images' device:
+
+| name           | class                 | what (captum class)                                  | maps        |
+|----------------|-----------------------|------------------------------------------------------|-------------|
+| saliency       | `Saliency`            | gradient of the target logit (`Saliency`, abs=False) | (B, C, H, W) signed |
+| ig             | `IntegratedGradients` | integrated gradients from a flat baseline            | (B, C, H, W) signed |
+| smoothgrad     | `SmoothGrad`          | `NoiseTunnel` over the gradient (`Saliency`)         | (B, C, H, W) signed |
+| guided         | `GuidedBackprop`      | guided backprop (`GuidedBackprop` + `relu_rule`)     | (B, C, H, W) signed |
+| deconv         | `Deconvolution`       | deconvnet (`Deconvolution` + `relu_rule`)            | (B, C, H, W) signed |
+| gradcam        | `GradCAM`             | `LayerGradCam`, ReLU, bilinear `interpolate`         | (B, 1, H, W) >= 0   |
+| guided-gradcam | `GuidedGradCAM`       | `GuidedGradCam` (+ `relu_rule`)                      | (B, C, H, W) signed |
+| occlusion      | `Occlusion`           | logit drop under a sliding flat square (`Occlusion`) | (B, C, H, W) signed |
+
+C is the input's channel count. Every call runs inside `model_guard` with in-place flags off:
+the model is left exactly as found.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import nn
 
-from vizcnn.attribution import adapter
-from vizcnn.attribution.checks import MapChecks, MapWarning
-from vizcnn.attribution.classifier import (
-    Classifier,
-    Predictions,
-    Targets,
-    check_target,
-    predict,
-    resolve_targets,
-    targets_of,
-)
+from vizcnn.attribution.classifier import Classifier, Targets, predict, targets_of
 from vizcnn.core.errors import VizError, did_you_mean
 from vizcnn.core.image_range import warn_if_normalized
-from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.hooks import Layer, find_module, inplace_off, model_guard
 from vizcnn.hooks import layer_name as resolve_layer
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
 
+M = TypeVar("M", bound="Method")
 
-@dataclass(frozen=True)
-class AttributionConfig:
-    """Options of `attribute`; the CLI's options map one to one onto these fields."""
 
-    methods: tuple[str, ...] = ("saliency", "ig", "gradcam")  # names from METHODS, in panel order
-    target: str | int = "top1"  # top1, a class name (espresso) or an index (967), for every image
-    layer: Layer | None = None  # Grad-CAM layer, name or submodule (None: the last Conv2d)
-    baseline: float = 0.0  # flat grey level in [0, 1] for IG, occlusion and deletion (0 = black)
-    ig_steps: int = 32  # integration steps of integrated gradients
-    smoothgrad_samples: int = 16  # noisy copies per image for SmoothGrad
-    smoothgrad_stdev: float = 0.15  # noise std in [0, 1] pixel units (15% of the range)
-    occlusion_window: int = 0  # occluding square side in pixels (0: a seventh of the shorter side)
-    occlusion_stride: int = 0  # its step in pixels (0: half the window)
-    batch: int = 8  # images per call of a method; also bounds IG / SmoothGrad internal batches
-    seed: int = 0  # SmoothGrad noise
+def _captum() -> ModuleType:
+    """The captum adapter, imported on first use: captum takes about a second to import."""
+    from vizcnn.attribution import adapter
+
+    return adapter
+
+
+def _at_least(method: str, name: str, value: float, low: float) -> None:
+    if value < low:
+        raise VizError(f"{method} {name} = {value} must be at least {low:g}")
+
+
+def _baseline_ok(method: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise VizError(f"{method} baseline = {value} must lie in [0, 1]")
+
+
+def check_images(images: torch.Tensor) -> None:
+    """`(B, C, H, W)` or a one-line VizError; warns about normalized-looking pixels."""
+    if images.dim() != 4:
+        raise VizError(f"images must be (B, C, H, W); got shape {tuple(images.shape)}")
+    warn_if_normalized(images)
+
+
+@dataclass(frozen=True, eq=False)
+class Method:
+    """An attribution method bound to a model: `method(images, targets)` gives its maps.
+
+    Subclasses are small frozen dataclasses: `model` first, then the method's own options with
+    their defaults (read them as `IntegratedGradients.steps`).
+    """
+
+    model: ModelLike = field(repr=False)  # a `LoadedModel` or a bare `nn.Module`
+    loaded: LoadedModel = field(init=False, repr=False)
+
+    name: ClassVar[str] = ""  # the method's name in `METHODS` and in result dicts
+    one_channel: ClassVar[bool] = False  # maps are (B, 1, H, W) instead of the input's channels
 
     def __post_init__(self) -> None:
-        if not self.methods:
-            raise VizError("no attribution method given; choose from " + ", ".join(METHODS))
-        for name in self.methods:
-            if name not in METHODS:
-                raise VizError(did_you_mean(name, METHODS, "attribution method"))
-        if len(set(self.methods)) != len(self.methods):
-            raise VizError(f"methods {list(self.methods)} name one twice")
-        if not 0.0 <= self.baseline <= 1.0:
-            raise VizError(f"baseline {self.baseline} must lie in [0, 1]")
-        for name in ("ig_steps", "smoothgrad_samples", "batch"):
-            if getattr(self, name) < 1:
-                raise VizError(f"{name} = {getattr(self, name)} must be at least 1")
-        if self.smoothgrad_stdev <= 0:
-            raise VizError(f"smoothgrad_stdev = {self.smoothgrad_stdev} must be > 0")
-        if self.occlusion_window < 0 or self.occlusion_stride < 0:
-            raise VizError("occlusion window and stride must be >= 0 (0 = automatic)")
+        object.__setattr__(self, "loaded", as_loaded(self.model))
+        self._check()
+
+    def _check(self) -> None:
+        """Validate the options (a one-line VizError naming the field)."""
+
+    def _maps(self, net: Classifier, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The maps of batch `x` on the model's device for targets `t` `(B,)`, inside the guard."""
+        raise NotImplementedError
+
+    def options(self) -> dict[str, Any]:
+        """The method's options as plain values (for a provenance block)."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.init and f.name != "model"
+        }
+
+    def on(self: M, model: ModelLike) -> M:
+        """The same method with the same options on another model (e.g. a randomized copy)."""
+        return dataclasses.replace(self, model=model, **self._portable())
+
+    def _portable(self) -> dict[str, Any]:
+        return {}
+
+    def __call__(self, images: torch.Tensor, targets: Targets = "top1") -> torch.Tensor:
+        """The maps of `images` `(B, C, H, W)` in [0, 1] for `targets`, on the images' device.
+
+        Args:
+            images: C = 1 (repeated), 4 (RGBA onto white) or the model's channel count.
+            targets: the class to explain per image: a `(B,)` tensor of indices, a list or tuple
+                of B indices or class names (case-insensitive, `top1` allowed), or one index or
+                name for every image.
+
+        Returns:
+            `(B, 1, H, W)` for one-channel methods (Grad-CAM), else `(B, C, H, W)`.
+        """
+        check_images(images)
+        loaded = self.loaded
+        net = Classifier(loaded)
+        x = images.to(device=loaded.device, dtype=loaded.dtype)
+        with model_guard(loaded.module), inplace_off(loaded.module):
+            t = targets_of(loaded, targets, predict(net, x))
+            maps = self._maps(net, x, t).detach()
+        return maps.to(images.device)
 
 
-@dataclass(frozen=True)
-class _Call:
-    """What a method needs besides the batch: the options, the Grad-CAM layer, the baseline."""
+@dataclass(frozen=True, eq=False)
+class Saliency(Method):
+    """The signed gradient of the target logit (Simonyan et al. 2014).
 
-    config: AttributionConfig
-    layer: nn.Module  # the Grad-CAM layer (the whole model when no method needs one)
+    Example:
+        >>> maps = Saliency(model)(images, targets=[281, "espresso"])  # (2, 3, 224, 224)
+    """
 
+    name: ClassVar[str] = "saliency"
 
-def _baseline(x: torch.Tensor, call: _Call) -> torch.Tensor:
-    return torch.full_like(x, call.config.baseline)
-
-
-def _occlusion(net: Classifier, x: torch.Tensor, t: torch.Tensor, call: _Call) -> torch.Tensor:
-    window, stride = occlusion_geometry(call.config, x.shape[-2:])
-    return adapter.occlusion(
-        net, x, t, _baseline(x, call), window, stride, per_eval=max(1, 32 // x.shape[0])
-    )
+    def _maps(self, net: Classifier, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return _captum().saliency(net, x, t)
 
 
-def occlusion_geometry(
-    config: AttributionConfig, size: torch.Size | tuple[int, int]
-) -> tuple[int, int]:
-    """The occluding square's side and stride for images of `size` `(H, W)`."""
-    window = config.occlusion_window or max(2, min(size) // 7)
-    if window > min(size):
-        raise VizError(f"occlusion window {window} exceeds the image side {min(size)}")
-    return window, config.occlusion_stride or max(1, window // 2)
+@dataclass(frozen=True, eq=False)
+class IntegratedGradients(Method):
+    """Integrated gradients from a flat grey image (Sundararajan et al. 2017).
+
+    Example:
+        >>> maps = IntegratedGradients(model, steps=64, baseline=0.5)(images, "espresso")
+    """
+
+    steps: int = 32  # integration steps (Gauss-Legendre)
+    baseline: float = 0.0  # flat grey level in [0, 1] the path starts from (0 = black)
+    batch: int = 32  # images x steps per forward pass (memory, not the result)
+
+    name: ClassVar[str] = "ig"
+
+    def _check(self) -> None:
+        _at_least("IntegratedGradients", "steps", self.steps, 1)
+        _at_least("IntegratedGradients", "batch", self.batch, 1)
+        _baseline_ok("IntegratedGradients", self.baseline)
+
+    def _maps(self, net: Classifier, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        flat = torch.full_like(x, self.baseline)
+        return _captum().integrated_gradients(net, x, t, flat, self.steps, self.batch)
 
 
-def _expand(cam: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    # one map for every channel, so every method returns the input's shape
-    return cam.expand(-1, x.shape[1], -1, -1).contiguous()
+def _noise_seed(seed: int | torch.Generator) -> int:
+    """The seed captum's noise is drawn with: the int itself, or the next draw of a generator.
+
+    Private stand-in for the project's `as_generator` convention (`seed: int | Generator`):
+    captum draws from the global generator, which the adapter forks and seeds.
+    """
+    if isinstance(seed, torch.Generator):
+        return int(torch.randint(0, 2**62, (1,), generator=seed, device=seed.device))
+    return int(seed)
 
 
-Method = Callable[[Classifier, torch.Tensor, torch.Tensor, _Call], torch.Tensor]
+@dataclass(frozen=True, eq=False)
+class SmoothGrad(Method):
+    """The gradient averaged over noisy copies of the image (Smilkov et al. 2017).
 
-METHODS: dict[str, Method] = {
-    "saliency": lambda net, x, t, c: adapter.saliency(net, x, t),
-    "ig": lambda net, x, t, c: adapter.integrated_gradients(
-        net, x, t, _baseline(x, c), c.config.ig_steps, internal_batch=c.config.batch * 4
-    ),
-    "smoothgrad": lambda net, x, t, c: adapter.smoothgrad(
-        net,
-        x,
-        t,
-        c.config.smoothgrad_samples,
-        c.config.smoothgrad_stdev,
-        c.config.seed,
-        samples_batch=max(1, (c.config.batch * 4) // x.shape[0]),
-    ),
-    "guided": lambda net, x, t, c: adapter.guided_backprop(net, x, t),
-    "deconv": lambda net, x, t, c: adapter.deconvolution(net, x, t),
-    "gradcam": lambda net, x, t, c: _expand(adapter.gradcam(net, c.layer, x, t), x),
-    "guided-gradcam": lambda net, x, t, c: adapter.guided_gradcam(net, c.layer, x, t),
-    "occlusion": _occlusion,
-}
+    An int `seed` gives the same maps on every call; a `torch.Generator` is advanced by each
+    call. torch's global random state is left as it was.
+
+    Example:
+        >>> maps = SmoothGrad(model, samples=32, stdev=0.1, seed=0)(images)
+    """
+
+    samples: int = 16  # noisy copies per image
+    stdev: float = 0.15  # noise std in [0, 1] pixel units (15% of the range)
+    seed: int | torch.Generator = 0  # the noise
+    batch: int = 32  # noisy images per forward pass (memory; the noise depends on it)
+
+    name: ClassVar[str] = "smoothgrad"
+
+    def _check(self) -> None:
+        _at_least("SmoothGrad", "samples", self.samples, 1)
+        _at_least("SmoothGrad", "batch", self.batch, 1)
+        if not self.stdev > 0:
+            raise VizError(f"SmoothGrad stdev = {self.stdev} must be > 0")
+
+    def options(self) -> dict[str, Any]:
+        options = super().options()
+        if isinstance(self.seed, torch.Generator):
+            options["seed"] = "generator"
+        return options
+
+    def _maps(self, net: Classifier, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        per_batch = max(1, self.batch // x.shape[0])
+        seed = _noise_seed(self.seed)
+        return _captum().smoothgrad(net, x, t, self.samples, self.stdev, seed, per_batch)
 
 
-LAYER_METHODS = frozenset({"gradcam", "guided-gradcam"})  # the methods that use `layer`
+@dataclass(frozen=True, eq=False)
+class GuidedBackprop(Method):
+    """Guided backpropagation (Springenberg et al. 2015), module and functional ReLUs."""
+
+    name: ClassVar[str] = "guided"
+
+    def _maps(self, net: Classifier, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return _captum().guided_backprop(net, x, t)
+
+
+@dataclass(frozen=True, eq=False)
+class Deconvolution(Method):
+    """The deconvnet rule (Zeiler & Fergus 2014), module and functional ReLUs."""
+
+    name: ClassVar[str] = "deconv"
+
+    def _maps(self, net: Classifier, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return _captum().deconvolution(net, x, t)
 
 
 def default_layer(loaded: LoadedModel) -> str:
@@ -142,111 +235,142 @@ def default_layer(loaded: LoadedModel) -> str:
         return loaded.default_layers["gradcam"][0]
     convs = [n for n, m in loaded.module.named_modules() if isinstance(m, nn.Conv2d)]
     if not convs:
-        raise VizError(f"{loaded.name} has no Conv2d layer for Grad-CAM; name one with --layer")
+        raise VizError(f"{loaded.name} has no Conv2d layer for Grad-CAM; give the method a layer")
     return convs[-1]
 
 
-@dataclass
-class Attributions:
-    """`attribute`'s result: one `(B, C, H, W)` map per method plus what the model predicted."""
+@dataclass(frozen=True, eq=False)
+class _LayerMethod(Method):
+    """A method at one layer, given by name or submodule (None: `default_layer`)."""
 
-    maps: dict[str, torch.Tensor]  # method -> (B, C, H, W), C = the input's channels
-    targets: torch.Tensor  # (B,) class attributed per image
-    predictions: Predictions  # probabilities and top-5 per image
-    layer: str  # Grad-CAM layer used ("" when no method needed one)
-    seconds: dict[str, float] = field(default_factory=dict)  # wall time per method
-    # blank maps and methods equal to the plain gradient, one per finding; str(w) is the message
-    warnings: list[MapWarning] = field(default_factory=list)
+    layer: Layer | None = None  # name or submodule (None: the model's last Conv2d)
+    layer_name: str = field(init=False, default="")  # the layer's dotted name, resolved
 
+    def _check(self) -> None:
+        # never `layer or ...`: an empty nn.Sequential is falsy
+        layer = "" if self.layer is None else self.layer
+        name = resolve_layer(self.loaded.module, layer) or default_layer(self.loaded)
+        find_module(self.loaded.module, name)
+        object.__setattr__(self, "layer_name", name)
 
-def check_config(loaded: LoadedModel, config: AttributionConfig) -> str:
-    """Validate the target and Grad-CAM layer against the model; returns the layer name."""
-    check_target(loaded, config.target)
-    if not LAYER_METHODS.intersection(config.methods) and config.layer is None:
-        return ""
-    # a submodule is named by its dotted path; never `config.layer or ...`: an empty
-    # nn.Sequential is falsy
-    layer = "" if config.layer is None else config.layer
-    name = resolve_layer(loaded.module, layer) or default_layer(loaded)
-    find_module(loaded.module, name)
-    return name
+    def options(self) -> dict[str, Any]:
+        return {**super().options(), "layer": self.layer_name}
+
+    def _portable(self) -> dict[str, Any]:
+        return {"layer": self.layer_name}  # a submodule of this model is not in another one
+
+    def _layer(self) -> nn.Module:
+        return find_module(self.loaded.module, self.layer_name)
 
 
-def attribute(
-    model: ModelLike,
-    images: torch.Tensor,
-    config: AttributionConfig | None = None,
-    *,
-    targets: Targets | None = None,
-    progress: ProgressCallback = no_progress,
-) -> Attributions:
-    """Attribution maps of `images` for every method in `config.methods`.
-
-    Runs on the model's device inside `model_guard` with in-place flags off; the model is left
-    exactly as found. Maps are with respect to the [0, 1] pixels, in the input's channels.
-
-    Args:
-        model: a `LoadedModel` or a bare `nn.Module` (described with ImageNet statistics).
-        images: `(B, C, H, W)` in [0, 1]; C = 1 (repeated), 4 (RGBA onto white) or the model's.
-        config: methods, target, Grad-CAM layer and per-method options.
-        targets: the class to explain per image, overriding `config.target`: a `(B,)` tensor of
-            indices (e.g. the sanity check's fixed targets), a list or tuple of B indices or class
-            names (case-insensitive, `top1` allowed), or one index or name for every image.
-        progress: called as `progress(done, total, message)` in units of images x methods.
-
-    Returns:
-        `Attributions` with `maps[method]` of shape `(B, C, H, W)` on the images' device, and
-        `warnings`: all-zero maps (e.g. Grad-CAM at a layer with no gradient) and guided / deconv
-        maps equal to saliency (a model without ReLUs), one `MapWarning` per finding.
+@dataclass(frozen=True, eq=False)
+class GradCAM(_LayerMethod):
+    """Grad-CAM (Selvaraju et al. 2017) at `layer`: ReLU'd, upsampled bilinearly, `(B, 1, H, W)`.
 
     Example:
-        >>> config = AttributionConfig(methods=("saliency", "guided", "gradcam"))
-        >>> result = attribute(model, images, config, targets=["espresso", 281])  # B = 2
-        >>> result.maps["gradcam"].shape  # (2, 3, 224, 224)
-        >>> for warning in result.warnings:
-        ...     print(warning)  # e.g. guided equals saliency on every image (...)
+        >>> cam = GradCAM(model, "_blocks.15")(images, targets=torch.tensor([967, 281]))
+        >>> cam.shape  # (2, 1, 224, 224)
     """
-    config = config or AttributionConfig()
-    loaded = as_loaded(model)
-    if images.dim() != 4:
-        raise VizError(f"images must be (B, C, H, W); got shape {tuple(images.shape)}")
-    warn_if_normalized(images)
-    layer_name = check_config(loaded, config)
-    device, dtype = loaded.device, loaded.dtype
-    x_all = images.to(device=device, dtype=dtype)
-    net = Classifier(loaded)
-    batch = images.shape[0]
-    chunks = list(torch.split(torch.arange(batch), config.batch))
-    total = batch * len(config.methods)
-    maps: dict[str, list[torch.Tensor]] = {name: [] for name in config.methods}
-    seconds = dict.fromkeys(config.methods, 0.0)
-    done = 0
-    with model_guard(loaded.module), inplace_off(loaded.module):
-        layer = find_module(loaded.module, layer_name) if layer_name else loaded.module
-        call = _Call(config, layer)
-        predictions = predict(net, x_all)
-        if targets is None:
-            resolved = resolve_targets(loaded, config.target, predictions)
-        else:
-            resolved = targets_of(loaded, targets, predictions)
-        checks = MapChecks(config.methods, layer_name, loaded.module)
-        progress(0, total, "attribution")
-        for index in chunks:
-            x, t = x_all[index.to(device)], resolved[index.to(device)]
-            chunk: dict[str, torch.Tensor] = {}
-            for name in config.methods:
-                start = time.perf_counter()
-                chunk[name] = METHODS[name](net, x, t, call).detach()
-                seconds[name] += time.perf_counter() - start
-                maps[name].append(chunk[name].to(images.device))
-                done += len(index)
-                progress(done, total, name)
-            checks.add(chunk)  # on the device, before the chunk's maps are let go
-    return Attributions(
-        maps={name: torch.cat(parts) for name, parts in maps.items()},
-        targets=resolved.to(images.device),
-        predictions=predictions,
-        layer=layer_name,
-        seconds=seconds,
-        warnings=checks.warnings(),
+
+    name: ClassVar[str] = "gradcam"
+    one_channel: ClassVar[bool] = True
+
+    def _maps(self, net: Classifier, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return _captum().gradcam(net, self._layer(), x, t)
+
+
+@dataclass(frozen=True, eq=False)
+class GuidedGradCAM(_LayerMethod):
+    """Guided Grad-CAM: guided backprop times the (nearest-upsampled) Grad-CAM map at `layer`."""
+
+    name: ClassVar[str] = "guided-gradcam"
+
+    def _maps(self, net: Classifier, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return _captum().guided_gradcam(net, self._layer(), x, t)
+
+
+def occlusion_geometry(
+    window: int, stride: int, size: torch.Size | tuple[int, int]
+) -> tuple[int, int]:
+    """The occluding square's side and stride for images of `size` `(H, W)` (0 = automatic)."""
+    side = window or max(2, min(size) // 7)
+    if side > min(size):
+        raise VizError(f"Occlusion window {side} exceeds the image side {min(size)}")
+    return side, stride or max(1, side // 2)
+
+
+@dataclass(frozen=True, eq=False)
+class Occlusion(Method):
+    """The target logit's drop when a flat square covers each place (Zeiler & Fergus 2014).
+
+    Example:
+        >>> maps = Occlusion(model, window=16, stride=8, baseline=0.5)(images)
+    """
+
+    window: int = 0  # occluding square side in pixels (0: a seventh of the shorter side)
+    stride: int = 0  # its step in pixels (0: half the window)
+    baseline: float = 0.0  # flat grey level in [0, 1] of the square (0 = black)
+    batch: int = 32  # occluded images per forward pass (memory, not the result)
+
+    name: ClassVar[str] = "occlusion"
+
+    def _check(self) -> None:
+        if self.window < 0 or self.stride < 0:
+            raise VizError("Occlusion window and stride must be >= 0 (0 = automatic)")
+        _at_least("Occlusion", "batch", self.batch, 1)
+        _baseline_ok("Occlusion", self.baseline)
+
+    def _maps(self, net: Classifier, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        window, stride = occlusion_geometry(self.window, self.stride, x.shape[-2:])
+        flat = torch.full_like(x, self.baseline)
+        per_eval = max(1, self.batch // x.shape[0])
+        return _captum().occlusion(net, x, t, flat, window, stride, per_eval=per_eval)
+
+
+# every method by name, in panel order
+METHODS: dict[str, type[Method]] = {
+    cls.name: cls
+    for cls in (
+        Saliency,
+        IntegratedGradients,
+        SmoothGrad,
+        GuidedBackprop,
+        Deconvolution,
+        GradCAM,
+        GuidedGradCAM,
+        Occlusion,
     )
+}
+DEFAULT_METHODS = ("saliency", "ig", "guided", "gradcam")  # `attribute`'s and the CLI's
+
+
+def method_class(name: str) -> type[Method]:
+    """The class of the method called `name` (a VizError naming the closest names)."""
+    if name not in METHODS:
+        raise VizError(did_you_mean(name, METHODS, "attribution method"))
+    return METHODS[name]
+
+
+def make_methods(
+    model: ModelLike, names: tuple[str, ...] | list[str], **options: Any
+) -> list[Method]:
+    """One method per name on `model`, each given those of `options` that it has.
+
+    Options no chosen method has are ignored, so one set (e.g. the CLI's) serves any choice;
+    a name no method has is a VizError.
+
+    Example:
+        >>> make_methods(model, ["ig", "gradcam"], steps=64, layer="_blocks.15", samples=8)
+        [IntegratedGradients(steps=64, ...), GradCAM(layer='_blocks.15', ...)]
+    """
+    classes = [method_class(name) for name in names]
+    known = {f.name for cls in METHODS.values() for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise VizError(f"no attribution method has the option(s) {', '.join(unknown)}")
+    loaded = as_loaded(model)
+    made = []
+    for cls in classes:
+        fields = {f.name for f in dataclasses.fields(cls) if f.init} - {"model"}
+        made.append(cls(loaded, **{k: v for k, v in options.items() if k in fields}))
+    return made

@@ -148,7 +148,7 @@ def sanity_check(
         seed: seed of the re-initialization.
 
     Example:
-        >>> fn = lambda m, x, t: attribute(m, x, AttributionConfig(methods=("saliency",)), targets=t).maps
+        >>> fn = lambda m, x, t: attribute(m, x, ["saliency"], targets=t).maps
         >>> result = sanity_check(model, images, targets, fn)
         >>> print(result.table())
     """

@@ -1,7 +1,8 @@
 """Runs: a technique's result folder — files, provenance, resume, one run at a time.
 
 Each command of the CLI is one call here plus formatting: `render_folder` writes what
-`vizcnn render` writes, byte for byte but for timestamps. The store (`plan_results`) decides
+`vizcnn render` writes, byte for byte but for timestamps; `attribute_folder` what
+`vizcnn attribute` writes. The store (`plan_results`) decides
 what is already done; `folder_lock` keeps a second run out of a folder in use.
 """
 
@@ -11,6 +12,12 @@ from vizcnn.runs.ablate import (
     ablate_folder,
     experiment_config,
     lesion_folder,
+)
+from vizcnn.runs.attribute import (
+    AttributeRun,
+    DeletionConfig,
+    SanityConfig,
+    attribute_folder,
 )
 from vizcnn.runs.equivariance import EquivarianceRun, equivariance_folder
 from vizcnn.runs.features import (
@@ -50,6 +57,10 @@ __all__ = [
     "kernels_file",
     "lesion_folder",
     "neighbors_file",
+    "AttributeRun",
+    "DeletionConfig",
+    "SanityConfig",
+    "attribute_folder",
     "RenderRun",
     "RenderUnit",
     "StorePlan",

@@ -220,13 +220,12 @@ def make_attribution(
     loaded: LoadedModel, artifact: Artifact, image: ImageInput, progress: ProgressCallback
 ) -> Made:
     """Attribution maps of one image for the top-1 class, one heat map per method."""
-    from vizcnn.attribution import AttributionConfig, attribute
+    from vizcnn.attribution import attribute, make_methods
     from vizcnn.attribution.classifier import label_of
 
-    config = AttributionConfig(
-        methods=tuple(artifact.params["methods"]), seed=int(artifact.params["seed"])
-    )
-    result = attribute(loaded, image.image[None].to(loaded.device), config, progress=progress)
+    seed = int(artifact.params["seed"])
+    methods = make_methods(loaded, list(artifact.params["methods"]), seed=seed)
+    result = attribute(loaded, image.image[None].to(loaded.device), methods, progress=progress)
     files: dict[str, Any] = {}
     names = {}
     for index, (method, maps) in enumerate(result.maps.items()):
@@ -244,4 +243,25 @@ def make_attribution(
         "predictions": predictions,
         "layer": result.layer,
     }
-    return Made(files, data, {**asdict(config), "target": "top1"}, image.spec)
+    return Made(files, data, _attribution_options(methods, seed), image.spec)
+
+
+def _attribution_options(methods: list[Any], seed: int) -> dict[str, Any]:
+    """The provenance options report artifacts have always recorded (under the former
+    `AttributionConfig`'s keys, so a report folder made before is reused), read from the
+    methods' defaults."""
+    from vizcnn.attribution import IntegratedGradients, Occlusion, SmoothGrad
+
+    return {
+        "methods": [m.name for m in methods],
+        "target": "top1",
+        "layer": None,
+        "baseline": IntegratedGradients.baseline,
+        "ig_steps": IntegratedGradients.steps,
+        "smoothgrad_samples": SmoothGrad.samples,
+        "smoothgrad_stdev": SmoothGrad.stdev,
+        "occlusion_window": Occlusion.window,
+        "occlusion_stride": Occlusion.stride,
+        "batch": 8,  # images per call; one image here
+        "seed": seed,
+    }

@@ -155,10 +155,10 @@ def _check_mining(
 
 def _check_image_options(loaded: LoadedModel, config: ReportConfig) -> None:
     """Attribution methods and the dream's layers, checked before any work."""
-    from vizcnn.attribution.methods import AttributionConfig, check_config
+    from vizcnn.attribution.methods import make_methods
     from vizcnn.deepdream.config import DreamConfig
 
-    check_config(loaded, AttributionConfig(methods=config.methods))
+    make_methods(loaded, list(config.methods))  # names, and the Grad-CAM layer of the model
     DreamConfig(octaves=config.dream_octaves, steps=config.dream_steps).targets(loaded)
 
 

@@ -1,0 +1,148 @@
+"""`attribute`: several methods over a batch in one call, with predictions and map checks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from vizcnn.attribution.checks import MapChecks, MapWarning
+from vizcnn.attribution.classifier import Classifier, Predictions, Targets, predict, targets_of
+from vizcnn.attribution.methods import (
+    DEFAULT_METHODS,
+    Method,
+    _LayerMethod,
+    check_images,
+    method_class,
+)
+from vizcnn.core.errors import VizError
+from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.hooks import inplace_off, model_guard
+from vizcnn.models.base import ModelLike, as_loaded
+
+# what `attribute(..., methods=...)` takes: names (default options) and method objects, or one
+MethodsLike = str | Method | Sequence[str | Method]
+
+
+@dataclass
+class Attributions:
+    """`attribute`'s result: one `(B, C, H, W)` map per method plus what the model predicted."""
+
+    maps: dict[str, torch.Tensor]  # method -> (B, C, H, W), C = the input's channels
+    targets: torch.Tensor  # (B,) class attributed per image
+    predictions: Predictions  # probabilities and top-5 per image
+    layer: str  # the (first) Grad-CAM layer used ("" when no method needed one)
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per method
+    # blank maps and methods equal to the plain gradient, one per finding; str(w) is the message
+    warnings: list[MapWarning] = field(default_factory=list)
+
+
+def as_methods(model: ModelLike, methods: MethodsLike | None = None) -> list[Method]:
+    """The methods `attribute` runs on `model`: a name gets the method's default options, a
+    method object keeps its options and runs on `model` (`Method.on`)."""
+    loaded = as_loaded(model)
+    items = [methods] if isinstance(methods, (str, Method)) else list(methods or DEFAULT_METHODS)
+    if not items:
+        raise VizError("no attribution method given; choose from " + ", ".join(DEFAULT_METHODS))
+    chosen: list[Method] = []
+    for item in items:
+        if isinstance(item, str):
+            chosen.append(method_class(item)(loaded))
+        elif item.loaded.module is loaded.module:
+            chosen.append(item)
+        else:
+            chosen.append(item.on(loaded))
+    names = [m.name for m in chosen]
+    if len(set(names)) != len(names):
+        raise VizError(f"methods {names} name one twice")
+    return chosen
+
+
+def _expand(maps: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    # one map for every channel, so every method's maps have the input's shape
+    return maps.expand(-1, x.shape[1], -1, -1).contiguous()
+
+
+def attribute(
+    model: ModelLike,
+    images: torch.Tensor,
+    methods: MethodsLike | None = None,
+    *,
+    targets: Targets = "top1",
+    batch: int = 8,
+    progress: ProgressCallback = no_progress,
+) -> Attributions:
+    """Attribution maps of `images` for several methods, `batch` images at a time.
+
+    Runs on the model's device inside `model_guard` with in-place flags off; the model is left
+    exactly as found. Maps are with respect to the [0, 1] pixels, in the input's channels
+    (a one-channel method's map is repeated over them; call `GradCAM` itself for `(B, 1, H, W)`).
+
+    Args:
+        model: a `LoadedModel` or a bare `nn.Module` (described with ImageNet statistics).
+        images: `(B, C, H, W)` in [0, 1]; C = 1 (repeated), 4 (RGBA onto white) or the model's.
+        methods: names from `METHODS` (default options) and method objects (`GradCAM(model,
+            layer=...)`, their options), in panel order; default `DEFAULT_METHODS`.
+        targets: the class to explain per image: a `(B,)` tensor of indices, a list or tuple of
+            B indices or class names (case-insensitive, `top1` allowed), or one for every image.
+        batch: images per call of a method.
+        progress: called as `progress(done, total, message)` in units of images x methods.
+
+    Returns:
+        `Attributions` with `maps[method]` of shape `(B, C, H, W)` on the images' device, and
+        `warnings`: all-zero maps (e.g. Grad-CAM at a layer with no gradient) and guided / deconv
+        maps equal to saliency (a model without ReLUs), one `MapWarning` per finding.
+
+    Example:
+        >>> result = attribute(model, images, ["saliency", GradCAM(model, "_blocks.15")],
+        ...                    targets=["espresso", 281])  # B = 2
+        >>> result.maps["gradcam"].shape  # (2, 3, 224, 224)
+        >>> for warning in result.warnings:
+        ...     print(warning)  # e.g. guided equals saliency on every image (...)
+    """
+    loaded = as_loaded(model)
+    chosen = as_methods(loaded, methods)
+    if batch < 1:
+        raise VizError(f"batch = {batch} must be at least 1")
+    check_images(images)
+    x_all = images.to(device=loaded.device, dtype=loaded.dtype)
+    names = [m.name for m in chosen]
+    layers = {m.name: m.layer_name for m in chosen if isinstance(m, _LayerMethod)}
+    net = Classifier(loaded)
+    count = images.shape[0]
+    total = count * len(chosen)
+    maps: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+    seconds = dict.fromkeys(names, 0.0)
+    done = 0
+    with model_guard(loaded.module), inplace_off(loaded.module):
+        predictions = predict(net, x_all)
+        resolved = targets_of(loaded, targets, predictions)
+        checks = MapChecks(names, layers, loaded.module)
+        progress(0, total, "attribution")
+        for index in torch.split(torch.arange(count, device=x_all.device), batch):
+            x, t = x_all[index], resolved[index]
+            chunk: dict[str, torch.Tensor] = {}
+            for method in chosen:
+                start = time.perf_counter()
+                part = method._maps(net, x, t).detach()
+                chunk[method.name] = _expand(part, x) if method.one_channel else part
+                seconds[method.name] += time.perf_counter() - start
+                maps[method.name].append(chunk[method.name].to(images.device))
+                done += len(index)
+                progress(done, total, method.name)
+            checks.add(chunk)  # on the device, before the chunk's maps are let go
+    return Attributions(
+        maps={name: torch.cat(parts) for name, parts in maps.items()},
+        targets=resolved.to(images.device),
+        predictions=predictions,
+        layer=next(iter(layers.values()), ""),
+        seconds=seconds,
+        warnings=checks.warnings(),
+    )
+
+
+def layer_of(methods: Sequence[Method]) -> str:
+    """The (first) layer the methods use, "" when none takes one."""
+    return next((m.layer_name for m in methods if isinstance(m, _LayerMethod)), "")
