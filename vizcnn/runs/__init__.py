@@ -1,11 +1,13 @@
 """Runs: a technique's result folder — files, provenance, resume, one run at a time.
 
 Each command of the CLI is one call here plus formatting: `render_folder` writes what
-`vizcnn render` writes, byte for byte but for timestamps. The store (`plan_results`) decides
+`vizcnn render` writes, byte for byte but for timestamps; `mine_folder` what `vizcnn mine`
+writes. The store (`plan_results`) decides
 what is already done; `folder_lock` keeps a second run out of a folder in use.
 """
 
 from vizcnn.runs.lock import folder_lock
+from vizcnn.runs.mine import MineInterrupted, MineRun, mine_folder
 from vizcnn.runs.render import (
     RenderRun,
     RenderUnit,
@@ -15,16 +17,20 @@ from vizcnn.runs.render import (
     render_folder,
     render_units,
 )
-from vizcnn.runs.store import StorePlan, plan_results
+from vizcnn.runs.store import StorePlan, check_finished_run, plan_results
 
 __all__ = [
+    "MineInterrupted",
+    "MineRun",
     "RenderRun",
     "RenderUnit",
     "StorePlan",
     "channel_units",
+    "check_finished_run",
     "class_units",
     "folder_lock",
     "layer_unit",
+    "mine_folder",
     "plan_results",
     "render_folder",
     "render_units",
