@@ -188,8 +188,9 @@ def mine_topk(
 
     With a `checkpoint` file, the running state is saved atomically every
     `config.checkpoint_every` batches or `config.checkpoint_seconds` seconds, at the end, and
-    when the run stops early (KeyboardInterrupt, which the CLI also makes of SIGTERM, or any
-    other exception); a run resumed from it gives the same result as an uninterrupted one.
+    when the run stops early (KeyboardInterrupt, which `vizcnn.runs.mine_folder` also makes of
+    SIGTERM, or any other exception); a run resumed from it gives the same result as an
+    uninterrupted one.
 
     Args:
         model: a `LoadedModel` or a bare `nn.Module` (see `describe`); left unchanged.
