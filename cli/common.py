@@ -214,6 +214,17 @@ FIELD_FLAGS = {
     "give the method a layer": "name one with --layer",
     "deletion steps": "--deletion-steps",
     "sanity stages": "--sanity-stages",
+    # vizcnn mine (vizcnn.runs.mine, vizcnn.mining.checkpoint)
+    "; choose another folder": "; choose another -o",  # ensure_writable(..., flag="folder")
+    "pass overwrite=True to replace it": "add --overwrite to replace it",
+    "pass overwrite=True to start over": "add --overwrite to start over",
+    "pass resume=True to continue it, or overwrite=True to start over": (
+        "add --resume to continue it, or --overwrite to start over"
+    ),
+    "overwrite=True instead of resume=True": "--overwrite instead of --resume",
+    "call mine_folder again with resume=True to continue": (
+        "run the same command with --resume to continue"
+    ),
 }
 
 

@@ -3,46 +3,36 @@
 from __future__ import annotations
 
 import sys
-import time
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import click
 
-from vizcnn.core.distributed import current_shard, init_from_env, shutdown
-from vizcnn.core.errors import VizError
+from vizcnn.core.distributed import init_from_env, shutdown
 from vizcnn.core.units import DEFAULT_CHANNELS, resolve_unit
-from vizcnn.data.datasets import SAMPLES, ImageSource, open_dataset
-from vizcnn.io.imaging import save_json, save_png
-from vizcnn.io.paths import ensure_writable
-from vizcnn.io.provenance import provenance
-from vizcnn.mining.patches import (
-    MinedPatches,
-    channel_grid,
-    check_patch_options,
-    layer_sheet,
-    mine_patches,
-)
-from vizcnn.mining.streaming import (
-    MineConfig,
-    TopK,
-    config_dict,
-    layer_shape,
-    mine_topk,
-)
+from vizcnn.data.datasets import SAMPLE_CROPS
+from vizcnn.mining.patches import CUTTING, DEFAULT_PROJECTIONS, DEFAULT_THUMBNAIL, PROJECTIONS
+from vizcnn.mining.streaming import RANKS, MineConfig, layer_shape
+from vizcnn.runs.mine import MineInterrupted, MineRun, mine_folder
 
-from .common import (
-    device_from,
-    friendly_errors,
-    model_options,
-    open_model,
-    progress_enabled,
-    run_options,
-)
-from .options import FINITE_FLOAT
+from .common import as_flags, device_from, friendly_errors, model_options, open_model, run_options
+from .options import FINITE_FLOAT, F
 from .progress import progress_bar
 
-CHECKPOINT_DIR = "checkpoint"
+
+def _summary(run: MineRun) -> str:
+    skipped = f"{len(run.skipped)} skipped" + (", listed in manifest.json" if run.skipped else "")
+    resumed = f", resumed after {run.resumed_from} images" if run.resumed_from else ""
+    return (
+        f"mined {run.layer} ({len(run.channels)} channels, k={run.config.k}) over "
+        f"{run.images_seen} images ({skipped}) at {run.rate:.1f} img/s{resumed}; "
+        f"wrote {len(run.files)} files to {run.folder}/"
+    )
+
+
+def _shown(*names: str, default: Any, help: str, **kwargs: Any) -> Callable[[F], F]:
+    """An option whose default (a library default: one source) `--help` shows."""
+    return click.option(*names, default=default, show_default=True, help=help, **kwargs)
 
 
 @click.command("mine")
@@ -61,44 +51,21 @@ CHECKPOINT_DIR = "checkpoint"
     help=f"Channels: 0:64 (a slice), 0-15, 3,5,9 or 7 (default {DEFAULT_CHANNELS}).",
 )
 @click.option("--all", "all_channels", is_flag=True, help="Mine every channel of the layer.")
-@click.option("-k", "k", type=int, default=9, show_default=True, help="Images per channel.")
-@click.option(
-    "--rank",
-    type=click.Choice(["max", "mean"]),
-    default="max",
-    show_default=True,
-    help="Score of an image for a channel: spatial max or mean of its map.",
-)
-@click.option("--batch", type=int, default=64, show_default=True, help="Images per forward pass.")
-@click.option(
-    "--workers", type=int, default=2, show_default=True, help="Image-decoding worker processes."
-)
+@_shown("-k", "k", default=MineConfig.k, help="Images per channel.")
+@_shown("--rank", type=click.Choice(RANKS), default=MineConfig.rank, help="Score of an image "
+        "for a channel: spatial max or mean of its map.")  # fmt: skip
+@_shown("--batch", default=MineConfig.batch_size, help="Images per forward pass.")
+@_shown("--workers", default=MineConfig.workers, help="Image-decoding worker processes "
+        "(0: in this process; 2-4 speed up large folders of JPEGs).")  # fmt: skip
 @click.option("--limit", type=int, default=None, help="Use only the first N images.")
-@click.option(
-    "--projections",
-    type=click.Choice(["deconv", "guided", "none"]),
-    default="none",
-    show_default=True,
-    help="Show each patch next to its deconvnet or guided-backprop projection.",
-)
-@click.option("--thumbnail", type=int, default=64, show_default=True, help="Tile size in pixels.")
-@click.option(
-    "--crops", type=int, default=32, show_default=True, help="samples: crops per bundled photo."
-)
-@click.option(
-    "--checkpoint-every",
-    type=int,
-    default=20,
-    show_default=True,
-    help="Save the running state in OUT/checkpoint/ every N batches ...",
-)
-@click.option(
-    "--checkpoint-seconds",
-    type=FINITE_FLOAT,
-    default=60.0,
-    show_default=True,
-    help="... or every S seconds, whichever comes first (also on Ctrl-C / SIGTERM).",
-)
+@_shown("--projections", type=click.Choice(PROJECTIONS), default=DEFAULT_PROJECTIONS,
+        help="Show each patch next to its deconvnet or guided-backprop projection.")  # fmt: skip
+@_shown("--thumbnail", default=DEFAULT_THUMBNAIL, help="Tile size in pixels.")
+@_shown("--crops", default=SAMPLE_CROPS, help="samples: crops per bundled photo.")
+@_shown("--checkpoint-every", default=MineConfig.checkpoint_every,
+        help="Save the running state in OUT/checkpoint/ every N batches ...")  # fmt: skip
+@_shown("--checkpoint-seconds", type=FINITE_FLOAT, default=MineConfig.checkpoint_seconds,
+        help="... or every S seconds, whichever comes first (also on Ctrl-C / SIGTERM).")  # fmt: skip
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT/checkpoint/.")
 @click.option(
     "--overwrite",
@@ -108,26 +75,7 @@ CHECKPOINT_DIR = "checkpoint"
 @run_options
 @click.option("-o", "--output", required=True, help="Output folder.")
 @friendly_errors
-def mine_command(
-    data: str,
-    layer: str | None,
-    channels: str | None,
-    all_channels: bool,
-    k: int,
-    rank: str,
-    batch: int,
-    workers: int,
-    limit: int | None,
-    projections: str,
-    thumbnail: int,
-    crops: int,
-    checkpoint_every: int,
-    checkpoint_seconds: float,
-    resume: bool,
-    overwrite: bool,
-    output: str,
-    **options: Any,
-) -> None:
+def mine_command(data: str, layer: str | None, output: str, **options: Any) -> None:
     """Find the k images that excite each channel most; save their patches and a manifest.
 
     DATA is a folder of images (any tree, e.g. ImageFolder), a .txt list of paths, or `samples`
@@ -147,215 +95,56 @@ def mine_command(
       vizcnn mine samples -l _blocks.4 --channels 0:16 -o mined/
       vizcnn mine ~/photos -l _blocks.6 --all -o big/ --resume
     """
-    if all_channels and channels:
+    if options["all_channels"] and options["channels"]:
         raise click.UsageError("give --channels or --all, not both")
-    if resume and overwrite:
+    if options["resume"] and options["overwrite"]:
         raise click.UsageError("give --resume (continue) or --overwrite (start over), not both")
-    device = init_from_env(device_from(options))
+    device = init_from_env(device_from(options))  # under torchrun: this rank's device
     try:
-        started = time.perf_counter()
         loaded = open_model(options, device)
         layer_name, chosen = resolve_unit(
             layer or loaded.layers_for("mine")[0],
             lambda name: layer_shape(loaded, name)[0],
-            channels=channels,
-            all_channels=all_channels,
+            channels=options["channels"],
+            all_channels=options["all_channels"],
         )
         config = MineConfig(
             layer=layer_name,
             channels=chosen,
-            k=k,
-            rank=rank,
-            batch_size=batch,
-            workers=workers,
-            checkpoint_every=checkpoint_every,
-            checkpoint_seconds=checkpoint_seconds,
+            k=options["k"],
+            rank=options["rank"],
+            batch_size=options["batch"],
+            workers=options["workers"],
+            checkpoint_every=options["checkpoint_every"],
+            checkpoint_seconds=options["checkpoint_seconds"],
         )
-        # Everything that could fail after the mining pass is checked before it.
-        check_patch_options(loaded, layer_name, projections, thumbnail)
-        dataset = open_dataset(
-            data,
-            loaded.channels,
-            loaded.input_size,
-            limit=limit,
-            crops_per_image=crops,
-            seed=options["seed"],
-        )
-        out = ensure_writable(output, "folder")
-        shard = current_shard()
-        checkpoint = out / CHECKPOINT_DIR / f"rank{shard.rank}-of-{shard.world_size}.pt"
-        if not (resume or overwrite):
-            refuse_earlier_run(out, checkpoint)
-        if resume and not checkpoint.is_file():
-            others = sorted(p.name for p in (out / CHECKPOINT_DIR).glob("rank*-of-*.pt"))
-            if others:  # a checkpoint of another layout would be silently ignored: say so
-                raise VizError(
-                    f"--resume found checkpoints for another number of processes ({', '.join(others)}) "
-                    f"but none for rank {shard.rank} of {shard.world_size}; resume with the same "
-                    "number of processes, or start over with --overwrite instead of --resume"
-                )
-            if shard.is_main:
-                click.echo(
-                    f"no checkpoint found in {checkpoint.parent}/; starting from the beginning",
-                    err=True,
-                )
-        show = progress_enabled(options) and shard.is_main
-        mining_started = time.perf_counter()
-        counted: list[int] = []  # this shard's images done: at the first and the latest report
+        show = not options["quiet"]
+        with progress_bar(show, unit="img") as images, progress_bar(show, unit="patch") as patches:
 
-        try:
-            with progress_bar(show, unit="img") as bar:
+            def progress(done: int, total: int, message: str) -> None:
+                (patches if message == CUTTING else images)(done, total, message)
 
-                def report(done: int, total: int, message: str) -> None:
-                    if not counted:
-                        counted.append(done)
-                    counted[1:] = [done]
-                    bar(done, total, message)
-
-                top = mine_topk(
-                    loaded, dataset, config, progress=report, checkpoint=checkpoint, resume=resume
-                )
-        except KeyboardInterrupt:
-            if shard.is_main:
-                _say_interrupted(
-                    checkpoint, counted[-1] if counted else 0, dataset, shard.world_size
-                )
-            sys.exit(130)
-        elapsed = time.perf_counter() - mining_started
-        if not shard.is_main:
-            return
-        with progress_bar(show, unit="patch") as progress:
-            mined = mine_patches(
+            run = mine_folder(
                 loaded,
-                dataset,
-                top,
-                projections=projections,
-                thumbnail_size=thumbnail,
+                data,
+                output,
+                config,
+                projections=options["projections"],
+                thumbnail=options["thumbnail"],
+                limit=options["limit"],
+                crops=options["crops"],
+                seed=options["seed"],
+                resume=options["resume"],
+                overwrite=options["overwrite"],
                 progress=progress,
             )
-        block = provenance(
-            technique="mine",
-            model_name=loaded.name,
-            weights=loaded.weights,
-            module=loaded.module,
-            normalization=loaded.normalization,
-            options={
-                "layer": layer_name,
-                "channels": list(chosen),
-                "k": k,
-                "rank": rank,
-                "limit": limit,
-                "crops": crops if data == SAMPLES else None,
-                "projections": projections,
-                "thumbnail": thumbnail,
-                "input_size": list(loaded.input_size),
-            },
-            data=data,
-            seed=options["seed"],
-            device=device,
-            dtype=loaded.dtype,
-            seconds=time.perf_counter() - started,
-        )
-        written = _write(out, block, dataset, config, top, mined)
-        # images this call pushed through (a resumed run did the rest earlier), all ranks
-        rate = (counted[-1] - counted[0]) * shard.world_size / max(elapsed, 1e-9)
-        skipped = f"{len(top.skipped)} skipped" + (
-            ", listed in manifest.json" if top.skipped else ""
-        )
-        resumed = f", resumed after {top.resumed_from} images" if top.resumed_from else ""
-        click.echo(
-            f"mined {layer_name} ({len(chosen)} channels, k={k}) over {top.images_seen} images "
-            f"({skipped}) at {rate:.1f} img/s{resumed}; wrote {written} files to {out}/"
-        )
+    except MineInterrupted as stopped:
+        if stopped.is_main:
+            click.echo(as_flags(str(stopped)), err=True)
+        sys.exit(130)
     finally:
         shutdown()
-
-
-def refuse_earlier_run(out: Path, checkpoint: Path) -> None:
-    """Stop before a run would replace an earlier one's finished or saved work in `out`.
-
-    Each rank looks at its own checkpoint only: under torchrun another rank may already be
-    writing its own when this one checks.
-    """
-    if (out / "manifest.json").is_file():
-        raise VizError(
-            f"{out}/ already holds a finished run (manifest.json); choose another -o folder, "
-            "or add --overwrite to replace it"
-        )
-    if checkpoint.is_file():
-        raise VizError(
-            f"{checkpoint.parent}/ holds an interrupted run; add --resume to continue it, "
-            "or --overwrite to start over"
-        )
-
-
-def _say_interrupted(checkpoint: Path, done: int, dataset: ImageSource, ranks: int) -> None:
-    share = "images" if ranks == 1 else "images of this process's share"
-    if checkpoint.is_file():
-        click.echo(
-            f"interrupted after {done} {share}; the state is saved in {checkpoint.parent}/: "
-            "run the same command with --resume to continue",
-            err=True,
-        )
-    else:
-        click.echo(f"interrupted after {done} {share}, before any checkpoint", err=True)
-
-
-def _write(
-    out: Path,
-    block: dict[str, Any],
-    dataset: ImageSource,
-    config: MineConfig,
-    top: TopK,
-    mined: MinedPatches,
-) -> int:
-    meta = {"provenance": block, "layer": config.layer, "k": config.k, "rank": config.rank}
-    channel_rows = []
-    written = 0
-    for channel in top.channels:
-        hits = mined.hits.get(channel, [])
-        tile = f"channel_{channel:04d}.png" if hits else None
-        if tile is not None:
-            save_png(channel_grid(hits), out / tile, {**meta, "channel": channel})
-            written += 1
-        channel_rows.append(
-            {
-                "channel": channel,
-                "tile": tile,
-                "hits": [
-                    {
-                        "rank": hit.rank,
-                        "image": hit.image,
-                        "image_id": hit.image_id,
-                        "value": hit.value,
-                        "position": list(hit.position),
-                        "box": list(hit.box),
-                    }
-                    for hit in hits
-                ],
-            }
-        )
-    if mined.hits:
-        save_png(layer_sheet(mined), out / "sheet.png", meta)
-        written += 1
-    field = mined.field
-    manifest = {
-        "provenance": block,  # model, weights and digest, data, options, seed, device, versions
-        "images": len(dataset),
-        "images_seen": top.images_seen,
-        "layer": config.layer,
-        "layer_shape": list(top.layer_shape),
-        "config": config_dict(config),
-        "field": {
-            "size": list(field.size),
-            "stride": list(field.stride),
-            "offset": list(field.offset),
-            "method": field.method,
-        },
-        "box_note": "(top, left, bottom, right) in the preprocessed model input, bottom/right "
-        "exclusive; may extend past the image (padded)",
-        "skipped": [{"image": name, "reason": reason} for name, reason in top.skipped],
-        "channels": channel_rows,
-    }
-    save_json(manifest, out / "manifest.json")
-    return written + 1
+    for note in run.notes:
+        click.echo(note, err=True)
+    if run.is_main:
+        click.echo(_summary(run))

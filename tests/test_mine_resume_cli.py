@@ -14,6 +14,7 @@ import torch
 from click.testing import CliRunner
 
 import vizcnn.cli.mine as mine_cli
+import vizcnn.runs.mine as mine_run
 from mine_helpers import TinyMiner, huge_png, random_images, write_pngs
 from vizcnn.cli.main import app
 from vizcnn.io.imaging import read_png_metadata
@@ -70,6 +71,7 @@ def test_resume_with_changed_options_names_each_option(folder: Path, tmp_path: P
     ):
         code, output = run(*with_(**changed), "--resume")
         assert code == 1 and named in output, (changed, output)
+        assert "start over with --overwrite instead of --resume" in output  # flags, not fields
         assert output.strip().count("\n") == 0
     # the untouched checkpoint still resumes to the same manifest
     first = json.loads((out / "manifest.json").read_text())
@@ -132,7 +134,7 @@ def test_patch_option_errors_come_before_mining(
     def never(*args, **kwargs):
         raise AssertionError("mining started before the options were checked")
 
-    monkeypatch.setattr(mine_cli, "mine_topk", never)
+    monkeypatch.setattr(mine_run, "mine_topk", never)  # the library call mines
     out = tmp_path / "out"
     code, output = run(str(folder), "-l", "conv3", "--thumbnail", "4", "-o", str(out))
     assert code == 1 and "--thumbnail must be at least 8" in output
@@ -173,7 +175,7 @@ def test_unwritable_output_fails_first_in_one_line(
     def never(*args, **kwargs):
         raise AssertionError("mining started before the output was checked")
 
-    monkeypatch.setattr(mine_cli, "mine_topk", never)
+    monkeypatch.setattr(mine_run, "mine_topk", never)  # the library call mines
     blocker = tmp_path / "somefile.txt"
     blocker.write_text("a file, not a folder")
     before = sorted(tmp_path.rglob("*"))

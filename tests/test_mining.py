@@ -15,8 +15,8 @@ from vizcnn.core.errors import VizError
 from vizcnn.core.progress import no_progress
 from vizcnn.data.datasets import TensorImages, content_hashes
 from vizcnn.hooks import forward_to
-from vizcnn.mining.streaming import MineConfig, TopK, mine_topk, parse_channels
-from vizcnn.mining.topk import RunningTopK, decode, encode
+from vizcnn.mining.streaming import MineConfig, mine_topk, parse_channels
+from vizcnn.mining.topk import RunningTopK, TopK, decode, encode
 
 
 def oracle(loaded, images: torch.Tensor, layer: str, k: int, rank: str, channels=None):
@@ -339,7 +339,9 @@ def test_resume_refuses_another_runs_checkpoint_naming_each_difference(tmp_path:
         with pytest.raises(VizError) as info:
             mine_topk(loaded, TensorImages(data), config, checkpoint=checkpoint, resume=True)
         text = str(info.value)
-        assert message in text and "--overwrite instead of --resume" in text and "\n" not in text
+        assert (
+            message in text and "overwrite=True instead of resume=True" in text and "\n" not in text
+        )
         named = [label for label in labels if label in text]
         assert len(named) == 1 + (data is not images and len(data) != len(images)), text
     # the same settings resume (nothing left to do) to the same answer

@@ -23,7 +23,8 @@ from vizcnn.features import (
 from vizcnn.hooks import Layer, capture, forward_to, layer_name, parse_layer
 from vizcnn.io.imaging import load_image, make_grid, save_json, save_png
 from vizcnn.mining.patches import MinedPatches, mine_patches
-from vizcnn.mining.streaming import MineConfig, TopK, mine_topk
+from vizcnn.mining.streaming import MineConfig, mine_topk
+from vizcnn.mining.topk import TopK
 from vizcnn.models.base import ModelLike, as_loaded, describe
 from vizcnn.models.loading import DEFAULT_MODEL, LoadedModel, available_models, load_model
 from vizcnn.optvis.objectives import Objective

@@ -63,6 +63,9 @@ def content_hashes(images: torch.Tensor) -> torch.Tensor:
     return torch.tensor([content_hash(image) for image in images], dtype=torch.int64)
 
 
+SAMPLE_CROPS = 32  # crops per bundled photo in the `samples` data set
+
+
 class ImageSource(Dataset[dict[str, Any]]):
     """Base class: `load(i)` gives one raw image; items come preprocessed, hashed, never raising.
 
@@ -154,7 +157,11 @@ class SampleCrops(ImageSource):
     """
 
     def __init__(
-        self, channels: int, size: tuple[int, int], crops_per_image: int = 32, seed: int = 0
+        self,
+        channels: int,
+        size: tuple[int, int],
+        crops_per_image: int = SAMPLE_CROPS,
+        seed: int = 0,
     ) -> None:
         super().__init__(channels, size)
         if crops_per_image < 1:
@@ -212,7 +219,7 @@ def open_dataset(
     size: tuple[int, int],
     *,
     limit: int | None = None,
-    crops_per_image: int = 32,
+    crops_per_image: int = SAMPLE_CROPS,
     seed: int = 0,
 ) -> ImageSource:
     """The DATA argument as a data set: a folder tree, a `.txt` list of paths, or `samples`.

@@ -1,6 +1,7 @@
 """Top-9 dataset patches: streaming top-k over a data set, then patches and projections."""
 
 from vizcnn.mining.patches import MinedPatches, mine_patches
-from vizcnn.mining.streaming import MineConfig, TopK, mine_topk
+from vizcnn.mining.streaming import MineConfig, mine_topk
+from vizcnn.mining.topk import TopK
 
 __all__ = ["MineConfig", "MinedPatches", "TopK", "mine_patches", "mine_topk"]

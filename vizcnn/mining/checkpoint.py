@@ -1,28 +1,25 @@
-"""Mining checkpoints: the settings a run was made with, and the state file that carries them.
+"""Mining checkpoints: where they live, the settings a run was made with, the state file.
 
-The settings are stored field by field (not as one hash), so a refused resume names every
-option that differs. The file is a `torch.save` of plain containers and tensors, written
-atomically and read back with `weights_only=True`.
+A mine folder keeps its streaming state in `FOLDER/checkpoint/rank{r}-of-{w}.pt`, one file per
+torchrun process (`checkpoint_path`). The settings are stored field by field (not as one hash),
+so a refused resume names every option that differs (`streaming.run_fields` makes them). The
+file is a `torch.save` of plain containers and tensors, written atomically and read back with
+`weights_only=True`.
 """
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from vizcnn.core.distributed import Shard
 from vizcnn.core.errors import VizError
-from vizcnn.data.datasets import ImageSource
 from vizcnn.io.imaging import atomic_write
-from vizcnn.io.provenance import weights_digest
-from vizcnn.models.loading import LoadedModel
 
-if TYPE_CHECKING:
-    from vizcnn.mining.streaming import MineConfig
-
+CHECKPOINT_DIR = "checkpoint"  # a mine folder's streaming state, one file per process
 VERSION = 2  # 2: settings stored field by field
 
 # What a checkpoint must match to be resumed, and how to name each setting to a user.
@@ -40,21 +37,25 @@ RESUME_FIELDS = {
 _SHOWN = ("model", "layer", "channels", "k", "rank", "process")  # short enough to print
 
 
-def run_fields(
-    loaded: LoadedModel, dataset: ImageSource, config: MineConfig, shard: Shard
-) -> dict[str, Any]:
-    """The settings a checkpoint was made with (stored, and compared one by one on resume)."""
-    return {
-        "model": loaded.name,
-        "weights": weights_digest(loaded.module),  # a random network differs per seed
-        "layer": config.layer,
-        "channels": list(config.channels) if config.channels is not None else "all",
-        "k": config.k,
-        "rank": config.rank,
-        "data": dataset.fingerprint(),
-        "data_content": dataset.content_digest(),  # file sizes and times, or tensor bytes
-        "process": f"rank {shard.rank} of {shard.world_size}",
-    }
+def checkpoint_path(folder: str | Path, shard: Shard) -> Path:
+    """The checkpoint file of process `shard` in a mine folder: `checkpoint/rank0-of-1.pt`."""
+    return Path(folder) / CHECKPOINT_DIR / f"rank{shard.rank}-of-{shard.world_size}.pt"
+
+
+def other_layouts(folder: str | Path, shard: Shard) -> list[str]:
+    """Names of the checkpoints in `folder` that another number of processes wrote."""
+    found = (Path(folder) / CHECKPOINT_DIR).glob("rank*-of-*.pt")
+    return sorted(p.name for p in found if not p.name.endswith(f"-of-{shard.world_size}.pt"))
+
+
+def stored_fields(path: Path) -> dict[str, Any] | None:
+    """The settings a checkpoint file was made with (None if it cannot be read)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a foreign or damaged file: `load_checkpoint` says why
+        return None
+    fields = payload.get("fields") if isinstance(payload, dict) else None
+    return fields if isinstance(fields, dict) else None
 
 
 def differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
@@ -89,12 +90,13 @@ def load_checkpoint(path: Path, fields: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("version") != VERSION:
         raise VizError(
             f"checkpoint {str(path)!r} was written by another version of vizcnn; "
-            "start over with --overwrite instead of --resume"
+            "start over with overwrite=True instead of resume=True"
         )
     differ = differences(payload.get("fields") or {}, fields)
     if differ:
         raise VizError(
             f"cannot resume from {str(path)!r}, it was made with other settings: "
-            f"{'; '.join(differ)}. Use the same options, or start over with --overwrite instead of --resume"
+            f"{'; '.join(differ)}. Use the same settings, or start over with overwrite=True "
+            "instead of resume=True"
         )
     return payload

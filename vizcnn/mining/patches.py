@@ -22,12 +22,15 @@ from vizcnn.core.relu_rules import RULES, relu_rule
 from vizcnn.data.datasets import ImageSource
 from vizcnn.hooks import Layer, capture, layer_name, technique
 from vizcnn.io.imaging import labeled_sheet, make_grid, resize
-from vizcnn.mining.streaming import TopK
+from vizcnn.mining.topk import TopK
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
 from vizcnn.receptive.field import Field
 from vizcnn.receptive.measured import receptive_fields
 
 PROJECTIONS = ("deconv", "guided", "none")
+DEFAULT_PROJECTIONS = "none"  # patches alone; "deconv" / "guided" add the unit's projection
+DEFAULT_THUMBNAIL = 64  # pixels on a tile's longest side
+CUTTING = "cutting patches"  # the progress message of `mine_patches`
 
 
 @dataclass
@@ -99,7 +102,10 @@ def check_projectable(loaded: LoadedModel, layer: Layer) -> None:
 
 
 def check_patch_options(
-    loaded: LoadedModel, layer: Layer, projections: str = "none", thumbnail_size: int = 64
+    loaded: LoadedModel,
+    layer: Layer,
+    projections: str = DEFAULT_PROJECTIONS,
+    thumbnail_size: int = DEFAULT_THUMBNAIL,
 ) -> None:
     """VizError now for `mine_patches` options that would fail it after the mining pass.
 
@@ -185,8 +191,8 @@ def mine_patches(
     dataset: ImageSource,
     topk: TopK,
     *,
-    projections: str = "none",
-    thumbnail_size: int = 64,
+    projections: str = DEFAULT_PROJECTIONS,
+    thumbnail_size: int = DEFAULT_THUMBNAIL,
     batch_size: int = 16,
     fill: float = 0.5,
     progress: ProgressCallback = no_progress,
@@ -233,7 +239,7 @@ def mine_patches(
         key=lambda item: (item[2][1], item[0], item[1]),
     )
     total = len(todo)
-    progress(0, total, "cutting patches")
+    progress(0, total, CUTTING)
     cache: dict[int, torch.Tensor] = {}
     for start in range(0, total, batch_size):
         chunk = todo[start : start + batch_size]
@@ -259,7 +265,7 @@ def mine_patches(
                 channel, slot, value, image_id, dataset.names[image_id], (y, x), box, tile, shown
             )
             result.hits.setdefault(channel, []).append(hit)
-        progress(min(start + batch_size, total), total, "cutting patches")
+        progress(min(start + batch_size, total), total, CUTTING)
     for hits in result.hits.values():
         hits.sort(key=lambda hit: hit.rank)
     result.hits = {

@@ -22,14 +22,15 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from vizcnn.core.channels import parse_channels as parse_channel_text
-from vizcnn.core.distributed import all_gather, all_gather_objects, current_shard
+from vizcnn.core.distributed import Shard, all_gather, all_gather_objects, current_shard
 from vizcnn.core.errors import VizError
 from vizcnn.core.image_range import warn_if_normalized
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.data.datasets import Batch, ImageSource, collate
 from vizcnn.hooks import Layer, capture, layer_name, layer_output_shape, technique
-from vizcnn.mining.checkpoint import load_checkpoint, run_fields, save_checkpoint
-from vizcnn.mining.topk import MAX_IMAGES, RunningTopK, decode
+from vizcnn.io.provenance import weights_digest
+from vizcnn.mining.checkpoint import load_checkpoint, save_checkpoint
+from vizcnn.mining.topk import MAX_IMAGES, RunningTopK, TopK, decode
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
 
 RANKS = ("max", "mean")
@@ -79,35 +80,6 @@ class MineConfig:
             )
 
 
-@dataclass
-class TopK:
-    """Result of the streaming pass: per mined channel its k best images, best first.
-
-    Rows follow `channels`; empty slots (fewer images than k) have id -1 and value NaN.
-    """
-
-    layer: str  # the mined layer
-    channels: tuple[int, ...]  # channel of each row
-    rank: str  # "max" or "mean"
-    values: torch.Tensor  # (C', k) float32 score
-    image_ids: torch.Tensor  # (C', k) int64 index into the data set, -1 = empty
-    positions: torch.Tensor  # (C', k, 2) int64 (y, x) of the best unit in the layer's map
-    layer_shape: tuple[int, int, int]  # (C, H, W) of the layer's output for one image
-    images_seen: int  # images that went through the network
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (image, reason) not readable
-    resumed_from: int = 0  # images of this process's share that came from a checkpoint
-
-    def hits(self, row: int) -> list[tuple[float, int, int, int]]:
-        """(value, image id, y, x) of row `row`'s filled slots, best first."""
-        found = []
-        for slot in range(self.values.shape[1]):
-            image = int(self.image_ids[row, slot])
-            if image >= 0:
-                y, x = (int(v) for v in self.positions[row, slot])
-                found.append((float(self.values[row, slot]), image, y, x))
-        return found
-
-
 def parse_channels(text: str | None, available: int) -> tuple[int, ...]:
     """Mining's channel choice: the shared syntax with slices cut at the layer (`0:64` fits all)."""
     return parse_channel_text(text, available, clip_slices=True)
@@ -119,6 +91,23 @@ def layer_shape(loaded: LoadedModel, layer: Layer) -> tuple[int, int, int]:
     if len(shape) != 3:
         raise VizError(f"layer {layer!r} gives shape {shape}; mining needs a (B, C, H, W) map")
     return shape[0], shape[1], shape[2]
+
+
+def run_fields(
+    loaded: LoadedModel, dataset: ImageSource, config: MineConfig, shard: Shard
+) -> dict[str, Any]:
+    """The settings a checkpoint is made with (stored, and compared one by one on resume)."""
+    return {
+        "model": loaded.name,
+        "weights": weights_digest(loaded.module),  # a random network differs per seed
+        "layer": config.layer,
+        "channels": list(config.channels) if config.channels is not None else "all",
+        "k": config.k,
+        "rank": config.rank,
+        "data": dataset.fingerprint(),
+        "data_content": dataset.content_digest(),  # file sizes and times, or tensor bytes
+        "process": f"rank {shard.rank} of {shard.world_size}",
+    }
 
 
 @dataclass
@@ -199,8 +188,9 @@ def mine_topk(
 
     With a `checkpoint` file, the running state is saved atomically every
     `config.checkpoint_every` batches or `config.checkpoint_seconds` seconds, at the end, and
-    when the run stops early (KeyboardInterrupt, which the CLI also makes of SIGTERM, or any
-    other exception); a run resumed from it gives the same result as an uninterrupted one.
+    when the run stops early (KeyboardInterrupt, which `vizcnn.runs.mine_folder` also makes of
+    SIGTERM, or any other exception); a run resumed from it gives the same result as an
+    uninterrupted one.
 
     Args:
         model: a `LoadedModel` or a bare `nn.Module` (see `describe`); left unchanged.

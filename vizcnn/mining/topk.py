@@ -1,4 +1,5 @@
-"""The running per-channel top-k of mining: O(channels x k) memory, updated on the device.
+"""Mining's top-k: the running per-channel top-k (O(channels x k) memory, updated on the
+device) and `TopK`, the result of a streaming pass.
 
 Each candidate is packed into one int64 sort key: the activation's float32 bits mapped to an
 order-preserving integer in the high 32 bits, and (2^32 - 1 - image id) in the low 32 bits. One
@@ -9,7 +10,7 @@ resumed runs, ranks). An empty slot holds the smallest int64, below every real c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -129,3 +130,32 @@ class RunningTopK:
         cls, state: dict[str, torch.Tensor], device: torch.device | str = "cpu"
     ) -> RunningTopK:
         return cls(*(state[name].to(device) for name in ("keys", "positions", "hashes")))
+
+
+@dataclass
+class TopK:
+    """Result of the streaming pass: per mined channel its k best images, best first.
+
+    Rows follow `channels`; empty slots (fewer images than k) have id -1 and value NaN.
+    """
+
+    layer: str  # the mined layer
+    channels: tuple[int, ...]  # channel of each row
+    rank: str  # "max" or "mean"
+    values: torch.Tensor  # (C', k) float32 score
+    image_ids: torch.Tensor  # (C', k) int64 index into the data set, -1 = empty
+    positions: torch.Tensor  # (C', k, 2) int64 (y, x) of the best unit in the layer's map
+    layer_shape: tuple[int, int, int]  # (C, H, W) of the layer's output for one image
+    images_seen: int  # images that went through the network
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (image, reason) not readable
+    resumed_from: int = 0  # images of this process's share that came from a checkpoint
+
+    def hits(self, row: int) -> list[tuple[float, int, int, int]]:
+        """(value, image id, y, x) of row `row`'s filled slots, best first."""
+        found = []
+        for slot in range(self.values.shape[1]):
+            image = int(self.image_ids[row, slot])
+            if image >= 0:
+                y, x = (int(v) for v in self.positions[row, slot])
+                found.append((float(self.values[row, slot]), image, y, x))
+        return found

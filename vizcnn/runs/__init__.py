@@ -1,8 +1,8 @@
 """Runs: a technique's result folder — files, provenance, resume, one run at a time.
 
 Each command of the CLI is one call here plus formatting: `render_folder` writes what
-`vizcnn render` writes, byte for byte but for timestamps; `attribute_folder` what
-`vizcnn attribute` writes. The store (`plan_results`) decides
+`vizcnn render` writes, byte for byte but for timestamps; `attribute_folder`, `mine_folder` and
+the others what their commands write. The store (`plan_results`) decides
 what is already done; `folder_lock` keeps a second run out of a folder in use.
 """
 
@@ -29,6 +29,7 @@ from vizcnn.runs.features import (
     kernels_file,
 )
 from vizcnn.runs.lock import folder_lock
+from vizcnn.runs.mine import MineInterrupted, MineRun, mine_folder
 from vizcnn.runs.neighbors import NeighborsRun, neighbors_file
 from vizcnn.runs.render import (
     RenderRun,
@@ -39,7 +40,7 @@ from vizcnn.runs.render import (
     render_folder,
     render_units,
 )
-from vizcnn.runs.store import StorePlan, plan_results
+from vizcnn.runs.store import StorePlan, check_finished_run, plan_results
 
 __all__ = [
     "AblationRun",
@@ -61,13 +62,17 @@ __all__ = [
     "DeletionConfig",
     "SanityConfig",
     "attribute_folder",
+    "MineInterrupted",
+    "MineRun",
     "RenderRun",
     "RenderUnit",
     "StorePlan",
     "channel_units",
+    "check_finished_run",
     "class_units",
     "folder_lock",
     "layer_unit",
+    "mine_folder",
     "plan_results",
     "render_folder",
     "render_units",

@@ -141,3 +141,26 @@ def write_result(
         else:
             save_png(content, folder / name, {"provenance": block} if block is not None else None)
     return save_json(dict(meta), folder / meta_name)
+
+
+def check_finished_run(manifest: Path, wanted: Mapping[str, Any]) -> None:
+    """Refuse, in one line, a folder whose `manifest` (a run's last file) is already there.
+
+    For runs whose results are one whole (a mine folder's grids all come from one pass over
+    the data): the message names up to three settings in which the finished run differs from
+    `wanted` (its provenance block), or says it has these settings. A caller that was asked to
+    continue or redo the run (`resume=True`, `overwrite=True`) does not call this.
+    """
+    if not manifest.is_file():
+        return
+    folder = manifest.parent
+    why = first_difference(stored_provenance(manifest), wanted)
+    if why is None:
+        raise VizError(
+            f"{folder}/ already holds a finished run with these settings ({manifest.name}); "
+            "pass overwrite=True to redo it, or write to another folder"
+        )
+    raise VizError(
+        f"{folder}/ already holds a finished run made with other settings ({why}); "
+        "pass overwrite=True to replace it, or write to another folder"
+    )
