@@ -183,6 +183,8 @@ def friendly_errors(func: F) -> F:
 FIELD_FLAGS = {
     "pass overwrite=True to redo it": "use --overwrite to redo it",
     "or write to another folder": "or another -o folder",
+    "choose another output": "choose another -o",
+    "give a file name with output": "give a file name with -o",
 }
 
 

@@ -1,11 +1,13 @@
 """Runs: a technique's result folder — files, provenance, resume, one run at a time.
 
 Each command of the CLI is one call here plus formatting: `render_folder` writes what
-`vizcnn render` writes, byte for byte but for timestamps. The store (`plan_results`) decides
-what is already done; `folder_lock` keeps a second run out of a folder in use.
+`vizcnn render` writes, `dream_file` what `vizcnn dream` writes, byte for byte but for
+timestamps. The store (`plan_results`) decides what is already done; `folder_lock` (and
+`file_lock` for a single output file) keeps a second run out of an output in use.
 """
 
-from vizcnn.runs.lock import folder_lock
+from vizcnn.runs.dream import DreamOutput, DreamRun, dream_file, dream_output
+from vizcnn.runs.lock import file_lock, folder_lock
 from vizcnn.runs.render import (
     RenderRun,
     RenderUnit,
@@ -18,6 +20,11 @@ from vizcnn.runs.render import (
 from vizcnn.runs.store import StorePlan, plan_results
 
 __all__ = [
+    "DreamOutput",
+    "DreamRun",
+    "dream_file",
+    "dream_output",
+    "file_lock",
     "RenderRun",
     "RenderUnit",
     "StorePlan",
