@@ -587,7 +587,7 @@ def test_cli_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     )
     assert result.exit_code == 1
     assert "did you mean" in result.output and "features.9" in result.output
-    monkeypatch.setattr("vizcnn.cli.dream.mp4_encoder", lambda: None)
+    monkeypatch.setattr("vizcnn.runs.dream.mp4_encoder", lambda: None)
     result = CliRunner().invoke(
         app, ["dream", "sample:coffee", *ALEX, "--frames", "2", "-o", str(tmp_path / "v.mp4")]
     )

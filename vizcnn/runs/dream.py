@@ -246,8 +246,9 @@ def dream_file(
             f"{zoom.frames} zoom frames make a video; write them to a .gif, .mp4 or a folder, "
             f"not {target.path.name}"
         )
+    fps = float(fps)
     if fps <= 0:
-        raise VizError(f"fps must be > 0, got {fps}")
+        raise VizError(f"fps must be > 0, got {fps:g}")
     video = zoom if target.kind != "png" else None
     picture, image_text = _picture(image, loaded.channels)
     guide_image, guide_text = _guide(guide, loaded.channels)
