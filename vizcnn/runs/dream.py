@@ -304,11 +304,12 @@ def dream_file(
     running = block(None)
     lock = folder_lock(target.path) if target.kind == "frames" else file_lock(target.path)
     with lock:
-        files: list[list[Path]] = [[target.sidecar]]
+        files: list[list[Path]] = []  # the picture first: a refusal names it
         if target.kind == "png":
             files.append([target.path])
         elif target.kind == "frames":
             files += [[target.frame(i)] for i in range(frames)]
+        files.append([target.sidecar])  # a video has no provenance of its own: its sidecar
         plan = plan_results([(paths, running) for paths in files], overwrite=overwrite)
         kept = len(plan.done) == len(files) and target.path.exists()
         seconds = 0.0
