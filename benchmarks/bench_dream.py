@@ -84,7 +84,7 @@ def overhead(loaded: LoadedModel, size: int, repeats: int) -> dict[str, float]:
         for _ in range(repeats):
             inside.append(0.0)
             start = time.perf_counter()
-            dream(loaded, image, config, generator=torch.Generator().manual_seed(0))
+            dream(loaded, image, config, seed=0)
             dream_times.append(time.perf_counter() - start)
             network_times.append(inside[-1])
             raw_times.append(

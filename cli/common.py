@@ -225,6 +225,8 @@ FIELD_FLAGS = {
     "call mine_folder again with resume=True to continue": (
         "run the same command with --resume to continue"
     ),
+    "choose another output": "choose another -o",
+    "give a file name with output": "give a file name with -o",
 }
 
 

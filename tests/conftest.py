@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -23,6 +24,8 @@ class TinyNet(nn.Module):
         self.pool = nn.MaxPool2d(2)
         self.conv2 = nn.Conv2d(2, 1, 3)
         self.head = nn.Linear(4, 3)
+        assert self.conv1.bias is not None and self.conv2.bias is not None
+        assert self.head.bias is not None
         with torch.no_grad():
             self.conv1.weight.fill_(1.0)
             self.conv1.bias.copy_(
@@ -87,7 +90,7 @@ def assert_same_state(before: dict[str, object], after: dict[str, object]) -> No
 
 
 @pytest.fixture(scope="session")
-def lite0():  # the real default model, loaded once per test session
+def lite0() -> Any:  # the real default model, loaded once per test session
     from vizcnn.models.loading import load_model
 
     return load_model("efficientnet_lite0")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,6 +16,13 @@ from vizcnn.ablation.surgery import ablate
 from vizcnn.ablation.training import TrainConfig, train, trainable_names
 from vizcnn.ablation.variants import Variant
 from vizcnn.core.errors import VizError
+
+
+def _weight(network: Any, index: int) -> torch.Tensor:
+    """The weight of layer `index` of an `mlp` (or of an ablated one's module)."""
+    layer = getattr(network, "module", network)[index]
+    assert isinstance(layer.weight, torch.Tensor)
+    return layer.weight
 
 
 def mlp(seed: int = 0) -> nn.Sequential:
@@ -125,7 +134,7 @@ def test_seeded_training_is_deterministic() -> None:
         identity,
         TrainConfig(retrain="all", epochs=2, batch_size=8, seed=5, from_scratch=True),
     )
-    assert not torch.equal(other.module[8].weight, weights[0][-2])
+    assert not torch.equal(_weight(other, 8), weights[0][-2])
 
 
 def test_head_training_updates_only_new_layers_and_head() -> None:
@@ -139,13 +148,13 @@ def test_head_training_updates_only_new_layers_and_head() -> None:
         "8.weight",
         "8.bias",
     }
-    frozen = cut.module[6].weight.clone()
-    head = cut.module[8].weight.clone()
+    frozen = _weight(cut, 6).clone()
+    head = _weight(cut, 8).clone()
     losses = train(cut, data, identity, TrainConfig(retrain="head", epochs=1, batch_size=8))
     assert len(losses) == 4  # equal budget: ceil(32 / 8) steps per epoch
-    assert torch.equal(cut.module[6].weight, frozen)
-    assert not torch.equal(cut.module[8].weight, head)
-    assert torch.equal(net[8].weight, head)  # the user's network never trains
+    assert torch.equal(_weight(cut, 6), frozen)
+    assert not torch.equal(_weight(cut, 8), head)
+    assert torch.equal(_weight(net, 8), head)  # the user's network never trains
 
 
 def test_retrain_none_refused_where_an_adapter_is_needed() -> None:

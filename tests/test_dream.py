@@ -260,7 +260,7 @@ def test_dream_matches_reference(grad_norm: str, tile: int) -> None:
         layers=("2@1.5",), octaves=3, steps=3, step_size=20, jitter=4, tile=tile,
         grad_norm=grad_norm,  # type: ignore[arg-type]
     )  # fmt: skip
-    ours = dream(loaded, image, config, generator=torch.Generator().manual_seed(7))
+    ours = dream(loaded, image, config, seed=torch.Generator().manual_seed(7))
     torch.testing.assert_close(ours, _reference_dream(loaded, image, config, seed=7))
     assert ours.shape == image.shape and ours.dtype == image.dtype
     assert float((ours - image).abs().mean()) > 1e-3
@@ -271,15 +271,15 @@ def test_same_seed_same_output_and_progress() -> None:
     image = _image(24, 20).float()
     config = DreamConfig(octaves=2, steps=3, jitter=3, step_size=10, tile=12)
     calls: list[tuple[int, int, str]] = []
-    first = dream(loaded, image, config, generator=torch.Generator().manual_seed(0))
+    first = dream(loaded, image, config, seed=torch.Generator().manual_seed(0))
     second = dream(
         loaded,
         image,
         config,
-        generator=torch.Generator().manual_seed(0),
+        seed=torch.Generator().manual_seed(0),
         progress=lambda d, t, m: calls.append((d, t, m)),
     )
-    other = dream(loaded, image, config, generator=torch.Generator().manual_seed(1))
+    other = dream(loaded, image, config, seed=torch.Generator().manual_seed(1))
     assert torch.equal(first, second)
     assert not torch.equal(first, other)
     assert [c[:2] for c in calls] == [(i, 6) for i in range(1, 7)]
@@ -292,21 +292,21 @@ def test_uint8_input_matches_float_input() -> None:
     generator = torch.Generator().manual_seed(4)
     u8 = torch.randint(0, 256, (3, 30, 26), generator=generator, dtype=torch.uint8)
     config = DreamConfig(octaves=2, steps=2, jitter=3, step_size=10)
-    ours = dream(loaded, u8, config, generator=torch.Generator().manual_seed(0))
-    plain = dream(loaded, u8.float() / 255, config, generator=torch.Generator().manual_seed(0))
+    ours = dream(loaded, u8, config, seed=torch.Generator().manual_seed(0))
+    plain = dream(loaded, u8.float() / 255, config, seed=torch.Generator().manual_seed(0))
     assert ours.dtype == torch.float32
-    torch.testing.assert_close(ours, plain, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours, plain, atol=0, rtol=0)  # bit for bit: the CLI feeds uint8
 
 
 def test_tiled_dream_with_bfloat16_gradient_buffer_stays_close_to_float64() -> None:
     image = _image(40, 36)
     config = DreamConfig(octaves=2, steps=3, jitter=5, step_size=10, tile=16)
-    exact = dream(_tiny(), image, config, generator=torch.Generator().manual_seed(0))
+    exact = dream(_tiny(), image, config, seed=torch.Generator().manual_seed(0))
     compact = dream(
         _tiny(dtype=torch.float32),
         image.float(),
         config,
-        generator=torch.Generator().manual_seed(0),
+        seed=torch.Generator().manual_seed(0),
     )
     assert float((exact - image).abs().mean()) > 1e-2  # the dream moved pixels...
     # ...alike: rounding the stored gradient moves a few pixels by a few 8-bit levels at most.
@@ -469,11 +469,11 @@ def test_frames_without_a_generator_get_fresh_rolls_per_frame() -> None:
     generator = torch.Generator().manual_seed(0)
     current = image
     for frame in default:
-        expected = dream(loaded, current, config, generator=generator)
+        expected = dream(loaded, current, config, seed=generator)
         torch.testing.assert_close(frame, expected, rtol=0, atol=0)
         current = zoom_center(expected, 1.0).clamp(0, 1)
     # and not the same seed-0 rolls for every frame
-    fresh = dream(loaded, default[0], config, generator=torch.Generator().manual_seed(0))
+    fresh = dream(loaded, default[0], config, seed=torch.Generator().manual_seed(0))
     assert not torch.equal(default[1], fresh)
 
 
@@ -482,9 +482,9 @@ def test_batched_dream_equals_per_image_dreams(tile: int) -> None:
     loaded = _tiny(dtype=torch.float64)
     images = torch.stack([_image(24, 28, seed=s) for s in range(3)]).double()
     config = DreamConfig(octaves=2, steps=3, jitter=3, step_size=10, tile=tile, grad_norm="std")
-    batched = dream(loaded, images, config, generator=torch.Generator().manual_seed(2))
+    batched = dream(loaded, images, config, seed=torch.Generator().manual_seed(2))
     for index in range(3):  # oracle: each image alone, with the same rolls
-        alone = dream(loaded, images[index], config, generator=torch.Generator().manual_seed(2))
+        alone = dream(loaded, images[index], config, seed=torch.Generator().manual_seed(2))
         torch.testing.assert_close(batched[index], alone, rtol=0, atol=1e-10)
 
 
@@ -587,7 +587,7 @@ def test_cli_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     )
     assert result.exit_code == 1
     assert "did you mean" in result.output and "features.9" in result.output
-    monkeypatch.setattr("vizcnn.cli.dream.mp4_encoder", lambda: None)
+    monkeypatch.setattr("vizcnn.runs.dream.mp4_encoder", lambda: None)
     result = CliRunner().invoke(
         app, ["dream", "sample:coffee", *ALEX, "--frames", "2", "-o", str(tmp_path / "v.mp4")]
     )

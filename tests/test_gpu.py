@@ -70,7 +70,7 @@ def test_render_amp_channels_last() -> None:
     loaded = resnet(CUDA)
     before = model_state(loaded.module)
     config = RenderConfig(steps=8, size=64, batch=2, amp=True, channels_last=True, check_every=4)
-    result = render(loaded, ["layer3:0", "layer3:5"], config, generator=make_generator(0, CUDA))
+    result = render(loaded, ["layer3:0", "layer3:5"], config, seed=make_generator(0, CUDA))
     assert result.images.shape == (2, 3, 64, 64) and result.images.device.type == "cpu"
     assert torch.isfinite(result.images).all() and torch.isfinite(result.values).all()
     assert float(result.images.min()) >= 0 and float(result.images.max()) <= 1
@@ -82,7 +82,7 @@ def test_dream_amp() -> None:
     image = images(1, 96)[0].to(CUDA)
     before = model_state(loaded.module)
     config = DreamConfig(layers=("layer2",), octaves=2, steps=3, amp=True, jitter=4)
-    out = dream(loaded, image, config, generator=make_generator(0, CUDA))
+    out = dream(loaded, image, config, seed=make_generator(0, CUDA))
     assert out.shape == image.shape and out.device.type == CUDA.type
     assert torch.isfinite(out).all() and float(out.min()) >= 0 and float(out.max()) <= 1
     assert (out - image).abs().max() > 1 / 255  # the dream changed the picture
@@ -212,13 +212,18 @@ def test_torchrun_cli_mine_on_cuda(tmp_path: Path) -> None:
 def test_model_left_as_found_on_cuda() -> None:
     # train mode with a child in eval mode: every technique runs eval and restores the flags
     loaded = resnet(CUDA)
-    loaded.module.train()
-    loaded.module.layer1.eval()
-    before = model_state(loaded.module)
-    stats = loaded.module.bn1.running_mean.clone(), loaded.module.bn1.num_batches_tracked.clone()
+    net = loaded.module
+    assert isinstance(net, torchvision.models.ResNet)
+    net.train()
+    net.layer1.eval()
+    before = model_state(net)
+    norm = net.bn1
+    assert isinstance(norm, nn.BatchNorm2d)
+    assert norm.running_mean is not None and norm.num_batches_tracked is not None
+    stats = norm.running_mean.clone(), norm.num_batches_tracked.clone()
     dream(loaded, images(1)[0].to(CUDA), DreamConfig(layers=("layer2",), octaves=1, steps=1))
     mine_topk(loaded, TensorImages(images(4)), MineConfig("layer2", (0,), k=2))
-    assert_same_state(before, model_state(loaded.module))
-    assert torch.equal(loaded.module.bn1.running_mean, stats[0])
-    assert torch.equal(loaded.module.bn1.num_batches_tracked, stats[1])
+    assert_same_state(before, model_state(net))
+    assert torch.equal(norm.running_mean, stats[0])
+    assert torch.equal(norm.num_batches_tracked, stats[1])
     assert isinstance(loaded.module, nn.Module)

@@ -37,12 +37,43 @@ def test_deterministic_dream_repeats_and_estimate_bounds_the_peak() -> None:
     loaded.default_layers["dream"] = ["features.2"]
     image = torch.rand(3, 256, 256, generator=torch.Generator().manual_seed(0)).cuda()
     config = DreamConfig(octaves=2, steps=3, tile=0, deterministic=True)
-    a = dream(loaded, image, config, generator=make_generator(0))
-    b = dream(loaded, image, config, generator=make_generator(0))
+    a = dream(loaded, image, config, seed=0)
+    b = dream(loaded, image, config, seed=make_generator(0))  # an int is a CPU generator
     assert torch.equal(a, b)
     torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated()
-    dream(loaded, image, config, generator=make_generator(0))
+    dream(loaded, image, config, seed=0)
     peak = torch.cuda.max_memory_allocated() - base
     estimate = dream_memory(loaded, (256, 256), config).total
     assert estimate / 3 < peak < estimate * 3  # the estimate is within a factor of a few
+
+
+def test_techniques_on_cuda_leave_the_global_generators_alone() -> None:
+    loaded = tiny_loaded(size=32).to("cuda")
+    loaded.default_layers["dream"] = ["features.2"]
+    image = torch.rand(3, 40, 40, generator=torch.Generator().manual_seed(0)).cuda()
+    cpu, cuda = torch.get_rng_state(), torch.cuda.get_rng_state()
+    render(loaded, ["features.0:0-1"], RenderConfig(steps=2, size=24), seed=3)
+    render(loaded, ["features.0:0"], RenderConfig(steps=2, size=24), seed=make_generator(3, "cuda"))
+    dream(loaded, image, DreamConfig(octaves=1, steps=2), seed=make_generator(1, "cuda"))
+    dream(loaded, image, DreamConfig(octaves=1, steps=2), seed=1)
+    assert torch.equal(torch.get_rng_state(), cpu)
+    assert torch.equal(torch.cuda.get_rng_state(), cuda)
+
+
+def test_an_int_seed_gives_the_same_dream_rolls_on_cpu_and_cuda() -> None:
+    """The rolls come from a CPU generator: the CUDA dream equals the CPU one up to the
+    network's float rounding (TF32 off), never by chance of a device generator."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        image = torch.rand(3, 48, 48, generator=torch.Generator().manual_seed(2))
+        config = DreamConfig(octaves=1, steps=3, jitter=8, amp=False)
+        outs = []
+        for device in ("cpu", "cuda"):
+            loaded = tiny_loaded(size=32).to(device)
+            loaded.default_layers["dream"] = ["features.2"]
+            outs.append(dream(loaded, image.to(device), config, seed=4).cpu())
+        torch.testing.assert_close(outs[1], outs[0], atol=1e-4, rtol=0)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

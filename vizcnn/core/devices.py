@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TypeAlias
 
 import torch
 
@@ -54,14 +56,72 @@ def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torc
     return generator
 
 
+# Every technique's randomness: an int (the CLI's `--seed`; the same int gives the CLI's
+# pictures) or a `torch.Generator` the caller owns and that the technique advances. No
+# technique reads torch's global generator.
+Seed: TypeAlias = int | torch.Generator
+
+
+def as_generator(seed: Seed, device: torch.device | str = "cpu") -> torch.Generator:
+    """The generator a technique draws from: `seed` itself, or a new one on `device` seeded with it.
+
+    An int gives `make_generator(seed, device)`, so `as_generator(3)` and
+    `torch.Generator().manual_seed(3)` draw the same numbers; a generator is returned as it is
+    (on its own device), and drawing from it advances the caller's generator.
+
+    Example:
+        >>> as_generator(0).initial_seed()
+        0
+    """
+    if isinstance(seed, torch.Generator):
+        return seed
+    return make_generator(_int_seed(seed), device)
+
+
+def _int_seed(seed: object) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise VizError(f"seed must be an int or a torch.Generator, got {seed!r}")
+    return seed
+
+
+def seed_record(seed: Seed) -> int | str:
+    """How a seed is written in a provenance block: the int, or a generator's state digest.
+
+    A generator is recorded by a digest of its state when the run starts (`generator 1a2b...`):
+    the same state gives the same pictures, so a resumed run compares it like an int seed.
+    """
+    if not isinstance(seed, torch.Generator):
+        return _int_seed(seed)
+    state = seed.get_state()
+    return f"generator {hashlib.sha256(state.numpy().tobytes()).hexdigest()[:16]}"
+
+
+def draw_seed(seed: Seed) -> int:
+    """An int seed from `seed`: the int itself, or one draw from the generator (advancing it).
+
+    Techniques that seed several generators of their own from one seed (`render`'s chunks) use
+    it: a generator gives the pictures of the int it draws first.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(5)
+        >>> draw_seed(g) == draw_seed(torch.Generator().manual_seed(5))
+        True
+    """
+    if not isinstance(seed, torch.Generator):
+        return _int_seed(seed)
+    return int(torch.randint(0, 2**62, (1,), generator=seed, device=seed.device).item())
+
+
 @contextmanager
 def deterministic_algorithms(enabled: bool = True) -> Iterator[None]:
     """Run the block with `torch.use_deterministic_algorithms(True, warn_only=True)`, then restore.
 
     On CUDA some kernels (atomic adds in backward passes) give slightly different sums from run
     to run; this picks deterministic kernels where torch has them, and torch warns about each op
-    that has none. For cuBLAS, set `CUBLAS_WORKSPACE_CONFIG=:4096:8` before CUDA starts (the
-    CLI's `--deterministic` does). CPU results are deterministic without it.
+    that has none. cuBLAS needs `CUBLAS_WORKSPACE_CONFIG=:4096:8` before its first call in the
+    process: this sets it when unset (so a script gets what the CLI's `--deterministic` gets;
+    a process that already ran a CUDA matmul keeps its workspace, and torch warns). CPU results
+    are deterministic without it.
 
     Example:
         >>> with deterministic_algorithms():
@@ -70,6 +130,7 @@ def deterministic_algorithms(enabled: bool = True) -> Iterator[None]:
     if not enabled:
         yield
         return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
     was = torch.are_deterministic_algorithms_enabled()
     was_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)

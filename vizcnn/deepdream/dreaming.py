@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import torch
 
-from vizcnn.core.devices import deterministic_algorithms, make_generator
+from vizcnn.core.devices import Seed, as_generator, deterministic_algorithms
 from vizcnn.core.image_range import warn_if_normalized
 from vizcnn.core.precision import choose_precision
 from vizcnn.core.progress import ProgressCallback, no_progress
@@ -55,7 +55,7 @@ def dream(
     config: DreamConfig | None = None,
     *,
     guide: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
+    seed: Seed = 0,
     progress: ProgressCallback | None = None,
 ) -> torch.Tensor:
     """DeepDream `image`: the same size back, with what the chosen layers see amplified.
@@ -63,12 +63,16 @@ def dream(
     Args:
         model: a `LoadedModel` or a bare `nn.Module` (see `describe`); left exactly as found.
         image: `(C, H, W)` or `(B, C, H, W)`, float in [0, 1] or uint8 (a quarter of the memory
-            for big images); a colour image for a one-channel model is turned to luminance.
+            for big images; a uint8 image dreams exactly as its float `image / 255`); a colour
+            image for a one-channel model is turned to luminance.
         config: parameters (`DreamConfig()` = the model's default layers, 4 octaves x 10 steps);
             its layers may be submodules (`DreamConfig(layers=(model.layer3,))`), dreamed as
             their dotted names (`vizcnn.hooks.layer_name`).
         guide: `(C, H', W')` image in [0, 1] for guided dreaming, or None.
-        generator: source of the random rolls (same seed, same dream); default seed 0 on CPU.
+        seed: source of the random rolls: an int seeds a CPU generator (`vizcnn dream --seed`,
+            the same rolls on every device, so the CLI's dream for the same image), a
+            `torch.Generator` is drawn from and advanced (`dream(..., seed=s)` equals
+            `seed=torch.Generator().manual_seed(s)`). torch's global generator is never read.
             The rolls are shared by a batch, so image i of a batch dreams as it would alone.
         progress: `progress(done, total, message)` after every step (octaves x steps in all).
 
@@ -85,7 +89,7 @@ def dream(
     warn_if_normalized(image)
     if guide is not None:
         warn_if_normalized(guide)
-    generator = generator or make_generator(0, "cpu")
+    generator = as_generator(seed, "cpu")  # CPU rolls: same seed, same rolls on any device
     with model_guard(loaded.module), deterministic_algorithms(config.deterministic):
         return _dream(loaded, image, config, guide, generator, progress or no_progress)
 

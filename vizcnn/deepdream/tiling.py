@@ -176,7 +176,8 @@ def add_image(x: torch.Tensor, batch: torch.Tensor, alpha: float) -> torch.Tenso
     """`x += alpha * batch` in [0, 1] units at x's size, in place and without a full-size copy."""
     if tuple(batch.shape[-2:]) != tuple(x.shape[-2:]):
         return x.add_(resize(as_unit(batch, x.dtype), (x.shape[-2], x.shape[-1])), alpha=alpha)
-    scale = alpha / 255 if batch.dtype == torch.uint8 else alpha
     for band in row_bands(x.shape[-2]):
-        x[:, :, band].add_(batch[:, :, band], alpha=scale)
+        # uint8 band by band as `as_unit` converts it (a band-sized float copy): a uint8 image
+        # then dreams bit for bit as its float `image / 255`, which is what the CLI feeds
+        x[:, :, band].add_(as_unit(batch[:, :, band], x.dtype), alpha=alpha)
     return x

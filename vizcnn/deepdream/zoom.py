@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from vizcnn.core.devices import make_generator
+from vizcnn.core.devices import Seed, as_generator
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.deepdream.dreaming import DreamConfig, dream
@@ -58,7 +58,7 @@ def dream_frames(
     zoom: ZoomConfig | None = None,
     *,
     guide: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
+    seed: Seed = 0,
     progress: ProgressCallback | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield the frames `(C, H, W)` in [0, 1] of a zoom video, one dream per frame.
@@ -67,8 +67,8 @@ def dream_frames(
         image: `(C, H, W)` in [0, 1], the first frame's input.
         config: dream parameters of every frame.
         zoom: frame count, zoom factor and blend.
-        guide, generator: as for `dream` (default seed 0 on CPU); the generator runs on across
-            frames, so each frame gets its own rolls.
+        guide, seed: as for `dream` (an int seeds one CPU generator, as `vizcnn dream --seed`
+            does); the generator runs on across frames, so each frame gets its own rolls.
         progress: `progress(done, total, message)` over frames x octaves x steps.
 
     Example:
@@ -78,9 +78,9 @@ def dream_frames(
     config = config or DreamConfig()
     zoom = zoom or ZoomConfig()
     report = progress or no_progress
-    # one generator runs on across frames: a fresh seed-0 generator per frame would give every
-    # frame the same rolls
-    generator = generator if generator is not None else make_generator(0, "cpu")
+    # one generator runs on across frames: a fresh generator per frame would give every frame
+    # the same rolls
+    generator = as_generator(seed, "cpu")
     current = image
     for index in range(zoom.frames):
 
@@ -92,7 +92,7 @@ def dream_frames(
             )
 
         dreamed = dream(
-            loaded, current, config, guide=guide, generator=generator, progress=frame_progress
+            loaded, current, config, guide=guide, seed=generator, progress=frame_progress
         )
         if index > 0 and zoom.blend > 0:
             dreamed = torch.lerp(dreamed, current.to(dreamed.dtype), zoom.blend)

@@ -111,7 +111,7 @@ def provenance(
     normalization: Mapping[str, Any] | None = None,
     options: Mapping[str, Any] | None = None,
     data: str | None = None,
-    seed: int | None = None,
+    seed: int | str | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype | str | None = None,
     seconds: float | None = None,
@@ -127,7 +127,7 @@ def provenance(
             (`LoadedModel.normalization`).
         options: every option of the technique, as the user set them or as defaulted.
         data: the data set or image the result was made from.
-        seed, device, dtype: how it ran.
+        seed, device, dtype: how it ran (a generator as seed: `core.devices.seed_record`).
         seconds: wall time taken (None while unknown).
         command: the command line (default: this process's `sys.argv`).
 

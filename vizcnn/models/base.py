@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from itertools import chain
+from typing import Any
 
 import torch
 from torch import nn
@@ -36,6 +37,9 @@ class LoadedModel:
     weights: str = ""  # where the weights came from, for manifests
     # False when mean/std are `default_normalization`'s guess, not the model's known statistics
     stats_given: bool = True
+    # `load_model`'s arguments (spec, weights, ...) as given, so a run can record how to load
+    # this model again; None for a module described, not loaded by spec
+    load_options: dict[str, Any] | None = None
 
     @property
     def channels(self) -> int:

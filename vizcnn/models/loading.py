@@ -101,6 +101,17 @@ def load_model(
     if labels is not None:
         loaded.labels = _read_labels(labels)
     freeze(loaded.module)
+    loaded.load_options = {
+        "spec": spec,
+        "weights": weights,
+        "arch": arch,
+        "trust_checkpoint": trust_checkpoint,
+        "mean": None if mean is None else [float(v) for v in mean],
+        "std": None if std is None else [float(v) for v in std],
+        "size": size,
+        "labels": labels if labels is None or isinstance(labels, str) else list(labels),
+        "seed": seed,
+    }
     return loaded.to(target)
 
 

@@ -12,7 +12,8 @@ averages the objective over several transformed copies per step.
 
 Reproducible by construction: chunks are fixed by unit position and chunk n draws from its own
 generator seeded `seed + n * CHUNK_SEED_STRIDE`, so `render(..., seed=s)`, the CLI with
-`--seed s`, and a resumed run that skips finished units all give the same pictures.
+`--seed s`, and a resumed run that skips finished units all give the same pictures. A
+`torch.Generator` as the seed stands for the int it draws first (`core.devices.draw_seed`).
 
 Example:
     >>> loaded = load_model("efficientnet_lite0")
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from vizcnn.core.adam import Adam, cosine_lr
-from vizcnn.core.devices import deterministic_algorithms, make_generator
+from vizcnn.core.devices import Seed, deterministic_algorithms, draw_seed, make_generator
 from vizcnn.core.errors import VizError
 from vizcnn.core.precision import AmpSetting, check_amp, choose_precision
 from vizcnn.core.progress import ProgressCallback, no_progress
@@ -279,7 +280,7 @@ def render_iter(
     units: Sequence[Unit] | Unit,
     config: RenderConfig = RenderConfig(),
     *,
-    seed: int = 0,
+    seed: Seed = 0,
     skip: Collection[int] = (),
     progress: ProgressCallback = no_progress,
     observe: Callable[[int, torch.Tensor], None] | None = None,
@@ -287,6 +288,7 @@ def render_iter(
     """Like `render`, but yield each chunk's result as soon as it is done (for resumable runs).
 
     Args:
+        seed: as for `render`.
         skip: unit positions not wanted (already rendered). A chunk whose units are all skipped
             is not run; one with some skipped runs whole (its pictures depend on the whole
             chunk) and yields only the wanted rows.
@@ -307,13 +309,14 @@ def render_iter(
         if not skipped.issuperset(chunk)
     ]
     total = sum(len(chunk) for _, chunk in plan) * config.steps
+    base = draw_seed(seed)
     finished = 0
     for number, chunk in plan:
 
         def report(done: int, message: str, offset: int = finished) -> None:
             progress(offset + done, total, message)
 
-        generator = make_generator(seed + CHUNK_SEED_STRIDE * number, loaded.device)
+        generator = make_generator(base + CHUNK_SEED_STRIDE * number, loaded.device)
         with deterministic_algorithms(config.deterministic):
             result = _render_chunk(
                 loaded, objectives, chunk, config, generator, report, len(objectives), observe
@@ -462,7 +465,7 @@ def render(
     units: Sequence[Unit] | Unit,
     config: RenderConfig = RenderConfig(),
     *,
-    seed: int = 0,
+    seed: Seed = 0,
     progress: ProgressCallback = no_progress,
     observe: Callable[[int, torch.Tensor], None] | None = None,
 ) -> RenderResult:
@@ -476,6 +479,9 @@ def render(
         config: steps, size, parameterization, learning rate, batch, diversity, transforms.
         seed: chunk n draws its initial values and transforms from a generator on the model's
             device seeded `seed + n * CHUNK_SEED_STRIDE`; the CLI's `--seed` is the same seed.
+            A `torch.Generator` is drawn from once (`draw_seed`: one int in [0, 2**62)) and
+            stands for that int: `render(..., seed=g)` equals `render(..., seed=draw_seed(h))`
+            for `h` a copy of `g`. torch's global generator is never read.
         progress: `progress(done, total, message)` over units x steps.
         observe: `observe(step, images)` after every step with the chunk's current images
             `(B, C, H, W)` (detached; e.g. to plot how a picture develops).

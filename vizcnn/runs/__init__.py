@@ -1,9 +1,12 @@
 """Runs: a technique's result folder — files, provenance, resume, one run at a time.
 
-Each command of the CLI is one call here plus formatting: `render_folder` writes what
-`vizcnn render` writes, byte for byte but for timestamps; `attribute_folder`, `mine_folder` and
-the others what their commands write. The store (`plan_results`) decides
-what is already done; `folder_lock` keeps a second run out of a folder in use.
+Each command of the CLI is one call here plus formatting, writing what the command writes, byte
+for byte but for timestamps: `render_folder` (`vizcnn render`), `dream_file`, `mine_folder`,
+`attribute_folder`, `filters_file`, `featuremaps_folder`, `kernels_file`, `neighbors_file`,
+`equivariance_folder`, `ablate_folder` / `lesion_folder` (the report's is
+`vizcnn.report.report_folder`). The store (`plan_results`) decides what is already done;
+`folder_lock` (and `file_lock` for a single output file) keeps a second run out of an output in
+use.
 """
 
 from vizcnn.runs.ablate import (
@@ -19,6 +22,7 @@ from vizcnn.runs.attribute import (
     SanityConfig,
     attribute_folder,
 )
+from vizcnn.runs.dream import DreamOutput, DreamRun, dream_file, dream_output
 from vizcnn.runs.equivariance import EquivarianceRun, equivariance_folder
 from vizcnn.runs.features import (
     FeatureMapsRun,
@@ -28,7 +32,7 @@ from vizcnn.runs.features import (
     filters_file,
     kernels_file,
 )
-from vizcnn.runs.lock import folder_lock
+from vizcnn.runs.lock import file_lock, folder_lock
 from vizcnn.runs.mine import MineInterrupted, MineRun, mine_folder
 from vizcnn.runs.neighbors import NeighborsRun, neighbors_file
 from vizcnn.runs.render import (
@@ -43,6 +47,11 @@ from vizcnn.runs.render import (
 from vizcnn.runs.store import StorePlan, check_finished_run, plan_results
 
 __all__ = [
+    "DreamOutput",
+    "DreamRun",
+    "dream_file",
+    "dream_output",
+    "file_lock",
     "AblationRun",
     "EquivarianceRun",
     "FeatureMapsRun",

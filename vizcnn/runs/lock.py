@@ -66,7 +66,26 @@ def folder_lock(folder: str | Path, *, wait: float = 0.0) -> Iterator[Path]:
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / LOCK_NAME
+    with _locked(folder / LOCK_NAME, str(folder), wait) as path:
+        yield path
+
+
+@contextmanager
+def file_lock(path: str | Path, *, wait: float = 0.0) -> Iterator[Path]:
+    """Hold the run lock of one output file (`dream.png`): `.dream.png.vizcnn-lock` beside it.
+
+    For runs whose result is a single file (with its sidecar): two runs writing the same file
+    never leave one's picture with the other's sidecar, and runs writing other files of the
+    same folder go on. Arguments and errors as for `folder_lock`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path.parent / f".{path.name}{LOCK_NAME}", str(path), wait) as lock:
+        yield lock
+
+
+@contextmanager
+def _locked(path: Path, what: str, wait: float) -> Iterator[Path]:
     deadline = time.monotonic() + max(0.0, wait)
     while True:
         file = path.open("a+", encoding="utf-8")
@@ -75,7 +94,7 @@ def folder_lock(folder: str | Path, *, wait: float = 0.0) -> Iterator[Path]:
         file.close()
         if time.monotonic() >= deadline:
             raise VizError(
-                f"{folder} is being written by another vizcnn run ({_holder(path)}); "
+                f"{what} is being written by another vizcnn run ({_holder(path)}); "
                 "wait for it to finish, or write to another folder"
             )
         time.sleep(_POLL_SECONDS)

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from vizcnn.core.devices import Seed, seed_record
 from vizcnn.core.errors import VizError
 from vizcnn.core.precision import choose_precision
 from vizcnn.core.progress import ProgressCallback, no_progress
@@ -204,7 +205,7 @@ def render_folder(
     folder: str | Path,
     config: RenderConfig | None = None,
     *,
-    seed: int = 0,
+    seed: Seed = 0,
     overwrite: bool = False,
     progress: ProgressCallback = no_progress,
 ) -> RenderRun:
@@ -222,7 +223,8 @@ def render_folder(
         folder: output folder (created if missing).
         config: the render's settings (`auto` parameterization resolved for the units).
         seed: initial images and transforms; the same seed gives the same pictures as
-            `render(..., seed=seed)` and as an uninterrupted run.
+            `render(..., seed=seed)` and as an uninterrupted run. A `torch.Generator` is
+            recorded by its state (`seed_record`) and drawn from once, as by `render`.
         overwrite: re-render units made with other settings instead of refusing.
         progress: `progress(done, total, message)` in optimizer steps.
 
@@ -242,7 +244,7 @@ def render_folder(
         module=loaded.module,
         normalization=loaded.normalization,
         options=_options(config, loaded),
-        seed=seed,
+        seed=seed_record(seed),
         device=loaded.device,
         dtype=loaded.dtype,
     )

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from vizcnn.core.devices import make_generator
 from vizcnn.core.progress import ProgressCallback, scaled_progress
 from vizcnn.data.datasets import ImageSource, collate
 from vizcnn.deepdream.dreaming import DreamConfig, dream
@@ -198,9 +197,12 @@ def make_dream(
         steps=int(artifact.params["steps"]),
         amp=artifact.params["precision"] == "bfloat16",
     )
-    generator = make_generator(int(artifact.params["seed"]), loaded.device)
     dreamed = dream(
-        loaded, image.image.to(loaded.device), config, generator=generator, progress=progress
+        loaded,
+        image.image.to(loaded.device),
+        config,
+        seed=int(artifact.params["seed"]),  # CPU rolls, as `vizcnn dream --seed`
+        progress=progress,
     )
     options = {**asdict(config), "layers": [t.spec for t in config.targets(loaded)]}
     files = {"dream.png": dreamed.cpu(), "input.png": image.image}
