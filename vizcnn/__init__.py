@@ -4,7 +4,19 @@ import importlib
 from typing import TYPE_CHECKING
 
 from vizcnn._version import __version__ as __version__
-from vizcnn.core.devices import make_generator, resolve_device
+from vizcnn.attribution import (
+    Attributions,
+    Deconvolution,
+    GradCAM,
+    GuidedBackprop,
+    GuidedGradCAM,
+    IntegratedGradients,
+    Occlusion,
+    Saliency,
+    SmoothGrad,
+    attribute,
+)
+from vizcnn.core.devices import Seed, as_generator, make_generator, resolve_device
 from vizcnn.core.errors import InputRangeWarning, VizError
 from vizcnn.data.datasets import open_dataset
 from vizcnn.deepdream.dreaming import DreamConfig, LayerTarget, dream
@@ -29,45 +41,42 @@ from vizcnn.models.base import ModelLike, as_loaded, describe
 from vizcnn.models.loading import DEFAULT_MODEL, LoadedModel, available_models, load_model
 from vizcnn.optvis.objectives import Objective
 from vizcnn.optvis.rendering import RenderConfig, RenderResult, render
-from vizcnn.runs import RenderRun, RenderUnit, render_folder
+from vizcnn.runs import (
+    AblationRun,
+    AttributeRun,
+    DreamRun,
+    EquivarianceRun,
+    FeatureMapsRun,
+    FiltersRun,
+    KernelsRun,
+    LesionRun,
+    MineRun,
+    NeighborsRun,
+    RenderRun,
+    RenderUnit,
+    ablate_folder,
+    attribute_folder,
+    dream_file,
+    equivariance_folder,
+    featuremaps_folder,
+    filters_file,
+    kernels_file,
+    lesion_folder,
+    mine_folder,
+    neighbors_file,
+    render_folder,
+)
 
 if TYPE_CHECKING:  # typed for checkers and editors; imported on first use below
-    from vizcnn.attribution import (
-        Attributions,
-        Deconvolution,
-        GradCAM,
-        GuidedBackprop,
-        GuidedGradCAM,
-        IntegratedGradients,
-        Occlusion,
-        Saliency,
-        SmoothGrad,
-        attribute,
-    )
-    from vizcnn.runs.attribute import AttributeRun, attribute_folder
+    from vizcnn.report import ReportConfig, ReportRun, report_folder
 
-
-# imported on first use: captum (behind attribution) takes about a second to import, which a
-# render or dream should not pay
-_LAZY = {
-    name: "vizcnn.attribution"
-    for name in (
-        "attribute",
-        "Attributions",
-        "Saliency",
-        "IntegratedGradients",
-        "SmoothGrad",
-        "GuidedBackprop",
-        "Deconvolution",
-        "GradCAM",
-        "GuidedGradCAM",
-        "Occlusion",
-    )
-} | {"attribute_folder": "vizcnn.runs.attribute", "AttributeRun": "vizcnn.runs.attribute"}
+# imported on first use: the report pulls in matplotlib and Jinja2 (about half a second), which
+# a render or dream should not pay
+_LAZY = {name: "vizcnn.report" for name in ("ReportConfig", "ReportRun", "report_folder")}
 
 
 def __getattr__(name: str) -> object:
-    """`vizcnn.attribute`, the attribution methods and `attribute_folder`, imported on first use."""
+    """`vizcnn.report_folder`, `ReportConfig` and `ReportRun`, imported on first use."""
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'vizcnn' has no attribute {name!r}")
@@ -84,11 +93,34 @@ __all__ = [
     "GradCAM",
     "GuidedGradCAM",
     "Occlusion",
+    "AblationRun",
     "AttributeRun",
-    "attribute_folder",
+    "DreamRun",
+    "EquivarianceRun",
+    "FeatureMapsRun",
+    "FiltersRun",
+    "KernelsRun",
+    "LesionRun",
+    "MineRun",
+    "NeighborsRun",
     "RenderRun",
     "RenderUnit",
+    "ReportConfig",
+    "ReportRun",
+    "ablate_folder",
+    "attribute_folder",
+    "dream_file",
+    "equivariance_folder",
+    "featuremaps_folder",
+    "filters_file",
+    "kernels_file",
+    "lesion_folder",
+    "mine_folder",
+    "neighbors_file",
     "render_folder",
+    "report_folder",
+    "Seed",
+    "as_generator",
     "DreamConfig",
     "LayerTarget",
     "ZoomConfig",
