@@ -9,6 +9,7 @@ from vizcnn.core.errors import VizError
 PROJECTIONS = ("deconv", "guided", "none")
 DEFAULT_IMAGES = ("sample:coffee", "sample:chelsea")
 DEFAULT_METHODS = ("saliency", "ig", "gradcam")
+REPORT_BATCH = 32  # images per forward pass while mining where `RunOptions.batch` is None
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,9 @@ from vizcnn.models.base import LoadedModel
 from vizcnn.optvis.rendering import RenderConfig, render
 from vizcnn.receptive.table import layer_table
 from vizcnn.report.builder.plan import Artifact, ImageInput, Plan
+from vizcnn.report.config import REPORT_BATCH
 
 THUMB = 64  # side of the unit thumbnails on the index page
-REPORT_BATCH = 32  # images per forward pass while mining where `RunOptions.batch` is None
 
 
 @dataclass
