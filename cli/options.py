@@ -62,10 +62,10 @@ def field_options(config: type, helps: dict[str, str], *, given: bool = False) -
         kind: Any = FINITE_FLOAT if isinstance(default, float) else type(default)
         if name == "grad_norm":
             kind = click.Choice(["mean", "std"])
-        shown_default = {"help": f"{text}  [default: {default:g}]", "default": None}
-        settings = {"default": default, "show_default": True, "help": text}
-        flag = "--" + name.replace("_", "-")
-        options.append(click.option(flag, type=kind, **(shown_default if given else settings)))
+        settings: dict[str, Any] = {"default": default, "show_default": True, "help": text}
+        if given:
+            settings = {"help": f"{text}  [default: {default:g}]", "default": None}
+        options.append(click.option("--" + name.replace("_", "-"), type=kind, **settings))
     return _stack(options)
 
 

@@ -271,7 +271,7 @@ def _mine_folder(
                     progress=progress,
                 )
                 block["seconds"] = round(time.perf_counter() - started, 3)
-                run.files = write_files(target, block, dataset, config, top, run.patches)
+                run.files = write_files(target, block, dataset, config, top, run.patches, options)
     except BaseException:
         if created and shard.is_main:  # a run that stopped before writing leaves no folder
             with contextlib.suppress(OSError):
