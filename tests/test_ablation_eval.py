@@ -171,7 +171,7 @@ def test_run_without_retraining_matches_hand_built_network() -> None:
     data = toy_data()
     net = mlp().eval()
     result = run_ablation(net, [Variant("no-relu", ("1",))], data, TrainConfig(retrain="none"),
-                          batch_size=5, planned=plan(net, [Variant("no-relu", ("1",))], TrainConfig(retrain="none"), example=data.images[:2]))  # fmt: skip
+                          run=RunOptions(batch=5), planned=plan(net, [Variant("no-relu", ("1",))], TrainConfig(retrain="none"), example=data.images[:2]))  # fmt: skip
     assert [r.name for r in result.rows] == ["original", "no-relu"]
     by_hand = nn.Sequential(*[m for i, m in enumerate(net) if i != 1])
     want = brute_force(by_hand, mlp(), data)

@@ -245,5 +245,12 @@ def test_recipe_fills_lr_and_schedule_left_unset_and_keeps_those_set() -> None:
     loaded = tiny_loaded()
     with pytest.raises(ValueError, match="resolved"):
         rendering._render_chunk(
-            loaded, [], [0], RenderConfig(param="fft"), torch.Generator(), lambda *a: None, 1
+            loaded,
+            [],
+            [0],
+            RenderConfig(param="fft"),
+            RunOptions(),
+            torch.Generator(),
+            lambda *a: None,
+            1,
         )
