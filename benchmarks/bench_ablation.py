@@ -31,6 +31,7 @@ from vizcnn.ablation.data import TensorData, digits
 from vizcnn.ablation.evaluate import evaluate
 from vizcnn.ablation.surgery import ablate
 from vizcnn.ablation.training import TrainConfig, train
+from vizcnn.core.run_options import RunOptions
 from vizcnn.models.loading import load_model
 
 
@@ -51,7 +52,7 @@ def bench_eval(name: str, data: TensorData, batch: int, repeats: int) -> tuple[f
                 module(inputs)
 
     def ours() -> None:
-        evaluate({"net": module}, data, loaded.normalize, batch_size=batch)
+        evaluate({"net": module}, data, loaded.normalize, run=RunOptions(batch=batch))
 
     ours()  # warm-up: first-call costs on both sides
     limit()

@@ -73,9 +73,9 @@ def main() -> None:
     work: dict[str, Callable[[], object]] = {}
     for amp in (False, True):
         name = "bf16" if amp else "float32"
-        config = RenderConfig(steps=args.steps, batch=8, amp=amp)
+        config = RenderConfig(steps=args.steps)
         work[f"render {name}"] = lambda c=config: render(loaded, units, c, seed=0)
-        dream_config = DreamConfig(octaves=2, steps=5, amp=amp)
+        dream_config = DreamConfig(octaves=2, steps=5)
         work[f"dream {name}"] = lambda c=dream_config: dream(loaded, photo, c)
     nets: dict[str, Callable[[], None]] = {}
     for how in ("float32", "bf16 (plain autocast)", "bf16 (vizcnn)"):

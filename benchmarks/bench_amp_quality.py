@@ -25,6 +25,7 @@ import torch
 
 from vizcnn import load_model
 from vizcnn.core.precision import cpu_bf16_supported
+from vizcnn.core.run_options import RunOptions
 from vizcnn.data import sample_image
 from vizcnn.deepdream import DreamConfig, dream
 from vizcnn.io.imaging import resize, save_png
@@ -60,8 +61,10 @@ def main() -> None:
     values: dict[bool, torch.Tensor] = {}
     for amp in (False, True):
         start = time.perf_counter()
-        config = RenderConfig(steps=args.steps, batch=16, amp=amp)
-        values[amp] = render(lite0, args.units, config, seed=args.seed).values
+        config = RenderConfig(steps=args.steps)
+        values[amp] = render(
+            lite0, args.units, config, seed=args.seed, run=RunOptions(batch=1, amp=amp)
+        ).values
         print(f"render {args.units} amp={amp}: {time.perf_counter() - start:.1f} s")
     ratio = values[True] / values[False]
     within = int(((ratio - 1).abs() <= 0.05).sum())
@@ -74,8 +77,14 @@ def main() -> None:
 
     for amp in (False, True):
         start = time.perf_counter()
-        config = RenderConfig(steps=args.class_steps, param="fft", batch=1, amp=amp)  # as recorded
-        image = render(lite0, [obj.class_logit(ESPRESSO)], config, seed=args.seed).images
+        config = RenderConfig(steps=args.class_steps, param="fft")  # as recorded
+        image = render(
+            lite0,
+            [obj.class_logit(ESPRESSO)],
+            config,
+            seed=args.seed,
+            run=RunOptions(batch=1, amp=amp),
+        ).images
         seconds = time.perf_counter() - start
         if args.out:
             save_png(image[0], Path(args.out) / f"espresso_{'bf16' if amp else 'fp32'}.png")
@@ -87,7 +96,9 @@ def main() -> None:
         )
 
     photo = sample_image("coffee")
-    dreams = {amp: dream(lite0, photo, DreamConfig(amp=amp)) for amp in (False, True)}
+    dreams = {
+        amp: dream(lite0, photo, DreamConfig(), run=RunOptions(amp=amp)) for amp in (False, True)
+    }
     if args.out:
         for amp, picture in dreams.items():
             save_png(picture, Path(args.out) / f"dream_{'bf16' if amp else 'fp32'}.png")

@@ -43,6 +43,7 @@ from vizcnn import attribution as viz
 from vizcnn import load_model
 from vizcnn.attribution import METHODS, attribute
 from vizcnn.attribution.methods import default_layer, occlusion_geometry
+from vizcnn.core.run_options import RunOptions
 from vizcnn.data.datasets import preprocess
 from vizcnn.data.samples import sample_image
 from vizcnn.hooks import find_module
@@ -137,7 +138,7 @@ def main() -> None:
                         loaded,
                         images,
                         [{"ig": ig, "smoothgrad": smooth}.get(m, m)],
-                        batch=args.batch,
+                        run=RunOptions(batch=args.batch),
                     )
                 )
             )

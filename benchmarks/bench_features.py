@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from vizcnn import load_model
+from vizcnn.core.run_options import RunOptions
 from vizcnn.data.datasets import TensorImages
 from vizcnn.features import EquivarianceConfig, embed_dataset, measure_equivariance
 
@@ -63,14 +64,14 @@ def main() -> None:
                 module(loaded.normalize(images[start : start + args.batch]))
 
     def ours_embed() -> None:
-        embed_dataset(loaded, data, batch_size=args.batch)
+        embed_dataset(loaded, data, run=RunOptions(batch=args.batch))
 
-    embed_dataset(loaded, data, batch_size=args.batch, cache_dir=cache)  # fill the cache
+    embed_dataset(loaded, data, cache_dir=cache, run=RunOptions(batch=args.batch))  # fill the cache
 
     def cache_hit() -> None:
-        assert embed_dataset(loaded, data, batch_size=args.batch, cache_dir=cache).cached
+        assert embed_dataset(loaded, data, cache_dir=cache, run=RunOptions(batch=args.batch)).cached
 
-    config = EquivarianceConfig(shifts=tuple(range(1, args.shifts + 1)), batch_size=args.batch)
+    config = EquivarianceConfig(shifts=tuple(range(1, args.shifts + 1)))
     wide = torch.rand(args.images, 3, 224, 224 + args.shifts, generator=generator)
 
     def bare_equivariance() -> None:
@@ -81,7 +82,7 @@ def main() -> None:
                     module(loaded.normalize(batch[..., shift : shift + 224]))
 
     def ours_equivariance() -> None:
-        measure_equivariance(loaded, wide, config)
+        measure_equivariance(loaded, wide, config, run=RunOptions(batch=args.batch))
 
     variants: dict[str, Callable[[], object]] = {}
     if "neighbours" in args.parts:

@@ -26,6 +26,7 @@ import time
 
 import torch
 
+from vizcnn.core.run_options import RunOptions
 from vizcnn.data.datasets import ImageSource, TensorImages
 from vizcnn.hooks import capture
 from vizcnn.mining.streaming import MineConfig, mine_topk
@@ -67,7 +68,7 @@ def throughput(size: int, layer: str, batch: int, batches: int, repeats: int) ->
     images = torch.rand(batch * batches, 3, size, size, generator=generator)
     chunks = [images[i : i + batch] for i in range(0, len(images), batch)]
     data = TensorImages(images)
-    config = MineConfig(layer=layer, k=9, batch_size=batch, workers=0)
+    config = MineConfig(layer=layer, k=9)
     limit_times, our_times = [], []
 
     def limit_run() -> float:
@@ -82,7 +83,7 @@ def throughput(size: int, layer: str, batch: int, batches: int, repeats: int) ->
 
     def our_run() -> float:
         started = time.perf_counter()
-        mine_topk(loaded, data, config)
+        mine_topk(loaded, data, config, run=RunOptions(batch=batch, workers=0))
         return time.perf_counter() - started
 
     limit_run(), our_run()  # warm-up: allocator, oneDNN kernels
@@ -117,7 +118,7 @@ def resident_mb() -> float:
 
 def memory_child(count: int, size: int, layer: str) -> None:
     loaded = load_model("efficientnet_lite0", size=size)
-    config = MineConfig(layer=layer, k=9, batch_size=64, workers=0)
+    config = MineConfig(layer=layer, k=9)
     baseline = resident_mb()
     peak = [baseline]
 
@@ -125,7 +126,13 @@ def memory_child(count: int, size: int, layer: str) -> None:
         peak.append(resident_mb())  # once per batch: the high-water mark of the mining phase
 
     started = time.perf_counter()
-    top = mine_topk(loaded, SyntheticImages(count, size), config, progress=sample)
+    top = mine_topk(
+        loaded,
+        SyntheticImages(count, size),
+        config,
+        progress=sample,
+        run=RunOptions(batch=64, workers=0),
+    )
     elapsed = time.perf_counter() - started
     peak.append(resident_mb())
     process_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

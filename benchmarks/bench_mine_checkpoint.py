@@ -35,11 +35,11 @@ def main() -> None:
     images = torch.rand(count, 3, 96, 96, generator=torch.Generator().manual_seed(0))
     data = TensorImages(images)
     settings = {
-        "none": (None, MineConfig("_blocks.4", k=9, batch_size=64)),
-        "default": ("ckpt", MineConfig("_blocks.4", k=9, batch_size=64)),
+        "none": (None, MineConfig("_blocks.4", k=9)),
+        "default": ("ckpt", MineConfig("_blocks.4", k=9)),
         "every batch": (
             "ckpt",
-            MineConfig("_blocks.4", k=9, batch_size=64, checkpoint_seconds=1e-9),
+            MineConfig("_blocks.4", k=9, checkpoint_seconds=1e-9),
         ),
     }
     times: dict[str, list[float]] = {name: [] for name in settings}

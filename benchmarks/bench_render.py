@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vizcnn import load_model
+from vizcnn.core.run_options import RunOptions
 from vizcnn.hooks import capture
 from vizcnn.models.loading import LoadedModel
 from vizcnn.optvis.objectives import ObjectiveContext, stack
@@ -164,9 +165,10 @@ def main() -> None:
         loaded,
         units,
         # float32 and fft, like the comparison loops (auto would pick bf16 on a bf16 CPU)
-        RenderConfig(steps=args.steps, batch=len(units), param="fft", amp=False),
+        RenderConfig(steps=args.steps, param="fft"),
         seed=0,
         progress=progress,
+        run=RunOptions(batch=len(units), amp=False),
     )
     wall = time.perf_counter() - started - sum(sum(times[name]) for name in others)
     for name in others:

@@ -14,7 +14,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -27,10 +26,11 @@ import torch  # noqa: E402
 from bench_transfer import CLASSES, classify, parse_recipe  # noqa: E402
 
 from vizcnn import load_model  # noqa: E402
+from vizcnn.core.run_options import RunOptions  # noqa: E402
 from vizcnn.io.imaging import resize  # noqa: E402
 from vizcnn.models.loading import LoadedModel  # noqa: E402
 from vizcnn.optvis.objectives import class_logit  # noqa: E402
-from vizcnn.optvis.rendering import RenderConfig, render  # noqa: E402
+from vizcnn.optvis.rendering import DEFAULT_BATCH, RenderConfig, render  # noqa: E402
 
 
 def curve(
@@ -39,7 +39,7 @@ def curve(
     """Render `targets` with recipe `text`; objective and transfer every `every` steps."""
     name, fields = parse_recipe(text, steps)
     config = RenderConfig(**{"param": name, **fields})  # type: ignore[arg-type]
-    config = dataclasses.replace(config, batch=max(config.batch, len(targets)))
+    run = RunOptions(batch=max(DEFAULT_BATCH, len(targets)))
     index = torch.tensor(targets)
     points: list[dict[str, float]] = []
     clock = {"spent": 0.0, "since": time.perf_counter()}
@@ -63,7 +63,7 @@ def curve(
             print(f"  {text} step {step}: {point}", flush=True)
         clock["since"] = time.perf_counter()
 
-    result = render(loaded, [class_logit(c) for c in targets], config, observe=observe)
+    result = render(loaded, [class_logit(c) for c in targets], config, observe=observe, run=run)
     return points, result.images
 
 

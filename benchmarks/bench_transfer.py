@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import dataclasses
 import json
 import os
 import subprocess
@@ -41,10 +40,11 @@ import numpy as np
 import torch
 
 from vizcnn import load_model
+from vizcnn.core.run_options import RunOptions
 from vizcnn.io.imaging import resize
 from vizcnn.models.loading import LoadedModel
 from vizcnn.optvis.objectives import class_logit
-from vizcnn.optvis.rendering import RenderConfig, render
+from vizcnn.optvis.rendering import DEFAULT_BATCH, RenderConfig, render
 
 # 20 ImageNet classes: objects, animals, food, scenes; the first 5 make the before/after sheet.
 CLASSES = (
@@ -91,9 +91,9 @@ def render_ours(
     loaded: LoadedModel, name: str, fields: dict[str, object], units: list, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     config = RenderConfig(**{"param": name, **fields})  # type: ignore[arg-type]
-    config = dataclasses.replace(config, batch=max(config.batch, len(units)))
+    run = RunOptions(batch=max(DEFAULT_BATCH, len(units)))
     started = time.perf_counter()
-    result = render(loaded, units, config, seed=seed)
+    result = render(loaded, units, config, seed=seed, run=run)
     return result.images, result.values, time.perf_counter() - started
 
 

@@ -22,7 +22,7 @@ from vizcnn.runs.ablate import (
 )
 
 from .common import device_from, friendly_errors, model_options, open_model, run_options
-from .options import FINITE_FLOAT
+from .options import FINITE_FLOAT, batch_option, output_options, run_from, shown
 from .progress import progress_bar
 
 
@@ -80,24 +80,14 @@ def _summary(run: AblationRun | LesionRun, model: str) -> str:
     help=f"Training epochs per variant. [default: {TrainConfig.epochs}; built-in digits "
     f"experiment: {DIGITS_CONFIG.epochs}]",
 )
-@click.option(
-    "--lr", type=FINITE_FLOAT, default=TrainConfig.lr, show_default=True, help="Adam learning rate."
-)
-@click.option(
-    "--batch",
-    type=int,
-    default=TrainConfig.batch_size,
-    show_default=True,
-    help="Images per step / pass.",
-)
+@shown("--lr", type=FINITE_FLOAT, default=TrainConfig.lr, help="Adam learning rate.")
+@batch_option(TrainConfig.batch_size, "Images per training step / evaluation pass.")
 @click.option(
     "--train-data",
     default=None,
     help="ImageFolder to retrain on (default for DATA=digits: the digits training split).",
 )
-@click.option(
-    "--crops", type=int, default=ABLATE_CROPS, show_default=True, help="samples: crops per photo."
-)
+@shown("--crops", type=int, default=ABLATE_CROPS, help="samples: crops per photo.")
 @click.option(
     "--threads",
     type=click.IntRange(min=1),
@@ -106,9 +96,7 @@ def _summary(run: AblationRun | LesionRun, model: str) -> str:
     "as LeNet-5 on a busy machine.",
 )
 @run_options
-@click.option(
-    "-o", "--output", required=True, help="Output folder (results.md, results.json, chart.png)."
-)
+@output_options("Output folder (results.md, results.json, chart.png).")
 @friendly_errors
 def ablate_command(data: str, output: str, **options: Any) -> None:
     """Remove layers (or zero channels) on copies of a model, retrain fairly, compare accuracy.
@@ -147,12 +135,7 @@ def ablate_command(data: str, output: str, **options: Any) -> None:
             run: AblationRun | LesionRun
             if options["blocks"]:
                 run = lesion_folder(
-                    loaded,
-                    data,
-                    output,
-                    batch_size=options["batch"],
-                    seed=options["seed"],
-                    **shared,
+                    loaded, data, output, seed=options["seed"], run=run_from(options), **shared
                 )
             else:
                 config = experiment_config(not variants, batch_size=options["batch"], **given)

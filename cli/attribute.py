@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from vizcnn.attribution.maps import DEFAULT_BATCH
 from vizcnn.attribution.methods import (
     DEFAULT_METHODS,
     METHODS,
@@ -19,7 +20,7 @@ from vizcnn.io.paths import ensure_writable
 from vizcnn.runs.attribute import DeletionConfig, SanityConfig, attribute_folder
 
 from .common import device_from, friendly_errors, model_options, open_model, run_options
-from .options import FINITE_FLOAT
+from .options import FINITE_FLOAT, batch_option, output_options, run_from
 from .progress import progress_bar
 
 
@@ -34,7 +35,7 @@ from .progress import progress_bar
 @click.option("--target", default="top1", show_default=True,
               help="Class to explain: top1, a name (espresso) or an index (967).")  # fmt: skip
 @click.option("--layer", default=None, help="Grad-CAM layer (default: the model's last Conv2d).")
-@click.option("--batch", default=8, show_default=True, help="Images per call of a method.")
+@batch_option(DEFAULT_BATCH, "Images per call of a method.")
 @click.option("--baseline", type=FINITE_FLOAT, default=IntegratedGradients.baseline,
               show_default=True, help="Flat grey level in [0, 1] for IG, occlusion and deletion.")  # fmt: skip
 @click.option("--ig-steps", default=IntegratedGradients.steps, show_default=True,
@@ -56,10 +57,8 @@ from .progress import progress_bar
               "methods on all images (occlusion makes it slow).")  # fmt: skip
 @click.option("--sanity-stages", default=SanityConfig.stages, show_default=True,
               help="Randomization stages, top layer first.")  # fmt: skip
-@click.option("-o", "--output", default="attribution", show_default=True,
-              type=click.Path(file_okay=False), help="Output folder.")  # fmt: skip
-@click.option("--overwrite", is_flag=True,
-              help="Redo a folder whose manifest was made with other settings.")  # fmt: skip
+@output_options("Output folder.", default="attribution", type=click.Path(file_okay=False),
+                overwrite="Redo a folder whose manifest was made with other settings.")  # fmt: skip
 @run_options
 @friendly_errors
 def attribute_command(
@@ -108,12 +107,12 @@ def attribute_command(
             options["output"],
             chosen,
             targets=options["target"],
-            batch=options["batch"],
             deletion=deletion if options["deletion"] else None,
             sanity=SanityConfig(options["sanity_stages"]) if options["sanity"] else None,
             seed=options["seed"],
             overwrite=options["overwrite"],
             progress=progress,
+            run=run_from(options),
         )
     for line in run.warnings:
         click.echo(f"warning: {line}", err=True)

@@ -190,6 +190,9 @@ FIELD_FLAGS = {
     "amp=True ignored": "--amp ignored",
     "(weights=..., or seed=... with weights='none'):": "(--weights, or --seed with --weights none):",
     "limit must be at least 1": "--limit must be at least 1",
+    # RunOptions (vizcnn.core.run_options)
+    "batch must be at least 1 (or None: the default)": "--batch must be at least 1",
+    "workers must be 0 or more": "--workers must be 0 or more",
     "describe(module, mean=..., std=...) or load_model(..., mean=..., std=...)": "--mean/--std",
     "(describe(labels=...) or load_model(labels=FILE))": "(--labels FILE)",
     "name a layer (layer=...)": "name one with --layer",

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import click
 
-from vizcnn.core.precision import AUTO
 from vizcnn.data.samples import sample_names
 from vizcnn.deepdream.dreaming import DreamConfig
 from vizcnn.deepdream.zoom import ZoomConfig
@@ -22,7 +20,7 @@ from .common import (
     progress_enabled,
     run_options,
 )
-from .options import FINITE_FLOAT, F
+from .options import FINITE_FLOAT, field_options, output_options, precision_options, run_from
 from .progress import progress_bar
 
 # every command that takes an image lists the bundled ones
@@ -45,25 +43,6 @@ ZOOM_HELP = {
     "blend": "Zoom video: mix this share of the previous frame into each dream (0..1; 0.3 "
     "calms flicker).",
 }
-
-
-def field_options(config: type, helps: dict[str, str], *, given: bool = False) -> Callable[[F], F]:
-    """One option per config field, its default the field's (`given`: None unless given,
-    for a config that is made only when one of its options is)."""
-
-    def decorate(func: F) -> F:
-        for name, text in reversed(helps.items()):
-            default = getattr(config, name)
-            kind: Any = FINITE_FLOAT if isinstance(default, float) else type(default)
-            if name == "grad_norm":
-                kind = click.Choice(["mean", "std"])
-            shown = {"help": f"{text}  [default: {default:g}]", "default": None} if given else {}
-            flag = "--" + name.replace("_", "-")
-            options = {"default": default, "show_default": True, "help": text, **shown}
-            func = click.option(flag, type=kind, **options)(func)
-        return func
-
-    return decorate
 
 
 def _plural(count: int, noun: str) -> str:
@@ -92,21 +71,13 @@ def _summary(run: DreamRun) -> str:
 @field_options(ZoomConfig, ZOOM_HELP, given=True)
 @click.option("--fps", type=FINITE_FLOAT, default=DEFAULT_FPS, show_default=True,
               help="Zoom video: frames per second.")  # fmt: skip
-@click.option("--amp/--no-amp", default=None,
-              help="bfloat16 autocast for the network (the image and its updates stay float32). "
-              "Default (neither flag): auto, on where the hardware runs bf16 natively (CPUs with "
-              "AVX512-BF16 or AMX, CUDA Ampere+), float32 elsewhere. --amp forces it (a warning "
-              "where it cannot run); --no-amp forces float32.")  # fmt: skip
-@click.option("--deterministic", is_flag=True,
-              help="Deterministic kernels, so that the same seed gives the same dream on CUDA "
-              "too (slower; torch warns about any op without one). CPU runs are deterministic "
-              "anyway.")  # fmt: skip
-@click.option("-o", "--output", default="dream.png", show_default=True,
-              help="dream.png; out.gif / out.mp4 / a folder for a zoom video. An output already "
-              "made with these settings is kept; one made with other settings stops the run "
-              "unless --overwrite.")  # fmt: skip
-@click.option("--overwrite", is_flag=True,
-              help="Replace an -o made with other settings (image, layers, seed, ...).")  # fmt: skip
+@precision_options("dream")
+@output_options(
+    "dream.png; out.gif / out.mp4 / a folder for a zoom video. An output already made with "
+    "these settings is kept; one made with other settings stops the run unless --overwrite.",
+    default="dream.png",
+    overwrite="Replace an -o made with other settings (image, layers, seed, ...).",
+)
 @run_options
 @friendly_errors
 def dream_command(image: str, output: str, overwrite: bool, **options: Any) -> None:
@@ -121,17 +92,15 @@ def dream_command(image: str, output: str, overwrite: bool, **options: Any) -> N
     The same --seed gives the same dream on the same device (on CUDA with --deterministic), and
     the same file as the Python API's dream_file(...) (pixels: dream(..., seed=...)).
     """
+    run = run_from(options)  # before the model loads (--deterministic's cuBLAS setting)
     config = DreamConfig(
-        layers=tuple(options["layers"]),
-        amp=AUTO if options["amp"] is None else options["amp"],
-        deterministic=options["deterministic"],
-        **{key: options[key] for key in RECIPE_HELP},
+        layers=tuple(options["layers"]), **{key: options[key] for key in RECIPE_HELP}
     )
     zoom = {key: options[key] for key in ZOOM_HELP if options[key] is not None}
     dream_output(output)  # a wrong name or an unwritable place fails before the model loads
     loaded = open_model(options, device_from(options))
     with echo_warnings(), progress_bar(progress_enabled(options), unit="step") as progress:
-        run = dream_file(
+        made = dream_file(
             loaded,
             image,
             output,
@@ -142,5 +111,6 @@ def dream_command(image: str, output: str, overwrite: bool, **options: Any) -> N
             seed=options["seed"],
             overwrite=overwrite,
             progress=progress,
+            run=run,
         )
-    click.echo(_summary(run))
+    click.echo(_summary(made))

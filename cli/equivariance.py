@@ -6,12 +6,13 @@ from typing import Any
 
 import click
 
-from vizcnn.features.equivariance import EquivarianceConfig, parse_shifts
+from vizcnn.features.equivariance import DEFAULT_BATCH, EquivarianceConfig, parse_shifts
 from vizcnn.io.paths import ensure_writable
 from vizcnn.runs.equivariance import EQUIVARIANCE_LIMIT, equivariance_folder
 
 from .common import device_from, friendly_errors, model_options, open_model, run_options
 from .features import SAMPLES_EPILOG
+from .options import batch_option, output_options, run_from
 from .progress import progress_bar
 
 
@@ -51,16 +52,11 @@ from .progress import progress_bar
     show_default=True,
     help="Share of each map side left out at both ends (padding effects).",
 )
-@click.option(
-    "--batch",
-    default=EquivarianceConfig.batch_size,
-    show_default=True,
-    help="Images per forward pass.",
-)
+@batch_option(DEFAULT_BATCH)
 @click.option(
     "--limit", default=EQUIVARIANCE_LIMIT, show_default=True, help="Images used from a data set."
 )
-@click.option("-o", "--output", required=True, help="Output folder: JSON, markdown table, plot.")
+@output_options("Output folder: JSON, markdown table, plot.")
 @run_options
 @friendly_errors
 def equivariance_command(
@@ -70,7 +66,6 @@ def equivariance_command(
     direction: str,
     mode: str,
     border: float,
-    batch: int,
     limit: int,
     output: str,
     **options: Any,
@@ -93,13 +88,19 @@ def equivariance_command(
         direction=direction,  # type: ignore[arg-type]
         mode=mode,  # type: ignore[arg-type]
         border=border,
-        batch_size=batch,
     )
     ensure_writable(output, "folder")
     loaded = open_model(options, device_from(options))
     with progress_bar(not options["quiet"], unit="pass") as progress:
         run = equivariance_folder(
-            loaded, data, output, config, limit=limit, seed=options["seed"], progress=progress
+            loaded,
+            data,
+            output,
+            config,
+            limit=limit,
+            seed=options["seed"],
+            progress=progress,
+            run=run_from(options),
         )
     result = run.result
     agreement = ""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import click
@@ -12,11 +11,19 @@ from vizcnn.core.distributed import init_from_env, shutdown
 from vizcnn.core.units import DEFAULT_CHANNELS, resolve_unit
 from vizcnn.data.datasets import SAMPLE_CROPS
 from vizcnn.mining.patches import CUTTING, DEFAULT_PROJECTIONS, DEFAULT_THUMBNAIL, PROJECTIONS
-from vizcnn.mining.streaming import RANKS, MineConfig, layer_shape
+from vizcnn.mining.streaming import DEFAULT_BATCH, RANKS, MineConfig, layer_shape
 from vizcnn.runs.mine import MineInterrupted, MineRun, mine_folder
 
 from .common import as_flags, device_from, friendly_errors, model_options, open_model, run_options
-from .options import FINITE_FLOAT, F
+from .options import (
+    FINITE_FLOAT,
+    batch_option,
+    data_options,
+    output_options,
+    run_from,
+    shown,
+    workers_option,
+)
 from .progress import progress_bar
 
 
@@ -28,11 +35,6 @@ def _summary(run: MineRun) -> str:
         f"{run.images_seen} images ({skipped}) at {run.rate:.1f} img/s{resumed}; "
         f"wrote {len(run.files)} files to {run.folder}/"
     )
-
-
-def _shown(*names: str, default: Any, help: str, **kwargs: Any) -> Callable[[F], F]:
-    """An option whose default (a library default: one source) `--help` shows."""
-    return click.option(*names, default=default, show_default=True, help=help, **kwargs)
 
 
 @click.command("mine")
@@ -51,29 +53,25 @@ def _shown(*names: str, default: Any, help: str, **kwargs: Any) -> Callable[[F],
     help=f"Channels: 0:64 (a slice), 0-15, 3,5,9 or 7 (default {DEFAULT_CHANNELS}).",
 )
 @click.option("--all", "all_channels", is_flag=True, help="Mine every channel of the layer.")
-@_shown("-k", "k", default=MineConfig.k, help="Images per channel.")
-@_shown("--rank", type=click.Choice(RANKS), default=MineConfig.rank, help="Score of an image "
+@shown("-k", "k", default=MineConfig.k, help="Images per channel.")
+@shown("--rank", type=click.Choice(RANKS), default=MineConfig.rank, help="Score of an image "
         "for a channel: spatial max or mean of its map.")  # fmt: skip
-@_shown("--batch", default=MineConfig.batch_size, help="Images per forward pass.")
-@_shown("--workers", default=MineConfig.workers, help="Image-decoding worker processes "
-        "(0: in this process; 2-4 speed up large folders of JPEGs).")  # fmt: skip
-@click.option("--limit", type=int, default=None, help="Use only the first N images.")
-@_shown("--projections", type=click.Choice(PROJECTIONS), default=DEFAULT_PROJECTIONS,
+@batch_option(DEFAULT_BATCH)
+@workers_option
+@data_options(SAMPLE_CROPS)
+@shown("--projections", type=click.Choice(PROJECTIONS), default=DEFAULT_PROJECTIONS,
         help="Show each patch next to its deconvnet or guided-backprop projection.")  # fmt: skip
-@_shown("--thumbnail", default=DEFAULT_THUMBNAIL, help="Tile size in pixels.")
-@_shown("--crops", default=SAMPLE_CROPS, help="samples: crops per bundled photo.")
-@_shown("--checkpoint-every", default=MineConfig.checkpoint_every,
+@shown("--thumbnail", default=DEFAULT_THUMBNAIL, help="Tile size in pixels.")
+@shown("--checkpoint-every", default=MineConfig.checkpoint_every,
         help="Save the running state in OUT/checkpoint/ every N batches ...")  # fmt: skip
-@_shown("--checkpoint-seconds", type=FINITE_FLOAT, default=MineConfig.checkpoint_seconds,
+@shown("--checkpoint-seconds", type=FINITE_FLOAT, default=MineConfig.checkpoint_seconds,
         help="... or every S seconds, whichever comes first (also on Ctrl-C / SIGTERM).")  # fmt: skip
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT/checkpoint/.")
-@click.option(
-    "--overwrite",
-    is_flag=True,
-    help="Start over in an -o folder that holds an earlier run (finished or interrupted).",
-)
 @run_options
-@click.option("-o", "--output", required=True, help="Output folder.")
+@output_options(
+    "Output folder.",
+    overwrite="Start over in an -o folder that holds an earlier run (finished or interrupted).",
+)
 @friendly_errors
 def mine_command(data: str, layer: str | None, output: str, **options: Any) -> None:
     """Find the k images that excite each channel most; save their patches and a manifest.
@@ -113,8 +111,6 @@ def mine_command(data: str, layer: str | None, output: str, **options: Any) -> N
             channels=chosen,
             k=options["k"],
             rank=options["rank"],
-            batch_size=options["batch"],
-            workers=options["workers"],
             checkpoint_every=options["checkpoint_every"],
             checkpoint_seconds=options["checkpoint_seconds"],
         )
@@ -137,6 +133,7 @@ def mine_command(data: str, layer: str | None, output: str, **options: Any) -> N
                 resume=options["resume"],
                 overwrite=options["overwrite"],
                 progress=progress,
+                run=run_from(options),
             )
     except MineInterrupted as stopped:
         if stopped.is_main:

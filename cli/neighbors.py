@@ -6,12 +6,13 @@ from typing import Any
 
 import click
 
-from vizcnn.features.neighbors import NeighborsConfig
+from vizcnn.features.neighbors import DEFAULT_BATCH, NeighborsConfig
 from vizcnn.runs.features import png_target
 from vizcnn.runs.neighbors import CACHE_DIR, neighbors_file
 
 from .common import device_from, friendly_errors, model_options, open_model, run_options
 from .features import SAMPLES_EPILOG
+from .options import batch_option, data_options, output_options, run_from, workers_option
 from .progress import progress_bar
 
 
@@ -32,34 +33,16 @@ from .progress import progress_bar
     show_default=True,
     help="Distance.",
 )
-@click.option(
-    "--batch",
-    default=NeighborsConfig.batch_size,
-    show_default=True,
-    help="Images per forward pass.",
-)
-@click.option(
-    "--workers",
-    default=NeighborsConfig.workers,
-    show_default=True,
-    help="Image-decoding worker processes.",
-)
-@click.option("--limit", type=int, default=None, help="Use only the first N data images.")
-@click.option(
-    "--crops",
-    default=NeighborsConfig.crops,
-    show_default=True,
-    help="samples: crops per bundled photo.",
-)
+@batch_option(DEFAULT_BATCH)
+@workers_option
+@data_options(NeighborsConfig.crops, what="data images")
 @click.option(
     "--cache",
     default=None,
     help=f"Folder for cached embeddings (default: {CACHE_DIR}/ beside the output).",
 )
 @click.option("--no-cache", is_flag=True, help="Neither read nor write cached embeddings.")
-@click.option(
-    "-o", "--output", default="neighbors.png", show_default=True, help="PNG (a .json beside it)."
-)
+@output_options("PNG (a .json beside it).", default="neighbors.png")
 @run_options
 @friendly_errors
 def neighbors_command(
@@ -67,8 +50,6 @@ def neighbors_command(
     layer: str | None,
     k: int,
     metric: str,
-    batch: int,
-    workers: int,
     limit: int | None,
     crops: int,
     cache: str | None,
@@ -90,7 +71,7 @@ def neighbors_command(
     if len(inputs) < 2:
         raise click.UsageError("give at least one QUERY and then DATA")
     queries, data = inputs[:-1], inputs[-1]
-    config = NeighborsConfig(layer, k, metric, batch, workers, limit, crops)  # type: ignore[arg-type]
+    config = NeighborsConfig(layer, k, metric, limit, crops)  # type: ignore[arg-type]
     png_target(output)
     loaded = open_model(options, device_from(options))
     with progress_bar(not options["quiet"], unit="img") as progress:
@@ -103,6 +84,7 @@ def neighbors_command(
             seed=options["seed"],
             cache=False if no_cache else cache or True,
             progress=progress,
+            run=run_from(options),
         )
     how = "cached" if run.embeddings.cached else f"embedded in {run.seconds:.1f} s"
     click.echo(

@@ -13,7 +13,7 @@ import click
 from vizcnn.core.progress import ProgressCallback
 from vizcnn.data.samples import sample_names
 from vizcnn.report import ReportConfig, check_report_folder, report_folder
-from vizcnn.report.config import PROJECTIONS
+from vizcnn.report.config import PROJECTIONS, REPORT_BATCH
 
 from .common import (
     device_from,
@@ -24,6 +24,7 @@ from .common import (
     reuse_freed_memory,
     run_options,
 )
+from .options import batch_option, output_options, precision_options, run_from
 from .progress import progress_bar
 
 C = ReportConfig  # every default below is the config's own
@@ -47,7 +48,6 @@ HELP = {
     "dream_octaves": "DeepDream octaves.",
     "dream_steps": "DeepDream steps per octave.",
     "ablation": "Show the table and chart of a `vizcnn ablate` run.",
-    "batch": "Images per forward pass (mining).",
     "self_contained": "Write one index.html with every picture inlined (data: URIs), to mail "
     "or archive.",
     "force": "Write into a non-empty folder that no report made (its other files are kept).",
@@ -86,12 +86,11 @@ def _opt(flag: str, field: str, **kwargs: Any) -> Any:
 @_opt("--dream-octaves", "dream_octaves", type=int)
 @_opt("--dream-steps", "dream_steps", type=int)
 @_opt("--ablation", "ablation", metavar="OUT/results.json")
-@_opt("--batch", "batch", type=int)
+@batch_option(REPORT_BATCH, "Images per forward pass (mining).")
+@precision_options("pictures")
 @_opt("--self-contained", "self_contained", is_flag=True)
 @_opt("--force", "force", is_flag=True)
-@click.option(
-    "-o", "--output", required=True, type=click.Path(file_okay=False), help=HELP["output"]
-)
+@output_options(HELP["output"], type=click.Path(file_okay=False))
 @run_options
 @friendly_errors
 def report_command(
@@ -126,6 +125,7 @@ def report_command(
     if images and no_images:
         raise click.UsageError("give --images or --no-images, not both")
     fields = {name: options.pop(name) for name in list(options) if name in C.__dataclass_fields__}
+    how = run_from(options)
     config = ReportConfig(
         layers=_split(layers),
         images=() if no_images else (images or C.images),
@@ -141,7 +141,7 @@ def report_command(
             yield lambda done, total, message: bar(done, total, f"{title}: {message}")
 
     with echo_warnings():  # e.g. a dream on a small image uses fewer octaves: one line each
-        run = report_folder(loaded, output, config, allow_nonempty=force, stages=stage)
+        run = report_folder(loaded, output, config, allow_nonempty=force, stages=stage, run=how)
     timings = ", ".join(f"{name} {value:.0f}s" for name, value in run.stage_seconds.items())
     reused = f", {len(run.reused)} reused" if run.reused else ""
     click.echo(

@@ -30,6 +30,7 @@ from vizcnn.attribution.figures import (
     sanity_figure,
 )
 from vizcnn.attribution.sanity import sanity_check
+from vizcnn.core.run_options import RunOptions
 from vizcnn.data.datasets import preprocess
 from vizcnn.data.samples import sample_image
 
@@ -41,7 +42,7 @@ images = torch.stack([preprocess(sample_image(n), loaded.input_size) for n in na
 
 # %%
 # All eight methods, one row per photo, each map scaled by its own 99th percentile.
-result = attribute(loaded, images, list(METHODS), batch=2)
+result = attribute(loaded, images, list(METHODS), run=RunOptions(batch=2))
 rows = []
 for i, name in enumerate(names):
     top5 = [
@@ -78,7 +79,7 @@ sanity_methods = [SmoothGrad(loaded, samples=8) if m == "smoothgrad" else m for 
 def maps_of(
     model: vizcnn.LoadedModel, xs: torch.Tensor, ts: torch.Tensor
 ) -> dict[str, torch.Tensor]:
-    return attribute(model, xs, sanity_methods, targets=ts, batch=2).maps
+    return attribute(model, xs, sanity_methods, targets=ts, run=RunOptions(batch=2)).maps
 
 
 sanity = sanity_check(loaded, images, result.targets, maps_of, stages=6, seed=0)

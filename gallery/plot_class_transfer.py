@@ -39,10 +39,10 @@ classes = ["espresso", "goldfinch", "flamingo", "monarch", "pizza"]
 targets = [loaded.class_index(name) for name in classes]
 recipes = {
     "before: --param fft --no-amp (lucid's recipe, float32)": vizcnn.RenderConfig(
-        steps=256, param="fft", amp=False, batch=5
+        steps=256, param="fft"
     ),
     "now, the default: --param auto = maco for classes (bf16 where native)": vizcnn.RenderConfig(
-        steps=256, batch=5
+        steps=256
     ),
 }
 

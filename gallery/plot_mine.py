@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import vizcnn
+from vizcnn.core.run_options import RunOptions
 from vizcnn.io.imaging import labeled_sheet
 from vizcnn.mining.patches import channel_grid, layer_sheet
 
@@ -36,8 +37,8 @@ def main(out: Path) -> None:
     grids, labels = [], []
     for layer in LAYERS:
         started = time.perf_counter()
-        config = vizcnn.MineConfig(layer=layer, channels=CHANNELS, k=9, batch_size=32)
-        top = vizcnn.mine_topk(loaded, data, config)
+        config = vizcnn.MineConfig(layer=layer, channels=CHANNELS, k=9)
+        top = vizcnn.mine_topk(loaded, data, config, run=RunOptions(batch=32))
         mined = vizcnn.mine_patches(loaded, data, top, thumbnail_size=56)
         layer_sheet(mined).save(out / f"mine_{layer.replace('.', '_')}.png")
         size = mined.field.size[0]

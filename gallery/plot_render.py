@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 import vizcnn
+from vizcnn.core.run_options import RunOptions
 from vizcnn.io.imaging import labeled_sheet, resize, save_png
 from vizcnn.optvis import objectives as obj
 
@@ -35,13 +36,14 @@ units: list[vizcnn.Objective | str] = [
 ]
 units.append(obj.class_logit("espresso"))
 
-config = vizcnn.RenderConfig(steps=96, batch=len(units))
+config = vizcnn.RenderConfig(steps=96)
 result = vizcnn.render(
     loaded,
     units,
     config,
     seed=0,
     progress=lambda done, total, message: print(f"\r{message}", end="", flush=True),
+    run=RunOptions(batch=len(units)),
 )
 print()
 

@@ -83,7 +83,6 @@ def tiny_config(data: Path, **changes: object) -> ReportConfig:
         "methods": ("saliency",),
         "dream_octaves": 1,
         "dream_steps": 2,
-        "batch": 4,
     }
     options.update(changes)
     return ReportConfig(**options)  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from torch import nn
 from vizcnn.ablation.data import TensorData, digits
 from vizcnn.ablation.lesion import lesion_study
 from vizcnn.cli.main import app
+from vizcnn.core.run_options import RunOptions
 from vizcnn.models import load_model
 from vizcnn.models.lenet import lenet5_accuracy
 
@@ -121,7 +122,7 @@ def test_lesion_study_against_zeroed_branches() -> None:
         torch.rand(11, 3, 16, 16, generator=generator),
         torch.randint(0, 6, (11,), generator=generator),
     )
-    result = lesion_study(net, data, batch_size=4)
+    result = lesion_study(net, data, run=RunOptions(batch=4))
     assert [(les.block, les.removable) for les in result.lesions] == [
         ("1.0", True), ("1.1", False), ("1.2", True),
     ]  # fmt: skip

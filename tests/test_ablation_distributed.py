@@ -17,6 +17,7 @@ from vizcnn.ablation.evaluate import evaluate
 from vizcnn.ablation.surgery import ablate
 from vizcnn.ablation.training import TrainConfig, train
 from vizcnn.core.distributed import init_from_env, shutdown
+from vizcnn.core.run_options import RunOptions
 
 CONFIG = TrainConfig(retrain="all", epochs=2, batch_size=8, seed=3)
 
@@ -42,7 +43,7 @@ def worker(rank: int, world: int, port: int, out: str) -> None:
     init_from_env(torch.device("cpu"))
     try:
         scores = evaluate(
-            {"a": mlp(0), "b": mlp(1)}, toy_data(), identity, reference="a", batch_size=4
+            {"a": mlp(0), "b": mlp(1)}, toy_data(), identity, reference="a", run=RunOptions(batch=4)
         )
         data = train_data()
         cut = ablate(mlp(), ["6", "7"], example=data.images[:2], seed=3)
@@ -58,7 +59,9 @@ def worker(rank: int, world: int, port: int, out: str) -> None:
 @pytest.mark.slow
 def test_two_gloo_processes_equal_one(tmp_path: Path) -> None:
     mp.spawn(worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
-    single = evaluate({"a": mlp(0), "b": mlp(1)}, toy_data(), identity, reference="a", batch_size=4)
+    single = evaluate(
+        {"a": mlp(0), "b": mlp(1)}, toy_data(), identity, reference="a", run=RunOptions(batch=4)
+    )
     data = train_data()
     cut = ablate(mlp(), ["6", "7"], example=data.images[:2], seed=3)
     train(cut, data, identity, CONFIG)

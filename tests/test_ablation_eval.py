@@ -16,6 +16,7 @@ from vizcnn.ablation.surgery import ablate
 from vizcnn.ablation.training import TrainConfig, train, trainable_names
 from vizcnn.ablation.variants import Variant
 from vizcnn.core.errors import VizError
+from vizcnn.core.run_options import RunOptions
 
 
 def _weight(network: Any, index: int) -> torch.Tensor:
@@ -85,7 +86,7 @@ def brute_force(net: nn.Module, ref: nn.Module, data: TensorData) -> Scores:
 def test_evaluate_equals_brute_force() -> None:
     data = toy_data()
     a, b = mlp(0), mlp(1)
-    got = evaluate({"a": a, "b": b}, data, identity, reference="a", batch_size=8)
+    got = evaluate({"a": a, "b": b}, data, identity, reference="a", run=RunOptions(batch=8))
     want = brute_force(mlp(1), mlp(0), data)
     keys = ("images", "labelled", "top1", "top5", "agree_top1", "overlap_top5", "confident")
     for key in (*keys, "agree_confident"):
@@ -170,7 +171,7 @@ def test_run_without_retraining_matches_hand_built_network() -> None:
     data = toy_data()
     net = mlp().eval()
     result = run_ablation(net, [Variant("no-relu", ("1",))], data, TrainConfig(retrain="none"),
-                          batch_size=5, planned=plan(net, [Variant("no-relu", ("1",))], TrainConfig(retrain="none"), example=data.images[:2]))  # fmt: skip
+                          run=RunOptions(batch=5), planned=plan(net, [Variant("no-relu", ("1",))], TrainConfig(retrain="none"), example=data.images[:2]))  # fmt: skip
     assert [r.name for r in result.rows] == ["original", "no-relu"]
     by_hand = nn.Sequential(*[m for i, m in enumerate(net) if i != 1])
     want = brute_force(by_hand, mlp(), data)

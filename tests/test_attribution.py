@@ -20,6 +20,7 @@ from vizcnn.attribution import (
 )
 from vizcnn.core.errors import VizError
 from vizcnn.core.relu_rules import relu_rule
+from vizcnn.core.run_options import RunOptions
 
 
 def test_saliency_of_a_linear_model_is_its_weights() -> None:
@@ -129,7 +130,7 @@ def test_all_methods_leave_the_model_as_found() -> None:
     before = model_state(net)
     loaded = plain(net)
     methods = make_methods(loaded, list(METHODS), steps=4, samples=2)
-    result = attribute(loaded, images(3), methods, batch=2)
+    result = attribute(loaded, images(3), methods, run=RunOptions(batch=2))
     assert_same_state(before, model_state(net))
     for name, tensor in result.maps.items():
         assert tensor.shape == (3, 3, 8, 8), name
@@ -141,8 +142,8 @@ def test_batches_do_not_change_the_maps() -> None:
     x = images(4)
     methods = ("saliency", "ig", "guided", "gradcam", "occlusion", "smoothgrad")
     loaded = plain(net)
-    one = attribute(loaded, x, make_methods(loaded, methods, samples=3), batch=1)
-    four = attribute(loaded, x, make_methods(loaded, methods, samples=3), batch=4)
+    one = attribute(loaded, x, make_methods(loaded, methods, samples=3), run=RunOptions(batch=1))
+    four = attribute(loaded, x, make_methods(loaded, methods, samples=3), run=RunOptions(batch=4))
     for name in methods:
         if name == "smoothgrad":  # noise is drawn per call: same seed, different batch layout
             continue

@@ -9,6 +9,7 @@ from torch import nn
 from attribution_helpers import SmallNet, images, plain
 from vizcnn.attribution import METHODS, attribute, make_methods
 from vizcnn.attribution.checks import MapChecks, join_warnings
+from vizcnn.core.run_options import RunOptions
 
 
 def dark_off_net() -> nn.Module:
@@ -88,7 +89,7 @@ def test_guided_and_deconv_equal_to_saliency_without_relus_are_warnings(
 def test_a_relu_net_gives_no_warnings() -> None:
     loaded = plain(SmallNet())
     methods = make_methods(loaded, list(METHODS), steps=4, samples=2)
-    result = attribute(loaded, images(3), methods, batch=2)
+    result = attribute(loaded, images(3), methods, run=RunOptions(batch=2))
     assert not torch.equal(result.maps["guided"], result.maps["saliency"])
     assert result.warnings == []
 
@@ -98,7 +99,7 @@ def test_warnings_do_not_depend_on_the_batch_layout() -> None:
     loaded = plain(dark_off_net(), channels=1)
     whole = attribute(loaded, x, "gradcam", targets=1).warnings
     assert [w.images for w in whole] == [(0, 2, 3)]
-    assert attribute(loaded, x, "gradcam", targets=1, batch=2).warnings == whole
+    assert attribute(loaded, x, "gradcam", targets=1, run=RunOptions(batch=2)).warnings == whole
     parts = [
         attribute(loaded, x[:2], "gradcam", targets=1).warnings,
         attribute(loaded, x[2:], "gradcam", targets=1).warnings,

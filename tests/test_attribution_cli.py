@@ -14,6 +14,7 @@ from PIL import Image
 from vizcnn.attribution import METHODS, attribute, make_methods
 from vizcnn.cli.main import app
 from vizcnn.core.errors import VizError
+from vizcnn.core.run_options import RunOptions
 from vizcnn.data.datasets import preprocess
 from vizcnn.data.samples import sample_image
 from vizcnn.io.imaging import read_png_metadata
@@ -175,10 +176,10 @@ def test_cli_folder_equals_the_library_call(tmp_path: Path) -> None:
         tmp_path / "lib",
         methods,
         targets="3",
-        batch=2,
         deletion=DeletionConfig(steps=3, baseline=0.25),
         sanity=SanityConfig(stages=2),
         seed=5,
+        run=RunOptions(batch=2),
     )
     assert library.names == ["coffee", "camera", "coffee_2"] and library.targets == [3, 3, 3]
     assert library.deletion is not None and set(library.deletion) == set(library.methods)

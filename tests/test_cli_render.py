@@ -13,6 +13,7 @@ from torch.testing import assert_close
 from vizcnn.cli.main import app
 from vizcnn.core.channels import parse_channels
 from vizcnn.core.errors import VizError
+from vizcnn.core.run_options import RunOptions
 from vizcnn.hooks import forward_to
 from vizcnn.io.imaging import load_image, read_png_metadata
 from vizcnn.models.loading import load_model
@@ -184,13 +185,14 @@ def test_float_options_reject_inf_and_nan(tmp_path: Path, option: str, value: st
 
 
 def test_library_render_equals_the_cli_pictures(tmp_path: Path) -> None:
-    """Oracle: render(model, units, config, seed=s) gives the CLI's PNGs, up to 8-bit rounding."""
+    """Oracle: render(model, units, config, seed=s, run=...) gives the CLI's PNGs, up to 8-bit
+    rounding."""
     args = ["-l", "features.3:0:3", "--batch", "2", "--seed", "5"]
     code, out = run(*args, "-o", str(tmp_path))
     assert code == 0, out
     loaded = load_model("lenet5_digits")
-    config = RenderConfig(steps=6, batch=2)
-    result = render(loaded, ["features.3:0:3"], config, seed=5)
+    config = RenderConfig(steps=6)
+    result = render(loaded, ["features.3:0:3"], config, seed=5, run=RunOptions(batch=2))
     assert result.units == ["features.3:0", "features.3:1", "features.3:2"]
     for row in range(3):  # unit 2 sits in the second chunk: its own seed, in both
         saved = load_image(tmp_path / f"features.3_c{row:04d}.png", 1)

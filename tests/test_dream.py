@@ -22,6 +22,7 @@ from torch import nn
 from vizcnn import load_model
 from vizcnn.cli.main import app
 from vizcnn.core.errors import VizError
+from vizcnn.core.run_options import RunOptions
 from vizcnn.deepdream.dreaming import (
     DreamConfig,
     LayerTarget,
@@ -350,7 +351,7 @@ def test_amp_on_a_cpu_without_bf16_warns_and_changes_nothing(
     image = _image(16, 16).float()
     plain = dream(loaded, image, DreamConfig(octaves=1, steps=2))
     with pytest.warns(UserWarning, match="no native bfloat16"):
-        amp = dream(loaded, image, DreamConfig(octaves=1, steps=2, amp=True))
+        amp = dream(loaded, image, DreamConfig(octaves=1, steps=2), run=RunOptions(amp=True))
     assert torch.equal(plain, amp)
 
 
@@ -359,8 +360,8 @@ def test_amp_on_a_cpu_with_bf16_runs_the_network_in_bf16(monkeypatch: pytest.Mon
     monkeypatch.setattr("vizcnn.core.precision.cpu_bf16_supported", lambda: True)
     loaded = _tiny(dtype=torch.float32)
     image = _image(16, 16).float()
-    plain = dream(loaded, image, DreamConfig(octaves=1, steps=2, amp=False))
-    amp = dream(loaded, image, DreamConfig(octaves=1, steps=2, amp=True))
+    plain = dream(loaded, image, DreamConfig(octaves=1, steps=2), run=RunOptions(amp=False))
+    amp = dream(loaded, image, DreamConfig(octaves=1, steps=2), run=RunOptions(amp=True))
     assert amp.dtype == plain.dtype == torch.float32
     assert not torch.equal(plain, amp)  # the network really ran in bfloat16
     assert float((plain - amp).abs().mean()) < 0.02 * float((plain - image).abs().mean()) + 2e-3

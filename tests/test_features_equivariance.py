@@ -13,6 +13,7 @@ from torch import nn
 from conftest import assert_same_state, model_state
 from vizcnn.cli.main import app
 from vizcnn.core.errors import VizError
+from vizcnn.core.run_options import RunOptions
 from vizcnn.features.equivariance import (
     EquivarianceConfig,
     measure_equivariance,
@@ -42,8 +43,10 @@ def _images(n: int = 3, size: int = 24) -> torch.Tensor:
 def test_circular_stride_one_is_exactly_equivariant() -> None:
     net = _convs(1).train()
     before = model_state(net)
-    config = EquivarianceConfig(shifts=(1, 2, 3, 5), mode="roll", border=0.0, batch_size=2)
-    result = measure_equivariance(describe(net, input_size=24), _images(), config)
+    config = EquivarianceConfig(shifts=(1, 2, 3, 5), mode="roll", border=0.0)
+    result = measure_equivariance(
+        describe(net, input_size=24), _images(), config, run=RunOptions(batch=2)
+    )
     assert [row.layer for row in result.rows] == [*stage_layers(net), "output"]
     for row in result.rows:
         for shift, error in row.errors.items():

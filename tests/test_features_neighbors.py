@@ -14,6 +14,7 @@ from torch import nn
 from conftest import TinyNet, assert_same_state, model_state
 from vizcnn.cli.main import app
 from vizcnn.core.errors import VizError
+from vizcnn.core.run_options import RunOptions
 from vizcnn.data.datasets import TensorImages
 from vizcnn.features.neighbors import (
     capture_input,
@@ -99,18 +100,18 @@ def test_embed_dataset_batches_and_caches(tmp_path, tiny: TinyNet) -> None:
     first = embed_dataset(
         loaded,
         data,
-        batch_size=3,
         cache_dir=tmp_path,
         progress=lambda d, t, m: calls.append((d, t)),
+        run=RunOptions(batch=3),
     )
     assert calls == [(3, 7), (6, 7), (7, 7)] and not first.cached
     torch.testing.assert_close(first.vectors, embed(loaded, images), atol=1e-6, rtol=1e-5)
-    second = embed_dataset(loaded, data, batch_size=3, cache_dir=tmp_path)
+    second = embed_dataset(loaded, data, cache_dir=tmp_path, run=RunOptions(batch=3))
     assert second.cached and torch.equal(second.vectors, first.vectors)
     assert len(list(tmp_path.glob("embeddings-*.pt"))) == 1
     with torch.no_grad():
         tiny.conv2.weight.mul_(2.0)  # new weights: a new cache entry, new vectors
-    third = embed_dataset(loaded, data, batch_size=3, cache_dir=tmp_path)
+    third = embed_dataset(loaded, data, cache_dir=tmp_path, run=RunOptions(batch=3))
     assert not third.cached and len(list(tmp_path.glob("embeddings-*.pt"))) == 2
     assert not torch.allclose(third.vectors, first.vectors)
 

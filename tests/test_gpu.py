@@ -24,6 +24,7 @@ from torch import nn
 
 from conftest import assert_same_state, model_state
 from vizcnn.core.devices import make_generator
+from vizcnn.core.run_options import RunOptions
 from vizcnn.data.datasets import TensorImages
 from vizcnn.deepdream.dreaming import DreamConfig, dream
 from vizcnn.hooks import capture
@@ -69,8 +70,14 @@ def images(count: int, size: int = 64, seed: int = 0) -> torch.Tensor:
 def test_render_amp_channels_last() -> None:
     loaded = resnet(CUDA)
     before = model_state(loaded.module)
-    config = RenderConfig(steps=8, size=64, batch=2, amp=True, channels_last=True, check_every=4)
-    result = render(loaded, ["layer3:0", "layer3:5"], config, seed=make_generator(0, CUDA))
+    config = RenderConfig(steps=8, size=64)
+    result = render(
+        loaded,
+        ["layer3:0", "layer3:5"],
+        config,
+        seed=make_generator(0, CUDA),
+        run=RunOptions(batch=2, amp=True, channels_last=True, check_every=4),
+    )
     assert result.images.shape == (2, 3, 64, 64) and result.images.device.type == "cpu"
     assert torch.isfinite(result.images).all() and torch.isfinite(result.values).all()
     assert float(result.images.min()) >= 0 and float(result.images.max()) <= 1
@@ -81,8 +88,8 @@ def test_dream_amp() -> None:
     loaded = resnet(CUDA)
     image = images(1, 96)[0].to(CUDA)
     before = model_state(loaded.module)
-    config = DreamConfig(layers=("layer2",), octaves=2, steps=3, amp=True, jitter=4)
-    out = dream(loaded, image, config, seed=make_generator(0, CUDA))
+    config = DreamConfig(layers=("layer2",), octaves=2, steps=3, jitter=4)
+    out = dream(loaded, image, config, seed=make_generator(0, CUDA), run=RunOptions(amp=True))
     assert out.shape == image.shape and out.device.type == CUDA.type
     assert torch.isfinite(out).all() and float(out.min()) >= 0 and float(out.max()) <= 1
     assert (out - image).abs().max() > 1 / 255  # the dream changed the picture
@@ -91,9 +98,9 @@ def test_dream_amp() -> None:
 
 def test_mine_topk_on_cuda_equals_cpu(no_tf32: None) -> None:
     data = TensorImages(images(10, seed=1))
-    config = MineConfig("layer2", channels=(0, 3, 7), k=3, batch_size=4)
-    gpu = mine_topk(resnet(CUDA), data, config)
-    cpu = mine_topk(resnet("cpu"), data, config)
+    config = MineConfig("layer2", channels=(0, 3, 7), k=3)
+    gpu = mine_topk(resnet(CUDA), data, config, run=RunOptions(batch=4))
+    cpu = mine_topk(resnet("cpu"), data, config, run=RunOptions(batch=4))
     assert torch.equal(gpu.image_ids, cpu.image_ids)
     assert torch.equal(gpu.positions, cpu.positions)
     torch.testing.assert_close(gpu.values, cpu.values, rtol=1e-4, atol=1e-5)
@@ -102,12 +109,12 @@ def test_mine_topk_on_cuda_equals_cpu(no_tf32: None) -> None:
 def test_mine_patches_with_projections_on_cuda_equals_cpu(no_tf32: None) -> None:
     # GoogLeNet's ReLUs are functional calls: the projection rule must reach them on CUDA too
     data = TensorImages(images(6, seed=2))
-    config = MineConfig("inception3a", channels=(1, 4), k=2, batch_size=3)
+    config = MineConfig("inception3a", channels=(1, 4), k=2)
     results = []
     for device in (CUDA, torch.device("cpu")):
         loaded = googlenet(device)
         before = model_state(loaded.module)
-        top = mine_topk(loaded, data, config)
+        top = mine_topk(loaded, data, config, run=RunOptions(batch=3))
         results.append(mine_patches(loaded, data, top, projections="guided", thumbnail_size=16))
         assert_same_state(before, model_state(loaded.module))
     gpu, cpu = results

@@ -10,6 +10,7 @@ import torch
 from _render_models import tiny_loaded
 
 from vizcnn.core.devices import make_generator
+from vizcnn.core.run_options import RunOptions
 from vizcnn.deepdream.dreaming import DreamConfig, dream, dream_memory
 from vizcnn.optvis.rendering import RenderConfig, render
 
@@ -21,14 +22,14 @@ pytestmark = [
 
 def test_deterministic_render_repeats_bit_for_bit_and_restores_the_flag() -> None:
     loaded = tiny_loaded(size=32).to("cuda")
-    config = RenderConfig(steps=20, size=24, batch=4, deterministic=True)
+    config = RenderConfig(steps=20, size=24)
     units = ["features.0:0-3", "features.2:0"]
-    first = render(loaded, units, config, seed=1)
-    second = render(loaded, units, config, seed=1)
+    first = render(loaded, units, config, seed=1, run=RunOptions(batch=4, deterministic=True))
+    second = render(loaded, units, config, seed=1, run=RunOptions(batch=4, deterministic=True))
     assert torch.equal(first.images, second.images)
     assert not torch.are_deterministic_algorithms_enabled()  # scoped to the call
     # the same pictures as without the switch, up to the nondeterministic sums' noise
-    loose = render(loaded, units, RenderConfig(steps=20, size=24, batch=4), seed=1)
+    loose = render(loaded, units, RenderConfig(steps=20, size=24), seed=1, run=RunOptions(batch=4))
     torch.testing.assert_close(loose.images, first.images, atol=1e-3, rtol=0)
 
 
@@ -36,13 +37,15 @@ def test_deterministic_dream_repeats_and_estimate_bounds_the_peak() -> None:
     loaded = tiny_loaded(size=32).to("cuda")
     loaded.default_layers["dream"] = ["features.2"]
     image = torch.rand(3, 256, 256, generator=torch.Generator().manual_seed(0)).cuda()
-    config = DreamConfig(octaves=2, steps=3, tile=0, deterministic=True)
-    a = dream(loaded, image, config, seed=0)
-    b = dream(loaded, image, config, seed=make_generator(0))  # an int is a CPU generator
+    config = DreamConfig(octaves=2, steps=3, tile=0)
+    a = dream(loaded, image, config, seed=0, run=RunOptions(deterministic=True))
+    b = dream(
+        loaded, image, config, seed=make_generator(0), run=RunOptions(deterministic=True)
+    )  # an int is a CPU generator
     assert torch.equal(a, b)
     torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated()
-    dream(loaded, image, config, seed=0)
+    dream(loaded, image, config, seed=0, run=RunOptions(deterministic=True))
     peak = torch.cuda.max_memory_allocated() - base
     estimate = dream_memory(loaded, (256, 256), config).total
     assert estimate / 3 < peak < estimate * 3  # the estimate is within a factor of a few
@@ -68,12 +71,14 @@ def test_an_int_seed_gives_the_same_dream_rolls_on_cpu_and_cuda() -> None:
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
         image = torch.rand(3, 48, 48, generator=torch.Generator().manual_seed(2))
-        config = DreamConfig(octaves=1, steps=3, jitter=8, amp=False)
+        config = DreamConfig(octaves=1, steps=3, jitter=8)
         outs = []
         for device in ("cpu", "cuda"):
             loaded = tiny_loaded(size=32).to(device)
             loaded.default_layers["dream"] = ["features.2"]
-            outs.append(dream(loaded, image.to(device), config, seed=4).cpu())
+            outs.append(
+                dream(loaded, image.to(device), config, seed=4, run=RunOptions(amp=False)).cpu()
+            )
         torch.testing.assert_close(outs[1], outs[0], atol=1e-4, rtol=0)
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

@@ -10,6 +10,7 @@ import pytest
 import torch
 from _render_models import tiny_loaded
 
+from vizcnn.core.run_options import RunOptions
 from vizcnn.models.loading import LoadedModel
 
 
@@ -61,7 +62,7 @@ def entry_points(loaded: LoadedModel, x: torch.Tensor) -> dict[str, Callable[[],
 
     maps = {"flat": torch.ones_like(x)}
     targets = torch.zeros(len(x), dtype=torch.long)
-    equivariance = EquivarianceConfig(layers=("features.2",), shifts=(1,), batch_size=4)
+    equivariance = EquivarianceConfig(layers=("features.2",), shifts=(1,))
     labelled = TensorData(x, torch.tensor([0, 1, 2, 0]))
     return {
         "attribute": lambda: attribute(loaded, x, "saliency"),
@@ -76,16 +77,20 @@ def entry_points(loaded: LoadedModel, x: torch.Tensor) -> dict[str, Callable[[],
             guide=x[1],
         ),
         "mine_topk": lambda: mine_topk(
-            loaded, TensorImages(x), MineConfig(layer="features.2", k=1, batch_size=2)
+            loaded, TensorImages(x), MineConfig(layer="features.2", k=1), run=RunOptions(batch=2)
         ),
         "feature_maps": lambda: feature_maps(loaded, x[0], FeatureMapConfig(("features.2",), 1)),
         "embed": lambda: embed(loaded, x, "features.2"),
-        "embed_dataset": lambda: embed_dataset(loaded, TensorImages(x), "features.2", batch_size=2),
+        "embed_dataset": lambda: embed_dataset(
+            loaded, TensorImages(x), "features.2", run=RunOptions(batch=2)
+        ),
         "measure_equivariance": lambda: measure_equivariance(
-            loaded, torch.nn.functional.pad(x, (0, 1, 0, 0)), equivariance
+            loaded, torch.nn.functional.pad(x, (0, 1, 0, 0)), equivariance, run=RunOptions(batch=4)
         ),
         "prepare_images": lambda: prepare_images(loaded, list(x), equivariance),
-        "lesion_study": lambda: lesion_study(loaded, labelled, blocks=["features.3"], batch_size=2),
+        "lesion_study": lambda: lesion_study(
+            loaded, labelled, blocks=["features.3"], run=RunOptions(batch=2)
+        ),
     }
 
 

@@ -14,6 +14,7 @@ from _render_models import tiny_loaded
 from torch import nn
 
 from vizcnn.core.errors import VizError
+from vizcnn.core.run_options import RunOptions
 
 
 @pytest.fixture
@@ -78,20 +79,31 @@ def test_render_units_and_objectives_by_module(loaded) -> None:
     from vizcnn.optvis.rendering import RenderConfig, render
 
     layer = loaded.module.features[2]
-    config = RenderConfig(steps=3, size=16, batch=4, param="pixel")
-    by_name = render(loaded, ["features.2:1", "features.0:2", obj.neuron("features.2", 0)], config)
+    config = RenderConfig(steps=3, size=16, param="pixel")
+    by_name = render(
+        loaded,
+        ["features.2:1", "features.0:2", obj.neuron("features.2", 0)],
+        config,
+        run=RunOptions(batch=4),
+    )
     by_module = render(
         loaded,
         [(layer, 1), obj.channel(loaded.module.features[0], 2), obj.neuron(layer, 0)],
         config,
+        run=RunOptions(batch=4),
     )
     assert by_module.units == by_name.units == ["features.2:1", "features.0:2", "features.2:0"]
     torch.testing.assert_close(by_module.images, by_name.images, rtol=0, atol=0)
     torch.testing.assert_close(by_module.values, by_name.values, rtol=0, atol=0)
-    single = render(loaded, (layer, 1), config)  # one pair alone is one unit
+    single = render(
+        loaded, (layer, 1), config, run=RunOptions(batch=4)
+    )  # one pair alone is one unit
     assert single.units == ["features.2:1"]
     torch.testing.assert_close(
-        single.images, render(loaded, "features.2:1", config).images, rtol=0, atol=0
+        single.images,
+        render(loaded, "features.2:1", config, run=RunOptions(batch=4)).images,
+        rtol=0,
+        atol=0,
     )
 
 
@@ -100,19 +112,36 @@ def test_objective_algebra_and_diversity_layer_by_module(loaded) -> None:
     from vizcnn.optvis.rendering import RenderConfig, render
 
     layer = loaded.module.features[2]
-    config = RenderConfig(steps=3, size=16, batch=4, param="pixel", diversity=2)
+    config = RenderConfig(steps=3, size=16, param="pixel", diversity=2)
     named = obj.channel("features.2", 1) - 0.5 * obj.layer_l2("features.0")
     moduled = obj.channel(layer, 1) - 0.5 * obj.layer_l2(loaded.module.features[0])
-    a = render(loaded, [named], replace(config, diversity_layer="features.0"))
-    b = render(loaded, [moduled], replace(config, diversity_layer=loaded.module.features[0]))
+    a = render(
+        loaded, [named], replace(config, diversity_layer="features.0"), run=RunOptions(batch=4)
+    )
+    b = render(
+        loaded,
+        [moduled],
+        replace(config, diversity_layer=loaded.module.features[0]),
+        run=RunOptions(batch=4),
+    )
     torch.testing.assert_close(b.images, a.images, rtol=0, atol=0)
     assert b.units == a.units
     vector = torch.tensor([1.0, -1.0, 0.5])
-    c = render(loaded, [obj.direction("features.2", vector)], replace(config, diversity=1))
-    d = render(loaded, [obj.direction(layer, vector)], replace(config, diversity=1))
+    c = render(
+        loaded,
+        [obj.direction("features.2", vector)],
+        replace(config, diversity=1),
+        run=RunOptions(batch=4),
+    )
+    d = render(
+        loaded,
+        [obj.direction(layer, vector)],
+        replace(config, diversity=1),
+        run=RunOptions(batch=4),
+    )
     torch.testing.assert_close(d.images, c.images, rtol=0, atol=0)
     with pytest.raises(VizError, match="not a submodule"):
-        render(loaded, [obj.channel(nn.Conv2d(3, 3, 1), 0)], config)
+        render(loaded, [obj.channel(nn.Conv2d(3, 3, 1), 0)], config, run=RunOptions(batch=4))
 
 
 # deepdream ------------------------------------------------------------------------------------
@@ -141,9 +170,9 @@ def test_mine_topk_by_module(loaded) -> None:
     from vizcnn.mining.streaming import MineConfig, mine_topk
 
     data = TensorImages(images(6))
-    named = mine_topk(loaded, data, MineConfig(layer="features.2", k=2, batch_size=4))
+    named = mine_topk(loaded, data, MineConfig(layer="features.2", k=2), run=RunOptions(batch=4))
     moduled = mine_topk(
-        loaded, data, MineConfig(layer=loaded.module.features[2], k=2, batch_size=4)
+        loaded, data, MineConfig(layer=loaded.module.features[2], k=2), run=RunOptions(batch=4)
     )
     assert moduled.layer == "features.2"
     torch.testing.assert_close(moduled.values, named.values, rtol=0, atol=0)
@@ -180,8 +209,8 @@ def test_embeddings_and_equivariance_by_module(loaded) -> None:
     from vizcnn.features.neighbors import embed
 
     data = TensorImages(images(5))
-    named = embed_dataset(loaded, data, "features.2", batch_size=2)
-    moduled = embed_dataset(loaded, data, loaded.module.features[2], batch_size=2)
+    named = embed_dataset(loaded, data, "features.2", run=RunOptions(batch=2))
+    moduled = embed_dataset(loaded, data, loaded.module.features[2], run=RunOptions(batch=2))
     assert moduled.layer == "features.2"
     torch.testing.assert_close(moduled.vectors, named.vectors, rtol=0, atol=0)
     torch.testing.assert_close(
@@ -190,13 +219,14 @@ def test_embeddings_and_equivariance_by_module(loaded) -> None:
         rtol=0,
         atol=0,
     )
-    config = EquivarianceConfig(layers=("features.0", "features.2"), shifts=(1, 2), batch_size=2)
+    config = EquivarianceConfig(layers=("features.0", "features.2"), shifts=(1, 2))
     x = images(2, size=18)
-    a = measure_equivariance(loaded, x, config)
+    a = measure_equivariance(loaded, x, config, run=RunOptions(batch=2))
     b = measure_equivariance(
         loaded,
         x,
         replace(config, layers=(loaded.module.features[0], loaded.module.features[2])),
+        run=RunOptions(batch=2),
     )
     assert (
         [r.layer for r in b.rows]

@@ -16,6 +16,7 @@ from torch.testing import assert_close
 
 from vizcnn.core.adam import Adam
 from vizcnn.core.errors import VizError
+from vizcnn.core.run_options import RunOptions
 from vizcnn.optvis import objectives as O
 from vizcnn.optvis import rendering
 from vizcnn.optvis.param import (
@@ -162,8 +163,8 @@ def test_parameters_and_optimizer_state_stay_float32_and_cosine_decays(monkeypat
     _RecordingAdam.made.clear()
     loaded = tiny_loaded()
     loaded.module.double()  # a float64 model: the image side must still be float32
-    config = RenderConfig(steps=6, param="maco", crops=2, lr_schedule="cosine", amp=True)
-    result = render(loaded, [O.class_logit(0), "features.2:1"], config)
+    config = RenderConfig(steps=6, param="maco", crops=2, lr_schedule="cosine")
+    result = render(loaded, [O.class_logit(0), "features.2:1"], config, run=RunOptions(amp=True))
     assert result.images.dtype == torch.float32
     (optimizer,) = _RecordingAdam.made
     assert optimizer.params and all(p.dtype == torch.float32 for p in optimizer.params)
@@ -220,10 +221,12 @@ def test_auto_param_is_maco_for_class_renders_and_fft_otherwise() -> None:
     assert rendering.resolve_param("pixel", classes) == "pixel"  # an explicit choice stays
     assert rendering.resolve_param("auto", ["features.2:1"]) == "fft"  # unit strings name layers
     assert RenderConfig().resolved(["features.2:1", "features.2:0"]).param == "fft"
-    config = RenderConfig(steps=4, batch=4)  # param="auto" is the default
+    config = RenderConfig(steps=4)  # param="auto" is the default
     for units, param in ((classes, "maco"), ([channel, "features.0:2"], "fft")):
-        auto = render(loaded, units, config, seed=1)
-        explicit = render(loaded, units, RenderConfig(steps=4, batch=4, param=param), seed=1)
+        auto = render(loaded, units, config, seed=1, run=RunOptions(batch=4))
+        explicit = render(
+            loaded, units, RenderConfig(steps=4, param=param), seed=1, run=RunOptions(batch=4)
+        )
         assert torch.equal(auto.images, explicit.images)
     with pytest.raises(VizError, match="resolved"):
         config.transform_chain()  # auto has no chain of its own until resolved
@@ -242,5 +245,12 @@ def test_recipe_fills_lr_and_schedule_left_unset_and_keeps_those_set() -> None:
     loaded = tiny_loaded()
     with pytest.raises(ValueError, match="resolved"):
         rendering._render_chunk(
-            loaded, [], [0], RenderConfig(param="fft"), torch.Generator(), lambda *a: None, 1
+            loaded,
+            [],
+            [0],
+            RenderConfig(param="fft"),
+            RunOptions(),
+            torch.Generator(),
+            lambda *a: None,
+            1,
         )

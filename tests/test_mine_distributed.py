@@ -16,10 +16,11 @@ import torch.multiprocessing as mp
 
 from mine_helpers import loaded_tiny, random_images, write_pngs
 from vizcnn.core.distributed import Shard, init_from_env, shutdown
+from vizcnn.core.run_options import RunOptions
 from vizcnn.data.datasets import TensorImages
 from vizcnn.mining.streaming import MineConfig, mine_topk
 
-CONFIG = MineConfig("act3", k=6, batch_size=4)
+CONFIG = MineConfig("act3", k=6)
 
 
 def dataset() -> TensorImages:
@@ -45,7 +46,13 @@ def worker(rank: int, world: int, port: int, out: str) -> None:
     try:
         assert dist.get_backend() == "gloo"
         seen: list[int] = []
-        top = mine_topk(loaded_tiny(), dataset(), CONFIG, progress=lambda d, t, m: seen.append(t))
+        top = mine_topk(
+            loaded_tiny(),
+            dataset(),
+            CONFIG,
+            progress=lambda d, t, m: seen.append(t),
+            run=RunOptions(batch=4),
+        )
         assert seen[-1] == len(Shard(rank, world).indices(23))  # this rank did its shard only
         torch.save(
             {
@@ -62,7 +69,7 @@ def worker(rank: int, world: int, port: int, out: str) -> None:
 
 def test_two_gloo_processes_equal_one_process(tmp_path: Path) -> None:
     mp.spawn(worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
-    single = mine_topk(loaded_tiny(), dataset(), CONFIG)
+    single = mine_topk(loaded_tiny(), dataset(), CONFIG, run=RunOptions(batch=4))
     for rank in range(2):  # every rank holds the merged result
         merged = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         assert merged["seen"] == single.images_seen == 23

@@ -13,6 +13,7 @@ from torch import nn
 
 from conftest import assert_same_state, model_state
 from mine_helpers import loaded_tiny, random_images
+from vizcnn.core.run_options import RunOptions
 from vizcnn.data.datasets import TensorImages
 from vizcnn.hooks import capture
 from vizcnn.mining.patches import (
@@ -43,7 +44,7 @@ def assert_boxes_hold_gradients(
     loaded: LoadedModel, images: torch.Tensor, layer: str, channels, k: int
 ) -> int:
     data = TensorImages(images)
-    top = mine_topk(loaded, data, MineConfig(layer, channels, k=k, batch_size=8))
+    top = mine_topk(loaded, data, MineConfig(layer, channels, k=k), run=RunOptions(batch=8))
     mined = mine_patches(loaded, data, top, thumbnail_size=16)
     checked = 0
     height, width = loaded.input_size

@@ -13,6 +13,7 @@ from conftest import assert_same_state, model_state
 from mine_helpers import loaded_tiny, random_images
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import no_progress
+from vizcnn.core.run_options import RunOptions
 from vizcnn.data.datasets import TensorImages, content_hashes
 from vizcnn.hooks import forward_to
 from vizcnn.mining.streaming import MineConfig, mine_topk, parse_channels
@@ -54,8 +55,8 @@ def assert_matches(top: TopK, expected) -> None:
 def test_topk_equals_brute_force_oracle(rank: str, layer: str) -> None:
     loaded = loaded_tiny()
     images = random_images(37, seed=3)
-    config = MineConfig(layer=layer, k=5, rank=rank, batch_size=8)
-    top = mine_topk(loaded, TensorImages(images), config)
+    config = MineConfig(layer=layer, k=5, rank=rank)
+    top = mine_topk(loaded, TensorImages(images), config, run=RunOptions(batch=8))
     assert top.images_seen == 37
     assert top.values.shape == (len(top.channels), 5)
     assert_matches(top, oracle(loaded, images, layer, 5, rank))
@@ -65,8 +66,12 @@ def test_channel_subset_and_batch_size_do_not_change_the_answer() -> None:
     loaded = loaded_tiny()
     images = random_images(21, seed=4)
     channels = (3, 0, 11)
-    one = mine_topk(loaded, TensorImages(images), MineConfig("conv3", channels, k=4, batch_size=1))
-    big = mine_topk(loaded, TensorImages(images), MineConfig("conv3", channels, k=4, batch_size=64))
+    one = mine_topk(
+        loaded, TensorImages(images), MineConfig("conv3", channels, k=4), run=RunOptions(batch=1)
+    )
+    big = mine_topk(
+        loaded, TensorImages(images), MineConfig("conv3", channels, k=4), run=RunOptions(batch=64)
+    )
     assert one.channels == channels
     assert_matches(one, oracle(loaded, images, "conv3", 4, "max", channels))
     torch.testing.assert_close(one.image_ids, big.image_ids, rtol=0, atol=0)
@@ -129,7 +134,7 @@ def test_duplicate_content_fills_a_channel_once() -> None:
         [base[0], base[1], base[2], base[0], base[3], base[4], base[1], base[0], base[5]]
     )
     hashes = content_hashes(images).tolist()
-    top = mine_topk(loaded, TensorImages(images), MineConfig("conv3", k=9, batch_size=4))
+    top = mine_topk(loaded, TensorImages(images), MineConfig("conv3", k=9), run=RunOptions(batch=4))
     unique = [0, 1, 2, 4, 5, 8]  # first occurrences: the oracle mines distinct content only
     expected = oracle(loaded, images[unique], "conv3", 9, "max")
     for row in range(len(top.channels)):
@@ -148,7 +153,7 @@ def test_unreadable_items_are_skipped_and_listed() -> None:
                 raise OSError("image file is truncated")
             return super().load(index)
 
-    top = mine_topk(loaded, Flaky(images), MineConfig("conv3", k=3, batch_size=4))
+    top = mine_topk(loaded, Flaky(images), MineConfig("conv3", k=3), run=RunOptions(batch=4))
     assert top.images_seen == 8
     assert [name for name, _ in top.skipped] == ["tensor:2", "tensor:7"]
     assert all("truncated" in reason for _, reason in top.skipped)
@@ -196,21 +201,30 @@ def test_resume_after_crash_equals_uninterrupted_run(
 ) -> None:
     loaded = loaded_tiny()
     data = TensorImages(random_images(45, seed=7))
-    config = MineConfig("act3", k=4, batch_size=8, checkpoint_every=every)
-    full = mine_topk(loaded, data, config)
+    config = MineConfig("act3", k=4, checkpoint_every=every)
+    full = mine_topk(loaded, data, config, run=RunOptions(batch=8))
     checkpoint = tmp_path / "state.pt"
     with pytest.raises(Crash):
-        mine_topk(loaded, data, config, checkpoint=checkpoint, progress=crash_after(crash_at))
+        mine_topk(
+            loaded,
+            data,
+            config,
+            checkpoint=checkpoint,
+            progress=crash_after(crash_at),
+            run=RunOptions(batch=8),
+        )
     assert checkpoint.is_file()
     seen: list[int] = []
     resumed = mine_topk(
         loaded, data, config, checkpoint=checkpoint, resume=True,
-        progress=lambda done, total, message: seen.append(done),
+        progress=lambda done, total, message: seen.append(done), run=RunOptions(batch=8),
     )  # fmt: skip
     assert seen[0] == crash_at  # a failing run saves what it did before the exception
     assert resumed.resumed_from == crash_at and full.resumed_from == 0
     assert resumed.images_seen == full.images_seen == 45
-    again = mine_topk(loaded, data, config, checkpoint=checkpoint, resume=True)  # nothing left
+    again = mine_topk(
+        loaded, data, config, checkpoint=checkpoint, resume=True, run=RunOptions(batch=8)
+    )  # nothing left
     assert again.resumed_from == 45
     for result in (resumed, again):
         assert_same_result(result, full)
@@ -240,8 +254,8 @@ def test_interrupt_saves_state_and_resume_equals_uninterrupted_run(
     (the batch interval is never reached) and resumed to the uninterrupted result."""
     loaded = loaded_tiny()
     images = random_images(45, seed=21)
-    config = MineConfig("conv3", k=5, batch_size=8, checkpoint_every=1000)
-    full = mine_topk(loaded, Interrupting(images, None), config)
+    config = MineConfig("conv3", k=5, checkpoint_every=1000)
+    full = mine_topk(loaded, Interrupting(images, None), config, run=RunOptions(batch=8))
     readable = [i for i in range(45) if i not in (5, 18)]
     expected = oracle(loaded, images[readable], "conv3", 5, "max")
     for row in expected:  # oracle ids index the readable images: map them back
@@ -270,14 +284,23 @@ def test_interrupt_saves_state_and_resume_equals_uninterrupted_run(
         hook = loaded.module.conv1.register_forward_pre_hook(stop)
     try:
         with pytest.raises(KeyboardInterrupt):
-            mine_topk(loaded, data, config, checkpoint=checkpoint, progress=progress)
+            mine_topk(
+                loaded,
+                data,
+                config,
+                checkpoint=checkpoint,
+                progress=progress,
+                run=RunOptions(batch=8),
+            )
     finally:
         if hook is not None:
             hook.remove()
     state = torch.load(checkpoint, weights_only=True)
     assert state["position"] == {"progress": 24, "loading": 16, "forward": 16}[where]
     assert [item[0] for item in state["skipped"]] == [5] + ([18] if where == "progress" else [])
-    resumed = mine_topk(loaded, data, config, checkpoint=checkpoint, resume=True)
+    resumed = mine_topk(
+        loaded, data, config, checkpoint=checkpoint, resume=True, run=RunOptions(batch=8)
+    )
     assert resumed.resumed_from == state["position"]
     assert_same_result(resumed, full)
 
@@ -295,13 +318,27 @@ def test_checkpoints_by_time_as_well_as_by_batches(tmp_path: Path) -> None:
         return progress
 
     often: list[int | None] = []
-    config = MineConfig("conv2", k=3, batch_size=8, checkpoint_every=1000, checkpoint_seconds=1e-9)
-    mine_topk(loaded, data, config, checkpoint=checkpoint, progress=watcher(often))
+    config = MineConfig("conv2", k=3, checkpoint_every=1000, checkpoint_seconds=1e-9)
+    mine_topk(
+        loaded,
+        data,
+        config,
+        checkpoint=checkpoint,
+        progress=watcher(often),
+        run=RunOptions(batch=8),
+    )
     assert often == [None, 8, 16, 24, 32, 40]  # a tiny interval: saved after every batch
     checkpoint.unlink()
     rarely: list[int | None] = []
-    config = MineConfig("conv2", k=3, batch_size=8, checkpoint_every=1000, checkpoint_seconds=3600)
-    mine_topk(loaded, data, config, checkpoint=checkpoint, progress=watcher(rarely))
+    config = MineConfig("conv2", k=3, checkpoint_every=1000, checkpoint_seconds=3600)
+    mine_topk(
+        loaded,
+        data,
+        config,
+        checkpoint=checkpoint,
+        progress=watcher(rarely),
+        run=RunOptions(batch=8),
+    )
     assert rarely == [None, None, None, None, None, 40]  # only the final save
     with pytest.raises(VizError, match="checkpoint-seconds"):
         MineConfig("conv2", checkpoint_seconds=float("inf"))
@@ -383,7 +420,9 @@ def test_unreadable_data_writes_no_checkpoint(tmp_path: Path) -> None:
 def test_model_is_left_unchanged_and_bad_options_are_one_line_errors() -> None:
     loaded = loaded_tiny()
     before = model_state(loaded.module)
-    mine_topk(loaded, TensorImages(random_images(5)), MineConfig("act2", k=2, batch_size=2))
+    mine_topk(
+        loaded, TensorImages(random_images(5)), MineConfig("act2", k=2), run=RunOptions(batch=2)
+    )
     assert_same_state(before, model_state(loaded.module))
     with pytest.raises(VizError, match="did you mean"):
         mine_topk(loaded, TensorImages(random_images(2)), MineConfig("conv9"))
@@ -411,8 +450,8 @@ def test_parse_channels() -> None:
 def test_worker_processes_give_the_same_result() -> None:
     loaded = loaded_tiny()
     data = TensorImages(random_images(19, seed=14))
-    alone = mine_topk(loaded, data, MineConfig("conv3", k=3, batch_size=5, workers=0))
-    shared = mine_topk(loaded, data, MineConfig("conv3", k=3, batch_size=5, workers=2))
+    alone = mine_topk(loaded, data, MineConfig("conv3", k=3), run=RunOptions(batch=5, workers=0))
+    shared = mine_topk(loaded, data, MineConfig("conv3", k=3), run=RunOptions(batch=5, workers=2))
     torch.testing.assert_close(shared.image_ids, alone.image_ids, rtol=0, atol=0)
     torch.testing.assert_close(shared.values, alone.values, rtol=0, atol=0)
 

@@ -9,6 +9,7 @@ from _render_models import Tiny
 
 from conftest import assert_same_state, model_state
 from vizcnn.core.errors import VizError
+from vizcnn.core.run_options import RunOptions
 from vizcnn.data.datasets import TensorImages
 from vizcnn.deepdream.dreaming import DreamConfig, LayerTarget, dream, guide_features
 from vizcnn.deepdream.zoom import ZoomConfig, dream_frames
@@ -20,7 +21,7 @@ from vizcnn.models import describe
 from vizcnn.optvis import objectives as O
 from vizcnn.optvis.rendering import RenderConfig, layer_channels, render
 
-FAST = RenderConfig(steps=3, size=16, batch=4)
+FAST = RenderConfig(steps=3, size=16)
 DREAM = DreamConfig(layers=("features.2",), octaves=1, steps=2)
 
 
@@ -36,7 +37,7 @@ def test_every_technique_takes_a_bare_module_as_its_description() -> None:
     before = model_state(net)
     data = TensorImages(images(size=224))
     units = ["features.2:0", O.class_logit(2)]
-    bare, ref = (render(m, units, FAST, seed=3) for m in (net, described))
+    bare, ref = (render(m, units, FAST, seed=3, run=RunOptions(batch=4)) for m in (net, described))
     torch.testing.assert_close(bare.images, ref.images, rtol=0, atol=0)
     assert layer_channels(net, "features.2") == 3
     photo = images(1, 24)[0]
@@ -47,9 +48,9 @@ def test_every_technique_takes_a_bare_module_as_its_description() -> None:
     torch.testing.assert_close(
         guide_features(net, photo, target)[0], guide_features(described, photo, target)[0]
     )
-    config = MineConfig(layer="features.2", channels=(0, 1), k=2, batch_size=2)
-    top = mine_topk(net, data, config)
-    assert top.hits(0) == mine_topk(described, data, config).hits(0)
+    config = MineConfig(layer="features.2", channels=(0, 1), k=2)
+    top = mine_topk(net, data, config, run=RunOptions(batch=2))
+    assert top.hits(0) == mine_topk(described, data, config, run=RunOptions(batch=2)).hits(0)
     mined = mine_patches(net, data, top, projections="guided")
     assert len(mined.hits) == 2
     assert_same_state(before, model_state(net))
@@ -70,14 +71,16 @@ def test_torchvision_resnet18_bare() -> None:
 
 def test_class_by_name_needs_labels_by_index_does_not() -> None:
     net = Tiny()
-    result = render(net, [O.class_logit(1)], FAST)
+    result = render(net, [O.class_logit(1)], FAST, run=RunOptions(batch=4))
     with torch.no_grad():
         logits = net(describe(net).normalize(resize(result.images, (224, 224))))
     assert float(result.values[0]) == pytest.approx(float(logits[0, 1]), rel=1e-4)
     with pytest.raises(VizError, match="no class names; give the class by index"):
-        render(net, [O.class_logit("cat")], FAST)
+        render(net, [O.class_logit("cat")], FAST, run=RunOptions(batch=4))
     labelled = describe(net, labels=["cat", "dog", "espresso"])
-    assert render(labelled, [O.class_logit("Dog")], FAST).units == ["class 1 (dog)"]
+    assert render(labelled, [O.class_logit("Dog")], FAST, run=RunOptions(batch=4)).units == [
+        "class 1 (dog)"
+    ]
     assert describe(net).class_index("2") == 2
 
 
@@ -93,12 +96,15 @@ def test_render_and_mine_in_the_model_dtype(dtype: torch.dtype, tolerance: float
     float32 parameterization: inputs are cast where they enter the network."""
     wide, narrow = Tiny(), Tiny().to(dtype)
     units = ["features.2:0", "features.0:3"]
-    ref, got = (render(m, units, FAST, seed=7) for m in (wide, narrow))
+    ref, got = (render(m, units, FAST, seed=7, run=RunOptions(batch=4)) for m in (wide, narrow))
     assert got.images.dtype == torch.float32
     torch.testing.assert_close(got.values, ref.values, rtol=tolerance * 5, atol=tolerance * 5)
     data = TensorImages(images(6, size=32, seed=1))
-    config = MineConfig(layer="features.2", channels=(0, 1, 2), k=3, batch_size=4)
-    ref_top, top = (mine_topk(describe(m, input_size=32), data, config) for m in (wide, narrow))
+    config = MineConfig(layer="features.2", channels=(0, 1, 2), k=3)
+    ref_top, top = (
+        mine_topk(describe(m, input_size=32), data, config, run=RunOptions(batch=4))
+        for m in (wide, narrow)
+    )
     for row in range(3):
         want, have = ref_top.hits(row), top.hits(row)
         if dtype == torch.float64:  # same winners, in the same order
@@ -115,11 +121,14 @@ def test_render_and_mine_in_the_model_dtype(dtype: torch.dtype, tolerance: float
 def test_bare_module_on_cuda_in_its_dtype(dtype: torch.dtype) -> None:
     """A bare CUDA module: render and mine run on its device and in its dtype, as on the CPU."""
     cpu, cuda = Tiny().to(dtype), Tiny().to(dtype).cuda()
-    result = render(cuda, ["features.2:0"], FAST)
+    result = render(cuda, ["features.2:0"], FAST, run=RunOptions(batch=4))
     assert torch.isfinite(result.values).all()
     data = TensorImages(images(6, size=32, seed=2))
-    config = MineConfig(layer="features.2", channels=(0, 1), k=2, batch_size=3)
-    on_gpu, on_cpu = (mine_topk(describe(m, input_size=32), data, config) for m in (cuda, cpu))
+    config = MineConfig(layer="features.2", channels=(0, 1), k=2)
+    on_gpu, on_cpu = (
+        mine_topk(describe(m, input_size=32), data, config, run=RunOptions(batch=3))
+        for m in (cuda, cpu)
+    )
     for row in range(2):
         for (value, *_), (expected, *_) in zip(on_gpu.hits(row), on_cpu.hits(row), strict=True):
             assert value == pytest.approx(expected, rel=3e-2, abs=3e-2)

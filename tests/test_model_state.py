@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vizcnn.core.errors import VizError
+from vizcnn.core.run_options import RunOptions
 from vizcnn.data.datasets import TensorImages
 from vizcnn.deepdream.dreaming import DreamConfig, dream
 from vizcnn.deepdream.zoom import ZoomConfig, dream_frames
@@ -126,9 +127,15 @@ DREAM = DreamConfig(layers=("block.0",), octaves=2, octave_scale=1.2, steps=1, j
 
 
 def run_render(net: nn.Module, progress: Any = None) -> Any:
-    config = RenderConfig(steps=2, size=SIZE, batch=2, transforms=())
+    config = RenderConfig(steps=2, size=SIZE, transforms=())
     kwargs = {"progress": progress} if progress else {}
-    return render(describe(net, input_size=SIZE), ["block.0:0", "conv2:1"], config, **kwargs)
+    return render(
+        describe(net, input_size=SIZE),
+        ["block.0:0", "conv2:1"],
+        config,
+        **kwargs,
+        run=RunOptions(batch=2),
+    )
 
 
 def run_dream(net: nn.Module, progress: Any = None, layer: str = "block.0") -> Any:
@@ -144,9 +151,11 @@ def run_frames(net: nn.Module, progress: Any = None) -> Any:
 
 
 def run_mine(net: nn.Module, progress: Any = None, layer: str = "block.0") -> Any:
-    config = MineConfig(layer=layer, channels=(0, 1), k=2, batch_size=2)
+    config = MineConfig(layer=layer, channels=(0, 1), k=2)
     kwargs = {"progress": progress} if progress else {}
-    return mine_topk(net, TensorImages(images(4)), config, **kwargs)  # a bare nn.Module
+    return mine_topk(
+        net, TensorImages(images(4)), config, **kwargs, run=RunOptions(batch=2)
+    )  # a bare nn.Module
 
 
 def run_patches(net: nn.Module, progress: Any = None, layer: str = "block.0") -> Any:

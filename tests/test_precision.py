@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -19,6 +17,7 @@ from vizcnn.core.precision import (
     choose_precision,
     cpu_bf16_supported,
 )
+from vizcnn.core.run_options import RunOptions
 from vizcnn.deepdream import DreamConfig, dream
 from vizcnn.models.loading import LoadedModel
 from vizcnn.optvis import RenderConfig, render, rendering
@@ -76,14 +75,12 @@ def test_auto_follows_the_capability_silently(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_configs_default_to_auto_and_refuse_other_values() -> None:
-    assert RenderConfig().amp == AUTO and DreamConfig().amp == AUTO
+    assert RunOptions().amp == AUTO  # render's, dream's and the report's precision
     for bad in ("on", "bf16", 1, None):
         with pytest.raises(VizError, match="amp must be True, False or 'auto'"):
             check_amp(bad)
         with pytest.raises(VizError, match="amp must be"):
-            RenderConfig(amp=bad)  # type: ignore[arg-type]
-        with pytest.raises(VizError, match="amp must be"):
-            DreamConfig(amp=bad)  # type: ignore[arg-type]
+            RunOptions(amp=bad)  # type: ignore[arg-type]
 
 
 class _DtypeRecorder(nn.Module):
@@ -119,7 +116,7 @@ def _recording_model() -> tuple[LoadedModel, _DtypeRecorder]:
 def test_render_auto_is_bf16_exactly_where_supported(monkeypatch: pytest.MonkeyPatch) -> None:
     """auto == amp=True with the capability, == amp=False without; state stays float32."""
     loaded, recorder = _recording_model()
-    config = RenderConfig(steps=6, size=12, batch=2)
+    config = RenderConfig(steps=6, size=12)
     units = ["4:0", "4:3"]
     optimizers: list[Adam] = []
 
@@ -130,22 +127,23 @@ def test_render_auto_is_bf16_exactly_where_supported(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(rendering, "Adam", SpyAdam)
     _force(monkeypatch, cpu=True)
-    auto_on = render(loaded, units, config, seed=4)
+    auto_on = render(loaded, units, config, seed=4, run=RunOptions(batch=2))
     assert (torch.bfloat16, True) in recorder.seen  # the network ran in bf16, channels-last
     assert all(dtype == torch.float32 for dtype, _ in recorder.seen[-1:])  # final value: float32
     adam = optimizers[-1]
     assert adam.params and adam.steps_taken == config.steps
     for param, first, second in zip(adam.params, adam.first, adam.second, strict=True):
         assert param.dtype == first.dtype == second.dtype == torch.float32
-    forced = render(loaded, units, replace(config, amp=True), seed=4)
+    forced = render(loaded, units, config, seed=4, run=RunOptions(batch=2, amp=True))
     assert torch.equal(auto_on.images, forced.images)
     assert auto_on.values.dtype == torch.float32
     recorder.seen.clear()
     _force(monkeypatch, cpu=False)
-    auto_off = render(loaded, units, config, seed=4)
+    auto_off = render(loaded, units, config, seed=4, run=RunOptions(batch=2))
     assert {dtype for dtype, _ in recorder.seen} == {torch.float32}
     assert torch.equal(
-        auto_off.images, render(loaded, units, replace(config, amp=False), seed=4).images
+        auto_off.images,
+        render(loaded, units, config, seed=4, run=RunOptions(batch=2, amp=False)).images,
     )
     assert not torch.equal(auto_on.images, auto_off.images)
     torch.testing.assert_close(auto_on.values, auto_off.values, rtol=0.05, atol=0.02)
@@ -158,12 +156,12 @@ def test_dream_auto_is_bf16_exactly_where_supported(monkeypatch: pytest.MonkeyPa
     _force(monkeypatch, cpu=True)
     auto_on = dream(loaded, image, config)
     assert (torch.bfloat16, True) in recorder.seen
-    assert torch.equal(auto_on, dream(loaded, image, replace(config, amp=True)))
+    assert torch.equal(auto_on, dream(loaded, image, config, run=RunOptions(amp=True)))
     recorder.seen.clear()
     _force(monkeypatch, cpu=False)
     auto_off = dream(loaded, image, config)
     assert {dtype for dtype, _ in recorder.seen} == {torch.float32}
-    assert torch.equal(auto_off, dream(loaded, image, replace(config, amp=False)))
+    assert torch.equal(auto_off, dream(loaded, image, config, run=RunOptions(amp=False)))
     assert not torch.equal(auto_on, auto_off)
     moved = float((auto_off - image).abs().mean())
     assert float((auto_on - auto_off).abs().mean()) < 0.1 * moved

@@ -9,6 +9,7 @@ from torch import nn
 from torch.testing import assert_close
 
 from vizcnn.core.errors import VizError
+from vizcnn.core.run_options import RunOptions
 from vizcnn.hooks import forward_to
 from vizcnn.io.imaging import resize
 from vizcnn.optvis import objectives as O
@@ -20,7 +21,7 @@ from vizcnn.optvis.rendering import (
     render_iter,
 )
 
-FAST = RenderConfig(steps=12, size=12, batch=4)
+FAST = RenderConfig(steps=12, size=12)
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -37,7 +38,7 @@ def channel_means(loaded, images: torch.Tensor, layer: str) -> torch.Tensor:  # 
 def test_values_are_the_units_objective_on_the_returned_images() -> None:
     loaded = tiny_loaded()
     units = ["features.0:0", "features.0:3", O.neuron("features.2", 1), O.class_logit("Dog")]
-    result = render(loaded, units, FAST)
+    result = render(loaded, units, FAST, run=RunOptions(batch=4))
     assert result.images.shape == (4, 3, 12, 12)
     assert result.units == ["features.0:0", "features.0:3", "features.2:1", "class 1 (Dog)"]
     means = channel_means(loaded, result.images, "features.0")
@@ -54,9 +55,9 @@ def test_values_are_the_units_objective_on_the_returned_images() -> None:
 def test_optimization_raises_each_images_own_unit() -> None:
     loaded = tiny_loaded()
     units = [f"features.2:{c}" for c in range(3)]
-    config = RenderConfig(steps=40, size=12, batch=3, transforms=())
+    config = RenderConfig(steps=40, size=12, transforms=())
     start = render(loaded, units, RenderConfig(steps=1, size=12, lr=1e-9, transforms=()))
-    result = render(loaded, units, config)
+    result = render(loaded, units, config, run=RunOptions(batch=3))
     means = channel_means(loaded, result.images, "features.2")
     for i in range(3):
         assert result.values[i] > start.values[i] + 0.5
@@ -66,8 +67,8 @@ def test_optimization_raises_each_images_own_unit() -> None:
 
 def test_image_i_does_not_depend_on_other_units() -> None:
     loaded = tiny_loaded()
-    a = render(loaded, ["features.0:1", "features.0:2"], FAST, seed=3)
-    b = render(loaded, ["features.0:1", "features.2:0"], FAST, seed=3)
+    a = render(loaded, ["features.0:1", "features.0:2"], FAST, seed=3, run=RunOptions(batch=4))
+    b = render(loaded, ["features.0:1", "features.2:0"], FAST, seed=3, run=RunOptions(batch=4))
     assert torch.equal(a.images[0], b.images[0])
     assert not torch.equal(a.images[1], b.images[1])
 
@@ -75,13 +76,14 @@ def test_image_i_does_not_depend_on_other_units() -> None:
 def test_chunks_progress_and_unit_order() -> None:
     loaded = tiny_loaded()
     calls: list[tuple[int, int, str]] = []
-    config = RenderConfig(steps=3, size=10, batch=2)
+    config = RenderConfig(steps=3, size=10)
     parts = list(
         render_iter(
             loaded,
             [f"features.0:{c}" for c in range(4)] + ["features.2:0"],
             config,
             progress=lambda d, t, m: calls.append((d, t, m)),
+            run=RunOptions(batch=2),
         )
     )
     assert [p.unit_index for p in parts] == [[0, 1], [2, 3], [4]]
@@ -92,14 +94,15 @@ def test_chunks_progress_and_unit_order() -> None:
 
 def test_diversity_gives_several_pushed_apart_images_per_unit() -> None:
     loaded = tiny_loaded()
-    config = RenderConfig(steps=30, size=12, batch=6, diversity=3, diversity_weight=0.0)
-    plain = render(loaded, ["features.2:0", "features.2:1"], config)
+    config = RenderConfig(steps=30, size=12, diversity=3, diversity_weight=0.0)
+    plain = render(loaded, ["features.2:0", "features.2:1"], config, run=RunOptions(batch=6))
     assert plain.unit_index == [0, 0, 0, 1, 1, 1]
     assert plain.images.shape[0] == 6
     pushed = render(
         loaded,
         ["features.2:0", "features.2:1"],
-        RenderConfig(steps=30, size=12, batch=6, diversity=3, diversity_weight=50.0),
+        RenderConfig(steps=30, size=12, diversity=3, diversity_weight=50.0),
+        run=RunOptions(batch=6),
     )
 
     def similarity(result) -> float:  # type: ignore[no-untyped-def]
@@ -139,10 +142,10 @@ def test_diversity_for_a_class_uses_the_models_render_layer() -> None:
 def test_stops_at_the_target_layer() -> None:
     loaded = tiny_loaded()
     loaded.module.head = Tripwire()  # type: ignore[assignment]
-    result = render(loaded, ["features.2:0"], FAST)
+    result = render(loaded, ["features.2:0"], FAST, run=RunOptions(batch=4))
     assert torch.isfinite(result.values).all()
     with pytest.raises(AssertionError, match="past the target"):
-        render(loaded, [O.class_logit(0)], FAST)
+        render(loaded, [O.class_logit(0)], FAST, run=RunOptions(batch=4))
 
 
 def _state(module: nn.Module) -> tuple:  # type: ignore[type-arg]
@@ -168,11 +171,11 @@ def test_model_left_unchanged_even_when_it_trains_and_on_errors() -> None:
     module.train()
     module.features[2].requires_grad_(False)  # a mix of flags to restore
     before = _state(module)
-    render(loaded, ["features.0:0", O.class_logit(2)], FAST)
+    render(loaded, ["features.0:0", O.class_logit(2)], FAST, run=RunOptions(batch=4))
     _assert_same(before, module)
     assert all(p.grad is None for p in module.parameters())  # frozen during the render
     with pytest.raises(VizError):
-        render(loaded, ["features.0:9"], FAST)
+        render(loaded, ["features.0:9"], FAST, run=RunOptions(batch=4))
     _assert_same(before, module)
 
 
@@ -181,11 +184,11 @@ def test_errors_are_one_line_and_say_what_is_valid() -> None:
     with pytest.raises(
         VizError, match=r"layer 'features.0': channel 9 out of range; valid: 0\.\.3"
     ):
-        render(loaded, ["features.0:9"], FAST)
+        render(loaded, ["features.0:9"], FAST, run=RunOptions(batch=4))
     with pytest.raises(VizError, match="did you mean: espresso"):
-        render(loaded, [O.class_logit("expresso")], FAST)
+        render(loaded, [O.class_logit("expresso")], FAST, run=RunOptions(batch=4))
     with pytest.raises(VizError, match="did you mean"):
-        render(loaded, ["features.9:0"], FAST)
+        render(loaded, ["features.9:0"], FAST, run=RunOptions(batch=4))
     bad_settings: list[dict[str, object]] = [
         {"steps": 0},
         {"param": "dct"},
@@ -193,13 +196,15 @@ def test_errors_are_one_line_and_say_what_is_valid() -> None:
         {"lr": float("inf")},
         {"lr": float("nan")},
         {"diversity_weight": float("inf")},
-        {"batch": 0},
         {"size": 4},
     ]
     for bad in bad_settings:
         with pytest.raises(VizError) as info:
             RenderConfig(**bad)  # type: ignore[arg-type]
         assert "\n" not in str(info.value)
+    with pytest.raises(VizError) as info:  # batch is how it runs: RunOptions
+        RunOptions(batch=0)
+    assert "\n" not in str(info.value)
 
 
 def test_non_finite_loss_names_the_step() -> None:
@@ -213,38 +218,42 @@ def test_non_finite_loss_names_the_step() -> None:
 
     objective = O.Objective(explode, ("features.0",), "explode")
     with pytest.raises(VizError, match=r"non-finite \(nan\) at step 5 \(unit 1 of 1\)") as info:
-        render(loaded, [objective], FAST)
+        render(loaded, [objective], FAST, run=RunOptions(batch=4))
     assert "\n" not in str(info.value)
     assert hooks_left(loaded.module) == 0
 
 
 def test_same_seed_same_images_and_config_reproducible() -> None:
     loaded = tiny_loaded()
-    a = render(loaded, ["features.0:0", "features.0:1"], FAST, seed=1)
-    b = render(loaded, ["features.0:0", "features.0:1"], FAST, seed=1)
-    c = render(loaded, ["features.0:0", "features.0:1"], FAST, seed=2)
+    a = render(loaded, ["features.0:0", "features.0:1"], FAST, seed=1, run=RunOptions(batch=4))
+    b = render(loaded, ["features.0:0", "features.0:1"], FAST, seed=1, run=RunOptions(batch=4))
+    c = render(loaded, ["features.0:0", "features.0:1"], FAST, seed=2, run=RunOptions(batch=4))
     assert torch.equal(a.images, b.images) and torch.equal(a.values, b.values)
     assert not torch.equal(a.images, c.images)
 
 
 def test_each_chunk_draws_from_its_own_seed() -> None:
     loaded = tiny_loaded()
-    config = RenderConfig(steps=5, size=10, batch=2)
+    config = RenderConfig(steps=5, size=10)
     units = [f"features.0:{c}" for c in range(4)] + ["features.2:0"]
-    full = render(loaded, units, config, seed=7)
+    full = render(loaded, units, config, seed=7, run=RunOptions(batch=2))
     # oracle: chunk n is the first chunk of a render of its own units seeded seed + n * stride
     for number, start in enumerate(range(0, 5, 2)):
         alone = render(
-            loaded, units[start : start + 2], config, seed=7 + CHUNK_SEED_STRIDE * number
+            loaded,
+            units[start : start + 2],
+            config,
+            seed=7 + CHUNK_SEED_STRIDE * number,
+            run=RunOptions(batch=2),
         )
         assert torch.equal(alone.images, full.images[start : start + 2])
 
 
 def test_skip_renders_only_unfinished_chunks_with_the_same_pictures() -> None:
     loaded = tiny_loaded()
-    config = RenderConfig(steps=4, size=10, batch=2)
+    config = RenderConfig(steps=4, size=10)
     units = [f"features.0:{c}" for c in range(4)] + ["features.2:0"]
-    full = render(loaded, units, config, seed=3)
+    full = render(loaded, units, config, seed=3, run=RunOptions(batch=2))
     calls: list[tuple[int, int, str]] = []
     parts = list(
         render_iter(
@@ -254,6 +263,7 @@ def test_skip_renders_only_unfinished_chunks_with_the_same_pictures() -> None:
             seed=3,
             skip={0, 1, 2},
             progress=lambda d, t, m: calls.append((d, t, m)),
+            run=RunOptions(batch=2),
         )
     )
     # chunk 0 is skipped; chunk 1 runs whole but yields only unit 3; chunk 2 runs
@@ -265,14 +275,18 @@ def test_skip_renders_only_unfinished_chunks_with_the_same_pictures() -> None:
 
 def test_a_spec_with_several_channels_is_one_unit_per_channel() -> None:
     loaded = tiny_loaded()
-    config = RenderConfig(steps=3, size=10, batch=4)
-    ranged = render(loaded, ["features.0:0:3"], config)
-    listed = render(loaded, ["features.0:0", "features.0:1", "features.0:2"], config)
+    config = RenderConfig(steps=3, size=10)
+    ranged = render(loaded, ["features.0:0:3"], config, run=RunOptions(batch=4))
+    listed = render(
+        loaded, ["features.0:0", "features.0:1", "features.0:2"], config, run=RunOptions(batch=4)
+    )
     assert ranged.units == ["features.0:0", "features.0:1", "features.0:2"]
     assert torch.equal(ranged.images, listed.images)
-    assert torch.equal(render(loaded, ["features.0:0-2"], config).images, listed.images)
+    assert torch.equal(
+        render(loaded, ["features.0:0-2"], config, run=RunOptions(batch=4)).images, listed.images
+    )
     # no channels: the default selection (all 4 of this small layer)
-    assert len(render(loaded, ["features.0"], config).units) == 4
+    assert len(render(loaded, ["features.0"], config, run=RunOptions(batch=4)).units) == 4
 
 
 @pytest.mark.parametrize("channels", [1, 2])
@@ -295,11 +309,12 @@ def test_layer_channels_and_amp_ignored_on_cpu() -> None:
     loaded = tiny_loaded()
     assert layer_channels(loaded, "features.0") == 4
     assert layer_channels(loaded, "features.2") == 3
-    plain = render(loaded, ["features.0:0"], FAST)
+    plain = render(loaded, ["features.0:0"], FAST, run=RunOptions(batch=4))
     amp = render(
         loaded,
         ["features.0:0"],
-        RenderConfig(steps=12, size=12, batch=4, amp=True),
+        RenderConfig(steps=12, size=12),
+        run=RunOptions(batch=4, amp=True),
     )
     # on a CPU without native bf16 amp is off (equal images); with it, values stay close
     torch.testing.assert_close(amp.values, plain.values, rtol=0.05, atol=0.05)
@@ -334,7 +349,9 @@ def test_lenet_digits_one_channel_render() -> None:
 
     loaded = load_model("lenet5_digits")
     start = render(loaded, ["features.3:0", O.class_logit(7)], RenderConfig(steps=1, lr=1e-9))
-    result = render(loaded, ["features.3:0", O.class_logit(7)], RenderConfig(steps=40, batch=2))
+    result = render(
+        loaded, ["features.3:0", O.class_logit(7)], RenderConfig(steps=40), run=RunOptions(batch=2)
+    )
     assert result.images.shape == (2, 1, 32, 32)
     assert (result.values > start.values).all()
 

@@ -22,6 +22,7 @@ from PIL import Image
 from report_helpers import EVIL, markup_loaded, tiny_config, write_data
 from vizcnn.cli.main import app
 from vizcnn.core.errors import VizError
+from vizcnn.core.run_options import RunOptions
 from vizcnn.data.datasets import open_dataset
 from vizcnn.io.imaging import to_uint8
 from vizcnn.io.provenance import provenance
@@ -161,8 +162,9 @@ def test_rendered_pictures_equal_the_python_api_render(site: Path) -> None:
     result = render(
         loaded,
         ["conv2:0", "conv2:1"],
-        RenderConfig(steps=3, size=16, input_size=(16, 16), batch=2),
+        RenderConfig(steps=3, size=16, input_size=(16, 16)),
         seed=0,
+        run=RunOptions(batch=2),
     )
     folder = next((site / "artifacts").glob("render-conv2-*"))
     for row, channel in enumerate((0, 1)):

@@ -17,6 +17,7 @@ from vizcnn.ablation.training import TrainConfig
 from vizcnn.ablation.variants import parse_units
 from vizcnn.cli.main import app
 from vizcnn.core.errors import VizError
+from vizcnn.core.run_options import RunOptions
 from vizcnn.features.equivariance import EquivarianceConfig
 from vizcnn.features.featuremaps import FeatureMapConfig
 from vizcnn.features.filters import FilterConfig
@@ -193,7 +194,7 @@ def test_ablate_blocks(tmp_path: Path) -> None:
     _cli("ablate", "samples", "-m", spec, "--input-size", "16", "--blocks", "--crops", "2",
          "--batch", "4", "-o", f"{tmp_path}/cli")  # fmt: skip
     loaded = load_model(spec, size=16, device="cpu")
-    run = lesion_folder(loaded, "samples", tmp_path / "lib", batch_size=4, crops=2)
+    run = lesion_folder(loaded, "samples", tmp_path / "lib", crops=2, run=RunOptions(batch=4))
     assert [les.removable for les in run.result.lesions] == [True, False, True]
     assert run.worst is not None and run.worst.block in ("1.0", "1.2")
     assert _contents(tmp_path / "cli") == _contents(tmp_path / "lib")

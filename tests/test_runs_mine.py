@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from mine_helpers import random_images, write_pngs
 from vizcnn.cli.main import app
 from vizcnn.core.errors import VizError
+from vizcnn.core.run_options import RunOptions
 from vizcnn.io.imaging import read_png_metadata
 from vizcnn.mining.streaming import MineConfig
 from vizcnn.models.loading import LoadedModel, load_model
@@ -90,9 +91,15 @@ def test_cli_mine_equals_the_library_call(data: Path, tmp_path: Path) -> None:
     args = [str(data), "-l", "conv3", "--channels", "1,4,6", "-k", "4", "--batch", "5"]
     result = cli(*args, "--projections", "deconv", "--thumbnail", "16", "-o", str(out))
     assert result.exit_code == 0, result.output
-    config = MineConfig("conv3", channels=(1, 4, 6), k=4, batch_size=5)
+    config = MineConfig("conv3", channels=(1, 4, 6), k=4)
     run = mine_folder(
-        tiny(), str(data), tmp_path / "lib", config, projections="deconv", thumbnail=16
+        tiny(),
+        str(data),
+        tmp_path / "lib",
+        config,
+        projections="deconv",
+        thumbnail=16,
+        run=RunOptions(batch=5),
     )
     names = ["channel_0001.png", "channel_0004.png", "channel_0006.png", "sheet.png"]
     assert run.files == [*names, "manifest.json"]
@@ -102,7 +109,7 @@ def test_cli_mine_equals_the_library_call(data: Path, tmp_path: Path) -> None:
     assert _contents(out) == _contents(tmp_path / "lib")
     # the CLI's defaults are the library's: both folders record the same config
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["config"]["workers"] == MineConfig.workers == 0
+    assert manifest["run"]["workers"] == RunOptions.workers == 0
     assert manifest["config"]["checkpoint_every"] == MineConfig.checkpoint_every
 
 
@@ -110,9 +117,9 @@ def test_a_script_resumes_an_interrupted_mine_folder(data: Path, tmp_path: Path)
     """SIGTERM after 6 of 14 images (the default intervals would not have saved yet): the
     library saves the state, says how to go on, and `resume=True` ends where an uninterrupted
     run ends."""
-    config = MineConfig("act3", channels=(0, 1, 2), k=4, batch_size=3)
+    config = MineConfig("act3", channels=(0, 1, 2), k=4)
     loaded = tiny()
-    full = mine_folder(loaded, str(data), tmp_path / "full", config)
+    full = mine_folder(loaded, str(data), tmp_path / "full", config, run=RunOptions(batch=3))
 
     def stop_after_six(done: int, total: int, message: str) -> None:
         if done >= 6:  # what torchrun, schedulers and `kill` send
@@ -121,7 +128,9 @@ def test_a_script_resumes_an_interrupted_mine_folder(data: Path, tmp_path: Path)
     out = tmp_path / "stopped"
     handler = signal.getsignal(signal.SIGTERM)
     with pytest.raises(MineInterrupted) as stopped:
-        mine_folder(loaded, str(data), out, config, progress=stop_after_six)
+        mine_folder(
+            loaded, str(data), out, config, progress=stop_after_six, run=RunOptions(batch=3)
+        )
     assert signal.getsignal(signal.SIGTERM) == handler  # restored
     assert isinstance(stopped.value, KeyboardInterrupt) and stopped.value.saved
     assert str(stopped.value) == (
@@ -131,8 +140,10 @@ def test_a_script_resumes_an_interrupted_mine_folder(data: Path, tmp_path: Path)
     assert not (out / "manifest.json").exists() and not (out / LOCK_NAME).exists()
     assert torch.load(out / "checkpoint" / "rank0-of-1.pt", weights_only=True)["position"] == 6
     with pytest.raises(VizError, match="holds an interrupted run; pass resume=True"):
-        mine_folder(loaded, str(data), out, config)  # neither resume nor overwrite
-    resumed = mine_folder(loaded, str(data), out, config, resume=True)
+        mine_folder(
+            loaded, str(data), out, config, run=RunOptions(batch=3)
+        )  # neither resume nor overwrite
+    resumed = mine_folder(loaded, str(data), out, config, resume=True, run=RunOptions(batch=3))
     assert resumed.resumed_from == 6 and resumed.images_mined == 8 and resumed.notes == []
     assert resumed.files == full.files
     manifests = [json.loads((f / "manifest.json").read_text()) for f in (tmp_path / "full", out)]
@@ -229,8 +240,8 @@ def _rank(rank: int, world: int, port: int, data: str, out: str) -> None:
     import torch.distributed as dist
 
     # the script does not join the process group: mine_folder does, and leaves it
-    config = MineConfig("act3", channels=(0, 3, 5), k=4, batch_size=2)
-    run = mine_folder(tiny(), data, out, config)
+    config = MineConfig("act3", channels=(0, 3, 5), k=4)
+    run = mine_folder(tiny(), data, out, config, run=RunOptions(batch=2))
     assert not dist.is_initialized()
     assert run.is_main == (rank == 0) and (run.files != []) == (rank == 0)
     assert run.images_seen == 11
@@ -241,8 +252,8 @@ def test_two_torchrun_processes_write_the_single_process_folder(tmp_path: Path) 
     write_pngs(data, random_images(11, seed=13))
     two = tmp_path / "two"
     mp.spawn(_rank, args=(2, _free_port(), str(data), str(two)), nprocs=2, join=True)
-    config = MineConfig("act3", channels=(0, 3, 5), k=4, batch_size=2)
-    mine_folder(tiny(), str(data), tmp_path / "one", config)
+    config = MineConfig("act3", channels=(0, 3, 5), k=4)
+    mine_folder(tiny(), str(data), tmp_path / "one", config, run=RunOptions(batch=2))
     checkpoints = sorted(p.name for p in (two / "checkpoint").iterdir())
     assert checkpoints == ["rank0-of-2.pt", "rank1-of-2.pt"]
     one, merged = (json.loads((f / "manifest.json").read_text()) for f in (tmp_path / "one", two))

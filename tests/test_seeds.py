@@ -13,12 +13,13 @@ from _render_models import tiny_loaded
 
 from vizcnn.core.devices import as_generator, draw_seed, seed_record
 from vizcnn.core.errors import VizError
+from vizcnn.core.run_options import RunOptions
 from vizcnn.deepdream.dreaming import DreamConfig, dream
 from vizcnn.deepdream.zoom import ZoomConfig, dream_frames
 from vizcnn.optvis.rendering import RenderConfig, render, render_iter
 from vizcnn.runs import dream_file, render_folder
 
-RENDER = RenderConfig(steps=3, size=16, batch=2)
+RENDER = RenderConfig(steps=3, size=16)
 DREAM = DreamConfig(octaves=1, steps=2, jitter=3, step_size=10)
 UNITS = ["features.0:0-2"]
 
@@ -51,11 +52,13 @@ def test_render_with_a_generator_is_the_render_of_its_first_draw() -> None:
     loaded = _loaded()
     generator = torch.Generator().manual_seed(11)
     twin = torch.Generator().manual_seed(11)
-    drawn = render(loaded, UNITS, RENDER, seed=generator)
-    by_int = render(loaded, UNITS, RENDER, seed=draw_seed(twin))
+    drawn = render(loaded, UNITS, RENDER, seed=generator, run=RunOptions(batch=2))
+    by_int = render(loaded, UNITS, RENDER, seed=draw_seed(twin), run=RunOptions(batch=2))
     assert torch.equal(drawn.images, by_int.images)
     assert torch.equal(generator.get_state(), twin.get_state())  # advanced by the one draw
-    again = render(loaded, UNITS, RENDER, seed=generator)  # the generator ran on
+    again = render(
+        loaded, UNITS, RENDER, seed=generator, run=RunOptions(batch=2)
+    )  # the generator ran on
     assert not torch.equal(again.images, drawn.images)
 
 
@@ -72,12 +75,18 @@ def test_dream_and_frames_int_seed_equal_a_cpu_generator() -> None:
 
 
 CALLS: dict[str, Callable[[Any, Path], object]] = {
-    "render": lambda m, _: render(m, UNITS, RENDER, seed=1),
-    "render generator": lambda m, _: render(m, UNITS, RENDER, seed=torch.Generator()),
-    "render_iter": lambda m, _: list(render_iter(m, UNITS, RENDER, seed=2)),
+    "render": lambda m, _: render(m, UNITS, RENDER, seed=1, run=RunOptions(batch=2)),
+    "render generator": lambda m, _: render(
+        m, UNITS, RENDER, seed=torch.Generator(), run=RunOptions(batch=2)
+    ),
+    "render_iter": lambda m, _: list(
+        render_iter(m, UNITS, RENDER, seed=2, run=RunOptions(batch=2))
+    ),
     "dream": lambda m, _: dream(m, _image(), DREAM, seed=1),
     "dream_frames": lambda m, _: list(dream_frames(m, _image(), DREAM, ZoomConfig(frames=2))),
-    "render_folder": lambda m, tmp: render_folder(m, UNITS, tmp / "r", RENDER, seed=1),
+    "render_folder": lambda m, tmp: render_folder(
+        m, UNITS, tmp / "r", RENDER, seed=1, run=RunOptions(batch=2)
+    ),
     "dream_file": lambda m, tmp: dream_file(m, _image(), tmp / "d.gif", DREAM, seed=1),
 }
 
@@ -96,11 +105,32 @@ def test_run_calls_record_a_generator_by_its_state(tmp_path: Path) -> None:
     record = seed_record(torch.Generator().manual_seed(3))
     assert isinstance(record, str) and record.startswith("generator ")
     assert record == seed_record(torch.Generator().manual_seed(3)) != seed_record(4)
-    run = render_folder(loaded, UNITS, tmp_path, RENDER, seed=torch.Generator().manual_seed(3))
+    run = render_folder(
+        loaded,
+        UNITS,
+        tmp_path,
+        RENDER,
+        seed=torch.Generator().manual_seed(3),
+        run=RunOptions(batch=2),
+    )
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["provenance"]["seed"] == record
     # the same generator state resumes: every unit is found done
-    again = render_folder(loaded, UNITS, tmp_path, RENDER, seed=torch.Generator().manual_seed(3))
+    again = render_folder(
+        loaded,
+        UNITS,
+        tmp_path,
+        RENDER,
+        seed=torch.Generator().manual_seed(3),
+        run=RunOptions(batch=2),
+    )
     assert (run.rendered, again.rendered, again.skipped) == (3, 0, 3)
     with pytest.raises(VizError, match="seed generator"):
-        render_folder(loaded, UNITS, tmp_path, RENDER, seed=torch.Generator().manual_seed(4))
+        render_folder(
+            loaded,
+            UNITS,
+            tmp_path,
+            RENDER,
+            seed=torch.Generator().manual_seed(4),
+            run=RunOptions(batch=2),
+        )

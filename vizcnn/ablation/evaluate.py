@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from vizcnn.core.distributed import all_gather, current_shard
 from vizcnn.core.image_range import warn_if_normalized
 from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.hooks import model_guard
 
 UNLABELLED = -1  # label of an image without one (top-1/top-5 accuracy skip it)
@@ -113,16 +114,18 @@ def _stack(items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.T
     return images, labels
 
 
+EVAL_BATCH = 256  # images per forward pass where `RunOptions.batch` is None
+
+
 def evaluate(
     models: Mapping[str, nn.Module],
     data: Dataset[tuple[torch.Tensor, int]],
     normalize: Callable[[torch.Tensor], torch.Tensor],
     *,
     reference: str | None = None,
-    batch_size: int = 256,
-    workers: int = 0,
     device: torch.device | str = "cpu",
     progress: ProgressCallback = no_progress,
+    run: RunOptions | None = None,
 ) -> dict[str, Scores]:
     """Top-1/top-5 accuracy of each network and its agreement with `reference`, over `data`.
 
@@ -135,16 +138,21 @@ def evaluate(
         data: items `(image (C, H, W) in [0, 1], label)`, label -1 for none.
         normalize: maps `(B, C, H, W)` images to the networks' input space.
         reference: the name (in `models`) whose predictions the others are compared with.
-        batch_size, workers: images per forward pass; DataLoader workers.
+        run: how it runs (`RunOptions`): `batch` images per forward pass (None:
+            `EVAL_BATCH`), `workers` DataLoader processes; neither changes the scores.
 
     Example:
         >>> scores = evaluate({"net": net}, dataset, loaded.normalize)
         >>> scores["net"].top1_accuracy
     """
+    run = as_run_options(run)
     shard = current_shard()
     indices = list(shard.indices(len(data)))  # type: ignore[arg-type]
     loader = DataLoader(
-        Subset(data, indices), batch_size=batch_size, num_workers=workers, collate_fn=_stack
+        Subset(data, indices),
+        batch_size=run.batch_or(EVAL_BATCH),
+        num_workers=run.workers,
+        collate_fn=_stack,
     )
     totals = {name: Scores() for name in models}
     done = 0

@@ -19,6 +19,7 @@ from vizcnn.ablation.training import TrainConfig, check_retrain, train
 from vizcnn.ablation.variants import CONTROL, ORIGINAL, Variant, check_names
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.core.run_options import RunOptions
 from vizcnn.models.base import ModelLike, as_loaded
 
 
@@ -99,10 +100,10 @@ def run_ablation(
     config: TrainConfig,
     *,
     train_data: Dataset[tuple[torch.Tensor, int]] | None = None,
-    batch_size: int = 256,
     device: torch.device | str = "cpu",
     planned: dict[str, Ablated] | None = None,
     progress: Callable[[str], ProgressCallback] = lambda _: no_progress,
+    run: RunOptions | None = None,
 ) -> AblationResult:
     """Retrain (per `config`) and evaluate the control and every variant on `test_data`.
 
@@ -114,6 +115,7 @@ def run_ablation(
         train_data: needed unless `config.retrain == "none"`.
         planned: `plan(...)`'s output when already computed (the CLI validates first).
         progress: phase name -> a progress callback for that phase (one bar each).
+        run: how evaluation runs (`RunOptions`: `batch`, `workers`), as for `evaluate`.
 
     Example:
         >>> result = run_ablation(load_model("lenet5_digits"), DIGITS_VARIANTS, digits("test"),
@@ -161,9 +163,9 @@ def run_ablation(
         test_data,
         loaded.normalize,
         reference=ORIGINAL,
-        batch_size=batch_size,
         device=device,
         progress=progress("evaluating"),
+        run=run,
     )
     for row in rows:
         row.scores = scores[row.name]
@@ -172,9 +174,9 @@ def run_ablation(
             networks,
             train_data,
             loaded.normalize,
-            batch_size=batch_size,
             device=device,
             progress=progress("evaluating on the training data"),
+            run=run,
         )
         for row in rows:
             row.train_scores = fitted[row.name]

@@ -20,6 +20,7 @@ from vizcnn.ablation.surgery import ablate, check_layers
 from vizcnn.ablation.variants import find_blocks
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.core.run_options import RunOptions
 from vizcnn.hooks import Layer, layer_names
 from vizcnn.models.base import ModelLike, as_loaded
 
@@ -49,9 +50,9 @@ def lesion_study(
     data: Dataset[tuple[torch.Tensor, int]],
     *,
     blocks: Sequence[Layer] | None = None,
-    batch_size: int = 32,
     device: torch.device | str = "cpu",
     progress: ProgressCallback = no_progress,
+    run: RunOptions | None = None,
 ) -> LesionResult:
     """Remove each block in turn and compare the network's predictions with the intact one's.
 
@@ -60,7 +61,8 @@ def lesion_study(
         data: items `(image (C, H, W) in [0, 1], label)` (label -1 when unknown).
         blocks: block names or submodules (default: `find_blocks`, e.g. `_blocks.0` ...
             `_blocks.15`); results name them by dotted name.
-        batch_size: images per forward pass (every lesioned copy sees each batch).
+        run: how it runs (`RunOptions`): `batch` images per forward pass (None: 32; every
+            lesioned copy sees each batch), `workers` DataLoader processes.
 
     Example:
         >>> result = lesion_study(load_model("efficientnet_lite0"), UnlabelledData(samples))
@@ -96,9 +98,9 @@ def lesion_study(
         data,
         loaded.normalize,
         reference=INTACT,
-        batch_size=batch_size,
         device=device,
         progress=progress,
+        run=RunOptions(batch=32) if run is None else run,
     )
     for lesion in lesions:
         lesion.scores = scores.get(lesion.block)

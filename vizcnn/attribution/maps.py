@@ -19,6 +19,7 @@ from vizcnn.attribution.methods import (
 )
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.hooks import inplace_off, model_guard
 from vizcnn.models.base import ModelLike, as_loaded
 
@@ -60,6 +61,9 @@ def as_methods(model: ModelLike, methods: MethodsLike | None = None) -> list[Met
     return chosen
 
 
+DEFAULT_BATCH = 8  # images per call of a method where `RunOptions.batch` is None
+
+
 def _expand(maps: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     # one map for every channel, so every method's maps have the input's shape
     return maps.expand(-1, x.shape[1], -1, -1).contiguous()
@@ -71,10 +75,10 @@ def attribute(
     methods: MethodsLike | None = None,
     *,
     targets: Targets = "top1",
-    batch: int = 8,
     progress: ProgressCallback = no_progress,
+    run: RunOptions | None = None,
 ) -> Attributions:
-    """Attribution maps of `images` for several methods, `batch` images at a time.
+    """Attribution maps of `images` for several methods, `run.batch` images at a time.
 
     Runs on the model's device inside `model_guard` with in-place flags off; the model is left
     exactly as found. Maps are with respect to the [0, 1] pixels, in the input's channels
@@ -87,8 +91,9 @@ def attribute(
             layer=...)`, their options), in panel order; default `DEFAULT_METHODS`.
         targets: the class to explain per image: a `(B,)` tensor of indices, a list or tuple of
             B indices or class names (case-insensitive, `top1` allowed), or one for every image.
-        batch: images per call of a method.
         progress: called as `progress(done, total, message)` in units of images x methods.
+        run: how it runs (`RunOptions`): `batch` images per call of a method (None:
+            `DEFAULT_BATCH`; memory, not the maps). Attribution runs float32 and ignores `amp`.
 
     Returns:
         `Attributions` with `maps[method]` of shape `(B, C, H, W)` on the images' device, and
@@ -104,8 +109,7 @@ def attribute(
     """
     loaded = as_loaded(model)
     chosen = as_methods(loaded, methods)
-    if batch < 1:
-        raise VizError(f"batch = {batch} must be at least 1")
+    batch = as_run_options(run).batch_or(DEFAULT_BATCH)
     check_images(images)
     x_all = images.to(device=loaded.device, dtype=loaded.dtype)
     names = [m.name for m in chosen]

@@ -9,14 +9,16 @@ from typing import Literal
 from torch import nn
 
 from vizcnn.core.errors import VizError
-from vizcnn.core.precision import AmpSetting, check_amp
 from vizcnn.deepdream.targets import LayerTarget, resolve_target
 from vizcnn.models.loading import LoadedModel
 
 
 @dataclass(frozen=True)
 class DreamConfig:
-    """Every parameter of a dream; the CLI options map one to one onto these fields."""
+    """What a dream computes; the CLI options map one to one onto these fields.
+
+    How it runs (precision, deterministic kernels) is `RunOptions`, given as `dream(..., run=)`.
+    """
 
     # LAYER[#k][:CHANNELS][@WEIGHT], LayerTarget, or a submodule (the whole layer); () = defaults
     layers: tuple[str | LayerTarget | nn.Module, ...] = ()
@@ -27,8 +29,6 @@ class DreamConfig:
     jitter: int = 32  # random roll of up to +-jitter pixels on both axes, undone each step
     tile: int = 512  # largest tile side for the gradient (memory bound); 0 = never tile
     grad_norm: Literal["mean", "std"] = "mean"  # divide the gradient by mean |g| or by its std
-    amp: AmpSetting = "auto"  # bf16 network: True, False, or "auto" (where native; core.precision)
-    deterministic: bool = False  # deterministic kernels (CUDA: same seed, same dream; slower)
 
     def __post_init__(self) -> None:
         for name in ("octave_scale", "step_size"):
@@ -47,7 +47,6 @@ class DreamConfig:
                 f"unknown gradient normalization {self.grad_norm!r}; use mean or std",
             ),
         ]
-        check_amp(self.amp)
         for ok, message in checks:
             if not ok:
                 raise VizError(message)

@@ -20,6 +20,7 @@ from vizcnn.core.devices import Seed, as_generator, deterministic_algorithms
 from vizcnn.core.image_range import warn_if_normalized
 from vizcnn.core.precision import choose_precision
 from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.deepdream.config import DreamConfig
 from vizcnn.deepdream.images import as_batch
 from vizcnn.deepdream.octaves import check_memory, dream_memory, octave_sizes
@@ -57,6 +58,7 @@ def dream(
     guide: torch.Tensor | None = None,
     seed: Seed = 0,
     progress: ProgressCallback | None = None,
+    run: RunOptions | None = None,
 ) -> torch.Tensor:
     """DeepDream `image`: the same size back, with what the chosen layers see amplified.
 
@@ -75,6 +77,8 @@ def dream(
             `seed=torch.Generator().manual_seed(s)`). torch's global generator is never read.
             The rolls are shared by a batch, so image i of a batch dreams as it would alone.
         progress: `progress(done, total, message)` after every step (octaves x steps in all).
+        run: how it runs (`RunOptions`; None: its defaults): `amp` picks the network's
+            precision (it changes the dream), `deterministic` the kernels on CUDA.
 
     Returns:
         The dream, same shape as `image`, float in [0, 1], on `image`'s device.
@@ -89,15 +93,17 @@ def dream(
     warn_if_normalized(image)
     if guide is not None:
         warn_if_normalized(guide)
+    run = as_run_options(run)
     generator = as_generator(seed, "cpu")  # CPU rolls: same seed, same rolls on any device
-    with model_guard(loaded.module), deterministic_algorithms(config.deterministic):
-        return _dream(loaded, image, config, guide, generator, progress or no_progress)
+    with model_guard(loaded.module), deterministic_algorithms(run.deterministic):
+        return _dream(loaded, image, config, run, guide, generator, progress or no_progress)
 
 
 def _dream(
     loaded: LoadedModel,
     image: torch.Tensor,
     config: DreamConfig,
+    run: RunOptions,
     guide: torch.Tensor | None,
     generator: torch.Generator,
     report: ProgressCallback,
@@ -114,7 +120,7 @@ def _dream(
     low, high = (0 - mean) / std, (1 - mean) / std
     step = (config.step_size / 255.0) / std  # pixel units -> the model's normalized units
     device = batch.device
-    precision = choose_precision(device, config.amp)
+    precision = choose_precision(device, run.amp)
     if precision.note:
         warnings.warn(precision.note, stacklevel=3)
     autocast = precision.autocast()

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from vizcnn.core.devices import Seed, as_generator
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.core.run_options import RunOptions
 from vizcnn.deepdream.dreaming import DreamConfig, dream
 from vizcnn.models.base import ModelLike, as_loaded
 
@@ -60,6 +61,7 @@ def dream_frames(
     guide: torch.Tensor | None = None,
     seed: Seed = 0,
     progress: ProgressCallback | None = None,
+    run: RunOptions | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield the frames `(C, H, W)` in [0, 1] of a zoom video, one dream per frame.
 
@@ -70,6 +72,7 @@ def dream_frames(
         guide, seed: as for `dream` (an int seeds one CPU generator, as `vizcnn dream --seed`
             does); the generator runs on across frames, so each frame gets its own rolls.
         progress: `progress(done, total, message)` over frames x octaves x steps.
+        run: how it runs, as for `dream`.
 
     Example:
         >>> frames = list(dream_frames(loaded, sample_image("coffee"), zoom=ZoomConfig(frames=8)))
@@ -92,7 +95,7 @@ def dream_frames(
             )
 
         dreamed = dream(
-            loaded, current, config, guide=guide, seed=generator, progress=frame_progress
+            loaded, current, config, guide=guide, seed=generator, progress=frame_progress, run=run
         )
         if index > 0 and zoom.blend > 0:
             dreamed = torch.lerp(dreamed, current.to(dreamed.dtype), zoom.blend)

@@ -27,11 +27,15 @@ from torch import nn
 from vizcnn.core.errors import VizError
 from vizcnn.core.image_range import warn_if_normalized
 from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.hooks import Layer, capture, find_module, layer_names, model_guard, parse_layer
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
 from vizcnn.receptive.measured import receptive_fields
 
 OUTPUT = "output"  # the row name of the model's final output
+
+
+DEFAULT_BATCH = 8  # images per forward pass where `RunOptions.batch` is None
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,6 @@ class EquivarianceConfig:
     direction: Literal["x", "y", "xy"] = "x"  # shift right-left, up-down, or diagonally
     mode: Literal["crop", "roll"] = "crop"  # windows of a wider image, or circular shift
     border: float = 0.125  # share of each map side left out at both ends before comparing
-    batch_size: int = 8  # images per forward pass
 
     def __post_init__(self) -> None:
         if not self.shifts or any(s < 1 for s in self.shifts):
@@ -55,8 +58,6 @@ class EquivarianceConfig:
             raise VizError(f"mode {self.mode!r} invalid; use crop or roll")
         if not 0 <= self.border < 0.5:
             raise VizError(f"border must be in [0, 0.5), got {self.border}")
-        if self.batch_size < 1:
-            raise VizError(f"batch size must be at least 1, got {self.batch_size}")
 
     def offset(self, shift: int) -> tuple[int, int]:
         """The (dy, dx) input offset of a shift."""
@@ -286,6 +287,7 @@ def measure_equivariance(
     config: EquivarianceConfig | None = None,
     *,
     progress: ProgressCallback = no_progress,
+    run: RunOptions | None = None,
 ) -> EquivarianceResult:
     """Relative equivariance error of every layer for every shift, and output invariance.
 
@@ -293,8 +295,10 @@ def measure_equivariance(
         model: a `LoadedModel` or bare `nn.Module`.
         images: `(N, C, H, W)` in [0, 1]. With `mode="crop"` they must be `config.margin` larger
             than the size to measure at (`prepare_images` does it); with `roll`, any size.
-        config: layers, shifts, direction, mode, border, batch size.
+        config: layers, shifts, direction, mode, border.
         progress: called after each forward pass.
+        run: how it runs (`RunOptions`): `batch` images per forward pass (None:
+            `DEFAULT_BATCH`; memory, not the result). It runs float32 and ignores `amp`.
 
     Returns:
         An `EquivarianceResult`: one row per layer in forward order, then the model output.
@@ -321,7 +325,8 @@ def measure_equivariance(
     for spec in requested:
         find_module(module, parse_layer(spec).name)
     device, dtype = loaded.device, loaded.dtype
-    total = math.ceil(len(images) / config.batch_size) * (1 + len(config.shifts))
+    batch = as_run_options(run).batch_or(DEFAULT_BATCH)
+    total = math.ceil(len(images) / batch) * (1 + len(config.shifts))
     with model_guard(module):
         # a probe of one image: which layers fire (in firing order), their shapes and strides;
         # the strides may need a measured receptive field (a backward pass), so outside no_grad
@@ -341,16 +346,16 @@ def measure_equivariance(
         torch.no_grad(),
         capture(module, layers, detach=True) as acts,
     ):
-        for start in range(0, len(images), config.batch_size):
-            batch = images[start : start + config.batch_size].to(device, dtype)
-            base_out = _output_tensor(acts.run(loaded.normalize(_window(batch, (0, 0), config))))
+        for start in range(0, len(images), batch):
+            part = images[start : start + batch].to(device, dtype)
+            base_out = _output_tensor(acts.run(loaded.normalize(_window(part, (0, 0), config))))
             base = dict(acts.outputs)
             base[OUTPUT] = base_out
             done += 1
             progress(done, total, "equivariance")
             for shift in config.shifts:
                 offset = config.offset(shift)
-                out = _output_tensor(acts.run(loaded.normalize(_window(batch, offset, config))))
+                out = _output_tensor(acts.run(loaded.normalize(_window(part, offset, config))))
                 current = {**acts.outputs, OUTPUT: out}
                 for spec, stride in strides.items():
                     units = (

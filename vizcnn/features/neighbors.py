@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from vizcnn.core.errors import VizError
 from vizcnn.core.image_range import warn_if_normalized
 from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.data.datasets import FileImages, ImageSource, collate
 from vizcnn.hooks import Layer, capture, find_module, layer_name, model_guard, parse_layer
 from vizcnn.io.imaging import atomic_write
@@ -31,6 +32,9 @@ from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
 
 Metric = Literal["l2", "cosine"]
 CLASSIFIER_INPUT = "classifier-input"  # the layer name recorded for the default embedding
+
+
+DEFAULT_BATCH = 32  # images per forward pass where `RunOptions.batch` is None
 
 
 @dataclass(frozen=True)
@@ -42,8 +46,6 @@ class NeighborsConfig:
     layer: Layer | None = None
     k: int = 5  # neighbours per query
     metric: Metric = "l2"  # l2 (Euclidean) or cosine (1 - cosine similarity)
-    batch_size: int = 32  # images per forward pass
-    workers: int = 0  # DataLoader processes decoding images (does not change the result)
     limit: int | None = None  # use only the first N data images (None: all)
     crops: int = 4  # data `samples`: random crops per bundled photo
 
@@ -52,10 +54,6 @@ class NeighborsConfig:
             raise VizError(f"k must be at least 1, got {self.k}")
         if self.metric not in ("l2", "cosine"):
             raise VizError(f"metric {self.metric!r} invalid; use l2 or cosine")
-        if self.batch_size < 1:
-            raise VizError(f"batch size must be at least 1, got {self.batch_size}")
-        if self.workers < 0:
-            raise VizError(f"workers must be >= 0, got {self.workers}")
 
 
 def classifier_layer(model: nn.Module) -> str:
@@ -170,10 +168,9 @@ def embed_dataset(
     dataset: ImageSource,
     layer: Layer | None = None,
     *,
-    batch_size: int = 32,
-    workers: int = 0,
     cache_dir: str | Path | None = None,
     progress: ProgressCallback = no_progress,
+    run: RunOptions | None = None,
 ) -> Embeddings:
     """Embed every item of `dataset`, in batches; read and write `cache_dir` when given.
 
@@ -182,10 +179,10 @@ def embed_dataset(
         dataset: from `open_dataset` (items already at the model's input size).
         layer: embedding layer, a spec or the submodule itself (recorded as its dotted name,
             `vizcnn.hooks.layer_name`); None: the classifier's input.
-        batch_size: images per forward pass.
-        workers: DataLoader worker processes for decoding.
         cache_dir: folder for `embeddings-*.pt` files; None = no cache.
         progress: called after each batch with images done / total.
+        run: how it runs (`RunOptions`): `batch` images per forward pass (None:
+            `DEFAULT_BATCH`), `workers` DataLoader processes; neither changes the result.
 
     Example:
         >>> data = open_dataset("samples", 3, (224, 224), crops_per_image=2)
@@ -197,8 +194,7 @@ def embed_dataset(
         find_module(loaded.module, parse_layer(layer).name)
     if len(dataset) == 0:
         raise VizError("no images to embed")
-    if batch_size < 1:
-        raise VizError(f"batch size must be at least 1, got {batch_size}")
+    run = as_run_options(run)
     name = layer or CLASSIFIER_INPUT
     path = cache_path(Path(cache_dir), loaded, layer, dataset) if cache_dir is not None else None
     if path is not None and path.is_file():
@@ -207,7 +203,11 @@ def embed_dataset(
             progress(len(dataset), len(dataset), "embeddings (cached)")
             return Embeddings(stored["vectors"], stored["valid"], stored["names"], name, True)
     loader = DataLoader(
-        dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate, shuffle=False
+        dataset,
+        batch_size=run.batch_or(DEFAULT_BATCH),
+        num_workers=run.workers,
+        collate_fn=collate,
+        shuffle=False,
     )
     vectors: list[torch.Tensor] = []
     valid: list[torch.Tensor] = []

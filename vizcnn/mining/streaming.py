@@ -26,6 +26,7 @@ from vizcnn.core.distributed import Shard, all_gather, all_gather_objects, curre
 from vizcnn.core.errors import VizError
 from vizcnn.core.image_range import warn_if_normalized
 from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.data.datasets import Batch, ImageSource, collate
 from vizcnn.hooks import Layer, capture, layer_name, layer_output_shape, technique
 from vizcnn.io.provenance import weights_digest
@@ -34,6 +35,7 @@ from vizcnn.mining.topk import MAX_IMAGES, RunningTopK, TopK, decode
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
 
 RANKS = ("max", "mean")
+DEFAULT_BATCH = 64  # images per forward pass where `RunOptions.batch` is None
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,6 @@ class MineConfig:
     channels: tuple[int, ...] | None = None  # channels to mine; None = every channel
     k: int = 9  # images kept per channel
     rank: str = "max"  # score of an image for a channel: spatial "max" or "mean"
-    batch_size: int = 64  # images per forward pass
-    workers: int = 0  # DataLoader worker processes decoding images (0 = in this process)
     checkpoint_every: int = 20  # batches between checkpoints (when a checkpoint path is given)
     checkpoint_seconds: float = 60.0  # ... or seconds, whichever comes first
 
@@ -59,10 +59,6 @@ class MineConfig:
             raise VizError(f"-k must be at least 1, got {self.k}")
         if self.rank not in RANKS:
             raise VizError(f"unknown --rank {self.rank!r}; use max or mean")
-        if self.batch_size < 1:
-            raise VizError(f"--batch must be at least 1, got {self.batch_size}")
-        if self.workers < 0:
-            raise VizError(f"--workers must be 0 or more, got {self.workers}")
         if self.checkpoint_every < 1:
             raise VizError(
                 f"--checkpoint-every must be at least 1 batch, got {self.checkpoint_every}"
@@ -180,6 +176,7 @@ def mine_topk(
     progress: ProgressCallback = no_progress,
     checkpoint: str | Path | None = None,
     resume: bool = False,
+    run: RunOptions | None = None,
 ) -> TopK:
     """Stream `dataset` through the model up to `config.layer`; keep each channel's top k.
 
@@ -195,13 +192,16 @@ def mine_topk(
     Args:
         model: a `LoadedModel` or a bare `nn.Module` (see `describe`); left unchanged.
         dataset: an `ImageSource`, e.g. from `open_dataset`; items are `(C, H, W)` in [0, 1].
-        config: layer, channels, k, rank, batch size, workers, checkpoint interval.
+        config: layer, channels, k, rank, checkpoint interval.
         progress: called with (images done, images in this rank's shard, message).
         checkpoint: file for the running state (one per rank); None = no checkpoints. Nothing
             is written before the first readable image.
         resume: continue from `checkpoint` if it exists (VizError naming every setting that
             differs if it was made by another run: model, weights, layer, channels, k, rank,
             data, data contents, process layout).
+        run: how it runs (`RunOptions`): `batch` images per forward pass (None:
+            `DEFAULT_BATCH`), `workers` DataLoader processes; neither changes the result
+            (mining runs float32 and ignores `amp`).
 
     Example:
         >>> data = open_dataset("samples", 3, loaded.input_size, limit=64)
@@ -209,6 +209,7 @@ def mine_topk(
         >>> top.hits(0)[0]  # (value, image id, y, x)
     """
     loaded = as_loaded(model)
+    run = as_run_options(run)
     layer = layer_name(loaded.module, config.layer)
     config = replace(config, layer=layer)
     if len(dataset) > MAX_IMAGES:
@@ -228,9 +229,9 @@ def mine_topk(
     indices = shard.indices(len(dataset))  # a range: O(1) memory however many images
     loader: DataLoader[Any] = DataLoader(
         Subset(dataset, indices[state.position :]),
-        batch_size=config.batch_size,
+        batch_size=run.batch_or(DEFAULT_BATCH),
         shuffle=False,
-        num_workers=config.workers,
+        num_workers=run.workers,
         collate_fn=collate,
         pin_memory=device.type == "cuda",
     )

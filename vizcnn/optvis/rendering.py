@@ -1,7 +1,7 @@
 """Activation maximization: optimize images so that units of a network respond strongly.
 
-Many units render as one batch (image i optimizes unit i), in chunks of `RenderConfig.batch`
-images; the forward pass stops at the deepest layer the objectives read, and the model's
+Many units render as one batch (image i optimizes unit i), in chunks of `RunOptions.batch`
+images (default `DEFAULT_BATCH`); the forward pass stops at the deepest layer the objectives read, and the model's
 parameters stay frozen. Two recipes, both 128 px upsampled to the model's input and optimized
 with Adam: `fft` (lucid's: 1/f-scaled Fourier with decorrelated colour, pad/jitter/scale/rotate,
 lr 0.05 constant) and `maco` (phase-only Fourier with a fixed natural-image amplitude, random
@@ -34,8 +34,9 @@ import torch
 from vizcnn.core.adam import Adam, cosine_lr
 from vizcnn.core.devices import Seed, deterministic_algorithms, draw_seed, make_generator
 from vizcnn.core.errors import VizError
-from vizcnn.core.precision import AmpSetting, check_amp, choose_precision
+from vizcnn.core.precision import choose_precision
 from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.hooks import Captured, Layer, capture, layer_name, layer_output_shape, model_guard
 from vizcnn.io.imaging import resize
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
@@ -68,11 +69,16 @@ RECIPE_LR: dict[str, tuple[float, str]] = {
     "maco": (0.2, "cosine"),
 }
 CHUNK_SEED_STRIDE = 1_000_003  # chunk n of a render draws from seed + n * stride
+DEFAULT_BATCH = 16  # images optimized together where `RunOptions.batch` is None
 
 
 @dataclass(frozen=True)
 class RenderConfig:
-    """Settings of one render; the `vizcnn render` options map onto these fields."""
+    """What a render computes; the `vizcnn render` options map onto these fields.
+
+    How it runs (precision, images per chunk, deterministic kernels, memory layout) is
+    `RunOptions`, given to `render(..., run=...)`.
+    """
 
     steps: int = 512  # optimizer steps per batch
     size: int | tuple[int, int] | None = (
@@ -81,7 +87,6 @@ class RenderConfig:
     param: str = "auto"  # auto (maco for class renders, else fft), fft (lucid), maco or pixel
     decorrelate: bool = True  # build RGB images in decorrelated colour space
     lr: float | None = None  # Adam learning rate; None: the recipe's (RECIPE_LR)
-    batch: int = 16  # images optimized together
     diversity: int = 1  # images per unit; above 1 they are pushed apart (Gram similarity)
     diversity_weight: float = 1e2  # weight of the diversity penalty (lucid's 1e2)
     diversity_layer: Layer | None = None  # layer (name or submodule) whose Gram matrices are
@@ -93,10 +98,6 @@ class RenderConfig:
     lr_schedule: str | None = None  # constant, cosine (decays to 0); None: the recipe's
     input_size: tuple[int, int] | None = None  # what the model sees; None: its input size
     init_sd: float = 0.01  # spread of the random initial parameters
-    amp: AmpSetting = "auto"  # bf16 network: True, False, or "auto" (where native; core.precision)
-    channels_last: bool = True  # channels-last inputs (CUDA; on the CPU only under bf16)
-    check_every: int = 16  # steps between non-finite loss checks on CUDA (every step elsewhere)
-    deterministic: bool = False  # deterministic kernels (CUDA: same seed, same images; slower)
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -113,8 +114,6 @@ class RenderConfig:
             raise VizError(f"learning rate must be positive, got {self.lr}")
         if self.init_sd < 0:
             raise VizError(f"init_sd must be >= 0, got {self.init_sd}")
-        if self.batch < 1:
-            raise VizError(f"batch must be at least 1, got {self.batch}")
         if self.diversity < 1:
             raise VizError(f"diversity must be at least 1 image per unit, got {self.diversity}")
         if self.crops < 1:
@@ -123,9 +122,6 @@ class RenderConfig:
             raise VizError(
                 f"unknown lr schedule {self.lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}"
             )
-        check_amp(self.amp)
-        if self.check_every < 1:
-            raise VizError(f"check_every must be at least 1, got {self.check_every}")
         size = self.size if not isinstance(self.size, int) else (self.size, self.size)
         if size is not None and min(size) < 8:
             raise VizError(f"image size {size} too small; use at least 8 pixels")
@@ -164,9 +160,13 @@ class RenderConfig:
             return self.transforms
         return crop_transforms() if self.param == "maco" else standard_transforms()
 
-    def chunks(self, count: int) -> list[list[int]]:
-        """Unit positions of each chunk (`batch // diversity` units per chunk) for `count` units."""
-        per_chunk = max(1, self.batch // self.diversity)
+    def chunks(self, count: int, batch: int = DEFAULT_BATCH) -> list[list[int]]:
+        """Unit positions of each chunk (`batch // diversity` units per chunk) for `count` units.
+
+        `batch` is `RunOptions.batch` (images per chunk): it decides which units share a chunk,
+        and so each chunk's seed, so it changes the pictures.
+        """
+        per_chunk = max(1, batch // self.diversity)
         return [list(range(s, min(count, s + per_chunk))) for s in range(0, count, per_chunk)]
 
 
@@ -284,6 +284,7 @@ def render_iter(
     skip: Collection[int] = (),
     progress: ProgressCallback = no_progress,
     observe: Callable[[int, torch.Tensor], None] | None = None,
+    run: RunOptions | None = None,
 ) -> Iterator[RenderResult]:
     """Like `render`, but yield each chunk's result as soon as it is done (for resumable runs).
 
@@ -293,11 +294,13 @@ def render_iter(
             is not run; one with some skipped runs whole (its pictures depend on the whole
             chunk) and yields only the wanted rows.
         observe: `observe(step, images)` after every step, as in `render`.
+        run: how it runs, as in `render`.
 
     Each yielded `RenderResult.unit_index` says which of the (expanded) units its images belong
     to; the images equal those of an uninterrupted `render` with the same seed.
     """
     loaded = as_loaded(model)
+    run = as_run_options(run)
     objectives = expand_units(loaded, units)
     config = config.resolved(objectives)
     if config.diversity_layer is not None and config.diversity_layer != "":
@@ -305,7 +308,7 @@ def render_iter(
     skipped = set(skip)
     plan = [
         (number, chunk)
-        for number, chunk in enumerate(config.chunks(len(objectives)))
+        for number, chunk in enumerate(config.chunks(len(objectives), run.batch_or(DEFAULT_BATCH)))
         if not skipped.issuperset(chunk)
     ]
     total = sum(len(chunk) for _, chunk in plan) * config.steps
@@ -317,9 +320,9 @@ def render_iter(
             progress(offset + done, total, message)
 
         generator = make_generator(base + CHUNK_SEED_STRIDE * number, loaded.device)
-        with deterministic_algorithms(config.deterministic):
+        with deterministic_algorithms(run.deterministic):
             result = _render_chunk(
-                loaded, objectives, chunk, config, generator, report, len(objectives), observe
+                loaded, objectives, chunk, config, run, generator, report, len(objectives), observe
             )
         finished += len(chunk) * config.steps
         keep = [row for row, unit in enumerate(result.unit_index) if unit not in skipped]
@@ -337,6 +340,7 @@ def _render_chunk(
     objectives: list[Objective],
     chunk: list[int],
     config: RenderConfig,
+    run: RunOptions,
     generator: torch.Generator,
     report: Callable[[int, str], None],
     count: int,
@@ -377,9 +381,9 @@ def _render_chunk(
     checked = 0  # losses before this step are known to be finite
     # bfloat16 for the network only (CUDA, and CPUs with native bf16); parameterization,
     # transforms, optimizer and objective values stay float32
-    precision = choose_precision(device, config.amp)
+    precision = choose_precision(device, run.amp)
     autocast = precision.autocast()
-    channels_last = config.channels_last and (cuda or precision.channels_last)
+    channels_last = run.channels_last and (cuda or precision.channels_last)
     label = _label(chunk, count)
     hooks = (
         capture(loaded.module, layers, stop_early=not need_logits)
@@ -409,7 +413,7 @@ def _render_chunk(
             loss.backward()
             optimizer.step()
             losses[step] = loss.detach()
-            if not cuda or (step + 1) % config.check_every == 0 or step + 1 == config.steps:
+            if not cuda or (step + 1) % run.check_every == 0 or step + 1 == config.steps:
                 _check_finite(losses, checked, step + 1, label)
                 checked = step + 1
             report((step + 1) * len(chunk), f"{label}, step {step + 1}/{config.steps}")
@@ -468,6 +472,7 @@ def render(
     seed: Seed = 0,
     progress: ProgressCallback = no_progress,
     observe: Callable[[int, torch.Tensor], None] | None = None,
+    run: RunOptions | None = None,
 ) -> RenderResult:
     """Render images that maximize each unit: one image per unit (`config.diversity` per unit).
 
@@ -476,7 +481,7 @@ def render(
         units: objectives or unit specs `LAYER[#k][:CHANNELS][@WEIGHT]` (`"_blocks.9:3"`,
             `"_blocks.9:0-15"`: one unit per channel), or `(layer, channel)` pairs whose layer
             may be the submodule itself (`(model.layer4, 3)`); image i optimizes unit i.
-        config: steps, size, parameterization, learning rate, batch, diversity, transforms.
+        config: the recipe: steps, size, parameterization, learning rate, diversity, transforms.
         seed: chunk n draws its initial values and transforms from a generator on the model's
             device seeded `seed + n * CHUNK_SEED_STRIDE`; the CLI's `--seed` is the same seed.
             A `torch.Generator` is drawn from once (`draw_seed`: one int in [0, 2**62)) and
@@ -485,6 +490,10 @@ def render(
         progress: `progress(done, total, message)` over units x steps.
         observe: `observe(step, images)` after every step with the chunk's current images
             `(B, C, H, W)` (detached; e.g. to plot how a picture develops).
+        run: how it runs (`RunOptions`; None: its defaults). `run.batch` images are optimized
+            together (None: `DEFAULT_BATCH`); it fixes which units share a chunk and so the
+            chunk seeds: another batch gives other pictures. `run.amp` picks the network's
+            precision; `deterministic`, `channels_last` and `check_every` change no result.
 
     Returns:
         `RenderResult` with images `(N, C, H, W)` in [0, 1] and their objective values `(N,)`.
@@ -493,7 +502,9 @@ def render(
         >>> from vizcnn.optvis import objectives as obj
         >>> result = render(loaded, [obj.class_logit("espresso")], RenderConfig(steps=128))
     """
-    parts = list(render_iter(model, units, config, seed=seed, progress=progress, observe=observe))
+    parts = list(
+        render_iter(model, units, config, seed=seed, progress=progress, observe=observe, run=run)
+    )
     return RenderResult(
         images=torch.cat([p.images for p in parts]),
         values=torch.cat([p.values for p in parts]),

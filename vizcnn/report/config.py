@@ -9,6 +9,7 @@ from vizcnn.core.errors import VizError
 PROJECTIONS = ("deconv", "guided", "none")
 DEFAULT_IMAGES = ("sample:coffee", "sample:chelsea")
 DEFAULT_METHODS = ("saliency", "ig", "gradcam")
+REPORT_BATCH = 32  # images per forward pass while mining where `RunOptions.batch` is None
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,6 @@ class ReportConfig:
     dream_octaves: int = 4  # DeepDream pyramid levels (fewer for small images)
     dream_steps: int = 10  # DeepDream gradient steps per octave
     ablation: str | None = None  # results.json of `vizcnn ablate` to show, or None
-    batch: int = 32  # images per forward pass while mining
     seed: int = 0  # render, dream, SmoothGrad noise and the samples' crops
     self_contained: bool = False  # one HTML file with every picture inlined
 
@@ -46,7 +46,6 @@ class ReportConfig:
             (self.dream_steps >= 1, f"--dream-steps must be >= 1, got {self.dream_steps}"),
             (self.crops >= 1, f"--crops must be >= 1, got {self.crops}"),
             (self.k >= 1, f"-k must be >= 1, got {self.k}"),
-            (self.batch >= 1, f"--batch must be >= 1, got {self.batch}"),
             (
                 self.projections in PROJECTIONS,
                 f"unknown --projections {self.projections!r}; use deconv, guided or none",

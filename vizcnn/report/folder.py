@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.core.run_options import RunOptions
 from vizcnn.models.base import ModelLike, as_loaded
 from vizcnn.report.builder.plan import Plan, plan_report
 from vizcnn.report.builder.stages import STAGE_TITLES, StageFactory, build_report
@@ -64,6 +65,7 @@ def report_folder(
     progress: ProgressCallback = no_progress,
     stages: StageFactory | None = None,
     command: str | None = None,
+    run: RunOptions | None = None,
 ) -> ReportRun:
     """Write a static HTML report of `model` into `folder`: pages, and the artifacts they show.
 
@@ -84,6 +86,9 @@ def report_folder(
         stages: instead of `progress`, `stages(title, unit)` gives a context manager yielding
             each stage's callback (one progress bar per stage).
         command: the command line shown in the pages' footer (default: this process's).
+        run: how it runs (`RunOptions`): `amp` the precision of renders and dreams (recorded
+            in their artifacts' settings), `batch` images per forward pass while mining (None:
+            32).
 
     Example:
         >>> run = report_folder(loaded, "site/", ReportConfig(steps=64))
@@ -97,7 +102,7 @@ def report_folder(
     stage = stages or _titled(progress)
     check_report_folder(target, allow_nonempty=allow_nonempty)  # before the long checks
     with stage(STAGE_TITLES["plan"], "step") as planning:
-        plan = plan_report(loaded, config, progress=planning)
+        plan = plan_report(loaded, config, progress=planning, run=run)
     with folder_lock(target):
         store = ArtifactStore(target, allow_nonempty=allow_nonempty)
         built = build_report(loaded, plan, store, stage=stage, command=command)

@@ -12,11 +12,12 @@ from typing import Any
 
 from vizcnn.core.distributed import Shard
 from vizcnn.core.errors import VizError
+from vizcnn.core.run_options import RunOptions
 from vizcnn.data.datasets import ImageSource
 from vizcnn.io.imaging import save_json, save_png
 from vizcnn.mining.checkpoint import CHECKPOINT_DIR, differences, other_layouts, stored_fields
 from vizcnn.mining.patches import MinedPatches, channel_grid, layer_sheet
-from vizcnn.mining.streaming import MineConfig, config_dict
+from vizcnn.mining.streaming import DEFAULT_BATCH, MineConfig, config_dict
 from vizcnn.mining.topk import TopK
 from vizcnn.runs.store import check_finished_run
 
@@ -85,6 +86,7 @@ def write_files(
     config: MineConfig,
     top: TopK,
     mined: MinedPatches,
+    run: RunOptions,
 ) -> list[str]:
     """Every channel's grid, the sheet, and the manifest last; the names written."""
     meta = {"provenance": block, "layer": config.layer, "k": config.k, "rank": config.rank}
@@ -124,6 +126,8 @@ def write_files(
         "layer": config.layer,
         "layer_shape": list(top.layer_shape),
         "config": config_dict(config),
+        # how it ran (`RunOptions`; neither changes the result)
+        "run": {"batch": run.batch_or(DEFAULT_BATCH), "workers": run.workers},
         "field": {
             "size": list(found.size),
             "stride": list(found.stride),

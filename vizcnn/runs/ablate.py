@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from vizcnn.ablation.variants import DIGITS_VARIANTS, Variant
 from vizcnn.core.distributed import current_shard
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.io.imaging import atomic_write, save_json, save_png
 from vizcnn.io.paths import ensure_writable
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
@@ -147,6 +148,7 @@ def ablate_folder(
     train_data: str | Path | Labelled | None = None,
     crops: int = ABLATE_CROPS,
     progress: ProgressCallback = no_progress,
+    run: RunOptions | None = None,
 ) -> AblationRun:
     """Remove layers (or zero channels) on copies of `model`, retrain them with equal budgets,
     evaluate every row on `data`, and write the table, chart and JSON to `folder`.
@@ -164,6 +166,9 @@ def ablate_folder(
             `data="digits"`: the digits training split.
         crops: random crops per photo of `samples`.
         progress: one callback for every phase (training each row, evaluating).
+        run: how it runs (`RunOptions`): `batch` images per evaluation pass (None: the
+            training batch, at least 256), `workers` DataLoader processes; training's batch
+            is `config.batch_size` (it changes the result).
 
     Example:
         >>> run = ablate_folder(load_model("lenet5_digits"), "digits", "ablate/",
@@ -191,6 +196,7 @@ def ablate_folder(
             raise VizError(
                 f"retrain={config.retrain!r} needs train_data (an ImageFolder of labelled images)"
             )
+    how = as_run_options(run)
     planned = plan(loaded, chosen, config)  # every variant checked before training starts
     result = run_ablation(
         loaded,
@@ -198,10 +204,10 @@ def ablate_folder(
         test_set,
         config,
         train_data=train_set,
-        batch_size=max(config.batch_size, 256),
         device=loaded.device,
         planned=planned,
         progress=lambda _: progress,
+        run=replace(how, batch=how.batch_or(max(config.batch_size, 256))),
     )
     seconds = time.perf_counter() - started
     if current_shard().is_main:
@@ -219,10 +225,10 @@ def lesion_folder(
     data: str | Path | Labelled,
     folder: str | Path,
     *,
-    batch_size: int = TrainConfig.batch_size,
     crops: int = ABLATE_CROPS,
     seed: int = 0,
     progress: ProgressCallback = no_progress,
+    run: RunOptions | None = None,
 ) -> LesionRun:
     """The lesion study (Veit et al.): remove each block alone, no retraining, compare the
     predictions with the intact network's; write the table, chart and JSON to `folder`.
@@ -231,10 +237,11 @@ def lesion_folder(
         model: a `LoadedModel` or a bare `nn.Module` returning logits; never modified.
         data: as `ablate_folder`'s (labels optional).
         folder: output folder (created if missing).
-        batch_size: images per forward pass.
         crops: random crops per photo of `samples`.
         seed: those crops.
         progress: called after each batch.
+        run: how it runs (`RunOptions`): `batch` images per forward pass (None:
+            `TrainConfig.batch_size`, recorded), `workers` DataLoader processes.
 
     Example:
         >>> run = lesion_folder(load_model("efficientnet_lite0"), "samples", "lesion/")
@@ -243,8 +250,14 @@ def lesion_folder(
     target = ensure_writable(folder, "folder", flag="folder")
     loaded = as_loaded(model)
     test_set, data_name = _data(loaded, data, crops, seed)
+    how = as_run_options(run)
+    batch_size = how.batch_or(TrainConfig.batch_size)
     result = lesion_study(
-        loaded, test_set, batch_size=batch_size, device=loaded.device, progress=progress
+        loaded,
+        test_set,
+        device=loaded.device,
+        progress=progress,
+        run=replace(how, batch=batch_size),
     )
     seconds = time.perf_counter() - started
     if current_shard().is_main:

@@ -23,11 +23,12 @@ import torch
 
 from vizcnn.attribution.checks import MapWarning, join_warnings
 from vizcnn.attribution.classifier import Targets, check_target, label_of
-from vizcnn.attribution.maps import MethodsLike, as_methods, attribute, layer_of
+from vizcnn.attribution.maps import DEFAULT_BATCH, MethodsLike, as_methods, attribute, layer_of
 from vizcnn.attribution.methods import Method
 from vizcnn.attribution.sanity import SanityResult
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.data.datasets import preprocess
 from vizcnn.data.samples import list_image_files, resolve_image_argument, sample_names
 from vizcnn.io.imaging import atomic_write, save_json
@@ -200,12 +201,12 @@ def attribute_folder(
     methods: MethodsLike | None = None,
     *,
     targets: Targets = "top1",
-    batch: int = 8,
     deletion: DeletionConfig | None = None,
     sanity: SanityConfig | None = None,
     seed: int = 0,
     overwrite: bool = False,
     progress: ProgressCallback = no_progress,
+    run: RunOptions | None = None,
 ) -> AttributeRun:
     """Attribution maps of image files into `folder`, with figures, tensors and a manifest.
 
@@ -216,13 +217,14 @@ def attribute_folder(
         folder: output folder (created if missing).
         methods: names and method objects as for `attribute` (default `DEFAULT_METHODS`).
         targets: one class for every image (`top1`, a name or an index), or one per image.
-        batch: images per call of a method.
         deletion: also deletion / insertion curves of every method (`deletion.png/.json`).
         sanity: also the model-randomization sanity check (`sanity.png/.json`).
         seed: the sanity check's re-initialization (SmoothGrad's noise is its own `seed`).
         overwrite: redo a folder made with other settings instead of refusing.
         progress: `progress(done, total, message)`: images x methods, then the curves per
             method, then the sanity stages.
+        run: how it runs (`RunOptions`): `batch` images per call of a method (None: 8), as
+            for `attribute`; recorded, though the maps do not depend on it.
 
     Example:
         >>> run = attribute_folder(loaded, ["sample:coffee"], "attr/",
@@ -231,8 +233,7 @@ def attribute_folder(
     """
     loaded = as_loaded(model)
     chosen = as_methods(loaded, methods)
-    if batch < 1:
-        raise VizError(f"batch = {batch} must be at least 1")
+    batch = as_run_options(run).batch_or(DEFAULT_BATCH)
     if deletion is not None and deletion.steps < 1:
         raise VizError(f"deletion steps = {deletion.steps} must be at least 1")
     if sanity is not None and sanity.stages < 1:
@@ -285,7 +286,7 @@ def attribute_folder(
                 pixels,
                 chosen,
                 targets=_plain(targets)[first : first + batch] if per_image else targets,
-                batch=batch,
+                run=RunOptions(batch=batch),
                 progress=_offset(progress, first * len(chosen), total),
             )
             found.append(result.warnings)
@@ -434,7 +435,7 @@ def _sanity(
     from vizcnn.attribution.sanity import sanity_check
 
     def maps_of(model: LoadedModel, xs: torch.Tensor, ts: torch.Tensor) -> dict[str, torch.Tensor]:
-        return attribute(model, xs, methods, targets=ts, batch=batch).maps
+        return attribute(model, xs, methods, targets=ts, run=RunOptions(batch=batch)).maps
 
     result = sanity_check(
         loaded,

@@ -29,6 +29,7 @@ from vizcnn.core.devices import Seed, seed_record
 from vizcnn.core.errors import VizError
 from vizcnn.core.precision import choose_precision
 from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.data.samples import resolve_image_argument
 from vizcnn.deepdream.dreaming import DreamConfig, check_memory, dream, octave_sizes
 from vizcnn.deepdream.zoom import ZoomConfig, dream_frames
@@ -140,6 +141,7 @@ def remake_command(
     guide: str | None,
     seed: int,
     precision: str,
+    deterministic: bool,
 ) -> list[str] | None:
     """The `vizcnn dream` command that makes this file again, layers and precision pinned (so
     new defaults do not change it); None for a model a command cannot load (a bare module)."""
@@ -161,7 +163,7 @@ def remake_command(
         "--grad-norm", config.grad_norm,
     ]  # fmt: skip
     parts.append("--amp" if precision == "bfloat16" else "--no-amp")
-    if config.deterministic:
+    if deterministic:
         parts.append("--deterministic")
     if guide is not None:
         parts += ["--guide", guide]
@@ -208,6 +210,7 @@ def dream_file(
     seed: Seed = 0,
     overwrite: bool = False,
     progress: ProgressCallback = no_progress,
+    run: RunOptions | None = None,
 ) -> DreamRun:
     """DeepDream `image` into `output` as `vizcnn dream` does: the same file for the same seed.
 
@@ -227,6 +230,7 @@ def dream_file(
             device) or a `torch.Generator`, as for `dream`.
         overwrite: replace an output made with other settings instead of refusing.
         progress: `progress(done, total, message)` in dream steps.
+        run: how it runs (`RunOptions`), as for `dream`; the precision used is recorded.
 
     Returns:
         A `DreamRun`; `made` is False when `output` already held this dream (kept as it was).
@@ -238,6 +242,7 @@ def dream_file(
     """
     loaded = as_loaded(model)
     config = config or DreamConfig()
+    run = as_run_options(run)
     target = dream_output(output)
     if target.kind != "png" and zoom is None:
         zoom = ZoomConfig()
@@ -257,13 +262,16 @@ def dream_file(
     for layer_target in targets:  # a wrong name fails here, before any work
         find_module(loaded.module, parse_layer(layer_target.name).name)
     layers = [t.spec for t in targets]
-    precision = choose_precision(loaded.device, config.amp).name
+    precision = choose_precision(loaded.device, run.amp).name
     warning = check_memory(loaded, (height, width), config)
     if warning:
         warnings.warn(warning, stacklevel=2)
     sizes = octave_sizes(loaded, (height, width), config)
     options: dict[str, Any] = {
         **{k: v for k, v in asdict(config).items() if k != "layers"},
+        # recorded as before `RunOptions` existed, so folders made then still resume
+        "amp": run.amp,
+        "deterministic": run.deterministic,
         "layers": layers,
         "guide": guide_text,
         "image_size": f"{width}x{height}",
@@ -281,6 +289,7 @@ def dream_file(
         command = remake_command(
             loaded, image_text, str(output), config, layers, video,
             fps=fps, guide=guide_text, seed=record, precision=precision,
+            deterministic=run.deterministic,
         )  # fmt: skip
     data = image_text if image_text is not None else f"tensor {options['image_digest']}"
 
@@ -315,7 +324,7 @@ def dream_file(
         seconds = 0.0
         if not kept:
             seconds = _make(
-                loaded, picture, config, video, guide_image, seed, target, frames, fps,
+                loaded, picture, config, run, video, guide_image, seed, target, frames, fps,
                 running, block, progress,
             )  # fmt: skip
     return DreamRun(
@@ -339,6 +348,7 @@ def _make(
     loaded: LoadedModel,
     picture: torch.Tensor,
     config: DreamConfig,
+    run: RunOptions,
     zoom: ZoomConfig | None,
     guide: torch.Tensor | None,
     seed: Seed,
@@ -360,10 +370,12 @@ def _make(
     start = time.perf_counter()
     results: list[torch.Tensor] = []
     if zoom is None:
-        results.append(dream(loaded, picture, config, guide=guide, seed=seed, progress=progress))
+        results.append(
+            dream(loaded, picture, config, guide=guide, seed=seed, progress=progress, run=run)
+        )
     else:
         made = dream_frames(
-            loaded, picture, config, zoom, guide=guide, seed=seed, progress=progress
+            loaded, picture, config, zoom, guide=guide, seed=seed, progress=progress, run=run
         )
         for index, frame in enumerate(made):
             if target.kind == "frames":  # written as they come: an interrupted run keeps them

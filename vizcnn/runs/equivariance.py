@@ -15,9 +15,11 @@ import torch
 
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.data.datasets import open_dataset
 from vizcnn.data.samples import resolve_image_argument
 from vizcnn.features.equivariance import (
+    DEFAULT_BATCH,
     EquivarianceConfig,
     EquivarianceResult,
     measure_equivariance,
@@ -82,6 +84,7 @@ def equivariance_folder(
     limit: int = EQUIVARIANCE_LIMIT,
     seed: int | None = None,
     progress: ProgressCallback = no_progress,
+    run: RunOptions | None = None,
 ) -> EquivarianceRun:
     """Measure how translation-equivariant each layer is; write the table, plot and JSON.
 
@@ -91,10 +94,11 @@ def equivariance_folder(
             `samples` (the bundled photos), or images `(N, C, H, W)` in [0, 1] already
             `config.margin` larger than the model's input size (`prepare_images`).
         folder: output folder (created if missing).
-        config: layers, shifts, direction, mode, border, batch size.
+        config: layers, shifts, direction, mode, border.
         limit: images used from a data set.
         seed: recorded in the provenance block only (the measurement draws nothing).
         progress: called after each forward pass.
+        run: how it runs (`RunOptions`: `batch`), as for `measure_equivariance`.
 
     Example:
         >>> run = equivariance_folder(loaded, "sample:coffee", "eq/",
@@ -116,14 +120,15 @@ def equivariance_folder(
         name = str(data)
         images = _images(loaded, name, config, limit)
     start = time.perf_counter()
-    result = measure_equivariance(loaded, images, config, progress=progress)
+    run = as_run_options(run)
+    result = measure_equivariance(loaded, images, config, progress=progress, run=run)
     options = {
         "layers": layer_names(loaded.module, config.layers),
         "shifts": list(config.shifts),
         "direction": config.direction,
         "mode": config.mode,
         "border": config.border,
-        "batch": config.batch_size,
+        "batch": run.batch_or(DEFAULT_BATCH),  # recorded as before `RunOptions` existed
         "limit": limit,
     }
     seconds = time.perf_counter() - start

@@ -35,6 +35,7 @@ from vizcnn.core.distributed import (
 )
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.data.datasets import SAMPLE_CROPS, SAMPLES, ImageSource, open_dataset
 from vizcnn.hooks import layer_name
 from vizcnn.io.paths import ensure_writable
@@ -118,6 +119,7 @@ def mine_folder(
     resume: bool = False,
     overwrite: bool = False,
     progress: ProgressCallback = no_progress,
+    run: RunOptions | None = None,
 ) -> MineRun:
     """Mine each channel's top-k images over `data` into `folder`, as `vizcnn mine` does.
 
@@ -138,8 +140,7 @@ def mine_folder(
         data: a folder of images (any tree), a `.txt` list of paths, `"samples"` (seeded crops
             of the bundled photos), or an `ImageSource` (e.g. `TensorImages`).
         folder: output folder (created if missing).
-        config: layer, channels (None: every channel), k, rank, batch size, workers,
-            checkpoint interval.
+        config: layer, channels (None: every channel), k, rank, checkpoint interval.
         projections: "none", or "deconv" / "guided" to show each patch's projection.
         thumbnail: pixels on a tile's longest side.
         limit: use only the first `limit` images of a data spec.
@@ -151,6 +152,8 @@ def mine_folder(
         overwrite: start over in a folder that holds an earlier run (its files are removed).
         progress: `progress(done, total, message)` on rank 0: images of its share while
             mining, then patches (`message == "cutting patches"`).
+        run: how it runs (`RunOptions`: `batch` images per forward pass, `workers` DataLoader
+            processes), as for `mine_topk`; neither changes the result.
 
     Example:
         >>> run = mine_folder(loaded, "samples", "mined/", MineConfig("_blocks.4", (0, 1, 2)))
@@ -164,7 +167,7 @@ def mine_folder(
     try:
         return _mine_folder(
             loaded, data, Path(folder), config, projections, thumbnail, limit, crops, seed,
-            resume, overwrite, progress, started,
+            resume, overwrite, progress, started, as_run_options(run),
         )  # fmt: skip
     finally:
         if joined:
@@ -185,6 +188,7 @@ def _mine_folder(
     overwrite: bool,
     progress: ProgressCallback,
     started: float,
+    options: RunOptions,
 ) -> MineRun:
     layer = layer_name(loaded.module, config.layer)
     config = replace(config, layer=layer, channels=_channels(loaded, layer, config.channels))
@@ -235,7 +239,7 @@ def _mine_folder(
             if refusals:
                 raise VizError(refusals[0])
             mining_started = time.perf_counter()
-            top = _stream(loaded, dataset, config, checkpoint, resume, progress, shard)
+            top = _stream(loaded, dataset, config, checkpoint, resume, progress, shard, options)
             mining_seconds = time.perf_counter() - mining_started
             run = MineRun(
                 folder=target,
@@ -267,7 +271,7 @@ def _mine_folder(
                     progress=progress,
                 )
                 block["seconds"] = round(time.perf_counter() - started, 3)
-                run.files = write_files(target, block, dataset, config, top, run.patches)
+                run.files = write_files(target, block, dataset, config, top, run.patches, options)
     except BaseException:
         if created and shard.is_main:  # a run that stopped before writing leaves no folder
             with contextlib.suppress(OSError):
@@ -326,6 +330,7 @@ def _stream(
     resume: bool,
     progress: ProgressCallback,
     shard: Shard,
+    run: RunOptions,
 ) -> TopK:
     """`mine_topk` with the folder's checkpoint; a stop becomes `MineInterrupted`."""
     done = [0]  # images of this process's share done at the latest report
@@ -338,7 +343,13 @@ def _stream(
     try:
         with _sigterm_as_interrupt():
             return mine_topk(
-                loaded, dataset, config, progress=report, checkpoint=checkpoint, resume=resume
+                loaded,
+                dataset,
+                config,
+                progress=report,
+                checkpoint=checkpoint,
+                resume=resume,
+                run=run,
             )
     except MineInterrupted:
         raise

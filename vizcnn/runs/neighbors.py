@@ -19,9 +19,11 @@ import torch
 
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.data.datasets import open_dataset, preprocess
 from vizcnn.features.neighbors import (
     CLASSIFIER_INPUT,
+    DEFAULT_BATCH,
     Embeddings,
     NeighborsConfig,
     classifier_layer,
@@ -70,6 +72,7 @@ def neighbors_file(
     seed: int = 0,
     cache: str | Path | bool = True,
     progress: ProgressCallback = no_progress,
+    run: RunOptions | None = None,
 ) -> NeighborsRun:
     """Nearest neighbours of each query among the data images in a layer's feature space:
     `path` (PNG) and its `.json` sidecar (names, indices, distances).
@@ -80,11 +83,12 @@ def neighbors_file(
         data: a folder of images, a `.txt` list of paths, or `samples` (crops of the bundled
             photos).
         path: the PNG to write (the JSON goes beside it, same stem).
-        config: layer, k, metric, batch size, workers, limit, crops.
+        config: layer, k, metric, limit, crops.
         seed: the random crops of `samples`.
         cache: True: embeddings cached in `.vizcnn_cache/` beside `path`; a folder: there;
             False: neither read nor written.
         progress: called after each batch of data images embedded.
+        run: how it runs (`RunOptions`: `batch`, `workers`), as for `embed_dataset`.
 
     Example:
         >>> run = neighbors_file(loaded, ["sample:coffee"], "samples", "nn.png",
@@ -93,6 +97,7 @@ def neighbors_file(
     from vizcnn.features.figures import neighbors_figure  # matplotlib: only when drawing
 
     config = config or NeighborsConfig()
+    run = as_run_options(run)
     if not queries:
         raise VizError("no queries; give at least one query image")
     target = png_target(path)
@@ -123,10 +128,9 @@ def neighbors_file(
         loaded,
         dataset,
         layer,
-        batch_size=config.batch_size,
-        workers=config.workers,
         cache_dir=cache_dir,
         progress=progress,
+        run=run,
     )
     query_vectors = embed(loaded, torch.stack(pictures), layer)
     dist, index = nearest(
@@ -145,7 +149,7 @@ def neighbors_file(
         "layer": layer or CLASSIFIER_INPUT,
         "k": config.k,
         "metric": config.metric,
-        "batch": config.batch_size,
+        "batch": run.batch_or(DEFAULT_BATCH),  # recorded as before `RunOptions` existed
         "limit": config.limit,
         "crops": config.crops,
     }

@@ -21,12 +21,13 @@ from vizcnn.core.devices import Seed, seed_record
 from vizcnn.core.errors import VizError
 from vizcnn.core.precision import choose_precision
 from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.core.units import parse_unit
 from vizcnn.io.imaging import labeled_sheet, load_image, read_png_metadata, save_json, save_png
 from vizcnn.io.provenance import provenance
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
 from vizcnn.optvis.objectives import Objective, channel, class_logit, layer_l2, neuron
-from vizcnn.optvis.rendering import RenderConfig, layer_channels, render_iter
+from vizcnn.optvis.rendering import DEFAULT_BATCH, RenderConfig, layer_channels, render_iter
 from vizcnn.optvis.transforms import standard_transforms
 from vizcnn.runs.lock import folder_lock
 from vizcnn.runs.store import plan_results
@@ -175,9 +176,15 @@ def _files(unit: RenderUnit, copies: int) -> list[str]:
     return [f"{unit.stem}_{k}.png" for k in range(copies)]
 
 
-def _options(config: RenderConfig, loaded: LoadedModel) -> dict[str, Any]:
-    """Every setting that shapes the pictures, for the provenance block."""
+def _options(config: RenderConfig, run: RunOptions, loaded: LoadedModel) -> dict[str, Any]:
+    """Every setting that shapes the pictures, for the provenance block (the recipe, the batch
+    that fixes the chunk seeds, and the run options recorded as before `RunOptions` existed,
+    so folders made then still resume)."""
     options = asdict(config)
+    options["batch"] = run.batch_or(DEFAULT_BATCH)
+    options["channels_last"] = run.channels_last
+    options["check_every"] = run.check_every
+    options["deterministic"] = run.deterministic
     chain = config.transform_chain()
     options["transforms"] = (
         "lucid (pad 12, jitter 8, scale 0.9-1.1, rotate 10, jitter 4)"
@@ -188,8 +195,7 @@ def _options(config: RenderConfig, loaded: LoadedModel) -> dict[str, Any]:
     options["input_size"] = list(config.input_size or loaded.input_size)
     # the precision the network actually ran in, not the request: an `auto` run that used bf16
     # resumes an `amp=True` run's folder, and a float32 run does not mix into a bf16 one
-    del options["amp"]
-    options["precision"] = choose_precision(loaded.device, config.amp).name
+    options["precision"] = choose_precision(loaded.device, run.amp).name
     return options
 
 
@@ -208,6 +214,7 @@ def render_folder(
     seed: Seed = 0,
     overwrite: bool = False,
     progress: ProgressCallback = no_progress,
+    run: RunOptions | None = None,
 ) -> RenderRun:
     """Render `units` into `folder`: one PNG per unit, `sheet.png`, `manifest.json`.
 
@@ -227,12 +234,15 @@ def render_folder(
             recorded by its state (`seed_record`) and drawn from once, as by `render`.
         overwrite: re-render units made with other settings instead of refusing.
         progress: `progress(done, total, message)` in optimizer steps.
+        run: how it runs (`RunOptions`), as for `render`; its `batch` (which fixes the chunk
+            seeds) and the precision used are recorded, so a resume keeps them.
 
     Example:
         >>> run = render_folder(loaded, "_blocks.9:0-7", "render/", RenderConfig(steps=256))
         >>> run.files[0], run.values[0]  # ('_blocks.9_c0000.png', 41.3)
     """
     loaded = as_loaded(model)
+    options = as_run_options(run)
     planned = render_units(loaded, units)
     config = (config or RenderConfig()).resolved([unit.objective for unit in planned])
     target = Path(folder)
@@ -243,7 +253,7 @@ def render_folder(
         weights=loaded.weights,
         module=loaded.module,
         normalization=loaded.normalization,
-        options=_options(config, loaded),
+        options=_options(config, options, loaded),
         seed=seed_record(seed),
         device=loaded.device,
         dtype=loaded.dtype,
@@ -264,6 +274,7 @@ def render_folder(
             seed=seed,
             skip=plan.done,
             progress=progress,
+            run=options,
         )
         for result in results:
             for row, position in enumerate(result.unit_index):
@@ -300,6 +311,6 @@ def render_folder(
         skipped=len(plan.done),
         replaced=plan.replaced,
         seconds=seconds,
-        precision_note=choose_precision(loaded.device, config.amp).note or "",
+        precision_note=choose_precision(loaded.device, options.amp).note or "",
         config=config,
     )

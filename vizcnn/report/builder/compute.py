@@ -7,7 +7,7 @@ result to the store.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from vizcnn.core.progress import ProgressCallback, scaled_progress
+from vizcnn.core.run_options import RunOptions
 from vizcnn.data.datasets import ImageSource, collate
 from vizcnn.deepdream.dreaming import DreamConfig, dream
 from vizcnn.features.filters import FilterConfig, filter_grid
@@ -26,6 +27,7 @@ from vizcnn.models.base import LoadedModel
 from vizcnn.optvis.rendering import RenderConfig, render
 from vizcnn.receptive.table import layer_table
 from vizcnn.report.builder.plan import Artifact, ImageInput, Plan
+from vizcnn.report.config import REPORT_BATCH
 
 THUMB = 64  # side of the unit thumbnails on the index page
 
@@ -87,11 +89,12 @@ def make_render(
         param="fft",  # channel renders: what `auto` picks for them, and what `transforms` says
         size=side,
         input_size=(side, side),
-        batch=max(1, len(params["channels"])),
-        amp=params["precision"] == "bfloat16",
+    )
+    run = replace(
+        plan.run, batch=max(1, len(params["channels"])), amp=params["precision"] == "bfloat16"
     )
     units = [f"{artifact.name}:{c}" for c in params["channels"]]
-    result = render(loaded, units, config, seed=int(params["seed"]), progress=progress)
+    result = render(loaded, units, config, seed=int(params["seed"]), progress=progress, run=run)
     files: dict[str, Any] = {}
     values = {}
     thumbs = resize(result.images, (THUMB, THUMB)).clamp(0, 1)
@@ -101,6 +104,12 @@ def make_render(
         values[str(channel)] = float(result.values[row])
     options = {
         **asdict(config.resolved()),
+        # the run options recorded as before `RunOptions` existed: caches made then are reused
+        "batch": run.batch,
+        "amp": run.amp,
+        "channels_last": run.channels_last,
+        "check_every": run.check_every,
+        "deterministic": run.deterministic,
         "transforms": "lucid (pad, jitter, scale, rotate)",
         **params,
     }
@@ -117,9 +126,9 @@ def make_mine(
         layer=artifact.name,
         channels=tuple(params["channels"]),
         k=int(params["k"]),
-        batch_size=plan.config.batch,
     )
-    top = mine_topk(loaded, dataset, config, progress=scaled_progress(progress, 0, 2))
+    run = replace(plan.run, batch=plan.run.batch_or(REPORT_BATCH))
+    top = mine_topk(loaded, dataset, config, progress=scaled_progress(progress, 0, 2), run=run)
     mined = mine_patches(
         loaded,
         dataset,
@@ -156,7 +165,11 @@ def make_stats(
     dataset = _dataset(plan)
     layers = [a.name for a in artifacts]
     loader: DataLoader[Any] = DataLoader(
-        dataset, batch_size=plan.config.batch, shuffle=False, num_workers=0, collate_fn=collate
+        dataset,
+        batch_size=plan.run.batch_or(REPORT_BATCH),
+        shuffle=False,
+        num_workers=0,
+        collate_fn=collate,
     )
     sums = {layer: torch.zeros((), dtype=torch.float64) for layer in layers}
     count = 0
@@ -189,22 +202,33 @@ def make_stats(
 
 
 def make_dream(
-    loaded: LoadedModel, artifact: Artifact, image: ImageInput, progress: ProgressCallback
+    loaded: LoadedModel,
+    artifact: Artifact,
+    image: ImageInput,
+    progress: ProgressCallback,
+    run: RunOptions | None = None,
 ) -> Made:
     """DeepDream of one image with the model's default dream layers."""
     config = DreamConfig(
         octaves=int(artifact.params["octaves"]),
         steps=int(artifact.params["steps"]),
-        amp=artifact.params["precision"] == "bfloat16",
     )
+    run = replace(run or RunOptions(), amp=artifact.params["precision"] == "bfloat16")
     dreamed = dream(
         loaded,
         image.image.to(loaded.device),
         config,
         seed=int(artifact.params["seed"]),  # CPU rolls, as `vizcnn dream --seed`
         progress=progress,
+        run=run,
     )
-    options = {**asdict(config), "layers": [t.spec for t in config.targets(loaded)]}
+    options = {
+        **asdict(config),
+        # recorded as before `RunOptions` existed: caches made then are reused
+        "amp": run.amp,
+        "deterministic": run.deterministic,
+        "layers": [t.spec for t in config.targets(loaded)],
+    }
     files = {"dream.png": dreamed.cpu(), "input.png": image.image}
     return Made(files, {"size": list(image.image.shape[-2:])}, options, image.spec)
 

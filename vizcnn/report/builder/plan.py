@@ -19,8 +19,9 @@ import torch
 from torch import nn
 
 from vizcnn.core.errors import VizError
-from vizcnn.core.precision import AUTO, choose_precision
+from vizcnn.core.precision import choose_precision
 from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.data.datasets import SAMPLES, ImageSource, open_dataset, preprocess
 from vizcnn.data.samples import resolve_image_argument
 from vizcnn.hooks import find_module, layer_output_shape, model_guard, parse_layer
@@ -84,6 +85,7 @@ class Plan:
     ablation: Path | None
     weights_digest: str
     artifacts: list[Artifact] = field(default_factory=list)
+    run: RunOptions = field(default_factory=RunOptions)  # how the artifacts are computed
 
     def of_kind(self, kind: str) -> list[Artifact]:
         return [a for a in self.artifacts if a.kind == kind]
@@ -163,7 +165,11 @@ def _check_image_options(loaded: LoadedModel, config: ReportConfig) -> None:
 
 
 def plan_report(
-    loaded: LoadedModel, config: ReportConfig, *, progress: ProgressCallback = no_progress
+    loaded: LoadedModel,
+    config: ReportConfig,
+    *,
+    progress: ProgressCallback = no_progress,
+    run: RunOptions | None = None,
 ) -> Plan:
     """Check every input of a report and list its artifacts with their keys.
 
@@ -220,11 +226,13 @@ def plan_report(
     ablation = _read_ablation(config.ablation) if config.ablation else None
     digest = weights_digest(loaded.module)
     progress(steps, steps, "planned")
-    plan = Plan(config, layers, dataset, data_digest, images, ablation, digest)
+    plan = Plan(
+        config, layers, dataset, data_digest, images, ablation, digest, run=as_run_options(run)
+    )
     base = {"model": loaded.name, "weights_digest": digest, "dtype": str(loaded.dtype)}
     # what the network runs in for renders and dreams (bf16 where native): part of their key
     # and provenance, and passed on explicitly, so what is recorded is what ran
-    precision = choose_precision(loaded.device, AUTO).name
+    precision = choose_precision(loaded.device, as_run_options(run).amp).name
     size = (loaded.channels, *loaded.input_size)
     plan.artifacts.append(make_artifact("layers", "", {**base, "input_shape": list(size)}))
     convs = conv_layers(loaded.module)

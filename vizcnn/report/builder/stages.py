@@ -188,7 +188,7 @@ def _run_stage(
         elif kind == "mine":
             item = compute.make_mine(loaded, artifact, plan, report)
         elif kind == "dream":
-            item = compute.make_dream(loaded, artifact, images[artifact.name], report)
+            item = compute.make_dream(loaded, artifact, images[artifact.name], report, plan.run)
         elif kind == "attribution":
             item = compute.make_attribution(loaded, artifact, images[artifact.name], report)
         elif kind == "ablation":
