@@ -18,6 +18,7 @@ from vizcnn.attribution import (
 )
 from vizcnn.core.devices import Seed, as_generator, make_generator, resolve_device
 from vizcnn.core.errors import InputRangeWarning, VizError
+from vizcnn.core.run_options import RunOptions
 from vizcnn.data.datasets import open_dataset
 from vizcnn.deepdream.dreaming import DreamConfig, LayerTarget, dream
 from vizcnn.deepdream.zoom import ZoomConfig, dream_frames
@@ -119,6 +120,7 @@ __all__ = [
     "neighbors_file",
     "render_folder",
     "report_folder",
+    "RunOptions",
     "Seed",
     "as_generator",
     "DreamConfig",
