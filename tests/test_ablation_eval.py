@@ -184,11 +184,11 @@ def test_run_without_retraining_matches_hand_built_network() -> None:
 
 
 def test_train_config_validation() -> None:
-    with pytest.raises(VizError, match="--retrain"):
+    with pytest.raises(VizError, match="TrainConfig.retrain"):
         TrainConfig(retrain="some")
-    with pytest.raises(VizError, match="--from-scratch"):
+    with pytest.raises(VizError, match="TrainConfig.from_scratch"):
         TrainConfig(retrain="head", from_scratch=True)
-    with pytest.raises(VizError, match="--lr"):
+    with pytest.raises(VizError, match="TrainConfig.lr"):
         TrainConfig(lr=0.0)
 
 

@@ -73,9 +73,7 @@ def plan(
 ) -> dict[str, Ablated]:
     """Build every variant's copy (no training): a bad variant fails here, before any work."""
     if not variants:
-        raise VizError(
-            "no variants: give --variant NAME=LAYER[,LAYER...] or --units LAYER:CHANNELS"
-        )
+        raise VizError("no variants: give at least one Variant (parse_variant or parse_units)")
     check_names(variants)
     module = as_loaded(model).module
     variants = [variant.named(module) for variant in variants]
@@ -122,7 +120,7 @@ def run_ablation(
     loaded = as_loaded(model)
     variants = [variant.named(loaded.module) for variant in variants]
     if config.retrain != "none" and train_data is None:
-        raise VizError(f"--retrain {config.retrain} needs training data (--train-data)")
+        raise VizError(f"retrain={config.retrain!r} needs training data: pass train_data=")
     cuts = planned if planned is not None else plan(model, variants, config)
     by_name = {v.name: v for v in variants}
     rows: list[VariantResult] = []

@@ -41,26 +41,31 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.retrain not in RETRAIN:
-            raise VizError(f"--retrain {self.retrain!r}; use one of {', '.join(RETRAIN)}")
+            raise VizError(
+                f"unknown TrainConfig.retrain {self.retrain!r}; use one of {', '.join(RETRAIN)}"
+            )
         if self.epochs < 1 and self.retrain != "none":
-            raise VizError(f"--epochs must be at least 1, got {self.epochs}")
+            raise VizError(f"TrainConfig.epochs must be at least 1, got {self.epochs}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise VizError(f"--lr must be a positive number, got {self.lr}")
+            raise VizError(f"TrainConfig.lr must be a positive number, got {self.lr}")
         if self.batch_size < 1:
-            raise VizError(f"--batch must be at least 1, got {self.batch_size}")
+            raise VizError(f"TrainConfig.batch_size must be at least 1, got {self.batch_size}")
         if self.from_scratch and self.retrain != "all":
-            raise VizError("--from-scratch needs --retrain all (every layer must then be trained)")
+            raise VizError(
+                "TrainConfig.from_scratch needs TrainConfig.retrain='all' (every layer must "
+                "then be trained)"
+            )
 
 
 def check_retrain(config: TrainConfig, name: str, ablated: Ablated) -> None:
-    """`--retrain none` is refused for a variant whose adapters or re-fitted layers are untrained."""
+    """`retrain='none'` is refused for a variant whose adapters or re-fitted layers are untrained."""
     if config.retrain == "none" and ablated.needs_training:
         kinds = ", ".join(
             f"{c.layer} ({c.kind})" for c in ablated.changes if c.kind in ("adapter", "refit")
         )
         raise VizError(
-            f"variant {name!r} needs training ({kinds}); use --retrain head or all, or remove "
-            "layers whose input and output shapes agree"
+            f"variant {name!r} needs training ({kinds}); use TrainConfig.retrain='head' or 'all', or "
+            "remove layers whose input and output shapes agree"
         )
 
 

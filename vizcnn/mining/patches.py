@@ -98,7 +98,7 @@ def check_projectable(loaded: ModelLike, layer: Layer) -> None:
         if acts[layer].dim() != 4:
             raise VizError(
                 f"projections need a layer with a (B, C, H, W) map; {layer!r} gives shape "
-                f"{tuple(acts[layer].shape)}: use --projections none"
+                f"{tuple(acts[layer].shape)}: use projections='none'"
             )
 
 
@@ -115,9 +115,9 @@ def check_patch_options(
     (`check_projectable`). Call it before `mine_topk`.
     """
     if projections not in PROJECTIONS:
-        raise VizError(f"unknown --projections {projections!r}; use deconv, guided or none")
+        raise VizError(f"unknown projections {projections!r}; use deconv, guided or none")
     if thumbnail_size < 8:
-        raise VizError(f"--thumbnail must be at least 8 pixels, got {thumbnail_size}")
+        raise VizError(f"thumbnail size must be at least 8 pixels, got {thumbnail_size}")
     layer = layer_name(loaded.module, layer)
     input_shape = (loaded.channels, *loaded.input_size)
     if receptive_fields(loaded.module, input_shape, [layer])[layer] is None:
@@ -219,7 +219,7 @@ def mine_patches(
     if projections not in PROJECTIONS:
         raise VizError(f"unknown projections {projections!r}; use deconv, guided or none")
     if thumbnail_size < 8:
-        raise VizError(f"--thumbnail must be at least 8 pixels, got {thumbnail_size}")
+        raise VizError(f"thumbnail size must be at least 8 pixels, got {thumbnail_size}")
     with model_guard(loaded.module):
         input_shape = (loaded.channels, *loaded.input_size)
         found = receptive_fields(loaded.module, input_shape, [topk.layer])[topk.layer]
@@ -231,7 +231,7 @@ def mine_patches(
         if projections != "none":
             check_projectable(loaded, topk.layer)
         # Hits sorted by image, so each winning image is read once and only a batch's worth of
-        # images is held at a time (a --all run on a wide layer can have thousands of winners).
+        # images is held at a time (every channel of a wide layer can have thousands of winners).
         todo = sorted(
             (
                 (row, slot, hit)

@@ -56,20 +56,20 @@ class MineConfig:
 
     def __post_init__(self) -> None:
         if self.k < 1:
-            raise VizError(f"-k must be at least 1, got {self.k}")
+            raise VizError(f"MineConfig.k must be at least 1, got {self.k}")
         if self.rank not in RANKS:
-            raise VizError(f"unknown --rank {self.rank!r}; use max or mean")
+            raise VizError(f"unknown MineConfig.rank {self.rank!r}; use max or mean")
         if self.batch_size < 1:
-            raise VizError(f"--batch must be at least 1, got {self.batch_size}")
+            raise VizError(f"MineConfig.batch_size must be at least 1, got {self.batch_size}")
         if self.workers < 0:
-            raise VizError(f"--workers must be 0 or more, got {self.workers}")
+            raise VizError(f"MineConfig.workers must be 0 or more, got {self.workers}")
         if self.checkpoint_every < 1:
             raise VizError(
-                f"--checkpoint-every must be at least 1 batch, got {self.checkpoint_every}"
+                f"MineConfig.checkpoint_every must be at least 1 batch, got {self.checkpoint_every}"
             )
         if not (math.isfinite(self.checkpoint_seconds) and self.checkpoint_seconds > 0):
             raise VizError(
-                "--checkpoint-seconds must be a finite number above 0, "
+                "MineConfig.checkpoint_seconds must be a finite number above 0, "
                 f"got {self.checkpoint_seconds}"
             )
         if self.channels is not None and (
@@ -213,7 +213,7 @@ def mine_topk(
         config = replace(config, layer=layer)
         if len(dataset) > MAX_IMAGES:
             raise VizError(
-                f"{len(dataset)} images is more than mining handles ({MAX_IMAGES}); use --limit"
+                f"{len(dataset)} images is more than mining handles ({MAX_IMAGES}); pass fewer images (limit=)"
             )
         device = loaded.device
         shard = current_shard()
@@ -265,7 +265,7 @@ def mine_topk(
                         saved, batches, last_save = state, 0, time.monotonic()
                     progress(state.position, len(indices), message)
         except BaseException:
-            # Interrupted (Ctrl-C, SIGTERM) or failed: keep what is done for --resume. A failing
+            # Interrupted (Ctrl-C, SIGTERM) or failed: keep what is done for a resumed run. A failing
             # save (disk full) must not hide the reason the run stopped.
             if path is not None and state is not saved and state.top is not None:
                 with contextlib.suppress(Exception):

@@ -64,7 +64,7 @@ def make_artifact(kind: str, name: str, params: dict[str, Any]) -> Artifact:
 
 @dataclass(frozen=True)
 class ImageInput:
-    """An image of `--images`, preprocessed to the model's input size."""
+    """An image of `ReportConfig.images`, preprocessed to the model's input size."""
 
     spec: str  # as given: a path or sample:NAME
     name: str  # display name
@@ -99,7 +99,7 @@ def default_layers(loaded: LoadedModel) -> list[str]:
         return list(loaded.default_layers["report"])
     convs = conv_layers(loaded.module)
     if not convs:
-        raise VizError(f"{loaded.name} has no Conv2d layer; name layers with --layers")
+        raise VizError(f"{loaded.name} has no Conv2d layer; name layers with ReportConfig.layers")
     picks = [convs[len(convs) // 3], *loaded.layers_for("mine"), *loaded.layers_for("render")]
     return list(dict.fromkeys(picks))
 
@@ -120,15 +120,18 @@ def _read_ablation(path: str) -> Path:
     file = Path(path)
     if not file.is_file():
         raise VizError(
-            f"--ablation {path!r} not found; give the results.json written by `vizcnn ablate -o OUT`"
+            f"ReportConfig.ablation {path!r} not found; give the results.json that ablate_folder writes"
         )
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise VizError(f"--ablation {path!r} is not JSON ({exc}); give OUT/results.json") from None
+        raise VizError(
+            f"ReportConfig.ablation {path!r} is not JSON ({exc}); give FOLDER/results.json"
+        ) from None
     if not isinstance(data, dict) or not ("rows" in data or "blocks" in data):
         raise VizError(
-            f"--ablation {path!r} is not a `vizcnn ablate` results.json (no 'rows' or 'blocks')"
+            f"ReportConfig.ablation {path!r} is not the results.json of ablate_folder (no 'rows' or "
+            "'blocks')"
         )
     return file
 
