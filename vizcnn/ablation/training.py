@@ -2,8 +2,9 @@
 
 Zeiler & Fergus retrained every variant of Table 3 from scratch; a fair comparison gives every
 variant, and an un-ablated control, the same optimizer, learning rate, batches and number of
-steps. Everything random (initialization, batch order) comes from one seeded generator, so the
-same seed gives identical weights. Under `torchrun` the model is wrapped in
+steps. Everything random (initialization, batch order) comes from one generator, the `seed`
+argument (an int or a `torch.Generator`, as every technique takes it), so the same seed gives
+identical weights. Under `torchrun` the model is wrapped in
 DistributedDataParallel and each rank takes its share of every batch.
 """
 
@@ -21,6 +22,7 @@ from torch.utils.data import Dataset
 
 from vizcnn.ablation.surgery import Ablated, init_params
 from vizcnn.core.adam import Adam
+from vizcnn.core.devices import Seed, as_generator
 from vizcnn.core.distributed import current_shard
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
@@ -36,7 +38,6 @@ class TrainConfig:
     epochs: int = 3  # passes over the training data
     lr: float = 2e-3  # Adam learning rate
     batch_size: int = 64  # images per step (over all ranks)
-    seed: int = 0  # initialization of re-initialized layers and the batch order
     from_scratch: bool = False  # re-initialize every parameter first (retrain=all only), as Z&F
 
     def __post_init__(self) -> None:
@@ -89,6 +90,7 @@ def train(
     normalize: Callable[[torch.Tensor], torch.Tensor],
     config: TrainConfig,
     *,
+    seed: Seed = 0,
     device: torch.device | str = "cpu",
     progress: ProgressCallback = no_progress,
     message: str = "training",
@@ -100,6 +102,8 @@ def train(
         data: items `(image (C, H, W) in [0, 1], label)`.
         normalize: maps `(B, C, H, W)` images to the network's input space.
         config: the budget, the same for every variant.
+        seed: the re-initialization (`config.from_scratch`) and the batch order: an int seeds
+            a CPU generator, a `torch.Generator` is drawn from (and advanced).
 
     Example:
         >>> losses = train(ablate(net, ["classifier.3"]), train_set, loaded.normalize,
@@ -108,7 +112,7 @@ def train(
     if config.retrain == "none":
         return []
     module = ablated.module.to(device)
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = as_generator(seed)
     if config.from_scratch:
         init_params(module, generator)
     wanted = set(trainable_names(ablated, config.retrain))

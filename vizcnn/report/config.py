@@ -30,7 +30,6 @@ class ReportConfig:
     dream_steps: int = 10  # DeepDream gradient steps per octave
     ablation: str | None = None  # results.json of `vizcnn ablate` to show, or None
     batch: int = 32  # images per forward pass while mining
-    seed: int = 0  # render, dream, SmoothGrad noise and the samples' crops
     self_contained: bool = False  # one HTML file with every picture inlined
 
     def __post_init__(self) -> None:

@@ -83,6 +83,7 @@ class Plan:
     images: list[ImageInput]
     ablation: Path | None
     weights_digest: str
+    seed: int = 0  # renders, dreams, SmoothGrad noise and the samples' crops
     artifacts: list[Artifact] = field(default_factory=list)
 
     def of_kind(self, kind: str) -> list[Artifact]:
@@ -166,7 +167,11 @@ def _check_image_options(loaded: LoadedModel, config: ReportConfig) -> None:
 
 
 def plan_report(
-    loaded: LoadedModel, config: ReportConfig, *, progress: ProgressCallback = no_progress
+    loaded: LoadedModel,
+    config: ReportConfig,
+    *,
+    seed: int = 0,
+    progress: ProgressCallback = no_progress,
 ) -> Plan:
     """Check every input of a report and list its artifacts with their keys.
 
@@ -174,12 +179,16 @@ def plan_report(
     empty data folder or a file that is not an ablation result, before any long work.
     `progress(done, total, message)` reports its checks (seconds; more where receptive fields
     must be measured): one step per layer, the receptive fields, the data, each image, the rest.
+    `seed` drives the renders, dreams, SmoothGrad noise and the samples' crops; an int, as it
+    is part of those artifacts' keys (the same seed reuses them).
 
     Example:
         >>> plan = plan_report(loaded, ReportConfig(layers=("_blocks.6",), steps=64))
         >>> [a.kind for a in plan.artifacts]
         ['layers', 'filters', 'render', 'mine', 'stats', 'dream', 'dream', 'attribution', ...]
     """
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise VizError(f"seed must be an int (it keys the report's artifacts), got {seed!r}")
     names = list(config.layers) or default_layers(loaded)
     specs = list(dict.fromkeys(config.images))
     steps = len(names) + 3 + len(specs)  # layers, fields, data, images, checks and weights
@@ -203,7 +212,7 @@ def plan_report(
             loaded.input_size,
             limit=config.limit,
             crops_per_image=config.crops,
-            seed=config.seed,
+            seed=seed,
         )
         data_digest = f"{dataset.fingerprint()}:{dataset.content_digest()}"
     images: list[ImageInput] = []
@@ -223,7 +232,7 @@ def plan_report(
     ablation = _read_ablation(config.ablation) if config.ablation else None
     digest = weights_digest(loaded.module)
     progress(steps, steps, "planned")
-    plan = Plan(config, layers, dataset, data_digest, images, ablation, digest)
+    plan = Plan(config, layers, dataset, data_digest, images, ablation, digest, seed)
     base = {"model": loaded.name, "weights_digest": digest, "dtype": str(loaded.dtype)}
     # what the network runs in for renders and dreams (bf16 where native): part of their key
     # and provenance, and passed on explicitly, so what is recorded is what ran
@@ -239,14 +248,14 @@ def plan_report(
         "data_digest": data_digest,
         "limit": config.limit,
         "crops": config.crops if config.data == SAMPLES else None,
-        "seed": config.seed if config.data == SAMPLES else None,
+        "seed": seed if config.data == SAMPLES else None,
     }
     for layer, channels in layers:
         unit = {**base, "layer": layer, "channels": list(channels)}
         render = {
             "steps": config.steps,
             "image_size": side,
-            "seed": config.seed,
+            "seed": seed,
             "precision": precision,
         }
         plan.artifacts.append(make_artifact("render", layer, {**unit, **render}))
@@ -254,7 +263,7 @@ def plan_report(
         plan.artifacts.append(make_artifact("mine", layer, {**unit, **mine}))
         plan.artifacts.append(make_artifact("stats", layer, {**unit, **data}))
     for shown in images:
-        common = {**base, "image": shown.name, "image_digest": shown.digest, "seed": config.seed}
+        common = {**base, "image": shown.name, "image_digest": shown.digest, "seed": seed}
         dream = {
             "octaves": config.dream_octaves,
             "steps": config.dream_steps,
