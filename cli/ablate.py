@@ -128,15 +128,13 @@ def ablate_command(data: str, output: str, **options: Any) -> None:
         loaded = open_model(options, device)
         show = not options["quiet"] and current_shard().is_main
         variants = [*map(parse_variant, specs[0]), *map(parse_units, specs[1])]
-        keys = ("retrain", "epochs", "from_scratch", "lr", "seed")
+        keys = ("retrain", "epochs", "from_scratch", "lr")
         given = {key: options[key] for key in keys}
         with progress_bar(show, unit="img" if options["blocks"] else "step") as bar:
-            shared = {"crops": options["crops"], "progress": bar}
+            shared = {"crops": options["crops"], "seed": options["seed"], "progress": bar}
             run: AblationRun | LesionRun
             if options["blocks"]:
-                run = lesion_folder(
-                    loaded, data, output, seed=options["seed"], run=run_from(options), **shared
-                )
+                run = lesion_folder(loaded, data, output, run=run_from(options), **shared)
             else:
                 config = experiment_config(not variants, batch_size=options["batch"], **given)
                 run = ablate_folder(

@@ -230,6 +230,66 @@ FIELD_FLAGS = {
     ),
     "choose another output": "choose another -o",
     "give a file name with output": "give a file name with -o",
+    # config fields (`Config.field`) and arguments named by the techniques' messages
+    "DreamConfig.tile=": "--tile ",  # "set DreamConfig.tile=512" -> "set --tile 512"
+    "DreamConfig.tile": "--tile",
+    "RenderConfig.lr": "--lr",
+    "name at least one in FeatureMapConfig.layers": "name at least one with -l (see `vizcnn layers`)",
+    " (NeighborsConfig.layer)": " with -l",
+    "channels= or all_channels=True": "--channels or --all",  # core.units.resolve_unit
+    # vizcnn mine: MineConfig, mine_patches' options, the checkpoint's settings
+    "MineConfig.k": "-k",
+    "MineConfig.rank": "--rank",
+    "MineConfig.batch_size": "--batch",
+    "MineConfig.workers": "--workers",
+    "MineConfig.checkpoint_every": "--checkpoint-every",
+    "MineConfig.checkpoint_seconds": "--checkpoint-seconds",
+    "unknown projections ": "unknown --projections ",
+    "use projections='none'": "use --projections none",
+    "thumbnail size must be at least 8 pixels": "--thumbnail must be at least 8 pixels",
+    "pass fewer images (limit=)": "use --limit",
+    "the model (LoadedModel.name)": "the model (-m)",
+    "the model's weights (their digest)": (
+        "the model's weights (--weights; --seed with --weights none)"
+    ),
+    "the layer (MineConfig.layer)": "the layer (-l)",
+    "the channels (MineConfig.channels)": "the channels (--channels / --all)",
+    "the list of images (data, limit, crops, the samples' seed, input size)": (
+        "the list of images (DATA, --limit, --crops, the samples' --seed, input size)"
+    ),
+    # vizcnn ablate: TrainConfig, run_ablation, lesion_study
+    "TrainConfig.retrain='head' or 'all'": "--retrain head or all",
+    "TrainConfig.retrain='all'": "--retrain all",
+    "TrainConfig.retrain": "--retrain",
+    "TrainConfig.epochs": "--epochs",
+    "TrainConfig.lr": "--lr",
+    "TrainConfig.batch_size": "--batch",
+    "TrainConfig.from_scratch": "--from-scratch",
+    "no variants: give at least one Variant (parse_variant or parse_units)": (
+        "no variants: give --variant NAME=LAYER[,LAYER...] or --units LAYER:CHANNELS"
+    ),
+    "needs training data: pass train_data=": "needs training data (--train-data)",
+    "name them with lesion_study(blocks=...), or remove layers with variants": (
+        "name layers with --variant instead"
+    ),
+    # vizcnn report: ReportConfig and plan_report
+    "ReportConfig.units_per_layer": "--units-per-layer",
+    "ReportConfig.steps": "--steps",
+    "ReportConfig.image_size": "--image-size",
+    "ReportConfig.limit": "--limit",
+    "ReportConfig.dream_octaves": "--dream-octaves",
+    "ReportConfig.dream_steps": "--dream-steps",
+    "ReportConfig.crops": "--crops",
+    "ReportConfig.k": "-k",
+    "ReportConfig.batch": "--batch",
+    "ReportConfig.projections": "--projections",
+    "ReportConfig.layers": "--layers",
+    "ReportConfig.ablation": "--ablation",
+    "give the results.json that ablate_folder writes": (
+        "give the results.json written by `vizcnn ablate -o OUT`"
+    ),
+    "is not the results.json of ablate_folder": "is not a `vizcnn ablate` results.json",
+    "give FOLDER/results.json": "give OUT/results.json",
 }
 
 

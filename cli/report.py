@@ -133,7 +133,7 @@ def report_command(
         **fields,
     )
     check_report_folder(output, allow_nonempty=force)  # before the model loads
-    loaded = open_model({**options, "seed": config.seed, "quiet": quiet}, device_from(options))
+    loaded = open_model({**options, "quiet": quiet}, device_from(options))
 
     @contextmanager
     def stage(title: str, unit: str) -> Iterator[ProgressCallback]:
@@ -141,7 +141,15 @@ def report_command(
             yield lambda done, total, message: bar(done, total, f"{title}: {message}")
 
     with echo_warnings():  # e.g. a dream on a small image uses fewer octaves: one line each
-        run = report_folder(loaded, output, config, allow_nonempty=force, stages=stage, run=how)
+        run = report_folder(
+            loaded,
+            output,
+            config,
+            seed=options["seed"],
+            allow_nonempty=force,
+            stages=stage,
+            run=how,
+        )
     timings = ", ".join(f"{name} {value:.0f}s" for name, value in run.stage_seconds.items())
     reused = f", {len(run.reused)} reused" if run.reused else ""
     click.echo(

@@ -29,9 +29,9 @@ def main(out: Path, epochs: int = 15) -> None:
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     loaded = vizcnn.load_model("lenet5_digits")
-    config = TrainConfig(retrain="all", epochs=epochs, from_scratch=True, seed=0)
+    config = TrainConfig(retrain="all", epochs=epochs, from_scratch=True)
     result = run_ablation(
-        loaded, DIGITS_VARIANTS, digits("test"), config, train_data=digits("train")
+        loaded, DIGITS_VARIANTS, digits("test"), config, train_data=digits("train"), seed=0
     )
     results_chart(result).save(out / "ablation_digits.png")
     text = results_markdown(result, "LeNet-5 on digits, every row trained from scratch")

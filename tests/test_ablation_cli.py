@@ -66,7 +66,12 @@ def test_digits_variants_table(tmp_path: Path) -> None:
     [
         (["--variant", "x=classifier.9"], "unknown layer 'classifier.9'"),
         (["--variant", "x=classifier.5"], "disconnects"),
-        (["--variant", "x=features.3", "--retrain", "none"], "needs training"),
+        (["--variant", "x=features.3", "--retrain", "none"], "use --retrain head or all, or"),
+        (["--variant", "x=features.4", "--epochs", "0"], "--epochs must be at least 1, got 0"),
+        (
+            ["--variant", "x=features.4", "--retrain", "head", "--from-scratch"],
+            "--from-scratch needs --retrain all",
+        ),
         (["--variant", "bad"], "NAME=LAYER"),
         (["--units", "features.3:0,99", "--retrain", "none"], "channel"),
     ],

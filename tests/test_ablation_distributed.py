@@ -19,7 +19,8 @@ from vizcnn.ablation.training import TrainConfig, train
 from vizcnn.core.distributed import init_from_env, shutdown
 from vizcnn.core.run_options import RunOptions
 
-CONFIG = TrainConfig(retrain="all", epochs=2, batch_size=8, seed=3)
+CONFIG = TrainConfig(retrain="all", epochs=2, batch_size=8)
+SEED = 3
 
 
 def free_port() -> int:
@@ -47,7 +48,7 @@ def worker(rank: int, world: int, port: int, out: str) -> None:
         )
         data = train_data()
         cut = ablate(mlp(), ["6", "7"], example=data.images[:2], seed=3)
-        train(cut, data, identity, CONFIG)
+        train(cut, data, identity, CONFIG, seed=SEED)
         torch.save(
             {"scores": {k: asdict(v) for k, v in scores.items()}, "state": cut.module.state_dict()},
             Path(out) / f"rank{rank}.pt",
@@ -64,7 +65,7 @@ def test_two_gloo_processes_equal_one(tmp_path: Path) -> None:
     )
     data = train_data()
     cut = ablate(mlp(), ["6", "7"], example=data.images[:2], seed=3)
-    train(cut, data, identity, CONFIG)
+    train(cut, data, identity, CONFIG, seed=SEED)
     for rank in range(2):
         got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         for name in ("a", "b"):
@@ -86,4 +87,4 @@ def test_too_few_images_for_the_ranks_is_one_line(monkeypatch: pytest.MonkeyPatc
     small = type(data)(data.images[:3], data.labels[:3])
     cut = ablate(mlp(), ["6", "7"], example=data.images[:2], seed=3)
     with pytest.raises(VizError, match="3 training images cannot be shared by 4 processes"):
-        train(cut, small, identity, CONFIG)
+        train(cut, small, identity, CONFIG, seed=SEED)

@@ -121,20 +121,18 @@ def test_evaluate_leaves_model_as_found() -> None:
 def test_seeded_training_is_deterministic() -> None:
     data = toy_data(32)
     data.labels[data.labels < 0] = 0
-    config = TrainConfig(retrain="all", epochs=2, batch_size=8, seed=4, from_scratch=True)
+    config = TrainConfig(retrain="all", epochs=2, batch_size=8, from_scratch=True)
     weights = []
-    for _ in range(2):
+    # an int seed, and a generator seeded with it (the seed convention of every technique)
+    for seed in (4, torch.Generator().manual_seed(4)):
         cut = ablate(mlp(), ["6", "7"], example=data.images[:2], seed=4)
-        train(cut, data, identity, config)
+        state = torch.get_rng_state()
+        train(cut, data, identity, config, seed=seed)
+        assert torch.equal(torch.get_rng_state(), state)  # torch's global RNG is not read
         weights.append([p.clone() for p in cut.module.parameters()])
     assert all(torch.equal(a, b) for a, b in zip(*weights, strict=True))
     other = ablate(mlp(), ["6", "7"], example=data.images[:2], seed=4)
-    train(
-        other,
-        data,
-        identity,
-        TrainConfig(retrain="all", epochs=2, batch_size=8, seed=5, from_scratch=True),
-    )
+    train(other, data, identity, config, seed=5)
     assert not torch.equal(_weight(other, 8), weights[0][-2])
 
 
@@ -185,11 +183,11 @@ def test_run_without_retraining_matches_hand_built_network() -> None:
 
 
 def test_train_config_validation() -> None:
-    with pytest.raises(VizError, match="--retrain"):
+    with pytest.raises(VizError, match="TrainConfig.retrain"):
         TrainConfig(retrain="some")
-    with pytest.raises(VizError, match="--from-scratch"):
+    with pytest.raises(VizError, match="TrainConfig.from_scratch"):
         TrainConfig(retrain="head", from_scratch=True)
-    with pytest.raises(VizError, match="--lr"):
+    with pytest.raises(VizError, match="TrainConfig.lr"):
         TrainConfig(lr=0.0)
 
 

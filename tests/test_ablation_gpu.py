@@ -19,13 +19,13 @@ pytestmark = [
 def test_cuda_equals_cpu() -> None:
     data = toy_data(32, seed=5)
     data.labels[data.labels < 0] = 2
-    config = TrainConfig(retrain="head", epochs=2, batch_size=8, seed=1)
+    config = TrainConfig(retrain="head", epochs=2, batch_size=8)
     results = {}
     for device in ("cpu", "cuda"):
         net = mlp().to(device)
         cut = ablate(net, ["2", "3"], example=data.images[:2].to(device), seed=1)
         assert all(p.device.type == device for p in cut.module.parameters())
-        train(cut, data, identity, config, device=device)
+        train(cut, data, identity, config, seed=1, device=device)
         scores = evaluate(
             {"net": net, "cut": cut.module}, data, identity, reference="net", device=device
         )

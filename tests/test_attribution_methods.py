@@ -90,6 +90,25 @@ def test_smoothgrad_seed_an_int_repeats_a_generator_advances() -> None:
     assert drawn.options()["seed"] == "generator"
 
 
+def test_smoothgrad_seeds_only_the_generator_of_the_images_device(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """captum takes no generator, so its noise comes from the default one of the images' device,
+    forked and seeded. `torch.manual_seed` would also reseed every CUDA and MPS generator (CUDA's
+    lazily when it is not initialized yet) where no fork restores them; it must not be called."""
+    reseeded: list[str] = []
+    for module, name in ((torch.cuda, "manual_seed_all"), (torch.cuda, "manual_seed")):
+        monkeypatch.setattr(module, name, lambda *_a, _n=name, **_k: reseeded.append(_n))
+    monkeypatch.setattr(torch.mps, "manual_seed", lambda *_a, **_k: reseeded.append("mps"))
+    x, loaded = images(2), plain(SmallNet())  # building the net draws from the global RNG
+    state = torch.get_rng_state()
+    maps = SmoothGrad(loaded, samples=3, seed=1)(x)
+    assert reseeded == [] and torch.equal(state, torch.get_rng_state())
+    # the noise is what the CPU generator seeded with 1 draws: another seed, other maps
+    assert not torch.equal(maps, SmoothGrad(loaded, samples=3, seed=2)(x))
+    torch.testing.assert_close(SmoothGrad(loaded, samples=3, seed=1)(x), maps, rtol=0, atol=0)
+
+
 def test_a_method_runs_on_another_model_with_its_options() -> None:
     loaded, other = plain(SmallNet(seed=0)), plain(SmallNet(seed=1))
     cam = GradCAM(loaded, loaded.module.conv1)  # a submodule: `on` carries its name

@@ -110,7 +110,7 @@ def test_all_neuron_layer_class_and_diversity(tmp_path: Path) -> None:
         (["-l", "features.33"], "did you mean"),
         (["--position", "3"], "Y,X"),
         (["--steps", "0"], "steps must be at least 1"),
-        (["--lr", "1e308", "-c", "0"], "non-finite"),
+        (["--lr", "1e308", "-c", "0"], "lower --lr, or check the objective"),
         (["-l", "features.3:0-99"], "layer 'features.3': channel 16 out of range"),
         (["-l", "features.3@x"], "bad weight"),
     ],

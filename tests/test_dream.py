@@ -401,7 +401,7 @@ def test_small_image_fewer_octaves_with_warning(alexnet: LoadedModel) -> None:
     with pytest.warns(UserWarning, match="resizing back"):
         tiny = dream(alexnet, _image(12, 12).float(), config)
     assert tiny.shape == (3, 12, 12)
-    with pytest.raises(VizError, match="larger --tile"):
+    with pytest.raises(VizError, match="larger DreamConfig.tile"):
         octave_sizes(alexnet, (100, 100), DreamConfig(tile=20))
 
 

@@ -340,9 +340,9 @@ def test_checkpoints_by_time_as_well_as_by_batches(tmp_path: Path) -> None:
         run=RunOptions(batch=8),
     )
     assert rarely == [None, None, None, None, None, 40]  # only the final save
-    with pytest.raises(VizError, match="checkpoint-seconds"):
+    with pytest.raises(VizError, match="MineConfig.checkpoint_seconds"):
         MineConfig("conv2", checkpoint_seconds=float("inf"))
-    with pytest.raises(VizError, match="checkpoint-seconds"):
+    with pytest.raises(VizError, match="MineConfig.checkpoint_seconds"):
         MineConfig("conv2", checkpoint_seconds=float("nan"))
 
 
@@ -356,22 +356,46 @@ def test_resume_refuses_another_runs_checkpoint_naming_each_difference(tmp_path:
     other_name = loaded_tiny()
     other_name.name = "another"
     cases = [
-        (loaded_tiny(), images, replace(base, k=3), "-k: 2 in the checkpoint, 3 now"),
-        (loaded_tiny(), images, replace(base, rank="mean"), "--rank: max in the checkpoint"),
-        (loaded_tiny(), images, replace(base, layer="act3"), "the layer (-l): conv3 in the"),
+        (loaded_tiny(), images, replace(base, k=3), "MineConfig.k: 2 in the checkpoint, 3 now"),
+        (
+            loaded_tiny(),
+            images,
+            replace(base, rank="mean"),
+            "MineConfig.rank: max in the checkpoint",
+        ),
+        (
+            loaded_tiny(),
+            images,
+            replace(base, layer="act3"),
+            "the layer (MineConfig.layer): conv3 in the",
+        ),
         (
             loaded_tiny(),
             images,
             replace(base, channels=(0, 2)),
-            "the channels (--channels / --all)",
+            "the channels (MineConfig.channels)",
         ),
-        # same name, another random initialization (what --weights none with another --seed is)
+        # same name, another random initialization (what weights='none' with another seed is)
         (loaded_tiny(seed=1), images, base, "the model's weights"),
-        (other_name, images, base, "the model (-m): tiny_miner in the checkpoint, another now"),
+        (
+            other_name,
+            images,
+            base,
+            "the model (LoadedModel.name): tiny_miner in the checkpoint, another now",
+        ),
         (loaded_tiny(), changed_images, base, "the images' contents"),
         (loaded_tiny(), images[:9], base, "the list of images"),
     ]
-    labels = ("-k", "--rank", "(-l)", "--channels", "weights", "(-m)", "contents", "list of")
+    labels = (
+        "MineConfig.k",
+        ".rank",
+        ".layer",
+        ".channels",
+        "weights",
+        ".name",
+        "contents",
+        "list of",
+    )
     for loaded, data, config, message in cases:
         with pytest.raises(VizError) as info:
             mine_topk(loaded, TensorImages(data), config, checkpoint=checkpoint, resume=True)
@@ -428,7 +452,7 @@ def test_model_is_left_unchanged_and_bad_options_are_one_line_errors() -> None:
         mine_topk(loaded, TensorImages(random_images(2)), MineConfig("conv9"))
     with pytest.raises(VizError, match="mining needs a"):
         mine_topk(loaded, TensorImages(random_images(2)), MineConfig("head"))
-    with pytest.raises(VizError, match="-k must be"):
+    with pytest.raises(VizError, match="MineConfig.k must be"):
         mine_topk(loaded, TensorImages(random_images(2)), MineConfig("conv3", k=0))
     assert_same_state(before, model_state(loaded.module))
 

@@ -8,8 +8,10 @@ hook of the user's own. Compared before/after: parameters, buffers, per-module t
 
 from __future__ import annotations
 
+import ast
 import copy
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,11 +25,12 @@ from vizcnn.data.datasets import TensorImages
 from vizcnn.deepdream.dreaming import DreamConfig, dream
 from vizcnn.deepdream.zoom import ZoomConfig, dream_frames
 from vizcnn.hooks import capture, forward_to, layer_output_shape
-from vizcnn.mining.patches import mine_patches
+from vizcnn.mining.patches import check_projectable, mine_patches, project
 from vizcnn.mining.streaming import MineConfig, mine_topk
 from vizcnn.models.base import describe
 from vizcnn.optvis.rendering import RenderConfig, render
 from vizcnn.receptive import receptive_fields
+from vizcnn.receptive.measured import measure_field
 from vizcnn.receptive.table import layer_table
 
 SIZE = 16
@@ -167,6 +170,11 @@ def run_patches(net: nn.Module, progress: Any = None, layer: str = "block.0") ->
     return mine_patches(loaded, data, top, projections="guided", thumbnail_size=8, **kwargs)
 
 
+def run_project(net: nn.Module, layer: str = "block.0") -> Any:
+    units = torch.tensor([[0, 1, 1], [1, 2, 3]])
+    return project(describe(net, input_size=SIZE), images(2), layer, units, "deconv")
+
+
 SUCCEEDS: dict[str, Callable[[nn.Module], Any]] = {
     "render": run_render,
     "dream": run_dream,
@@ -175,6 +183,9 @@ SUCCEEDS: dict[str, Callable[[nn.Module], Any]] = {
     "mine_patches": run_patches,
     "receptive_fields": lambda net: receptive_fields(net, (3, SIZE, SIZE)),
     "layer_table": lambda net: layer_table(net, (3, SIZE, SIZE)),
+    "measure_field": lambda net: measure_field(net, "block.0", (3, SIZE, SIZE)),
+    "check_projectable": lambda net: check_projectable(net, "block.0"),  # a bare nn.Module
+    "project": run_project,
     "layer_output_shape": lambda net: layer_output_shape(net, (3, SIZE, SIZE), "block.1"),
     "forward_to": lambda net: forward_to(net, images(2), ["bn1", "block.1"]),
 }
@@ -200,6 +211,12 @@ RAISES: dict[str, tuple[Callable[[nn.Module], Any], type[BaseException]]] = {
         VizError,
     ),
     "layer_table bad input": (lambda net: layer_table(net, (1, SIZE, SIZE)), RuntimeError),
+    "measure_field bad layer": (
+        lambda net: measure_field(net, "nope", (3, SIZE, SIZE)),
+        VizError,
+    ),
+    "check_projectable no map": (lambda net: check_projectable(net, "head"), VizError),
+    "project bad layer": (lambda net: run_project(net, layer="nope"), VizError),
     "layer_output_shape bad layer": (
         lambda net: layer_output_shape(net, (3, SIZE, SIZE), "nope"),
         VizError,
@@ -230,7 +247,8 @@ def test_model_left_as_found_when_the_call_raises(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["receptive_fields", "layer_table", "layer_output_shape", "mine_patches"]
+    "name",
+    ["receptive_fields", "layer_table", "layer_output_shape", "mine_patches", "measure_field"],
 )
 def test_model_left_as_found_on_the_measured_path(name: str) -> None:
     net = make_net(dynamic=True)  # tracing fails: fields are measured by backpropagation
@@ -276,3 +294,20 @@ def test_capture_itself_changes_nothing() -> None:
     with pytest.raises(KeyboardInterrupt), capture(net, ["conv2"]):
         raise KeyboardInterrupt
     assert_unchanged(before, net)
+
+
+def test_one_guard_and_the_core_imports_no_models() -> None:
+    """`model_guard` is the guard's only name; `vizcnn.core` sits below `vizcnn.models`."""
+    import vizcnn.core.guard
+    import vizcnn.hooks
+
+    for module in (vizcnn.hooks, vizcnn.core.guard):
+        assert not hasattr(module, "guarded") and not hasattr(module, "technique")
+    core = Path(vizcnn.core.guard.__file__).parent
+    for path in sorted(core.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [alias.name for alias in node.names] if isinstance(node, ast.Import) else
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            )  # fmt: skip
+            assert not any(n.startswith("vizcnn.models") for n in names), path.name

@@ -36,10 +36,10 @@ def test_ensure_writable_checks_and_leaves_nothing(tmp_path: Path) -> None:
     blocker.write_text("keep")
     before = tree(tmp_path)
     for path, kind, message in (
-        (blocker / "out", "folder", f"'{blocker}' is a file, not a folder; choose another -o"),
+        (blocker / "out", "folder", f"'{blocker}' is a file, not a folder; choose another output"),
         (blocker / "deep" / "er.png", "file", f"'{blocker}' is a file, not a folder"),
-        (blocker, "folder", "it is a file, not a folder; choose another -o"),
-        (tmp_path, "file", "it is a folder; give a file name with -o"),
+        (blocker, "folder", "it is a file, not a folder; choose another output"),
+        (tmp_path, "file", "it is a folder; give a file name with output"),
     ):
         with pytest.raises(VizError) as info:
             ensure_writable(path, kind)
@@ -55,7 +55,7 @@ def test_ensure_writable_read_only_folder(tmp_path: Path) -> None:
     locked.mkdir()
     locked.chmod(0o500)
     try:
-        with pytest.raises(VizError, match="permission denied; choose another -o"):
+        with pytest.raises(VizError, match="permission denied; choose another output"):
             ensure_writable(locked / "out")
         with pytest.raises(VizError, match="cannot write .*permission denied"):
             save_json({}, locked / "m.json")

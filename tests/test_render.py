@@ -219,7 +219,7 @@ def test_non_finite_loss_names_the_step() -> None:
     objective = O.Objective(explode, ("features.0",), "explode")
     with pytest.raises(VizError, match=r"non-finite \(nan\) at step 5 \(unit 1 of 1\)") as info:
         render(loaded, [objective], FAST, run=RunOptions(batch=4))
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value) and "lower RenderConfig.lr" in str(info.value)
     assert hooks_left(loaded.module) == 0
 
 

@@ -65,7 +65,7 @@ def _contents(folder: Path) -> dict[str, Any]:
 
 def test_cli_report_equals_the_library_call(tmp_path: Path) -> None:
     cli = tmp_path / "cli"
-    result = CliRunner().invoke(app, ["report", *TINY_CLI_ARGS, "-o", str(cli)])
+    result = CliRunner().invoke(app, ["report", *TINY_CLI_ARGS, "--seed", "1", "-o", str(cli)])
     assert result.exit_code == 0, result.output
     config = ReportConfig(
         layers=("features.0", "features.3"),
@@ -78,8 +78,8 @@ def test_cli_report_equals_the_library_call(tmp_path: Path) -> None:
         dream_steps=2,
         methods=("saliency", "gradcam"),
     )
-    run = report_folder(load_model("lenet5_digits", device="cpu"), tmp_path / "lib", config)
-    assert run.pages[0] == "index.html" and run.reused == []
+    run = report_folder(load_model("lenet5_digits", device="cpu"), tmp_path / "lib", config, seed=1)
+    assert run.pages[0] == "index.html" and run.reused == [] and run.plan.seed == 1
     assert f"{len(run.computed)} artifact(s) computed" in result.output
     cli_files, lib_files = _contents(cli), _contents(tmp_path / "lib")
     assert sorted(cli_files) == sorted(lib_files)
@@ -103,6 +103,24 @@ def test_second_call_reuses_all_and_a_changed_option_redoes_what_it_shapes(
     dreams = report_folder(loaded, tmp_path, tiny_config(data, dream_steps=3))
     assert [name.split("-")[0] for name in dreams.computed] == ["dream"]
     assert not (tmp_path / LOCK_NAME).exists()  # the lock goes with the run
+
+
+def test_the_seed_is_an_argument_that_keys_the_artifacts_it_shapes(
+    tmp_path: Path, data: Path
+) -> None:
+    loaded = markup_loaded()
+    first = report_folder(loaded, tmp_path, tiny_config(data), seed=0)
+    assert report_folder(loaded, tmp_path, tiny_config(data)).computed == []  # 0: the default
+    other = report_folder(loaded, tmp_path, tiny_config(data), seed=1)
+    # a data folder's images take no seed (the samples' crops would): mining and statistics
+    # are reused, the renders, dreams and attribution maps are made again
+    assert {name.split("-")[0] for name in other.computed} == {"render", "dream", "attribution"}
+    assert {name.split("-")[0] for name in other.reused} == {"layers", "filters", "mine", "stats"}
+    render = next(a for a in other.plan.artifacts if a.kind == "render")
+    assert render.params["seed"] == 1 and render.key not in {a.key for a in first.plan.artifacts}
+    assert stored_provenance(tmp_path / "artifacts" / render.folder / "meta.json")["seed"] == 1
+    with pytest.raises(VizError, match="seed must be an int"):
+        report_folder(loaded, tmp_path, tiny_config(data), seed=1.5)  # type: ignore[arg-type]
 
 
 def test_artifacts_carry_their_settings_digest_for_the_run_store(

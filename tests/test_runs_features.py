@@ -146,13 +146,18 @@ def test_neighbors_and_its_cache(tmp_path: Path) -> None:
 
 def test_ablate_units(tmp_path: Path) -> None:
     _cli("ablate", "digits", "-m", "lenet5_digits", "--units", "features.3:0,5", "--retrain",
-         "none", "-o", f"{tmp_path}/cli")  # fmt: skip
+         "none", "--seed", "2", "-o", f"{tmp_path}/cli")  # fmt: skip
     loaded = load_model("lenet5_digits", device="cpu")
     variants = [parse_units("features.3:0,5")]
-    run = ablate_folder(loaded, "digits", tmp_path / "lib", variants, TrainConfig(retrain="none"))
+    config = TrainConfig(retrain="none")
+    run = ablate_folder(loaded, "digits", tmp_path / "lib", variants, config, seed=2)
     assert [row.name for row in run.result.rows] == ["original", "features.3:0,5"]
-    assert run.baseline.name == "original"
+    assert run.baseline.name == "original" and run.result.seed == 2
     assert _contents(tmp_path / "cli") == _contents(tmp_path / "lib")
+    # the seed is recorded where it was while it was a TrainConfig field
+    written = json.loads((tmp_path / "lib" / "results.json").read_text())
+    assert written["retrain"]["seed"] == 2 and written["provenance"]["seed"] == 2
+    assert written["provenance"]["options"]["seed"] == 2
 
 
 class _Residual(nn.Module):

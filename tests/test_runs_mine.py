@@ -181,8 +181,9 @@ def test_a_folder_holding_another_run_is_refused_naming_the_settings(
     (out / "manifest.json").unlink()
     with pytest.raises(VizError) as refused:
         mine_folder(loaded, str(data), out, other)
-    assert "holds an interrupted run made with other settings (-k: 3 in the checkpoint, 4 now)" in (
-        str(refused.value)
+    assert (
+        "holds an interrupted run made with other settings (MineConfig.k: 3 in the checkpoint, 4 now)"
+        in (str(refused.value))
     )
     assert "pass overwrite=True to start over" in str(refused.value)
     result = cli(*args[:-4], "-k", "3", "-o", str(out))

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from vizcnn.core.errors import VizError, did_you_mean
-from vizcnn.core.guard import guarded, inplace_off, model_guard, technique
+from vizcnn.core.guard import inplace_off, model_guard
 from vizcnn.core.outputs import output_tensor
 
 __all__ = [
@@ -27,14 +27,12 @@ __all__ = [
     "capture",
     "find_module",
     "forward_to",
-    "guarded",
     "inplace_off",
     "layer_name",
     "layer_names",
     "layer_output_shape",
     "model_guard",
     "parse_layer",
-    "technique",
 ]
 
 

@@ -47,6 +47,7 @@ class AblationResult:
 
     rows: list[VariantResult]
     config: TrainConfig
+    seed: int = 0  # adapters' initialization and the retraining (`run_ablation`'s seed)
 
     def row(self, name: str) -> VariantResult:
         for row in self.rows:
@@ -70,13 +71,15 @@ def plan(
     variants: Sequence[Variant],
     config: TrainConfig,
     *,
+    seed: int = 0,
     example: torch.Tensor | None = None,
 ) -> dict[str, Ablated]:
-    """Build every variant's copy (no training): a bad variant fails here, before any work."""
+    """Build every variant's copy (no training): a bad variant fails here, before any work.
+
+    `seed` initializes the adapters and re-fitted layers (`ablate`); give `run_ablation` the same.
+    """
     if not variants:
-        raise VizError(
-            "no variants: give --variant NAME=LAYER[,LAYER...] or --units LAYER:CHANNELS"
-        )
+        raise VizError("no variants: give at least one Variant (parse_variant or parse_units)")
     check_names(variants)
     module = as_loaded(model).module
     variants = [variant.named(module) for variant in variants]
@@ -84,7 +87,7 @@ def plan(
     for variant in variants:
         try:
             cut = ablate(
-                model, variant.remove, units=dict(variant.units), example=example, seed=config.seed
+                model, variant.remove, units=dict(variant.units), example=example, seed=seed
             )
         except VizError as exc:
             raise VizError(f"variant {variant.name!r}: {exc}") from None
@@ -100,6 +103,7 @@ def run_ablation(
     config: TrainConfig,
     *,
     train_data: Dataset[tuple[torch.Tensor, int]] | None = None,
+    seed: int = 0,
     device: torch.device | str = "cpu",
     planned: dict[str, Ablated] | None = None,
     progress: Callable[[str], ProgressCallback] = lambda _: no_progress,
@@ -113,6 +117,8 @@ def run_ablation(
         test_data: items `(image in [0, 1], label)` the table is measured on.
         config: the retraining budget every row (control included) gets.
         train_data: needed unless `config.retrain == "none"`.
+        seed: adapters' and re-fitted layers' initialization, and each row's retraining (every
+            row starts from this seed: equal budgets); recorded in the result.
         planned: `plan(...)`'s output when already computed (the CLI validates first).
         progress: phase name -> a progress callback for that phase (one bar each).
         run: how evaluation runs (`RunOptions`: `batch`, `workers`), as for `evaluate`.
@@ -124,15 +130,15 @@ def run_ablation(
     loaded = as_loaded(model)
     variants = [variant.named(loaded.module) for variant in variants]
     if config.retrain != "none" and train_data is None:
-        raise VizError(f"--retrain {config.retrain} needs training data (--train-data)")
-    cuts = planned if planned is not None else plan(model, variants, config)
+        raise VizError(f"retrain={config.retrain!r} needs training data: pass train_data=")
+    cuts = planned if planned is not None else plan(model, variants, config, seed=seed)
     by_name = {v.name: v for v in variants}
     rows: list[VariantResult] = []
     networks = {ORIGINAL: loaded.module}
     original = Ablated(loaded.module, [], _params(loaded.module), _params(loaded.module))
     rows.append(_row(ORIGINAL, "the model as given", [], original, "none"))
     if config.retrain != "none":
-        cuts = {CONTROL: ablate(model, example=None, seed=config.seed), **cuts}
+        cuts = {CONTROL: ablate(model, example=None, seed=seed), **cuts}
     for name, cut in cuts.items():
         losses: list[float] = []
         if config.retrain != "none" and train_data is not None:
@@ -141,6 +147,7 @@ def run_ablation(
                 train_data,
                 loaded.normalize,
                 config,
+                seed=seed,
                 device=device,
                 progress=progress(f"training {name}"),
                 message=f"training {name}",
@@ -180,7 +187,7 @@ def run_ablation(
         )
         for row in rows:
             row.train_scores = fitted[row.name]
-    return AblationResult(rows, config)
+    return AblationResult(rows, config, seed)
 
 
 def _params(module: torch.nn.Module) -> int:

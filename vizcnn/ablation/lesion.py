@@ -82,7 +82,7 @@ def lesion_study(
     if not names:
         raise VizError(
             f"{loaded.name} has no blocks (children of a ModuleList/Sequential of composite "
-            "modules); name layers with --variant instead"
+            "modules); name them with lesion_study(blocks=...), or remove layers with variants"
         )
     lesions: list[Lesion] = []
     networks = {INTACT: loaded.module}

@@ -45,7 +45,7 @@ def results_dict(result: AblationResult) -> dict[str, Any]:
                 ),
             }
         )
-    return {"retrain": vars(result.config), "rows": rows}
+    return {"retrain": {**vars(result.config), "seed": result.seed}, "rows": rows}
 
 
 def results_markdown(result: AblationResult, title: str = "Ablation results") -> str:
@@ -100,7 +100,7 @@ def _budget(result: AblationResult, base: str) -> str:
     else:
         text = (
             f"Retraining: {config.retrain}, {config.epochs} epochs, lr {config.lr}, "
-            f"batch {config.batch_size}, seed {config.seed}"
+            f"batch {config.batch_size}, seed {result.seed}"
             + (", from scratch" if config.from_scratch else "")
             + "."
         )

@@ -2,8 +2,9 @@
 
 Zeiler & Fergus retrained every variant of Table 3 from scratch; a fair comparison gives every
 variant, and an un-ablated control, the same optimizer, learning rate, batches and number of
-steps. Everything random (initialization, batch order) comes from one seeded generator, so the
-same seed gives identical weights. Under `torchrun` the model is wrapped in
+steps. Everything random (initialization, batch order) comes from one generator, the `seed`
+argument (an int or a `torch.Generator`, as every technique takes it), so the same seed gives
+identical weights. Under `torchrun` the model is wrapped in
 DistributedDataParallel and each rank takes its share of every batch.
 """
 
@@ -21,6 +22,7 @@ from torch.utils.data import Dataset
 
 from vizcnn.ablation.surgery import Ablated, init_params
 from vizcnn.core.adam import Adam
+from vizcnn.core.devices import Seed, as_generator
 from vizcnn.core.distributed import current_shard
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
@@ -36,31 +38,35 @@ class TrainConfig:
     epochs: int = 3  # passes over the training data
     lr: float = 2e-3  # Adam learning rate
     batch_size: int = 64  # images per step (over all ranks)
-    seed: int = 0  # initialization of re-initialized layers and the batch order
     from_scratch: bool = False  # re-initialize every parameter first (retrain=all only), as Z&F
 
     def __post_init__(self) -> None:
         if self.retrain not in RETRAIN:
-            raise VizError(f"--retrain {self.retrain!r}; use one of {', '.join(RETRAIN)}")
+            raise VizError(
+                f"unknown TrainConfig.retrain {self.retrain!r}; use one of {', '.join(RETRAIN)}"
+            )
         if self.epochs < 1 and self.retrain != "none":
-            raise VizError(f"--epochs must be at least 1, got {self.epochs}")
+            raise VizError(f"TrainConfig.epochs must be at least 1, got {self.epochs}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise VizError(f"--lr must be a positive number, got {self.lr}")
+            raise VizError(f"TrainConfig.lr must be a positive number, got {self.lr}")
         if self.batch_size < 1:
-            raise VizError(f"--batch must be at least 1, got {self.batch_size}")
+            raise VizError(f"TrainConfig.batch_size must be at least 1, got {self.batch_size}")
         if self.from_scratch and self.retrain != "all":
-            raise VizError("--from-scratch needs --retrain all (every layer must then be trained)")
+            raise VizError(
+                "TrainConfig.from_scratch needs TrainConfig.retrain='all' (every layer must "
+                "then be trained)"
+            )
 
 
 def check_retrain(config: TrainConfig, name: str, ablated: Ablated) -> None:
-    """`--retrain none` is refused for a variant whose adapters or re-fitted layers are untrained."""
+    """`retrain='none'` is refused for a variant whose adapters or re-fitted layers are untrained."""
     if config.retrain == "none" and ablated.needs_training:
         kinds = ", ".join(
             f"{c.layer} ({c.kind})" for c in ablated.changes if c.kind in ("adapter", "refit")
         )
         raise VizError(
-            f"variant {name!r} needs training ({kinds}); use --retrain head or all, or remove "
-            "layers whose input and output shapes agree"
+            f"variant {name!r} needs training ({kinds}); use TrainConfig.retrain='head' or 'all', or "
+            "remove layers whose input and output shapes agree"
         )
 
 
@@ -84,6 +90,7 @@ def train(
     normalize: Callable[[torch.Tensor], torch.Tensor],
     config: TrainConfig,
     *,
+    seed: Seed = 0,
     device: torch.device | str = "cpu",
     progress: ProgressCallback = no_progress,
     message: str = "training",
@@ -95,6 +102,8 @@ def train(
         data: items `(image (C, H, W) in [0, 1], label)`.
         normalize: maps `(B, C, H, W)` images to the network's input space.
         config: the budget, the same for every variant.
+        seed: the re-initialization (`config.from_scratch`) and the batch order: an int seeds
+            a CPU generator, a `torch.Generator` is drawn from (and advanced).
 
     Example:
         >>> losses = train(ablate(net, ["classifier.3"]), train_set, loaded.normalize,
@@ -103,7 +112,7 @@ def train(
     if config.retrain == "none":
         return []
     module = ablated.module.to(device)
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = as_generator(seed)
     if config.from_scratch:
         init_params(module, generator)
     wanted = set(trainable_names(ablated, config.retrain))

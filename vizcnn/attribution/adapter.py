@@ -81,6 +81,17 @@ def integrated_gradients(
     )
 
 
+def _seed_default_generator(device: torch.device, seed: int) -> None:
+    """Seed the generator `torch.normal` draws from on `device` when given none, and no other."""
+    if device.type == "cpu":
+        torch.random.default_generator.manual_seed(seed)
+    elif device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        torch.cuda.default_generators[index].manual_seed(seed)
+    else:  # MPS (and any other backend): one generator per process
+        torch.get_device_module(device.type).manual_seed(seed)
+
+
 def smoothgrad(
     net: nn.Module,
     x: torch.Tensor,
@@ -92,12 +103,16 @@ def smoothgrad(
 ) -> torch.Tensor:
     """SmoothGrad: `NoiseTunnel` over the signed gradient (`Saliency`), `samples` noisy copies.
 
-    captum draws the noise from the global generator; it is forked and seeded from `seed` here, so
-    the result is reproducible and the caller's global random state is left as it was.
+    captum takes no generator: it draws the noise with `torch.normal` from the default generator
+    of `x`'s device. That one generator is forked (with the CPU's, which `fork_rng` always keeps)
+    and seeded from `seed` here, so the result is reproducible and the caller's global random
+    state is left as it was (tests/test_attribution_methods.py checks both).
     """
-    devices = [x.device] if x.device.type == "cuda" else []
+    devices = [] if x.device.type == "cpu" else [x.device]
     with torch.random.fork_rng(devices=devices, device_type=x.device.type):
-        torch.manual_seed(seed)
+        # not torch.manual_seed: it would also reseed every other device's generator (all
+        # CUDA devices even for a CPU tensor), which no fork restores
+        _seed_default_generator(x.device, seed)
         nt = NoiseTunnel(Saliency(net))
         return _as_tensor(
             nt.attribute(

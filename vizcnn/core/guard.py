@@ -2,27 +2,19 @@
 
 `model_guard` puts the model in eval mode with frozen parameters for a block and restores, per
 module, what the block could change: training flags, `requires_grad`, `inplace` flags, buffers.
-`technique` and `guarded` wrap a whole entry point in it (`technique` also accepts a bare
-`nn.Module` where a `LoadedModel` is expected). Re-exported by `vizcnn.hooks`.
+Each entry point opens it explicitly in its body (after `as_loaded`, where it takes a
+`LoadedModel`), so this floor needs nothing from the models package. Re-exported by
+`vizcnn.hooks`.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 import torch
 from torch import nn
-
-if TYPE_CHECKING:
-    from vizcnn.models.base import LoadedModel, ModelLike
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 @contextmanager
@@ -121,64 +113,3 @@ def model_guard(
     leaked = [m for m, counts in saved.hooks.items() if _hook_counts(m) != counts]
     if leaked:
         raise RuntimeError(f"vizcnn left hooks on {type(leaked[0]).__name__}: a vizcnn bug")
-
-
-def guarded(function: Callable[P, R]) -> Callable[P, R]:
-    """Decorator: run `function` inside `model_guard` of its first argument's module.
-
-    The first argument is an `nn.Module` or anything with a `.module` (a `LoadedModel`); other
-    values pass through untouched so that the function reports them itself. The guard spans the
-    whole call, so a probe, a forward pass or an error anywhere in it leaves the model as found.
-
-    Example:
-        >>> @guarded
-        ... def probe(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        ...     return model(x)  # eval mode, frozen parameters; restored on return
-    """
-
-    first_name = next(iter(inspect.signature(function).parameters))
-
-    @functools.wraps(function)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        first = args[0] if args else kwargs.get(first_name)
-        module = first if isinstance(first, nn.Module) else getattr(first, "module", None)
-        if not isinstance(module, nn.Module):
-            return function(*args, **kwargs)
-        with model_guard(module):
-            return function(*args, **kwargs)
-
-    return wrapper
-
-
-def technique(
-    function: Callable[Concatenate[LoadedModel, P], R],
-) -> Callable[Concatenate[ModelLike, P], R]:
-    """Decorator for an entry point whose first argument is the model.
-
-    The model may be a `LoadedModel` or a bare `nn.Module` (turned into one by
-    `vizcnn.models.as_loaded`), and the whole call runs inside `model_guard`, so the model is
-    left exactly as found, also when the call raises.
-
-    Example:
-        >>> @technique
-        ... def logits(loaded: LoadedModel, images: torch.Tensor) -> torch.Tensor:
-        ...     return loaded.module(loaded.normalize(images))
-        >>> logits(torchvision.models.resnet18(), torch.rand(1, 3, 224, 224))
-    """
-    first_name = next(iter(inspect.signature(function).parameters))
-
-    @functools.wraps(function)
-    def wrapper(model: ModelLike, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        from vizcnn.models.base import as_loaded  # models import hooks' users: import late
-
-        loaded = as_loaded(model)
-        with model_guard(loaded.module):
-            return function(loaded, *args, **kwargs)
-
-    wrapper.__signature__ = inspect.signature(function).replace(  # type: ignore[attr-defined]
-        parameters=[
-            parameter.replace(annotation="ModelLike") if parameter.name == first_name else parameter
-            for parameter in inspect.signature(function).parameters.values()
-        ]
-    )
-    return wrapper

@@ -160,7 +160,8 @@ def resolve_unit(
     given = [unit.channels_text is not None, channels is not None, all_channels]
     if sum(given) > 1:
         raise VizError(
-            f"choose channels one way: {unit.layer_spec}:CHANNELS, --channels or --all, not several"
+            f"choose channels one way: {unit.layer_spec}:CHANNELS, channels= or all_channels=True, "
+            "not several"
         )
     layer = unit.layer_spec
     if channels is not None:

@@ -63,7 +63,7 @@ def octave_sizes(
     if not fits(size):
         if config.tile and max(size) > config.tile:
             raise VizError(
-                f"tile {config.tile} is too small for {loaded.name} at {layers[-1]}; use a larger --tile"
+                f"tile {config.tile} is too small for {loaded.name} at {layers[-1]}; use a larger DreamConfig.tile"
             )
         for grow in range(1, 40):
             factor = 1.2**grow
@@ -108,7 +108,7 @@ def dream_memory(
 
     The activation bytes per pixel are measured once, with one forward pass at the model's
     input size (what autograd saves for the backward pass), and scaled to the largest tile of
-    the largest octave; `--tile` bounds it.
+    the largest octave; `config.tile` bounds it.
 
     Example:
         >>> dream_memory(loaded, (4096, 4096), DreamConfig(tile=0)).total / 2**30  # GiB
@@ -146,7 +146,7 @@ def check_memory(
     """Refuse a dream that cannot fit in free memory; a warning text when it needs over half.
 
     Raises:
-        VizError: one line with the estimate, the free memory and the `--tile` to set.
+        VizError: one line with the estimate, the free memory and the `DreamConfig.tile` to set.
 
     Returns:
         None, or a one-line warning for the caller to show.
@@ -156,11 +156,9 @@ def check_memory(
     if free is None or estimate < free // 2:
         return None
     height, width = size
-    need = (
-        f"dreaming {width}x{height} at --tile {config.tile} needs about {estimate / 2**30:.1f} GiB"
-    )
+    need = f"dreaming {width}x{height} at DreamConfig.tile={config.tile} needs about {estimate / 2**30:.1f} GiB"
     big = config.tile == 0 or config.tile > 512
-    hint = "set --tile 512 (or smaller) to bound it" if big else "lower --tile"
+    hint = "set DreamConfig.tile=512 (or smaller) to bound it" if big else "lower DreamConfig.tile"
     where = loaded.device.type
     if estimate > free:
         raise VizError(f"{need}, {free / 2**30:.1f} GiB free on {where}; {hint}")

@@ -30,7 +30,7 @@ class FeatureMapConfig:
 
     def __post_init__(self) -> None:
         if not self.layers:
-            raise VizError("no layer given; name at least one with -l (see `vizcnn layers`)")
+            raise VizError("no layer given; name at least one in FeatureMapConfig.layers")
         if self.top < 1:
             raise VizError(f"top must be at least 1, got {self.top}")
 

@@ -60,7 +60,9 @@ def classifier_layer(model: nn.Module) -> str:
     """Dotted name of the last `nn.Linear` (the classifier), or a VizError if there is none."""
     linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
     if not linears:
-        raise VizError("the model has no nn.Linear classifier; name an embedding layer with -l")
+        raise VizError(
+            "the model has no nn.Linear classifier; name an embedding layer (NeighborsConfig.layer)"
+        )
     return linears[-1]
 
 
@@ -133,7 +135,9 @@ def _embed_guarded(loaded: LoadedModel, images: torch.Tensor, layer: str | None)
             with capture_input(module, classifier_layer(module)) as seen:
                 module(inputs)
             if "input" not in seen:
-                raise VizError("the classifier never ran in the forward pass; name a layer with -l")
+                raise VizError(
+                    "the classifier never ran in the forward pass; name a layer (NeighborsConfig.layer)"
+                )
             return _pool(seen["input"]).cpu()
         with capture(module, [layer], stop_early=True, detach=True) as acts:
             acts.run(inputs)

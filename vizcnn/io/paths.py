@@ -19,7 +19,7 @@ def os_reason(exc: OSError) -> str:
     return (exc.strerror or str(exc)).lower()
 
 
-def ensure_writable(path: str | Path, kind: str = "folder", *, flag: str = "-o") -> Path:
+def ensure_writable(path: str | Path, kind: str = "folder", *, flag: str = "output") -> Path:
     """Check that `path` (a folder to write into, or a file to write) can be written.
 
     Missing folders are created for a test write of a temporary file and removed again, so a
@@ -29,13 +29,13 @@ def ensure_writable(path: str | Path, kind: str = "folder", *, flag: str = "-o")
     Args:
         path: the output folder, or the output file.
         kind: "folder" (files go inside `path`) or "file" (`path` itself is written).
-        flag: the option that named `path`, for the message.
+        flag: the argument that named `path`, for the message (the CLI maps it to its flag).
 
     Returns:
         `path` as a `Path`.
 
     Raises:
-        VizError: one line, e.g. "cannot write to out/: permission denied; choose another -o".
+        VizError: one line, e.g. "cannot write to out/: permission denied; choose another output".
 
     Example:
         >>> ensure_writable("mined/")  # before a long run

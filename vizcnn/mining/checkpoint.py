@@ -22,15 +22,16 @@ from vizcnn.io.imaging import atomic_write
 CHECKPOINT_DIR = "checkpoint"  # a mine folder's streaming state, one file per process
 VERSION = 2  # 2: settings stored field by field
 
-# What a checkpoint must match to be resumed, and how to name each setting to a user.
+# What a checkpoint must match to be resumed, and how to name each setting to a script's
+# author (the CLI names its flags: `cli.common.FIELD_FLAGS`).
 RESUME_FIELDS = {
-    "model": "the model (-m)",
-    "weights": "the model's weights (--weights; --seed with --weights none)",
-    "layer": "the layer (-l)",
-    "channels": "the channels (--channels / --all)",
-    "k": "-k",
-    "rank": "--rank",
-    "data": "the list of images (DATA, --limit, --crops, the samples' --seed, input size)",
+    "model": "the model (LoadedModel.name)",
+    "weights": "the model's weights (their digest)",
+    "layer": "the layer (MineConfig.layer)",
+    "channels": "the channels (MineConfig.channels)",
+    "k": "MineConfig.k",
+    "rank": "MineConfig.rank",
+    "data": "the list of images (data, limit, crops, the samples' seed, input size)",
     "data_content": "the images' contents (files changed since the checkpoint)",
     "process": "the process (rank and number of ranks)",
 }

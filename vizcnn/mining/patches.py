@@ -20,7 +20,7 @@ from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.core.relu_rules import RULES, relu_rule
 from vizcnn.data.datasets import ImageSource
-from vizcnn.hooks import Layer, capture, layer_name, technique
+from vizcnn.hooks import Layer, capture, layer_name, model_guard
 from vizcnn.io.imaging import labeled_sheet, make_grid, resize
 from vizcnn.mining.topk import TopK
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
@@ -85,20 +85,21 @@ def thumbnail(patch: torch.Tensor, longest: int) -> torch.Tensor:
     return resize(patch[None], size)[0]
 
 
-@technique
-def check_projectable(loaded: LoadedModel, layer: Layer) -> None:
+def check_projectable(loaded: ModelLike, layer: Layer) -> None:
     """VizError unless `layer` (`name#k` for the k-th call, or a submodule) gives a map."""
-    layer = layer_name(loaded.module, layer)
-    probe = torch.zeros(
-        1, loaded.channels, *loaded.input_size, device=loaded.device, dtype=loaded.dtype
-    )
-    with torch.no_grad(), capture(loaded.module, [layer], stop_early=True, detach=True) as acts:
-        acts.run(probe)
-    if acts[layer].dim() != 4:
-        raise VizError(
-            f"projections need a layer with a (B, C, H, W) map; {layer!r} gives shape "
-            f"{tuple(acts[layer].shape)}: use --projections none"
+    loaded = as_loaded(loaded)
+    with model_guard(loaded.module):
+        layer = layer_name(loaded.module, layer)
+        probe = torch.zeros(
+            1, loaded.channels, *loaded.input_size, device=loaded.device, dtype=loaded.dtype
         )
+        with torch.no_grad(), capture(loaded.module, [layer], stop_early=True, detach=True) as acts:
+            acts.run(probe)
+        if acts[layer].dim() != 4:
+            raise VizError(
+                f"projections need a layer with a (B, C, H, W) map; {layer!r} gives shape "
+                f"{tuple(acts[layer].shape)}: use projections='none'"
+            )
 
 
 def check_patch_options(
@@ -114,9 +115,9 @@ def check_patch_options(
     (`check_projectable`). Call it before `mine_topk`.
     """
     if projections not in PROJECTIONS:
-        raise VizError(f"unknown --projections {projections!r}; use deconv, guided or none")
+        raise VizError(f"unknown projections {projections!r}; use deconv, guided or none")
     if thumbnail_size < 8:
-        raise VizError(f"--thumbnail must be at least 8 pixels, got {thumbnail_size}")
+        raise VizError(f"thumbnail size must be at least 8 pixels, got {thumbnail_size}")
     layer = layer_name(loaded.module, layer)
     input_shape = (loaded.channels, *loaded.input_size)
     if receptive_fields(loaded.module, input_shape, [layer])[layer] is None:
@@ -125,9 +126,8 @@ def check_patch_options(
         check_projectable(loaded, layer)
 
 
-@technique
 def project(
-    loaded: LoadedModel,
+    loaded: ModelLike,
     images: torch.Tensor,
     layer: Layer,
     units: torch.Tensor,
@@ -157,26 +157,28 @@ def project(
     Example:
         >>> guided = project(loaded, images, "inception4a", torch.tensor([[5, 3, 3]]), "guided")
     """
+    loaded = as_loaded(loaded)
     if method not in RULES:
         raise VizError(f"unknown projection {method!r}; use {' or '.join(RULES)}")
-    layer = layer_name(loaded.module, layer)
-    if check:
-        check_projectable(loaded, layer)
-    model = loaded.module
-    inputs = loaded.normalize(images.to(device=loaded.device, dtype=loaded.dtype))
-    inputs.requires_grad_(True)
-    rows = torch.arange(units.shape[0], device=loaded.device)
-    index = units.to(loaded.device)
-    with (
-        torch.enable_grad(),
-        relu_rule(model, method),  # type: ignore[arg-type]
-        capture(model, [layer], stop_early=True) as acts,
-    ):
-        acts.run(inputs)
-        # images are independent (eval mode): one backward gives each image its own unit's map
-        chosen = acts[layer][rows, index[:, 0], index[:, 1], index[:, 2]]
-        (grad,) = torch.autograd.grad(chosen.sum(), inputs)
-    return grad.detach()
+    with model_guard(loaded.module):
+        layer = layer_name(loaded.module, layer)
+        if check:
+            check_projectable(loaded, layer)
+        model = loaded.module
+        inputs = loaded.normalize(images.to(device=loaded.device, dtype=loaded.dtype))
+        inputs.requires_grad_(True)
+        rows = torch.arange(units.shape[0], device=loaded.device)
+        index = units.to(loaded.device)
+        with (
+            torch.enable_grad(),
+            relu_rule(model, method),  # type: ignore[arg-type]
+            capture(model, [layer], stop_early=True) as acts,
+        ):
+            acts.run(inputs)
+            # images are independent (eval mode): one backward gives each image its own unit's map
+            chosen = acts[layer][rows, index[:, 0], index[:, 1], index[:, 2]]
+            (grad,) = torch.autograd.grad(chosen.sum(), inputs)
+        return grad.detach()
 
 
 def _display(projection: torch.Tensor) -> torch.Tensor:
@@ -185,7 +187,6 @@ def _display(projection: torch.Tensor) -> torch.Tensor:
     return (0.5 + 0.5 * projection / scale).clamp(0, 1)
 
 
-@technique
 def mine_patches(
     model: ModelLike,
     dataset: ImageSource,
@@ -218,60 +219,72 @@ def mine_patches(
     if projections not in PROJECTIONS:
         raise VizError(f"unknown projections {projections!r}; use deconv, guided or none")
     if thumbnail_size < 8:
-        raise VizError(f"--thumbnail must be at least 8 pixels, got {thumbnail_size}")
-    input_shape = (loaded.channels, *loaded.input_size)
-    found = receptive_fields(loaded.module, input_shape, [topk.layer])[topk.layer]
-    if found is None:
-        raise VizError(
-            f"no receptive field for layer {topk.layer!r}; its units do not see the input"
-        )
-    result = MinedPatches(layer=topk.layer, field=found, projections=projections)
-    if projections != "none":
-        check_projectable(loaded, topk.layer)
-    # Hits sorted by image, so each winning image is read once and only a batch's worth of
-    # images is held at a time (a --all run on a wide layer can have thousands of winners).
-    todo = sorted(
-        (
-            (row, slot, hit)
-            for row in range(len(topk.channels))
-            for slot, hit in enumerate(topk.hits(row))
-        ),
-        key=lambda item: (item[2][1], item[0], item[1]),
-    )
-    total = len(todo)
-    progress(0, total, CUTTING)
-    cache: dict[int, torch.Tensor] = {}
-    for start in range(0, total, batch_size):
-        chunk = todo[start : start + batch_size]
-        cache = {
-            i: cache[i] if i in cache else dataset.image(i) for i in {h[1] for _, _, h in chunk}
-        }
-        projected = None
+        raise VizError(f"thumbnail size must be at least 8 pixels, got {thumbnail_size}")
+    with model_guard(loaded.module):
+        input_shape = (loaded.channels, *loaded.input_size)
+        found = receptive_fields(loaded.module, input_shape, [topk.layer])[topk.layer]
+        if found is None:
+            raise VizError(
+                f"no receptive field for layer {topk.layer!r}; its units do not see the input"
+            )
+        result = MinedPatches(layer=topk.layer, field=found, projections=projections)
         if projections != "none":
-            batch = torch.stack([cache[hit[1]] for _, _, hit in chunk])
-            units = torch.tensor(
-                [[topk.channels[row], hit[2], hit[3]] for row, _, hit in chunk], dtype=torch.int64
-            )
-            projected = project(loaded, batch, topk.layer, units, projections, check=False).cpu()
-        for index, (row, slot, (value, image_id, y, x)) in enumerate(chunk):
-            box = _box(found, y, x, loaded.input_size)
-            tile = thumbnail(cut_box(cache[image_id], box, fill), thumbnail_size)
-            shown = None
-            if projected is not None:
-                crop = cut_box(projected[index], box, 0.0)
-                shown = thumbnail(_display(crop), thumbnail_size)
-            channel = topk.channels[row]
-            hit = Hit(
-                channel, slot, value, image_id, dataset.names[image_id], (y, x), box, tile, shown
-            )
-            result.hits.setdefault(channel, []).append(hit)
-        progress(min(start + batch_size, total), total, CUTTING)
-    for hits in result.hits.values():
-        hits.sort(key=lambda hit: hit.rank)
-    result.hits = {
-        channel: result.hits[channel] for channel in topk.channels if channel in result.hits
-    }
-    return result
+            check_projectable(loaded, topk.layer)
+        # Hits sorted by image, so each winning image is read once and only a batch's worth of
+        # images is held at a time (every channel of a wide layer can have thousands of winners).
+        todo = sorted(
+            (
+                (row, slot, hit)
+                for row in range(len(topk.channels))
+                for slot, hit in enumerate(topk.hits(row))
+            ),
+            key=lambda item: (item[2][1], item[0], item[1]),
+        )
+        total = len(todo)
+        progress(0, total, CUTTING)
+        cache: dict[int, torch.Tensor] = {}
+        for start in range(0, total, batch_size):
+            chunk = todo[start : start + batch_size]
+            cache = {
+                i: cache[i] if i in cache else dataset.image(i) for i in {h[1] for _, _, h in chunk}
+            }
+            projected = None
+            if projections != "none":
+                batch = torch.stack([cache[hit[1]] for _, _, hit in chunk])
+                units = torch.tensor(
+                    [[topk.channels[row], hit[2], hit[3]] for row, _, hit in chunk],
+                    dtype=torch.int64,
+                )
+                projected = project(
+                    loaded, batch, topk.layer, units, projections, check=False
+                ).cpu()
+            for index, (row, slot, (value, image_id, y, x)) in enumerate(chunk):
+                box = _box(found, y, x, loaded.input_size)
+                tile = thumbnail(cut_box(cache[image_id], box, fill), thumbnail_size)
+                shown = None
+                if projected is not None:
+                    crop = cut_box(projected[index], box, 0.0)
+                    shown = thumbnail(_display(crop), thumbnail_size)
+                channel = topk.channels[row]
+                hit = Hit(
+                    channel,
+                    slot,
+                    value,
+                    image_id,
+                    dataset.names[image_id],
+                    (y, x),
+                    box,
+                    tile,
+                    shown,
+                )
+                result.hits.setdefault(channel, []).append(hit)
+            progress(min(start + batch_size, total), total, CUTTING)
+        for hits in result.hits.values():
+            hits.sort(key=lambda hit: hit.rank)
+        result.hits = {
+            channel: result.hits[channel] for channel in topk.channels if channel in result.hits
+        }
+        return result
 
 
 def _box(found: Field, y: int, x: int, size: tuple[int, int]) -> tuple[int, int, int, int]:

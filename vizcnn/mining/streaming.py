@@ -28,7 +28,7 @@ from vizcnn.core.image_range import warn_if_normalized
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.data.datasets import Batch, ImageSource, collate
-from vizcnn.hooks import Layer, capture, layer_name, layer_output_shape, technique
+from vizcnn.hooks import Layer, capture, layer_name, layer_output_shape, model_guard
 from vizcnn.io.provenance import weights_digest
 from vizcnn.mining.checkpoint import load_checkpoint, save_checkpoint
 from vizcnn.mining.topk import MAX_IMAGES, RunningTopK, TopK, decode
@@ -56,16 +56,16 @@ class MineConfig:
 
     def __post_init__(self) -> None:
         if self.k < 1:
-            raise VizError(f"-k must be at least 1, got {self.k}")
+            raise VizError(f"MineConfig.k must be at least 1, got {self.k}")
         if self.rank not in RANKS:
-            raise VizError(f"unknown --rank {self.rank!r}; use max or mean")
+            raise VizError(f"unknown MineConfig.rank {self.rank!r}; use max or mean")
         if self.checkpoint_every < 1:
             raise VizError(
-                f"--checkpoint-every must be at least 1 batch, got {self.checkpoint_every}"
+                f"MineConfig.checkpoint_every must be at least 1 batch, got {self.checkpoint_every}"
             )
         if not (math.isfinite(self.checkpoint_seconds) and self.checkpoint_seconds > 0):
             raise VizError(
-                "--checkpoint-seconds must be a finite number above 0, "
+                "MineConfig.checkpoint_seconds must be a finite number above 0, "
                 f"got {self.checkpoint_seconds}"
             )
         if self.channels is not None and (
@@ -167,7 +167,6 @@ class _State:
         )
 
 
-@technique  # as_loaded + model_guard around the whole call
 def mine_topk(
     model: ModelLike,
     dataset: ImageSource,
@@ -210,74 +209,75 @@ def mine_topk(
     """
     loaded = as_loaded(model)
     run = as_run_options(run)
-    layer = layer_name(loaded.module, config.layer)
-    config = replace(config, layer=layer)
-    if len(dataset) > MAX_IMAGES:
-        raise VizError(
-            f"{len(dataset)} images is more than mining handles ({MAX_IMAGES}); use --limit"
-        )
-    device = loaded.device
-    shard = current_shard()
-    path = Path(checkpoint) if checkpoint is not None else None
-    fields = run_fields(loaded, dataset, config, shard) if path is not None else {}
-    if resume and path is not None and path.is_file():
-        state = _State.load(path, fields, device)
-    else:
-        state = _State()
-    resumed_from = state.position
+    with model_guard(loaded.module):
+        layer = layer_name(loaded.module, config.layer)
+        config = replace(config, layer=layer)
+        if len(dataset) > MAX_IMAGES:
+            raise VizError(
+                f"{len(dataset)} images is more than mining handles ({MAX_IMAGES}); pass fewer images (limit=)"
+            )
+        device = loaded.device
+        shard = current_shard()
+        path = Path(checkpoint) if checkpoint is not None else None
+        fields = run_fields(loaded, dataset, config, shard) if path is not None else {}
+        if resume and path is not None and path.is_file():
+            state = _State.load(path, fields, device)
+        else:
+            state = _State()
+        resumed_from = state.position
 
-    indices = shard.indices(len(dataset))  # a range: O(1) memory however many images
-    loader: DataLoader[Any] = DataLoader(
-        Subset(dataset, indices[state.position :]),
-        batch_size=run.batch_or(DEFAULT_BATCH),
-        shuffle=False,
-        num_workers=run.workers,
-        collate_fn=collate,
-        pin_memory=device.type == "cuda",
-    )
-    message = f"mining {config.layer}"
-    progress(state.position, len(indices), message)
-    saved = state  # the state the checkpoint file holds
-    batches, last_save = 0, time.monotonic()
-    checked = False
-    try:
-        # strict=False: a run whose batches were all unreadable never runs the model; that is
-        # reported as "no readable image" below. Unknown layer names still fail here at once.
-        with (
-            torch.inference_mode(),
-            capture(
-                loaded.module, [config.layer], stop_early=True, detach=True, strict=False
-            ) as acts,
-        ):
-            for batch in loader:
-                if checked is False:  # the first batch only: one reduction per run
-                    warn_if_normalized(batch.images, stacklevel=4)
-                    checked = True
-                # One assignment swaps in the next state: an interrupt never sees half of it.
-                state = _mine_batch(loaded, acts, config, batch, state, device)
-                batches += 1
-                due = (
-                    batches >= config.checkpoint_every
-                    or time.monotonic() - last_save >= config.checkpoint_seconds
-                    or state.position == len(indices)
-                )
-                if path is not None and due and state.top is not None:
+        indices = shard.indices(len(dataset))  # a range: O(1) memory however many images
+        loader: DataLoader[Any] = DataLoader(
+            Subset(dataset, indices[state.position :]),
+            batch_size=run.batch_or(DEFAULT_BATCH),
+            shuffle=False,
+            num_workers=run.workers,
+            collate_fn=collate,
+            pin_memory=device.type == "cuda",
+        )
+        message = f"mining {config.layer}"
+        progress(state.position, len(indices), message)
+        saved = state  # the state the checkpoint file holds
+        batches, last_save = 0, time.monotonic()
+        checked = False
+        try:
+            # strict=False: a run whose batches were all unreadable never runs the model; that is
+            # reported as "no readable image" below. Unknown layer names still fail here at once.
+            with (
+                torch.inference_mode(),
+                capture(
+                    loaded.module, [config.layer], stop_early=True, detach=True, strict=False
+                ) as acts,
+            ):
+                for batch in loader:
+                    if checked is False:  # the first batch only: one reduction per run
+                        warn_if_normalized(batch.images, stacklevel=4)
+                        checked = True
+                    # One assignment swaps in the next state: an interrupt never sees half of it.
+                    state = _mine_batch(loaded, acts, config, batch, state, device)
+                    batches += 1
+                    due = (
+                        batches >= config.checkpoint_every
+                        or time.monotonic() - last_save >= config.checkpoint_seconds
+                        or state.position == len(indices)
+                    )
+                    if path is not None and due and state.top is not None:
+                        state.save(path, fields)
+                        saved, batches, last_save = state, 0, time.monotonic()
+                    progress(state.position, len(indices), message)
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM) or failed: keep what is done for a resumed run. A failing
+            # save (disk full) must not hide the reason the run stopped.
+            if path is not None and state is not saved and state.top is not None:
+                with contextlib.suppress(Exception):
                     state.save(path, fields)
-                    saved, batches, last_save = state, 0, time.monotonic()
-                progress(state.position, len(indices), message)
-    except BaseException:
-        # Interrupted (Ctrl-C, SIGTERM) or failed: keep what is done for --resume. A failing
-        # save (disk full) must not hide the reason the run stopped.
-        if path is not None and state is not saved and state.top is not None:
-            with contextlib.suppress(Exception):
-                state.save(path, fields)
-        raise
-    if state.top is None and shard.world_size > 1:
-        # This rank saw no readable image but must still take part in the merge.
-        state = state.started(config, layer_shape(loaded, config.layer), device)
-    result = _finish(state, config, dataset.names, layer)
-    result.resumed_from = resumed_from
-    return result
+            raise
+        if state.top is None and shard.world_size > 1:
+            # This rank saw no readable image but must still take part in the merge.
+            state = state.started(config, layer_shape(loaded, config.layer), device)
+        result = _finish(state, config, dataset.names, layer)
+        result.resumed_from = resumed_from
+        return result
 
 
 def _mine_batch(

@@ -178,7 +178,7 @@ def fit_state_dict(
     Args:
         source: the file, for messages.
         target: the network's name, for messages.
-        hint: what to try when the keys do not match (e.g. "name its architecture with --arch").
+        hint: what to try when the keys do not match (e.g. "name its architecture with arch=...").
     """
     expected = module.state_dict()
     given = _strip_prefixes(dict(state), expected)

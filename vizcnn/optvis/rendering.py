@@ -460,7 +460,7 @@ def _check_finite(losses: torch.Tensor, begin: int, end: int, label: str) -> Non
         step = begin + int(bad.nonzero()[0, 0]) + 1
         raise VizError(
             f"loss became non-finite ({float(losses[step - 1])}) at step {step} ({label}); "
-            "lower --lr, or check the objective and the model for inf/nan"
+            "lower RenderConfig.lr, or check the objective and the model for inf/nan"
         )
 
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
-from vizcnn.hooks import Layer, capture, guarded, layer_name, layer_names
+from vizcnn.hooks import Layer, capture, layer_name, layer_names, model_guard
 from vizcnn.models.base import ModelLike, as_loaded
 from vizcnn.receptive.field import Field, Spans
 from vizcnn.receptive.graph import graph_fields
@@ -131,7 +131,6 @@ def _axis(
     return offset, end - offset, stride
 
 
-@guarded
 def measure_field(
     model: nn.Module, layer: Layer, input_shape: tuple[int, int, int]
 ) -> Field | None:
@@ -153,37 +152,42 @@ def measure_field(
         >>> measure_field(net, "features.10", (3, 224, 224)).stride
         (16, 16)
     """
-    layer = layer_name(model, layer)
-    device, dtype = _device_dtype(model)
-    with torch.no_grad():
-        probe = _output(model, layer, torch.zeros(1, *input_shape, device=device, dtype=dtype))
-    if probe.dim() != 4:
-        return Field((input_shape[1], input_shape[2]), (0, 0), (0, 0), "global")
-    height, width = int(probe.shape[2]), int(probe.shape[3])
-    every = height + width <= _SMALL_MAP  # small maps: cheap to check every unit's spacing
-    ys = range(height) if every else sorted({0, min(1, height - 1), max(height - 2, 0), height - 1})
-    xs = range(width) if every else sorted({0, min(1, width - 1), max(width - 2, 0), width - 1})
-    field: Field | None = None
-    # Disagreeing units are first taken for ragged supports (max pooling passes the gradient
-    # to one argmax per window, few channels give few draws): more images widen each box to
-    # the true field. If they still disagree, units are not evenly spaced.
-    for samples in (_SAMPLES, _MORE_SAMPLES):
-        spans = _spans(model, layer, input_shape, list(ys), list(xs), (height, width), samples)
-        if spans is None:
-            return None
-        field = _from_spans(*spans, input_shape)
-        if field.spans is None:
-            return field
-    if every:
-        return field
-    if max(height, width) > _MAX_UNITS:
-        raise VizError(
-            f"layer {layer!r}: units are not evenly spaced and its {height}x{width} map is too "
-            "large to measure unit by unit"
+    with model_guard(model):
+        layer = layer_name(model, layer)
+        device, dtype = _device_dtype(model)
+        with torch.no_grad():
+            probe = _output(model, layer, torch.zeros(1, *input_shape, device=device, dtype=dtype))
+        if probe.dim() != 4:
+            return Field((input_shape[1], input_shape[2]), (0, 0), (0, 0), "global")
+        height, width = int(probe.shape[2]), int(probe.shape[3])
+        every = height + width <= _SMALL_MAP  # small maps: cheap to check every unit's spacing
+        ys = (
+            range(height)
+            if every
+            else sorted({0, min(1, height - 1), max(height - 2, 0), height - 1})
         )
-    every_y, every_x = list(range(height)), list(range(width))
-    spans = _spans(model, layer, input_shape, every_y, every_x, (height, width), _MORE_SAMPLES)
-    return None if spans is None else _from_spans(*spans, input_shape)
+        xs = range(width) if every else sorted({0, min(1, width - 1), max(width - 2, 0), width - 1})
+        field: Field | None = None
+        # Disagreeing units are first taken for ragged supports (max pooling passes the gradient
+        # to one argmax per window, few channels give few draws): more images widen each box to
+        # the true field. If they still disagree, units are not evenly spaced.
+        for samples in (_SAMPLES, _MORE_SAMPLES):
+            spans = _spans(model, layer, input_shape, list(ys), list(xs), (height, width), samples)
+            if spans is None:
+                return None
+            field = _from_spans(*spans, input_shape)
+            if field.spans is None:
+                return field
+        if every:
+            return field
+        if max(height, width) > _MAX_UNITS:
+            raise VizError(
+                f"layer {layer!r}: units are not evenly spaced and its {height}x{width} map is too "
+                "large to measure unit by unit"
+            )
+        every_y, every_x = list(range(height)), list(range(width))
+        spans = _spans(model, layer, input_shape, every_y, every_x, (height, width), _MORE_SAMPLES)
+        return None if spans is None else _from_spans(*spans, input_shape)
 
 
 def _spans(
@@ -229,7 +233,6 @@ def _from_spans(
     return Field.from_spans(row_spans, col_spans, "measured per unit")
 
 
-@guarded
 def receptive_fields(
     model: ModelLike,
     input_shape: tuple[int, int, int],
@@ -255,17 +258,18 @@ def receptive_fields(
         (11, 11)
     """
     model = as_loaded(model).module
-    progress(0, 1, "receptive fields: walking the graph")
-    try:
-        fields = graph_fields(model, input_shape)
-    except Exception:  # tracing fails on data-dependent control flow; measure instead
-        fields = {}
-    wanted = layer_names(model, layers) if layers is not None else list(fields)
-    result: dict[str, Field | None] = {spec: fields.get(spec) for spec in wanted}
-    to_measure = [spec for spec, field in result.items() if field is None]
-    total = 1 + len(to_measure)
-    for done, spec in enumerate(to_measure, start=1):
-        progress(done, total, f"receptive fields: measuring {spec}")
-        result[spec] = measure_field(model, spec, input_shape)
-    progress(total, total, "receptive fields")
-    return result
+    with model_guard(model):
+        progress(0, 1, "receptive fields: walking the graph")
+        try:
+            fields = graph_fields(model, input_shape)
+        except Exception:  # tracing fails on data-dependent control flow; measure instead
+            fields = {}
+        wanted = layer_names(model, layers) if layers is not None else list(fields)
+        result: dict[str, Field | None] = {spec: fields.get(spec) for spec in wanted}
+        to_measure = [spec for spec, field in result.items() if field is None]
+        total = 1 + len(to_measure)
+        for done, spec in enumerate(to_measure, start=1):
+            progress(done, total, f"receptive fields: measuring {spec}")
+            result[spec] = measure_field(model, spec, input_shape)
+        progress(total, total, "receptive fields")
+        return result

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from vizcnn.core.progress import ProgressCallback, no_progress
-from vizcnn.hooks import LayerRef, capture, guarded, parse_layer
+from vizcnn.hooks import LayerRef, capture, model_guard, parse_layer
 from vizcnn.models.base import ModelLike, as_loaded
 from vizcnn.receptive.field import Field
 from vizcnn.receptive.measured import receptive_fields
@@ -98,7 +98,6 @@ def _pair_text(pair: tuple[int, int]) -> str:
     return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"
 
 
-@guarded
 def layer_table(
     model: ModelLike,
     input_shape: tuple[int, int, int],
@@ -118,49 +117,50 @@ def layer_table(
         >>> [row.name for row in table.rows][:3]
     """
     model = as_loaded(model).module
-    names = [name for name, _ in model.named_modules() if name]
-    param = next(iter(model.parameters()), None)
-    device = param.device if param is not None else torch.device("cpu")
-    dtype = param.dtype if param is not None else torch.float32
-    example = torch.zeros(1, *input_shape, device=device, dtype=dtype)
-    progress(0, 2, "running every layer")
-    with torch.no_grad(), capture(model, names, detach=True, strict=False) as first:
-        first.run(example)
-    calls = dict(first.calls)
-    extra = [LayerRef(name, k).spec for name, count in calls.items() for k in range(1, count)]
-    shapes = {spec: tuple(t.shape[1:]) for spec, t in first.items()}
-    ran = [LayerRef(name, k).spec for name in first.calls for k in range(calls[name])]
-    if extra:
-        # A second pass that records every call (first calls too), so that rows follow the
-        # order in which calls finish: `_swish#1` (the head's activation) sits next to
-        # `_conv_head`, not next to the stem where `_swish` first ran.
-        specs_all = [*first.outputs, *extra]
-        with torch.no_grad(), capture(model, specs_all, detach=True, strict=False) as later:
-            later.run(example)
-        shapes.update({spec: tuple(t.shape[1:]) for spec, t in later.items()})
-        ran = [*later.outputs, *(spec for spec in ran if spec not in later.outputs)]
-    specs = list(ran)
-    specs += [name for name in names if name not in calls]  # modules that never ran
+    with model_guard(model):
+        names = [name for name, _ in model.named_modules() if name]
+        param = next(iter(model.parameters()), None)
+        device = param.device if param is not None else torch.device("cpu")
+        dtype = param.dtype if param is not None else torch.float32
+        example = torch.zeros(1, *input_shape, device=device, dtype=dtype)
+        progress(0, 2, "running every layer")
+        with torch.no_grad(), capture(model, names, detach=True, strict=False) as first:
+            first.run(example)
+        calls = dict(first.calls)
+        extra = [LayerRef(name, k).spec for name, count in calls.items() for k in range(1, count)]
+        shapes = {spec: tuple(t.shape[1:]) for spec, t in first.items()}
+        ran = [LayerRef(name, k).spec for name in first.calls for k in range(calls[name])]
+        if extra:
+            # A second pass that records every call (first calls too), so that rows follow the
+            # order in which calls finish: `_swish#1` (the head's activation) sits next to
+            # `_conv_head`, not next to the stem where `_swish` first ran.
+            specs_all = [*first.outputs, *extra]
+            with torch.no_grad(), capture(model, specs_all, detach=True, strict=False) as later:
+                later.run(example)
+            shapes.update({spec: tuple(t.shape[1:]) for spec, t in later.items()})
+            ran = [*later.outputs, *(spec for spec in ran if spec not in later.outputs)]
+        specs = list(ran)
+        specs += [name for name in names if name not in calls]  # modules that never ran
 
-    def fields_progress(done: int, total: int, message: str) -> None:
-        progress(1 + done, 1 + total, message)  # after the step of the passes above
+        def fields_progress(done: int, total: int, message: str) -> None:
+            progress(1 + done, 1 + total, message)  # after the step of the passes above
 
-    fields = receptive_fields(
-        model, input_shape, [s for s in specs if s in shapes], progress=fields_progress
-    )
-    modules = dict(model.named_modules())
-    rows = []
-    for spec in specs:
-        ref = parse_layer(spec)
-        module = modules[ref.name]
-        rows.append(
-            LayerRow(
-                name=spec,
-                type=type(module).__name__,
-                calls=calls.get(ref.name, 0),
-                output_shape=shapes.get(spec),
-                params=sum(p.numel() for p in module.parameters()),
-                field=fields.get(spec),
-            )
+        fields = receptive_fields(
+            model, input_shape, [s for s in specs if s in shapes], progress=fields_progress
         )
-    return LayerTable(input_shape=input_shape, rows=rows)
+        modules = dict(model.named_modules())
+        rows = []
+        for spec in specs:
+            ref = parse_layer(spec)
+            module = modules[ref.name]
+            rows.append(
+                LayerRow(
+                    name=spec,
+                    type=type(module).__name__,
+                    calls=calls.get(ref.name, 0),
+                    output_shape=shapes.get(spec),
+                    params=sum(p.numel() for p in module.parameters()),
+                    field=fields.get(spec),
+                )
+            )
+        return LayerTable(input_shape=input_shape, rows=rows)

@@ -30,29 +30,40 @@ class ReportConfig:
     dream_octaves: int = 4  # DeepDream pyramid levels (fewer for small images)
     dream_steps: int = 10  # DeepDream gradient steps per octave
     ablation: str | None = None  # results.json of `vizcnn ablate` to show, or None
-    seed: int = 0  # render, dream, SmoothGrad noise and the samples' crops
     self_contained: bool = False  # one HTML file with every picture inlined
 
     def __post_init__(self) -> None:
         checks = [
             (
                 self.units_per_layer >= 1,
-                f"--units-per-layer must be >= 1, got {self.units_per_layer}",
+                f"ReportConfig.units_per_layer must be >= 1, got {self.units_per_layer}",
             ),
-            (self.steps >= 1, f"--steps must be >= 1, got {self.steps}"),
-            (self.image_size >= 8, f"--image-size must be >= 8 pixels, got {self.image_size}"),
-            (self.limit is None or self.limit >= 1, f"--limit must be >= 1, got {self.limit}"),
-            (self.dream_octaves >= 1, f"--dream-octaves must be >= 1, got {self.dream_octaves}"),
-            (self.dream_steps >= 1, f"--dream-steps must be >= 1, got {self.dream_steps}"),
-            (self.crops >= 1, f"--crops must be >= 1, got {self.crops}"),
-            (self.k >= 1, f"-k must be >= 1, got {self.k}"),
+            (self.steps >= 1, f"ReportConfig.steps must be >= 1, got {self.steps}"),
+            (
+                self.image_size >= 8,
+                f"ReportConfig.image_size must be >= 8 pixels, got {self.image_size}",
+            ),
+            (
+                self.limit is None or self.limit >= 1,
+                f"ReportConfig.limit must be >= 1, got {self.limit}",
+            ),
+            (
+                self.dream_octaves >= 1,
+                f"ReportConfig.dream_octaves must be >= 1, got {self.dream_octaves}",
+            ),
+            (
+                self.dream_steps >= 1,
+                f"ReportConfig.dream_steps must be >= 1, got {self.dream_steps}",
+            ),
+            (self.crops >= 1, f"ReportConfig.crops must be >= 1, got {self.crops}"),
+            (self.k >= 1, f"ReportConfig.k must be >= 1, got {self.k}"),
             (
                 self.projections in PROJECTIONS,
-                f"unknown --projections {self.projections!r}; use deconv, guided or none",
+                f"unknown ReportConfig.projections {self.projections!r}; use deconv, guided or none",
             ),
         ]
         for ok, message in checks:
             if not ok:
                 raise VizError(message)
         if len(set(self.layers)) != len(self.layers):
-            raise VizError(f"--layers names a layer twice: {', '.join(self.layers)}")
+            raise VizError(f"ReportConfig.layers names a layer twice: {', '.join(self.layers)}")

@@ -61,6 +61,7 @@ def report_folder(
     folder: str | Path,
     config: ReportConfig | None = None,
     *,
+    seed: int = 0,
     allow_nonempty: bool = False,
     progress: ProgressCallback = no_progress,
     stages: StageFactory | None = None,
@@ -79,6 +80,8 @@ def report_folder(
         model: a `LoadedModel` (on the device to compute on) or a bare `nn.Module`.
         folder: the site folder (created if missing); open `folder/index.html`.
         config: what the report shows and how hard each picture is worked.
+        seed: renders, dreams, SmoothGrad noise and the samples' crops (an int: it is part of
+            the artifacts' keys, so the same seed reuses them).
         allow_nonempty: write into a non-empty folder that no report made (its other files
             are kept); without it such a folder is refused.
         progress: `progress(done, total, message)` per stage, messages prefixed by the stage's
@@ -102,7 +105,7 @@ def report_folder(
     stage = stages or _titled(progress)
     check_report_folder(target, allow_nonempty=allow_nonempty)  # before the long checks
     with stage(STAGE_TITLES["plan"], "step") as planning:
-        plan = plan_report(loaded, config, progress=planning, run=run)
+        plan = plan_report(loaded, config, seed=seed, progress=planning, run=run)
     with folder_lock(target):
         store = ArtifactStore(target, allow_nonempty=allow_nonempty)
         built = build_report(loaded, plan, store, stage=stage, command=command)

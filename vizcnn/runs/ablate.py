@@ -99,7 +99,7 @@ def experiment_config(
 ) -> TrainConfig:
     """A `TrainConfig` whose unset `retrain`/`epochs` come from the built-in digits experiment
     (`DIGITS_CONFIG`, trained from scratch unless `retrain` is given) when `builtin`, else from
-    `TrainConfig`; `fields` are the other fields (lr, batch_size, seed).
+    `TrainConfig`; `fields` are the other fields (lr, batch_size).
 
     Example:
         >>> experiment_config(True, epochs=1)  # the built-in experiment, one epoch
@@ -147,6 +147,7 @@ def ablate_folder(
     *,
     train_data: str | Path | Labelled | None = None,
     crops: int = ABLATE_CROPS,
+    seed: int = 0,
     progress: ProgressCallback = no_progress,
     run: RunOptions | None = None,
 ) -> AblationRun:
@@ -160,11 +161,13 @@ def ablate_folder(
         folder: output folder (created if missing).
         variants: what to remove (`parse_variant`, `parse_units`); None: the built-in digits
             experiment (`DIGITS_VARIANTS`, for `data="digits"` and lenet5_digits only).
-        config: the retraining budget every row gets, and its seed (None: `DIGITS_CONFIG` for
-            the built-in experiment, else `TrainConfig()`).
+        config: the retraining budget every row gets (None: `DIGITS_CONFIG` for the built-in
+            experiment, else `TrainConfig()`).
         train_data: what to retrain on (an ImageFolder or a dataset); None with
             `data="digits"`: the digits training split.
         crops: random crops per photo of `samples`.
+        seed: those crops, the adapters' initialization and the retraining (an int: it is
+            recorded in the provenance and the results).
         progress: one callback for every phase (training each row, evaluating).
         run: how it runs (`RunOptions`): `batch` images per evaluation pass (None: the
             training batch, at least 256), `workers` DataLoader processes; training's batch
@@ -185,11 +188,11 @@ def ablate_folder(
         )
     chosen = list(DIGITS_VARIANTS if variants is None else variants)
     config = config or (DIGITS_CONFIG if builtin else TrainConfig())
-    test_set, data_name = _data(loaded, data, crops, config.seed)
+    test_set, data_name = _data(loaded, data, crops, seed)
     train_set: Labelled | None = None
     if config.retrain != "none":
         if train_data is not None:
-            train_set, _ = _data(loaded, train_data, crops, config.seed)
+            train_set, _ = _data(loaded, train_data, crops, seed)
         elif str(data) == DIGITS:
             train_set = digits("train")
         else:
@@ -197,13 +200,14 @@ def ablate_folder(
                 f"retrain={config.retrain!r} needs train_data (an ImageFolder of labelled images)"
             )
     how = as_run_options(run)
-    planned = plan(loaded, chosen, config)  # every variant checked before training starts
+    planned = plan(loaded, chosen, config, seed=seed)  # every variant checked before training
     result = run_ablation(
         loaded,
         chosen,
         test_set,
         config,
         train_data=train_set,
+        seed=seed,
         device=loaded.device,
         planned=planned,
         progress=lambda _: progress,
@@ -212,10 +216,13 @@ def ablate_folder(
     seconds = time.perf_counter() - started
     if current_shard().is_main:
         train_name = train_data if train_data is None else _name(train_data)
-        options = {**vars(config), "variants": [vars(v) for v in chosen], "train_data": train_name}
-        block = model_block(
-            "ablate", loaded, options, data=data_name, seed=config.seed, seconds=seconds
-        )
+        options = {
+            **vars(config),
+            "seed": seed,  # with the budget, as before the seed left TrainConfig
+            "variants": [vars(v) for v in chosen],
+            "train_data": train_name,
+        }
+        block = model_block("ablate", loaded, options, data=data_name, seed=seed, seconds=seconds)
         _write(target, block, results_dict(result), results_markdown(result), results_chart(result))
     return AblationRun(target, result, chosen, seconds)
 

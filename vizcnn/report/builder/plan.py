@@ -65,7 +65,7 @@ def make_artifact(kind: str, name: str, params: dict[str, Any]) -> Artifact:
 
 @dataclass(frozen=True)
 class ImageInput:
-    """An image of `--images`, preprocessed to the model's input size."""
+    """An image of `ReportConfig.images`, preprocessed to the model's input size."""
 
     spec: str  # as given: a path or sample:NAME
     name: str  # display name
@@ -84,6 +84,7 @@ class Plan:
     images: list[ImageInput]
     ablation: Path | None
     weights_digest: str
+    seed: int = 0  # renders, dreams, SmoothGrad noise and the samples' crops
     artifacts: list[Artifact] = field(default_factory=list)
     run: RunOptions = field(default_factory=RunOptions)  # how the artifacts are computed
 
@@ -101,7 +102,7 @@ def default_layers(loaded: LoadedModel) -> list[str]:
         return list(loaded.default_layers["report"])
     convs = conv_layers(loaded.module)
     if not convs:
-        raise VizError(f"{loaded.name} has no Conv2d layer; name layers with --layers")
+        raise VizError(f"{loaded.name} has no Conv2d layer; name layers with ReportConfig.layers")
     picks = [convs[len(convs) // 3], *loaded.layers_for("mine"), *loaded.layers_for("render")]
     return list(dict.fromkeys(picks))
 
@@ -122,15 +123,18 @@ def _read_ablation(path: str) -> Path:
     file = Path(path)
     if not file.is_file():
         raise VizError(
-            f"--ablation {path!r} not found; give the results.json written by `vizcnn ablate -o OUT`"
+            f"ReportConfig.ablation {path!r} not found; give the results.json that ablate_folder writes"
         )
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise VizError(f"--ablation {path!r} is not JSON ({exc}); give OUT/results.json") from None
+        raise VizError(
+            f"ReportConfig.ablation {path!r} is not JSON ({exc}); give FOLDER/results.json"
+        ) from None
     if not isinstance(data, dict) or not ("rows" in data or "blocks" in data):
         raise VizError(
-            f"--ablation {path!r} is not a `vizcnn ablate` results.json (no 'rows' or 'blocks')"
+            f"ReportConfig.ablation {path!r} is not the results.json of ablate_folder (no 'rows' or "
+            "'blocks')"
         )
     return file
 
@@ -168,6 +172,7 @@ def plan_report(
     loaded: LoadedModel,
     config: ReportConfig,
     *,
+    seed: int = 0,
     progress: ProgressCallback = no_progress,
     run: RunOptions | None = None,
 ) -> Plan:
@@ -177,12 +182,16 @@ def plan_report(
     empty data folder or a file that is not an ablation result, before any long work.
     `progress(done, total, message)` reports its checks (seconds; more where receptive fields
     must be measured): one step per layer, the receptive fields, the data, each image, the rest.
+    `seed` drives the renders, dreams, SmoothGrad noise and the samples' crops; an int, as it
+    is part of those artifacts' keys (the same seed reuses them).
 
     Example:
         >>> plan = plan_report(loaded, ReportConfig(layers=("_blocks.6",), steps=64))
         >>> [a.kind for a in plan.artifacts]
         ['layers', 'filters', 'render', 'mine', 'stats', 'dream', 'dream', 'attribution', ...]
     """
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise VizError(f"seed must be an int (it keys the report's artifacts), got {seed!r}")
     names = list(config.layers) or default_layers(loaded)
     specs = list(dict.fromkeys(config.images))
     steps = len(names) + 3 + len(specs)  # layers, fields, data, images, checks and weights
@@ -206,7 +215,7 @@ def plan_report(
             loaded.input_size,
             limit=config.limit,
             crops_per_image=config.crops,
-            seed=config.seed,
+            seed=seed,
         )
         data_digest = f"{dataset.fingerprint()}:{dataset.content_digest()}"
     images: list[ImageInput] = []
@@ -227,7 +236,15 @@ def plan_report(
     digest = weights_digest(loaded.module)
     progress(steps, steps, "planned")
     plan = Plan(
-        config, layers, dataset, data_digest, images, ablation, digest, run=as_run_options(run)
+        config,
+        layers,
+        dataset,
+        data_digest,
+        images,
+        ablation,
+        digest,
+        seed,
+        run=as_run_options(run),
     )
     base = {"model": loaded.name, "weights_digest": digest, "dtype": str(loaded.dtype)}
     # what the network runs in for renders and dreams (bf16 where native): part of their key
@@ -244,14 +261,14 @@ def plan_report(
         "data_digest": data_digest,
         "limit": config.limit,
         "crops": config.crops if config.data == SAMPLES else None,
-        "seed": config.seed if config.data == SAMPLES else None,
+        "seed": seed if config.data == SAMPLES else None,
     }
     for layer, channels in layers:
         unit = {**base, "layer": layer, "channels": list(channels)}
         render = {
             "steps": config.steps,
             "image_size": side,
-            "seed": config.seed,
+            "seed": seed,
             "precision": precision,
         }
         plan.artifacts.append(make_artifact("render", layer, {**unit, **render}))
@@ -259,7 +276,7 @@ def plan_report(
         plan.artifacts.append(make_artifact("mine", layer, {**unit, **mine}))
         plan.artifacts.append(make_artifact("stats", layer, {**unit, **data}))
     for shown in images:
-        common = {**base, "image": shown.name, "image_digest": shown.digest, "seed": config.seed}
+        common = {**base, "image": shown.name, "image_digest": shown.digest, "seed": seed}
         dream = {
             "octaves": config.dream_octaves,
             "steps": config.dream_steps,

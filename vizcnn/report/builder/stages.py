@@ -87,7 +87,7 @@ def _block(
         normalization=loaded.normalization,
         options={k: v for k, v in made.options.items() if k not in _IN_BLOCK},
         data=made.data_name,
-        seed=plan.config.seed if artifact.kind in _SEEDED else None,
+        seed=plan.seed if artifact.kind in _SEEDED else None,
         device=loaded.device,
         dtype=loaded.dtype,
         seconds=seconds,

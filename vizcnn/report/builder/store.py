@@ -46,7 +46,7 @@ def check_report_folder(root: str | Path, *, allow_nonempty: bool = False) -> Pa
         VizError: the folder is not writable, or is non-empty and not a report's.
     """
     root = Path(root)
-    ensure_writable(root, "folder")
+    ensure_writable(root, "folder", flag="folder")
     if root.is_dir() and not (root / MANIFEST).is_file():
         others = [p for p in root.iterdir() if p.name != ".vizcnn-lock"]
         if others and not allow_nonempty:
