@@ -17,9 +17,9 @@ from .common import (
     friendly_errors,
     model_options_with,
     open_model,
-    reuse_freed_memory,
     run_options,
 )
+from .memory import reuse_freed_memory
 from .options import (
     FINITE_FLOAT,
     batch_option,

@@ -21,9 +21,9 @@ from .common import (
     friendly_errors,
     model_options,
     open_model,
-    reuse_freed_memory,
     run_options,
 )
+from .memory import reuse_freed_memory
 from .options import batch_option, output_options, precision_options, run_from
 from .progress import progress_bar
 

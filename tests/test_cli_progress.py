@@ -109,7 +109,7 @@ def test_interrupted_layers_and_models_say_just_interrupted(
     monkeypatch.setattr("vizcnn.receptive.table.layer_table", _interrupt)
     result = CliRunner().invoke(app, ["layers", "-m", "lenet5_digits"])
     assert (result.exit_code, result.stderr) == (130, "interrupted\n")
-    monkeypatch.setattr("vizcnn.cli.main.available_models", _interrupt)
+    monkeypatch.setattr("vizcnn.cli.models.available_models", _interrupt)
     result = CliRunner().invoke(app, ["models"])
     assert (result.exit_code, result.stderr) == (130, "interrupted\n")
 

@@ -1,7 +1,7 @@
 """Library messages name arguments and config fields, never CLI flags; the CLI maps them back.
 
 A script author never typed `--tile` or `-k`: `vizcnn.*` says `DreamConfig.tile` or
-`MineConfig.k`, and `cli.common.as_flags` (the `FIELD_FLAGS` table) turns that into the flag
+`MineConfig.k`, and `cli.flags.as_flags` (the `FIELD_FLAGS` table) turns that into the flag
 when the same message reaches the command line.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from vizcnn.ablation.training import TrainConfig
-from vizcnn.cli.common import as_flags
+from vizcnn.cli.flags import as_flags
 from vizcnn.core.errors import VizError
 from vizcnn.mining.streaming import MineConfig
 from vizcnn.report.config import ReportConfig
@@ -81,7 +81,7 @@ def test_no_library_string_names_a_cli_flag() -> None:
             continue
         offenders += [f"vizcnn/{relative}:{hit}" for hit in flags_in_strings(path)]
     assert not offenders, "library strings naming CLI flags (name the argument or config " \
-        "field, and map it in cli/common.py FIELD_FLAGS):\n" + "\n".join(offenders)  # fmt: skip
+        "field, and map it in cli/flags.py FIELD_FLAGS):\n" + "\n".join(offenders)  # fmt: skip
 
 
 def test_the_scan_finds_flags(tmp_path: Path) -> None:

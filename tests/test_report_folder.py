@@ -177,3 +177,30 @@ def test_progress_messages_name_each_stage(tmp_path: Path, data: Path) -> None:
         "dreams",
         "attribution maps",
     ]
+
+
+def test_attribution_warnings_are_shown_beside_the_maps(tmp_path: Path, data: Path) -> None:
+    """A SiLU network has no ReLU for guided backprop to act on: the images page says so next
+    to the maps instead of showing two equal pictures without comment (issue 23)."""
+    import torch
+    from torch import nn
+
+    from vizcnn import describe
+
+    gen = torch.Generator().manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.SiLU(), nn.Conv2d(4, 4, 3, padding=1), nn.SiLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3),
+    )  # fmt: skip
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=gen))
+    loaded = describe(net, input_size=16, name="silunet")
+    config = tiny_config(data, layers=("0",), methods=("saliency", "guided"), units_per_layer=1)
+    report_folder(loaded, tmp_path, config)
+    page = (tmp_path / "images.html").read_text(encoding="utf-8")
+    assert page.count('class="warning"') == 1
+    assert "Warning: guided equals saliency" in page
+    relu = markup_loaded()  # ReLU: the guided rule acts, no warning
+    report_folder(relu, tmp_path / "relu", tiny_config(data, methods=("saliency", "guided")))
+    assert 'class="warning"' not in (tmp_path / "relu" / "images.html").read_text("utf-8")

@@ -42,7 +42,7 @@ def test_changed_weights_name_the_options_a_user_changes() -> None:
     other = {**block, "weights_digest": "0123"}
     message = first_difference({**block, "weights_digest": "abcd"}, other)
     assert message is not None and "weights=..." in message and "seed=..." in message
-    from vizcnn.cli.common import as_flags
+    from vizcnn.cli.flags import as_flags
 
     assert "(--weights, or --seed with --weights none)" in as_flags(message)
 

@@ -14,7 +14,7 @@ from _render_models import tiny_loaded
 
 from vizcnn.ablation.training import TrainConfig
 from vizcnn.attribution import maps as attribution_maps
-from vizcnn.cli.common import as_flags
+from vizcnn.cli.flags import as_flags
 from vizcnn.cli.main import LAZY_COMMANDS, app
 from vizcnn.core.errors import VizError
 from vizcnn.core.precision import AUTO

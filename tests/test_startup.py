@@ -89,7 +89,7 @@ def test_an_unknown_command_suggests_the_close_ones() -> None:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_the_cli_process_keeps_freed_memory_for_reuse() -> None:
-    from vizcnn.cli.common import reuse_freed_memory
+    from vizcnn.cli.memory import reuse_freed_memory
 
     # glibc accepts both settings (a refused value returns 0); they change only this process
     assert reuse_freed_memory() is True

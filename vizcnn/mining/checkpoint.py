@@ -23,7 +23,7 @@ CHECKPOINT_DIR = "checkpoint"  # a mine folder's streaming state, one file per p
 VERSION = 2  # 2: settings stored field by field
 
 # What a checkpoint must match to be resumed, and how to name each setting to a script's
-# author (the CLI names its flags: `cli.common.FIELD_FLAGS`).
+# author (the CLI names its flags: `cli.flags.FIELD_FLAGS`).
 RESUME_FIELDS = {
     "model": "the model (LoadedModel.name)",
     "weights": "the model's weights (their digest)",

@@ -216,6 +216,7 @@ def _image_view(store: ArtifactStore, plan: Plan, name: str) -> ImageView:
         target=str(data.get("target", "")),
         predictions=[(str(label), float(p)) for label, p in data.get("predictions", [])],
         made=_made(f"dream of {name}", dream) + _made(f"attribution maps of {name}", attr),
+        warnings=[str(text) for text in data.get("warnings", [])],
     )
 
 

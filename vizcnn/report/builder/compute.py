@@ -268,6 +268,8 @@ def make_attribution(
         "target": label_of(loaded, int(result.targets[0])),
         "predictions": predictions,
         "layer": result.layer,
+        # a blank map, or a method equal to another, is said beside the pictures (issue 23)
+        "warnings": [str(warning) for warning in result.warnings],
     }
     return Made(files, data, _attribution_options(methods, seed), image.spec)
 

@@ -80,6 +80,7 @@ class ImageView:
     target: str  # class the maps explain
     predictions: list[tuple[str, float]]  # top-5 (label, probability)
     made: list[Made] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # blank maps, methods equal to another
 
 
 @dataclass(frozen=True)
