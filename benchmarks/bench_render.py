@@ -39,9 +39,10 @@ from vizcnn import load_model
 from vizcnn.core.run_options import RunOptions
 from vizcnn.hooks import capture
 from vizcnn.models.loading import LoadedModel
+from vizcnn.optvis.config import RenderConfig
 from vizcnn.optvis.objectives import ObjectiveContext, stack
 from vizcnn.optvis.param import ImageParam
-from vizcnn.optvis.rendering import RenderConfig, render
+from vizcnn.optvis.rendering import render
 
 
 def _sync(device: torch.device) -> None:

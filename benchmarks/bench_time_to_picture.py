@@ -29,8 +29,9 @@ from vizcnn import load_model  # noqa: E402
 from vizcnn.core.run_options import RunOptions  # noqa: E402
 from vizcnn.io.imaging import resize  # noqa: E402
 from vizcnn.models.loading import LoadedModel  # noqa: E402
+from vizcnn.optvis.config import DEFAULT_BATCH, RenderConfig
 from vizcnn.optvis.objectives import class_logit  # noqa: E402
-from vizcnn.optvis.rendering import DEFAULT_BATCH, RenderConfig, render  # noqa: E402
+from vizcnn.optvis.rendering import render  # noqa: E402
 
 
 def curve(

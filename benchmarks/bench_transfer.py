@@ -43,8 +43,9 @@ from vizcnn import load_model
 from vizcnn.core.run_options import RunOptions
 from vizcnn.io.imaging import resize
 from vizcnn.models.loading import LoadedModel
+from vizcnn.optvis.config import DEFAULT_BATCH, RenderConfig
 from vizcnn.optvis.objectives import class_logit
-from vizcnn.optvis.rendering import DEFAULT_BATCH, RenderConfig, render
+from vizcnn.optvis.rendering import render
 
 # 20 ImageNet classes: objects, animals, food, scenes; the first 5 make the before/after sheet.
 CLASSES = (

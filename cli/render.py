@@ -8,7 +8,7 @@ import click
 
 from vizcnn.core.units import DEFAULT_CHANNELS
 from vizcnn.io.paths import ensure_writable
-from vizcnn.optvis.rendering import DEFAULT_BATCH, LR_SCHEDULES, PARAM_CHOICES, RenderConfig
+from vizcnn.optvis.config import DEFAULT_BATCH, LR_SCHEDULES, PARAM_CHOICES, RenderConfig
 from vizcnn.runs.render import RenderRun, render_folder
 
 from .common import (

@@ -17,7 +17,8 @@ from vizcnn.core.run_options import RunOptions
 from vizcnn.hooks import forward_to
 from vizcnn.io.imaging import load_image, read_png_metadata
 from vizcnn.models.loading import load_model
-from vizcnn.optvis.rendering import RenderConfig, render
+from vizcnn.optvis.config import RenderConfig
+from vizcnn.optvis.rendering import render
 
 BASE = ["render", "-m", "lenet5_digits", "--steps", "6", "-q"]
 

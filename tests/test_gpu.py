@@ -31,7 +31,8 @@ from vizcnn.hooks import capture
 from vizcnn.mining.patches import mine_patches, project
 from vizcnn.mining.streaming import MineConfig, mine_topk
 from vizcnn.models.base import LoadedModel, describe
-from vizcnn.optvis.rendering import RenderConfig, render
+from vizcnn.optvis.config import RenderConfig
+from vizcnn.optvis.rendering import render
 
 pytestmark = [
     pytest.mark.gpu,

@@ -12,7 +12,8 @@ from _render_models import tiny_loaded
 from vizcnn.core.devices import make_generator
 from vizcnn.core.run_options import RunOptions
 from vizcnn.deepdream.dreaming import DreamConfig, dream, dream_memory
-from vizcnn.optvis.rendering import RenderConfig, render
+from vizcnn.optvis.config import RenderConfig
+from vizcnn.optvis.rendering import render
 
 pytestmark = [
     pytest.mark.gpu,

@@ -76,7 +76,8 @@ def test_capture_forward_to_and_shape(loaded) -> None:
 # optvis -------------------------------------------------------------------------------------
 def test_render_units_and_objectives_by_module(loaded) -> None:
     from vizcnn.optvis import objectives as obj
-    from vizcnn.optvis.rendering import RenderConfig, render
+    from vizcnn.optvis.config import RenderConfig
+    from vizcnn.optvis.rendering import render
 
     layer = loaded.module.features[2]
     config = RenderConfig(steps=3, size=16, param="pixel")
@@ -109,7 +110,8 @@ def test_render_units_and_objectives_by_module(loaded) -> None:
 
 def test_objective_algebra_and_diversity_layer_by_module(loaded) -> None:
     from vizcnn.optvis import objectives as obj
-    from vizcnn.optvis.rendering import RenderConfig, render
+    from vizcnn.optvis.config import RenderConfig
+    from vizcnn.optvis.rendering import render
 
     layer = loaded.module.features[2]
     config = RenderConfig(steps=3, size=16, param="pixel", diversity=2)

@@ -17,15 +17,17 @@ from torch.testing import assert_close
 from vizcnn.core.adam import Adam
 from vizcnn.core.errors import VizError
 from vizcnn.core.run_options import RunOptions
+from vizcnn.optvis import config as render_config
 from vizcnn.optvis import objectives as O
 from vizcnn.optvis import rendering
+from vizcnn.optvis.config import RenderConfig
 from vizcnn.optvis.param import (
     MACO_CHANNEL_WEIGHTS,
     MACO_DECAY,
     ImageParam,
     spectrum_fit,
 )
-from vizcnn.optvis.rendering import RenderConfig, render
+from vizcnn.optvis.rendering import render
 from vizcnn.optvis.transforms import Crop, Noise, apply_transforms, draw
 
 
@@ -215,11 +217,13 @@ def test_auto_param_is_maco_for_class_renders_and_fft_otherwise() -> None:
     loaded = tiny_loaded()
     classes = [O.class_logit(0), O.class_logit(2)]
     channel = O.channel("features.2", 1)
-    assert rendering.resolve_param("auto", classes) == "maco"
-    assert rendering.resolve_param("auto", [channel]) == "fft"
-    assert rendering.resolve_param("auto", [classes[0], channel]) == "fft"  # mixed: fft for all
-    assert rendering.resolve_param("pixel", classes) == "pixel"  # an explicit choice stays
-    assert rendering.resolve_param("auto", ["features.2:1"]) == "fft"  # unit strings name layers
+    assert render_config.resolve_param("auto", classes) == "maco"
+    assert render_config.resolve_param("auto", [channel]) == "fft"
+    assert render_config.resolve_param("auto", [classes[0], channel]) == "fft"  # mixed: fft for all
+    assert render_config.resolve_param("pixel", classes) == "pixel"  # an explicit choice stays
+    assert (
+        render_config.resolve_param("auto", ["features.2:1"]) == "fft"
+    )  # unit strings name layers
     assert RenderConfig().resolved(["features.2:1", "features.2:0"]).param == "fft"
     config = RenderConfig(steps=4)  # param="auto" is the default
     for units, param in ((classes, "maco"), ([channel, "features.0:2"], "fft")):

@@ -19,7 +19,8 @@ from vizcnn.mining.patches import mine_patches
 from vizcnn.mining.streaming import MineConfig, mine_topk
 from vizcnn.models import describe
 from vizcnn.optvis import objectives as O
-from vizcnn.optvis.rendering import RenderConfig, layer_channels, render
+from vizcnn.optvis.config import RenderConfig
+from vizcnn.optvis.rendering import layer_channels, render
 
 FAST = RenderConfig(steps=3, size=16)
 DREAM = DreamConfig(layers=("features.2",), octaves=1, steps=2)

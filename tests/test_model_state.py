@@ -28,7 +28,8 @@ from vizcnn.hooks import capture, forward_to, layer_output_shape
 from vizcnn.mining.patches import check_projectable, mine_patches, project
 from vizcnn.mining.streaming import MineConfig, mine_topk
 from vizcnn.models.base import describe
-from vizcnn.optvis.rendering import RenderConfig, render
+from vizcnn.optvis.config import RenderConfig
+from vizcnn.optvis.rendering import render
 from vizcnn.receptive import receptive_fields
 from vizcnn.receptive.measured import measure_field
 from vizcnn.receptive.table import layer_table

@@ -13,13 +13,8 @@ from vizcnn.core.run_options import RunOptions
 from vizcnn.hooks import forward_to
 from vizcnn.io.imaging import resize
 from vizcnn.optvis import objectives as O
-from vizcnn.optvis.rendering import (
-    CHUNK_SEED_STRIDE,
-    RenderConfig,
-    layer_channels,
-    render,
-    render_iter,
-)
+from vizcnn.optvis.config import CHUNK_SEED_STRIDE, RenderConfig
+from vizcnn.optvis.rendering import layer_channels, render, render_iter
 
 FAST = RenderConfig(steps=12, size=12)
 

@@ -26,7 +26,8 @@ from vizcnn.core.run_options import RunOptions
 from vizcnn.data.datasets import open_dataset
 from vizcnn.io.imaging import to_uint8
 from vizcnn.io.provenance import provenance
-from vizcnn.optvis.rendering import RenderConfig, render
+from vizcnn.optvis.config import RenderConfig
+from vizcnn.optvis.rendering import render
 from vizcnn.report import ArtifactStore, build_report, plan_report
 from vizcnn.report.builder.store import MANIFEST
 from vizcnn.report.html import broken_links

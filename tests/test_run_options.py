@@ -27,8 +27,9 @@ from vizcnn.features.filters import FilterConfig
 from vizcnn.features.kernels import KernelConfig
 from vizcnn.mining import streaming
 from vizcnn.mining.streaming import MineConfig
-from vizcnn.optvis import rendering
-from vizcnn.optvis.rendering import CHUNK_SEED_STRIDE, RenderConfig, render
+from vizcnn.optvis import config as render_config
+from vizcnn.optvis.config import CHUNK_SEED_STRIDE, RenderConfig
+from vizcnn.optvis.rendering import render
 from vizcnn.report.config import REPORT_BATCH, ReportConfig
 from vizcnn.runs.render import render_folder
 
@@ -134,7 +135,7 @@ _RUN = {
 _CONFIGS: dict[str, tuple[tuple[type, ...], dict[str, Any]]] = {
     "render": (
         (RenderConfig,),
-        {"batch": rendering.DEFAULT_BATCH, "image_size": RenderConfig.size},
+        {"batch": render_config.DEFAULT_BATCH, "image_size": RenderConfig.size},
     ),
     "dream": ((DreamConfig,), {}),
     "mine": ((MineConfig,), {"batch": streaming.DEFAULT_BATCH}),

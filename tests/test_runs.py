@@ -17,7 +17,7 @@ from vizcnn.cli.main import app
 from vizcnn.core.errors import VizError
 from vizcnn.io.imaging import read_png_metadata
 from vizcnn.models.loading import load_model
-from vizcnn.optvis.rendering import RenderConfig
+from vizcnn.optvis.config import RenderConfig
 from vizcnn.runs import channel_units, class_units, folder_lock, render_folder
 from vizcnn.runs.lock import LOCK_NAME
 

@@ -16,7 +16,8 @@ from vizcnn.core.errors import VizError
 from vizcnn.core.run_options import RunOptions
 from vizcnn.deepdream.dreaming import DreamConfig, dream
 from vizcnn.deepdream.zoom import ZoomConfig, dream_frames
-from vizcnn.optvis.rendering import RenderConfig, render, render_iter
+from vizcnn.optvis.config import RenderConfig
+from vizcnn.optvis.rendering import render, render_iter
 from vizcnn.runs import dream_file, render_folder
 
 RENDER = RenderConfig(steps=3, size=16)

@@ -40,8 +40,9 @@ from vizcnn.mining.streaming import MineConfig, mine_topk
 from vizcnn.mining.topk import TopK
 from vizcnn.models.base import ModelLike, as_loaded, describe
 from vizcnn.models.loading import DEFAULT_MODEL, LoadedModel, available_models, load_model
+from vizcnn.optvis.config import RenderConfig
 from vizcnn.optvis.objectives import Objective
-from vizcnn.optvis.rendering import RenderConfig, RenderResult, render
+from vizcnn.optvis.rendering import RenderResult, render
 from vizcnn.runs import (
     AblationRun,
     AttributeRun,

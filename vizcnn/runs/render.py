@@ -26,8 +26,9 @@ from vizcnn.core.units import parse_unit
 from vizcnn.io.imaging import labeled_sheet, load_image, read_png_metadata, save_json, save_png
 from vizcnn.io.provenance import provenance
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
+from vizcnn.optvis.config import DEFAULT_BATCH, RenderConfig
 from vizcnn.optvis.objectives import Objective, channel, class_logit, layer_l2, neuron
-from vizcnn.optvis.rendering import DEFAULT_BATCH, RenderConfig, layer_channels, render_iter
+from vizcnn.optvis.rendering import layer_channels, render_iter
 from vizcnn.optvis.transforms import standard_transforms
 from vizcnn.runs.lock import folder_lock
 from vizcnn.runs.store import plan_results

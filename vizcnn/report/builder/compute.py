@@ -24,7 +24,8 @@ from vizcnn.io.imaging import resize
 from vizcnn.mining.patches import channel_grid, mine_patches
 from vizcnn.mining.streaming import MineConfig, mine_topk
 from vizcnn.models.base import LoadedModel
-from vizcnn.optvis.rendering import RenderConfig, render
+from vizcnn.optvis.config import RenderConfig
+from vizcnn.optvis.rendering import render
 from vizcnn.receptive.table import layer_table
 from vizcnn.report.builder.plan import Artifact, ImageInput, Plan
 from vizcnn.report.config import REPORT_BATCH
