@@ -12,7 +12,6 @@ unless `overwrite`. The manifest is written last, so an interrupted run is made 
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -30,10 +29,18 @@ from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.data.datasets import preprocess
-from vizcnn.data.samples import list_image_files, resolve_image_argument, sample_names
-from vizcnn.io.imaging import atomic_write, save_json
+from vizcnn.data.samples import resolve_image_argument
+from vizcnn.io.imaging import save_json
 from vizcnn.io.provenance import provenance
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
+from vizcnn.runs._attribute_files import (
+    gather_images,
+    image_stems,
+    save_maps,
+    write_deletion,
+    write_png,
+    write_sanity,
+)
 from vizcnn.runs.lock import folder_lock
 from vizcnn.runs.store import plan_results
 
@@ -90,43 +97,6 @@ class AttributeRun:
         return "\n".join(rows)
 
 
-def gather_images(specs: str | Path | Sequence[str | Path]) -> list[str]:
-    """Every image the specs name (files, folders searched recursively, `sample:NAME`)."""
-    found: list[str] = []
-    for spec in [specs] if isinstance(specs, (str, Path)) else specs:
-        text = str(spec)
-        if text.startswith("sample:"):
-            name = text.split(":", 1)[1]
-            if name not in sample_names():
-                raise VizError(f"unknown sample {name!r}; valid: {', '.join(sample_names())}")
-            found.append(text)
-        elif Path(text).is_dir():
-            files = list_image_files(text)
-            if not files:
-                raise VizError(f"folder {text!r} holds no image files")
-            found += [str(f) for f in files]
-        elif Path(text).is_file():
-            found.append(text)
-        else:
-            raise VizError(f"image {text!r} not found; give a file, a folder or sample:NAME")
-    if not found:
-        raise VizError("no images given; give files, folders or sample:NAME")
-    return found
-
-
-def image_stems(images: Sequence[str]) -> list[str]:
-    """Unique, file-safe names per image (coffee, photo, photo_2, ...)."""
-    names: list[str] = []
-    for text in images:
-        stem = text.split(":", 1)[1] if text.startswith("sample:") else Path(text).stem
-        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem) or "image"
-        name, k = stem, 2
-        while name in names:
-            name, k = f"{stem}_{k}", k + 1
-        names.append(name)
-    return names
-
-
 def _per_image(loaded: LoadedModel, targets: Targets, count: int) -> bool:
     """Whether `targets` names one class per image (checked now, before any work)."""
     if isinstance(targets, torch.Tensor):
@@ -174,17 +144,6 @@ def _options(
     options["deletion"] = asdict(deletion) if deletion else None
     options["sanity"] = asdict(sanity) if sanity else None
     return options
-
-
-def _png(fig: Any, path: Path) -> None:
-    from vizcnn.attribution.figures import figure_png_bytes
-
-    data = figure_png_bytes(fig)
-    atomic_write(path, lambda file: file.write(data))
-
-
-def _save_maps(maps: dict[str, torch.Tensor], path: Path) -> None:
-    atomic_write(path, lambda file: torch.save(maps, file))
 
 
 def _offset(progress: ProgressCallback, before: int, total: int) -> ProgressCallback:
@@ -305,8 +264,8 @@ def attribute_folder(
                 ]
                 label = label_of(loaded, index)
                 figure = attribution_figure(pixels[j], image_maps, top5, label, title=name)
-                _png(figure, target / f"{name}.png")
-                _save_maps(image_maps, target / f"{name}.pt")
+                write_png(figure, target / f"{name}.png")
+                save_maps(image_maps, target / f"{name}.pt")
                 entries.append(
                     {
                         "image": chunk[j],
@@ -327,12 +286,12 @@ def attribute_folder(
         extra: dict[str, Any] = {}
         areas = sanity_result = None
         if deletion:
-            areas = _deletion(
+            areas = write_deletion(
                 loaded, pictures, maps, chosen_targets, deletion, batch, target, progress
             )
             extra["deletion"] = {"file": "deletion.json", "areas": areas}
         if sanity:
-            sanity_result = _sanity(
+            sanity_result = write_sanity(
                 loaded, pictures, chosen_targets, chosen, sanity, batch, seed, target, progress
             )
             extra["sanity"] = {"file": "sanity.json", "flagged": sanity_result.flagged}
@@ -375,77 +334,3 @@ def _stored(folder: Path, methods: Sequence[Method], seconds: float) -> Attribut
         seconds=seconds,
         skipped=True,
     )
-
-
-def _deletion(
-    loaded: LoadedModel,
-    pictures: list[torch.Tensor],
-    maps: dict[str, list[torch.Tensor]],
-    targets: list[torch.Tensor],
-    config: DeletionConfig,
-    batch: int,
-    folder: Path,
-    progress: ProgressCallback,
-) -> dict[str, dict[str, float]]:
-    from vizcnn.attribution.deletion import deletion_curves
-    from vizcnn.attribution.figures import curves_figure
-
-    joined = deletion_curves(
-        loaded,
-        torch.cat(pictures),
-        {m: torch.cat(parts) for m, parts in maps.items()},
-        torch.cat(targets),
-        steps=config.steps,
-        baseline=config.baseline,
-        batch=batch * 4,
-        progress=progress,
-    )
-    _png(curves_figure(joined), folder / "deletion.png")
-    table = {
-        m: {
-            "deletion_area": float(c.deletion_area.mean()),
-            "insertion_area": float(c.insertion_area.mean()),
-        }
-        for m, c in joined.items()
-    }
-    data = {
-        "areas": table,
-        "fractions": joined[next(iter(joined))].fractions.tolist(),
-        "curves": {
-            m: {"deletion": c.deletion.tolist(), "insertion": c.insertion.tolist()}
-            for m, c in joined.items()
-        },
-    }
-    save_json(data, folder / "deletion.json")
-    return table
-
-
-def _sanity(
-    loaded: LoadedModel,
-    pictures: list[torch.Tensor],
-    targets: list[torch.Tensor],
-    methods: Sequence[Method],
-    config: SanityConfig,
-    batch: int,
-    seed: int,
-    folder: Path,
-    progress: ProgressCallback,
-) -> SanityResult:
-    from vizcnn.attribution.figures import sanity_figure
-    from vizcnn.attribution.sanity import sanity_check
-
-    def maps_of(model: LoadedModel, xs: torch.Tensor, ts: torch.Tensor) -> dict[str, torch.Tensor]:
-        return attribute(model, xs, methods, targets=ts, run=RunOptions(batch=batch)).maps
-
-    result = sanity_check(
-        loaded,
-        torch.cat(pictures),
-        torch.cat(targets),
-        maps_of,
-        stages=config.stages,
-        seed=seed,
-        progress=progress,
-    )
-    _png(sanity_figure(result), folder / "sanity.png")
-    save_json(result.to_dict(), folder / "sanity.json")
-    return result
