@@ -26,6 +26,7 @@ from torch import nn
 
 from vizcnn.core.channels import parse_channels
 from vizcnn.core.errors import VizError
+from vizcnn.core.outputs import require_output_tensor
 from vizcnn.hooks import Layer, find_module, layer_name, layer_names
 from vizcnn.models.base import ModelLike, as_loaded
 
@@ -207,12 +208,6 @@ def _example(model: ModelLike, example: torch.Tensor | None) -> torch.Tensor:
     )
 
 
-def _output_tensor(output: Any) -> torch.Tensor:
-    if isinstance(output, torch.Tensor):
-        return output
-    raise VizError(f"the network returns {type(output).__name__}, not a tensor of logits")
-
-
 def check_layers(module: nn.Module, layers: Sequence[Layer]) -> None:
     """Raise a one-line VizError for an unknown, repeated, nested or root layer name."""
     layers = layer_names(module, layers)
@@ -285,7 +280,7 @@ def _ablate(
     leaves = [n for n, m in work.named_modules() if n and not any(True for _ in m.children())]
     probe_names = list(dict.fromkeys([*remove, *units, *leaves]))
     with torch.no_grad(), _probe(work, probe_names) as seen:
-        reference = _output_tensor(work(x))
+        reference = require_output_tensor(work(x))
     head = next(
         (
             n
@@ -308,7 +303,7 @@ def _ablate(
     changes: list[Change] = []
     new_modules: list[tuple[str, nn.Module]] = []
     for name in remove:
-        x_in, y_out = seen.inputs[name], _output_tensor(seen.outputs[name])
+        x_in, y_out = seen.inputs[name], require_output_tensor(seen.outputs[name])
         layer = work.get_submodule(name)
         if x_in.shape == y_out.shape:
             _set(work, name, Removed())
@@ -324,7 +319,7 @@ def _ablate(
             new_modules.append((f"{name}.adapter", adapter))
             changes.append(Change(name, "adapter", detail))
     for name, text in units.items():
-        out = _output_tensor(seen.outputs[name])
+        out = require_output_tensor(seen.outputs[name])
         channels = parse_channels(text, int(out.shape[1]))
         layer = work.get_submodule(name)
         _set(work, name, ZeroChannels(layer, channels))
@@ -371,7 +366,7 @@ def _refit_linears(
     for _ in range(linears + 1):
         try:
             with torch.no_grad(), _linear_checks(work):
-                return _output_tensor(work(x))
+                return require_output_tensor(work(x))
         except _Mismatch as mismatch:
             old = work.get_submodule(mismatch.name)
             assert isinstance(old, nn.Linear)

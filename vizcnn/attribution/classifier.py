@@ -16,18 +16,8 @@ import torch
 from torch import nn
 
 from vizcnn.core.errors import VizError
+from vizcnn.core.outputs import require_output_tensor
 from vizcnn.models.base import LoadedModel
-
-
-def _logits(output: object) -> torch.Tensor:
-    if isinstance(output, torch.Tensor):
-        return output
-    logits = getattr(output, "logits", None)  # torchvision GoogLeNet / Inception named tuples
-    if isinstance(logits, torch.Tensor):
-        return logits
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
-    raise VizError(f"the model returns {type(output).__name__}; attribution needs (B, K) logits")
 
 
 class Classifier(nn.Module):
@@ -61,7 +51,7 @@ class Classifier(nn.Module):
         )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return _logits(self.net(self.loaded.normalize(self.adapt(images))))
+        return require_output_tensor(self.net(self.loaded.normalize(self.adapt(images))))
 
 
 @dataclass(frozen=True)

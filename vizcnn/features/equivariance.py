@@ -26,6 +26,7 @@ from torch import nn
 
 from vizcnn.core.errors import VizError
 from vizcnn.core.image_range import warn_if_normalized
+from vizcnn.core.outputs import require_output_tensor
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.hooks import Layer, capture, find_module, layer_names, model_guard, parse_layer
@@ -237,20 +238,6 @@ def _compare(
     return _squares(shifted[..., rows, cols] - reference), _squares(reference)
 
 
-def _output_tensor(output: object) -> torch.Tensor:
-    """The model's output tensor (the first tensor of a tuple, `.logits` of a named tuple)."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, (tuple, list)):
-        for item in output:
-            if isinstance(item, torch.Tensor):
-                return item
-    logits = getattr(output, "logits", None)
-    if isinstance(logits, torch.Tensor):
-        return logits
-    raise VizError(f"the model returns {type(output).__name__}, not a tensor")
-
-
 def _window(
     images: torch.Tensor, offset: tuple[int, int], config: EquivarianceConfig
 ) -> torch.Tensor:
@@ -332,7 +319,7 @@ def measure_equivariance(
         # the strides may need a measured receptive field (a backward pass), so outside no_grad
         probe = loaded.normalize(_window(images[:1].to(device, dtype), (0, 0), config))
         with torch.no_grad(), capture(module, requested, detach=True, strict=explicit) as acts:
-            probe_out = _output_tensor(acts.run(probe))
+            probe_out = require_output_tensor(acts.run(probe))
         layers = list(acts.outputs)
         shapes = {spec: tuple(acts.outputs[spec].shape[1:]) for spec in layers}
         shapes[OUTPUT] = tuple(probe_out.shape[1:])
@@ -348,14 +335,18 @@ def measure_equivariance(
     ):
         for start in range(0, len(images), batch):
             part = images[start : start + batch].to(device, dtype)
-            base_out = _output_tensor(acts.run(loaded.normalize(_window(part, (0, 0), config))))
+            base_out = require_output_tensor(
+                acts.run(loaded.normalize(_window(part, (0, 0), config)))
+            )
             base = dict(acts.outputs)
             base[OUTPUT] = base_out
             done += 1
             progress(done, total, "equivariance")
             for shift in config.shifts:
                 offset = config.offset(shift)
-                out = _output_tensor(acts.run(loaded.normalize(_window(part, offset, config))))
+                out = require_output_tensor(
+                    acts.run(loaded.normalize(_window(part, offset, config)))
+                )
                 current = {**acts.outputs, OUTPUT: out}
                 for spec, stride in strides.items():
                     units = (
