@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import functools
-import signal
 import sys
-import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +15,7 @@ from PIL import Image
 
 from vizcnn.core.devices import resolve_device
 from vizcnn.core.errors import VizError
+from vizcnn.core.interrupt import sigterm_as_interrupt
 from vizcnn.models.loading import DEFAULT_MODEL, LoadedModel, load_model
 
 from .flags import as_flags
@@ -26,20 +25,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def model_options(func: F) -> F:
     """-m/--model plus the options that describe or locate a model's weights."""
-    return model_options_with()(func)
-
-
-def model_options_with(size_flag: str = "--input-size") -> Callable[[F], F]:
-    """`model_options` with the custom-model input size under `size_flag` (for commands that
-    use `--size` for something else, such as `render`'s image size)."""
-
-    def decorate(func: F) -> F:
-        return _add_model_options(func, size_flag)
-
-    return decorate
-
-
-def _add_model_options(func: F, size_flag: str) -> F:
     options = [
         click.option(
             "-m",
@@ -75,7 +60,7 @@ def _add_model_options(func: F, size_flag: str) -> F:
             help="Custom model: per-channel std, comma-separated (default: ImageNet's 0.229,0.224,0.225 for 3 channels, 1 otherwise).",
         ),
         click.option(
-            size_flag,
+            "--input-size",
             "input_size",
             type=int,
             default=None,
@@ -183,23 +168,6 @@ def interrupted_message(options: dict[str, Any]) -> str:
     if options.get("output") is not None:
         return "interrupted; finished files are kept"
     return "interrupted"
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises KeyboardInterrupt (main thread only; restored after)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def progress_enabled(options: dict[str, Any]) -> bool:

@@ -15,7 +15,7 @@ from .common import (
     device_from,
     echo_warnings,
     friendly_errors,
-    model_options_with,
+    model_options,
     open_model,
     progress_enabled,
     run_options,
@@ -62,7 +62,7 @@ def _summary(run: DreamRun) -> str:
 
 @click.command("dream", epilog=SAMPLES_EPILOG)
 @click.argument("image")
-@model_options_with("--input-size")
+@model_options
 @click.option("-l", "--layer", "layers", multiple=True, metavar="LAYER[:CHANNELS][@WEIGHT]",
               help="Layer to amplify, repeatable; e.g. _blocks.9, _blocks.9:0-15@2, "
               "inception4c:3,7. Default: the model's dream layers.")  # fmt: skip

@@ -65,8 +65,6 @@ FIELD_FLAGS = {
     # vizcnn mine: MineConfig, mine_patches' options, the checkpoint's settings
     "MineConfig.k": "-k",
     "MineConfig.rank": "--rank",
-    "MineConfig.batch_size": "--batch",
-    "MineConfig.workers": "--workers",
     "MineConfig.checkpoint_every": "--checkpoint-every",
     "MineConfig.checkpoint_seconds": "--checkpoint-seconds",
     "unknown projections ": "unknown --projections ",
@@ -106,7 +104,6 @@ FIELD_FLAGS = {
     "ReportConfig.dream_steps": "--dream-steps",
     "ReportConfig.crops": "--crops",
     "ReportConfig.k": "-k",
-    "ReportConfig.batch": "--batch",
     "ReportConfig.projections": "--projections",
     "ReportConfig.layers": "--layers",
     "ReportConfig.ablation": "--ablation",

@@ -15,7 +15,7 @@ from vizcnn.models.loading import available_models
 from .common import (
     device_from,
     friendly_errors,
-    model_options_with,
+    model_options,
     open_model,
     progress_enabled,
     run_options,
@@ -41,7 +41,7 @@ def models_command(as_json: bool) -> None:
 
 
 @click.command("layers")
-@model_options_with("--input-size")
+@model_options
 @run_options
 @click.option(
     "--json",

@@ -15,7 +15,7 @@ from .common import (
     as_flags,
     device_from,
     friendly_errors,
-    model_options_with,
+    model_options,
     open_model,
     run_options,
 )
@@ -46,7 +46,7 @@ def _summary(run: RenderRun) -> str:
 
 
 @click.command("render")
-@model_options_with("--input-size")
+@model_options
 @click.option("-l", "--layer", default=None, metavar="LAYER[#k][:CHANNELS][@WEIGHT]",
               help="Target layer, optionally with channels: _blocks.9, _blocks.9:0-15, "
               "_blocks.9:0:64:2 (default: the model's render layer; see `vizcnn layers`). "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -140,7 +141,9 @@ def test_waiting_for_a_folder_gets_it_when_the_holder_finishes(tmp_path: Path) -
     holder = context.Process(target=_hold, args=(str(tmp_path), ready, release))
     holder.start()
     assert ready.wait(60)
-    release.set()  # the holder leaves while this process waits
+    threading.Timer(1.0, release.set).start()  # the holder leaves while this process waits
+    start = time.monotonic()
     with folder_lock(tmp_path, wait=30) as path:
         assert json.loads(path.read_text())["pid"] == os.getpid()
+    assert time.monotonic() - start >= 0.9  # it did wait for the holder
     holder.join(60)

@@ -165,8 +165,8 @@ def test_cli_keeps_refuses_in_flags_and_overwrites(tmp_path: Path) -> None:
 def test_an_output_in_use_is_refused_and_others_beside_it_go_on(tmp_path: Path) -> None:
     loaded = load_model("lenet5_digits", device="cpu")
     config = DreamConfig(steps=1, octaves=1)
-    with file_lock(tmp_path / "a.png"):
-        with pytest.raises(VizError, match="a.png is being written by another vizcnn run"):
+    with file_lock(tmp_path / "a.json"):  # the sidecar names a still's (and a video's) lock
+        with pytest.raises(VizError, match="a.json is being written by another vizcnn run"):
             dream_file(loaded, "sample:coins", tmp_path / "a.png", config)
         assert dream_file(loaded, "sample:coins", tmp_path / "b.png", config).made
     assert not (tmp_path / "a.png").exists()

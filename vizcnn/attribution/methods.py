@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from vizcnn.attribution.classifier import Classifier, Targets, predict, targets_of
+from vizcnn.core.devices import draw_seed, seed_record
 from vizcnn.core.errors import VizError, did_you_mean
 from vizcnn.core.image_range import warn_if_normalized
 from vizcnn.hooks import Layer, find_module, inplace_off, model_guard
@@ -162,17 +163,6 @@ class IntegratedGradients(Method):
         return _captum().integrated_gradients(net, x, t, flat, self.steps, self.batch)
 
 
-def _noise_seed(seed: int | torch.Generator) -> int:
-    """The seed captum's noise is drawn with: the int itself, or the next draw of a generator.
-
-    Private stand-in for the project's `as_generator` convention (`seed: int | Generator`):
-    captum draws from the global generator, which the adapter forks and seeds.
-    """
-    if isinstance(seed, torch.Generator):
-        return int(torch.randint(0, 2**62, (1,), generator=seed, device=seed.device))
-    return int(seed)
-
-
 @dataclass(frozen=True, eq=False)
 class SmoothGrad(Method):
     """The gradient averaged over noisy copies of the image (Smilkov et al. 2017).
@@ -200,12 +190,12 @@ class SmoothGrad(Method):
     def options(self) -> dict[str, Any]:
         options = super().options()
         if isinstance(self.seed, torch.Generator):
-            options["seed"] = "generator"
+            options["seed"] = seed_record(self.seed)  # its state: another state, other maps
         return options
 
     def _maps(self, net: Classifier, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         per_batch = max(1, self.batch // x.shape[0])
-        seed = _noise_seed(self.seed)
+        seed = draw_seed(self.seed)  # captum draws from the global RNG, forked in the adapter
         return _captum().smoothgrad(net, x, t, self.samples, self.stdev, seed, per_batch)
 
 

@@ -128,6 +128,13 @@ def _data(
     return data, _name(data)
 
 
+def _check_free(folder: Path) -> None:
+    """Refuse now, not after hours of training, a folder another run is writing (main rank)."""
+    if current_shard().is_main:
+        with folder_lock(folder):
+            pass
+
+
 def _write(
     folder: Path, block: dict[str, Any], result: dict[str, Any], table: str, chart: Any
 ) -> None:
@@ -180,6 +187,7 @@ def ablate_folder(
     """
     started = time.perf_counter()
     target = ensure_writable(folder, "folder", flag="folder")
+    _check_free(target)
     loaded = as_loaded(model)
     builtin = variants is None
     if builtin and not (str(data) == DIGITS and loaded.name == "lenet5_digits"):
@@ -255,6 +263,7 @@ def lesion_folder(
     """
     started = time.perf_counter()
     target = ensure_writable(folder, "folder", flag="folder")
+    _check_free(target)
     loaded = as_loaded(model)
     test_set, data_name = _data(loaded, data, crops, seed)
     how = as_run_options(run)

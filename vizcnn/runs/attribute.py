@@ -31,6 +31,7 @@ from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.data.datasets import preprocess
 from vizcnn.data.samples import resolve_image_argument
 from vizcnn.io.imaging import save_json
+from vizcnn.io.paths import ensure_writable
 from vizcnn.io.provenance import provenance
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
 from vizcnn.runs._attribute_files import (
@@ -183,7 +184,8 @@ def attribute_folder(
         progress: `progress(done, total, message)`: images x methods, then the curves per
             method, then the sanity stages.
         run: how it runs (`RunOptions`): `batch` images per call of a method (None: 8), as
-            for `attribute`; recorded, though the maps do not depend on it.
+            for `attribute`; recorded, and it shapes SmoothGrad's maps (each call draws the
+            noise for its images from the seed), not the other methods'.
 
     Example:
         >>> run = attribute_folder(loaded, ["sample:coffee"], "attr/",
@@ -219,10 +221,13 @@ def attribute_folder(
     outputs = [target / f"{n}.{ext}" for n in names for ext in ("png", "pt")]
     for kind, wanted in (("deletion", deletion), ("sanity", sanity)):
         outputs += [target / f"{kind}.{ext}" for ext in ("png", "json")] if wanted else []
+    ensure_writable(target, "folder", flag="folder")
     with folder_lock(target):
         plan = plan_results([([target / "manifest.json"], block)], overwrite=overwrite)
         if plan.done and all(path.is_file() for path in outputs):
             return _stored(target, chosen, time.perf_counter() - started)
+        # a redo must not leave the old manifest over new maps if it is interrupted
+        (target / "manifest.json").unlink(missing_ok=True)
         from vizcnn.attribution.figures import attribution_figure
 
         entries: list[dict[str, Any]] = []

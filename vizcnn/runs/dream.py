@@ -148,6 +148,11 @@ def remake_command(
     load = loaded.load_options
     if load is None:
         return None
+    # one --seed draws both the random network (--weights none) and the dream; labels given as
+    # a list have no file to name: such a run has no one command, and records its own argv
+    random_net = str(load.get("weights") or "").lower() == "none"
+    if (random_net and load.get("seed") != seed) or isinstance(load.get("labels"), (list, tuple)):
+        return None
     parts = ["vizcnn", "dream", image, "-m", str(load["spec"])]
     for key, flag in _MODEL_FLAGS.items():
         if isinstance(load.get(key), (str, int, float, list, tuple)):
@@ -311,7 +316,8 @@ def dream_file(
 
     frames = 1 if video is None else video.frames
     running = block(None)
-    lock = folder_lock(target.path) if target.kind == "frames" else file_lock(target.path)
+    # a still and a video of one name share the sidecar (`x.json`): the sidecar names the lock
+    lock = folder_lock(target.path) if target.kind == "frames" else file_lock(target.sidecar)
     with lock:
         files: list[list[Path]] = []  # the picture first: a refusal names it
         if target.kind == "png":

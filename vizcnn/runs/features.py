@@ -30,7 +30,7 @@ from vizcnn.io.imaging import resize, save_json, save_png
 from vizcnn.io.paths import ensure_writable
 from vizcnn.io.provenance import provenance, tensor_digest
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
-from vizcnn.runs.lock import folder_lock
+from vizcnn.runs.lock import file_lock, folder_lock
 
 __all__ = [
     "FeatureMapsRun",
@@ -137,8 +137,10 @@ def filters_file(
     }
     seconds = time.perf_counter() - start
     block = model_block("filters", loaded, options, seed=seed, seconds=seconds)
-    save_png(picture, target, {"provenance": block})
-    save_json({"provenance": block, "result": grid.to_dict()}, target.with_suffix(".json"))
+    # the picture and its JSON as one result: a second run on the same file waits its turn
+    with file_lock(target.with_suffix(".json")):
+        save_png(picture, target, {"provenance": block})
+        save_json({"provenance": block, "result": grid.to_dict()}, target.with_suffix(".json"))
     return FiltersRun(target, grid, seconds)
 
 
@@ -275,7 +277,7 @@ def kernels_file(
     }
     seconds = time.perf_counter() - start
     block = model_block("kernels", None, options, data=data, device=where, seconds=seconds)
-    save_png(figure, target, {"provenance": block})
+    # the picture and its JSON as one result: a second run on the same file waits its turn
     result = {
         name: {
             "kernel": chosen[name].cpu().tolist(),
@@ -283,5 +285,7 @@ def kernels_file(
         }
         for name in names
     }
-    save_json({"provenance": block, "result": result}, target.with_suffix(".json"))
+    with file_lock(target.with_suffix(".json")):
+        save_png(figure, target, {"provenance": block})
+        save_json({"provenance": block, "result": result}, target.with_suffix(".json"))
     return KernelsRun(target, names, {n: o.cpu() for n, o in outputs.items()}, seconds)

@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import torch.distributed as dist
 
@@ -34,6 +31,7 @@ from vizcnn.core.distributed import (
     shutdown,
 )
 from vizcnn.core.errors import VizError
+from vizcnn.core.interrupt import sigterm_as_interrupt
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.data.datasets import SAMPLE_CROPS, SAMPLES, ImageSource, open_dataset
@@ -341,7 +339,7 @@ def _stream(
             progress(count, total, message)
 
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             return mine_topk(
                 loaded,
                 dataset,
@@ -355,21 +353,3 @@ def _stream(
         raise
     except KeyboardInterrupt:
         raise MineInterrupted(done[0], checkpoint, shard.world_size, shard.is_main) from None
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt within the block (main thread only; restored after),
-    so the streaming pass saves its checkpoint as it does on Ctrl-C."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous: Callable[..., Any] | int | None = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -36,6 +36,7 @@ from vizcnn.io.imaging import save_json, save_png
 from vizcnn.io.paths import ensure_writable
 from vizcnn.models.base import ModelLike, as_loaded
 from vizcnn.runs.features import image_argument, model_block, png_target
+from vizcnn.runs.lock import file_lock
 
 __all__ = ["CACHE_DIR", "NeighborsRun", "neighbors_file"]
 
@@ -155,7 +156,7 @@ def neighbors_file(
     }
     seconds = time.perf_counter() - start
     block = model_block("neighbors", loaded, options, data=str(data), seed=seed, seconds=seconds)
-    save_png(figure, target, {"provenance": block})
+    # the picture and its JSON as one result: a second run on the same file waits its turn
     result = {
         "embedding_dim": int(embeddings.vectors.shape[1]),
         "data_images": len(embeddings.names),
@@ -173,7 +174,9 @@ def neighbors_file(
             for row, query in enumerate(names)
         ],
     }
-    save_json({"provenance": block, "result": result}, target.with_suffix(".json"))
+    with file_lock(target.with_suffix(".json")):
+        save_png(figure, target, {"provenance": block})
+        save_json({"provenance": block, "result": result}, target.with_suffix(".json"))
     return NeighborsRun(
         target, layer or CLASSIFIER_INPUT, embeddings, dist, index, len(dataset), seconds
     )

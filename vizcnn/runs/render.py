@@ -24,6 +24,7 @@ from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.core.units import parse_unit
 from vizcnn.io.imaging import labeled_sheet, load_image, read_png_metadata, save_json, save_png
+from vizcnn.io.paths import ensure_writable
 from vizcnn.io.provenance import provenance
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
 from vizcnn.optvis.config import DEFAULT_BATCH, RenderConfig
@@ -259,6 +260,7 @@ def render_folder(
         device=loaded.device,
         dtype=loaded.dtype,
     )
+    ensure_writable(target, "folder", flag="folder")
     with folder_lock(target):
         plan = plan_results(
             [

@@ -56,15 +56,19 @@ def plan_results(
     """
     plan = StorePlan()
     for position, (paths, wanted) in enumerate(results):
-        if not paths or not all(path.is_file() for path in paths):
+        present = [path for path in paths if path.is_file()]
+        if not present:
             continue
+        # every file there is checked, also when some are missing: a result whose other files
+        # were made with other settings is not silently redone
         differ = [
             (path, why)
-            for path in paths
+            for path in present
             if (why := result_difference(stored_provenance(path), wanted)) is not None
         ]
         if not differ:
-            plan.done.add(position)
+            if len(present) == len(paths):
+                plan.done.add(position)
             continue
         if not overwrite:
             path, why = differ[0]

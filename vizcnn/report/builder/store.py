@@ -26,6 +26,7 @@ from vizcnn.core.errors import VizError
 from vizcnn.io.imaging import atomic_write, save_json
 from vizcnn.io.paths import ensure_writable
 from vizcnn.report.builder.plan import Artifact
+from vizcnn.runs.lock import LOCK_NAME
 from vizcnn.runs.store import FileData, plan_results, settings_block, write_result
 
 MANIFEST = "vizcnn-report.json"
@@ -48,7 +49,7 @@ def check_report_folder(root: str | Path, *, allow_nonempty: bool = False) -> Pa
     root = Path(root)
     ensure_writable(root, "folder", flag="folder")
     if root.is_dir() and not (root / MANIFEST).is_file():
-        others = [p for p in root.iterdir() if p.name != ".vizcnn-lock"]
+        others = [p for p in root.iterdir() if p.name != LOCK_NAME]
         if others and not allow_nonempty:
             raise VizError(
                 f"{str(root)!r} is not empty and was not made by `vizcnn report` "
