@@ -232,8 +232,10 @@ def test_auto_param_is_maco_for_class_renders_and_fft_otherwise() -> None:
             loaded, units, RenderConfig(steps=4, param=param), seed=1, run=RunOptions(batch=4)
         )
         assert torch.equal(auto.images, explicit.images)
-    with pytest.raises(VizError, match="resolved"):
-        config.transform_chain()  # auto has no chain of its own until resolved
+    # auto resolves here too: no unresolved state to refuse
+    assert config.transform_chain(classes) == RenderConfig(param="maco").transform_chain()
+    assert config.transform_chain([channel]) == RenderConfig(param="fft").transform_chain()
+    assert config.transform_chain() == RenderConfig(param="fft").transform_chain()
 
 
 def test_recipe_fills_lr_and_schedule_left_unset_and_keeps_those_set() -> None:

@@ -109,16 +109,14 @@ class RenderConfig:
             return (self.size, self.size)
         return (int(self.size[0]), int(self.size[1]))
 
-    def transform_chain(self) -> tuple[Transform, ...]:
-        """The transforms of each step: `transforms`, or the parameterization's own chain."""
-        if self.param == "auto":
-            raise VizError(
-                "param='auto' has no transforms until it is resolved for the units: "
-                "use RenderConfig.resolved(objectives).transform_chain()"
-            )
+    def transform_chain(self, objectives: Sequence[Unit] = ()) -> tuple[Transform, ...]:
+        """The transforms of each step: `transforms`, or the parameterization's own chain
+        (`param="auto"` resolved for `objectives`: maco's crops for class units only, else
+        lucid's chain, which is also what no objectives at all give)."""
         if self.transforms is not None:
             return self.transforms
-        return crop_transforms() if self.param == "maco" else standard_transforms()
+        param = resolve_param(self.param, objectives)
+        return crop_transforms() if param == "maco" else standard_transforms()
 
     def chunks(self, count: int, batch: int = DEFAULT_BATCH) -> list[list[int]]:
         """Unit positions of each chunk (`batch // diversity` units per chunk) for `count` units.
