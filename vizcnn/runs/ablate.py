@@ -37,8 +37,8 @@ from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.io.imaging import atomic_write, save_json, save_png
 from vizcnn.io.paths import ensure_writable
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
-from vizcnn.runs.features import model_block
 from vizcnn.runs.lock import folder_lock
+from vizcnn.runs.store import model_block
 
 __all__ = [
     "ABLATE_CROPS",

@@ -32,7 +32,6 @@ from vizcnn.data.datasets import preprocess
 from vizcnn.data.samples import resolve_image_argument
 from vizcnn.io.imaging import save_json
 from vizcnn.io.paths import ensure_writable
-from vizcnn.io.provenance import provenance
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
 from vizcnn.runs._attribute_files import (
     gather_images,
@@ -43,7 +42,7 @@ from vizcnn.runs._attribute_files import (
     write_sanity,
 )
 from vizcnn.runs.lock import folder_lock
-from vizcnn.runs.store import plan_results
+from vizcnn.runs.store import model_block, plan_results
 
 __all__ = [
     "AttributeRun",
@@ -204,19 +203,14 @@ def attribute_folder(
     names = image_stems(files)
     target = Path(folder)
     started = time.perf_counter()
-    block = provenance(
-        technique="attribute",
-        model_name=loaded.name,
-        weights=loaded.weights,
-        module=loaded.module,
-        normalization=loaded.normalization,
-        options=_options(chosen, targets, batch, deletion, sanity),
+    block = model_block(
+        "attribute",
+        loaded,
+        _options(chosen, targets, batch, deletion, sanity),
         data=", ".join(
             str(spec) for spec in ([images] if isinstance(images, (str, Path)) else images)
         ),
         seed=seed,
-        device=loaded.device,
-        dtype=loaded.dtype,
     )
     outputs = [target / f"{n}.{ext}" for n in names for ext in ("png", "pt")]
     for kind, wanted in (("deletion", deletion), ("sanity", sanity)):

@@ -36,11 +36,11 @@ from vizcnn.deepdream.zoom import ZoomConfig, dream_frames
 from vizcnn.hooks import find_module, parse_layer
 from vizcnn.io.imaging import save_json, save_png
 from vizcnn.io.paths import ensure_writable
-from vizcnn.io.provenance import provenance, tensor_digest
+from vizcnn.io.provenance import tensor_digest
 from vizcnn.io.video import mp4_encoder, save_gif, save_mp4
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
 from vizcnn.runs.lock import file_lock, folder_lock
-from vizcnn.runs.store import plan_results
+from vizcnn.runs.store import model_block, plan_results
 
 __all__ = ["DreamOutput", "DreamRun", "dream_file", "dream_output"]
 
@@ -299,19 +299,8 @@ def dream_file(
     data = image_text if image_text is not None else f"tensor {options['image_digest']}"
 
     def block(seconds: float | None) -> dict[str, Any]:
-        return provenance(
-            technique="dream",
-            model_name=loaded.name,
-            weights=loaded.weights,
-            module=loaded.module,
-            normalization=loaded.normalization,
-            options=options,
-            data=data,
-            seed=record,
-            device=loaded.device,
-            dtype=loaded.dtype,
-            seconds=seconds,
-            command=command,
+        return model_block(
+            "dream", loaded, options, data=data, seed=record, seconds=seconds, command=command
         )
 
     frames = 1 if video is None else video.frames

@@ -30,8 +30,8 @@ from vizcnn.io.imaging import IMAGE_SUFFIXES, atomic_write, save_json, save_png
 from vizcnn.io.paths import ensure_writable
 from vizcnn.io.provenance import tensor_digest
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
-from vizcnn.runs.features import model_block
 from vizcnn.runs.lock import folder_lock
+from vizcnn.runs.store import model_block
 
 __all__ = ["EQUIVARIANCE_LIMIT", "EquivarianceRun", "equivariance_folder"]
 

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -28,9 +26,10 @@ from vizcnn.features.kernels import KernelConfig, apply_kernels, classic_kernels
 from vizcnn.hooks import layer_names
 from vizcnn.io.imaging import resize, save_json, save_png
 from vizcnn.io.paths import ensure_writable
-from vizcnn.io.provenance import provenance, tensor_digest
-from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
+from vizcnn.io.provenance import tensor_digest
+from vizcnn.models.base import ModelLike, as_loaded
 from vizcnn.runs.lock import file_lock, folder_lock
+from vizcnn.runs.store import model_block
 
 __all__ = [
     "FeatureMapsRun",
@@ -52,32 +51,6 @@ def png_target(path: str | Path) -> Path:
     if target.is_dir():
         raise VizError(f"output {str(target)!r} is a folder; give a file name")
     return ensure_writable(target, "file", flag="path")
-
-
-def model_block(
-    technique: str,
-    loaded: LoadedModel | None,
-    options: Mapping[str, Any],
-    *,
-    data: str | None = None,
-    seed: int | None = None,
-    device: torch.device | str | None = None,
-    seconds: float | None = None,
-) -> dict[str, Any]:
-    """The provenance block of a result made with `loaded` (None: no model involved)."""
-    return provenance(
-        technique=technique,
-        model_name=loaded.name if loaded is not None else "",
-        weights=loaded.weights if loaded is not None else "",
-        module=loaded.module if loaded is not None else None,
-        normalization=loaded.normalization if loaded is not None else None,
-        options=options,
-        data=data,
-        seed=seed,
-        device=device if device is not None else (loaded.device if loaded else None),
-        dtype=loaded.dtype if loaded is not None else None,
-        seconds=seconds,
-    )
 
 
 def image_argument(

@@ -37,7 +37,6 @@ from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.data.datasets import SAMPLE_CROPS, SAMPLES, ImageSource, open_dataset
 from vizcnn.hooks import layer_name
 from vizcnn.io.paths import ensure_writable
-from vizcnn.io.provenance import provenance
 from vizcnn.mining.checkpoint import checkpoint_path
 from vizcnn.mining.patches import (
     DEFAULT_PROJECTIONS,
@@ -51,6 +50,7 @@ from vizcnn.mining.topk import TopK
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
 from vizcnn.runs._mine_files import check_folder, remove_earlier_run, write_files
 from vizcnn.runs.lock import folder_lock
+from vizcnn.runs.store import model_block
 
 __all__ = ["MineInterrupted", "MineRun", "mine_folder"]
 
@@ -195,13 +195,10 @@ def _mine_folder(
     dataset, name = _dataset(loaded, data, limit, crops, seed)
     shard = current_shard()
     checkpoint = checkpoint_path(target, shard)
-    block = provenance(
-        technique="mine",
-        model_name=loaded.name,
-        weights=loaded.weights,
-        module=loaded.module,
-        normalization=loaded.normalization,
-        options={
+    block = model_block(
+        "mine",
+        loaded,
+        {
             "layer": layer,
             "channels": list(config.channels or ()),
             "k": config.k,
@@ -214,8 +211,6 @@ def _mine_folder(
         },
         data=name,
         seed=seed,
-        device=loaded.device,
-        dtype=loaded.dtype,
     )
     created = not target.exists()
     notes: list[str] = []

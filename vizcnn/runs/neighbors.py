@@ -35,8 +35,9 @@ from vizcnn.hooks import find_module, layer_name, parse_layer
 from vizcnn.io.imaging import save_json, save_png
 from vizcnn.io.paths import ensure_writable
 from vizcnn.models.base import ModelLike, as_loaded
-from vizcnn.runs.features import image_argument, model_block, png_target
+from vizcnn.runs.features import image_argument, png_target
 from vizcnn.runs.lock import file_lock
+from vizcnn.runs.store import model_block
 
 __all__ = ["CACHE_DIR", "NeighborsRun", "neighbors_file"]
 

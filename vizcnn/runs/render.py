@@ -25,14 +25,13 @@ from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.core.units import parse_unit
 from vizcnn.io.imaging import labeled_sheet, load_image, read_png_metadata, save_json, save_png
 from vizcnn.io.paths import ensure_writable
-from vizcnn.io.provenance import provenance
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
 from vizcnn.optvis.config import DEFAULT_BATCH, RenderConfig
 from vizcnn.optvis.objectives import Objective, channel, class_logit, layer_l2, neuron
 from vizcnn.optvis.rendering import layer_channels, render_iter
 from vizcnn.optvis.transforms import standard_transforms
 from vizcnn.runs.lock import folder_lock
-from vizcnn.runs.store import plan_results
+from vizcnn.runs.store import model_block, plan_results
 
 __all__ = [
     "RenderRun",
@@ -249,17 +248,7 @@ def render_folder(
     config = (config or RenderConfig()).resolved([unit.objective for unit in planned])
     target = Path(folder)
     copies = config.diversity
-    block = provenance(
-        technique="render",
-        model_name=loaded.name,
-        weights=loaded.weights,
-        module=loaded.module,
-        normalization=loaded.normalization,
-        options=_options(config, options, loaded),
-        seed=seed_record(seed),
-        device=loaded.device,
-        dtype=loaded.dtype,
-    )
+    block = model_block("render", loaded, _options(config, options, loaded), seed=seed_record(seed))
     ensure_writable(target, "folder", flag="folder")
     with folder_lock(target):
         plan = plan_results(

@@ -29,7 +29,9 @@ from PIL import Image
 
 from vizcnn.core.errors import VizError
 from vizcnn.io.imaging import atomic_write, save_json, save_png
+from vizcnn.io.provenance import provenance
 from vizcnn.io.resume import first_difference, stored_provenance
+from vizcnn.models.base import LoadedModel
 
 SETTINGS = "settings"  # block key: the settings that shape a result (JSON-ready)
 SETTINGS_DIGEST = "settings_digest"  # block key: their digest
@@ -168,3 +170,40 @@ def check_finished_run(manifest: Path, wanted: Mapping[str, Any]) -> None:
         f"{folder}/ already holds a finished run made with other settings ({why}); "
         "pass overwrite=True to replace it, or write to another folder"
     )
+
+
+def model_block(
+    technique: str,
+    loaded: LoadedModel | None,
+    options: Mapping[str, Any],
+    *,
+    data: str | None = None,
+    seed: int | str | None = None,
+    device: torch.device | str | None = None,
+    seconds: float | None = None,
+    command: list[str] | None = None,
+    weights_digest: str | None = None,
+) -> dict[str, Any]:
+    """The provenance block of a result made with `loaded` (None: no model involved).
+
+    Every run writes its files with this block: the model's name, weights, normalization, dtype
+    and device come from `loaded`; `weights_digest` given (the report hashes the weights once
+    per plan) saves hashing them again.
+    """
+    block = provenance(
+        technique=technique,
+        model_name=loaded.name if loaded is not None else "",
+        weights=loaded.weights if loaded is not None else "",
+        module=loaded.module if loaded is not None and weights_digest is None else None,
+        normalization=loaded.normalization if loaded is not None else None,
+        options=options,
+        data=data,
+        seed=seed,
+        device=device if device is not None else (loaded.device if loaded else None),
+        dtype=loaded.dtype if loaded is not None else None,
+        seconds=seconds,
+        command=command,
+    )
+    if weights_digest is not None:
+        block["weights_digest"] = weights_digest
+    return block

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 import torch
 
 from vizcnn.core.progress import ProgressCallback, no_progress, scaled_progress
-from vizcnn.io.provenance import provenance
 from vizcnn.models.base import LoadedModel
 from vizcnn.report.builder import compute
 from vizcnn.report.builder.ablation import make_ablation
@@ -25,6 +24,7 @@ from vizcnn.report.builder.store import ArtifactStore
 from vizcnn.report.html.links import broken_links
 from vizcnn.report.html.pages import render_pages
 from vizcnn.report.html.site import Site
+from vizcnn.runs.store import model_block
 
 # (stage title, units of its bar) -> a context manager giving the stage's progress callback
 StageFactory = Callable[[str, str], AbstractContextManager[ProgressCallback]]
@@ -79,20 +79,15 @@ def _block(
     made: compute.Made,
     seconds: float,
 ) -> dict[str, object]:
-    block = provenance(
-        technique=f"report:{artifact.kind}",
-        model_name=loaded.name,
-        weights=loaded.weights,
-        module=None,  # the plan hashed the weights once
-        normalization=loaded.normalization,
-        options={k: v for k, v in made.options.items() if k not in _IN_BLOCK},
+    block = model_block(
+        f"report:{artifact.kind}",
+        loaded,
+        {k: v for k, v in made.options.items() if k not in _IN_BLOCK},
         data=made.data_name,
         seed=plan.seed if artifact.kind in _SEEDED else None,
-        device=loaded.device,
-        dtype=loaded.dtype,
         seconds=seconds,
+        weights_digest=plan.weights_digest,  # the plan hashed the weights once
     )
-    block["weights_digest"] = plan.weights_digest
     return block
 
 
