@@ -223,14 +223,16 @@ def _mine_folder(
                     stack.enter_context(folder_lock(target))
                 fields = run_fields(loaded, dataset, config, shard)
                 notes = check_folder(target, checkpoint, shard, fields, block, resume, overwrite)
-                if overwrite and shard.is_main:
-                    remove_earlier_run(target)
             except VizError as exc:
                 problem = str(exc)
             # every rank has checked before any writes: all go on, or all stop with one reason
             refusals = [p for p in all_gather_objects(problem) if p is not None]
             if refusals:
                 raise VizError(refusals[0])
+            if overwrite:  # only once every rank agreed to go on, and before any rank saves
+                if shard.is_main:
+                    remove_earlier_run(target)
+                all_gather_objects(None)  # a barrier: no rank streams before the folder is clear
             mining_started = time.perf_counter()
             top = _stream(loaded, dataset, config, checkpoint, resume, progress, shard, options)
             mining_seconds = time.perf_counter() - mining_started
