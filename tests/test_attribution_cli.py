@@ -11,13 +11,13 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from folder_helpers import folder_contents
 from vizcnn.attribution import METHODS, attribute, make_methods
 from vizcnn.cli.main import app
 from vizcnn.core.errors import VizError
 from vizcnn.core.run_options import RunOptions
 from vizcnn.data.datasets import preprocess
 from vizcnn.data.samples import sample_image
-from vizcnn.io.imaging import read_png_metadata
 from vizcnn.models.loading import load_model
 from vizcnn.runs import DeletionConfig, SanityConfig, attribute_folder
 from vizcnn.runs.lock import LOCK_NAME
@@ -134,30 +134,6 @@ def test_guided_equal_to_saliency_is_a_warning_line_and_in_the_manifest(
 
 # --- the command is one library call ---------------------------------------------------------
 
-TIMESTAMPS = {"created", "seconds"}
-
-
-def _without_timestamps(value: object) -> object:
-    if isinstance(value, dict):
-        return {k: _without_timestamps(v) for k, v in value.items() if k not in TIMESTAMPS}
-    if isinstance(value, list):
-        return [_without_timestamps(v) for v in value]
-    return value
-
-
-def _contents(folder: Path) -> dict[str, object]:
-    """Every file of the folder: JSON data (timestamps dropped), PNG pixels and text, tensors."""
-    found: dict[str, object] = {}
-    for path in sorted(folder.iterdir()):
-        if path.suffix == ".json":
-            found[path.name] = _without_timestamps(json.loads(path.read_text()))
-        elif path.suffix == ".pt":
-            found[path.name] = {k: v.tolist() for k, v in torch.load(path).items()}
-        else:
-            with Image.open(path) as image:
-                found[path.name] = (image.tobytes(), read_png_metadata(path))
-    return found
-
 
 def test_cli_folder_equals_the_library_call(tmp_path: Path) -> None:
     args = ["sample:coffee", "sample:camera", "sample:coffee", "-m", "lenet5_digits",
@@ -185,7 +161,7 @@ def test_cli_folder_equals_the_library_call(tmp_path: Path) -> None:
     assert library.deletion is not None and set(library.deletion) == set(library.methods)
     assert library.sanity is not None and len(library.sanity.stages) == 2
     assert library.deletion_table() in out and library.sanity.table() in out
-    assert _contents(tmp_path / "cli") == _contents(tmp_path / "lib")
+    assert folder_contents(tmp_path / "cli") == folder_contents(tmp_path / "lib")
 
 
 def test_library_folder_is_kept_refused_or_redone(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@ store), the folder's lock, and the CLI's site equal to the library's but for tim
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -11,10 +10,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from folder_helpers import TIMESTAMPS, folder_contents
 from report_helpers import TINY_CLI_ARGS, markup_loaded, tiny_config, write_data
 from vizcnn.cli.main import app
 from vizcnn.core.errors import VizError
-from vizcnn.io.imaging import read_png_metadata
 from vizcnn.io.resume import stored_provenance
 from vizcnn.models.loading import load_model
 from vizcnn.report import ReportConfig, report_folder
@@ -22,16 +21,6 @@ from vizcnn.report.builder.store import MANIFEST
 from vizcnn.runs import folder_lock
 from vizcnn.runs.lock import LOCK_NAME
 from vizcnn.runs.store import plan_results, result_difference, settings_block, settings_digest
-
-TIMESTAMPS = {"created", "seconds", "updated"}
-
-
-def _without_timestamps(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_timestamps(v) for k, v in value.items() if k not in TIMESTAMPS}
-    if isinstance(value, list):
-        return [_without_timestamps(v) for v in value]
-    return value
 
 
 def _page(text: str) -> str:
@@ -41,26 +30,8 @@ def _page(text: str) -> str:
     return re.sub(r" · [0-9.]+ s<", " · S s<", text)
 
 
-def _contents(folder: Path) -> dict[str, Any]:
-    """Every file of a site: PNG pixels and text chunks, JSON data, pages; timestamps dropped."""
-    from PIL import Image
-
-    found: dict[str, Any] = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        name = path.relative_to(folder).as_posix()
-        if path.suffix == ".json":
-            found[name] = _without_timestamps(json.loads(path.read_text()))
-        elif path.suffix == ".html":
-            found[name] = _page(path.read_text(encoding="utf-8"))
-        else:
-            with Image.open(path) as image:
-                pixels = image.tobytes()
-            chunks = {
-                k: _without_timestamps(json.loads(v)) if v.startswith("{") else v
-                for k, v in read_png_metadata(path).items()
-            }
-            found[name] = (pixels, chunks)
-    return found
+def _site(folder: Path) -> dict[str, Any]:
+    return folder_contents(folder, timestamps=TIMESTAMPS | {"updated"}, page=_page)
 
 
 def test_cli_report_equals_the_library_call(tmp_path: Path) -> None:
@@ -81,7 +52,7 @@ def test_cli_report_equals_the_library_call(tmp_path: Path) -> None:
     run = report_folder(load_model("lenet5_digits", device="cpu"), tmp_path / "lib", config, seed=1)
     assert run.pages[0] == "index.html" and run.reused == [] and run.plan.seed == 1
     assert f"{len(run.computed)} artifact(s) computed" in result.output
-    cli_files, lib_files = _contents(cli), _contents(tmp_path / "lib")
+    cli_files, lib_files = _site(cli), _site(tmp_path / "lib")
     assert sorted(cli_files) == sorted(lib_files)
     for name in cli_files:
         assert cli_files[name] == lib_files[name], name

@@ -14,43 +14,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from folder_helpers import folder_contents
 from vizcnn.cli.main import app
 from vizcnn.core.errors import VizError
-from vizcnn.io.imaging import read_png_metadata
 from vizcnn.models.loading import load_model
 from vizcnn.optvis.config import RenderConfig
 from vizcnn.runs import channel_units, class_units, folder_lock, render_folder
 from vizcnn.runs.lock import LOCK_NAME
-
-# fields of a provenance block that describe when and how long, not what was made
-TIMESTAMPS = {"created", "seconds"}
-
-
-def _without_timestamps(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_timestamps(v) for k, v in value.items() if k not in TIMESTAMPS}
-    if isinstance(value, list):
-        return [_without_timestamps(v) for v in value]
-    return value
-
-
-def _contents(folder: Path) -> dict[str, Any]:
-    """Every file of a run folder: PNG pixels and text chunks, JSON data; timestamps dropped."""
-    from PIL import Image
-
-    found: dict[str, Any] = {}
-    for path in sorted(folder.iterdir()):
-        if path.suffix == ".json":
-            found[path.name] = _without_timestamps(json.loads(path.read_text()))
-        else:
-            with Image.open(path) as image:
-                pixels = image.tobytes()
-            chunks = {
-                k: _without_timestamps(json.loads(v)) if v.startswith("{") else v
-                for k, v in read_png_metadata(path).items()
-            }
-            found[path.name] = (pixels, chunks)
-    return found
 
 
 def test_cli_render_equals_the_library_call(tmp_path: Path) -> None:
@@ -62,7 +32,7 @@ def test_cli_render_equals_the_library_call(tmp_path: Path) -> None:
     run = render_folder(loaded, "features.3:1,4", tmp_path / "lib", RenderConfig(steps=5), seed=3)
     assert run.files == ["features.3_c0001.png", "features.3_c0004.png"]
     assert run.rendered == 2 and run.skipped == 0
-    assert _contents(cli) == _contents(tmp_path / "lib")
+    assert folder_contents(cli) == folder_contents(tmp_path / "lib")
 
 
 def test_library_resume_and_refusal(tmp_path: Path) -> None:

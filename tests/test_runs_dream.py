@@ -12,53 +12,20 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from folder_helpers import folder_contents
 from vizcnn.cli.main import app
 from vizcnn.core.errors import VizError
 from vizcnn.data.samples import sample_image
 from vizcnn.deepdream.dreaming import DreamConfig, dream
 from vizcnn.deepdream.zoom import ZoomConfig, dream_frames
-from vizcnn.io.imaging import read_png_metadata, to_pil
+from vizcnn.io.imaging import to_pil
 from vizcnn.models.base import describe
 from vizcnn.models.loading import load_model
 from vizcnn.runs import dream_file, file_lock
 from vizcnn.runs.lock import LOCK_NAME
 
-TIMESTAMPS = {"created", "seconds"}
 ARGS = ["-m", "lenet5_digits", "--steps", "2", "--octaves", "2", "--jitter", "5", "--seed", "3"]
 CONFIG = DreamConfig(steps=2, octaves=2, jitter=5)
-
-
-def _without_timestamps(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_timestamps(v) for k, v in value.items() if k not in TIMESTAMPS}
-    if isinstance(value, list):
-        return [_without_timestamps(v) for v in value]
-    return value
-
-
-def _contents(folder: Path) -> dict[str, Any]:
-    """Every file in `folder`: image frames' pixels and text chunks, JSON data; no timestamps."""
-    found: dict[str, Any] = {}
-    for path in sorted(folder.rglob("*")):
-        if path.is_dir():
-            continue
-        name = str(path.relative_to(folder))
-        if path.suffix == ".json":
-            found[name] = _without_timestamps(json.loads(path.read_text()))
-            continue
-        with Image.open(path) as image:
-            frames = []
-            for index in range(getattr(image, "n_frames", 1)):
-                image.seek(index)
-                frames.append(image.tobytes())
-        chunks = {}
-        if path.suffix == ".png":
-            chunks = {
-                k: _without_timestamps(json.loads(v)) if v.startswith("{") else v
-                for k, v in read_png_metadata(path).items()
-            }
-        found[name] = (frames, chunks)
-    return found
 
 
 def _cli(*args: str) -> Any:
@@ -72,12 +39,12 @@ def _both(tmp_path: Path, output: str, cli_args: list[str], **library: Any) -> t
     shutil.rmtree(folder, ignore_errors=True)
     result = _cli("sample:coins", *ARGS, *cli_args, "-q", "-o", str(folder / output))
     assert result.exit_code == 0, result.output
-    cli = _contents(folder)
+    cli = folder_contents(folder)
     shutil.rmtree(folder)
     loaded = load_model("lenet5_digits", device="cpu")
     run = dream_file(loaded, "sample:coins", str(folder / output), CONFIG, seed=3, **library)
     assert run.made and not run.replaced
-    return cli, _contents(folder)
+    return cli, folder_contents(folder)
 
 
 def test_cli_still_equals_the_library_call_and_dream(tmp_path: Path) -> None:

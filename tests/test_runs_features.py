@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -13,6 +12,7 @@ from click.testing import CliRunner
 from PIL import Image
 from torch import nn
 
+from folder_helpers import folder_contents
 from vizcnn.ablation.training import TrainConfig
 from vizcnn.ablation.variants import parse_units
 from vizcnn.cli.main import app
@@ -23,7 +23,6 @@ from vizcnn.features.featuremaps import FeatureMapConfig
 from vizcnn.features.filters import FilterConfig
 from vizcnn.features.kernels import KernelConfig
 from vizcnn.features.neighbors import NeighborsConfig
-from vizcnn.io.imaging import read_png_metadata
 from vizcnn.models.loading import load_model
 from vizcnn.runs import (
     ablate_folder,
@@ -35,39 +34,6 @@ from vizcnn.runs import (
     neighbors_file,
 )
 from vizcnn.runs.neighbors import CACHE_DIR
-
-TIMESTAMPS = {"created", "seconds"}  # when and how long, not what was made
-
-
-def _without_timestamps(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_timestamps(v) for k, v in value.items() if k not in TIMESTAMPS}
-    if isinstance(value, list):
-        return [_without_timestamps(v) for v in value]
-    return value
-
-
-def _contents(folder: Path) -> dict[str, Any]:
-    """Every file of a folder (not its hidden cache): PNG pixels and text chunks, JSON data,
-    other text as it is; timestamps dropped."""
-    found: dict[str, Any] = {}
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith("."):
-            continue
-        if path.suffix == ".json":
-            found[path.name] = _without_timestamps(json.loads(path.read_text()))
-        elif path.suffix == ".png":
-            with Image.open(path) as image:
-                pixels = image.tobytes()
-            chunks = {
-                k: _without_timestamps(json.loads(v)) if v.startswith("{") else v
-                for k, v in read_png_metadata(path).items()
-            }
-            found[path.name] = (pixels, chunks)
-        else:
-            found[path.name] = path.read_bytes()
-    assert found, f"nothing written in {folder}"
-    return found
 
 
 def _cli(*args: str) -> str:
@@ -81,7 +47,7 @@ def test_filters(tmp_path: Path) -> None:
     loaded = load_model("lenet5_digits", device="cpu")
     run = filters_file(loaded, tmp_path / "lib" / "f.png", FilterConfig(sort="norm"), seed=3)
     assert run.grid.layer == "features.0"
-    assert _contents(tmp_path / "cli") == _contents(tmp_path / "lib")
+    assert folder_contents(tmp_path / "cli") == folder_contents(tmp_path / "lib")
 
 
 def test_featuremaps(tmp_path: Path) -> None:
@@ -91,7 +57,7 @@ def test_featuremaps(tmp_path: Path) -> None:
     config = FeatureMapConfig(("features.1", "features.3"), top=4, overlay=True, cmap="magma")
     run = featuremaps_folder(loaded, "sample:camera", tmp_path / "lib", config, seed=0)
     assert run.files == ["00_features.1.png", "01_features.3.png"]
-    assert _contents(tmp_path / "cli") == _contents(tmp_path / "lib")
+    assert folder_contents(tmp_path / "cli") == folder_contents(tmp_path / "lib")
 
 
 def test_kernels(tmp_path: Path) -> None:
@@ -100,7 +66,7 @@ def test_kernels(tmp_path: Path) -> None:
     config = KernelConfig(("sharpen", "box blur"), padding="zeros", size=48, gray=True)
     run = kernels_file("sample:coffee", tmp_path / "lib" / "k.png", config)
     assert run.names == ["sharpen", "box blur"] and min(run.outputs["sharpen"].shape[-2:]) == 48
-    assert _contents(tmp_path / "cli") == _contents(tmp_path / "lib")
+    assert folder_contents(tmp_path / "cli") == folder_contents(tmp_path / "lib")
     with pytest.raises(VizError, match="size must be >= 0"):
         KernelConfig(size=-1)
 
@@ -112,7 +78,7 @@ def test_equivariance(tmp_path: Path) -> None:
     config = EquivarianceConfig(shifts=(1, 2), direction="xy")
     run = equivariance_folder(loaded, "samples", tmp_path / "lib", config, limit=2, seed=0)
     assert run.result.images == 2
-    assert _contents(tmp_path / "cli") == _contents(tmp_path / "lib")
+    assert folder_contents(tmp_path / "cli") == folder_contents(tmp_path / "lib")
 
 
 def _images(folder: Path, count: int = 6) -> Path:
@@ -134,7 +100,7 @@ def test_neighbors_and_its_cache(tmp_path: Path) -> None:
     path = tmp_path / "lib" / "nn.png"
     run = neighbors_file(loaded, [query, "sample:camera"], str(data), path, config)
     assert not run.embeddings.cached and run.indices[0, 0] == 2  # img2 is its own nearest
-    assert _contents(tmp_path / "cli") == _contents(tmp_path / "lib")
+    assert folder_contents(tmp_path / "cli") == folder_contents(tmp_path / "lib")
     cached = sorted(p.name for p in (tmp_path / "cli" / CACHE_DIR).iterdir())
     assert cached == sorted(p.name for p in (tmp_path / "lib" / CACHE_DIR).iterdir())
     again = neighbors_file(loaded, [query], str(data), path, config)
@@ -153,7 +119,7 @@ def test_ablate_units(tmp_path: Path) -> None:
     run = ablate_folder(loaded, "digits", tmp_path / "lib", variants, config, seed=2)
     assert [row.name for row in run.result.rows] == ["original", "features.3:0,5"]
     assert run.baseline.name == "original" and run.result.seed == 2
-    assert _contents(tmp_path / "cli") == _contents(tmp_path / "lib")
+    assert folder_contents(tmp_path / "cli") == folder_contents(tmp_path / "lib")
     # the seed is recorded where it was while it was a TrainConfig field
     written = json.loads((tmp_path / "lib" / "results.json").read_text())
     assert written["retrain"]["seed"] == 2 and written["provenance"]["seed"] == 2
@@ -202,4 +168,4 @@ def test_ablate_blocks(tmp_path: Path) -> None:
     run = lesion_folder(loaded, "samples", tmp_path / "lib", crops=2, run=RunOptions(batch=4))
     assert [les.removable for les in run.result.lesions] == [True, False, True]
     assert run.worst is not None and run.worst.block in ("1.0", "1.2")
-    assert _contents(tmp_path / "cli") == _contents(tmp_path / "lib")
+    assert folder_contents(tmp_path / "cli") == folder_contents(tmp_path / "lib")

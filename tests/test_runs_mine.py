@@ -15,11 +15,11 @@ import torch
 import torch.multiprocessing as mp
 from click.testing import CliRunner
 
+from folder_helpers import TIMESTAMPS, folder_contents
 from mine_helpers import random_images, write_pngs
 from vizcnn.cli.main import app
 from vizcnn.core.errors import VizError
 from vizcnn.core.run_options import RunOptions
-from vizcnn.io.imaging import read_png_metadata
 from vizcnn.mining.streaming import MineConfig
 from vizcnn.models.loading import LoadedModel, load_model
 from vizcnn.runs import MineInterrupted, mine_folder
@@ -27,7 +27,6 @@ from vizcnn.runs.lock import LOCK_NAME
 
 TINY = ["-m", "mine_helpers:tiny_miner", "--input-size", "32", "--mean", "0.5,0.5,0.5"]
 TINY += ["--std", "0.25,0.25,0.25"]
-TIMESTAMPS = {"created", "seconds"}  # a provenance block's when and how long
 
 
 def tiny() -> LoadedModel:
@@ -35,38 +34,6 @@ def tiny() -> LoadedModel:
     return load_model(
         "mine_helpers:tiny_miner", size=32, mean=[0.5] * 3, std=[0.25] * 3, device="cpu"
     )
-
-
-def _without_timestamps(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_timestamps(v) for k, v in value.items() if k not in TIMESTAMPS}
-    if isinstance(value, list):
-        return [_without_timestamps(v) for v in value]
-    return value
-
-
-def _contents(folder: Path) -> dict[str, Any]:
-    """Every file under a mine folder: PNG pixels and text chunks, JSON data, checkpoint
-    payloads; timestamps dropped."""
-    from PIL import Image
-
-    found: dict[str, Any] = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        name = str(path.relative_to(folder))
-        if path.suffix == ".json":
-            found[name] = _without_timestamps(json.loads(path.read_text()))
-        elif path.suffix == ".pt":
-            payload = torch.load(path, weights_only=True)
-            found[name] = repr(payload)  # tensors print every value at this size
-        else:
-            with Image.open(path) as image:
-                pixels = image.tobytes()
-            chunks = {
-                k: _without_timestamps(json.loads(v)) if v.startswith("{") else v
-                for k, v in read_png_metadata(path).items()
-            }
-            found[name] = (pixels, chunks)
-    return found
 
 
 def stable(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -106,7 +73,7 @@ def test_cli_mine_equals_the_library_call(data: Path, tmp_path: Path) -> None:
     assert run.images_seen == 14 and run.resumed_from == 0 and run.is_main
     assert (tmp_path / "lib" / "checkpoint" / "rank0-of-1.pt").is_file()
     assert not (tmp_path / "lib" / LOCK_NAME).exists()
-    assert _contents(out) == _contents(tmp_path / "lib")
+    assert folder_contents(out) == folder_contents(tmp_path / "lib")
     # the CLI's defaults are the library's: both folders record the same config
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["run"]["workers"] == RunOptions.workers == 0
