@@ -96,7 +96,8 @@ def _summary(run: AblationRun | LesionRun, model: str) -> str:
     "as LeNet-5 on a busy machine.",
 )
 @run_options
-@output_options("Output folder (results.md, results.json, chart.png).")
+@output_options("Output folder (results.md, results.json, chart.png).",
+                overwrite="Replace the results of an earlier run in -o (refused otherwise).")  # fmt: skip
 @friendly_errors
 def ablate_command(data: str, output: str, **options: Any) -> None:
     """Remove layers (or zero channels) on copies of a model, retrain fairly, compare accuracy.
@@ -131,7 +132,8 @@ def ablate_command(data: str, output: str, **options: Any) -> None:
         keys = ("retrain", "epochs", "from_scratch", "lr")
         given = {key: options[key] for key in keys}
         with progress_bar(show, unit="img" if options["blocks"] else "step") as bar:
-            shared = {"crops": options["crops"], "seed": options["seed"], "progress": bar}
+            shared = {"crops": options["crops"], "seed": options["seed"], "progress": bar,
+                      "overwrite": options["overwrite"]}  # fmt: skip
             run: AblationRun | LesionRun
             if options["blocks"]:
                 run = lesion_folder(loaded, data, output, run=run_from(options), **shared)

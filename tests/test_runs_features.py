@@ -124,6 +124,18 @@ def test_ablate_units(tmp_path: Path) -> None:
     written = json.loads((tmp_path / "lib" / "results.json").read_text())
     assert written["retrain"]["seed"] == 2 and written["provenance"]["seed"] == 2
     assert written["provenance"]["options"]["seed"] == 2
+    # an earlier run's results are not replaced without a word: refused before any work
+    before = (tmp_path / "lib" / "results.json").read_bytes()
+    with pytest.raises(VizError, match=r"already holds the results of a run .*overwrite=True"):
+        ablate_folder(loaded, "digits", tmp_path / "lib", variants, config, seed=3)
+    assert (tmp_path / "lib" / "results.json").read_bytes() == before
+    again = ablate_folder(
+        loaded, "digits", tmp_path / "lib", variants, config, seed=3, overwrite=True
+    )
+    assert again.result.seed == 3
+    refused = CliRunner().invoke(app, ["ablate", "digits", "-m", "lenet5_digits", "--units",
+                                       "features.3:0,5", "--retrain", "none", "-o", f"{tmp_path}/cli"])  # fmt: skip
+    assert refused.exit_code == 1 and "use --overwrite to redo it" in refused.output
 
 
 class _Residual(nn.Module):

@@ -128,11 +128,17 @@ def _data(
     return data, _name(data)
 
 
-def _check_free(folder: Path) -> None:
-    """Refuse now, not after hours of training, a folder another run is writing (main rank)."""
-    if current_shard().is_main:
-        with folder_lock(folder):
-            pass
+def _check_folder(folder: Path, overwrite: bool) -> None:
+    """Refuse now, not after hours of training, a folder another run is writing, or one that
+    holds an earlier run's results unless `overwrite` (main rank; the others follow it)."""
+    if not current_shard().is_main:
+        return
+    with folder_lock(folder):
+        if not overwrite and (folder / "results.json").is_file():
+            raise VizError(
+                f"{folder}/ already holds the results of a run (results.json); "
+                "pass overwrite=True to redo it, or write to another folder"
+            )
 
 
 def _write(
@@ -157,6 +163,7 @@ def ablate_folder(
     seed: int = 0,
     progress: ProgressCallback = no_progress,
     run: RunOptions | None = None,
+    overwrite: bool = False,
 ) -> AblationRun:
     """Remove layers (or zero channels) on copies of `model`, retrain them with equal budgets,
     evaluate every row on `data`, and write the table, chart and JSON to `folder`.
@@ -176,6 +183,8 @@ def ablate_folder(
         seed: those crops, the adapters' initialization and the retraining (an int: it is
             recorded in the provenance and the results).
         progress: one callback for every phase (training each row, evaluating).
+        overwrite: replace the results of an earlier run in `folder` (refused otherwise, before
+            any training).
         run: how it runs (`RunOptions`): `batch` images per evaluation pass (None: the
             training batch, at least 256), `workers` DataLoader processes; training's batch
             is `config.batch_size` (it changes the result).
@@ -187,7 +196,7 @@ def ablate_folder(
     """
     started = time.perf_counter()
     target = ensure_writable(folder, "folder", flag="folder")
-    _check_free(target)
+    _check_folder(target, overwrite)
     loaded = as_loaded(model)
     builtin = variants is None
     if builtin and not (str(data) == DIGITS and loaded.name == "lenet5_digits"):
@@ -244,6 +253,7 @@ def lesion_folder(
     seed: int = 0,
     progress: ProgressCallback = no_progress,
     run: RunOptions | None = None,
+    overwrite: bool = False,
 ) -> LesionRun:
     """The lesion study (Veit et al.): remove each block alone, no retraining, compare the
     predictions with the intact network's; write the table, chart and JSON to `folder`.
@@ -255,6 +265,7 @@ def lesion_folder(
         crops: random crops per photo of `samples`.
         seed: those crops.
         progress: called after each batch.
+        overwrite: replace the results of an earlier run in `folder` (refused otherwise).
         run: how it runs (`RunOptions`): `batch` images per forward pass (None:
             `TrainConfig.batch_size`, recorded), `workers` DataLoader processes.
 
@@ -263,7 +274,7 @@ def lesion_folder(
     """
     started = time.perf_counter()
     target = ensure_writable(folder, "folder", flag="folder")
-    _check_free(target)
+    _check_folder(target, overwrite)
     loaded = as_loaded(model)
     test_set, data_name = _data(loaded, data, crops, seed)
     how = as_run_options(run)
