@@ -1,4 +1,4 @@
-"""Models: load by spec (bundled, torchvision, checkpoints, factories), the zoo's default layers, LeNet."""
+"""Models: load by spec (bundled, torchvision, checkpoints, factories), default layers per model, LeNet."""
 
 from vizcnn.models.base import (
     IMAGENET_MEAN,

@@ -17,8 +17,8 @@ from torch import nn
 from vizcnn.core.errors import VizError
 from vizcnn.models.base import IMAGENET_MEAN, IMAGENET_STD, LoadedModel, imagenet_labels
 from vizcnn.models.checkpoints import load_weights_file
+from vizcnn.models.default_layers import default_layers
 from vizcnn.models.random_init import build_random, describe_random
-from vizcnn.models.zoo import default_layers
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from torch import nn
 from vizcnn.core.errors import VizError
 from vizcnn.models.base import LoadedModel
 from vizcnn.models.checkpoints import load_weights_file
+from vizcnn.models.default_layers import default_layers
 from vizcnn.models.random_init import build_random, describe_random
-from vizcnn.models.zoo import default_layers
 
 WEIGHTS_PATH = Path(__file__).parent / "weights" / "lenet5_digits.pt"
 DIGITS_MEAN = (0.25,)  # mean ink level of the upsampled digits, rounded

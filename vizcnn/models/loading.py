@@ -1,4 +1,4 @@
-"""Model zoo: turn a spec string into a `LoadedModel` (module + preprocessing + labels + defaults).
+"""Loading: turn a spec string into a `LoadedModel` (module + preprocessing + labels + defaults).
 
 Specs:
     efficientnet_lite0          the default; ImageNet weights from the installed weights package

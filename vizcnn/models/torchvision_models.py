@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from vizcnn.core.errors import VizError, did_you_mean
-from vizcnn.models import zoo
 from vizcnn.models.base import IMAGENET_MEAN, IMAGENET_STD, LoadedModel, imagenet_labels
 from vizcnn.models.checkpoints import (
     fit_state_dict,
@@ -19,6 +18,7 @@ from vizcnn.models.checkpoints import (
     read_checkpoint,
     unwrap_state_dict,
 )
+from vizcnn.models.default_layers import default_layers
 from vizcnn.models.random_init import build_random, describe_random
 
 _AUX = {"googlenet": ("aux1.", "aux2."), "inception_v3": ("AuxLogits.",)}  # auxiliary heads
@@ -36,7 +36,7 @@ def input_size_of(arch: str) -> int:
 
 
 def imagenet_loaded(name: str, module: nn.Module, source: str, size: int = 224) -> LoadedModel:
-    """A `LoadedModel` with ImageNet preprocessing, labels and the zoo's default layers."""
+    """A `LoadedModel` with ImageNet preprocessing, labels and its default layers (`default_layers`)."""
     return LoadedModel(
         name=name,
         module=module,
@@ -44,7 +44,7 @@ def imagenet_loaded(name: str, module: nn.Module, source: str, size: int = 224) 
         std=IMAGENET_STD,
         input_size=(size, size),
         labels=imagenet_labels(),
-        default_layers=zoo.default_layers(name),
+        default_layers=default_layers(name),
         weights=source,
     )
 
