@@ -6,6 +6,7 @@ from __future__ import annotations
 # Library messages name arguments and config fields (a script author never typed a flag); on
 # the command line the same advice names the flag.
 FIELD_FLAGS = {
+    "pass replace_bundled=True to overwrite it": "add --replace-bundled to overwrite it",
     "pass overwrite=True to redo it": "use --overwrite to redo it",
     "or write to another folder": "or another -o folder",
     "with trust_checkpoint=True": "with --trust-checkpoint",

@@ -8,8 +8,6 @@ from typing import Any
 
 import click
 
-from vizcnn.core.errors import VizError
-from vizcnn.io.paths import ensure_writable
 from vizcnn.models.loading import available_models
 
 from .common import (
@@ -109,21 +107,7 @@ def train_digits_command(output: str, replace_bundled: bool, epochs: int, seed: 
       vizcnn dream sample:coffee -m lenet5_digits --weights lenet5_digits.pt -o d.png
       vizcnn train-digits --replace-bundled        overwrites the package's own weights
     """
-    from pathlib import Path
+    from vizcnn.runs.digits import digits_weights_file
 
-    import torch
-
-    from vizcnn.io.imaging import atomic_write
-    from vizcnn.models import lenet
-
-    target = lenet.WEIGHTS_PATH if replace_bundled else Path(output)
-    if not replace_bundled and target.resolve() == lenet.WEIGHTS_PATH.resolve():
-        raise VizError(
-            f"{output} is the package's bundled weights file; add --replace-bundled to overwrite it"
-        )
-    if target.is_dir():
-        raise VizError(f"output {output!r} is a folder; give a file name such as lenet5_digits.pt")
-    ensure_writable(target, "file")
-    model, accuracy = lenet.train_lenet5(epochs=epochs, seed=seed)
-    atomic_write(target, lambda file: torch.save(model.state_dict(), file))
-    click.echo(f"test accuracy {accuracy:.4f}; wrote {target}")
+    run = digits_weights_file(output, epochs=epochs, seed=seed, replace_bundled=replace_bundled)
+    click.echo(f"test accuracy {run.accuracy:.4f}; wrote {run.path}")

@@ -190,6 +190,21 @@ def test_train_digits_writes_a_user_file(tmp_path: Path, monkeypatch: pytest.Mon
     assert replaced.exit_code == 0 and bundled.read_bytes() != b"bundled"
 
 
+def test_train_digits_equals_the_library_call(tmp_path: Path) -> None:
+    from vizcnn.runs import digits_weights_file
+
+    result = CliRunner().invoke(
+        app, ["train-digits", "--epochs", "2", "--seed", "4", "-o", str(tmp_path / "cli.pt")]
+    )
+    assert result.exit_code == 0, result.output
+    run = digits_weights_file(tmp_path / "lib.pt", epochs=2, seed=4)
+    assert f"test accuracy {run.accuracy:.4f}" in result.output
+    cli, lib = (torch.load(tmp_path / n, weights_only=True) for n in ("cli.pt", "lib.pt"))
+    assert cli.keys() == lib.keys() and all(torch.equal(cli[k], lib[k]) for k in cli)
+    with pytest.raises(VizError, match="replace_bundled=True"):
+        digits_weights_file(lenet.WEIGHTS_PATH)
+
+
 # --- EfficientNet-Lite1/2 -------------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ from vizcnn.runs.attribute import (
     SanityConfig,
     attribute_folder,
 )
+from vizcnn.runs.digits import DigitsRun, digits_weights_file
 from vizcnn.runs.dream import DreamOutput, DreamRun, dream_file, dream_output
 from vizcnn.runs.equivariance import EquivarianceRun, equivariance_folder
 from vizcnn.runs.features import (
@@ -47,6 +48,8 @@ from vizcnn.runs.render import (
 from vizcnn.runs.store import StorePlan, check_finished_run, plan_results
 
 __all__ = [
+    "DigitsRun",
+    "digits_weights_file",
     "DreamOutput",
     "DreamRun",
     "dream_file",
