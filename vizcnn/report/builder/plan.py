@@ -220,7 +220,7 @@ def plan_report(
     is part of those artifacts' keys (the same seed reuses them).
 
     Example:
-        >>> plan = plan_report(loaded, ReportConfig(layers=("_blocks.6",), render=RenderConfig(steps=64)))
+        >>> plan = plan_report(loaded, ReportConfig(layers=("_blocks.6",)))
         >>> [a.kind for a in plan.artifacts]
         ['layers', 'filters', 'render', 'mine', 'stats', 'dream', 'dream', 'attribution', ...]
     """
