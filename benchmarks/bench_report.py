@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -36,9 +37,9 @@ BUDGET = 600.0  # seconds: the default report's goal on 2 CPU cores
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--steps", type=int, default=ReportConfig.steps)
+    parser.add_argument("--steps", type=int, default=ReportConfig().render.steps)
     parser.add_argument("--units", type=int, default=ReportConfig.units_per_layer)
-    parser.add_argument("--image-size", type=int, default=ReportConfig.image_size)
+    parser.add_argument("--image-size", type=int, default=ReportConfig().render.size)
     parser.add_argument("--layers", default="", help="comma-separated (default: the model's)")
     parser.add_argument("--keep", default=None, help="build into this folder and keep it")
     parser.add_argument(
@@ -53,8 +54,7 @@ def main() -> None:
     config = ReportConfig(
         layers=tuple(x for x in args.layers.split(",") if x),
         units_per_layer=args.units,
-        steps=args.steps,
-        image_size=args.image_size,
+        render=replace(ReportConfig().render, steps=args.steps, size=args.image_size),
     )
     rows: list[tuple[str, str, float, float]] = []  # run, stage, wall, cpu
 
@@ -93,7 +93,7 @@ def main() -> None:
             )  # fmt: skip
     print(
         f"\nefficientnet_lite0, layers {', '.join(layer for layer, _ in plan.layers)}, "
-        f"{config.units_per_layer} units x {config.steps} steps at {config.image_size} px, "
+        f"{config.units_per_layer} units x {config.render.steps} steps at {config.render.size} px, "
         f"data {config.data} ({len(plan.dataset or [])} images), images "
         f"{', '.join(config.images)}; torch threads {threads}, load average "
         f"{os.getloadavg()[0]:.1f}\n"

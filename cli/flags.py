@@ -98,13 +98,8 @@ FIELD_FLAGS = {
     ),
     # vizcnn report: ReportConfig and plan_report
     "ReportConfig.units_per_layer": "--units-per-layer",
-    "ReportConfig.steps": "--steps",
-    "ReportConfig.image_size": "--image-size",
     "ReportConfig.limit": "--limit",
-    "ReportConfig.dream_octaves": "--dream-octaves",
-    "ReportConfig.dream_steps": "--dream-steps",
     "ReportConfig.crops": "--crops",
-    "ReportConfig.k": "-k",
     "ReportConfig.projections": "--projections",
     "ReportConfig.layers": "--layers",
     "ReportConfig.ablation": "--ablation",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ from .memory import reuse_freed_memory
 from .options import batch_option, output_options, precision_options, run_from
 from .progress import progress_bar
 
-C = ReportConfig  # every default below is the config's own
+C = ReportConfig  # every default below is the config's own, or its techniques' configs'
+D = ReportConfig()
 HELP = {
     "data": "Data mined for top patches and mean activations: a folder of images, a .txt list "
     "of paths, or samples (crops of the bundled photos).",
@@ -74,17 +76,17 @@ def _opt(flag: str, field: str, **kwargs: Any) -> Any:
 @_opt("--data", "data")
 @_opt("--layers", "layers", default=None, metavar="L1,L2,...")
 @_opt("--units-per-layer", "units_per_layer", type=int)
-@_opt("--steps", "steps", type=int)
-@_opt("--image-size", "image_size", type=int)
+@_opt("--steps", "steps", type=int, default=D.render.steps)
+@_opt("--image-size", "image_size", type=int, default=D.render.size)
 @_opt("--limit", "limit", type=int)
 @_opt("--crops", "crops", type=int)
-@_opt("-k", "k", type=int)
+@_opt("-k", "k", type=int, default=D.mine.k)
 @_opt("--projections", "projections", type=click.Choice(PROJECTIONS))
 @_opt("--images", "images", multiple=True, metavar="IMG")
 @_opt("--no-images", "no_images", is_flag=True)
 @_opt("--methods", "methods", default=",".join(C.methods))
-@_opt("--dream-octaves", "dream_octaves", type=int)
-@_opt("--dream-steps", "dream_steps", type=int)
+@_opt("--dream-octaves", "dream_octaves", type=int, default=D.dream.octaves)
+@_opt("--dream-steps", "dream_steps", type=int, default=D.dream.steps)
 @_opt("--ablation", "ablation", metavar="OUT/results.json")
 @batch_option(REPORT_BATCH, "Images per forward pass (mining).")
 @precision_options("pictures")
@@ -125,13 +127,18 @@ def report_command(
     if images and no_images:
         raise click.UsageError("give --images or --no-images, not both")
     fields = {name: options.pop(name) for name in list(options) if name in C.__dataclass_fields__}
-    how = run_from(options)
     config = ReportConfig(
         layers=_split(layers),
+        render=replace(D.render, steps=options.pop("steps"), size=options.pop("image_size")),
+        mine=replace(D.mine, k=options.pop("k")),
         images=() if no_images else (images or C.images),
         methods=_split(methods),
+        dream=replace(
+            D.dream, octaves=options.pop("dream_octaves"), steps=options.pop("dream_steps")
+        ),
         **fields,
     )
+    how = run_from(options)
     check_report_folder(output, allow_nonempty=force)  # before the model loads
     loaded = open_model({**options, "quiet": quiet}, device_from(options))
 

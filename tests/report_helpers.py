@@ -10,11 +10,13 @@ A tiny real site from the shell (e.g. for a browser test), about 10-20 s on 2 co
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from vizcnn.deepdream.config import DreamConfig
 from vizcnn.io.imaging import save_png
 from vizcnn.models.base import LoadedModel
 from vizcnn.report import ReportConfig
@@ -70,19 +72,22 @@ def write_data(folder: Path, count: int = 6) -> Path:
     return folder
 
 
+TINY_RENDER = replace(ReportConfig().render, steps=3, size=16)  # the report's recipe, shorter
+TINY_MINE = replace(ReportConfig().mine, k=2)
+TINY_DREAM = DreamConfig(octaves=1, steps=2)
+
+
 def tiny_config(data: Path, **changes: object) -> ReportConfig:
     """The fastest report of `markup_loaded()`: 2 layers, 2 units, 3 steps, 1 image, 1 method."""
     options: dict[str, object] = {
         "layers": (EVIL, "conv2"),
         "units_per_layer": 2,
-        "steps": 3,
-        "image_size": 16,
+        "render": TINY_RENDER,
         "data": str(data),
-        "k": 2,
+        "mine": TINY_MINE,
         "images": (str(data / f"{EVIL}.png"),),
         "methods": ("saliency",),
-        "dream_octaves": 1,
-        "dream_steps": 2,
+        "dream": TINY_DREAM,
     }
     options.update(changes)
     return ReportConfig(**options)  # type: ignore[arg-type]

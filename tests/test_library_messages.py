@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -116,15 +117,16 @@ CONFIG_ERRORS: list[tuple[Callable[[], object], str, str]] = [
         "--from-scratch needs --retrain all",
     ),
     (lambda: ReportConfig(units_per_layer=0), "ReportConfig.units_per_layer", "--units-per-layer"),
-    (lambda: ReportConfig(steps=0), "ReportConfig.steps must be >= 1", "--steps must be >= 1"),
-    (lambda: ReportConfig(image_size=4), "ReportConfig.image_size", "--image-size must"),
     (lambda: ReportConfig(limit=0), "ReportConfig.limit must", "--limit must"),
-    (lambda: ReportConfig(dream_octaves=0), "ReportConfig.dream_octaves", "--dream-octaves"),
-    (lambda: ReportConfig(dream_steps=0), "ReportConfig.dream_steps", "--dream-steps must"),
     (lambda: ReportConfig(crops=0), "ReportConfig.crops must", "--crops must"),
-    (lambda: ReportConfig(k=0), "ReportConfig.k must be >= 1", "-k must be >= 1"),
     (lambda: ReportConfig(projections="x"), "ReportConfig.projections", "unknown --projections"),
     (lambda: ReportConfig(layers=("a", "a")), "ReportConfig.layers names", "--layers names"),
+    # the techniques' own fields are checked by their configs (RenderConfig, MineConfig, ...)
+    (
+        lambda: ReportConfig(mine=replace(ReportConfig().mine, k=0)),
+        "MineConfig.k must be at least 1",
+        "-k must be at least 1",
+    ),
 ]
 
 

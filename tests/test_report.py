@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -19,7 +20,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from report_helpers import EVIL, markup_loaded, tiny_config, write_data
+from report_helpers import EVIL, TINY_MINE, TINY_RENDER, markup_loaded, tiny_config, write_data
 from vizcnn.cli.main import app
 from vizcnn.core.errors import VizError
 from vizcnn.core.run_options import RunOptions
@@ -270,11 +271,16 @@ def test_a_run_stopped_by_ctrl_c_keeps_what_finished(
 def test_changing_steps_recomputes_only_the_renders(site: Path, tmp_path: Path) -> None:
     root = copy_site(site, tmp_path)
     loaded = markup_loaded()
-    plan = plan_report(loaded, tiny_config(_data_of(site), steps=4))
+    plan = plan_report(loaded, tiny_config(_data_of(site), render=replace(TINY_RENDER, steps=4)))
     result = build_report(loaded, plan, ArtifactStore(root))
     assert sorted(name.split("-")[0] for name in result.computed) == ["render", "render"]
     assert len(result.removed) == 2  # the old renders
-    data_plan = plan_report(loaded, tiny_config(_data_of(site), steps=4, k=1))
+    data_plan = plan_report(
+        loaded,
+        tiny_config(
+            _data_of(site), render=replace(TINY_RENDER, steps=4), mine=replace(TINY_MINE, k=1)
+        ),
+    )
     again = build_report(loaded, data_plan, ArtifactStore(root))
     assert sorted(name.split("-")[0] for name in again.computed) == ["mine", "mine"]
 
@@ -353,7 +359,7 @@ def _cli(*args: str) -> tuple[int, str]:
         (["--images", "nope.png"], "image 'nope.png' not found"),
         (["--images", "sample:cofee"], "coffee"),
         (["--ablation", "missing.json"], "--ablation 'missing.json' not found"),
-        (["--steps", "0"], "--steps must be >= 1"),
+        (["--steps", "0"], "steps must be at least 1"),  # RenderConfig's own check
         (["--data", "no_such_folder"], "no_such_folder"),
         (["--methods", "salience"], "salience"),
     ],

@@ -4,6 +4,7 @@ store), the folder's lock, and the CLI's site equal to the library's but for tim
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from folder_helpers import TIMESTAMPS, folder_contents
-from report_helpers import TINY_CLI_ARGS, markup_loaded, tiny_config, write_data
+from report_helpers import TINY_CLI_ARGS, TINY_DREAM, markup_loaded, tiny_config, write_data
 from vizcnn.cli.main import app
 from vizcnn.core.errors import VizError
+from vizcnn.deepdream.config import DreamConfig
 from vizcnn.io.resume import stored_provenance
 from vizcnn.models.loading import load_model
 from vizcnn.report import ReportConfig, report_folder
@@ -41,12 +43,11 @@ def test_cli_report_equals_the_library_call(tmp_path: Path) -> None:
     config = ReportConfig(
         layers=("features.0", "features.3"),
         units_per_layer=2,
-        steps=4,
+        render=replace(ReportConfig().render, steps=4),
         limit=16,
         crops=1,
         images=("sample:coffee",),
-        dream_octaves=1,
-        dream_steps=2,
+        dream=DreamConfig(octaves=1, steps=2),
         methods=("saliency", "gradcam"),
     )
     run = report_folder(load_model("lenet5_digits", device="cpu"), tmp_path / "lib", config, seed=1)
@@ -71,7 +72,7 @@ def test_second_call_reuses_all_and_a_changed_option_redoes_what_it_shapes(
     assert first.computed and not first.reused
     again = report_folder(loaded, tmp_path, tiny_config(data))
     assert again.computed == [] and sorted(again.reused) == sorted(first.computed)
-    dreams = report_folder(loaded, tmp_path, tiny_config(data, dream_steps=3))
+    dreams = report_folder(loaded, tmp_path, tiny_config(data, dream=replace(TINY_DREAM, steps=3)))
     assert [name.split("-")[0] for name in dreams.computed] == ["dream"]
     assert not (tmp_path / LOCK_NAME).exists()  # the lock goes with the run
 

@@ -143,7 +143,19 @@ _CONFIGS: dict[str, tuple[tuple[type, ...], dict[str, Any]]] = {
     "neighbors": ((neighbors.NeighborsConfig,), {"batch": neighbors.DEFAULT_BATCH}),
     "equivariance": ((equivariance.EquivarianceConfig,), {"batch": equivariance.DEFAULT_BATCH}),
     # --images repeats; none given: ReportConfig.images
-    "report": ((ReportConfig,), {"batch": REPORT_BATCH, "images": None}),
+    # --steps, --image-size, -k, --dream-*: fields of the techniques' configs inside ReportConfig
+    "report": (
+        (ReportConfig,),
+        {
+            "batch": REPORT_BATCH,
+            "images": None,
+            "steps": ReportConfig().render.steps,
+            "image_size": ReportConfig().render.size,
+            "k": ReportConfig().mine.k,
+            "dream_octaves": ReportConfig().dream.octaves,
+            "dream_steps": ReportConfig().dream.steps,
+        },
+    ),
     # --retrain and --epochs: None, the built-in digits experiment has its own (experiment_config)
     "ablate": (
         (TrainConfig,),

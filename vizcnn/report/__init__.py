@@ -10,10 +10,10 @@ Three floors, each named for what it does:
 - `vizcnn.report.html`: presentation only, no technique: plain dataclasses in, HTML out.
 
 Example:
-    >>> from vizcnn import load_model
+    >>> from vizcnn import RenderConfig, load_model
     >>> from vizcnn.report import ReportConfig, report_folder
     >>> loaded = load_model("efficientnet_lite0")
-    >>> run = report_folder(loaded, "site/", ReportConfig(steps=64))
+    >>> run = report_folder(loaded, "site/", ReportConfig(render=RenderConfig(steps=64)))
 """
 
 from vizcnn.report.builder.plan import Artifact, Plan, plan_report

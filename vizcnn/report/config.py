@@ -1,34 +1,55 @@
-"""`ReportConfig`: every option of a report, checked once when it is made."""
+"""`ReportConfig`: every option of a report, checked once when it is made.
+
+The techniques' recipes are their own configs (`RenderConfig`, `DreamConfig`, `MineConfig`),
+checked where they are made; the report only adds what it alone decides.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vizcnn.core.errors import VizError
+from vizcnn.deepdream.config import DreamConfig
+from vizcnn.mining.patches import DEFAULT_PROJECTIONS, PROJECTIONS
+from vizcnn.mining.streaming import MineConfig
+from vizcnn.optvis.config import RenderConfig
 
-PROJECTIONS = ("deconv", "guided", "none")
 DEFAULT_IMAGES = ("sample:coffee", "sample:chelsea")
 DEFAULT_METHODS = ("saliency", "ig", "gradcam")
 REPORT_BATCH = 32  # images per forward pass while mining where `RunOptions.batch` is None
 
+__all__ = ["DEFAULT_IMAGES", "DEFAULT_METHODS", "PROJECTIONS", "REPORT_BATCH", "ReportConfig"]
+
+
+def report_render() -> RenderConfig:
+    """The report's render recipe: fewer steps than `vizcnn render` (256), 128 px, lucid's fft."""
+    return RenderConfig(steps=256, size=128, param="fft")
+
+
+def report_mine() -> MineConfig:
+    """The report's mining recipe; its `layer` and `channels` are set per layer page."""
+    return MineConfig(layer="")
+
 
 @dataclass(frozen=True)
 class ReportConfig:
-    """What a report shows and how hard each picture is worked; `vizcnn report` options map onto these."""
+    """What a report shows and how hard each picture is worked; `vizcnn report` options map onto
+    these. `render`, `dream` and `mine` are the techniques' own configs: the builder sets what
+    is per page or per image (the render's size clipped to the model's input, the units mined);
+    the dream's `layers` () are the model's dream layers."""
 
     layers: tuple[str, ...] = ()  # layers with a page; () = the model's report layers
     units_per_layer: int = 16  # channels 0..N-1 of each layer (clipped to the layer)
-    steps: int = 256  # activation-maximization optimizer steps per unit
-    image_size: int = 128  # rendered picture side; the network sees it at this size (not 224)
+    render: RenderConfig = field(default_factory=report_render)  # each unit's picture; the
+    # network sees it at its size (not 224), clipped to the model's input size
     data: str = "samples"  # data set mined: a folder, a .txt list of paths, or `samples`
     limit: int | None = None  # use only the first N images of the data
     crops: int = 8  # samples: crops per bundled photo (16 photos)
-    k: int = 9  # top dataset patches per unit
-    projections: str = "none"  # patches next to their deconv / guided projection, or none
+    mine: MineConfig = field(default_factory=report_mine)  # top patches per unit (k, rank)
+    projections: str = DEFAULT_PROJECTIONS  # patches next to their deconv / guided projection
     images: tuple[str, ...] = DEFAULT_IMAGES  # images to dream and attribute (file or sample:NAME)
-    methods: tuple[str, ...] = DEFAULT_METHODS  # attribution methods shown
-    dream_octaves: int = 4  # DeepDream pyramid levels (fewer for small images)
-    dream_steps: int = 10  # DeepDream gradient steps per octave
+    methods: tuple[str, ...] = DEFAULT_METHODS  # attribution method names shown
+    dream: DreamConfig = field(default_factory=DreamConfig)  # each image's dream
     ablation: str | None = None  # results.json of `vizcnn ablate` to show, or None
     self_contained: bool = False  # one HTML file with every picture inlined
 
@@ -38,28 +59,24 @@ class ReportConfig:
                 self.units_per_layer >= 1,
                 f"ReportConfig.units_per_layer must be >= 1, got {self.units_per_layer}",
             ),
-            (self.steps >= 1, f"ReportConfig.steps must be >= 1, got {self.steps}"),
-            (
-                self.image_size >= 8,
-                f"ReportConfig.image_size must be >= 8 pixels, got {self.image_size}",
-            ),
             (
                 self.limit is None or self.limit >= 1,
                 f"ReportConfig.limit must be >= 1, got {self.limit}",
             ),
-            (
-                self.dream_octaves >= 1,
-                f"ReportConfig.dream_octaves must be >= 1, got {self.dream_octaves}",
-            ),
-            (
-                self.dream_steps >= 1,
-                f"ReportConfig.dream_steps must be >= 1, got {self.dream_steps}",
-            ),
             (self.crops >= 1, f"ReportConfig.crops must be >= 1, got {self.crops}"),
-            (self.k >= 1, f"ReportConfig.k must be >= 1, got {self.k}"),
             (
                 self.projections in PROJECTIONS,
                 f"unknown ReportConfig.projections {self.projections!r}; use deconv, guided or none",
+            ),
+            (
+                self.render.diversity == 1,
+                "ReportConfig.render.diversity must be 1 (a page shows one picture per unit), "
+                f"got {self.render.diversity}",
+            ),
+            (
+                self.mine.layer == "" and self.mine.channels is None,
+                "ReportConfig.mine.layer and .channels are set per page; name layers with "
+                "ReportConfig.layers and units with ReportConfig.units_per_layer",
             ),
         ]
         for ok, message in checks:

@@ -94,7 +94,7 @@ def report_folder(
             32).
 
     Example:
-        >>> run = report_folder(loaded, "site/", ReportConfig(steps=64))
+        >>> run = report_folder(loaded, "site/", ReportConfig(render=RenderConfig(steps=64)))
         >>> run.pages[0], len(run.computed)
         ('index.html', 23)
     """

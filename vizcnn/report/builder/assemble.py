@@ -133,7 +133,7 @@ def _layer_view(
 ) -> LayerView:
     render_a, mine_a, stats_a = (_find(plan, kind, layer) for kind in ("render", "mine", "stats"))
     render, mine, stats = (_meta(store, a) for a in (render_a, mine_a, stats_a))
-    size = int(render.get("data", {}).get("size", 0))
+    height, width = (int(v) for v in render.get("data", {}).get("size", [0, 0]))
     thumb = int(render.get("data", {}).get("thumb", 0))
     values = render.get("data", {}).get("values", {})
     hits = mine.get("data", {}).get("hits", {})
@@ -145,7 +145,7 @@ def _layer_view(
         picture = thumb_picture = patches = None
         if render_a is not None and str(channel) in values:
             alt = f"image rendered to excite {label}"
-            picture = _picture(store, render_a, f"{stem}.png", (size, size), alt)
+            picture = _picture(store, render_a, f"{stem}.png", (height, width), alt)
             thumb_picture = _picture(store, render_a, f"{stem}_thumb.png", (thumb, thumb), alt)
         found = hits.get(str(channel), [])
         if mine_a is not None and found:

@@ -22,12 +22,11 @@ from vizcnn.features.filters import FilterConfig, filter_grid
 from vizcnn.hooks import capture, model_guard
 from vizcnn.io.imaging import resize
 from vizcnn.mining.patches import channel_grid, mine_patches
-from vizcnn.mining.streaming import MineConfig, mine_topk
+from vizcnn.mining.streaming import mine_topk
 from vizcnn.models.base import LoadedModel
-from vizcnn.optvis.config import RenderConfig
 from vizcnn.optvis.rendering import render
 from vizcnn.receptive.table import layer_table
-from vizcnn.report.builder.plan import Artifact, ImageInput, Plan
+from vizcnn.report.builder.plan import Artifact, ImageInput, Plan, dream_recipe
 from vizcnn.report.config import REPORT_BATCH
 
 THUMB = 64  # side of the unit thumbnails on the index page
@@ -84,12 +83,13 @@ def make_render(
 ) -> Made:
     """Activation maximization of every shown channel of a layer, in one batch."""
     params = artifact.params
-    side = int(params["image_size"])
-    config = RenderConfig(
-        steps=int(params["steps"]),
-        param="fft",  # channel renders: what `auto` picks for them, and what `transforms` says
-        size=side,
-        input_size=(side, side),
+    size = (int(params["image_size"][0]), int(params["image_size"][1]))
+    # the recipe of the plan (its key holds every field that shapes the pictures), at the size
+    # the plan clipped to the model's input; the network sees that size unless it says otherwise
+    config = replace(
+        plan.config.render,
+        size=size,
+        input_size=(int(params["input_size"][0]), int(params["input_size"][1])),
     )
     run = replace(
         plan.run, batch=max(1, len(params["channels"])), amp=params["precision"] == "bfloat16"
@@ -111,10 +111,14 @@ def make_render(
         "channels_last": run.channels_last,
         "check_every": run.check_every,
         "deterministic": run.deterministic,
-        "transforms": "lucid (pad, jitter, scale, rotate)",
         **params,
+        "transforms": (
+            "lucid (pad, jitter, scale, rotate)"
+            if config.transforms is None
+            else params["transforms"]
+        ),
     }
-    return Made(files, {"values": values, "size": side, "thumb": THUMB}, options)
+    return Made(files, {"values": values, "size": list(size), "thumb": THUMB}, options)
 
 
 def make_mine(
@@ -123,11 +127,7 @@ def make_mine(
     """Top-k dataset patches of every shown channel of a layer (one pass over the data)."""
     params = artifact.params
     dataset = _dataset(plan)
-    config = MineConfig(
-        layer=artifact.name,
-        channels=tuple(params["channels"]),
-        k=int(params["k"]),
-    )
+    config = replace(plan.config.mine, layer=artifact.name, channels=tuple(params["channels"]))
     run = replace(plan.run, batch=plan.run.batch_or(REPORT_BATCH))
     top = mine_topk(loaded, dataset, config, progress=scaled_progress(progress, 0, 2), run=run)
     mined = mine_patches(
@@ -208,12 +208,10 @@ def make_dream(
     image: ImageInput,
     progress: ProgressCallback,
     run: RunOptions | None = None,
+    config: DreamConfig | None = None,
 ) -> Made:
-    """DeepDream of one image with the model's default dream layers."""
-    config = DreamConfig(
-        octaves=int(artifact.params["octaves"]),
-        steps=int(artifact.params["steps"]),
-    )
+    """DeepDream of one image with `config` (default `DreamConfig()`: the model's dream layers)."""
+    config = config or DreamConfig()
     run = replace(run or RunOptions(), amp=artifact.params["precision"] == "bfloat16")
     dreamed = dream(
         loaded,
@@ -224,11 +222,10 @@ def make_dream(
         run=run,
     )
     options = {
-        **asdict(config),
-        # recorded as before `RunOptions` existed: caches made then are reused
+        **dream_recipe(config, artifact.params["layers"]),
+        # recorded as before `RunOptions` existed
         "amp": run.amp,
         "deterministic": run.deterministic,
-        "layers": [t.spec for t in config.targets(loaded)],
     }
     files = {"dream.png": dreamed.cpu(), "input.png": image.image}
     return Made(files, {"size": list(image.image.shape[-2:])}, options, image.spec)

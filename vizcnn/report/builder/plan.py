@@ -24,9 +24,11 @@ from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.data.datasets import SAMPLES, ImageSource, open_dataset, preprocess
 from vizcnn.data.samples import resolve_image_argument
+from vizcnn.deepdream.config import DreamConfig
 from vizcnn.hooks import find_module, layer_output_shape, model_guard, parse_layer
 from vizcnn.io.provenance import files_digest, tensor_digest, weights_digest
 from vizcnn.models.base import LoadedModel
+from vizcnn.optvis.config import RenderConfig
 from vizcnn.report.config import ReportConfig
 from vizcnn.runs.store import settings_digest
 
@@ -159,13 +161,45 @@ def _check_mining(
             check_projectable(loaded, layer)
 
 
-def _check_image_options(loaded: LoadedModel, config: ReportConfig) -> None:
-    """Attribution methods and the dream's layers, checked before any work."""
+def _check_image_options(loaded: LoadedModel, config: ReportConfig) -> list[str]:
+    """Attribution methods and the dream's layers, checked before any work: the layers' specs."""
     from vizcnn.attribution.methods import make_methods
-    from vizcnn.deepdream.config import DreamConfig
 
     make_methods(loaded, list(config.methods))  # names, and the Grad-CAM layer of the model
-    DreamConfig(octaves=config.dream_octaves, steps=config.dream_steps).targets(loaded)
+    return [target.spec for target in config.dream.targets(loaded)]
+
+
+def render_recipe(config: RenderConfig, size: tuple[int, int]) -> dict[str, Any]:
+    """The report's render recipe at `size` (clipped to the model's input), JSON-ready: what
+    keys a render artifact. `diversity` is 1 (ReportConfig checks it), so its weight and layer
+    shape nothing."""
+    chain = "lucid" if config.transforms is None else ", ".join(map(repr, config.transforms))
+    return {
+        "steps": config.steps,
+        "image_size": list(size),
+        "input_size": list(config.input_size or size),
+        "param": config.param,
+        "decorrelate": config.decorrelate,
+        "lr": config.lr,
+        "lr_schedule": config.lr_schedule,
+        "crops": config.crops,
+        "init_sd": config.init_sd,
+        "transforms": chain,
+    }
+
+
+def dream_recipe(config: DreamConfig, layers: list[str]) -> dict[str, Any]:
+    """The report's dream recipe with its resolved layers, JSON-ready: what keys a dream."""
+    return {
+        "layers": layers,
+        "octaves": config.octaves,
+        "octave_scale": config.octave_scale,
+        "steps": config.steps,
+        "step_size": config.step_size,
+        "jitter": config.jitter,
+        "tile": config.tile,
+        "grad_norm": config.grad_norm,
+    }
 
 
 def plan_report(
@@ -186,7 +220,7 @@ def plan_report(
     is part of those artifacts' keys (the same seed reuses them).
 
     Example:
-        >>> plan = plan_report(loaded, ReportConfig(layers=("_blocks.6",), steps=64))
+        >>> plan = plan_report(loaded, ReportConfig(layers=("_blocks.6",)))
         >>> [a.kind for a in plan.artifacts]
         ['layers', 'filters', 'render', 'mine', 'stats', 'dream', 'dream', 'attribution', ...]
     """
@@ -230,8 +264,7 @@ def plan_report(
         image = preprocess(raw, loaded.input_size).contiguous()
         images.append(ImageInput(spec, name, image, tensor_digest(image)))
     progress(steps - 1, steps, "methods and weights")
-    if images:
-        _check_image_options(loaded, config)
+    dream_layers = _check_image_options(loaded, config) if images else []
     ablation = _read_ablation(config.ablation) if config.ablation else None
     digest = weights_digest(loaded.module)
     progress(steps, steps, "planned")
@@ -255,7 +288,10 @@ def plan_report(
     convs = conv_layers(loaded.module)
     if convs:
         plan.artifacts.append(make_artifact("filters", "", {**base, "layer": convs[0]}))
-    side = min(config.image_size, *loaded.input_size)
+    height, width = config.render.image_size(loaded)
+    recipe = render_recipe(
+        config.render, (min(height, loaded.input_size[0]), min(width, loaded.input_size[1]))
+    )
     data = {
         "data": config.data,
         "data_digest": data_digest,
@@ -265,23 +301,19 @@ def plan_report(
     }
     for layer, channels in layers:
         unit = {**base, "layer": layer, "channels": list(channels)}
-        render = {
-            "steps": config.steps,
-            "image_size": side,
-            "seed": seed,
-            "precision": precision,
-        }
+        render = {**recipe, "seed": seed, "precision": precision}
         plan.artifacts.append(make_artifact("render", layer, {**unit, **render}))
-        mine = {"k": config.k, "projections": config.projections, **data}
+        mine = {
+            "k": config.mine.k,
+            "rank": config.mine.rank,
+            "projections": config.projections,
+            **data,
+        }
         plan.artifacts.append(make_artifact("mine", layer, {**unit, **mine}))
         plan.artifacts.append(make_artifact("stats", layer, {**unit, **data}))
     for shown in images:
         common = {**base, "image": shown.name, "image_digest": shown.digest, "seed": seed}
-        dream = {
-            "octaves": config.dream_octaves,
-            "steps": config.dream_steps,
-            "precision": precision,
-        }
+        dream = {**dream_recipe(config.dream, dream_layers), "precision": precision}
         plan.artifacts.append(make_artifact("dream", shown.name, {**common, **dream}))
         plan.artifacts.append(
             make_artifact("attribution", shown.name, {**common, "methods": list(config.methods)})

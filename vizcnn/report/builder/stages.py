@@ -110,7 +110,7 @@ def build_report(
         command: the command line shown in the pages' footer (default: this process's).
 
     Example:
-        >>> plan = plan_report(loaded, ReportConfig(steps=64))
+        >>> plan = plan_report(loaded, ReportConfig(render=RenderConfig(steps=64)))
         >>> result = build_report(loaded, plan, ArtifactStore("site/"))
         >>> result.pages[0]
         'index.html'
@@ -183,7 +183,9 @@ def _run_stage(
         elif kind == "mine":
             item = compute.make_mine(loaded, artifact, plan, report)
         elif kind == "dream":
-            item = compute.make_dream(loaded, artifact, images[artifact.name], report, plan.run)
+            item = compute.make_dream(
+                loaded, artifact, images[artifact.name], report, plan.run, plan.config.dream
+            )
         elif kind == "attribution":
             item = compute.make_attribution(loaded, artifact, images[artifact.name], report)
         elif kind == "ablation":
