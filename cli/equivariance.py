@@ -10,8 +10,9 @@ from vizcnn.features.equivariance import DEFAULT_BATCH, EquivarianceConfig, pars
 from vizcnn.io.paths import ensure_writable
 from vizcnn.runs.equivariance import EQUIVARIANCE_LIMIT, equivariance_folder
 
-from .common import device_from, friendly_errors, model_options, open_model, run_options
+from .common import device_from, friendly_errors, run_options
 from .features import SAMPLES_EPILOG
+from .model_options import model_options, open_model
 from .options import batch_option, output_options, run_from
 from .progress import progress_bar
 

@@ -12,7 +12,8 @@ from vizcnn.features.filters import FilterConfig
 from vizcnn.io.paths import ensure_writable
 from vizcnn.runs.features import featuremaps_folder, filters_file, png_target
 
-from .common import device_from, friendly_errors, model_options, open_model, run_options
+from .common import device_from, friendly_errors, run_options
+from .model_options import model_options, open_model
 from .progress import progress_bar
 
 SAMPLES_EPILOG = "Bundled images (IMAGE = sample:NAME): " + ", ".join(sample_names()) + "."

@@ -14,8 +14,9 @@ from vizcnn.mining.patches import CUTTING, DEFAULT_PROJECTIONS, DEFAULT_THUMBNAI
 from vizcnn.mining.streaming import DEFAULT_BATCH, RANKS, MineConfig, layer_shape
 from vizcnn.runs.mine import MineInterrupted, MineRun, mine_folder
 
-from .common import device_from, friendly_errors, model_options, open_model, run_options
+from .common import device_from, friendly_errors, run_options
 from .flags import as_flags
+from .model_options import model_options, open_model
 from .options import (
     FINITE_FLOAT,
     batch_option,

@@ -10,14 +10,8 @@ import click
 
 from vizcnn.models.loading import available_models
 
-from .common import (
-    device_from,
-    friendly_errors,
-    model_options,
-    open_model,
-    progress_enabled,
-    run_options,
-)
+from .common import device_from, friendly_errors, progress_enabled, run_options
+from .model_options import model_options, open_model
 from .progress import progress_bar
 
 

@@ -10,8 +10,9 @@ from vizcnn.features.neighbors import DEFAULT_BATCH, NeighborsConfig
 from vizcnn.runs.features import png_target
 from vizcnn.runs.neighbors import CACHE_DIR, neighbors_file
 
-from .common import device_from, friendly_errors, model_options, open_model, run_options
+from .common import device_from, friendly_errors, run_options
 from .features import SAMPLES_EPILOG
+from .model_options import model_options, open_model
 from .options import batch_option, data_options, output_options, run_from, workers_option
 from .progress import progress_bar
 

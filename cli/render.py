@@ -11,15 +11,9 @@ from vizcnn.io.paths import ensure_writable
 from vizcnn.optvis.config import DEFAULT_BATCH, LR_SCHEDULES, PARAM_CHOICES, RenderConfig
 from vizcnn.runs.render import RenderRun, render_folder
 
-from .common import (
-    as_flags,
-    device_from,
-    friendly_errors,
-    model_options,
-    open_model,
-    run_options,
-)
+from .common import as_flags, device_from, friendly_errors, run_options
 from .memory import reuse_freed_memory
+from .model_options import model_options, open_model
 from .options import (
     FINITE_FLOAT,
     batch_option,

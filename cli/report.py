@@ -16,15 +16,9 @@ from vizcnn.data.samples import sample_names
 from vizcnn.report import ReportConfig, check_report_folder, report_folder
 from vizcnn.report.config import PROJECTIONS, REPORT_BATCH
 
-from .common import (
-    device_from,
-    echo_warnings,
-    friendly_errors,
-    model_options,
-    open_model,
-    run_options,
-)
+from .common import device_from, echo_warnings, friendly_errors, run_options
 from .memory import reuse_freed_memory
+from .model_options import model_options, open_model
 from .options import batch_option, output_options, precision_options, run_from
 from .progress import progress_bar
 

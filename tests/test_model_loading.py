@@ -58,7 +58,7 @@ def test_seed_none_draws_from_the_global_rng() -> None:
 
 
 def test_cli_seed_reaches_random_weights() -> None:
-    from vizcnn.cli.common import open_model
+    from vizcnn.cli.model_options import open_model
 
     options = {"model": "lenet5_digits", "weights": "none"}
     a, b = (open_model({**options, "seed": s}, "cpu") for s in (4, 4))
