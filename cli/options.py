@@ -7,7 +7,6 @@ so the CLI and the library cannot drift apart."""
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -140,12 +139,11 @@ def output_options(
 
 def run_from(options: dict[str, Any]) -> RunOptions:
     """The `RunOptions` of parsed options (those a command has: amp, batch, workers,
-    deterministic). With --deterministic, cuBLAS's workspace setting is made for this process
-    (cuBLAS reads it when CUDA starts, before the model loads)."""
+    deterministic). cuBLAS's workspace setting for --deterministic is the library's
+    (`core.devices.deterministic_algorithms`: cuBLAS reads it at its first call, not when the
+    model moves to the GPU)."""
     amp = options.get("amp")
     deterministic = bool(options.get("deterministic", RunOptions.deterministic))
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     return RunOptions(
         amp=RunOptions.amp if amp is None else amp,
         batch=options.get("batch"),

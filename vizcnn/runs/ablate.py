@@ -131,8 +131,8 @@ def _data(
 def _check_folder(folder: Path, overwrite: bool) -> None:
     """Refuse now, not after hours of training, a folder another run is writing, or one that
     holds an earlier run's results unless `overwrite` (main rank; the others follow it)."""
-    if not current_shard().is_main:
-        return
+    if not current_shard().is_main or not folder.is_dir():
+        return  # a new folder holds nothing; its lock is taken when the results are written
     with folder_lock(folder):
         if not overwrite and (folder / "results.json").is_file():
             raise VizError(
