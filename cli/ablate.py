@@ -98,7 +98,7 @@ def _summary(run: AblationRun | LesionRun, model: str) -> str:
 )
 @run_options
 @output_options("Output folder (results.md, results.json, chart.png).",
-                overwrite="Replace the results of an earlier run in -o (refused otherwise).")  # fmt: skip
+                overwrite="Redo results and retrained rows in -o made with other settings (refused otherwise; same settings resume).")  # fmt: skip
 @friendly_errors
 def ablate_command(data: str, output: str, **options: Any) -> None:
     """Remove layers (or zero channels) on copies of a model, retrain fairly, compare accuracy.

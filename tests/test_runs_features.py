@@ -58,6 +58,10 @@ def test_featuremaps(tmp_path: Path) -> None:
     run = featuremaps_folder(loaded, "sample:camera", tmp_path / "lib", config, seed=0)
     assert run.files == ["00_features.1.png", "01_features.3.png"]
     assert folder_contents(tmp_path / "cli") == folder_contents(tmp_path / "lib")
+    # another run with other layers replaces the earlier figures: the folder never mixes runs
+    featuremaps_folder(loaded, "sample:camera", tmp_path / "lib", FeatureMapConfig(("features.4",)))
+    kept = sorted(p.name for p in (tmp_path / "lib").iterdir() if p.suffix == ".png")
+    assert kept == ["00_features.4.png"]
 
 
 def test_kernels(tmp_path: Path) -> None:
@@ -126,7 +130,9 @@ def test_ablate_units(tmp_path: Path) -> None:
     assert written["provenance"]["options"]["seed"] == 2
     # an earlier run's results are not replaced without a word: refused before any work
     before = (tmp_path / "lib" / "results.json").read_bytes()
-    with pytest.raises(VizError, match=r"already holds the results of a run .*overwrite=True"):
+    with pytest.raises(
+        VizError, match=r"made with other settings \(seed 2 in the file, 3 now.*overwrite=True"
+    ):
         ablate_folder(loaded, "digits", tmp_path / "lib", variants, config, seed=3)
     assert (tmp_path / "lib" / "results.json").read_bytes() == before
     again = ablate_folder(

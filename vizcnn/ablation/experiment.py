@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
+from torch import nn
 from torch.utils.data import Dataset
 
 from vizcnn.ablation.evaluate import Scores, evaluate
@@ -96,6 +98,19 @@ def plan(
     return planned
 
 
+class TrainedRows(Protocol):
+    """Where retrained rows are kept between runs, so an interrupted run resumes per row.
+
+    `load` fills `module` (the row's copy, as `plan` cut it) with the weights a previous run
+    trained under the same settings and returns that training's losses, or None when there are
+    none; `save` keeps a row as soon as it is trained.
+    """
+
+    def load(self, name: str, module: nn.Module) -> list[float] | None: ...
+
+    def save(self, name: str, module: nn.Module, losses: list[float]) -> None: ...
+
+
 def run_ablation(
     model: ModelLike,
     variants: Sequence[Variant],
@@ -108,6 +123,7 @@ def run_ablation(
     planned: dict[str, Ablated] | None = None,
     progress: Callable[[str], ProgressCallback] = lambda _: no_progress,
     run: RunOptions | None = None,
+    trained: TrainedRows | None = None,
 ) -> AblationResult:
     """Retrain (per `config`) and evaluate the control and every variant on `test_data`.
 
@@ -122,6 +138,8 @@ def run_ablation(
         planned: `plan(...)`'s output when already computed (the CLI validates first).
         progress: phase name -> a progress callback for that phase (one bar each).
         run: how evaluation runs (`RunOptions`: `batch`, `workers`), as for `evaluate`.
+        trained: keeps each retrained row and gives it back to a later run with the same
+            settings (`ablate_folder` keeps them in its folder); None: every row is trained.
 
     Example:
         >>> result = run_ablation(load_model("lenet5_digits"), DIGITS_VARIANTS, digits("test"),
@@ -142,16 +160,22 @@ def run_ablation(
     for name, cut in cuts.items():
         losses: list[float] = []
         if config.retrain != "none" and train_data is not None:
-            losses = train(
-                cut,
-                train_data,
-                loaded.normalize,
-                config,
-                seed=seed,
-                device=device,
-                progress=progress(f"training {name}"),
-                message=f"training {name}",
-            )
+            kept = trained.load(name, cut.module) if trained is not None else None
+            if kept is not None:
+                losses = kept
+            else:
+                losses = train(
+                    cut,
+                    train_data,
+                    loaded.normalize,
+                    config,
+                    seed=seed,
+                    device=device,
+                    progress=progress(f"training {name}"),
+                    message=f"training {name}",
+                )
+                if trained is not None:
+                    trained.save(name, cut.module, losses)
         variant = by_name.get(name)
         description = variant.description if variant else "un-ablated, same retraining"
         removed = (

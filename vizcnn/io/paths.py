@@ -4,12 +4,39 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import tempfile
 from pathlib import Path
 
 from vizcnn.core.errors import VizError
 
 KINDS = ("folder", "file")
+
+
+def safe_stem(text: str, fallback: str = "x") -> str:
+    """A file-name part that keeps a layer's or image's own name: `_blocks.9` stays `_blocks.9`.
+
+    The one rule for every file a run names after something: letters, digits, `.`, `_` and `-`
+    stay; any other run of characters (`/`, spaces, `#`, `:`) becomes one `_`; leading and
+    trailing dots go (no hidden files, no `..`); an empty result is `fallback`.
+
+    Example:
+        >>> safe_stem("layer4.1#2"), safe_stem("../x y"), safe_stem("..", "unit")
+        ('layer4.1_2', '_x_y', 'unit')
+    """
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip(".") or fallback
+
+
+def unique_stems(texts: list[str], fallback: str = "x") -> list[str]:
+    """`safe_stem` of each text, made unique in order: `photo`, `photo_2`, `photo_3`, ..."""
+    stems: list[str] = []
+    for text in texts:
+        stem = safe_stem(text, fallback)
+        name, k = stem, 2
+        while name in stems:
+            name, k = f"{stem}_{k}", k + 1
+        stems.append(name)
+    return stems
 
 
 def os_reason(exc: OSError) -> str:

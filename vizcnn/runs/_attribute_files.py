@@ -3,7 +3,6 @@ output files, and the deletion and sanity-check files."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,7 @@ from vizcnn.core.progress import ProgressCallback
 from vizcnn.core.run_options import RunOptions
 from vizcnn.data.samples import list_image_files, sample_names
 from vizcnn.io.imaging import atomic_write, save_json
+from vizcnn.io.paths import unique_stems
 from vizcnn.models.base import LoadedModel
 
 if TYPE_CHECKING:
@@ -50,15 +50,13 @@ def gather_images(specs: str | Path | Sequence[str | Path]) -> list[str]:
 
 def image_stems(images: Sequence[str]) -> list[str]:
     """Unique, file-safe names per image (coffee, photo, photo_2, ...)."""
-    names: list[str] = []
-    for text in images:
-        stem = text.split(":", 1)[1] if text.startswith("sample:") else Path(text).stem
-        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem) or "image"
-        name, k = stem, 2
-        while name in names:
-            name, k = f"{stem}_{k}", k + 1
-        names.append(name)
-    return names
+    return unique_stems(
+        [
+            text.split(":", 1)[1] if text.startswith("sample:") else Path(text).stem
+            for text in images
+        ],
+        "image",
+    )
 
 
 def write_png(fig: Any, path: Path) -> None:

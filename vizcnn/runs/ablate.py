@@ -8,13 +8,17 @@ and evaluates its share and only the main rank takes the lock and writes.
 
 from __future__ import annotations
 
+import io
+import json
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from torch.utils.data import Dataset
 
 from vizcnn.ablation.data import DIGITS, digits, open_labelled
@@ -29,16 +33,16 @@ from vizcnn.ablation.summary import (
     results_markdown,
 )
 from vizcnn.ablation.training import TrainConfig
-from vizcnn.ablation.variants import DIGITS_VARIANTS, Variant
+from vizcnn.ablation.variants import CONTROL, DIGITS_VARIANTS, Variant
 from vizcnn.core.distributed import current_shard
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.io.imaging import atomic_write, save_json, save_png
-from vizcnn.io.paths import ensure_writable
+from vizcnn.io.paths import ensure_writable, safe_stem
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
 from vizcnn.runs.lock import folder_lock
-from vizcnn.runs.store import model_block
+from vizcnn.runs.store import model_block, plan_results, write_result
 
 __all__ = [
     "ABLATE_CROPS",
@@ -55,6 +59,7 @@ ABLATE_CROPS = 4  # data `samples`: random crops per bundled photo
 # the built-in digits experiment (Zeiler & Fergus Table 3): every row trained from scratch
 DIGITS_CONFIG = TrainConfig(retrain="all", epochs=15, from_scratch=True)
 FILES = ("chart.png", "results.md", "results.json")
+TRAINED = "trained"  # subfolder of the retrained rows (`_TrainedFolder`)
 
 
 @dataclass
@@ -128,27 +133,73 @@ def _data(
     return data, _name(data)
 
 
-def _check_folder(folder: Path, overwrite: bool) -> None:
-    """Refuse now, not after hours of training, a folder another run is writing, or one that
-    holds an earlier run's results unless `overwrite` (main rank; the others follow it)."""
-    if not current_shard().is_main or not folder.is_dir():
-        return  # a new folder holds nothing; its lock is taken when the results are written
-    with folder_lock(folder):
-        if not overwrite and (folder / "results.json").is_file():
-            raise VizError(
-                f"{folder}/ already holds the results of a run (results.json); "
-                "pass overwrite=True to redo it, or write to another folder"
-            )
+def _main_rank_lock(folder: Path) -> AbstractContextManager[object]:
+    """The folder's lock for the whole run on the main rank (the one that writes); the other
+    ranks of a torchrun job follow it."""
+    return folder_lock(folder) if current_shard().is_main else nullcontext()
+
+
+def _check_results(folder: Path, block: dict[str, Any], overwrite: bool) -> None:
+    """Refuse now, not after hours of training, a folder whose results were made with other
+    settings, unless `overwrite` (main rank; the others follow it). Results with these settings
+    are simply made again (the retrained rows are kept, `_TrainedFolder`)."""
+    if current_shard().is_main:
+        # results.md is plain Markdown: the chart and the JSON carry the provenance
+        described = [folder / name for name in FILES if not name.endswith(".md")]
+        plan_results([(described, block)], overwrite=overwrite)
+
+
+class _TrainedFolder:
+    """Each retrained row of `ablate_folder`, kept in `FOLDER/trained/` as it finishes: the
+    weights (`NAME.pt`, a state dict) and then `NAME.json` (its provenance and losses), so a run
+    stopped after some rows resumes with the next one. A row is reused only when it was trained
+    with the same model, variant, budget, seed and training data (the run store's rule)."""
+
+    def __init__(self, folder: Path, blocks: dict[str, dict[str, Any]], overwrite: bool) -> None:
+        self.folder = folder / TRAINED
+        # as they read back from JSON (tuples become lists), so equal settings compare equal
+        self.blocks = json.loads(json.dumps(blocks, default=str))
+        names = list(blocks)
+        plan = plan_results(
+            [([self._meta(name)], self.blocks[name]) for name in names], overwrite=overwrite
+        )
+        self.done = {names[position] for position in plan.done}
+
+    def _meta(self, name: str) -> Path:
+        return self.folder / f"{safe_stem(name, 'row')}.json"
+
+    def load(self, name: str, module: nn.Module) -> list[float] | None:
+        if name not in self.done:
+            return None
+        meta = json.loads(self._meta(name).read_text(encoding="utf-8"))
+        state = torch.load(self._meta(name).with_suffix(".pt"), weights_only=True)
+        module.load_state_dict(state)
+        return [float(loss) for loss in meta["losses"]]
+
+    def save(self, name: str, module: nn.Module, losses: list[float]) -> None:
+        if not current_shard().is_main:
+            return
+        state = {key: value.detach().cpu() for key, value in module.state_dict().items()}
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        meta = {"provenance": self.blocks[name], "losses": losses}
+        write_result(
+            self.folder,
+            {f"{safe_stem(name, 'row')}.pt": buffer.getvalue()},
+            meta,
+            meta_name=self._meta(name).name,
+        )
 
 
 def _write(
     folder: Path, block: dict[str, Any], result: dict[str, Any], table: str, chart: Any
 ) -> None:
-    """The three files, the JSON last; only the main rank writes, under the folder's lock."""
-    with folder_lock(folder):
-        save_png(chart, folder / "chart.png", {"provenance": block})
-        atomic_write(folder / "results.md", lambda file: file.write(table.encode()))
-        save_json({**result, "provenance": block}, folder / "results.json")
+    """The three files, the JSON last; only the main rank writes (holding the folder's lock)."""
+    if not current_shard().is_main:
+        return
+    save_png(chart, folder / "chart.png", {"provenance": block})
+    atomic_write(folder / "results.md", lambda file: file.write(table.encode()))
+    save_json({**result, "provenance": block}, folder / "results.json")
 
 
 def ablate_folder(
@@ -196,7 +247,6 @@ def ablate_folder(
     """
     started = time.perf_counter()
     target = ensure_writable(folder, "folder", flag="folder")
-    _check_folder(target, overwrite)
     loaded = as_loaded(model)
     builtin = variants is None
     if builtin and not (str(data) == DIGITS and loaded.name == "lenet5_digits"):
@@ -218,28 +268,50 @@ def ablate_folder(
             )
     how = as_run_options(run)
     planned = plan(loaded, chosen, config, seed=seed)  # every variant checked before training
-    result = run_ablation(
-        loaded,
-        chosen,
-        test_set,
-        config,
-        train_data=train_set,
-        seed=seed,
-        device=loaded.device,
-        planned=planned,
-        progress=lambda _: progress,
-        run=replace(how, batch=how.batch_or(max(config.batch_size, 256))),
-    )
-    seconds = time.perf_counter() - started
-    if current_shard().is_main:
-        train_name = train_data if train_data is None else _name(train_data)
-        options = {
-            **vars(config),
-            "seed": seed,  # with the budget, as before the seed left TrainConfig
-            "variants": [vars(v) for v in chosen],
-            "train_data": train_name,
-        }
-        block = model_block("ablate", loaded, options, data=data_name, seed=seed, seconds=seconds)
+    train_name = train_data if train_data is None else _name(train_data)
+    options = {
+        **vars(config),
+        "seed": seed,  # with the budget, as before the seed left TrainConfig
+        "variants": [vars(v) for v in chosen],
+        "train_data": train_name,
+    }
+    block = model_block("ablate", loaded, options, data=data_name, seed=seed)
+    with _main_rank_lock(target):
+        _check_results(target, block, overwrite)
+        trained = None
+        if config.retrain != "none":
+            # a row's settings: the budget, the seed, the training data and what it removes
+            rows = {CONTROL: None, **{v.named(loaded.module).name: v for v in chosen}}
+            row_blocks = {
+                name: {
+                    **block,
+                    "technique": "ablate-row",
+                    "data": str(train_name or DIGITS),
+                    "options": {
+                        **vars(config),
+                        "variant": vars(variant) if variant is not None else CONTROL,
+                        "train_data": train_name,
+                        "crops": crops,
+                    },
+                }
+                for name, variant in rows.items()
+            }
+            trained = _TrainedFolder(target, row_blocks, overwrite)
+        result = run_ablation(
+            loaded,
+            chosen,
+            test_set,
+            config,
+            train_data=train_set,
+            seed=seed,
+            device=loaded.device,
+            planned=planned,
+            progress=lambda _: progress,
+            run=replace(how, batch=how.batch_or(max(config.batch_size, 256))),
+            trained=trained,
+        )
+        seconds = time.perf_counter() - started
+        block = {**block, "seconds": round(seconds, 3)}
         _write(target, block, results_dict(result), results_markdown(result), results_chart(result))
     return AblationRun(target, result, chosen, seconds)
 
@@ -274,21 +346,22 @@ def lesion_folder(
     """
     started = time.perf_counter()
     target = ensure_writable(folder, "folder", flag="folder")
-    _check_folder(target, overwrite)
     loaded = as_loaded(model)
     test_set, data_name = _data(loaded, data, crops, seed)
     how = as_run_options(run)
     batch_size = how.batch_or(TrainConfig.batch_size)
-    result = lesion_study(
-        loaded,
-        test_set,
-        device=loaded.device,
-        progress=progress,
-        run=replace(how, batch=batch_size),
-    )
-    seconds = time.perf_counter() - started
-    if current_shard().is_main:
-        options = {"blocks": True, "batch": batch_size, "crops": crops}
-        block = model_block("ablate", loaded, options, data=data_name, seed=seed, seconds=seconds)
+    options = {"blocks": True, "batch": batch_size, "crops": crops}
+    block = model_block("ablate", loaded, options, data=data_name, seed=seed)
+    with _main_rank_lock(target):
+        _check_results(target, block, overwrite)
+        result = lesion_study(
+            loaded,
+            test_set,
+            device=loaded.device,
+            progress=progress,
+            run=replace(how, batch=batch_size),
+        )
+        seconds = time.perf_counter() - started
+        block = {**block, "seconds": round(seconds, 3)}
         _write(target, block, lesion_dict(result), lesion_markdown(result), lesion_chart(result))
     return LesionRun(target, result, seconds)

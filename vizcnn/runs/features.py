@@ -9,7 +9,7 @@ pass or none, so a re-run simply makes them again: there is nothing worth resumi
 
 from __future__ import annotations
 
-import re
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +25,7 @@ from vizcnn.features.filters import FilterConfig, FilterGrid, filter_grid
 from vizcnn.features.kernels import KernelConfig, apply_kernels, classic_kernels
 from vizcnn.hooks import layer_names
 from vizcnn.io.imaging import resize, save_json, save_png
-from vizcnn.io.paths import ensure_writable
+from vizcnn.io.paths import ensure_writable, safe_stem
 from vizcnn.io.provenance import tensor_digest
 from vizcnn.models.base import ModelLike, as_loaded
 from vizcnn.runs.lock import file_lock, folder_lock
@@ -117,8 +117,17 @@ def filters_file(
     return FiltersRun(target, grid, seconds)
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.#-]+", "_", name)
+def _remove_stale(manifest: Path, keep: list[str]) -> None:
+    """Remove the figures an earlier run listed in `manifest` that this run does not write
+    (other layers), so the folder never mixes two runs' figures."""
+    try:
+        earlier = json.loads(manifest.read_text(encoding="utf-8")).get("result", [])
+    except (OSError, ValueError, AttributeError):
+        return
+    for entry in earlier if isinstance(earlier, list) else []:
+        name = entry.get("file") if isinstance(entry, dict) else None
+        if isinstance(name, str) and name not in keep and Path(name).name == name:
+            (manifest.parent / name).unlink(missing_ok=True)
 
 
 @dataclass
@@ -178,8 +187,11 @@ def featuremaps_folder(
     }
     seconds = time.perf_counter() - start
     block = model_block("featuremaps", loaded, options, data=data, seed=seed, seconds=seconds)
-    files = [f"{index:02d}_{_safe(maps.layer)}.png" for index, maps in enumerate(results)]
+    files = [
+        f"{index:02d}_{safe_stem(maps.layer, 'layer')}.png" for index, maps in enumerate(results)
+    ]
     with folder_lock(target):
+        _remove_stale(target / "featuremaps.json", files)
         for maps, name in zip(results, files, strict=True):
             figure = featuremaps_figure(shown, maps, overlay=config.overlay, cmap=config.cmap)
             save_png(figure, target / name, {"provenance": block, "layer": maps.layer})

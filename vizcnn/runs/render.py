@@ -8,7 +8,6 @@ stopped goes on where it stopped, with the pictures an uninterrupted run makes.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -24,7 +23,7 @@ from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.core.units import parse_unit
 from vizcnn.io.imaging import labeled_sheet, load_image, read_png_metadata, save_json, save_png
-from vizcnn.io.paths import ensure_writable
+from vizcnn.io.paths import ensure_writable, safe_stem
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
 from vizcnn.optvis.config import DEFAULT_BATCH, RenderConfig
 from vizcnn.optvis.objectives import Objective, channel, class_logit, layer_l2, neuron
@@ -71,11 +70,6 @@ class RenderRun:
     config: RenderConfig = field(default_factory=RenderConfig)  # as it ran (`auto` resolved)
 
 
-def safe_stem(text: str) -> str:
-    """A file-name stem that keeps a layer's own name (`_blocks.9` stays `_blocks.9`)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip(".") or "unit"
-
-
 def channel_units(
     model: ModelLike,
     layer: str,
@@ -111,10 +105,10 @@ def channel_units(
             y, x = neuron_at
             objective = neuron(layer, index, y, x)
             where = "" if y is None else f"_y{y}_x{x}"
-            stem, kind = f"{safe_stem(layer)}_n{index:04d}{where}", "neuron"
+            stem, kind = f"{safe_stem(layer, 'unit')}_n{index:04d}{where}", "neuron"
         else:
             objective = channel(layer, index)
-            stem, kind = f"{safe_stem(layer)}_c{index:04d}", "channel"
+            stem, kind = f"{safe_stem(layer, 'unit')}_c{index:04d}", "channel"
         label = f"{layer}:{index}"
         if weight != 1.0:
             objective = weight * objective
@@ -133,14 +127,16 @@ def class_units(model: ModelLike, classes: Sequence[str | int]) -> list[RenderUn
     units = []
     for index in dict.fromkeys(loaded.class_index(label) for label in classes):
         name = loaded.labels[index] if loaded.labels else str(index)
-        stem = f"class_{index:04d}_{safe_stem(name)}"
+        stem = f"class_{index:04d}_{safe_stem(name, 'unit')}"
         units.append(RenderUnit(class_logit(index), stem, f"{index} {name}", "class"))
     return units
 
 
 def layer_unit(layer: str) -> RenderUnit:
     """The whole layer's L2 norm (what DeepDream maximizes) as one unit."""
-    return RenderUnit(layer_l2(layer), f"{safe_stem(layer)}_l2", f"{layer} L2", "layer", layer)
+    return RenderUnit(
+        layer_l2(layer), f"{safe_stem(layer, 'unit')}_l2", f"{layer} L2", "layer", layer
+    )
 
 
 def render_units(
@@ -161,7 +157,7 @@ def render_units(
             chosen = spec.channels(layer_channels(loaded, layer)) or ()
             result += channel_units(loaded, layer, chosen, weight=spec.weight)
         else:
-            result.append(RenderUnit(item, safe_stem(item.name), item.name))
+            result.append(RenderUnit(item, safe_stem(item.name, "unit"), item.name))
     if not result:
         raise VizError("no units to render; give a unit such as '_blocks.9:0-7'")
     stems = [unit.stem for unit in result]

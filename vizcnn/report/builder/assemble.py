@@ -7,8 +7,9 @@ import sys
 import time
 from typing import Any
 
+from vizcnn.io.paths import safe_stem
 from vizcnn.models.base import LoadedModel
-from vizcnn.report.builder.plan import Artifact, Plan, safe_name
+from vizcnn.report.builder.plan import Artifact, Plan
 from vizcnn.report.builder.store import ArtifactStore
 from vizcnn.report.html.site import (
     AblationView,
@@ -27,7 +28,7 @@ TITLE = "vizcnn report"
 
 def layer_page(position: int, layer: str) -> str:
     """The file name of a layer's page: its position keeps names of similar layers apart."""
-    return f"layer-{position:02d}-{safe_name(layer)}.html"
+    return f"layer-{position:02d}-{safe_stem(layer)}.html"
 
 
 def _meta(store: ArtifactStore, artifact: Artifact | None) -> dict[str, Any]:

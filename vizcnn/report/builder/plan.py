@@ -10,7 +10,6 @@ changes the keys of exactly the artifacts that depend on it.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from vizcnn.data.datasets import SAMPLES, ImageSource, open_dataset, preprocess
 from vizcnn.data.samples import resolve_image_argument
 from vizcnn.deepdream.config import DreamConfig
 from vizcnn.hooks import find_module, layer_output_shape, model_guard, parse_layer
+from vizcnn.io.paths import safe_stem
 from vizcnn.io.provenance import files_digest, tensor_digest, weights_digest
 from vizcnn.models.base import LoadedModel
 from vizcnn.optvis.config import RenderConfig
@@ -33,11 +33,6 @@ from vizcnn.report.config import ReportConfig
 from vizcnn.runs.store import settings_digest
 
 KINDS = ("layers", "filters", "render", "mine", "stats", "dream", "attribution", "ablation")
-
-
-def safe_name(text: str) -> str:
-    """A file-name part that keeps a layer's own name (`_blocks.6` stays `_blocks.6`)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip(".") or "x"
 
 
 @dataclass(frozen=True)
@@ -57,7 +52,7 @@ class Artifact:
     @property
     def folder(self) -> str:
         """The artifact's folder name under the store: kind, readable name, key."""
-        stem = f"{self.kind}-{safe_name(self.name)}" if self.name else self.kind
+        stem = f"{self.kind}-{safe_stem(self.name)}" if self.name else self.kind
         return f"{stem}-{self.key[:16]}"
 
 
