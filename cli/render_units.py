@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import click
 
 from vizcnn.core.errors import VizError
-from vizcnn.core.units import parse_unit
+from vizcnn.core.units import parse_unit, resolve_unit
 from vizcnn.models.loading import LoadedModel
 from vizcnn.optvis.rendering import layer_channels
 from vizcnn.runs.render import RenderUnit, channel_units, class_units, layer_unit
@@ -64,22 +63,16 @@ def build_units(loaded: LoadedModel, options: dict[str, Any]) -> list[RenderUnit
         if spec.channels_text is not None:
             raise VizError(f"--objective layer renders the whole layer; drop :{spec.channels_text}")
         return [layer_unit(layer)]
-    ways = [spec.channels_text is not None, *(bool(options[k]) for k in _CHANNEL_OPTIONS)]
-    if sum(ways) > 1:
-        raise click.UsageError(
-            "choose channels one way: -l LAYER:CHANNELS, --channels, -c or --all"
+    if options["channel"]:
+        if spec.channels_text is not None or options["channels"] or options["all_channels"]:
+            raise click.UsageError(
+                "choose channels one way: -l LAYER:CHANNELS, --channels, -c or --all"
+            )
+        indices: tuple[int, ...] = tuple(options["channel"])
+    else:  # LAYER:CHANNELS, --channels, --all, or the default selection
+        count = lambda name: layer_channels(loaded, name)  # noqa: E731
+        _, indices = resolve_unit(
+            spec, count, channels=options["channels"], all_channels=options["all_channels"]
         )
-    indices: tuple[int, ...] | None
-    if options["all_channels"]:
-        indices = None
-    elif options["channel"]:
-        indices = tuple(options["channel"])
-    else:  # --channels, LAYER:CHANNELS, or the default selection
-        text = options["channels"] or spec.channels_text
-        count = layer_channels(loaded, layer)
-        indices = replace(spec, channels_text=text).channels(count) or ()
     at = _position(options["position"]) if kind == "neuron" else None
     return channel_units(loaded, layer, indices, neuron_at=at, weight=spec.weight)
-
-
-_CHANNEL_OPTIONS = ("channels", "channel", "all_channels")
