@@ -4,6 +4,7 @@ each bad input."""
 
 from __future__ import annotations
 
+import importlib.util
 import socket
 import sys
 from pathlib import Path
@@ -166,6 +167,16 @@ def test_other_weight_choices_get_one_line() -> None:
         load_model("timm:test_resnet", weights="absent.safetensors", device="cpu")
 
 
+def test_a_damaged_safetensors_file_gets_one_line(tmp_path: Path) -> None:
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    path = tmp_path / "cut.safetensors"
+    safetensors_torch.save_file(_timm_net("test_resnet", 0).state_dict(), str(path))
+    path.write_bytes(path.read_bytes()[:4000])  # the header intact, the tensors cut off
+    with pytest.raises(VizError, match="cut.safetensors is a damaged safetensors file") as info:
+        load_model("timm:test_resnet", weights=str(path), device="cpu")
+    assert "\n" not in str(info.value)
+
+
 def test_a_vision_transformer_is_refused() -> None:
     with pytest.raises(VizError, match="is not a convolutional network: 1 Conv2d layer"):
         load_model("timm:test_vit", weights="none", device="cpu")
@@ -177,7 +188,11 @@ def test_without_timm_one_line_names_the_extra(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(VizError) as info:
         load_model("timm:resnet18", weights="none", device="cpu")
     assert str(info.value) == "model spec 'timm:resnet18' needs timm: pip install \"vizcnn[timm]\""
-    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        "importlib.util.find_spec",
+        lambda name, *a: None if name == "timm" else real_find_spec(name, *a),
+    )
     rows = {row["name"]: row for row in available_models()}
     assert rows["timm:NAME"]["weights_present"] is False
     assert rows["timm:NAME"]["get_weights"] == 'pip install "vizcnn[timm]"'

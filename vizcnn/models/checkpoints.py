@@ -84,7 +84,10 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> Any:
 
 
 def _is_safetensors(path: Path) -> bool:
-    """A safetensors file: an 8-byte little-endian header length, then that much JSON."""
+    """A safetensors file by name, or by content: an 8-byte little-endian header length, then
+    that much JSON."""
+    if path.suffix.lower() == ".safetensors":
+        return True
     with path.open("rb") as file:
         head = file.read(9)
     if len(head) < 9 or head[8:9] != b"{":
