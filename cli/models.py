@@ -11,6 +11,7 @@ import click
 from vizcnn.models.loading import available_models
 
 from .common import device_from, friendly_errors, progress_enabled, run_options
+from .flags import as_flags
 from .model_options import model_options, open_model
 from .progress import progress_bar
 
@@ -28,7 +29,9 @@ def models_command(as_json: bool) -> None:
     click.echo(f"{'model':<{width}}  {'kind':<11}  {'input':>5}  weights")
     for row in rows:
         state = "present" if row["weights_present"] else f"absent: {row['get_weights']}"
-        size = row["input_size"]
+        if row["weights_present"] is None:  # weights from a file the user gives (timm:NAME)
+            state = as_flags(row["get_weights"])
+        size = row["input_size"] or "any"
         click.echo(f"{row['name']:<{width}}  {row['kind']:<11}  {size:>5}  {state}")
 
 

