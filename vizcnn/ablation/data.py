@@ -14,6 +14,7 @@ from vizcnn.ablation.evaluate import UNLABELLED
 from vizcnn.core.errors import VizError
 from vizcnn.data.datasets import FileImages, ImageSource, open_dataset
 from vizcnn.data.samples import list_image_files
+from vizcnn.models.base import ResizeCrop
 
 DIGITS = "digits"
 
@@ -54,7 +55,13 @@ class ImageFolderData(Dataset[tuple[torch.Tensor, int]]):
     """An ImageFolder: one sub-folder per class, sorted by name = class index (for ImageNet, the
     sorted synset folders give torchvision's class order)."""
 
-    def __init__(self, root: str | Path, channels: int, size: tuple[int, int]) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        channels: int,
+        size: tuple[int, int],
+        resize_crop: ResizeCrop | None = None,
+    ) -> None:
         root = Path(root)
         self.classes = sorted(p.name for p in root.iterdir() if p.is_dir())
         if not self.classes:
@@ -70,6 +77,7 @@ class ImageFolderData(Dataset[tuple[torch.Tensor, int]]):
         if not paths:
             raise VizError(f"no images in the class folders of {str(root)!r}")
         self.images = FileImages(paths, channels, size)
+        self.images.resize_crop = resize_crop
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -99,16 +107,25 @@ def open_labelled(
     split: str = "test",
     crops_per_image: int = 4,
     seed: int = 0,
+    resize_crop: ResizeCrop | None = None,
 ) -> Dataset[tuple[torch.Tensor, int]]:
     """The DATA argument: `digits`, an ImageFolder (labelled), or `samples`/a flat folder
-    (unlabelled: only agreement with the intact model can be measured)."""
+    (unlabelled: only agreement with the intact model can be measured); images are brought to
+    `size` with the model's own `resize_crop` where it has one (`preprocess`)."""
     if str(data) == DIGITS:
         if channels != 1:
             raise VizError(f"digits are 1-channel images; the model takes {channels} channels")
         return digits(split)
     root = Path(data)
     if root.is_dir() and any(p.is_dir() for p in root.iterdir()):
-        return ImageFolderData(root, channels, size)
+        return ImageFolderData(root, channels, size, resize_crop)
     return UnlabelledData(
-        open_dataset(data, channels, size, crops_per_image=crops_per_image, seed=seed)
+        open_dataset(
+            data,
+            channels,
+            size,
+            crops_per_image=crops_per_image,
+            seed=seed,
+            resize_crop=resize_crop,
+        )
     )

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,20 +26,44 @@ from vizcnn.data.samples import list_image_files, sample_image, sample_names
 from vizcnn.io.imaging import load_image, resize
 from vizcnn.io.provenance import files_digest, tensor_digest
 
+if TYPE_CHECKING:
+    from vizcnn.models.base import ResizeCrop
+
 SAMPLES = "samples"
+# timm's interpolation names -> F.interpolate modes (PIL's lanczos and box have no tensor twin:
+# bicubic and area are the nearest)
+_MODES = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest", "lanczos": "bicubic",
+          "box": "area", "hamming": "bilinear", "random": "bilinear"}  # fmt: skip
 
 
-def preprocess(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize `(C, h, w)` so it covers `size` = (H, W), then centre-crop to exactly `size`.
+def preprocess(
+    image: torch.Tensor, size: tuple[int, int], resize_crop: ResizeCrop | None = None
+) -> torch.Tensor:
+    """Bring `(C, h, w)` to the model's input `size` = (H, W).
 
-    An image already at `size` comes back as is (no copy).
+    Without `resize_crop` (vizcnn's own models): resize (bilinear, antialiased when shrinking)
+    so it covers `size`, then centre-crop exactly `size`. With a model's own evaluation recipe
+    (timm's `pretrained_cfg`: `LoadedModel.resize_crop`), as timm's eval transform does: resize
+    so it covers `size / crop_pct` with the model's interpolation (`squash`: to exactly that
+    size), then centre-crop `size`. An image already at `size` with nothing to crop comes back
+    as is (no copy).
     """
     height, width = image.shape[-2:]
-    scale = max(size[0] / height, size[1] / width)
-    new_h, new_w = max(size[0], round(height * scale)), max(size[1], round(width * scale))
+    mode, cover = "bilinear", (size[0], size[1])
+    if resize_crop is not None:
+        mode = _MODES.get(resize_crop.interpolation, "bilinear")
+        cover = (
+            math.floor(size[0] / resize_crop.crop_pct),
+            math.floor(size[1] / resize_crop.crop_pct),
+        )
+    if resize_crop is not None and resize_crop.crop_mode == "squash":
+        new_h, new_w = cover
+    else:
+        scale = max(cover[0] / height, cover[1] / width)
+        new_h, new_w = max(cover[0], round(height * scale)), max(cover[1], round(width * scale))
     if (new_h, new_w) != (height, width):
         # antialiased resampling can overshoot [0, 1] a little
-        image = resize(image.unsqueeze(0), (new_h, new_w))[0].clamp_(0, 1)
+        image = resize(image.unsqueeze(0), (new_h, new_w), mode=mode)[0].clamp_(0, 1)
     top, left = (new_h - size[0]) // 2, (new_w - size[1]) // 2
     return image[:, top : top + size[0], left : left + size[1]]
 
@@ -77,6 +101,7 @@ class ImageSource(Dataset[dict[str, Any]]):
     """
 
     names: list[str]
+    resize_crop: ResizeCrop | None = None  # the model's own resize and crop (`preprocess`)
 
     def __init__(self, channels: int, size: tuple[int, int]) -> None:
         self.channels = channels
@@ -101,7 +126,7 @@ class ImageSource(Dataset[dict[str, Any]]):
             ) from exc
         if raw.dim() != 3 or raw.shape[-1] < 1 or raw.shape[-2] < 1:
             raise VizError(f"{self.names[index]!r} is not an image (shape {tuple(raw.shape)})")
-        return preprocess(raw, self.size)
+        return preprocess(raw, self.size, self.resize_crop)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         try:
@@ -113,7 +138,10 @@ class ImageSource(Dataset[dict[str, Any]]):
 
     def fingerprint(self) -> str:
         """Identifies the collection (names, size, channels) so a resumed run checks it."""
-        text = json.dumps([self.channels, self.size, self.names])
+        described: list[Any] = [self.channels, self.size, self.names]
+        if self.resize_crop is not None:  # other images than the default recipe's
+            described.append(vars(self.resize_crop))
+        text = json.dumps(described)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def content_digest(self) -> str:
@@ -221,6 +249,7 @@ def open_dataset(
     limit: int | None = None,
     crops_per_image: int = SAMPLE_CROPS,
     seed: int = 0,
+    resize_crop: ResizeCrop | None = None,
 ) -> ImageSource:
     """The DATA argument as a data set: a folder tree, a `.txt` list of paths, or `samples`.
 
@@ -230,6 +259,7 @@ def open_dataset(
         channels, size: what the model takes, `(H, W)`.
         limit: keep only the first `limit` images.
         crops_per_image, seed: for `samples`.
+        resize_crop: the model's own resize and crop (`LoadedModel.resize_crop`; `preprocess`).
 
     Example:
         >>> dataset = open_dataset("samples", 3, (224, 224), limit=64)
@@ -243,6 +273,7 @@ def open_dataset(
         dataset = SampleCrops(channels, size, crops_per_image, seed)
     else:
         dataset = FileImages(list_image_files(data), channels, size)
+    dataset.resize_crop = resize_crop
     if limit is not None:
         dataset = _limited(dataset, limit)
     if len(dataset) == 0:

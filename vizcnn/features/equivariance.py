@@ -386,4 +386,4 @@ def prepare_images(
     loaded = as_loaded(model)
     height, width = loaded.input_size
     size = (height + config.margin[0], width + config.margin[1])
-    return torch.stack([preprocess(image, size) for image in images])
+    return torch.stack([preprocess(image, size, loaded.resize_crop) for image in images])

@@ -101,7 +101,7 @@ def feature_maps(
         )
     warn_if_normalized(image)  # before `preprocess`, whose resampling clamps to [0, 1]
     if config.resize:
-        image = preprocess(image, loaded.input_size)
+        image = preprocess(image, loaded.input_size, loaded.resize_crop)
     batch = loaded.normalize(image.unsqueeze(0).to(loaded.device, loaded.dtype))
     with (
         model_guard(loaded.module),

@@ -219,12 +219,15 @@ def save_json(data: Any, path: str | Path) -> Path:
     return atomic_write(path, lambda file: file.write(text.encode("utf-8")))
 
 
-def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear (antialiased when shrinking) resize of `(B, C, H, W)` to `size` = (H, W)."""
+def resize(images: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+    """Resize `(B, C, H, W)` to `size` = (H, W): bilinear (or `mode`: bicubic, nearest, area),
+    antialiased when shrinking."""
     if tuple(images.shape[-2:]) == tuple(size):
         return images
+    if mode in ("nearest", "area"):
+        return F.interpolate(images, size=size, mode=mode)
     shrink = size[0] < images.shape[-2] or size[1] < images.shape[-1]
-    return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+    return F.interpolate(images, size=size, mode=mode, align_corners=False, antialias=shrink)
 
 
 def make_grid(

@@ -27,9 +27,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class ResizeCrop:
     """How the model's own evaluation pipeline brings an image to its input size (timm's
     `pretrained_cfg`): resize the shorter side to `input_size / crop_pct` with `interpolation`,
-    then crop `input_size` out of it. Recorded in provenance; vizcnn's own image preparation
-    (`vizcnn.data.datasets.preprocess`: resize to cover, bilinear, centre crop) does not follow
-    it yet."""
+    then crop `input_size` out of it. Every technique that prepares images for the model
+    follows it (`vizcnn.data.datasets.preprocess`); it is recorded in provenance."""
 
     interpolation: str  # resampling filter: bilinear, bicubic, nearest, ...
     crop_pct: float  # fraction of the resized image the crop keeps (1.0: no margin)

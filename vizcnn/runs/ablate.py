@@ -127,7 +127,12 @@ def _data(
 ) -> tuple[Labelled, str]:
     if isinstance(data, (str, Path)):
         found = open_labelled(
-            data, loaded.channels, loaded.input_size, crops_per_image=crops, seed=seed
+            data,
+            loaded.channels,
+            loaded.input_size,
+            crops_per_image=crops,
+            seed=seed,
+            resize_crop=loaded.resize_crop,
         )
         return found, str(data)
     return data, _name(data)

@@ -235,7 +235,11 @@ def attribute_folder(
             chunk = files[first : first + batch]
             pixels = torch.stack(
                 [
-                    preprocess(resolve_image_argument(f, loaded.channels)[0], loaded.input_size)
+                    preprocess(
+                        resolve_image_argument(f, loaded.channels)[0],
+                        loaded.input_size,
+                        loaded.resize_crop,
+                    )
                     for f in chunk
                 ]
             )

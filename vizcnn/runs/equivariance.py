@@ -66,6 +66,7 @@ def _images(loaded: LoadedModel, data: str, config: EquivarianceConfig, limit: i
         (height + margin[0], width + margin[1]),
         limit=limit,
         crops_per_image=1,
+        resize_crop=loaded.resize_crop,
     )
     good = [
         item["image"] for item in (dataset[i] for i in range(len(dataset))) if not item["error"]

@@ -312,7 +312,13 @@ def _dataset(
             raise VizError("limit applies to a folder, a .txt list or 'samples'; pass fewer images")
         return data, f"{type(data).__name__}:{data.fingerprint()}"
     dataset = open_dataset(
-        data, loaded.channels, loaded.input_size, limit=limit, crops_per_image=crops, seed=seed
+        data,
+        loaded.channels,
+        loaded.input_size,
+        limit=limit,
+        crops_per_image=crops,
+        seed=seed,
+        resize_crop=loaded.resize_crop,
     )
     return dataset, str(data)
 

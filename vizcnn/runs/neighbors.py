@@ -113,7 +113,7 @@ def neighbors_file(
     pictures, names = [], []
     for query in queries:
         picture, name, _ = image_argument(query, loaded.channels)
-        pictures.append(preprocess(picture, loaded.input_size))
+        pictures.append(preprocess(picture, loaded.input_size, loaded.resize_crop))
         names.append(name)
     dataset = open_dataset(
         data,
@@ -122,6 +122,7 @@ def neighbors_file(
         limit=config.limit,
         crops_per_image=config.crops,
         seed=seed,
+        resize_crop=loaded.resize_crop,
     )
     if config.k > len(dataset):
         raise VizError(f"k={config.k} is more than the {len(dataset)} images in {str(data)!r}")

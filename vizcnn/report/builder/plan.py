@@ -245,6 +245,7 @@ def plan_report(
             limit=config.limit,
             crops_per_image=config.crops,
             seed=seed,
+            resize_crop=loaded.resize_crop,
         )
         data_digest = f"{dataset.fingerprint()}:{dataset.content_digest()}"
     images: list[ImageInput] = []
@@ -256,7 +257,7 @@ def plan_report(
             name = next(
                 f"{name} ({n})" for n in range(2, len(taken) + 3) if f"{name} ({n})" not in taken
             )
-        image = preprocess(raw, loaded.input_size).contiguous()
+        image = preprocess(raw, loaded.input_size, loaded.resize_crop).contiguous()
         images.append(ImageInput(spec, name, image, tensor_digest(image)))
     progress(steps - 1, steps, "methods and weights")
     dream_layers = _check_image_options(loaded, config) if images else []
