@@ -103,7 +103,7 @@ def test_guided_equal_to_saliency_is_a_warning_line_and_in_the_manifest(
     (tmp_path / "silunet.py").write_text(
         "import torch.nn as nn\n"
         "def build():\n"
-        "    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.SiLU(),\n"
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Softmax2d(),\n"
         "                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))\n"
     )
     monkeypatch.chdir(tmp_path)
@@ -120,7 +120,7 @@ def test_guided_equal_to_saliency_is_a_warning_line_and_in_the_manifest(
     lines = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert len(lines) == 1  # one warning for both batches of one image
     assert lines[0].startswith("warning: guided equals saliency on every image (")
-    assert "SiLU" in lines[0]
+    assert "Softmax2d" in lines[0]  # no activation the rules act on
     assert "2 image(s) x 2 method(s)" in result.stdout.splitlines()[-1]
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["warnings"] == [

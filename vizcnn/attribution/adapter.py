@@ -6,9 +6,10 @@ Each function takes `net`, an `nn.Module` mapping `(B, C, H, W)` images to `(B, 
 
 Guided backpropagation and deconvolution go through captum's `GuidedBackprop` / `Deconvolution`
 *inside* `vizcnn.core.relu_rules.relu_rule`: captum's hooks only reach `nn.ReLU` modules, the rule
-reaches every rectifier (functional `F.relu` in GoogLeNet and Inception v3, `nn.ReLU6` in
-EfficientNet-Lite) through a TorchFunctionMode. Where both apply (an `nn.ReLU` module), the two
-rules agree and applying them twice changes nothing (clamping at zero is idempotent).
+reaches every activation (functional `F.relu` in GoogLeNet, `nn.ReLU6` in EfficientNet-Lite,
+SiLU, GELU, Hardswish, Mish, LeakyReLU, ... in timm's networks) through a TorchFunctionMode, and
+refuses in one line what it cannot see. Where both apply (an `nn.ReLU` module), the two rules
+agree and applying them twice changes nothing (clamping at zero is idempotent).
 """
 
 from __future__ import annotations
@@ -128,13 +129,13 @@ def smoothgrad(
 
 
 def guided_backprop(net: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Guided backpropagation (Springenberg et al. 2015), for module and functional ReLUs."""
+    """Guided backpropagation (Springenberg et al. 2015), every activation (`relu_rule`)."""
     with _rule(net, "guided"):
         return _as_tensor(GuidedBackprop(net).attribute(_leaf(x), target=target))
 
 
 def deconvolution(net: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The deconvnet rule (Zeiler & Fergus 2014), for module and functional ReLUs."""
+    """The deconvnet rule (Zeiler & Fergus 2014), every activation (`relu_rule`)."""
     with _rule(net, "deconv"):
         return _as_tensor(Deconvolution(net).attribute(_leaf(x), target=target))
 

@@ -1,8 +1,8 @@
 """What the maps say about themselves: blank maps, and rules that changed nothing.
 
 On a user's own model a method can quietly fail: Grad-CAM at a layer whose gradient is zero gives an
-all-zero map (a blank picture), and on a network without ReLUs (SiLU, GELU) guided backprop and
-deconvnet have no rectifier to act on, so they return the plain gradient under another name. These
+all-zero map (a blank picture), and on a network without activations guided backprop and
+deconvnet have nothing to act on, so they return the plain gradient under another name. These
 checks turn such results into `MapWarning`s on the result instead of pictures without comment.
 
 The flags are computed on the maps' device as each batch chunk finishes and brought to the host
@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 # Pairs (method, reference) whose equality means the method did nothing of its own: guided
-# backprop and deconvnet are the gradient with a rule applied at every rectifier, so equal to
-# saliency means no rectifier changed the gradient. Other pairs are left out on purpose: e.g.
+# backprop and deconvnet are the gradient with a rule applied at every activation, so equal to
+# saliency means no activation changed the gradient. Other pairs are left out on purpose: e.g.
 # guided-gradcam equals gradcam x guided by construction, and IG or SmoothGrad equal to the
 # gradient would be a coincidence of the model, not a failure of the method.
 EQUAL_PAIRS: tuple[tuple[str, str], ...] = (("guided", "saliency"), ("deconv", "saliency"))
@@ -150,8 +150,8 @@ class MapChecks:
             kinds = _activations(self.model)
             seen = f"; the model's activation modules: {', '.join(kinds)}" if kinds else ""
             return (
-                f"(the {method} rule changed nothing: no ReLU in the model acted on the gradient; "
-                f"smooth activations such as SiLU or GELU pass the plain gradient{seen})"
+                f"(the {method} rule changed nothing: no activation on the gradient's path "
+                f"rectified it, e.g. a model without activations{seen})"
             )
         if method == "gradcam":
             return (

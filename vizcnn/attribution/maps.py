@@ -98,7 +98,7 @@ def attribute(
     Returns:
         `Attributions` with `maps[method]` of shape `(B, C, H, W)` on the images' device, and
         `warnings`: all-zero maps (e.g. Grad-CAM at a layer with no gradient) and guided / deconv
-        maps equal to saliency (a model without ReLUs), one `MapWarning` per finding.
+        maps equal to saliency (no activation on the path), one `MapWarning` per finding.
 
     Example:
         >>> result = attribute(model, images, ["saliency", GradCAM(model, "_blocks.15")],

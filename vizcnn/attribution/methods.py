@@ -201,7 +201,11 @@ class SmoothGrad(Method):
 
 @dataclass(frozen=True, eq=False)
 class GuidedBackprop(Method):
-    """Guided backpropagation (Springenberg et al. 2015), module and functional ReLUs."""
+    """Guided backpropagation (Springenberg et al. 2015), generalised to every activation.
+
+    A rectifier passes `f'(x) * max(g, 0)`, a gate (sigmoid, tanh, hardsigmoid) the plain
+    gradient; what the rule cannot see is a one-line VizError (`vizcnn.core.relu_rules`).
+    """
 
     name: ClassVar[str] = "guided"
 
@@ -211,7 +215,10 @@ class GuidedBackprop(Method):
 
 @dataclass(frozen=True, eq=False)
 class Deconvolution(Method):
-    """The deconvnet rule (Zeiler & Fergus 2014), module and functional ReLUs."""
+    """The deconvnet rule (Zeiler & Fergus 2014): a rectifier passes `max(g, 0)`, any activation.
+
+    Gates pass the plain gradient; what the rule cannot see is a one-line VizError.
+    """
 
     name: ClassVar[str] = "deconv"
 

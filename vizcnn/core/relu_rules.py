@@ -1,113 +1,101 @@
-"""Backward rules for rectifiers: guided backpropagation and deconvnet, for module and functional ReLUs.
+"""Backward rules for activations: guided backpropagation and deconvnet, for modules and calls.
 
-Guided backpropagation (Springenberg et al. 2015) lets a gradient through a ReLU only where the
-forward input was positive AND the gradient is positive; the deconvnet rule (Zeiler & Fergus 2014)
-lets it through wherever the gradient is positive, ignoring the forward mask.
+With `x` an activation's forward input, `g` the gradient arriving from above and `f'` the
+activation's own derivative, every activation gets one of two rules (docs/attribute.md has the
+table and the sources):
 
-Hooks on `nn.ReLU` modules (captum's way) miss functional calls: torchvision's GoogLeNet and
-Inception v3 call `F.relu` inside their blocks, and there guided backprop silently equals the plain
-gradient. `relu_rule` instead installs a `torch.overrides.TorchFunctionMode` for the block that
-replaces every rectifier call with a custom autograd Function. `nn.ReLU.forward` itself calls
-`F.relu`, so one mechanism covers modules and functional calls alike, and nothing is attached to
-the model. Covered: `nn.ReLU`, `F.relu`, `torch.relu`, `torch.relu_`, `Tensor.relu`,
-`Tensor.relu_`, the same with `inplace=True`, and the clipped rectifiers `nn.ReLU6`, `F.relu6` and
-`F.hardtanh(x, 0, t)` (EfficientNet-Lite's activation), whose forward mask is `0 < x < t`.
+- **rectifiers** (ReLU, ReLU6, `hardtanh(x, 0, t)`, LeakyReLU, PReLU, RReLU in eval mode, ELU,
+  CELU, SELU, SiLU/Swish, GELU (exact and tanh), Hardswish, Mish, Softplus, Threshold and timm's
+  `Swish`, `Mish`, `HardSwish`, `QuickGELU`, `HardMish` and their `*Me` forms):
+  guided `f'(x) * max(g, 0)` (Springenberg et al. 2015, whose ReLU mask `x > 0` is ReLU's `f'`,
+  generalised to any activation); deconvnet `max(g, 0)`, the forward ignored (Zeiler & Fergus 2014);
+- **gates** (sigmoid, tanh, hardsigmoid, `hardtanh(x, a, b)` with `a != 0`, log-sigmoid,
+  softsign, GLU, timm's `Sigmoid`, `Tanh`, `HardSigmoid`): the plain gradient `f'(x) * g` under both rules, as captum does: a gate
+  scales a signal by a bounded factor (a squeeze-excitation gate), it rectifies nothing.
+
+Hooks on `nn.ReLU` modules (captum's way) miss functional calls (`F.relu` in torchvision's
+GoogLeNet, `F.gelu` / `F.silu` inside a timm block). `relu_rule` instead installs a
+`torch.overrides.TorchFunctionMode` for the block that replaces every covered call with a custom
+autograd Function; `nn.SiLU.forward` itself calls `F.silu`, so one mechanism covers modules and
+functional calls, in-place or not. Activations that timm composes from primitives
+(`x.mul(x.sigmoid())`) are recognised by their module class instead. What the rule cannot see is
+refused with a one-line VizError, never passed as the plain gradient: a custom autograd Function
+(its backward is its own), a TorchScript submodule, `x * sigmoid(x)` written out in a forward, a
+forward pass with gates but no rectifier, RReLU in training mode, the shrink functions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import weakref
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from vizcnn.core._activation_calls import COVERED, MULTIPLY, Fn, composed
 from vizcnn.core.errors import VizError
-from vizcnn.core.torch_calls import call_argument
 
 Rule = Literal["guided", "deconv"]
 RULES: tuple[str, ...] = ("guided", "deconv")
 
 
-class _RuledRectifier(torch.autograd.Function):
-    """`clamp(x, lo, hi)` forward; the guided or deconvnet rule backward."""
+class _RuledActivation(torch.autograd.Function):
+    """`fn(x)` forward; backward by `mode`: guided, deconv, or plain (a gate)."""
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, x: torch.Tensor, lo: float, hi: float | None, guided: bool, inplace: bool
+        ctx: Any, x: torch.Tensor, fn: Fn, mode: str, inplace: bool
     ) -> torch.Tensor:
-        if guided:
-            mask = x > lo if hi is None else (x > lo) & (x < hi)
-            ctx.save_for_backward(mask)
-        ctx.guided = guided
+        y = fn(x)
+        ctx.fn, ctx.mode = fn, mode
+        if mode != "deconv":
+            ctx.save_for_backward(x.clone() if inplace else x)
         if inplace:
             ctx.mark_dirty(x)
-            return x.clamp_(min=lo, max=hi)
-        return x.clamp(min=lo, max=hi)
+            return x.copy_(y)
+        return y
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
-        # clamp, not relu: the mode is still active during backward and must not see this call
-        passed = grad.clamp(min=0)
-        if ctx.guided:
-            (mask,) = ctx.saved_tensors
-            passed = passed * mask
-        return passed, None, None, None, None
+        passed = grad if ctx.mode == "plain" else grad.clamp(min=0)
+        if ctx.mode != "deconv":
+            # f'(x) * passed as the vector-Jacobian product of the same elementwise call: exact,
+            # with torch's own derivative; the mode must not see (and rule) this call
+            (x,) = ctx.saved_tensors
+            with torch._C.DisableTorchFunction(), torch.enable_grad():
+                leaf = x.detach().requires_grad_(True)
+                (passed,) = torch.autograd.grad(ctx.fn(leaf), leaf, passed)
+        return passed, None, None, None
 
 
-def _bound(value: Any) -> float:
-    return float(value.item()) if isinstance(value, torch.Tensor) else float(value)
+# autograd Functions whose backward is known: ours, and torch's own (e.g. the identity that full
+# backward hooks wrap module inputs and outputs in: captum hooks nn.ReLU modules that way)
+def _known_function(cls: type) -> bool:
+    return cls is _RuledActivation or cls.__module__.startswith("torch.")
 
 
-# Each covered callable -> (input, lower bound, upper bound or None, in-place) from its arguments.
-_Parsed = tuple[torch.Tensor, float, "float | None", bool]
+def _tensors(args: Sequence[Any]) -> Iterator[torch.Tensor]:
+    for arg in args:
+        if isinstance(arg, torch.Tensor):
+            yield arg
+        elif isinstance(arg, (list, tuple)):
+            yield from (a for a in arg if isinstance(a, torch.Tensor))
 
 
-def _parse_relu(args: Sequence[Any], kwargs: Mapping[str, Any]) -> _Parsed:
-    return args[0], 0.0, None, bool(call_argument(args, kwargs, 1, "inplace", False))
+class _ActivationRuleMode(TorchFunctionMode):
+    """Swaps every covered activation call for `_RuledActivation` while the mode is active."""
 
-
-def _parse_relu6(args: Sequence[Any], kwargs: Mapping[str, Any]) -> _Parsed:
-    return args[0], 0.0, 6.0, bool(call_argument(args, kwargs, 1, "inplace", False))
-
-
-def _parse_hardtanh(args: Sequence[Any], kwargs: Mapping[str, Any]) -> _Parsed | None:
-    lo = _bound(call_argument(args, kwargs, 1, "min_val", -1.0))
-    if lo != 0.0:  # a true hardtanh (negative slope region is not a rectifier): leave it alone
-        return None
-    hi = _bound(call_argument(args, kwargs, 2, "max_val", 1.0))
-    return args[0], 0.0, hi, bool(call_argument(args, kwargs, 3, "inplace", False))
-
-
-def _inplace(parse: Callable[..., _Parsed]) -> Callable[..., _Parsed]:
-    def parsed(args: Sequence[Any], kwargs: Mapping[str, Any]) -> _Parsed:
-        x, lo, hi, _ = parse(args, kwargs)
-        return x, lo, hi, True
-
-    return parsed
-
-
-_COVERED: dict[Any, Callable[[Sequence[Any], Mapping[str, Any]], _Parsed | None]] = {
-    F.relu: _parse_relu,
-    torch.relu: _parse_relu,
-    torch.Tensor.relu: _parse_relu,
-    torch.relu_: _inplace(_parse_relu),
-    torch.Tensor.relu_: _inplace(_parse_relu),
-    F.relu_: _inplace(_parse_relu),
-    F.relu6: _parse_relu6,
-    F.hardtanh: _parse_hardtanh,
-}
-
-
-class _RectifierRuleMode(TorchFunctionMode):
-    """Swaps every covered rectifier call for `_RuledRectifier` while the mode is active."""
-
-    def __init__(self, guided: bool) -> None:
+    def __init__(self, rule: str) -> None:
         super().__init__()
-        self.guided = guided
+        self.rule = rule
+        self.ruled: Counter[str] = Counter()  # rectifiers the rule was applied to
+        self.gates: Counter[str] = Counter()  # gates seen (plain gradient)
+        self.inside = 0  # > 0 while a recognised timm activation module runs
+        self._gated: dict[int, tuple[weakref.ref[torch.Tensor], weakref.ref[torch.Tensor]]] = {}
 
     def __torch_function__(
         self,
@@ -117,26 +105,97 @@ class _RectifierRuleMode(TorchFunctionMode):
         kwargs: Mapping[str, Any] | None = None,
     ) -> Any:
         kwargs = kwargs or {}
-        parse = _COVERED.get(func)
-        if parse is not None and torch.is_grad_enabled():
-            parsed = parse(args, kwargs)
-            if parsed is not None and isinstance(parsed[0], torch.Tensor):
-                x, lo, hi, inplace = parsed
-                if x.requires_grad:
-                    return _RuledRectifier.apply(x, lo, hi, self.guided, inplace)
-        return func(*args, **kwargs)
+        if self.inside or not torch.is_grad_enabled():
+            return func(*args, **kwargs)
+        self._refuse_custom_functions(args)
+        parse = COVERED.get(func)
+        call = None if parse is None else parse(args, kwargs)
+        if call is None or not call.x.requires_grad:
+            if func in MULTIPLY:
+                self._refuse_self_gating(args)
+            return func(*args, **kwargs)
+        if call.fn is None:
+            self.gates[call.name] += 1
+            out = func(*args, **kwargs)
+            if isinstance(out, torch.Tensor):
+                self._gated[id(out)] = (weakref.ref(out), weakref.ref(call.x))
+            return out
+        self.ruled[call.name] += 1
+        return _RuledActivation.apply(call.x, call.fn, self.rule, call.inplace)
+
+    def _refuse_custom_functions(self, args: Sequence[Any]) -> None:
+        for t in _tensors(args):
+            node = t.grad_fn
+            if isinstance(node, torch.autograd.function.BackwardCFunction):
+                cls = node._forward_cls  # type: ignore[attr-defined]
+                if not _known_function(cls):
+                    raise VizError(
+                        f"the {self.rule} rule cannot reach inside the custom autograd Function "
+                        f"{cls.__module__}.{cls.__qualname__} in the forward pass (its backward "
+                        "is its own); build the model with torch activation modules (nn.ReLU, "
+                        "nn.SiLU, nn.GELU, ...) or use another attribution method"
+                    )
+
+    def _refuse_self_gating(self, args: Sequence[Any]) -> None:
+        if len(args) < 2:
+            return
+        for a, b in ((args[0], args[1]), (args[1], args[0])):
+            seen = self._gated.get(id(b))
+            if seen is not None and seen[0]() is b and seen[1]() is a:
+                raise VizError(
+                    f"the {self.rule} rule found x * sigmoid(x) (or x * tanh(x)) written out in "
+                    "the forward pass, a Swish-like activation it can only see as a gate; use "
+                    "nn.SiLU / F.silu (or nn.Mish, nn.Hardswish), which it covers"
+                )
+
+    def entercomposed(self) -> None:
+        self.inside += 1
+
+    def leavecomposed(self, module: nn.Module, x: torch.Tensor, out: Any) -> Any:
+        self.inside -= 1
+        known = composed(module)
+        if (
+            out is None
+            or self.inside
+            or known is None
+            or not torch.is_grad_enabled()
+            or not x.requires_grad
+        ):
+            return out
+        name, rectifier = known
+        (self.ruled if rectifier else self.gates)[name] += 1
+        # recomputed by the module's own forward: the same values, one ruled autograd node
+        mode = self.rule if rectifier else "plain"
+        return _RuledActivation.apply(x, module.forward, mode, False)
+
+
+def _refuse_scripted(model: nn.Module, rule: str) -> None:
+    for name, module in model.named_modules():
+        if isinstance(module, torch.jit.ScriptModule):
+            where = f"module {name!r}" if name else "the model"
+            raise VizError(
+                f"the {rule} rule cannot see the activations inside TorchScript ({where} is "
+                "scripted); use the eager (unscripted) model"
+            )
 
 
 @contextmanager
 def relu_rule(model: nn.Module, rule: Rule) -> Iterator[nn.Module]:
-    """Make every rectifier's backward follow `rule` while the block runs `model`.
+    """Make every activation's backward follow `rule` while the block runs `model`.
 
-    `"guided"`: the gradient passes where the forward input was positive and the gradient is
-    positive (guided backpropagation). `"deconv"`: it passes where the gradient is positive,
-    whatever the forward input was (deconvnet). Covers `nn.ReLU` modules and functional calls
-    (`F.relu`, `torch.relu`, `Tensor.relu`, their in-place forms) plus ReLU6 / `hardtanh(x, 0, t)`.
-    The model's `inplace` flags are switched off for the block and restored afterwards; no hook
-    or attribute is left on the model. Forward values are unchanged.
+    `"guided"`: a rectifier passes `f'(x) * max(g, 0)` (guided backpropagation; for ReLU, the
+    gradient where the input was positive and the gradient is positive). `"deconv"`: it passes
+    `max(g, 0)` whatever the forward input was (deconvnet). Gates (sigmoid, tanh, hardsigmoid)
+    pass the plain gradient. Covers modules and functional calls alike (see the module
+    docstring for the list). The model's `inplace` flags are switched off for the block and
+    restored afterwards; the hooks on timm's composed activation modules are removed. Forward
+    values are unchanged.
+
+    Raises:
+        VizError: (one line) where the rule cannot act and the result would be the plain
+            gradient: a custom autograd Function or TorchScript module in the forward pass,
+            `x * sigmoid(x)` written out, RReLU in training mode, or a forward pass that ran
+            gates but no rectifier (raised when the block ends).
 
     Args:
         model: any `nn.Module`; only its `inplace` flags are touched, and restored.
@@ -150,12 +209,32 @@ def relu_rule(model: nn.Module, rule: Rule) -> Iterator[nn.Module]:
     """
     if rule not in RULES:
         raise VizError(f"unknown ReLU rule {rule!r}; valid rules: {', '.join(RULES)}")
+    _refuse_scripted(model, rule)
     saved = {m: m.inplace for m in model.modules() if isinstance(getattr(m, "inplace", None), bool)}
+    mode = _ActivationRuleMode(rule)
+    handles = []
     try:
         for module in saved:
             module.inplace = False  # type: ignore[assignment]
-        with _RectifierRuleMode(guided=rule == "guided"):
+        for module in model.modules():
+            if composed(module) is not None:
+                handles.append(module.register_forward_pre_hook(lambda m, i: mode.entercomposed()))
+                handles.append(
+                    module.register_forward_hook(
+                        lambda m, i, o: mode.leavecomposed(m, i[0], o), always_call=True
+                    )
+                )
+        with mode:
             yield model
     finally:
+        for handle in handles:
+            handle.remove()
         for module, flag in saved.items():
             module.inplace = flag  # type: ignore[assignment]
+    if mode.gates and not mode.ruled:
+        gates = ", ".join(sorted(mode.gates))
+        raise VizError(
+            f"the {rule} rule found only gates ({gates}) and no rectifier in the forward pass: "
+            "gates pass the plain gradient, so the map would be the plain gradient; use saliency "
+            "for that, or a model (or layer) with ReLU, SiLU, GELU, ... activations"
+        )

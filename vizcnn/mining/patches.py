@@ -137,10 +137,11 @@ def project(
 ) -> torch.Tensor:
     """Deconvnet or guided-backprop projection of one unit per image onto the input.
 
-    The gradient of each image's unit with respect to the input, with every rectifier's
-    backward replaced by the deconvnet or guided rule (`vizcnn.core.relu_rules.relu_rule`):
-    `nn.ReLU`/`nn.ReLU6` modules and functional calls (`F.relu` in torchvision's GoogLeNet and
-    Inception v3) alike. Runs under `model_guard`.
+    The gradient of each image's unit with respect to the input, with every activation's
+    backward replaced by the deconvnet or guided rule (`vizcnn.core.relu_rules.relu_rule`, the
+    same rules as attribution's): modules and functional calls (`F.relu` in torchvision's
+    GoogLeNet, `F.gelu` in timm blocks) alike, a one-line VizError where the rule cannot see an
+    activation. Runs under `model_guard`.
 
     Args:
         loaded: the model (`LoadedModel` or bare `nn.Module`; left as found).
