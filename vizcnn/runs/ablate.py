@@ -37,6 +37,7 @@ from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.io.imaging import atomic_write, save_json, save_png
 from vizcnn.io.paths import ensure_writable
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
+from vizcnn.models.preflight import preflight
 from vizcnn.runs.lock import folder_lock
 from vizcnn.runs.store import model_block
 
@@ -198,6 +199,7 @@ def ablate_folder(
     target = ensure_writable(folder, "folder", flag="folder")
     _check_folder(target, overwrite)
     loaded = as_loaded(model)
+    preflight(loaded, output=True)
     builtin = variants is None
     if builtin and not (str(data) == DIGITS and loaded.name == "lenet5_digits"):
         raise VizError(
@@ -276,6 +278,7 @@ def lesion_folder(
     target = ensure_writable(folder, "folder", flag="folder")
     _check_folder(target, overwrite)
     loaded = as_loaded(model)
+    preflight(loaded, output=True)
     test_set, data_name = _data(loaded, data, crops, seed)
     how = as_run_options(run)
     batch_size = how.batch_or(TrainConfig.batch_size)
