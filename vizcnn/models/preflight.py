@@ -71,7 +71,7 @@ def _check_fired(
                 f"layer {ref.spec} of {loaded.name} returns no tensor; pick another layer"
             )
         why = (
-            f"it ran {ran} time(s); valid: "
+            f"module ran {ran} time(s) in the last pass; valid: "
             + ", ".join(LayerRef(ref.name, k).spec for k in range(min(ran, 6)))
             if ran
             else "an unused branch, or a module run only in train mode"
