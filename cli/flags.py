@@ -23,6 +23,11 @@ FIELD_FLAGS = {
     "describe(module, mean=..., std=...) or load_model(..., mean=..., std=...)": "--mean/--std",
     "(describe(labels=...) or load_model(labels=FILE))": "(--labels FILE)",
     "name a layer (layer=...)": "name one with --layer",
+    # vizcnn.models.preflight: the one forward pass before any work
+    "cannot take input_size ": "cannot take --input-size ",
+    "; input_size=": "; --input-size ",
+    "give the input_size the model was trained at": "give the --input-size it was trained at",
+    "one per output (labels=...)": "one per line (--labels FILE)",
     "choose an empty or new folder, or pass allow_nonempty=True": (
         "choose an empty or new -o folder, or add --force"
     ),

@@ -56,9 +56,8 @@ def model_options(func: F) -> F:
         click.option(
             "--input-size",
             "input_size",
-            type=int,
             default=None,
-            help="Input size in pixels the model takes (default: the model's own, 224 for most; set it for a custom model).",
+            help="Input size in pixels the model takes: a side (32) or HxW (48x64) (default: the model's own, 224 for most; set it for a custom model).",
         ),
         click.option(
             "--labels", default=None, help="Custom model: text file of class names, one per line."
@@ -78,6 +77,16 @@ def _floats(text: str | None, what: str) -> list[float] | None:
         raise VizError(f"{what} must be comma-separated numbers, got {text!r}") from exc
 
 
+def _size(text: str | int | None) -> int | tuple[int, int] | None:
+    if text is None or isinstance(text, int):
+        return text
+    parts = str(text).lower().replace(",", "x").split("x")
+    if len(parts) in (1, 2) and all(p.strip().isdigit() for p in parts):
+        values = [int(p) for p in parts]
+        return values[0] if len(values) == 1 else (values[0], values[1])
+    raise VizError(f"--input-size must be a side (32) or HxW (48x64), got {text!r}")
+
+
 def open_model(options: dict[str, Any], device: torch.device | str = "cpu") -> LoadedModel:
     """Load the model named by `model_options` values onto `device`; a one-line note on stderr
     when it runs on guessed statistics (a 3-channel model without --mean/--std)."""
@@ -88,7 +97,7 @@ def open_model(options: dict[str, Any], device: torch.device | str = "cpu") -> L
         trust_checkpoint=bool(options.get("trust_checkpoint")),
         mean=_floats(options.get("mean"), "--mean"),
         std=_floats(options.get("std"), "--std"),
-        size=options.get("input_size"),
+        size=_size(options.get("input_size")),
         labels=options.get("labels"),
         device=device,
         seed=options.get("seed", 0),  # --weights none: the same seed gives the same network

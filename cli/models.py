@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from vizcnn.models.loading import available_models
+from vizcnn.models.preflight import preflight
 
 from .common import device_from, friendly_errors, progress_enabled, run_options
 from .flags import as_flags
@@ -62,6 +63,7 @@ def layers_command(as_json: bool, show_all: bool, **options: Any) -> None:
     from vizcnn.receptive.table import layer_table
 
     loaded = open_model(options, device_from(options))
+    preflight(loaded)  # a size the model cannot take: one line, not a traceback from tracing
     # on stderr (plain lines when not a terminal): `--json` output on stdout stays clean
     with progress_bar(progress_enabled(options), unit="step") as progress:
         table = layer_table(loaded.module, (loaded.channels, *loaded.input_size), progress=progress)

@@ -29,14 +29,20 @@ class SmallNet(nn.Module):
         return self.head(x.mean(dim=(2, 3)))
 
 
-def plain(module: nn.Module, channels: int = 3, size: int = 8) -> LoadedModel:
-    """Describe `module` with no normalization (mean 0, std 1) and labels c0, c1, ..."""
+LABELS = ["tabby", "espresso", "daisy", "tiger cat", "volcano"]
+
+
+def plain(
+    module: nn.Module, channels: int = 3, size: int = 8, labels: list[str] | None = LABELS
+) -> LoadedModel:
+    """Describe `module` with no normalization (mean 0, std 1) and the five `LABELS` (None for a
+    head of another size: a label count that does not fit the head is refused)."""
     return describe(
         module,
         mean=(0.0,) * channels,
         std=(1.0,) * channels,
         input_size=size,
-        labels=["tabby", "espresso", "daisy", "tiger cat", "volcano"],
+        labels=labels,
         name="small",
     )
 

@@ -63,7 +63,9 @@ class CamNet(nn.Module):
 @pytest.mark.parametrize("target", [0, 1])
 def test_gradcam_equals_the_hand_computed_map(target: int) -> None:
     x = images(2, channels=1, size=8) - 0.3  # some negative conv outputs, so the masks matter
-    result = attribute(plain(CamNet(), channels=1, size=8), x, "gradcam", targets=target)
+    result = attribute(
+        plain(CamNet(), channels=1, size=8, labels=None), x, "gradcam", targets=target
+    )
     assert result.layer == "conv"
     # by hand: A_k = conv output; dy/dA_k = w_k * [A_k > 0] / 64; alpha_k its spatial mean
     ones = torch.ones(1, 1, 3, 3, dtype=torch.float64)
@@ -78,7 +80,7 @@ def test_gradcam_equals_the_hand_computed_map(target: int) -> None:
 def test_gradcam_upsamples_to_the_input_size() -> None:
     net = nn.Sequential(nn.Conv2d(3, 2, 3, stride=2), nn.ReLU(), nn.Flatten(), nn.LazyLinear(4))
     net(torch.zeros(1, 3, 16, 16))
-    result = attribute(plain(net, size=16), images(2, size=16).float(), "gradcam")
+    result = attribute(plain(net, size=16, labels=None), images(2, size=16).float(), "gradcam")
     assert result.maps["gradcam"].shape == (2, 3, 16, 16)
     assert result.layer == "0"
 

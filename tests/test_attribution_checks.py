@@ -35,7 +35,9 @@ def dark_off_net() -> nn.Module:
 
 def test_a_zero_gradcam_map_is_a_warning_naming_the_images_and_layer() -> None:
     x = torch.stack([torch.full((1, 8, 8), 0.1), torch.full((1, 8, 8), 0.9)]).double()
-    result = attribute(plain(dark_off_net(), channels=1), x, ["saliency", "gradcam"], targets=0)
+    result = attribute(
+        plain(dark_off_net(), channels=1, labels=None), x, ["saliency", "gradcam"], targets=0
+    )
     # the oracle: image 0's maps are zero (no gradient passes the ReLU), image 1's are not
     for name in ("saliency", "gradcam"):
         assert torch.equal(result.maps[name][0], torch.zeros_like(result.maps[name][0]))
@@ -98,7 +100,7 @@ def test_a_relu_net_gives_no_warnings() -> None:
 
 def test_warnings_do_not_depend_on_the_batch_layout() -> None:
     x = torch.stack([torch.full((1, 8, 8), v) for v in (0.1, 0.9, 0.1, 0.05, 0.9)]).double()
-    loaded = plain(dark_off_net(), channels=1)
+    loaded = plain(dark_off_net(), channels=1, labels=None)
     whole = attribute(loaded, x, "gradcam", targets=1).warnings
     assert [w.images for w in whole] == [(0, 2, 3)]
     assert attribute(loaded, x, "gradcam", targets=1, run=RunOptions(batch=2)).warnings == whole

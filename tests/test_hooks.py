@@ -87,7 +87,10 @@ def test_strict_counts_layers_fired_in_any_pass(tiny: TinyNet) -> None:
         tiny(torch.ones(1, 1, 10, 10))
         tiny.conv2(torch.ones(1, 2, 3, 3))
     assert set(acts) == {"conv2"}
-    with pytest.raises(VizError, match="never fired"), capture(tiny, ["conv1", "conv2"]):
+    with (
+        pytest.raises(VizError, match="never ran during the forward pass"),
+        capture(tiny, ["conv1", "conv2"]),
+    ):
         tiny.conv1(torch.ones(1, 1, 5, 5))
 
 
@@ -117,7 +120,10 @@ def test_unknown_layer_suggests_close_names(tiny: TinyNet) -> None:
 
 
 def test_layer_that_never_fires_raises(tiny: TinyNet) -> None:
-    with pytest.raises(VizError, match="never fired"), capture(tiny, ["head"]):
+    with (
+        pytest.raises(VizError, match="never ran during the forward pass"),
+        capture(tiny, ["head"]),
+    ):
         pass
 
 
@@ -205,6 +211,8 @@ def test_a_call_that_never_happens_lists_the_calls_that_do() -> None:
             return self.act(self.act(x) - 1)
 
     net = Twice()
-    expected = r"act#2 \(module ran 2 time\(s\).*valid: act, act#1\)"
+    expected = (
+        r"act#2 never ran during the forward pass \(module ran 2 time\(s\).*valid: act, act#1\)"
+    )
     with pytest.raises(VizError, match=expected), capture(net, ["act#2"]) as acts:
         acts.run(torch.zeros(1, 1, 2, 2))

@@ -159,12 +159,16 @@ class Captured(Mapping[str, torch.Tensor]):
 
 
 def _never_fired(spec: str, calls: Mapping[str, int]) -> str:
-    """`_swish#2 (module ran 2 time(s) in the last pass; valid: _swish, _swish#1)`."""
+    """`layer _swish#2 never ran during the forward pass (module ran 2 time(s) in the last
+    pass; valid: _swish, _swish#1)`: the wording of `vizcnn.models.preflight` too."""
     name = parse_layer(spec).name
     count = calls.get(name, 0)
     valid = [LayerRef(name, k).spec for k in range(count)]
     shown = f"; valid: {', '.join(valid[:6])}{', ...' if count > 6 else ''}" if valid else ""
-    return f"{spec} (module ran {count} time(s) in the last pass{shown})"
+    return (
+        f"layer {spec} never ran during the forward pass "
+        f"(module ran {count} time(s) in the last pass{shown})"
+    )
 
 
 @contextmanager
@@ -276,7 +280,7 @@ def capture(
             missing = sorted(wanted - captured.fired)
             if missing and strict:
                 detail = "; ".join(_never_fired(spec, captured.calls) for spec in missing)
-                raise VizError(f"layer never fired during the forward pass: {detail}")
+                raise VizError(detail)
         finally:
             for handle in handles:
                 handle.remove()

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from vizcnn.core.distributed import all_gather, current_shard
 from vizcnn.core.image_range import warn_if_normalized
+from vizcnn.core.outputs import require_output_tensor
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.hooks import model_guard
@@ -165,7 +166,10 @@ def evaluate(
                 warn_if_normalized(images, stacklevel=4)
             inputs = normalize(images.to(device))
             labels = labels.to(device)
-            logits = {name: model(inputs).float() for name, model in models.items()}
+            logits = {
+                name: require_output_tensor(model(inputs), name).float()
+                for name, model in models.items()
+            }
             ref = logits[reference] if reference is not None else None
             for name in models:
                 totals[name] = totals[name] + batch_scores(logits[name], labels, ref)

@@ -23,6 +23,7 @@ from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.core.run_options import RunOptions
 from vizcnn.models.base import ModelLike, as_loaded
+from vizcnn.models.preflight import preflight
 
 
 @dataclass
@@ -146,6 +147,7 @@ def run_ablation(
         ...                       TrainConfig(retrain="all", epochs=5), train_data=digits("train"))
     """
     loaded = as_loaded(model)
+    preflight(loaded, output=True)
     variants = [variant.named(loaded.module) for variant in variants]
     if config.retrain != "none" and train_data is None:
         raise VizError(f"retrain={config.retrain!r} needs training data: pass train_data=")

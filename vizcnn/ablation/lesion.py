@@ -23,6 +23,7 @@ from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.core.run_options import RunOptions
 from vizcnn.hooks import Layer, layer_names
 from vizcnn.models.base import ModelLike, as_loaded
+from vizcnn.models.preflight import preflight
 
 INTACT = "intact"
 
@@ -69,6 +70,7 @@ def lesion_study(
         >>> [(l.block, l.scores.agreement) for l in result.lesions if l.removable]
     """
     loaded = as_loaded(model)
+    preflight(loaded, output=True)
     if blocks is None:
         found = find_blocks(loaded.module)
         names = [b.name for b in found]

@@ -25,6 +25,7 @@ from vizcnn.core.adam import Adam
 from vizcnn.core.devices import Seed, as_generator
 from vizcnn.core.distributed import current_shard
 from vizcnn.core.errors import VizError
+from vizcnn.core.outputs import require_output_tensor
 from vizcnn.core.progress import ProgressCallback, no_progress
 
 RETRAIN = ("none", "head", "all")
@@ -157,7 +158,8 @@ def train(
             labels = torch.tensor([int(item[1]) for item in items], device=device)
             # DDP averages gradients over ranks: scaling each rank's sum by ranks / batch makes
             # that average the whole batch's mean loss, also when the ranks' shares differ
-            summed = F.cross_entropy(step_model(normalize(images)), labels, reduction="sum")
+            logits = require_output_tensor(step_model(normalize(images)))
+            summed = F.cross_entropy(logits, labels, reduction="sum")
             loss = summed * (shard.world_size / len(whole))
             optimizer.zero_grad()
             loss.backward()

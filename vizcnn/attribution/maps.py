@@ -22,6 +22,7 @@ from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.hooks import inplace_off, model_guard
 from vizcnn.models.base import ModelLike, as_loaded
+from vizcnn.models.preflight import preflight
 
 # what `attribute(..., methods=...)` takes: names (default options) and method objects, or one
 MethodsLike = str | Method | Sequence[str | Method]
@@ -114,6 +115,7 @@ def attribute(
     x_all = images.to(device=loaded.device, dtype=loaded.dtype)
     names = [m.name for m in chosen]
     layers = {m.name: m.layer_name for m in chosen if isinstance(m, _LayerMethod)}
+    preflight(loaded, sorted(set(layers.values())), output=True, size=images.shape[-2:])
     net = Classifier(loaded)
     count = images.shape[0]
     total = count * len(chosen)

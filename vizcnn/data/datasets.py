@@ -281,6 +281,8 @@ def open_dataset(
             f"no images in {str(data)!r}; give a folder with images "
             "(.jpg, .png, ...), a .txt list of paths, or 'samples'"
         )
+    if channels not in (1, 3):  # photos do not have them: refuse now, not image by image
+        dataset.image(0)
     return dataset
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from vizcnn.core.errors import VizError, did_you_mean
-from vizcnn.io.imaging import IMAGE_SUFFIXES
+from vizcnn.io.imaging import IMAGE_SUFFIXES, channel_refusal
 
 # Natural photographs that ship inside the installed packages (no download).
 SKIMAGE_SAMPLES = (
@@ -47,7 +47,8 @@ def _as_tensor(array: np.ndarray) -> torch.Tensor:
 def sample_image(name: str, channels: int = 3) -> torch.Tensor:
     """A bundled photo as `(channels, H, W)` in [0, 1], e.g. `sample_image("coffee")`.
 
-    Grayscale photos are repeated to 3 channels; colour photos become luminance for 1 channel.
+    Grayscale photos are repeated to 3 channels; colour photos become luminance for 1 channel;
+    other channel counts are refused (`vizcnn.io.imaging.channel_refusal`).
     """
     if name in SKLEARN_SAMPLES:
         from sklearn.datasets import load_sample_image
@@ -65,6 +66,8 @@ def sample_image(name: str, channels: int = 3) -> torch.Tensor:
     if channels == 1 and image.shape[0] == 3:
         weights = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
         return (image * weights).sum(0, keepdim=True)
+    if channels not in (1, 3):
+        raise channel_refusal(channels, f"the bundled photo {name!r}")
     if channels != image.shape[0]:
         return image.mean(0, keepdim=True).expand(channels, -1, -1).clone()
     return image

@@ -35,6 +35,7 @@ from vizcnn.deepdream.tiling import add_image, enlarge, rolled_gradient, row_ban
 from vizcnn.hooks import capture, model_guard
 from vizcnn.io.imaging import resize
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
+from vizcnn.models.preflight import preflight
 
 # the pieces used to live here; these names stay importable from this module
 __all__ = [
@@ -89,7 +90,9 @@ def dream(
     """
     loaded = as_loaded(model)
     config = config or DreamConfig()
-    config = replace(config, layers=tuple(named_target(s, loaded.module) for s in config.layers))
+    named = tuple(named_target(s, loaded.module) for s in config.layers)
+    config = replace(config, layers=named)
+    preflight(loaded, [parse_layer_target(target).layer for target in named])
     warn_if_normalized(image)
     if guide is not None:
         warn_if_normalized(guide)

@@ -31,6 +31,7 @@ from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.hooks import Layer, capture, find_module, layer_names, model_guard, parse_layer
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
+from vizcnn.models.preflight import preflight
 from vizcnn.receptive.measured import receptive_fields
 
 OUTPUT = "output"  # the row name of the model's final output
@@ -311,6 +312,7 @@ def measure_equivariance(
     requested = named if explicit else stage_layers(module)
     for spec in requested:
         find_module(module, parse_layer(spec).name)
+    preflight(loaded, named, output=True, size=size)
     device, dtype = loaded.device, loaded.dtype
     batch = as_run_options(run).batch_or(DEFAULT_BATCH)
     total = math.ceil(len(images) / batch) * (1 + len(config.shifts))

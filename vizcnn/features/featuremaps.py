@@ -13,6 +13,7 @@ from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.data.datasets import preprocess
 from vizcnn.hooks import Layer, capture, find_module, layer_names, model_guard, parse_layer
 from vizcnn.models.base import ModelLike, as_loaded
+from vizcnn.models.preflight import preflight
 
 
 @dataclass(frozen=True)
@@ -102,11 +103,12 @@ def feature_maps(
     warn_if_normalized(image)  # before `preprocess`, whose resampling clamps to [0, 1]
     if config.resize:
         image = preprocess(image, loaded.input_size, loaded.resize_crop)
+    preflight(loaded, layers, size=image.shape[-2:])
     batch = loaded.normalize(image.unsqueeze(0).to(loaded.device, loaded.dtype))
     with (
         model_guard(loaded.module),
         torch.no_grad(),
-        capture(loaded.module, layers, detach=True) as acts,
+        capture(loaded.module, layers, stop_early=True, detach=True) as acts,
     ):
         acts.run(batch)
     results = []

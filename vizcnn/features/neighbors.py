@@ -29,6 +29,7 @@ from vizcnn.hooks import Layer, capture, find_module, layer_name, model_guard, p
 from vizcnn.io.imaging import atomic_write
 from vizcnn.io.provenance import files_digest, weights_digest
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
+from vizcnn.models.preflight import preflight
 
 Metric = Literal["l2", "cosine"]
 CLASSIFIER_INPUT = "classifier-input"  # the layer name recorded for the default embedding
@@ -122,6 +123,7 @@ def embed(
     loaded = as_loaded(model)
     layer = None if layer is None else layer_name(loaded.module, layer)
     warn_if_normalized(images)
+    preflight(loaded, [layer] if layer else [], output=layer is None, size=images.shape[-2:])
     with model_guard(loaded.module):
         return _embed_guarded(loaded, images, layer)
 
@@ -199,6 +201,7 @@ def embed_dataset(
     if len(dataset) == 0:
         raise VizError("no images to embed")
     run = as_run_options(run)
+    preflight(loaded, [layer] if layer else [], output=layer is None)
     name = layer or CLASSIFIER_INPUT
     path = cache_path(Path(cache_dir), loaded, layer, dataset) if cache_dir is not None else None
     if path is not None and path.is_file():

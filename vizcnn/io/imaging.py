@@ -30,9 +30,18 @@ def pil_to_tensor(image: Image.Image, channels: int = 3) -> torch.Tensor:
     """A PIL image as a `(channels, H, W)` float tensor in [0, 1].
 
     RGBA and LA are composited onto white, palette and CMYK converted, 16-bit scaled, and
-    `channels` = 1 gives luminance, 3 gives RGB.
+    `channels` = 1 gives luminance (ITU-R 601 luma), 3 gives RGB. Any other count (a 4-channel
+    RGB-D or RGB-NIR model) needs a file with exactly that many bands, read as stored (an RGBA
+    or CMYK file for 4 channels, alpha not composited); a photo is refused (`channel_refusal`)
+    rather than guessed into channels it does not have.
     """
     image = ImageOps.exif_transpose(image) or image
+    if channels not in (1, 3):
+        bands = len(image.getbands())
+        if bands != channels or image.mode in {"I;16", "I;16B", "I;16L", "I", "F", "P"}:
+            raise channel_refusal(channels, f"an image with {bands} band(s) ({image.mode})")
+        array = np.asarray(image, dtype=np.uint8)
+        return torch.from_numpy(array.copy()).float().div_(255.0).permute(2, 0, 1).contiguous()
     if image.mode in {"I;16", "I;16B", "I;16L", "I"}:
         array = np.asarray(image, dtype=np.float32)
         peak = 65535.0 if array.max() > 255 else 255.0
@@ -54,9 +63,16 @@ def pil_to_tensor(image: Image.Image, channels: int = 3) -> torch.Tensor:
         tensor = tensor.unsqueeze(0)
     else:
         tensor = tensor.permute(2, 0, 1)
-    if channels not in (1, 3):
-        tensor = tensor.mean(0, keepdim=True).expand(channels, -1, -1).clone()
     return tensor.contiguous()
+
+
+def channel_refusal(channels: int, what: str) -> VizError:
+    """The one refusal of a picture that has not the model's `channels` (neither 1 nor 3)."""
+    return VizError(
+        f"the model takes {channels}-channel images, not {what}: pictures are converted to "
+        f"1 channel (luminance) or 3 (RGB) only; give image files with {channels} bands "
+        f"(RGBA or CMYK for 4) or (B, {channels}, H, W) tensors"
+    )
 
 
 # Pillow's own refusal limit (2 x Image.MAX_IMAGE_PIXELS): above it Pillow raises, between half
@@ -91,7 +107,7 @@ def load_image(path: str | Path, channels: int = 3, *, limit: int | None = None)
 
     Args:
         path: an image file.
-        channels: 1 (luminance) or 3 (RGB); other counts repeat the luminance.
+        channels: 1 (luminance) or 3 (RGB); another count needs a file with that many bands.
         limit: the largest width x height to read (see `max_pixels`: default 179 megapixels,
             or VIZCNN_MAX_PIXELS); larger images are refused with their size, before decoding.
 
@@ -131,6 +147,8 @@ def load_image(path: str | Path, channels: int = 3, *, limit: int | None = None)
                 Image.MAX_IMAGE_PIXELS = saved
         with image:
             return pil_to_tensor(image, channels)
+    except VizError:
+        raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise VizError(
             f"cannot read image {str(path)!r}: {exc}; give a PNG, JPEG, WebP, BMP, GIF or TIFF file"
@@ -138,15 +156,20 @@ def load_image(path: str | Path, channels: int = 3, *, limit: int | None = None)
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """`(C, H, W)` in [0, 1] as an `(H, W, C)` or `(H, W)` uint8 array."""
+    """`(C, H, W)` in [0, 1] as an `(H, W, C)` or `(H, W)` uint8 array.
+
+    One channel is grey, three RGB; two are shown as their mean, four or more as their first
+    three channels (RGB of an RGB-X model; the rest are in the tensors a run returns).
+    """
     array = image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
     if array.dim() != 3:
         raise VizError(f"expected a (C, H, W) image, got shape {tuple(image.shape)}")
     if array.shape[0] == 1:
         return array[0].numpy()
-    if array.shape[0] != 3:
-        array = array.float().mean(0).round().to(torch.uint8).unsqueeze(0)
-        return array[0].numpy()
+    if array.shape[0] > 3:  # a 4+-channel model's picture: its first three channels as RGB
+        array = array[:3]
+    if array.shape[0] == 2:
+        return array.float().mean(0).round().to(torch.uint8).numpy()
     return array.permute(1, 2, 0).numpy()
 
 

@@ -33,6 +33,7 @@ from vizcnn.io.provenance import weights_digest
 from vizcnn.mining.checkpoint import load_checkpoint, save_checkpoint
 from vizcnn.mining.topk import MAX_IMAGES, RunningTopK, TopK, decode
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
+from vizcnn.models.preflight import preflight
 
 RANKS = ("max", "mean")
 DEFAULT_BATCH = 64  # images per forward pass where `RunOptions.batch` is None
@@ -212,6 +213,7 @@ def mine_topk(
     with model_guard(loaded.module):
         layer = layer_name(loaded.module, config.layer)
         config = replace(config, layer=layer)
+        preflight(loaded, [layer])
         if len(dataset) > MAX_IMAGES:
             raise VizError(
                 f"{len(dataset)} images is more than mining handles ({MAX_IMAGES}); pass fewer images (limit=)"

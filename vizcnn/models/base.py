@@ -54,6 +54,11 @@ class LoadedModel:
     load_options: dict[str, Any] | None = None
     # the model's own resize and crop (timm models); None: not known, vizcnn's own is used
     resize_crop: ResizeCrop | None = None
+    # `preflight` checks this model passed (size, layers, output, device, dtype, labels)
+    checked: set[tuple[Any, ...]] = field(default_factory=set, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.module = unwrap(self.module)
 
     @property
     def channels(self) -> int:
@@ -170,6 +175,27 @@ def default_normalization(channels: int) -> tuple[tuple[float, ...], tuple[float
     if channels == 3:
         return IMAGENET_MEAN, IMAGENET_STD
     return (0.0,) * channels, (1.0,) * channels
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The network inside `nn.DataParallel`, `DistributedDataParallel` and `torch.compile`'s
+    `OptimizedModule` wrappers (nested ones too), which vizcnn runs eagerly on one device:
+    layer names are then the unwrapped network's (`features.0`, not `module.features.0`).
+
+    Example:
+        >>> unwrap(nn.DataParallel(net)) is net
+        True
+    """
+    while True:
+        if isinstance(module, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            module = module.module
+        elif type(module).__name__ == "OptimizedModule" and isinstance(
+            getattr(module, "_orig_mod", None), nn.Module
+        ):
+            # torch._dynamo's wrapper, recognized by name: importing torch._dynamo costs 1.5 s
+            module = module._orig_mod  # type: ignore[assignment]
+        else:
+            return module
 
 
 def input_channels(module: nn.Module) -> int:

@@ -60,7 +60,7 @@ def load_model(
     trust_checkpoint: bool = False,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
-    size: int | None = None,
+    size: int | Sequence[int] | None = None,
     labels: Sequence[str] | str | None = None,
     device: torch.device | str = "auto",
     seed: int | None = 0,
@@ -81,6 +81,8 @@ def load_model(
         trust_checkpoint: allow unpickling a whole saved module (can run arbitrary code).
         mean, std, size, labels: describe a custom model's preprocessing; override defaults
             (unset mean/std of a factory: `default_normalization`, ImageNet's for 3 channels).
+            `size` is a side or `(H, W)`; `labels` (names or a file, one per line) must have
+            one name per output of the model (checked by one forward pass).
         device: where to put the module: `auto` (CUDA, then MPS, then CPU, as the CLI), `cpu`,
             `cuda:1`, ...
         seed: random weights (`weights="none"`, a factory's own initialization) are drawn from
@@ -102,9 +104,10 @@ def load_model(
         loaded.mean, loaded.std = new_mean, new_std
         loaded.stats_given = True
     if size is not None:
-        if size < 8:
-            raise VizError(f"input size {size} too small; use at least 8 pixels")
-        loaded.input_size = (int(size), int(size))
+        shape = (size, size) if isinstance(size, int) else tuple(int(v) for v in size)
+        if len(shape) != 2 or min(shape) < 8:
+            raise VizError(f"input size {size} invalid; give (H, W) or a side of at least 8 pixels")
+        loaded.input_size = (int(shape[0]), int(shape[1]))
     if labels is not None:
         loaded.labels = _read_labels(labels)
     freeze(loaded.module)
@@ -115,11 +118,16 @@ def load_model(
         "trust_checkpoint": trust_checkpoint,
         "mean": None if mean is None else [float(v) for v in mean],
         "std": None if std is None else [float(v) for v in std],
-        "size": size,
+        "size": size if size is None or isinstance(size, int) else [int(v) for v in size],
         "labels": labels if labels is None or isinstance(labels, str) else list(labels),
         "seed": seed,
     }
-    return loaded.to(target)
+    loaded.to(target)
+    if labels is not None:  # a label count that does not fit the head: one line, now
+        from vizcnn.models.preflight import preflight
+
+        preflight(loaded, output=True)
+    return loaded
 
 
 def _load(

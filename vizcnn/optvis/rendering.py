@@ -33,12 +33,14 @@ import torch
 from vizcnn.core.adam import Adam, cosine_lr
 from vizcnn.core.devices import Seed, deterministic_algorithms, draw_seed, make_generator
 from vizcnn.core.errors import VizError
+from vizcnn.core.outputs import require_output_tensor
 from vizcnn.core.precision import choose_precision
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.hooks import Captured, Layer, capture, layer_name, layer_output_shape, model_guard
 from vizcnn.io.imaging import resize
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
+from vizcnn.models.preflight import preflight
 from vizcnn.optvis.config import (
     CHUNK_SEED_STRIDE,
     DEFAULT_BATCH,
@@ -128,9 +130,7 @@ def _forward(
         output = loaded.module(inputs)
         found = {}
     if need_logits:
-        if not isinstance(output, torch.Tensor):
-            raise VizError(f"{loaded.name} returns {type(output).__name__}, not a logits tensor")
-        found[LOGITS] = output
+        found[LOGITS] = require_output_tensor(output, loaded.name)
     return found
 
 
@@ -176,6 +176,15 @@ def render_iter(
     config = config.resolved(objectives)
     if config.diversity_layer is not None and config.diversity_layer != "":
         config = replace(config, diversity_layer=layer_name(loaded.module, config.diversity_layer))
+    hooked = {layer for obj in objectives for layer in obj.layers if layer != LOGITS}
+    if config.diversity > 1 and isinstance(config.diversity_layer, str) and config.diversity_layer:
+        hooked.add(config.diversity_layer)
+    preflight(
+        loaded,
+        sorted(hooked),
+        output=any(LOGITS in obj.layers for obj in objectives),
+        size=config.input_size or loaded.input_size,
+    )
     skipped = set(skip)
     plan = [
         (number, chunk)

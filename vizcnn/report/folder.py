@@ -17,6 +17,7 @@ from pathlib import Path
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.core.run_options import RunOptions
 from vizcnn.models.base import ModelLike, as_loaded
+from vizcnn.models.preflight import preflight
 from vizcnn.report.builder.plan import Plan, plan_report
 from vizcnn.report.builder.stages import STAGE_TITLES, StageFactory, build_report
 from vizcnn.report.builder.store import ArtifactStore, check_report_folder
@@ -101,6 +102,7 @@ def report_folder(
     started = time.perf_counter()
     config = config or ReportConfig()
     loaded = as_loaded(model)
+    preflight(loaded, output=True)
     target = Path(folder)
     stage = stages or _titled(progress)
     check_report_folder(target, allow_nonempty=allow_nonempty)  # before the long checks

@@ -41,6 +41,7 @@ from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.io.imaging import atomic_write, save_json, save_png
 from vizcnn.io.paths import ensure_writable, safe_stem
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
+from vizcnn.models.preflight import preflight
 from vizcnn.runs.lock import folder_lock
 from vizcnn.runs.store import model_block, plan_results, write_result
 
@@ -253,6 +254,7 @@ def ablate_folder(
     started = time.perf_counter()
     target = ensure_writable(folder, "folder", flag="folder")
     loaded = as_loaded(model)
+    preflight(loaded, output=True)
     builtin = variants is None
     if builtin and not (str(data) == DIGITS and loaded.name == "lenet5_digits"):
         raise VizError(
@@ -352,6 +354,7 @@ def lesion_folder(
     started = time.perf_counter()
     target = ensure_writable(folder, "folder", flag="folder")
     loaded = as_loaded(model)
+    preflight(loaded, output=True)
     test_set, data_name = _data(loaded, data, crops, seed)
     how = as_run_options(run)
     batch_size = how.batch_or(TrainConfig.batch_size)

@@ -284,7 +284,8 @@ def render_folder(
                 files.append(name)
                 values.append(final)
                 entries.append({"unit": unit.label, "file": name, "value": final})
-                images.append(load_image(target / name, loaded.channels))
+                # the PNG holds what `save_png` shows: grey for 1-2 channels, else RGB
+                images.append(load_image(target / name, 1 if loaded.channels < 3 else 3))
                 labels.append(unit.label if final is None else f"{unit.label} {final:.3g}")
         seconds = time.perf_counter() - started
         block["seconds"] = round(seconds, 3)
