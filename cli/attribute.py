@@ -20,7 +20,7 @@ from vizcnn.io.paths import ensure_writable
 from vizcnn.runs.attribute import DeletionConfig, SanityConfig, attribute_folder
 
 from .common import device_from, friendly_errors, run_options
-from .model_options import model_options, open_model
+from .model_options import model_options, note_default_layer, open_model
 from .options import FINITE_FLOAT, batch_option, output_options, run_from
 from .progress import progress_bar
 
@@ -88,6 +88,8 @@ def attribute_command(
     names = list(METHODS) if all_methods else list(methods or DEFAULT_METHODS)
     ensure_writable(options["output"], "folder")
     loaded = open_model(options, device_from(options))
+    if options["layer"] is None and {"gradcam", "guided-gradcam"} & set(names):
+        note_default_layer(loaded, "gradcam", options)
     chosen = make_methods(
         loaded,
         names,
