@@ -35,7 +35,11 @@ from .progress import progress_bar
 )
 @click.option("--target", default="top1", show_default=True,
               help="Class to explain: top1, a name (espresso) or an index (967).")  # fmt: skip
-@click.option("--layer", default=None, help="Grad-CAM layer (default: the model's last Conv2d).")
+@click.option(
+    "--layer",
+    default=None,
+    help="Grad-CAM layer (default: the model's last stage output, e.g. layer4; see `vizcnn layers --stages`).",
+)
 @batch_option(DEFAULT_BATCH, "Images per call of a method.")
 @click.option("--baseline", type=FINITE_FLOAT, default=IntegratedGradients.baseline,
               show_default=True, help="Flat grey level in [0, 1] for IG, occlusion and deletion.")  # fmt: skip

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from vizcnn.models.loading import available_models
-from vizcnn.models.stages import format_stages, stages_view
+from vizcnn.models.structure import format_stages, stages_view
 
 from .common import device_from, friendly_errors, progress_enabled, run_options
 from .model_options import model_options, open_model

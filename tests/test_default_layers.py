@@ -19,7 +19,7 @@ from vizcnn.attribution import GradCAM, attribute
 from vizcnn.hooks import find_module, forward_to
 from vizcnn.models.default_layers import _DEFAULTS
 from vizcnn.models.loading import load_model
-from vizcnn.models.stages import stages
+from vizcnn.models.structure import stages
 
 SIZE = 64  # small inputs: stride 32 still leaves a 2x2 map
 

@@ -20,7 +20,7 @@ from torch import nn
 from vizcnn.core.errors import VizError, did_you_mean
 
 if TYPE_CHECKING:
-    from vizcnn.models.stages import LayerChoice
+    from vizcnn.models.structure import LayerChoice
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 from vizcnn.core.errors import VizError
-from vizcnn.models.stages import LayerChoice, choose, stages
+from vizcnn.models.structure import LayerChoice, choose, stages
 
 if TYPE_CHECKING:
     from vizcnn.models.base import LoadedModel
@@ -92,7 +92,7 @@ def choose_layers(loaded: LoadedModel, technique: str) -> LayerChoice:
         source = "zoo" if loaded.name in _DEFAULTS else "given"
         why = "chosen for this model" if source == "zoo" else "given with the model"
         return LayerChoice(technique, tuple(given), why, source, loaded.name)
-    why = "the model names default layers for other techniques"
+    why = "the model's own defaults are for other techniques"
     if not loaded.default_layers:
         key = (id(loaded.module), loaded.input_size, loaded.channels)
         if loaded.stages_cache.get(key) is None:
@@ -109,8 +109,12 @@ def choose_layers(loaded: LoadedModel, technique: str) -> LayerChoice:
 def _conv_fallback(loaded: LoadedModel, technique: str, why: str) -> LayerChoice:
     convs = [n for n, m in loaded.module.named_modules() if isinstance(m, nn.Conv2d)]
     if not convs:
-        field = "ReportConfig.layers" if technique == "report" else "layer=..."
-        raise VizError(f"{loaded.name} has no Conv2d layer; name a layer ({field})")
+        what = {
+            "gradcam": "no Conv2d layer for Grad-CAM; give the method a layer",
+            "report": "no Conv2d layer; name layers with ReportConfig.layers",
+        }
+        detail = what.get(technique, "no Conv2d layer; name a layer (layer=...)")
+        raise VizError(f"{loaded.name} has {detail}")
     if technique == "gradcam":
         return LayerChoice(
             technique, (convs[-1],), f"its last Conv2d ({why})", "fallback", loaded.name
