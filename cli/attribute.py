@@ -20,7 +20,7 @@ from vizcnn.io.paths import ensure_writable
 from vizcnn.runs.attribute import DeletionConfig, SanityConfig, attribute_folder
 
 from .common import device_from, friendly_errors, run_options
-from .model_options import model_options, open_model
+from .model_options import model_options, note_default_layer, open_model
 from .options import FINITE_FLOAT, batch_option, output_options, run_from
 from .progress import progress_bar
 
@@ -35,7 +35,11 @@ from .progress import progress_bar
 )
 @click.option("--target", default="top1", show_default=True,
               help="Class to explain: top1, a name (espresso) or an index (967).")  # fmt: skip
-@click.option("--layer", default=None, help="Grad-CAM layer (default: the model's last Conv2d).")
+@click.option(
+    "--layer",
+    default=None,
+    help="Grad-CAM layer (default: the model's last stage output, e.g. layer4; see `vizcnn layers --stages`).",
+)
 @batch_option(DEFAULT_BATCH, "Images per call of a method.")
 @click.option("--baseline", type=FINITE_FLOAT, default=IntegratedGradients.baseline,
               show_default=True, help="Flat grey level in [0, 1] for IG, occlusion and deletion.")  # fmt: skip
@@ -88,6 +92,8 @@ def attribute_command(
     names = list(METHODS) if all_methods else list(methods or DEFAULT_METHODS)
     ensure_writable(options["output"], "folder")
     loaded = open_model(options, device_from(options))
+    if options["layer"] is None and {"gradcam", "guided-gradcam"} & set(names):
+        note_default_layer(loaded, "gradcam", options)
     chosen = make_methods(
         loaded,
         names,

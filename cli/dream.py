@@ -12,7 +12,7 @@ from vizcnn.deepdream.zoom import ZoomConfig
 from vizcnn.runs.dream import DEFAULT_FPS, DreamRun, dream_file, dream_output
 
 from .common import device_from, echo_warnings, friendly_errors, progress_enabled, run_options
-from .model_options import model_options, open_model
+from .model_options import model_options, note_default_layer, open_model
 from .options import FINITE_FLOAT, field_options, output_options, precision_options, run_from
 from .progress import progress_bar
 
@@ -92,6 +92,8 @@ def dream_command(image: str, output: str, overwrite: bool, **options: Any) -> N
     zoom = {key: options[key] for key in ZOOM_HELP if options[key] is not None}
     dream_output(output)  # a wrong name or an unwritable place fails before the model loads
     loaded = open_model(options, device_from(options))
+    if not config.layers:
+        note_default_layer(loaded, "dream", options)
     with echo_warnings(), progress_bar(progress_enabled(options), unit="step") as progress:
         made = dream_file(
             loaded,

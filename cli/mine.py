@@ -16,7 +16,7 @@ from vizcnn.runs.mine import MineInterrupted, MineRun, mine_folder
 
 from .common import device_from, friendly_errors, run_options
 from .flags import as_flags
-from .model_options import model_options, open_model
+from .model_options import model_options, note_default_layer, open_model
 from .options import (
     FINITE_FLOAT,
     batch_option,
@@ -102,6 +102,8 @@ def mine_command(data: str, layer: str | None, output: str, **options: Any) -> N
     device = init_from_env(device_from(options))  # under torchrun: this rank's device
     try:
         loaded = open_model(options, device)
+        if not layer:
+            note_default_layer(loaded, "mine", options)
         layer_name, chosen = resolve_unit(
             layer or loaded.layers_for("mine")[0],
             lambda name: layer_shape(loaded, name)[0],

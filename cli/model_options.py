@@ -106,3 +106,11 @@ def open_model(options: dict[str, Any], device: torch.device | str = "cpu") -> L
     if note is not None and not options.get("quiet"):
         click.echo(f"note: {as_flags(note)}", err=True)
     return loaded
+
+
+def note_default_layer(loaded: LoadedModel, technique: str, options: dict[str, Any]) -> None:
+    """One `note:` line naming the layers a command falls back to and why (the zoo's choices
+    go unannounced: they are documented per model)."""
+    choice = loaded.layer_choice(technique)
+    if choice.source != "zoo" and not options.get("quiet"):
+        click.echo(f"note: {as_flags(choice.note())}", err=True)

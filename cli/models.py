@@ -10,6 +10,7 @@ import click
 
 from vizcnn.models.loading import available_models
 from vizcnn.models.preflight import preflight
+from vizcnn.models.structure import format_stages, stages_view
 
 from .common import device_from, friendly_errors, progress_enabled, run_options
 from .flags import as_flags
@@ -51,9 +52,18 @@ def models_command(as_json: bool) -> None:
     is_flag=True,
     help="Also list modules that never run in a forward pass.",
 )
+@click.option(
+    "--stages",
+    "show_stages",
+    is_flag=True,
+    help="Show the stage boundaries (name, channels, stride) and each technique's default layers.",
+)
 @friendly_errors
-def layers_command(as_json: bool, show_all: bool, **options: Any) -> None:
+def layers_command(as_json: bool, show_all: bool, show_stages: bool, **options: Any) -> None:
     """Print every layer: name, type, output shape, parameters, receptive field, stride, offset.
+
+    With --stages: the stages instead (where each ends, channels, stride) and the layers each
+    technique takes by default, with why.
 
     The input box of unit (y, x) of a layer is rows offset_y + y*stride_y ... + rf_y - 1 and
     columns offset_x + x*stride_x ... + rf_x - 1 (it may extend past the image edge: padding).
@@ -64,6 +74,10 @@ def layers_command(as_json: bool, show_all: bool, **options: Any) -> None:
 
     loaded = open_model(options, device_from(options))
     preflight(loaded)  # a size the model cannot take: one line, not a traceback from tracing
+    if show_stages:
+        view = stages_view(loaded)
+        click.echo(json.dumps(view, indent=2) if as_json else format_stages(view))
+        return
     # on stderr (plain lines when not a terminal): `--json` output on stdout stays clean
     with progress_bar(progress_enabled(options), unit="step") as progress:
         table = layer_table(loaded.module, (loaded.channels, *loaded.input_size), progress=progress)

@@ -13,6 +13,8 @@ from vizcnn.models.loading import LoadedModel
 from vizcnn.optvis.rendering import layer_channels
 from vizcnn.runs.render import RenderUnit, channel_units, class_units, layer_unit
 
+from .model_options import note_default_layer
+
 OBJECTIVES = ("channel", "neuron", "class", "layer")
 
 
@@ -57,6 +59,8 @@ def build_units(loaded: LoadedModel, options: dict[str, Any]) -> list[RenderUnit
         return class_units(loaded, classes)
     if kind == "class":
         raise VizError("--objective class needs --class NAME or index (e.g. --class espresso)")
+    if not options["layer"]:
+        note_default_layer(loaded, "render", options)
     spec = parse_unit(options["layer"] or loaded.layers_for("render")[0])
     layer = spec.layer_spec
     if kind == "layer":

@@ -18,7 +18,7 @@ from vizcnn.report.config import PROJECTIONS, REPORT_BATCH
 
 from .common import device_from, echo_warnings, friendly_errors, run_options
 from .memory import reuse_freed_memory
-from .model_options import model_options, open_model
+from .model_options import model_options, note_default_layer, open_model
 from .options import batch_option, output_options, precision_options, run_from
 from .progress import progress_bar
 
@@ -135,6 +135,8 @@ def report_command(
     how = run_from(options)
     check_report_folder(output, allow_nonempty=force)  # before the model loads
     loaded = open_model({**options, "quiet": quiet}, device_from(options))
+    if not config.layers:
+        note_default_layer(loaded, "report", {"quiet": quiet})
 
     @contextmanager
     def stage(title: str, unit: str) -> Iterator[ProgressCallback]:

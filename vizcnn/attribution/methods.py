@@ -227,20 +227,16 @@ class Deconvolution(Method):
 
 
 def default_layer(loaded: LoadedModel) -> str:
-    """The Grad-CAM layer: the model's own choice, else its last `nn.Conv2d`."""
-    if loaded.default_layers.get("gradcam"):
-        return loaded.default_layers["gradcam"][0]
-    convs = [n for n, m in loaded.module.named_modules() if isinstance(m, nn.Conv2d)]
-    if not convs:
-        raise VizError(f"{loaded.name} has no Conv2d layer for Grad-CAM; give the method a layer")
-    return convs[-1]
+    """The Grad-CAM layer: the model's own choice, else its last stage's output (a block's
+    output, where the residual sum and activation have happened; `LoadedModel.layer_choice`)."""
+    return loaded.layer_choice("gradcam").layers[0]
 
 
 @dataclass(frozen=True, eq=False)
 class _LayerMethod(Method):
     """A method at one layer, given by name or submodule (None: `default_layer`)."""
 
-    layer: Layer | None = None  # name or submodule (None: the model's last Conv2d)
+    layer: Layer | None = None  # name or submodule (None: `default_layer`)
     layer_name: str = field(init=False, default="")  # the layer's dotted name, resolved
 
     def _check(self) -> None:

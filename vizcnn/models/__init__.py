@@ -17,19 +17,23 @@ from vizcnn.models.loading import (
     torchvision_names,
     weights_file,
 )
+from vizcnn.models.structure import LayerChoice, Stage, stages
 
 __all__ = [
     "DEFAULT_MODEL",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "LayerChoice",
     "LoadedModel",
     "ModelLike",
+    "Stage",
     "as_loaded",
     "describe",
     "available_models",
     "freeze",
     "imagenet_labels",
     "load_model",
+    "stages",
     "torchvision_names",
     "weights_file",
 ]

@@ -12,12 +12,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from itertools import chain
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from vizcnn.core.errors import VizError, did_you_mean
+
+if TYPE_CHECKING:
+    from vizcnn.models.structure import LayerChoice
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -52,6 +55,10 @@ class LoadedModel:
     # `load_model`'s arguments (spec, weights, ...) as given, so a run can record how to load
     # this model again; None for a module described, not loaded by spec
     load_options: dict[str, Any] | None = None
+    # the stages `choose_layers` found, keyed by (module id, input size, channels)
+    stages_cache: dict[Any, Any] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
     # the model's own resize and crop (timm models); None: not known, vizcnn's own is used
     resize_crop: ResizeCrop | None = None
     # `preflight` checks this model passed (size, layers, output, device, dtype, labels)
@@ -136,13 +143,15 @@ class LoadedModel:
         return mean, std
 
     def layers_for(self, technique: str) -> list[str]:
-        """Default layers for a technique (`dream`, `render`, `mine`), falling back sensibly."""
-        if technique in self.default_layers:
-            return list(self.default_layers[technique])
-        convs = [n for n, m in self.module.named_modules() if isinstance(m, nn.Conv2d)]
-        if not convs:
-            raise VizError(f"{self.name} has no Conv2d layer; name a layer (layer=...)")
-        return [convs[(2 * len(convs)) // 3]]
+        """Default layers for a technique (`dream`, `render`, `mine`, `report`, `gradcam`)."""
+        return list(self.layer_choice(technique).layers)
+
+    def layer_choice(self, technique: str) -> LayerChoice:
+        """The default layers for a technique and why: the model's own, else its stage outputs
+        (`vizcnn.models.default_layers.choose_layers`); `.note()` is one line to show."""
+        from vizcnn.models.default_layers import choose_layers
+
+        return choose_layers(self, technique)
 
     def class_index(self, label: str | int) -> int:
         """A class by index or by (case-insensitive) name, e.g. `"espresso"` or `967`."""

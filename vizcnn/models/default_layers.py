@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-# technique -> layers; a technique missing here falls back to a conv two thirds deep.
+from typing import TYPE_CHECKING
+
+from torch import nn
+
+from vizcnn.core.errors import VizError
+from vizcnn.models.structure import LayerChoice, choose, stages
+
+if TYPE_CHECKING:
+    from vizcnn.models.base import LoadedModel
+
+# technique -> layers; a technique missing here falls back to `choose_layers`' conv rules.
 _DEFAULTS: dict[str, dict[str, list[str]]] = {
     "efficientnet_lite0": {
         "dream": ["_blocks.9", "_blocks.11"],  # eyes and fur; checked on coffee/chelsea
@@ -61,3 +71,63 @@ _DEFAULTS: dict[str, dict[str, list[str]]] = {
 def default_layers(arch: str) -> dict[str, list[str]]:
     """The per-technique default layers of `arch` (empty when unknown)."""
     return {technique: list(layers) for technique, layers in _DEFAULTS.get(arch, {}).items()}
+
+
+def choose_layers(loaded: LoadedModel, technique: str) -> LayerChoice:
+    """The default layers of `technique` (gradcam, render, dream, mine, report) on `loaded`.
+
+    The model's own choice first (the zoo's above, or `describe(default_layers=...)`). A model
+    with none at all gets stage outputs chosen from its structure (`vizcnn.models.stages`:
+    timm's `feature_info`, else one forward pass), never a conv inside a block. A model with
+    choices for other techniques, or whose stages cannot be found, keeps the conv rules: its
+    last Conv2d for Grad-CAM, a Conv2d two thirds deep for the rest, and for the report a
+    Conv2d a third deep plus the mine and render layers.
+
+    Example:
+        >>> choose_layers(describe(timm.create_model("resnet50")), "gradcam").layers
+        ('layer4',)
+    """
+    given = loaded.default_layers.get(technique)
+    if given:
+        source = "zoo" if loaded.name in _DEFAULTS else "given"
+        why = "chosen for this model" if source == "zoo" else "given with the model"
+        return LayerChoice(technique, tuple(given), why, source, loaded.name)
+    why = "the model's own defaults are for other techniques"
+    if not loaded.default_layers:
+        key = (id(loaded.module), loaded.input_size, loaded.channels)
+        if loaded.stages_cache.get(key) is None:
+            loaded.stages_cache.clear()
+            loaded.stages_cache[key] = stages(loaded)
+        found = loaded.stages_cache[key]
+        chosen = choose(found, technique, loaded.input_size, loaded.name)
+        if chosen is not None:
+            return chosen
+        why = f"its structure gives {len(found)} stage(s), too few to choose from"
+    return _conv_fallback(loaded, technique, why)
+
+
+def _conv_fallback(loaded: LoadedModel, technique: str, why: str) -> LayerChoice:
+    convs = [n for n, m in loaded.module.named_modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        what = {
+            "gradcam": "no Conv2d layer for Grad-CAM; give the method a layer",
+            "report": "no Conv2d layer; name layers with ReportConfig.layers",
+        }
+        detail = what.get(technique, "no Conv2d layer; name a layer (layer=...)")
+        raise VizError(f"{loaded.name} has {detail}")
+    if technique == "gradcam":
+        return LayerChoice(
+            technique, (convs[-1],), f"its last Conv2d ({why})", "fallback", loaded.name
+        )
+    if technique == "report":
+        picks = [
+            convs[len(convs) // 3],
+            *choose_layers(loaded, "mine").layers,
+            *choose_layers(loaded, "render").layers,
+        ]
+        reason = f"a Conv2d a third deep and the mine and render layers ({why})"
+        return LayerChoice(technique, tuple(dict.fromkeys(picks)), reason, "fallback", loaded.name)
+    pick = convs[(2 * len(convs)) // 3]
+    return LayerChoice(
+        technique, (pick,), f"a Conv2d two thirds deep ({why})", "fallback", loaded.name
+    )

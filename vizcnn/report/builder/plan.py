@@ -94,14 +94,8 @@ def conv_layers(module: nn.Module) -> list[str]:
 
 
 def default_layers(loaded: LoadedModel) -> list[str]:
-    """The model's report layers, else a conv a third deep plus its mine and render layers."""
-    if loaded.default_layers.get("report"):
-        return list(loaded.default_layers["report"])
-    convs = conv_layers(loaded.module)
-    if not convs:
-        raise VizError(f"{loaded.name} has no Conv2d layer; name layers with ReportConfig.layers")
-    picks = [convs[len(convs) // 3], *loaded.layers_for("mine"), *loaded.layers_for("render")]
-    return list(dict.fromkeys(picks))
+    """The model's report layers, else three stage outputs (`LoadedModel.layer_choice`)."""
+    return list(loaded.layer_choice("report").layers)
 
 
 def _layer_shape(loaded: LoadedModel, layer: str) -> tuple[int, ...]:
