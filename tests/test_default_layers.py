@@ -12,10 +12,10 @@ import torchvision
 from click.testing import CliRunner
 from torch import nn
 
-from cli.main import app
 from conftest import assert_same_state, model_state
 from vizcnn import describe
 from vizcnn.attribution import GradCAM, attribute
+from vizcnn.cli.main import app
 from vizcnn.hooks import find_module, forward_to
 from vizcnn.models.default_layers import _DEFAULTS
 from vizcnn.models.loading import load_model
