@@ -16,16 +16,57 @@ import torch
 from torch.utils.data import Dataset
 
 from vizcnn.ablation.evaluate import Scores, evaluate
-from vizcnn.ablation.surgery import ablate, check_layers
-from vizcnn.ablation.variants import find_blocks
+from vizcnn.ablation.surgery import ablate, check_layers, record_io
+from vizcnn.ablation.variants import Block, find_blocks
 from vizcnn.core.errors import VizError
+from vizcnn.core.guard import model_guard
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.core.run_options import RunOptions
 from vizcnn.hooks import Layer, layer_names
-from vizcnn.models.base import ModelLike, as_loaded
+from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
 from vizcnn.models.preflight import preflight
 
 INTACT = "intact"
+
+
+def _composite(module: torch.nn.Module) -> bool:
+    return any(True for _ in module.children())
+
+
+def chained_blocks(loaded: LoadedModel) -> list[Block]:
+    """Blocks found by running the network once: the children of a module that calls them one
+    after another (each child's input is the previous child's output), all composite, outermost
+    first — timm's RegNet stages (`s1.b1`, ...) and other stages that are not a `Sequential`.
+    A module that concatenates its children's outputs (DenseNet's dense blocks) is no chain."""
+    modules = dict(loaded.module.named_modules())
+    groups = {
+        name: [f"{name}.{child}" if name else child for child, _ in module.named_children()]
+        for name, module in modules.items()
+        if len(list(module.children())) >= 2 and all(map(_composite, module.children()))
+    }
+    if not groups:
+        return []
+    example = torch.zeros(1, loaded.channels, *loaded.input_size, device=loaded.device)
+    names = [child for children in groups.values() for child in children]
+    with model_guard(loaded.module), torch.no_grad(), record_io(loaded.module, names) as seen:
+        loaded.module(loaded.normalize(example.to(loaded.dtype)))
+    found: list[Block] = []
+    taken: list[str] = []
+    for name, children in groups.items():  # named_modules order: outer modules first
+        if any(name == t or name.startswith(t + ".") for t in taken):
+            continue
+        ran = [child for child in children if child in seen.outputs]
+        chain = len(ran) >= 2 and all(
+            seen.inputs[after] is seen.outputs[before]
+            for before, after in zip(ran, ran[1:], strict=False)
+        )
+        if not chain:
+            continue
+        taken += ran
+        for child in ran:
+            params = sum(p.numel() for p in modules[child].parameters())
+            found.append(Block(child, len(found), name, params))
+    return found
 
 
 @dataclass
@@ -61,7 +102,7 @@ def lesion_study(
         model: a `LoadedModel` or `nn.Module` returning logits; never modified.
         data: items `(image (C, H, W) in [0, 1], label)` (label -1 when unknown).
         blocks: block names or submodules (default: `find_blocks`, e.g. `_blocks.0` ...
-            `_blocks.15`); results name them by dotted name.
+            `_blocks.15`, else `chained_blocks`); results name them by dotted name.
         run: how it runs (`RunOptions`): `batch` images per forward pass (None: 32; every
             lesioned copy sees each batch), `workers` DataLoader processes.
 
@@ -72,7 +113,7 @@ def lesion_study(
     loaded = as_loaded(model)
     preflight(loaded, output=True)
     if blocks is None:
-        found = find_blocks(loaded.module)
+        found = find_blocks(loaded.module) or chained_blocks(loaded)
         names = [b.name for b in found]
         params = {b.name: b.params for b in found}
     else:
@@ -83,8 +124,9 @@ def lesion_study(
         }
     if not names:
         raise VizError(
-            f"{loaded.name} has no blocks (children of a ModuleList/Sequential of composite "
-            "modules); name them with lesion_study(blocks=...), or remove layers with variants"
+            f"{loaded.name} has no blocks (composite modules that a Sequential, a ModuleList or "
+            "a module calls one after another); name them with lesion_study(blocks=...), or "
+            "remove layers with variants"
         )
     lesions: list[Lesion] = []
     networks = {INTACT: loaded.module}

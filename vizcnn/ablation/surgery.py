@@ -121,7 +121,7 @@ class _Seen:
 
 
 @contextmanager
-def _probe(module: nn.Module, names: Sequence[str]) -> Iterator[_Seen]:
+def record_io(module: nn.Module, names: Sequence[str]) -> Iterator[_Seen]:
     """Record the first input and output of each named submodule; hooks removed in `finally`."""
     seen = _Seen()
     handles = []
@@ -279,7 +279,7 @@ def _ablate(
     generator = torch.Generator().manual_seed(int(seed))
     leaves = [n for n, m in work.named_modules() if n and not any(True for _ in m.children())]
     probe_names = list(dict.fromkeys([*remove, *units, *leaves]))
-    with torch.no_grad(), _probe(work, probe_names) as seen:
+    with torch.no_grad(), record_io(work, probe_names) as seen:
         reference = require_output_tensor(work(x))
     head = next(
         (
