@@ -13,7 +13,7 @@ from vizcnn.io.paths import ensure_writable
 from vizcnn.runs.features import featuremaps_folder, filters_file, png_target
 
 from .common import device_from, friendly_errors, run_options
-from .model_options import model_options, open_model
+from .model_options import model_options, note_default_layer, open_model
 from .progress import progress_bar
 
 SAMPLES_EPILOG = "Bundled images (IMAGE = sample:NAME): " + ", ".join(sample_names()) + "."
@@ -87,8 +87,8 @@ def filters_command(
     "--layer",
     "layers",
     multiple=True,
-    required=True,
-    help="Layer to show, repeatable (names: `vizcnn layers`).",
+    help="Layer to show, repeatable (names: `vizcnn layers`; default: the model's report "
+    "layers, stages at three depths).",
 )
 @click.option(
     "--top",
@@ -124,6 +124,8 @@ def featuremaps_command(
     config = FeatureMapConfig(layers=tuple(layers), top=top, overlay=overlay, cmap=cmap)
     ensure_writable(output, "folder")
     loaded = open_model(options, device_from(options))
+    if not layers:
+        note_default_layer(loaded, "report", options)
     with progress_bar(not options["quiet"], unit="layer") as progress:
         run = featuremaps_folder(
             loaded, image, output, config, seed=options["seed"], progress=progress

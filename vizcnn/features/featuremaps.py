@@ -21,8 +21,9 @@ class FeatureMapConfig:
     """Which maps to show."""
 
     # layer specs (dotted name, `name#k` for the k-th call) or submodules (`feature_maps`
-    # shows them under their dotted names, `vizcnn.hooks.layer_name`)
-    layers: tuple[Layer, ...]
+    # shows them under their dotted names, `vizcnn.hooks.layer_name`); () = the model's
+    # report layers (stages at three depths: `LoadedModel.layers_for("report")`)
+    layers: tuple[Layer, ...] = ()
     top: int = 16  # channels per layer, ranked by mean activation over the map
     resize: bool = True  # resize + centre-crop the image to the model's input size first
     # how `vizcnn.runs.featuremaps_folder` draws them (`feature_maps` does not use these)
@@ -30,8 +31,6 @@ class FeatureMapConfig:
     cmap: str = "viridis"  # matplotlib colour map
 
     def __post_init__(self) -> None:
-        if not self.layers:
-            raise VizError("no layer given; name at least one in FeatureMapConfig.layers")
         if self.top < 1:
             raise VizError(f"top must be at least 1, got {self.top}")
 
@@ -93,7 +92,7 @@ def feature_maps(
         ...                            FeatureMapConfig(layers=("_blocks.2",), top=8))
     """
     loaded = as_loaded(model)
-    layers = layer_names(loaded.module, config.layers)
+    layers = layer_names(loaded.module, config.layers or loaded.layers_for("report"))
     config = replace(config, layers=tuple(layers))
     check_layers(loaded.module, layers)
     if image.dim() != 3 or image.shape[0] != loaded.channels:

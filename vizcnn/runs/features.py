@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -175,6 +175,8 @@ def featuremaps_folder(
         raise VizError(f"unknown colour map cmap={config.cmap!r}; e.g. viridis, magma, gray")
     target = ensure_writable(folder, "folder", flag="folder")
     loaded = as_loaded(model)
+    if not config.layers:  # the model's report layers: stages at three depths
+        config = replace(config, layers=tuple(loaded.layers_for("report")))
     check_layers(loaded.module, config.layers)
     picture, data, name = image_argument(image, loaded.channels)
     start = time.perf_counter()
@@ -192,9 +194,9 @@ def featuremaps_folder(
     ]
     with folder_lock(target):
         _remove_stale(target / "featuremaps.json", files)
-        for maps, name in zip(results, files, strict=True):
+        for maps, file in zip(results, files, strict=True):
             figure = featuremaps_figure(shown, maps, overlay=config.overlay, cmap=config.cmap)
-            save_png(figure, target / name, {"provenance": block, "layer": maps.layer})
+            save_png(figure, target / file, {"provenance": block, "layer": maps.layer})
         result = [dict(m.to_dict(), file=f) for m, f in zip(results, files, strict=True)]
         save_json({"provenance": block, "result": result}, target / "featuremaps.json")
     return FeatureMapsRun(target, files, results, shown, name, seconds)
