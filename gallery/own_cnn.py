@@ -7,6 +7,11 @@ loads it as `own_cnn:build` (the factory takes no arguments) with your trained w
     cd gallery
     vizcnn layers -m own_cnn:build --weights out/own_cnn.pt --input-size 32
 
+`own_cnn:described` is the same network with its preprocessing attached (`vizcnn.describe`), so
+the CLI needs no `--mean/--std/--input-size/--labels`:
+
+    vizcnn layers -m own_cnn:described --weights out/own_cnn.pt
+
 Layer names are the dotted `named_modules()` paths: `block1` .. `block3` (each block's output),
 `block2.conv`, `block2.bn`, `block2.relu`, `pool`, `head`.
 """
@@ -15,6 +20,13 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+import vizcnn
+
+# the training digits' mean and std, rounded (plot_own_model.py computes them from the data)
+MEAN = 0.305
+STD = 0.324
+LABELS = [str(digit) for digit in range(10)]
 
 
 class ConvBlock(nn.Sequential):
@@ -47,3 +59,8 @@ class OwnCNN(nn.Module):
 def build() -> OwnCNN:
     """The factory vizcnn calls (`-m own_cnn:build`): no arguments, an untrained network."""
     return OwnCNN()
+
+
+def described() -> vizcnn.LoadedModel:
+    """`build()` described: its normalization, 32 px input and class names travel with it."""
+    return vizcnn.describe(build(), mean=[MEAN], std=[STD], input_size=32, labels=LABELS)

@@ -11,7 +11,9 @@ the state dict `own_cnn.pt`, and then runs vizcnn on it from Python, each step o
 `block2`), `mine_folder` (the test digits, written as PNGs into `digits/`), `attribute_folder`
 (saliency and Grad-CAM at `block3`, each digit explained for its true class) and `report_folder`
 (a small HTML report). It ends by printing the same steps as `vizcnn` commands on
-`-m own_cnn:build --weights own_cnn.pt`, to be typed in the folder that holds `own_cnn.py`.
+`-m own_cnn:build --weights own_cnn.pt --mean ... --std ... --input-size 32 --labels labels.txt`,
+to be typed in the folder that holds `own_cnn.py`, and one on `-m own_cnn:described`, a factory
+that returns `vizcnn.describe(build(), ...)` and so needs none of those four flags.
 Writes, under OUT: `own_cnn.pt`, `labels.txt`, `digits/`, `layers.txt`, `render/`, `mine/`,
 `attribute/`, `report/index.html`, `commands.txt` and `own_model.png` (renders of four `block2`
 channels above the digits that excite each most).
@@ -31,7 +33,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from own_cnn import build  # own_cnn.py, next to this script
+from own_cnn import LABELS, build  # own_cnn.py, next to this script
 from torch import nn
 
 import vizcnn
@@ -43,7 +45,6 @@ from vizcnn.receptive.table import layer_table
 from vizcnn.runs.render import channel_units
 
 GALLERY = Path(__file__).resolve().parent  # the folder of own_cnn.py: where the CLI runs
-LABELS = [str(digit) for digit in range(10)]
 RENDER_LAYER = "block2"  # the middle block: 8x8 maps, a 10-pixel receptive field
 CAM_LAYER = "block3"  # the last spatial block's output (after BatchNorm, ReLU and pooling)
 
@@ -121,7 +122,8 @@ def cli_commands(
     def rel(path: Path) -> str:
         return shortest(path, GALLERY)
 
-    model = ["-m", "own_cnn:build", "--weights", rel(out / "own_cnn.pt")]
+    weights = ["--weights", rel(out / "own_cnn.pt")]
+    model = ["-m", "own_cnn:build", *weights]
     model += ["--mean", f"{mean:g}", "--std", f"{std:g}", "--input-size", "32"]
     model += ["--labels", rel(out / "labels.txt")]
     cli = out / "cli"
@@ -137,6 +139,10 @@ def cli_commands(
         + ["--steps", str(render_steps), "--data", rel(out / "digits"), "--projections", "none"]
         + [arg for path in explained for arg in ("--images", rel(path))]
         + ["--methods", "saliency,gradcam", "-o", rel(cli / "report")],
+        # the factory that returns `describe(net, ...)`: no preprocessing flags to repeat
+        "described": ["attribute", *map(rel, explained), "-m", "own_cnn:described", *weights]
+        + ["--method", "saliency", "--method", "gradcam", "--layer", CAM_LAYER]
+        + ["-o", rel(cli / "attribute_described")],
     }
 
 

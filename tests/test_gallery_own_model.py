@@ -79,6 +79,8 @@ def test_the_trained_network_beats_chance(made: tuple[Path, Any], monkeypatch: A
         predicted = loaded.module(loaded.normalize(test_x)).argmax(1)
     assert float((predicted == test_y).float().mean()) == pytest.approx(run.accuracy)
     assert loaded.labels == [str(d) for d in range(10)] and loaded.channels == 1
+    own_cnn = sys.modules["own_cnn"]  # `own_cnn:described` carries the statistics measured here
+    assert (run.mean, run.std) == (own_cnn.MEAN, own_cnn.STD)
 
 
 def test_every_step_wrote_its_files(made: tuple[Path, Any]) -> None:
@@ -99,10 +101,10 @@ def test_every_step_wrote_its_files(made: tuple[Path, Any]) -> None:
     assert (out / "own_model.png").stat().st_size > 0
     commands = (out / "commands.txt").read_text().splitlines()
     assert commands[0].startswith("cd ") and len(commands) == 1 + len(run.commands)
-    assert all("-m own_cnn:build --weights" in line for line in commands[1:])
+    assert all(" -m own_cnn:" in line and " --weights " in line for line in commands[1:])
 
 
-@pytest.mark.parametrize("step", ["layers", "attribute"])
+@pytest.mark.parametrize("step", ["layers", "attribute", "described"])
 def test_the_printed_commands_run(
     made: tuple[Path, Any], step: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -115,14 +117,16 @@ def test_the_printed_commands_run(
     if step == "layers":
         assert "block3.pool" in result.output and "own_cnn.pt" in result.output
         return
-    folder = out / "cli" / "attribute"
+    args = run.commands[step]
+    folder = Path(args[args.index("-o") + 1])
+    assert folder.is_absolute()  # out is outside the gallery folder
     block = stored_provenance(folder / "manifest.json")
     assert block["weights_digest"] == digest
     assert (
         block["weights_digest"]
         == stored_provenance(out / "attribute" / "manifest.json")["weights_digest"]
     )  # the Python run's network, trained in the script, is the file the CLI loaded
-    assert "own_cnn.pt" in block["weights"]
+    assert "own_cnn.pt" in block["weights"] and block["model"] == args[args.index("-m") + 1]
     assert block["normalization"] == {"mean": [run.mean], "std": [run.std], "default": False}
     # where the CLI's top-1 class is the true class the script explained, the maps are the same
     manifest = json.loads((folder / "manifest.json").read_text())
