@@ -184,3 +184,55 @@ def test_missing_weights_file_refused_by_the_cli(user_folder: Path) -> None:
     )
     assert layers.exit_code == 0, layers.output
     assert "weights: state dict trained.pt['model']" in layers.output
+
+
+DESCRIBED = """
+import torch.nn as nn
+import vizcnn
+
+def build():
+    return vizcnn.describe(
+        nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                      nn.Linear(4, 2)),
+        mean=[0.3], std=[0.2], input_size=40, labels=["cat", "dog"], name="ignored",
+    )
+
+def wrong():
+    return "a string"
+"""
+
+
+def test_factory_returning_describe_brings_its_description(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "described_net.py").write_text(DESCRIBED)
+    monkeypatch.chdir(tmp_path)
+    sys.modules.pop("described_net", None)
+    loaded = load_model("described_net:build", seed=3)
+    assert (loaded.mean, loaded.std, loaded.input_size) == ((0.3,), (0.2,), (40, 40))
+    assert loaded.labels == ["cat", "dog"] and loaded.stats_given
+    assert loaded.name == "described_net:build"  # the spec, as for a bare network
+    assert loaded.weights == "factory described_net:build (seed 3)"
+    assert not loaded.module.training  # frozen like any loaded model
+    torch.save(loaded.module.state_dict(), tmp_path / "w.pt")
+    overridden = load_model("described_net:build", weights="w.pt", std=[0.5], size=32)
+    assert overridden.weights == "state dict w.pt" and overridden.load_options is not None
+    assert (overridden.mean, overridden.std, overridden.input_size) == ((0.3,), (0.5,), (32, 32))
+    assert weights_digest(overridden.module) == weights_digest(loaded.module)
+    result = CliRunner().invoke(
+        app,
+        ["attribute", "sample:coffee", "--method", "saliency", "-o", "attr"]
+        + ["-m", "described_net:build", "--weights", "w.pt"],
+    )
+    assert result.exit_code == 0, result.output
+    block = stored_provenance(tmp_path / "attr" / "manifest.json")
+    assert block["normalization"] == {"mean": [0.3], "std": [0.2], "default": False}
+    assert json.loads((tmp_path / "attr" / "manifest.json").read_text())["images"][0]["target"] in (
+        0,
+        1,
+    )
+    with pytest.raises(
+        VizError, match=r"returned str; return a torch.nn.Module or vizcnn\.describe"
+    ):
+        load_model("described_net:wrong")
+    sys.modules.pop("described_net", None)

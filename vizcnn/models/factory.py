@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from torch import nn
@@ -47,8 +48,11 @@ def load_factory(
             state dict (or a training checkpoint holding one) loaded strictly over it.
         trust: allow a checkpoint that pickles objects (it can run code).
 
-    Mean and std are `default_normalization`'s (ImageNet's for 3 channels) until given to
-    `load_model`.
+    The factory returns the network, or the network described: `vizcnn.describe(net, mean=...,
+    std=..., input_size=..., labels=...)`, whose preprocessing, input size and class names then
+    come with it (what `load_model`'s own arguments still override). For a bare network, mean
+    and std are `default_normalization`'s (ImageNet's for 3 channels), the input size 224 and
+    the classes unnamed until given to `load_model`.
 
     Example:
         >>> loaded = load_factory("mynet:build", weights="mynet.pt")  # ./mynet.py defines build()
@@ -64,7 +68,7 @@ def load_factory(
             f"cannot import {spec!r} ({exc}); write package.module:factory, with the module in "
             "the current folder or on PYTHONPATH"
         ) from exc
-    if callable(found) and not isinstance(found, nn.Module):
+    if callable(found) and not isinstance(found, (nn.Module, LoadedModel)):
         _check_no_arguments(spec, found)
         with seeded_init(seed):
             try:
@@ -72,13 +76,23 @@ def load_factory(
             except Exception as exc:  # the user's code: any exception can come out
                 first = (str(exc).strip().splitlines() or [""])[0]
                 raise VizError(f"calling {spec}() raised {type(exc).__name__}: {first}") from exc
+    if isinstance(found, LoadedModel):  # `describe(net, ...)`: the description comes along
+        described: LoadedModel | None = found
+        found = found.module
+    else:
+        described = None
     if not isinstance(found, nn.Module):
-        raise VizError(f"{spec} returned {type(found).__name__}, not a torch.nn.Module")
+        raise VizError(
+            f"{spec} returned {type(found).__name__}; return a torch.nn.Module or "
+            "vizcnn.describe(module, ...)"
+        )
     source = f"factory {spec}" + ("" if seed is None else f" (seed {seed})")
     choice = (weights or "none").strip()
     if choice.lower() not in {"none", "default"}:
         hint = f"give a state dict saved from the network {spec}() builds"
         source = load_weights_file(found, choice, spec, trust, hint)
+    if described is not None:
+        return replace(described, name=spec, module=found, weights=source, load_options=None)
     mean, std = default_normalization(input_channels(found))
     return LoadedModel(
         name=spec,
