@@ -262,6 +262,10 @@ def _strides(
         found = fields.get(spec)
         if len(shapes[spec]) != 3 or (found is not None and found.method == "global"):
             strides[spec] = None
+        elif found is not None and min(found.stride) <= 0:
+            # an adaptive pool that repeats a smaller map (AlexNet's avgpool at a small input):
+            # its positions move with no whole-unit shift
+            strides[spec] = None
         elif found is not None:
             strides[spec] = (float(found.stride[0]), float(found.stride[1]))
         else:  # no field known: the size ratio is the best estimate

@@ -67,6 +67,15 @@ def classifier_layer(model: nn.Module) -> str:
     return linears[-1]
 
 
+def embedding_layer(loaded: LoadedModel) -> str | None:
+    """The default embedding: None for the classifier's input (the last `nn.Linear`'s); for a
+    model without one (a 1x1-conv classifier, timm's DLA) the last stage's output, averaged over
+    space as the global pool before such a classifier does (`layer_choice("gradcam")`)."""
+    if any(isinstance(m, nn.Linear) for m in loaded.module.modules()):
+        return None
+    return loaded.layer_choice("gradcam").layers[0]
+
+
 @contextmanager
 def capture_input(model: nn.Module, layer: Layer) -> Iterator[dict[str, torch.Tensor]]:
     """Record the (first tensor) input of `layer` on each forward pass; the hook is removed after.
@@ -118,10 +127,10 @@ def embed(
 
     Args:
         layer: a layer spec or submodule whose output is used (maps averaged over space);
-            None = the input of the last `nn.Linear`.
+            None = the input of the last `nn.Linear` (`embedding_layer`).
     """
     loaded = as_loaded(model)
-    layer = None if layer is None else layer_name(loaded.module, layer)
+    layer = embedding_layer(loaded) if layer is None else layer_name(loaded.module, layer)
     warn_if_normalized(images)
     preflight(loaded, [layer] if layer else [], output=layer is None, size=images.shape[-2:])
     with model_guard(loaded.module):
@@ -184,7 +193,7 @@ def embed_dataset(
         model: a `LoadedModel` or bare `nn.Module`.
         dataset: from `open_dataset` (items already at the model's input size).
         layer: embedding layer, a spec or the submodule itself (recorded as its dotted name,
-            `vizcnn.hooks.layer_name`); None: the classifier's input.
+            `vizcnn.hooks.layer_name`); None: the classifier's input (`embedding_layer`).
         cache_dir: folder for `embeddings-*.pt` files; None = no cache.
         progress: called after each batch with images done / total.
         run: how it runs (`RunOptions`): `batch` images per forward pass (None:
@@ -198,6 +207,8 @@ def embed_dataset(
     if layer is not None:
         layer = layer_name(loaded.module, layer)
         find_module(loaded.module, parse_layer(layer).name)
+    else:
+        layer = embedding_layer(loaded)
     if len(dataset) == 0:
         raise VizError("no images to embed")
     run = as_run_options(run)

@@ -26,9 +26,9 @@ from vizcnn.features.neighbors import (
     DEFAULT_BATCH,
     Embeddings,
     NeighborsConfig,
-    classifier_layer,
     embed,
     embed_dataset,
+    embedding_layer,
     nearest,
 )
 from vizcnn.hooks import find_module, layer_name, parse_layer
@@ -105,11 +105,11 @@ def neighbors_file(
     target = png_target(path)
     cache_dir = _cache_folder(cache, target)
     loaded = as_loaded(model)
-    layer = None if config.layer is None else layer_name(loaded.module, config.layer)
-    if layer is not None:
-        find_module(loaded.module, parse_layer(layer).name)
+    if config.layer is None:
+        layer = embedding_layer(loaded)
     else:
-        classifier_layer(loaded.module)
+        layer = layer_name(loaded.module, config.layer)
+        find_module(loaded.module, parse_layer(layer).name)
     pictures, names = [], []
     for query in queries:
         picture, name, _ = image_argument(query, loaded.channels)
