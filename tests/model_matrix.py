@@ -66,6 +66,21 @@ TECHNIQUES = (
 REFUSALS: dict[tuple[str, str], str] = {}
 
 
+def matrix_markdown() -> str:
+    """The docs' table of the matrix: every model with its family, then every refusal."""
+    lines = [
+        "| model (`-m`) | family | refused |",
+        "|---|---|---|",
+    ]
+    families = {f"timm:{k}": v for k, v in TIMM_MODELS.items()} | TORCHVISION_FAMILIES
+    for spec, family in families.items():
+        refused = [t for (s, t) in REFUSALS if s == spec]
+        lines.append(f"| `{spec}` | {family} | {', '.join(refused) or 'nothing'} |")
+    lines += ["", "| model | technique | the one-line refusal says |", "|---|---|---|"]
+    lines += [f"| `{s}` | {t} | {why} |" for (s, t), why in REFUSALS.items()]
+    return "\n".join(lines) + "\n"
+
+
 def model_specs() -> list[str]:
     """Every model of the matrix as a `-m` spec."""
     return [f"timm:{name}" for name in TIMM_MODELS] + list(TORCHVISION_FAMILIES)
