@@ -31,9 +31,11 @@ class _Axis2:
     jump: tuple[float, float]
     is_global: bool = False
     context: bool = False  # a global branch (squeeze-excitation) was broadcast in and ignored
+    dims: tuple[int, int] = (2, 3)  # tensor dims of rows and columns: (1, 2) after NCHW -> NHWC
 
 
 _IDENTITY = _Axis2((0.0, 0.0), (1.0, 1.0), (1.0, 1.0))
+_GLOBAL = _Axis2((0.0, 0.0), (math.inf, math.inf), (0.0, 0.0), True)
 
 
 def _pair(value: Any) -> tuple[int, int]:
@@ -102,6 +104,22 @@ def _tensor_inputs(node: fx.Node) -> list[fx.Node]:
 
 
 _POINTWISE_SAFE = {"size", "dim", "shape"}
+_REDUCTIONS = {torch.mean, torch.sum, torch.amax, torch.amin, torch.std, torch.var, torch.logsumexp}
+_REDUCTION_METHODS = {"mean", "sum", "amax", "amin", "std", "var", "logsumexp"}
+
+
+def _flatten_ints(values: list[Any]) -> list[int]:
+    flat: list[int] = []
+    for value in values:
+        if isinstance(value, (tuple, list)):
+            flat += _flatten_ints(list(value))
+        elif isinstance(value, int) and not isinstance(value, bool):
+            flat.append(value)
+    return flat
+
+
+def _pair_or_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (tuple, list)) else [value]
 
 
 class _FieldPropagator:
@@ -111,9 +129,19 @@ class _FieldPropagator:
         self.gm = graph_module
         self.modules = dict(graph_module.named_modules())
         self.fields: dict[fx.Node, _Axis2 | None] = {}  # None: not a spatial tensor / unknown
+        # nodes computed from parameters and constants alone (ConvNeXt's layer scale reshaped to
+        # (1, C, 1, 1)): no input pixel reaches them, so they are neither context nor unknown
+        self.constant: set[fx.Node] = set()
 
     def run(self) -> dict[fx.Node, _Axis2 | None]:
         for node in self.gm.graph.nodes:
+            if node.op == "get_attr" or (
+                node.op in {"call_function", "call_method"}
+                and all(source in self.constant for source in _tensor_inputs(node))
+            ):
+                self.constant.add(node)
+                self.fields[node] = None
+                continue
             try:
                 self.fields[node] = self._field(node)
             except _Unknown:
@@ -125,12 +153,15 @@ class _FieldPropagator:
             return node.args[index]
         return node.kwargs.get(name, default)
 
-    def _input_field(self, node: fx.Node) -> _Axis2:
+    def _input_field(self, node: fx.Node, nchw: bool = True) -> _Axis2:
+        """The field of the node's first argument; with `nchw`, only in (N, C, H, W) layout."""
         source = node.args[0]
         if not isinstance(source, fx.Node) or self.fields.get(source) is None:
             raise _Unknown
         field = self.fields[source]
         assert field is not None
+        if nchw and not field.is_global and field.dims != (2, 3):
+            raise _Unknown  # a window op on a permuted tensor slides over other dims
         return field
 
     def _field(self, node: fx.Node) -> _Axis2 | None:
@@ -152,13 +183,12 @@ class _FieldPropagator:
         raise _Unknown
 
     def _global_from_inputs(self, node: fx.Node) -> _Axis2 | None:
-        inputs = [self.fields.get(n) for n in _tensor_inputs(node) if n in self.fields]
-        if any(
-            f is None and _shape(n) is not None and len(_shape(n) or ()) == 4
-            for f, n in zip(inputs, _tensor_inputs(node), strict=False)
-        ):
-            raise _Unknown
-        return _Axis2((0.0, 0.0), (math.inf, math.inf), (0.0, 0.0), True)
+        for source in _tensor_inputs(node):
+            if source in self.constant or source not in self.fields:
+                continue
+            if self.fields[source] is None and len(_shape(source) or ()) == 4:
+                raise _Unknown
+        return _GLOBAL
 
     def _module_field(self, node: fx.Node, module: nn.Module) -> _Axis2 | None:
         if isinstance(module, nn.Conv2d):
@@ -186,6 +216,10 @@ class _FieldPropagator:
             module, (nn.Upsample, nn.ConvTranspose2d, nn.Unfold, nn.Fold, nn.PixelShuffle)
         ):
             raise _Unknown
+        if isinstance(module, nn.Linear):
+            return self._last_dims(node, 1)
+        if isinstance(module, nn.LayerNorm):
+            return self._last_dims(node, len(module.normalized_shape))
         return self._pointwise(node)
 
     def _function_field(self, node: fx.Node) -> _Axis2 | None:
@@ -215,11 +249,73 @@ class _FieldPropagator:
             return self._adaptive(node)
         if target in {F.interpolate, F.conv_transpose2d, F.unfold, F.fold, F.grid_sample}:
             raise _Unknown
+        if target is F.linear:
+            return self._last_dims(node, 1)
+        if target is F.layer_norm:
+            return self._last_dims(
+                node, len(_pair_or_list(self._arg(node, 1, "normalized_shape", ())))
+            )
+        if target in {torch.permute, torch.transpose}:
+            return self._layout(node, str(getattr(target, "__name__", "")))
+        if target in _REDUCTIONS:
+            return self._reduction(node)
         return self._pointwise(node)
 
     def _method_field(self, node: fx.Node) -> _Axis2 | None:
-        if node.target in {"view", "reshape", "flatten", "permute", "transpose", "unfold"}:
+        if node.target in {"permute", "transpose"}:
+            return self._layout(node, str(node.target))
+        if node.target in _REDUCTION_METHODS:
+            return self._reduction(node)
+        if node.target in {"view", "reshape", "flatten", "unfold"}:
             raise _Unknown  # a 4-D result of a reshape: layout no longer known
+        return self._pointwise(node)
+
+    def _layout(self, node: fx.Node, op: str) -> _Axis2 | None:
+        """permute / transpose of a 4-D tensor: the field moves with its rows and columns."""
+        field = self._input_field(node, nchw=False)
+        rest = [*node.args[1:], *node.kwargs.values()]
+        flat = [int(v) for v in _flatten_ints(rest)]
+        if op == "permute":
+            order = [d % 4 for d in flat]
+        elif op == "transpose" and len(flat) == 2:
+            order = [0, 1, 2, 3]
+            a, b = flat[0] % 4, flat[1] % 4
+            order[a], order[b] = order[b], order[a]
+        else:
+            raise _Unknown
+        if sorted(order) != [0, 1, 2, 3]:
+            raise _Unknown
+        if field.is_global:
+            return field
+        dims = (order.index(field.dims[0]), order.index(field.dims[1]))
+        if dims[0] > dims[1]:
+            raise _Unknown  # rows and columns swapped: not a layout the fields describe
+        return _Axis2(field.top, field.size, field.jump, False, field.context, dims)
+
+    def _reduction(self, node: fx.Node) -> _Axis2 | None:
+        """mean / sum / amax ... (squeeze-excitation's `x.mean((2, 3), keepdim=True)`)."""
+        field = self._input_field(node, nchw=False)
+        dim = self._arg(node, 1, "dim", None)
+        if field.is_global or dim is None:
+            return _GLOBAL
+        reduced = {int(d) % 4 for d in _flatten_ints([dim])}
+        if reduced & set(field.dims):
+            return _GLOBAL  # every unit of the result pools the whole map
+        return field
+
+    def _last_dims(self, node: fx.Node, count: int) -> _Axis2 | None:
+        """Linear (last dim) or LayerNorm (last `count` dims): pointwise unless they are spatial."""
+        field = self._input_field(node, nchw=False)
+        if field.is_global:
+            return field
+        if set(range(4 - count, 4)) & set(field.dims):
+            if (
+                isinstance(node.target, str)
+                and isinstance(self.modules.get(node.target), nn.LayerNorm)
+                or node.target is F.layer_norm
+            ):
+                return _GLOBAL  # statistics over rows or columns: every pixel counts
+            raise _Unknown  # a linear map across columns
         return self._pointwise(node)
 
     def _adaptive(self, node: fx.Node) -> _Axis2 | None:
@@ -231,7 +327,7 @@ class _FieldPropagator:
         if in_shape[2:] == out_shape[2:]:
             return self._input_field(node)
         if out_shape[2] == 1 and out_shape[3] == 1:
-            return _Axis2((0.0, 0.0), (math.inf, math.inf), (0.0, 0.0), True)
+            return _GLOBAL
         # torch's bins: [floor(i*L/n), ceil((i+1)*L/n)); a window op only when they are uniform
         # (10 px to 4 gives 3-px bins at steps 2, 3, 2: measured per unit instead)
         axes = [
@@ -248,32 +344,41 @@ class _FieldPropagator:
         """Elementwise ops, normalization, concatenation: the union of the inputs' fields."""
         out_shape = _shape(node)
         assert out_shape is not None
+        sources = [
+            source
+            for source in _tensor_inputs(node)
+            if _shape(source) is not None and source not in self.constant
+        ]
+        layouts = {
+            field.dims
+            for field in (self.fields.get(source) for source in sources)
+            if field is not None and not field.is_global
+        }
+        if len(layouts) > 1:
+            raise _Unknown  # NCHW and NHWC tensors mixed
+        rows, cols = layouts.pop() if layouts else (2, 3)
+        out_hw = (out_shape[rows], out_shape[cols])
         spatial: list[_Axis2] = []
         context = False
-        for source in _tensor_inputs(node):
+        for source in sources:
             source_shape = _shape(source)
-            if source_shape is None or source.op == "get_attr":
-                continue
+            assert source_shape is not None
             field = self.fields.get(source)
-            if len(source_shape) == 4 and source_shape[2:] == out_shape[2:]:
+            hw = (source_shape[rows], source_shape[cols]) if len(source_shape) == 4 else None
+            if hw == out_hw:
                 if field is None:
                     raise _Unknown
                 spatial.append(field)
-            elif (
-                len(source_shape) == 4
-                and source_shape[2:] == (1, 1)
-                or field is not None
-                and field.is_global
-            ):
+            elif hw == (1, 1) or field is not None and field.is_global:
                 context = True  # squeeze-excitation style gating: a global branch broadcast in
             elif len(source_shape) >= 2 and field is None:
                 raise _Unknown
         if not spatial:
-            if out_shape[2:] == (1, 1) and context:
-                return _Axis2((0.0, 0.0), (math.inf, math.inf), (0.0, 0.0), True)
+            if out_hw == (1, 1) and context:
+                return _GLOBAL
             raise _Unknown
         if any(f.is_global for f in spatial):
-            return _Axis2((0.0, 0.0), (math.inf, math.inf), (0.0, 0.0), True)
+            return _GLOBAL
         tops = [min(f.top[a] for f in spatial) for a in range(2)]
         bottoms = [max(f.top[a] + f.size[a] for f in spatial) for a in range(2)]
         jumps = [max(f.jump[a] for f in spatial) for a in range(2)]
@@ -283,6 +388,7 @@ class _FieldPropagator:
             (jumps[0], jumps[1]),
             False,
             context or any(f.context for f in spatial),
+            (rows, cols),
         )
 
 
