@@ -58,8 +58,17 @@ def models_command(as_json: bool) -> None:
     is_flag=True,
     help="Show the stage boundaries (name, channels, stride) and each technique's default layers.",
 )
+@click.option(
+    "--field-budget",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds of receptive-field measuring, for layers the traced graph does not explain "
+    "(default 5); layers left get 'not known' with the reason.",
+)
 @friendly_errors
-def layers_command(as_json: bool, show_all: bool, show_stages: bool, **options: Any) -> None:
+def layers_command(
+    as_json: bool, show_all: bool, show_stages: bool, field_budget: float | None, **options: Any
+) -> None:
     """Print every layer: name, type, output shape, parameters, receptive field, stride, offset.
 
     With --stages: the stages instead (where each ends, channels, stride) and the layers each
@@ -70,7 +79,7 @@ def layers_command(as_json: bool, show_all: bool, show_stages: bool, **options: 
     A module called more than once per forward pass gets one row per call, named `name#k`; use
     that name wherever a layer is asked for.
     """
-    from vizcnn.receptive.table import layer_table
+    from vizcnn.receptive.table import FIELD_BUDGET_S, layer_table
 
     loaded = open_model(options, device_from(options))
     preflight(loaded)  # a size the model cannot take: one line, not a traceback from tracing
@@ -80,7 +89,12 @@ def layers_command(as_json: bool, show_all: bool, show_stages: bool, **options: 
         return
     # on stderr (plain lines when not a terminal): `--json` output on stdout stays clean
     with progress_bar(progress_enabled(options), unit="step") as progress:
-        table = layer_table(loaded.module, (loaded.channels, *loaded.input_size), progress=progress)
+        table = layer_table(
+            loaded.module,
+            (loaded.channels, *loaded.input_size),
+            field_budget_s=FIELD_BUDGET_S if field_budget is None else field_budget,
+            progress=progress,
+        )
     if as_json:
         click.echo(json.dumps(table.to_dict(loaded.name), indent=2))
         return

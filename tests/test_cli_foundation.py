@@ -93,3 +93,15 @@ def test_library_messages_name_the_flags_on_the_command_line(tmp_path) -> None:
         result = CliRunner().invoke(app, ["layers", "-m", str(path)])
         assert result.exit_code == 1 and flag in result.output, result.output
         assert library not in result.output
+
+
+def test_layers_field_budget_option() -> None:
+    # a traced model measures nothing: a zero budget changes no field; rf_note says why a field
+    # would be missing (None here)
+    args = ["layers", "-m", "alexnet", "--weights", "none", "--json", "--field-budget", "0"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    conv5 = next(row for row in json.loads(result.stdout)["layers"] if row["name"] == "features.10")
+    assert conv5["receptive_field"] == [163, 163] and conv5["rf_note"] is None
+    negative = CliRunner().invoke(app, ["layers", "--field-budget", "-1"])
+    assert negative.exit_code == 2 and "--field-budget" in negative.output

@@ -12,7 +12,6 @@ stride s and leading padding p: top <- top - p*jump, size <- size + (k_eff-1)*ju
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,57 +20,18 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from vizcnn.hooks import LayerRef, model_guard
+from vizcnn.receptive._axis import (
+    GLOBAL,
+    IDENTITY,
+    Axis2,
+    conv_padding,
+    flatten_ints,
+    pair,
+    pair_or_list,
+    shift,
+    window,
+)
 from vizcnn.receptive.field import Field, adaptive_bins, uniform_spans
-
-
-@dataclass(frozen=True)
-class _Axis2:
-    top: tuple[float, float]
-    size: tuple[float, float]
-    jump: tuple[float, float]
-    is_global: bool = False
-    context: bool = False  # a global branch (squeeze-excitation) was broadcast in and ignored
-
-
-_IDENTITY = _Axis2((0.0, 0.0), (1.0, 1.0), (1.0, 1.0))
-
-
-def _pair(value: Any) -> tuple[int, int]:
-    if isinstance(value, (tuple, list)):
-        return (int(value[0]), int(value[1])) if len(value) > 1 else (int(value[0]), int(value[0]))
-    return int(value), int(value)
-
-
-def _window(
-    field: _Axis2, kernel: Any, stride: Any, pad_lead: tuple[int, int], dilation: Any = 1
-) -> _Axis2:
-    if field.is_global:
-        return field
-    k, s, d = _pair(kernel), _pair(stride), _pair(dilation)
-    top, size, jump = [], [], []
-    for axis in range(2):
-        k_eff = d[axis] * (k[axis] - 1) + 1
-        top.append(field.top[axis] - pad_lead[axis] * field.jump[axis])
-        size.append(field.size[axis] + (k_eff - 1) * field.jump[axis])
-        jump.append(field.jump[axis] * s[axis])
-    return _Axis2((top[0], top[1]), (size[0], size[1]), (jump[0], jump[1]), False, field.context)
-
-
-def _shift(field: _Axis2, pad_top: int, pad_left: int) -> _Axis2:
-    if field.is_global:
-        return field
-    top = (field.top[0] - pad_top * field.jump[0], field.top[1] - pad_left * field.jump[1])
-    return _Axis2(top, field.size, field.jump, False, field.context)
-
-
-def _conv_padding(
-    padding: Any, kernel: tuple[int, int], dilation: tuple[int, int]
-) -> tuple[int, int]:
-    if padding == "valid":
-        return 0, 0
-    if padding == "same":
-        return tuple((d * (k - 1)) // 2 for k, d in zip(kernel, dilation, strict=True))  # type: ignore[return-value]
-    return _pair(padding)
 
 
 def _shape(node: Any) -> tuple[int, ...] | None:
@@ -102,6 +62,8 @@ def _tensor_inputs(node: fx.Node) -> list[fx.Node]:
 
 
 _POINTWISE_SAFE = {"size", "dim", "shape"}
+_REDUCTIONS = {torch.mean, torch.sum, torch.amax, torch.amin, torch.std, torch.var, torch.logsumexp}
+_REDUCTION_METHODS = {"mean", "sum", "amax", "amin", "std", "var", "logsumexp"}
 
 
 class _FieldPropagator:
@@ -110,10 +72,20 @@ class _FieldPropagator:
     def __init__(self, graph_module: fx.GraphModule) -> None:
         self.gm = graph_module
         self.modules = dict(graph_module.named_modules())
-        self.fields: dict[fx.Node, _Axis2 | None] = {}  # None: not a spatial tensor / unknown
+        self.fields: dict[fx.Node, Axis2 | None] = {}  # None: not a spatial tensor / unknown
+        # nodes computed from parameters and constants alone (ConvNeXt's layer scale reshaped to
+        # (1, C, 1, 1)): no input pixel reaches them, so they are neither context nor unknown
+        self.constant: set[fx.Node] = set()
 
-    def run(self) -> dict[fx.Node, _Axis2 | None]:
+    def run(self) -> dict[fx.Node, Axis2 | None]:
         for node in self.gm.graph.nodes:
+            if node.op == "get_attr" or (
+                node.op in {"call_function", "call_method"}
+                and all(source in self.constant for source in _tensor_inputs(node))
+            ):
+                self.constant.add(node)
+                self.fields[node] = None
+                continue
             try:
                 self.fields[node] = self._field(node)
             except _Unknown:
@@ -125,18 +97,21 @@ class _FieldPropagator:
             return node.args[index]
         return node.kwargs.get(name, default)
 
-    def _input_field(self, node: fx.Node) -> _Axis2:
+    def _input_field(self, node: fx.Node, nchw: bool = True) -> Axis2:
+        """The field of the node's first argument; with `nchw`, only in (N, C, H, W) layout."""
         source = node.args[0]
         if not isinstance(source, fx.Node) or self.fields.get(source) is None:
             raise _Unknown
         field = self.fields[source]
         assert field is not None
+        if nchw and not field.is_global and field.dims != (2, 3):
+            raise _Unknown  # a window op on a permuted tensor slides over other dims
         return field
 
-    def _field(self, node: fx.Node) -> _Axis2 | None:
+    def _field(self, node: fx.Node) -> Axis2 | None:
         shape = _shape(node)
         if node.op == "placeholder":
-            return _IDENTITY
+            return IDENTITY
         if node.op in {"get_attr", "output"}:
             return None
         if shape is None:
@@ -151,78 +126,143 @@ class _FieldPropagator:
             return self._method_field(node)
         raise _Unknown
 
-    def _global_from_inputs(self, node: fx.Node) -> _Axis2 | None:
-        inputs = [self.fields.get(n) for n in _tensor_inputs(node) if n in self.fields]
-        if any(
-            f is None and _shape(n) is not None and len(_shape(n) or ()) == 4
-            for f, n in zip(inputs, _tensor_inputs(node), strict=False)
-        ):
-            raise _Unknown
-        return _Axis2((0.0, 0.0), (math.inf, math.inf), (0.0, 0.0), True)
+    def _global_from_inputs(self, node: fx.Node) -> Axis2 | None:
+        for source in _tensor_inputs(node):
+            if source in self.constant or source not in self.fields:
+                continue
+            if self.fields[source] is None and len(_shape(source) or ()) == 4:
+                raise _Unknown
+        return GLOBAL
 
-    def _module_field(self, node: fx.Node, module: nn.Module) -> _Axis2 | None:
+    def _module_field(self, node: fx.Node, module: nn.Module) -> Axis2 | None:
         if isinstance(module, nn.Conv2d):
-            kernel, dilation = _pair(module.kernel_size), _pair(module.dilation)
-            pad = _conv_padding(module.padding, kernel, dilation)
-            return _window(self._input_field(node), kernel, module.stride, pad, dilation)
+            kernel, dilation = pair(module.kernel_size), pair(module.dilation)
+            pad = conv_padding(module.padding, kernel, dilation)
+            return window(self._input_field(node), kernel, module.stride, pad, dilation)
         if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
             stride = module.stride if module.stride is not None else module.kernel_size
             pool_dilation = getattr(module, "dilation", 1)
-            return _window(
+            return window(
                 self._input_field(node),
                 module.kernel_size,
                 stride,
-                _pair(module.padding),
+                pair(module.padding),
                 pool_dilation,
             )
         if isinstance(
             module, (nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d)
         ):
             left, _right, top, _bottom = module.padding
-            return _shift(self._input_field(node), int(top), int(left))
+            return shift(self._input_field(node), int(top), int(left))
         if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
             return self._adaptive(node)
         if isinstance(
             module, (nn.Upsample, nn.ConvTranspose2d, nn.Unfold, nn.Fold, nn.PixelShuffle)
         ):
             raise _Unknown
+        if isinstance(module, nn.Linear):
+            return self._last_dims(node, 1)
+        if isinstance(module, nn.LayerNorm):
+            return self._last_dims(node, len(module.normalized_shape))
         return self._pointwise(node)
 
-    def _function_field(self, node: fx.Node) -> _Axis2 | None:
+    def _function_field(self, node: fx.Node) -> Axis2 | None:
         target = node.target
         if target in {F.conv2d, torch.conv2d}:
             weight = _shape(node.args[1]) if isinstance(node.args[1], fx.Node) else None
             if weight is None:
                 raise _Unknown
             kernel = (int(weight[2]), int(weight[3]))
-            dilation = _pair(self._arg(node, 5, "dilation", 1))
-            pad = _conv_padding(self._arg(node, 4, "padding", 0), kernel, dilation)
-            return _window(
+            dilation = pair(self._arg(node, 5, "dilation", 1))
+            pad = conv_padding(self._arg(node, 4, "padding", 0), kernel, dilation)
+            return window(
                 self._input_field(node), kernel, self._arg(node, 3, "stride", 1), pad, dilation
             )
         if target in {F.max_pool2d, F.avg_pool2d, torch.max_pool2d}:
             pool_kernel = self._arg(node, 1, "kernel_size", None)
             stride = self._arg(node, 2, "stride", None) or pool_kernel
-            padding = _pair(self._arg(node, 3, "padding", 0))
+            padding = pair(self._arg(node, 3, "padding", 0))
             pool_dilation = self._arg(node, 4, "dilation", 1) if target is not F.avg_pool2d else 1
-            return _window(self._input_field(node), pool_kernel, stride, padding, pool_dilation)
+            return window(self._input_field(node), pool_kernel, stride, padding, pool_dilation)
         if target is F.pad:
             pads = list(self._arg(node, 1, "pad", ()))
             if len(pads) < 4:
                 raise _Unknown
-            return _shift(self._input_field(node), int(pads[2]), int(pads[0]))
+            return shift(self._input_field(node), int(pads[2]), int(pads[0]))
         if target in {F.adaptive_avg_pool2d, F.adaptive_max_pool2d}:
             return self._adaptive(node)
         if target in {F.interpolate, F.conv_transpose2d, F.unfold, F.fold, F.grid_sample}:
             raise _Unknown
+        if target is F.linear:
+            return self._last_dims(node, 1)
+        if target is F.layer_norm:
+            return self._last_dims(
+                node, len(pair_or_list(self._arg(node, 1, "normalized_shape", ())))
+            )
+        if target in {torch.permute, torch.transpose}:
+            return self._layout(node, str(getattr(target, "__name__", "")))
+        if target in _REDUCTIONS:
+            return self._reduction(node)
         return self._pointwise(node)
 
-    def _method_field(self, node: fx.Node) -> _Axis2 | None:
-        if node.target in {"view", "reshape", "flatten", "permute", "transpose", "unfold"}:
+    def _method_field(self, node: fx.Node) -> Axis2 | None:
+        if node.target in {"permute", "transpose"}:
+            return self._layout(node, str(node.target))
+        if node.target in _REDUCTION_METHODS:
+            return self._reduction(node)
+        if node.target in {"view", "reshape", "flatten", "unfold"}:
             raise _Unknown  # a 4-D result of a reshape: layout no longer known
         return self._pointwise(node)
 
-    def _adaptive(self, node: fx.Node) -> _Axis2 | None:
+    def _layout(self, node: fx.Node, op: str) -> Axis2 | None:
+        """permute / transpose of a 4-D tensor: the field moves with its rows and columns."""
+        field = self._input_field(node, nchw=False)
+        rest = [*node.args[1:], *node.kwargs.values()]
+        flat = [int(v) for v in flatten_ints(rest)]
+        if op == "permute":
+            order = [d % 4 for d in flat]
+        elif op == "transpose" and len(flat) == 2:
+            order = [0, 1, 2, 3]
+            a, b = flat[0] % 4, flat[1] % 4
+            order[a], order[b] = order[b], order[a]
+        else:
+            raise _Unknown
+        if sorted(order) != [0, 1, 2, 3]:
+            raise _Unknown
+        if field.is_global:
+            return field
+        dims = (order.index(field.dims[0]), order.index(field.dims[1]))
+        if dims[0] > dims[1]:
+            raise _Unknown  # rows and columns swapped: not a layout the fields describe
+        return Axis2(field.top, field.size, field.jump, False, field.context, dims)
+
+    def _reduction(self, node: fx.Node) -> Axis2 | None:
+        """mean / sum / amax ... (squeeze-excitation's `x.mean((2, 3), keepdim=True)`)."""
+        field = self._input_field(node, nchw=False)
+        dim = self._arg(node, 1, "dim", None)
+        if field.is_global or dim is None:
+            return GLOBAL
+        reduced = {int(d) % 4 for d in flatten_ints([dim])}
+        if reduced & set(field.dims):
+            return GLOBAL  # every unit of the result pools the whole map
+        return field
+
+    def _last_dims(self, node: fx.Node, count: int) -> Axis2 | None:
+        """Linear (last dim) or LayerNorm (last `count` dims): pointwise unless they are spatial."""
+        field = self._input_field(node, nchw=False)
+        if field.is_global:
+            return field
+        if set(range(4 - count, 4)) & set(field.dims):
+            if (
+                isinstance(node.target, str)
+                and isinstance(self.modules.get(node.target), nn.LayerNorm)
+                or node.target is F.layer_norm
+            ):
+                return GLOBAL  # statistics over rows or columns: every pixel counts
+            raise _Unknown  # a linear map across columns
+        return self._pointwise(node)
+
+    def _adaptive(self, node: fx.Node) -> Axis2 | None:
         source = node.args[0]
         in_shape = _shape(source) if isinstance(source, fx.Node) else None
         out_shape = _shape(node)
@@ -231,7 +271,7 @@ class _FieldPropagator:
         if in_shape[2:] == out_shape[2:]:
             return self._input_field(node)
         if out_shape[2] == 1 and out_shape[3] == 1:
-            return _Axis2((0.0, 0.0), (math.inf, math.inf), (0.0, 0.0), True)
+            return GLOBAL
         # torch's bins: [floor(i*L/n), ceil((i+1)*L/n)); a window op only when they are uniform
         # (10 px to 4 gives 3-px bins at steps 2, 3, 2: measured per unit instead)
         axes = [
@@ -242,47 +282,57 @@ class _FieldPropagator:
             raise _Unknown
         kernel = (axes[0][1], axes[1][1])
         stride = (axes[0][2], axes[1][2])
-        return _window(self._input_field(node), kernel, stride, (0, 0))
+        return window(self._input_field(node), kernel, stride, (0, 0))
 
-    def _pointwise(self, node: fx.Node) -> _Axis2 | None:
+    def _pointwise(self, node: fx.Node) -> Axis2 | None:
         """Elementwise ops, normalization, concatenation: the union of the inputs' fields."""
         out_shape = _shape(node)
         assert out_shape is not None
-        spatial: list[_Axis2] = []
+        sources = [
+            source
+            for source in _tensor_inputs(node)
+            if _shape(source) is not None and source not in self.constant
+        ]
+        layouts = {
+            field.dims
+            for field in (self.fields.get(source) for source in sources)
+            if field is not None and not field.is_global
+        }
+        if len(layouts) > 1:
+            raise _Unknown  # NCHW and NHWC tensors mixed
+        rows, cols = layouts.pop() if layouts else (2, 3)
+        out_hw = (out_shape[rows], out_shape[cols])
+        spatial: list[Axis2] = []
         context = False
-        for source in _tensor_inputs(node):
+        for source in sources:
             source_shape = _shape(source)
-            if source_shape is None or source.op == "get_attr":
-                continue
+            assert source_shape is not None
             field = self.fields.get(source)
-            if len(source_shape) == 4 and source_shape[2:] == out_shape[2:]:
+            hw = (source_shape[rows], source_shape[cols]) if len(source_shape) == 4 else None
+            if hw == out_hw:
                 if field is None:
                     raise _Unknown
                 spatial.append(field)
-            elif (
-                len(source_shape) == 4
-                and source_shape[2:] == (1, 1)
-                or field is not None
-                and field.is_global
-            ):
+            elif hw == (1, 1) or field is not None and field.is_global:
                 context = True  # squeeze-excitation style gating: a global branch broadcast in
             elif len(source_shape) >= 2 and field is None:
                 raise _Unknown
         if not spatial:
-            if out_shape[2:] == (1, 1) and context:
-                return _Axis2((0.0, 0.0), (math.inf, math.inf), (0.0, 0.0), True)
+            if out_hw == (1, 1) and context:
+                return GLOBAL
             raise _Unknown
         if any(f.is_global for f in spatial):
-            return _Axis2((0.0, 0.0), (math.inf, math.inf), (0.0, 0.0), True)
+            return GLOBAL
         tops = [min(f.top[a] for f in spatial) for a in range(2)]
         bottoms = [max(f.top[a] + f.size[a] for f in spatial) for a in range(2)]
         jumps = [max(f.jump[a] for f in spatial) for a in range(2)]
-        return _Axis2(
+        return Axis2(
             (tops[0], tops[1]),
             (bottoms[0] - tops[0], bottoms[1] - tops[1]),
             (jumps[0], jumps[1]),
             False,
             context or any(f.context for f in spatial),
+            (rows, cols),
         )
 
 
@@ -330,7 +380,7 @@ def graph_fields(model: nn.Module, input_shape: tuple[int, int, int]) -> dict[st
     }
 
 
-def _to_field(axis: _Axis2 | None, input_shape: tuple[int, int, int]) -> Field | None:
+def _to_field(axis: Axis2 | None, input_shape: tuple[int, int, int]) -> Field | None:
     if axis is None:
         return None
     if axis.is_global:

@@ -10,7 +10,9 @@ axis, using only edges that the image border did not cut. Where units are not ev
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -27,6 +29,10 @@ _MORE_SAMPLES = 16  # ... when the first measurement's units disagree
 _BATCH = 16  # images per forward pass while measuring
 _SMALL_MAP = 16  # maps with height + width up to this have every unit measured
 _MAX_UNITS = 256  # per-unit measurement beyond this many units per axis is refused
+
+
+class _TooManyUnits(VizError):
+    """Unevenly spaced units on a map too large to measure one by one."""
 
 
 def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
@@ -181,7 +187,7 @@ def measure_field(
         if every:
             return field
         if max(height, width) > _MAX_UNITS:
-            raise VizError(
+            raise _TooManyUnits(
                 f"layer {layer!r}: units are not evenly spaced and its {height}x{width} map is too "
                 "large to measure unit by unit"
             )
@@ -233,6 +239,74 @@ def _from_spans(
     return Field.from_spans(row_spans, col_spans, "measured per unit")
 
 
+@dataclass(frozen=True)
+class FieldProbe:
+    """Receptive fields of some layers, and why the others' are not known."""
+
+    fields: dict[str, Field | None]  # per spec; None: no field (units see no input, or not known)
+    not_known: dict[str, str]  # spec -> why its field is not known (never a guessed number)
+
+
+def probe_fields(
+    model: ModelLike,
+    input_shape: tuple[int, int, int],
+    layers: Sequence[Layer] | None = None,
+    *,
+    budget_s: float | None = None,
+    progress: ProgressCallback = no_progress,
+) -> FieldProbe:
+    """Fields from the traced graph, measured where it gives none, within `budget_s` seconds.
+
+    Measuring costs forward and backward passes per layer (seconds each on a large model, on a
+    CPU); once `budget_s` seconds of measuring are spent, the layers left are not measured and
+    get a reason in `not_known` instead of a field, as does a layer whose unevenly spaced units
+    are too many to measure one by one (where `receptive_fields` raises). `budget_s=None` measures every layer that needs it.
+    Runs under `model_guard`: the model is left exactly as found.
+
+    Args:
+        model: the network, an `nn.Module` or a `LoadedModel` (left as found).
+        input_shape: `(C, H, W)` of one input image.
+        layers: specs (or submodules, keyed by dotted name); None: every module call.
+        budget_s: seconds of measuring allowed (the graph walk is not counted), or None.
+        progress: called with (steps done, steps, message), as for `receptive_fields`.
+
+    Example:
+        >>> probe = probe_fields(net, (3, 224, 224), budget_s=5.0)
+        >>> probe.not_known  # {} when the graph gave every field
+    """
+    if budget_s is not None and budget_s < 0:
+        raise VizError(f"budget_s must be 0 or more seconds (or None: no limit), not {budget_s}")
+    model = as_loaded(model).module
+    with model_guard(model):
+        progress(0, 1, "receptive fields: walking the graph")
+        try:
+            fields = graph_fields(model, input_shape)
+        except Exception:  # tracing fails on data-dependent control flow; measure instead
+            fields = {}
+        wanted = layer_names(model, layers) if layers is not None else list(fields)
+        result: dict[str, Field | None] = {spec: fields.get(spec) for spec in wanted}
+        not_known: dict[str, str] = {}
+        to_measure = [spec for spec, field in result.items() if field is None]
+        total = 1 + len(to_measure)
+        start = time.monotonic()
+        for done, spec in enumerate(to_measure, start=1):
+            if budget_s is not None and time.monotonic() - start >= budget_s:
+                left = len(to_measure) - done + 1
+                for rest in to_measure[done - 1 :]:
+                    not_known[rest] = (
+                        f"not measured: the {budget_s:g} s measuring budget was spent "
+                        f"({left} of {len(to_measure)} layers left)"
+                    )
+                break
+            progress(done, total, f"receptive fields: measuring {spec}")
+            try:
+                result[spec] = measure_field(model, spec, input_shape)
+            except _TooManyUnits as error:
+                not_known[spec] = str(error)
+        progress(total, total, "receptive fields")
+        return FieldProbe(result, not_known)
+
+
 def receptive_fields(
     model: ModelLike,
     input_shape: tuple[int, int, int],
@@ -242,7 +316,9 @@ def receptive_fields(
 ) -> dict[str, Field | None]:
     """Field of each layer spec (all module calls when `layers` is None), graph first, else measured.
 
-    Runs under `model_guard`: the model is left exactly as found.
+    Every layer the graph gives no field for is measured, however long that takes (see
+    `probe_fields` for a time budget). Runs under `model_guard`: the model is left exactly as
+    found.
 
     Args:
         model: the network, an `nn.Module` or a `LoadedModel` (left as found).
@@ -257,19 +333,7 @@ def receptive_fields(
         >>> fields["features.0"].size
         (11, 11)
     """
-    model = as_loaded(model).module
-    with model_guard(model):
-        progress(0, 1, "receptive fields: walking the graph")
-        try:
-            fields = graph_fields(model, input_shape)
-        except Exception:  # tracing fails on data-dependent control flow; measure instead
-            fields = {}
-        wanted = layer_names(model, layers) if layers is not None else list(fields)
-        result: dict[str, Field | None] = {spec: fields.get(spec) for spec in wanted}
-        to_measure = [spec for spec, field in result.items() if field is None]
-        total = 1 + len(to_measure)
-        for done, spec in enumerate(to_measure, start=1):
-            progress(done, total, f"receptive fields: measuring {spec}")
-            result[spec] = measure_field(model, spec, input_shape)
-        progress(total, total, "receptive fields")
-        return result
+    probe = probe_fields(model, input_shape, layers, progress=progress)
+    for reason in probe.not_known.values():
+        raise VizError(reason)
+    return probe.fields

@@ -11,7 +11,9 @@ from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.hooks import LayerRef, capture, model_guard, parse_layer
 from vizcnn.models.base import ModelLike, as_loaded
 from vizcnn.receptive.field import Field
-from vizcnn.receptive.measured import receptive_fields
+from vizcnn.receptive.measured import probe_fields
+
+FIELD_BUDGET_S = 5.0  # seconds of field measuring in a table; graph fields cost none of it
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class LayerRow:
     output_shape: tuple[int, ...] | None  # (C, H, W) or (features,), batch dimension dropped
     params: int  # parameters of the module and its children
     field: Field | None  # receptive field, None where it has no meaning (non-tensor output)
+    field_note: str | None = None  # why the field is not known (then `field` is None)
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,10 @@ class LayerTable:
             item["receptive_field"] = list(field["size"]) if field else None
             item["stride"] = list(field["stride"]) if field else None
             item["offset"] = list(field["offset"]) if field else None
-            item["rf_method"] = field["method"] if field else None
+            item["rf_method"] = (
+                field["method"] if field else ("not known" if row.field_note else None)
+            )
+            item["rf_note"] = item.pop("field_note")  # why the field is not known, else None
             # per-unit (top, bottom) spans for unevenly spaced units ("measured per unit")
             item["unit_spans"] = (
                 [list(map(list, a)) for a in field["spans"]] if field and field["spans"] else None
@@ -62,10 +68,16 @@ class LayerTable:
         """A fixed-width text table; modules that never ran are hidden unless show_all."""
         header = ("layer", "type", "output", "params", "rf", "stride", "offset", "how")
         lines = []
+        notes: list[str] = []  # distinct reasons a field is not known, numbered under the table
         for row in self.rows:
             if not show_all and row.output_shape is None:
                 continue
             field = row.field
+            if row.field_note is not None and row.field_note not in notes:
+                notes.append(row.field_note)
+            how = field.method if field else "-"
+            if row.field_note is not None:
+                how = f"not known [{notes.index(row.field_note) + 1}]"
             lines.append(
                 (
                     row.name
@@ -78,7 +90,7 @@ class LayerTable:
                     else ("all" if field else "-"),
                     _pair_text(field.stride) if field and field.method != "global" else "-",
                     _pair_text(field.offset) if field and field.method != "global" else "-",
-                    field.method if field else "-",
+                    how,
                 )
             )
         widths = [
@@ -91,6 +103,7 @@ class LayerTable:
             "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
             for line in lines
         ]
+        out += [f"[{number}] {note}" for number, note in enumerate(notes, start=1)]
         return "\n".join(out)
 
 
@@ -102,13 +115,16 @@ def layer_table(
     model: ModelLike,
     input_shape: tuple[int, int, int],
     *,
+    field_budget_s: float | None = FIELD_BUDGET_S,
     progress: ProgressCallback = no_progress,
 ) -> LayerTable:
     """Run the model once at `input_shape` = (C, H, W) and describe every module call.
 
     Runs under `model_guard` (eval mode): the model, an `nn.Module` or a `LoadedModel`, is
     left exactly as found. The receptive fields come from the traced graph, else are measured
-    layer by layer (minutes on a large model): `progress(done, total, message)` counts the
+    layer by layer (seconds per layer on a large model) for up to `field_budget_s` seconds
+    (None: no limit); a layer left unmeasured gets its reason in `field_note`, never a guessed
+    field (see `probe_fields`). `progress(done, total, message)` counts the
     forward passes as one step, the graph walk as one and each layer measured as one more
     (`total` grows once, when the graph tells how many layers need measuring).
 
@@ -145,9 +161,14 @@ def layer_table(
         def fields_progress(done: int, total: int, message: str) -> None:
             progress(1 + done, 1 + total, message)  # after the step of the passes above
 
-        fields = receptive_fields(
-            model, input_shape, [s for s in specs if s in shapes], progress=fields_progress
+        probe = probe_fields(
+            model,
+            input_shape,
+            [s for s in specs if s in shapes],
+            budget_s=field_budget_s,
+            progress=fields_progress,
         )
+        fields = probe.fields
         modules = dict(model.named_modules())
         rows = []
         for spec in specs:
@@ -161,6 +182,7 @@ def layer_table(
                     output_shape=shapes.get(spec),
                     params=sum(p.numel() for p in module.parameters()),
                     field=fields.get(spec),
+                    field_note=probe.not_known.get(spec),
                 )
             )
         return LayerTable(input_shape=input_shape, rows=rows)
