@@ -100,7 +100,8 @@ def command(spec: str, technique: str, out: str, image: str, data: str) -> list[
     model += ["--device", "cpu"] if technique != "layers" else []
     return {
         "layers": ["layers", *model],
-        "render": ["render", *model, "-c", "0", "--steps", "2", "--image-size", "32", "-o", out],
+        "render": ["render", *model, "-c", "0", "--steps", "2", "--image-size",
+                   str(input_size(spec) // 2 if "inception" not in spec else 96), "-o", out],
         "dream": ["dream", image, *model, "--octaves", "1", "--steps", "2",
                   "-o", f"{out}/dream.png"],
         "mine": ["mine", data, *model, "--channels", "0-1", "-k", "2", "--projections",
@@ -115,7 +116,7 @@ def command(spec: str, technique: str, out: str, image: str, data: str) -> list[
         "equivariance": ["equivariance", image, *model, "--shifts", "1,2", "-o", out],
         "lesion": ["ablate", data, *model, "--blocks", "-o", out],
         "report": ["report", *model, "--data", data, "--units-per-layer", "1", "--steps", "2",
-                   "--image-size", "32", "-k", "2", "--dream-octaves", "1", "--dream-steps", "1",
+                   "--image-size", str(input_size(spec) // 2 if "inception" not in spec else 96), "-k", "2", "--dream-octaves", "1", "--dream-steps", "1",
                    "--methods", "gradcam", "--images", image, "-o", out],
     }[technique]  # fmt: skip
 

@@ -53,8 +53,8 @@ def chained_blocks(loaded: LoadedModel) -> list[Block]:
     found: list[Block] = []
     taken: list[str] = []
     for name, children in groups.items():  # named_modules order: outer modules first
-        if any(name == t or name.startswith(t + ".") for t in taken):
-            continue
+        if not name or any(name == t or name.startswith(t + ".") for t in taken):
+            continue  # the network's own children (stem, stages, head) are its trunk
         ran = [child for child in children if child in seen.outputs]
         chain = len(ran) >= 2 and all(
             seen.inputs[after] is seen.outputs[before]

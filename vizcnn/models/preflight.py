@@ -48,14 +48,24 @@ def _runs_at(loaded: LoadedModel, size: tuple[int, int]) -> bool:
 def _size_error(loaded: LoadedModel, size: tuple[int, int], exc: Exception) -> VizError:
     reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
     works = next((s for s in _SIZES if (s, s) != size and _runs_at(loaded, (s, s))), None)
-    hint = (
-        f"input_size={works} works"
-        if works is not None
-        else "give the input_size the model was trained at"
-    )
+    if size == loaded.input_size:  # the model's own size: name the setting that gave it
+        what = f"input_size {size[0]}x{size[1]}"
+        hint = (
+            f"input_size={works} works"
+            if works is not None
+            else "give the input_size the model was trained at"
+        )
+    else:  # a size the technique was asked for (a render's size, an image's)
+        what = f"a {size[0]}x{size[1]} input"
+        hint = (
+            f"use pictures of at least {works}x{works} pixels"
+            if works is not None and works > max(size)
+            else f"{works}x{works} works"
+            if works is not None
+            else "use the model's input size"
+        )
     return VizError(
-        f"{loaded.name} cannot take input_size {size[0]}x{size[1]} "
-        f"({loaded.channels} channels): {reason}; {hint}"
+        f"{loaded.name} cannot take {what} ({loaded.channels} channels): {reason}; {hint}"
     )
 
 
