@@ -63,7 +63,27 @@ TECHNIQUES = (
 )
 
 # (spec, technique) -> the refusal's text (a substring of its one line); the rest succeed
-REFUSALS: dict[tuple[str, str], str] = {}
+_NO_BLOCKS = (
+    "has no blocks (composite modules that a Sequential, a ModuleList or a module calls one "
+    "after another)"
+)
+REFUSALS: dict[tuple[str, str], str] = {
+    # lesions remove one residual block at a time; these networks have none (plain stacks of
+    # layers, concatenating dense blocks, parallel-branch inception modules, DLA's trees)
+    **{
+        (spec, "lesion"): _NO_BLOCKS
+        for spec in (
+            "timm:densenet121",
+            "timm:vgg11",
+            "timm:inception_v3",
+            "timm:dla34",
+            "alexnet",
+            "vgg11_bn",
+            "densenet121",
+            "inception_v3",
+        )
+    },
+}
 
 
 def matrix_markdown() -> str:
