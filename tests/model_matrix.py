@@ -69,7 +69,8 @@ _NO_BLOCKS = (
 )
 REFUSALS: dict[tuple[str, str], str] = {
     # lesions remove one residual block at a time; these networks have none (plain stacks of
-    # layers, concatenating dense blocks, parallel-branch inception modules, DLA's trees)
+    # layers, Fire modules between pools, concatenating dense blocks, inception modules, DLA's
+    # trees)
     **{
         (spec, "lesion"): _NO_BLOCKS
         for spec in (
@@ -79,6 +80,7 @@ REFUSALS: dict[tuple[str, str], str] = {
             "timm:dla34",
             "alexnet",
             "vgg11_bn",
+            "squeezenet1_1",
             "densenet121",
             "inception_v3",
         )
