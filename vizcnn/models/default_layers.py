@@ -42,26 +42,31 @@ _DEFAULTS: dict[str, dict[str, list[str]]] = {
     },
     "googlenet": {
         "dream": ["inception4c"],  # the original notebook's inception_4c/output
+        "gradcam": ["inception5b"],  # the last block's output, as the CAM papers use
         "render": ["inception4a"],
         "mine": ["inception4a"],
     },
     "inception_v3": {
         "dream": ["Mixed_6a", "Mixed_6c"],  # TF tutorial's Keras mixed3 + mixed5
+        "gradcam": ["Mixed_7c"],
         "render": ["Mixed_5d"],
         "mine": ["Mixed_5d"],
     },
     "vgg16": {
         "dream": ["features.22"],  # relu4_3, as in pytorch-deepdream
+        "gradcam": ["features.30"],  # pool5: pytorch-grad-cam's `model.features[-1]`
         "render": ["features.22"],
         "mine": ["features.22"],
     },
     "resnet50": {
         "dream": ["layer3"],  # stride 16 like inception_4c
+        "gradcam": ["layer4"],  # pytorch-grad-cam's `model.layer4[-1]`: the same tensor
         "render": ["layer3.2"],
         "mine": ["layer3.2"],
     },
     "alexnet": {
         "dream": ["features.9"],  # relu after conv4: textures, not noise
+        "gradcam": ["features.12"],  # pool5, `model.features[-1]`, after conv5's ReLU
         "render": ["features.8"],
         "mine": ["features.10"],
     },
