@@ -23,8 +23,11 @@ import argparse
 import collections
 import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torchvision
@@ -93,6 +96,25 @@ def bench_layers() -> None:
         print(f"{label:34} {len(table.rows):6d} {wall:7.2f} {cpu:7.2f}  {how}", flush=True)
 
 
+def bench_cli_layers(specs: list[str]) -> None:
+    """`vizcnn layers -m SPEC --weights none -q` as a user runs it: a fresh process each (imports,
+    building the network, the table), wall time; limit 10 s on 2 cores."""
+    vizcnn = Path(sys.executable).with_name("vizcnn")
+    print(f"vizcnn layers, cold process per model (load {_load()})")
+    for spec in specs:
+        wall = time.perf_counter()
+        done = subprocess.run(
+            [str(vizcnn), "layers", "-m", spec, "--weights", "none", "-q"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        wall = time.perf_counter() - wall
+        rows = sum(1 for line in done.stdout.splitlines() if line and not line.startswith("-"))
+        status = "ok" if done.returncode == 0 else done.stderr.strip().splitlines()[-1][:80]
+        print(f"{spec:34} {wall:7.2f} s  {rows:4d} lines  {status}", flush=True)
+
+
 def bench_render(steps: int, repeats: int) -> None:
     print(f"render train / eval, {steps} steps (load {_load()})")
     config = RenderConfig(steps=steps)
@@ -128,11 +150,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cli", action="store_true", help="also time `vizcnn layers` per model")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} CPUs")
     bench_layers()
     bench_render(args.steps, args.repeats)
+    if args.cli:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from model_matrix import model_specs
+
+        bench_cli_layers(model_specs())
     print(f"load after: {_load()}")
 
 

@@ -11,6 +11,7 @@ import click
 from vizcnn.models.loading import available_models
 from vizcnn.models.preflight import preflight
 from vizcnn.models.structure import format_stages, stages_view
+from vizcnn.receptive.table import FIELD_BUDGET_S
 
 from .common import device_from, friendly_errors, progress_enabled, run_options
 from .flags import as_flags
@@ -63,7 +64,7 @@ def models_command(as_json: bool) -> None:
     type=click.FloatRange(min=0),
     default=None,
     help="Seconds of receptive-field measuring, for layers the traced graph does not explain "
-    "(default 5); layers left get 'not known' with the reason.",
+    f"(default {FIELD_BUDGET_S:g}); layers left get 'not known' with the reason.",
 )
 @friendly_errors
 def layers_command(
@@ -79,7 +80,7 @@ def layers_command(
     A module called more than once per forward pass gets one row per call, named `name#k`; use
     that name wherever a layer is asked for.
     """
-    from vizcnn.receptive.table import FIELD_BUDGET_S, layer_table
+    from vizcnn.receptive.table import layer_table
 
     loaded = open_model(options, device_from(options))
     preflight(loaded)  # a size the model cannot take: one line, not a traceback from tracing

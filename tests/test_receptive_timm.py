@@ -131,3 +131,32 @@ def test_a_budget_does_not_touch_graph_fields() -> None:
     table = layer_table(model, (3, 64, 64), field_budget_s=0)
     assert all(row.field_note is None for row in table.rows)
     assert all(row.field is not None for row in table.rows if row.output_shape is not None)
+
+
+@pytest.mark.parametrize("name", ["cspresnet50", "cs3darknet_s"])
+def test_channel_splits_keep_the_field_and_match_the_gradient_support(name: str) -> None:
+    # CSPNet cuts each stage's tensor in two along channels (`x.split(...)`/`chunk`): both
+    # halves see what the whole saw, so the stages after it get graph fields, exactly
+    model = timm.create_model(name, pretrained=False).double().eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # no zero-initialized last BatchNorm: every path carries gradient
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.weight.copy_(torch.rand(module.weight.shape, generator=generator) + 0.5)
+    shape = (3, 96, 96)
+    layers = ["stages.0", "stages.1.blocks.0", "stages.1"]
+    fields = receptive_fields(model, shape, layers)
+    for layer in layers:
+        field = fields[layer]
+        assert field is not None and field.method == "graph", (layer, field)
+        with capture(model, [layer], stop_early=True) as acts:
+            acts.run(torch.zeros(1, *shape, dtype=torch.float64))
+        out = acts[layer].shape
+        y, x = out[2] // 2, out[3] // 2
+        top, left, bottom, right = field.box(y, x)
+        support = _support(model, layer, shape, (out[1] // 2, y, x))
+        mask = torch.zeros_like(support)
+        mask[max(top, 0) : bottom, max(left, 0) : right] = True
+        assert not (support & ~mask).any(), (layer, field)  # nothing outside the box
+        if top >= 0 and left >= 0 and bottom <= shape[1] and right <= shape[2]:
+            assert _bbox(support) == (top, left, bottom, right), (layer, field)

@@ -12,6 +12,7 @@ stride s and leading padding p: top <- top - p*jump, size <- size + (k_eff-1)*ju
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
 import torch
@@ -32,6 +33,17 @@ from vizcnn.receptive._axis import (
     window,
 )
 from vizcnn.receptive.field import Field, adaptive_bins, uniform_spans
+
+
+def _is_split(node: fx.Node) -> bool:
+    """A node that cuts a tensor into a tuple of parts (`x.split(...)`, `torch.chunk(x, 2, 1)`)."""
+    if node.op == "call_method":
+        return node.target in {"split", "chunk", "tensor_split"}
+    return node.op == "call_function" and node.target in {
+        torch.split,
+        torch.chunk,
+        torch.tensor_split,
+    }
 
 
 def _shape(node: Any) -> tuple[int, ...] | None:
@@ -114,6 +126,8 @@ class _FieldPropagator:
             return IDENTITY
         if node.op in {"get_attr", "output"}:
             return None
+        if _is_split(node):
+            return self._split(node)  # a tuple of tensors: each part keeps the field
         if shape is None:
             return None  # not a tensor (sizes, tuples of metadata)
         if len(shape) != 4:
@@ -166,8 +180,29 @@ class _FieldPropagator:
             return self._last_dims(node, len(module.normalized_shape))
         return self._pointwise(node)
 
+    def _split(self, node: fx.Node) -> Axis2 | None:
+        """split / chunk of a tensor along channels (CSPNet's cross-stage halves): every part
+        sees what the whole saw; along rows or columns the parts are other windows: unknown."""
+        source = node.args[0]
+        field = self.fields.get(source) if isinstance(source, fx.Node) else None
+        if field is None:
+            return None
+        dim = self._arg(node, 2, "dim", 0)
+        if not field.is_global and int(dim) % 4 in field.dims:
+            return None
+        return field
+
     def _function_field(self, node: fx.Node) -> Axis2 | None:
         target = node.target
+        if (
+            target is operator.getitem
+            and isinstance(node.args[0], fx.Node)
+            and _is_split(node.args[0])
+        ):
+            part = self.fields.get(node.args[0])
+            if part is None:
+                raise _Unknown
+            return part
         if target in {F.conv2d, torch.conv2d}:
             weight = _shape(node.args[1]) if isinstance(node.args[1], fx.Node) else None
             if weight is None:

@@ -271,7 +271,7 @@ def probe_fields(
         progress: called with (steps done, steps, message), as for `receptive_fields`.
 
     Example:
-        >>> probe = probe_fields(net, (3, 224, 224), budget_s=5.0)
+        >>> probe = probe_fields(net, (3, 224, 224), budget_s=2.0)
         >>> probe.not_known  # {} when the graph gave every field
     """
     if budget_s is not None and budget_s < 0:

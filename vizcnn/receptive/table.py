@@ -13,7 +13,7 @@ from vizcnn.models.base import ModelLike, as_loaded
 from vizcnn.receptive.field import Field
 from vizcnn.receptive.measured import probe_fields
 
-FIELD_BUDGET_S = 5.0  # seconds of field measuring in a table; graph fields cost none of it
+FIELD_BUDGET_S = 2.0  # seconds of field measuring in a table; graph fields cost none of it
 
 
 @dataclass(frozen=True)
