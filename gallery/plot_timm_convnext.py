@@ -206,7 +206,9 @@ def main(
     figure, axes = plt.subplots(2, columns, figsize=(1.6 * columns, 3.7), dpi=100)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, unit, name in zip(axes[0], rendered.units, rendered.files, strict=True):
+    for ax, unit, name in zip(
+        axes[0][: len(rendered.files)], rendered.units, rendered.files, strict=True
+    ):
         ax.imshow(load_image(out / "render" / name).permute(1, 2, 0).numpy())
         ax.set_title(f"{unit.label}", fontsize=9)
     for index, ax in enumerate(axes[1][: len(shown)]):
