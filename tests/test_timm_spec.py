@@ -287,3 +287,17 @@ def test_cli_render_records_the_spec_and_weights(
     assert "Error: timm:test_resnet: no weights given" in refused.output
     assert "--weights PATH, or --weights none" in refused.output
     assert len(refused.output.strip().splitlines()) == 1
+
+
+def test_a_one_channel_checkpoint_builds_a_one_channel_network(tmp_path: Path) -> None:
+    timm = pytest.importorskip("timm")
+    net = timm.create_model("resnet18", pretrained=False, in_chans=1, num_classes=10).eval()
+    torch.save(net.state_dict(), tmp_path / "grey.pt")
+    loaded = load_model("timm:resnet18", weights=str(tmp_path / "grey.pt"), device="cpu")
+    assert loaded.channels == 1 and len(loaded.std) == 1
+    config = timm.data.resolve_model_data_config(net)
+    assert loaded.mean[0] == pytest.approx(sum(config["mean"]) / 3)  # a grey image's statistics
+    x = torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = net((x - loaded.mean[0]) / loaded.std[0])
+        torch.testing.assert_close(loaded.module(loaded.normalize(x)), expected)

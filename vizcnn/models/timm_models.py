@@ -101,6 +101,9 @@ def load_timm(
     classes = _head_classes(state, cfg)
     if classes is not None:
         kwargs["num_classes"] = classes
+    channels = _input_channels(state, cfg)
+    if channels is not None:
+        kwargs["in_chans"] = channels
     try:
         module = build_random(lambda: timm.create_model(name, **kwargs), seed)
     except Exception as exc:  # timm's model code: any exception can come out
@@ -160,6 +163,21 @@ def _cached_pretrained(cfg: dict[str, Any], spec: str, given: bool) -> str:
     )
 
 
+def _input_channels(state: dict[str, torch.Tensor] | None, cfg: dict[str, Any]) -> int | None:
+    """The input channels of the file's first convolution when they are not 3 (a network trained
+    on grey or multispectral images), so the network is built to fit it; None otherwise."""
+    first = cfg.get("first_conv")
+    names = [first] if isinstance(first, str) else list(first or [])
+    if state is None or not names:
+        return None
+    key = f"{names[0]}.weight"
+    found = next((v for k, v in state.items() if k == key or k.endswith(f".{key}")), None)
+    if found is None or found.dim() != 4:
+        return None
+    channels = int(found.shape[1])
+    return None if channels == 3 else channels
+
+
 def _head_classes(state: dict[str, torch.Tensor] | None, cfg: dict[str, Any]) -> int | None:
     """The class count of the file's classifier head when it differs from the architecture's
     default (a fine-tuned checkpoint), so the network is built to fit it; None otherwise."""
@@ -189,10 +207,14 @@ def _loaded(timm: ModuleType, spec: str, module: nn.Module, source: str) -> Load
     """A `LoadedModel` with the preprocessing and class names timm records for `module`."""
     config = timm.data.resolve_model_data_config(module)
     channels, height, width = (int(v) for v in config["input_size"])
+    # a network built for other input channels (`_input_channels`) keeps its cfg's RGB size
+    first = next((m for m in module.modules() if isinstance(m, nn.Conv2d)), None)
+    channels = int(first.in_channels) if first is not None else channels
     mean = tuple(float(v) for v in config["mean"])
     std = tuple(float(v) for v in config["std"])
-    if len(mean) != channels:  # a single statistic for every channel
-        mean, std = mean[:1] * channels, std[:1] * channels
+    if len(mean) != channels:  # grey: the RGB statistics' average; else one for every channel
+        take = sum(mean) / len(mean), sum(std) / len(std)
+        mean, std = (take[0],) * channels, (take[1],) * channels
     return LoadedModel(
         name=spec,
         module=module,
