@@ -4,8 +4,8 @@ A timm ConvNeXt, trained on digits: renders and Grad-CAM
 
 No pretrained weights download here, and pictures of random weights mean nothing, so this script
 trains a timm ConvNeXt itself: `timm.create_model("convnext_atto", pretrained=False,
-num_classes=10)` (3 input channels, the grey digit repeated: the `timm:convnext_atto` spec builds
-timm's default stem) on scikit-learn's digits (the fixed split of `lenet5_digits`), each digit
+num_classes=10)` (3 input channels, the grey digit repeated, so the picture shows timm's default
+stem; a checkpoint with `in_chans=1` loads by spec too) on scikit-learn's digits (the fixed split of `lenet5_digits`), each digit
 scaled to 24 px and centred on a 32 px black canvas, so the 0.875 centre crop timm's preprocessing
 applies to image files never cuts a stroke. It saves the state dict `convnext_atto_digits.pt`
 and loads it back the way a user would, by spec:
