@@ -55,16 +55,14 @@ class LeNet5(nn.Module):
 
 def digits_tensors() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """scikit-learn's digits as `(N, 1, 32, 32)` images in [0, 1]: train x, train y, test x, test y."""
-    from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    digits = load_digits()
-    images = torch.from_numpy(digits.images.astype(np.float32) / 16.0).unsqueeze(1)
-    images = F.interpolate(images, size=(32, 32), mode="bilinear", align_corners=False).clamp(0, 1)
-    labels = torch.from_numpy(digits.target.astype(np.int64))
+    from vizcnn.data.labelled import digit_images
+
+    images, labels = digit_images()
     index = np.arange(len(labels))
     train_idx, test_idx = train_test_split(
-        index, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=digits.target
+        index, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=labels.numpy()
     )
     return images[train_idx], labels[train_idx], images[test_idx], labels[test_idx]
 
