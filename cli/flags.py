@@ -102,6 +102,15 @@ FIELD_FLAGS = {
     "name them with lesion_study(blocks=...), or remove layers with variants": (
         "name layers with --variant instead"
     ),
+    # vizcnn probe: ProbeConfig
+    "ProbeConfig.test_fraction": "--test-fraction",
+    "ProbeConfig.max_iter": "--max-iter",
+    "ProbeConfig.crops": "--crops",
+    "ProbeConfig.model_classes='index'": "--model-classes index",
+    "ProbeConfig.model_classes='off'": "--model-classes off",
+    "ProbeConfig.model_classes": "--model-classes",
+    "ProbeConfig.layers": "-l/--layers",
+    "ProbeConfig.C": "-C",
     # vizcnn report: ReportConfig and plan_report
     "ReportConfig.units_per_layer": "--units-per-layer",
     "ReportConfig.limit": "--limit",

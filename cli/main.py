@@ -56,6 +56,7 @@ LAZY_COMMANDS = {
     "kernels": ".kernels:kernels_command",
     "equivariance": ".equivariance:equivariance_command",
     "neighbors": ".neighbors:neighbors_command",
+    "probe": ".probe:probe_command",
     "report": ".report:report_command",
     "models": ".models:models_command",
     "layers": ".models:layers_command",
@@ -82,6 +83,7 @@ def app() -> None:
       vizcnn attribute sample:coffee -o attr/       which pixels made the prediction
       vizcnn filters -o filters.png                 first-layer filters as a grid
       vizcnn neighbors sample:coffee samples        nearest images in feature space
+      vizcnn probe digits -m lenet5_digits -o pr/   linear probes: accuracy by depth
     Every command takes --help.
     """
 

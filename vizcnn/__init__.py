@@ -26,12 +26,14 @@ from vizcnn.features import (
     EquivarianceConfig,
     FeatureMapConfig,
     FilterConfig,
+    ProbeConfig,
     apply_kernels,
     embed_dataset,
     feature_maps,
     filter_grid,
     measure_equivariance,
     nearest,
+    probe_layers,
 )
 from vizcnn.hooks import Layer, capture, forward_to, layer_name, parse_layer
 from vizcnn.io.imaging import load_image, make_grid, save_json, save_png
@@ -55,6 +57,7 @@ from vizcnn.runs import (
     LesionRun,
     MineRun,
     NeighborsRun,
+    ProbeRun,
     RenderRun,
     RenderUnit,
     ablate_folder,
@@ -68,6 +71,7 @@ from vizcnn.runs import (
     lesion_folder,
     mine_folder,
     neighbors_file,
+    probe_folder,
     render_folder,
 )
 
@@ -108,6 +112,7 @@ __all__ = [
     "LesionRun",
     "MineRun",
     "NeighborsRun",
+    "ProbeRun",
     "RenderRun",
     "RenderUnit",
     "ReportConfig",
@@ -123,6 +128,7 @@ __all__ = [
     "lesion_folder",
     "mine_folder",
     "neighbors_file",
+    "probe_folder",
     "render_folder",
     "report_folder",
     "RunOptions",
@@ -142,6 +148,8 @@ __all__ = [
     "filter_grid",
     "measure_equivariance",
     "nearest",
+    "ProbeConfig",
+    "probe_layers",
     "MineConfig",
     "MinedPatches",
     "TopK",

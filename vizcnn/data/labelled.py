@@ -126,7 +126,9 @@ def open_labelled_images(
         labels = [photos.index(photo) for photo, *_ in crops.crops]
         return LabelledImages(crops, labels, photos, SAMPLE_CROPS_DATA)
     root = Path(data)
-    valid = f"give {DIGITS}, {SAMPLE_CROPS_DATA} or a folder with one sub-folder of images per class"
+    valid = (
+        f"give {DIGITS}, {SAMPLE_CROPS_DATA} or a folder with one sub-folder of images per class"
+    )
     if text == SAMPLES:
         raise VizError(
             f"{SAMPLES} has no labels; use {SAMPLE_CROPS_DATA} (each crop labelled with the "
@@ -136,9 +138,7 @@ def open_labelled_images(
         raise VizError(f"data {text!r} is not a labelled data set; {valid}")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
-        raise VizError(
-            f"{text!r} has no class sub-folders, so its images carry no labels; {valid}"
-        )
+        raise VizError(f"{text!r} has no class sub-folders, so its images carry no labels; {valid}")
     paths: list[Path] = []
     labels = []
     for index, name in enumerate(classes):

@@ -1,5 +1,5 @@
 """Features: first-layer filter grids, feature maps, classic kernels, translation equivariance and
-feature-space nearest neighbours."""
+feature-space nearest neighbours, linear probes per layer."""
 
 from vizcnn.features.equivariance import (
     EquivarianceConfig,
@@ -12,11 +12,15 @@ from vizcnn.features.featuremaps import FeatureMapConfig, LayerMaps, feature_map
 from vizcnn.features.filters import FilterConfig, FilterGrid, filter_grid
 from vizcnn.features.kernels import apply_kernel, apply_kernels, classic_kernels
 from vizcnn.features.neighbors import Embeddings, distances, embed, embed_dataset, nearest
+from vizcnn.features.probes import LayerProbe, ProbeConfig, ProbeResult, probe_layers
 
 __all__ = [
     "EquivarianceConfig",
     "EquivarianceResult",
     "Embeddings",
+    "LayerProbe",
+    "ProbeConfig",
+    "ProbeResult",
     "FeatureMapConfig",
     "FilterConfig",
     "FilterGrid",
@@ -32,5 +36,6 @@ __all__ = [
     "measure_equivariance",
     "nearest",
     "parse_shifts",
+    "probe_layers",
     "prepare_images",
 ]

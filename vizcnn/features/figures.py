@@ -21,6 +21,7 @@ from vizcnn.features.equivariance import EquivarianceResult
 from vizcnn.features.featuremaps import LayerMaps
 from vizcnn.features.filters import FilterGrid
 from vizcnn.features.kernels import displayable
+from vizcnn.features.probes import ProbeResult
 from vizcnn.io.imaging import resize
 
 
@@ -206,5 +207,60 @@ def neighbors_figure(
             name = str(neighbour_names[row][col]).removeprefix("sample:")
             axes.set_title(f"{name}"[:22] + f"\n{metric} {float(dist[row, col]):.3g}", fontsize=7)
             axes.axis("off")
+    figure.tight_layout()
+    return figure_image(figure)
+
+
+def probes_figure(result: ProbeResult, title: str = "") -> Image.Image:
+    """Held-out accuracy of each layer's linear probe against depth, with the model's own
+    accuracy and chance as horizontal lines (train accuracy dotted)."""
+    figure = Figure(figsize=(max(6.0, 0.9 * len(result.layers) + 2.5), 4.2))
+    axes = figure.add_subplot()
+    depth = [probe.depth for probe in result.layers]
+    axes.plot(
+        depth,
+        [probe.test_accuracy for probe in result.layers],
+        "-o",
+        color="C0",
+        label=f"probe, held out ({result.test_images} images)",
+    )
+    axes.plot(
+        depth,
+        [probe.train_accuracy for probe in result.layers],
+        ":",
+        marker=".",
+        color="C0",
+        alpha=0.6,
+        label=f"probe, train ({result.train_images} images)",
+    )
+    if result.model_accuracy is not None:
+        axes.axhline(
+            result.model_accuracy,
+            color="C2",
+            linestyle="--",
+            label=f"model's own, held out ({result.model_accuracy:.3f})",
+        )
+    axes.axhline(
+        result.chance,
+        color="grey",
+        linestyle="-.",
+        label=f"chance, majority class ({result.chance:.3f})",
+    )
+    for probe in result.layers:
+        axes.annotate(
+            f"{probe.test_accuracy:.2f}",
+            (probe.depth, probe.test_accuracy),
+            textcoords="offset points",
+            xytext=(0, 6),
+            ha="center",
+            fontsize=7,
+        )
+    axes.set_xticks(depth, [f"{p.layer}\n({p.features})" for p in result.layers], fontsize=7)
+    axes.set_ylim(0, 1.05)
+    axes.set_xlabel("layer in forward order (feature dimension after global average pooling)")
+    axes.set_ylabel("accuracy")
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=7, loc="lower right")
+    axes.set_title(title or f"{result.model} on {result.data}: linear probes by depth", fontsize=10)
     figure.tight_layout()
     return figure_image(figure)

@@ -181,7 +181,9 @@ def pool_features(output: torch.Tensor) -> torch.Tensor:
     return output.reshape(output.shape[0], -1)
 
 
-def probe_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def probe_split(
+    labels: np.ndarray, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Train and held-out positions: scikit-learn's `train_test_split`, stratified by label.
 
     Refuses, in one line, data that cannot be split so: one class only, a class with a single
@@ -259,9 +261,7 @@ def _model_classes(loaded: LoadedModel, data: LabelledImages, mode: str) -> tupl
         return False, "not shown: ProbeConfig.model_classes='off'"
     outputs = len(loaded.labels)
     if outputs and outputs != len(data.classes):
-        return False, (
-            f"not shown: the model has {outputs} classes, the data {len(data.classes)}"
-        )
+        return False, (f"not shown: the model has {outputs} classes, the data {len(data.classes)}")
     if mode == "index" or not loaded.labels:
         return True, "data class i read as the model's logit i"
 
@@ -346,9 +346,7 @@ def probe_layers(
     run = as_run_options(run)
     loaded = as_loaded(model)
     split_seed = draw_seed(seed)
-    specs = (
-        layer_names(loaded.module, config.layers) if config.layers else stage_outputs(loaded)
-    )
+    specs = layer_names(loaded.module, config.layers) if config.layers else stage_outputs(loaded)
     if len(set(specs)) != len(specs):
         raise VizError(f"ProbeConfig.layers names a layer twice: {', '.join(specs)}")
     for spec in specs:
@@ -379,7 +377,9 @@ def probe_layers(
             matrix[train], labels[train], matrix[test], labels[test], config
         )
         probes.append(
-            LayerProbe(spec, depth, int(matrix.shape[1]), train_acc, test_acc, iterations, converged)
+            LayerProbe(
+                spec, depth, int(matrix.shape[1]), train_acc, test_acc, iterations, converged
+            )
         )
         progress(depth + 1, len(order), f"probe {spec}")
     fit_seconds = time.perf_counter() - start

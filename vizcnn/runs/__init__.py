@@ -2,7 +2,7 @@
 
 Each command of the CLI is one call here plus formatting, writing what the command writes, byte
 for byte but for timestamps: `render_folder` (`vizcnn render`), `dream_file`, `mine_folder`,
-`attribute_folder`, `filters_file`, `featuremaps_folder`, `kernels_file`, `neighbors_file`,
+`attribute_folder`, `filters_file`, `featuremaps_folder`, `kernels_file`, `neighbors_file`, `probe_folder`,
 `equivariance_folder`, `ablate_folder` / `lesion_folder` (the report's is
 `vizcnn.report.report_folder`). The store (`plan_results`) decides what is already done;
 `folder_lock` (and `file_lock` for a single output file) keeps a second run out of an output in
@@ -36,6 +36,7 @@ from vizcnn.runs.features import (
 from vizcnn.runs.lock import file_lock, folder_lock
 from vizcnn.runs.mine import MineInterrupted, MineRun, mine_folder
 from vizcnn.runs.neighbors import NeighborsRun, neighbors_file
+from vizcnn.runs.probe import ProbeRun, probe_folder
 from vizcnn.runs.render import (
     RenderRun,
     RenderUnit,
@@ -70,6 +71,8 @@ __all__ = [
     "kernels_file",
     "lesion_folder",
     "neighbors_file",
+    "ProbeRun",
+    "probe_folder",
     "AttributeRun",
     "DeletionConfig",
     "SanityConfig",
