@@ -18,6 +18,7 @@ import pytest
 from vizcnn.ablation.training import TrainConfig
 from vizcnn.cli.flags import as_flags
 from vizcnn.core.errors import VizError
+from vizcnn.features.probes import ProbeConfig
 from vizcnn.mining.streaming import MineConfig
 from vizcnn.report.config import ReportConfig
 
@@ -121,6 +122,10 @@ CONFIG_ERRORS: list[tuple[Callable[[], object], str, str]] = [
     (lambda: ReportConfig(crops=0), "ReportConfig.crops must", "--crops must"),
     (lambda: ReportConfig(projections="x"), "ReportConfig.projections", "unknown --projections"),
     (lambda: ReportConfig(layers=("a", "a")), "ReportConfig.layers names", "--layers names"),
+    (lambda: ProbeConfig(test_fraction=0.0), "ProbeConfig.test_fraction", "--test-fraction must"),
+    (lambda: ProbeConfig(C=0.0), "ProbeConfig.C must be positive", "-C must be positive"),
+    (lambda: ProbeConfig(max_iter=0), "ProbeConfig.max_iter must", "--max-iter must"),
+    (lambda: ProbeConfig(crops=0), "ProbeConfig.crops must", "--crops must"),
     # the techniques' own fields are checked by their configs (RenderConfig, MineConfig, ...)
     (
         lambda: ReportConfig(mine=replace(ReportConfig().mine, k=0)),

@@ -21,10 +21,11 @@ from vizcnn.core.precision import AUTO
 from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.deepdream.config import DreamConfig
 from vizcnn.deepdream.zoom import ZoomConfig
-from vizcnn.features import equivariance, neighbors
+from vizcnn.features import equivariance, neighbors, probes
 from vizcnn.features.featuremaps import FeatureMapConfig
 from vizcnn.features.filters import FilterConfig
 from vizcnn.features.kernels import KernelConfig
+from vizcnn.features.probes import ProbeConfig
 from vizcnn.mining import streaming
 from vizcnn.mining.streaming import MineConfig
 from vizcnn.optvis import config as render_config
@@ -76,7 +77,14 @@ def test_as_run_options_refuses_other_types() -> None:
 
 def test_recipe_configs_hold_no_run_options() -> None:
     run_fields = {f.name for f in dataclasses.fields(RunOptions)} | {"batch_size"}
-    for config in (RenderConfig, DreamConfig, MineConfig, ReportConfig, neighbors.NeighborsConfig):
+    for config in (
+        RenderConfig,
+        DreamConfig,
+        MineConfig,
+        ReportConfig,
+        neighbors.NeighborsConfig,
+        ProbeConfig,
+    ):
         names = {f.name for f in dataclasses.fields(config)}  # type: ignore[arg-type]
         assert not names & run_fields, config
     assert not {"batch_size"} & {
@@ -164,6 +172,11 @@ _CONFIGS: dict[str, tuple[tuple[type, ...], dict[str, Any]]] = {
     "filters": ((FilterConfig,), {}),
     "featuremaps": ((FeatureMapConfig,), {}),
     "kernels": ((KernelConfig,), {}),
+    # -l and --layers both fill ProbeConfig.layers (none given: ()); --no-standardize: its negation
+    "probe": (
+        (ProbeConfig,),
+        {"batch": probes.DEFAULT_BATCH, "layer": None, "layers": None, "no_standardize": False},
+    ),
 }
 
 

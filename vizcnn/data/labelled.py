@@ -112,10 +112,10 @@ def open_labelled_images(
     """
     text = str(data)
     if text == DIGITS:
-        images, labels = digit_images()
+        images, digit_labels = digit_images()
         return LabelledImages(
             DigitImages(images, channels, size),
-            [int(v) for v in labels],
+            [int(v) for v in digit_labels],
             [str(d) for d in range(10)],
             DIGITS,
         )
@@ -123,8 +123,8 @@ def open_labelled_images(
         crops = SampleCrops(channels, size, crops_per_image, seed)
         crops.resize_crop = resize_crop
         photos = sample_names()
-        labels = [photos.index(photo) for photo, *_ in crops.crops]
-        return LabelledImages(crops, labels, photos, SAMPLE_CROPS_DATA)
+        photo_labels = [photos.index(photo) for photo, *_ in crops.crops]
+        return LabelledImages(crops, photo_labels, photos, SAMPLE_CROPS_DATA)
     root = Path(data)
     valid = (
         f"give {DIGITS}, {SAMPLE_CROPS_DATA} or a folder with one sub-folder of images per class"
@@ -140,7 +140,7 @@ def open_labelled_images(
     if not classes:
         raise VizError(f"{text!r} has no class sub-folders, so its images carry no labels; {valid}")
     paths: list[Path] = []
-    labels = []
+    labels: list[int] = []
     for index, name in enumerate(classes):
         files = list_image_files(root / name)
         paths += files

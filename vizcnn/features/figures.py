@@ -220,7 +220,7 @@ def probes_figure(result: ProbeResult, title: str = "") -> Image.Image:
     axes.plot(
         depth,
         [probe.test_accuracy for probe in result.layers],
-        "-o",
+        marker="o",
         color="C0",
         label=f"probe, held out ({result.test_images} images)",
     )
