@@ -145,10 +145,14 @@ class ProbeResult:
                 f"| {probe.depth} | `{probe.layer}` | {probe.features} | "
                 f"{probe.train_accuracy:.3f} | {probe.test_accuracy:.3f}{mark} |"
             )
-        model = f"{self.model_accuracy:.3f}" if self.model_accuracy is not None else "not shown"
+        model = (
+            f"{self.model_accuracy:.3f} ({self.model_note})"
+            if self.model_accuracy is not None
+            else self.model_note
+        )
         lines += [
             "",
-            f"- model's own accuracy on the held-out images: {model} ({self.model_note})",
+            f"- model's own accuracy on the held-out images: {model}",
             f"- chance (majority class of the training split): {self.chance:.3f}",
             f"- images: {self.images} ({self.train_images} train, {self.test_images} held out, "
             f"stratified, fraction {self.test_fraction:g}, seed {self.seed}), "
