@@ -42,6 +42,7 @@ from vizcnn.mining.streaming import MineConfig, mine_topk
 from vizcnn.mining.topk import TopK
 from vizcnn.models.base import ModelLike, as_loaded, describe
 from vizcnn.models.loading import DEFAULT_MODEL, LoadedModel, available_models, load_model
+from vizcnn.optvis.accentuation import AccentuationResult, accentuate
 from vizcnn.optvis.config import RenderConfig
 from vizcnn.optvis.objectives import Objective
 from vizcnn.optvis.rendering import RenderResult, render
@@ -156,6 +157,8 @@ __all__ = [
     "mine_patches",
     "mine_topk",
     "open_dataset",
+    "AccentuationResult",
+    "accentuate",
     "Objective",
     "RenderConfig",
     "RenderResult",
