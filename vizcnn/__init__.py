@@ -48,6 +48,7 @@ from vizcnn.optvis.objectives import Objective
 from vizcnn.optvis.rendering import RenderResult, render
 from vizcnn.runs import (
     AblationRun,
+    AccentuateRun,
     AttributeRun,
     DigitsRun,
     DreamRun,
@@ -62,6 +63,7 @@ from vizcnn.runs import (
     RenderRun,
     RenderUnit,
     ablate_folder,
+    accentuate_files,
     attribute_folder,
     digits_weights_file,
     dream_file,
@@ -103,6 +105,7 @@ __all__ = [
     "GuidedGradCAM",
     "Occlusion",
     "AblationRun",
+    "AccentuateRun",
     "AttributeRun",
     "DigitsRun",
     "DreamRun",
@@ -119,6 +122,7 @@ __all__ = [
     "ReportConfig",
     "ReportRun",
     "ablate_folder",
+    "accentuate_files",
     "attribute_folder",
     "digits_weights_file",
     "dream_file",
