@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from vizcnn.optvis.accentuation import (
+    ACCENT_BATCH,
     DEFAULT_CROPS,
     DEFAULT_LR,
     DEFAULT_REG_WEIGHT,
@@ -60,7 +61,7 @@ def _summary(run: AccentuateRun) -> str:
 @click.option("--figure", is_flag=True,
               help="Also write NAME_figure.png: original | accentuated | difference.")  # fmt: skip
 @precision_options("pictures")
-@batch_option(4, help="Images optimized together (each with --crops crops per forward).")
+@batch_option(ACCENT_BATCH, help="Images optimized together (each with --crops crops per forward).")
 @output_options(
     "out.png for one image, a folder for several. Outputs made with these settings are kept; "
     "others stop the run unless --overwrite.",
