@@ -12,13 +12,8 @@ from vizcnn.core.errors import VizError
 from vizcnn.core.run_options import RunOptions
 from vizcnn.optvis import objectives as O
 from vizcnn.optvis import rendering
-from vizcnn.optvis.accentuation import (
-    accent_transforms,
-    accentuate,
-    default_reg_layer,
-    layer_distance,
-    transform_pair,
-)
+from vizcnn.optvis.accent_regularizer import default_reg_layer, layer_distance, transform_pair
+from vizcnn.optvis.accentuation import accent_transforms, accentuate
 from vizcnn.optvis.config import RenderConfig
 from vizcnn.optvis.param import ImagePhaseParam
 from vizcnn.optvis.transforms import apply_transforms

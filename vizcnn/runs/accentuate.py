@@ -35,6 +35,7 @@ from vizcnn.io.paths import ensure_writable, unique_stems
 from vizcnn.io.provenance import tensor_digest
 from vizcnn.models.base import ModelLike, as_loaded
 from vizcnn.models.preflight import preflight
+from vizcnn.optvis.accent_regularizer import default_reg_layer
 from vizcnn.optvis.accentuation import (
     DEFAULT_CROPS,
     DEFAULT_LR,
@@ -42,7 +43,6 @@ from vizcnn.optvis.accentuation import (
     DEFAULT_STEPS,
     AccentuationResult,
     accentuate,
-    default_reg_layer,
 )
 from vizcnn.optvis.objectives import LOGITS, Unit
 from vizcnn.optvis.rendering import expand_units
