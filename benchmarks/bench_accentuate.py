@@ -91,26 +91,30 @@ def main() -> None:
                 times.append(time.perf_counter() - start)
         return statistics.median(times)
 
-    step_times: list[float] = []
-
-    def accent() -> None:
+    def accent() -> float:
+        """Median seconds per step of one accentuation (the gaps between `observe` calls)."""
         stamps: list[float] = []
         accentuate(
             loaded, photos, f"{UNIT_LAYER}:{CHANNEL}", reg_layer=REG, steps=steps,
             crops=args.crops, observe=lambda _s, _i: stamps.append(time.perf_counter()),
         )  # fmt: skip
-        step_times.extend(b - a for a, b in zip(stamps[1:], stamps[2:], strict=False))
+        return statistics.median(b - a for a, b in zip(stamps[1:], stamps[2:], strict=False))
 
     network([UNIT_LAYER], 1)  # warm-up
     accentuate(loaded, photos, f"{UNIT_LAYER}:{CHANNEL}", reg_layer=REG, steps=2, crops=1)
-    base_times: list[float] = []
-    for _ in range(rounds):
-        base_times.append(network([UNIT_LAYER], max(3, steps // 3)))
-        accent()
-    base, step = statistics.median(base_times), statistics.median(step_times)
-    print(f"forward+backward of the batch to {UNIT_LAYER}: {base * 1000:8.1f} ms")
+    ratios, bases = [], []
+    for number in range(rounds):
+        base = network([UNIT_LAYER], max(3, steps // 3))
+        step = accent()
+        bases.append(base)
+        ratios.append(step / base)
+        print(
+            f"round {number + 1}: forward+backward {base * 1000:7.1f} ms, accentuation step "
+            f"{step * 1000:7.1f} ms, ratio {step / base:.3f} (load {os.getloadavg()[0]:.2f})"
+        )
+    base = statistics.median(bases)
     print(
-        f"accentuation step:                        {step * 1000:8.1f} ms  ratio {step / base:.2f}"
+        f"median ratio step / (forward+backward of the same batch): {statistics.median(ratios):.3f}"
     )
 
     # the parts of a step, each alone
