@@ -143,6 +143,14 @@ def test_one_unit_per_image_and_a_concept_direction() -> None:
         accentuate(loaded, images, [UNIT] * 3, reg_layer=REG, steps=2)
 
 
+def test_uint8_photographs_are_taken_as_read_as_value_over_255() -> None:
+    loaded = tiny_loaded()
+    pixels = (photos(1) * 255).round().to(torch.uint8)
+    a = accentuate(loaded, pixels, UNIT, reg_layer=REG, steps=3)
+    b = accentuate(loaded, pixels.float() / 255, UNIT, reg_layer=REG, steps=3)
+    assert_close(a.images, b.images, rtol=0, atol=0)
+
+
 def test_generator_seed_stands_for_the_int_it_draws() -> None:
     loaded, images = tiny_loaded(), photos(1)
     from vizcnn.core.devices import draw_seed

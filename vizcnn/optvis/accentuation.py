@@ -111,8 +111,10 @@ def _check_images(images: torch.Tensor, channels: int) -> torch.Tensor:
         )
     if min(images.shape[-2:]) < 8:
         raise VizError(f"image {tuple(images.shape[-2:])} too small; use at least 8 x 8 pixels")
+    if images.dtype == torch.uint8:  # 8-bit pictures as a file gives them
+        images = images.float() / 255
     if not images.is_floating_point():
-        raise VizError(f"image must be floating point in [0, 1], got {images.dtype}")
+        raise VizError(f"image must be floating point in [0, 1] (or uint8), got {images.dtype}")
     if not bool(torch.isfinite(images).all()):
         raise VizError("image has NaN or inf values; give finite values in [0, 1]")
     low, high = float(images.min()), float(images.max())
@@ -165,8 +167,8 @@ def accentuate(
 
     Args:
         model: a `LoadedModel` or a bare `nn.Module` (see `describe`); left as found.
-        image: `(B, C, H, W)` (or `(C, H, W)`) photographs in [0, 1]; the results have their
-            size, and the crops are resized to the model's input size.
+        image: `(B, C, H, W)` (or `(C, H, W)`) photographs in [0, 1] (uint8: 0..255);
+            the results have their size, and the crops are resized to the model's input size.
         unit: one unit for every image, or one per image: a unit string of the grammar
             (`"_blocks.9:3"`), a `(layer, channel)` pair, or any objective
             (`objectives.neuron(...)`, `class_logit("espresso")`, `direction(layer, vector)`
