@@ -15,7 +15,7 @@ from vizcnn.optvis.accentuation import (
     DISTANCES,
 )
 from vizcnn.optvis.objectives import Unit, class_logit
-from vizcnn.runs.accentuate import AccentuateRun, accentuate_files
+from vizcnn.runs.accentuate import AccentuateRun, accentuate_files, accentuate_output
 
 from .common import device_from, echo_warnings, friendly_errors, progress_enabled, run_options
 from .dream import SAMPLES_EPILOG
@@ -85,6 +85,7 @@ def accentuate_command(
     if (options["unit"] is None) == (options["class_name"] is None):
         raise click.UsageError("give the unit: -l LAYER:CHANNEL or --class NAME (one of them)")
     run = run_from(options)
+    accentuate_output(output, len(images))  # a wrong -o fails before the model loads
     loaded = open_model(options, device_from(options))
     unit: Unit = (
         class_logit(options["class_name"]) if options["class_name"] is not None else options["unit"]
