@@ -78,13 +78,16 @@ def main() -> None:
     ).clamp(0, 1)
     batch = args.images * args.crops
     precision = choose_precision(loaded.device, RunOptions().amp)
+    inputs = torch.rand(batch, 3, *size, generator=make_generator(0))
+    # the layout `accentuate` gives the network (channels-last where the run uses it: CUDA,
+    # and the CPU under bf16), so the baseline runs the same kernels
+    fast = RunOptions().channels_last and precision.channels_last
+    layout = torch.channels_last if fast else torch.contiguous_format
     print(
         f"lite0 {UNIT_LAYER}:{CHANNEL}, reg {REG}; {args.images} image(s) x {args.crops} crops = "
-        f"batch {batch} at {size[0]} px; {precision.name}; {args.clock} clock; "
+        f"batch {batch} at {size[0]} px; {precision.name}, {layout}; {args.clock} clock; "
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; load {os.getloadavg()[0]:.2f}"
     )
-
-    inputs = torch.rand(batch, 3, *size, generator=make_generator(0))
 
     def network(layers: list[str], repeats: int) -> float:
         """Median time of one forward+backward, the model guarded and hooked once (as in a run)."""
@@ -95,7 +98,7 @@ def main() -> None:
         ):
             for _ in range(repeats):
                 start = clock()
-                x = loaded.normalize(inputs).requires_grad_(True)
+                x = loaded.normalize(inputs).contiguous(memory_format=layout).requires_grad_(True)
                 with precision.autocast():
                     acts.run(x)
                     loss = -acts[UNIT_LAYER][:, CHANNEL].float().mean()
@@ -154,7 +157,11 @@ def main() -> None:
                 for kind, layers in (("plain", [UNIT_LAYER]), ("both", [REG, UNIT_LAYER])):
                     with capture(loaded.module, layers, stop_early=True) as acts:
                         start = clock()
-                        x = loaded.normalize(inputs).requires_grad_(True)
+                        x = (
+                            loaded.normalize(inputs)
+                            .contiguous(memory_format=layout)
+                            .requires_grad_(True)
+                        )
                         with precision.autocast():
                             acts.run(x)
                             loss = -acts[UNIT_LAYER][:, CHANNEL].float().mean()
@@ -166,7 +173,7 @@ def main() -> None:
                 ):
                     start = clock()
                     with precision.autocast():
-                        acts.run(loaded.normalize(inputs))
+                        acts.run(loaded.normalize(inputs).contiguous(memory_format=layout))
                     times["target"].append(clock() - start)
         return {kind: statistics.median(values) for kind, values in times.items()}
 

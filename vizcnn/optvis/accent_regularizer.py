@@ -21,7 +21,7 @@ from vizcnn.io.imaging import resize
 from vizcnn.models.base import LoadedModel
 from vizcnn.optvis.objectives import LOGITS
 from vizcnn.optvis.param import ImagePhaseParam
-from vizcnn.optvis.transforms import Noise, Transform, apply_draw, draw
+from vizcnn.optvis.transforms import Noise, Transform, apply_draw, draw, sampling_grid
 
 DISTANCES = ("l2", "cosine")
 # the regularized layer by default: the last stage output at this stride or finer that runs
@@ -102,8 +102,9 @@ def transform_pair(
             out, target = then(out), then(target)
     else:
         drawn = draw(geometric, images.shape[0], (images.shape[-2], images.shape[-1]), generator)
-        out = apply_draw(images, drawn, out_size, then)
-        target = apply_draw(photos, drawn, out_size, then)
+        grid = sampling_grid(drawn, images, out_size)  # one grid for both: same boxes
+        out = apply_draw(images, drawn, out_size, then, grid=grid)
+        target = apply_draw(photos, drawn, out_size, then, grid=grid)
     for step in transforms:
         if isinstance(step, Noise) and not step.sd >= 0:
             raise VizError(f"noise sd must be >= 0, got {step.sd}")
