@@ -330,6 +330,8 @@ def _accentuate_chunk(
     optimizer = Adam(param.parameters(), lr=lr)
     with torch.no_grad():
         start_images = param()  # the photographs as the parameterization makes them
+        # crop-major copies of the photographs, the same every step
+        originals = start_images if crops == 1 else start_images.repeat(crops, 1, 1, 1)
     precision = choose_precision(device, run.amp)
     autocast = precision.autocast()
     channels_last = run.channels_last and (cuda or precision.channels_last)
@@ -351,7 +353,6 @@ def _accentuate_chunk(
             optimizer.zero_grad()
             images = param()
             many = images if crops == 1 else images.repeat(crops, 1, 1, 1)
-            originals = start_images if crops == 1 else start_images.repeat(crops, 1, 1, 1)
             inputs, target_inputs = transform_pair(
                 many, originals, transforms, input_size, generator, then=loaded.normalize
             )
