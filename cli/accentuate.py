@@ -78,7 +78,7 @@ def accentuate_command(
     Examples:
       vizcnn accentuate sample:coffee -l _blocks.9:56 -o coffee_56.png --figure
       vizcnn accentuate a.jpg b.jpg -l _blocks.9:56 --reg-weight 2 -o accents/
-      vizcnn accentuate sample:chelsea --class "tabby, tabby cat" -o cat.png
+      vizcnn accentuate sample:chelsea --class tabby -o cat.png
 
     The same --seed gives the same pictures as accentuate_files(...) in Python.
     """
