@@ -76,6 +76,10 @@ def test_layer_distance_against_brute_force() -> None:
         assert layer_distance(acts, target, "cosine")[b].item() == pytest.approx(
             float(sum(chords) / 12), rel=1e-5
         )
+    # a vector layer (B, C): one position
+    flat_a, flat_t = acts[:, :, 0, 0], target[:, :, 0, 0]
+    expected = (flat_a - flat_t).norm(dim=1) / flat_t.norm(dim=1)
+    assert_close(layer_distance(flat_a, flat_t, "l2"), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_weight_zero_is_render_started_from_the_photograph(monkeypatch: pytest.MonkeyPatch) -> None:

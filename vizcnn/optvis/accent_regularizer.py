@@ -69,6 +69,7 @@ def default_reg_layer(loaded: LoadedModel, unit_layers: Sequence[str]) -> str:
 
 
 def check_reg_layer(loaded: LoadedModel, reg_layer: str, unit_layers: Sequence[str]) -> None:
+    """Refuse, in one line, a regularized layer that does not run before every unit layer."""
     inner = [layer for layer in unit_layers if layer != LOGITS]
     if not inner:
         return
@@ -129,9 +130,13 @@ def layer_distance(acts: torch.Tensor, target: torch.Tensor, distance: str) -> t
         acts, target = F.normalize(acts, dim=1, eps=1e-8), F.normalize(target, dim=1, eps=1e-8)
         scale = torch.ones(acts.shape[0], device=acts.device)
     else:
-        scale = torch.linalg.vector_norm(target, dim=1).flatten(1).mean(1).clamp_min(1e-8)
-    gap = torch.linalg.vector_norm(acts - target, dim=1)
-    return gap.flatten(1).mean(1) / scale if gap.dim() > 1 else gap / scale
+        scale = _position_mean(torch.linalg.vector_norm(target, dim=1)).clamp_min(1e-8)
+    return _position_mean(torch.linalg.vector_norm(acts - target, dim=1)) / scale
+
+
+def _position_mean(values: torch.Tensor) -> torch.Tensor:
+    """`(B, ...)` per-position values to their `(B,)` mean (a `(B,)` vector layer: as is)."""
+    return values.flatten(1).mean(1) if values.dim() > 1 else values
 
 
 def balanced_backward(
