@@ -37,6 +37,7 @@ from vizcnn.features import (
 )
 from vizcnn.hooks import Layer, capture, forward_to, layer_name, parse_layer
 from vizcnn.io.imaging import load_image, make_grid, save_json, save_png
+from vizcnn.mining.layers import LayerMined, mine_layers
 from vizcnn.mining.patches import MinedPatches, mine_patches
 from vizcnn.mining.streaming import MineConfig, mine_topk
 from vizcnn.mining.topk import TopK
@@ -151,9 +152,11 @@ __all__ = [
     "ProbeConfig",
     "probe_layers",
     "MineConfig",
+    "LayerMined",
     "MinedPatches",
     "TopK",
     "mine_patches",
+    "mine_layers",
     "mine_topk",
     "open_dataset",
     "Objective",
