@@ -177,8 +177,9 @@ def test_rendered_pictures_equal_the_python_api_render(site: Path) -> None:
 
 def test_every_picture_page_shows_its_provenance(site: Path) -> None:
     layer = (site / "layer-02-conv2.html").read_text(encoding="utf-8")
-    assert layer.count("<details>") == 3  # render, mining, means
+    assert layer.count("<details>") == 4  # render, mining, means and histograms, votes
     assert "report:render" in layer and "report:mine" in layer and "report:stats" in layer
+    assert "report:votes" in layer
     images = (site / "images.html").read_text(encoding="utf-8")
     assert "report:dream" in images and "report:attribution" in images
 
@@ -414,8 +415,8 @@ def test_every_stage_shows_progress_in_plain_lines(
         "checking inputs",
         "model card",
         "renders",
-        "top patches",
-        "mean activations",
+        "data pass",
+        "class votes",
         "dreams",
         "attribution maps",
     ]

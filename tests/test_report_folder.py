@@ -87,7 +87,13 @@ def test_the_seed_is_an_argument_that_keys_the_artifacts_it_shapes(
     # a data folder's images take no seed (the samples' crops would): mining and statistics
     # are reused, the renders, dreams and attribution maps are made again
     assert {name.split("-")[0] for name in other.computed} == {"render", "dream", "attribution"}
-    assert {name.split("-")[0] for name in other.reused} == {"layers", "filters", "mine", "stats"}
+    assert {name.split("-")[0] for name in other.reused} == {
+        "layers",
+        "filters",
+        "mine",
+        "stats",
+        "votes",
+    }
     render = next(a for a in other.plan.artifacts if a.kind == "render")
     assert render.params["seed"] == 1 and render.key not in {a.key for a in first.plan.artifacts}
     assert stored_provenance(tmp_path / "artifacts" / render.folder / "meta.json")["seed"] == 1
@@ -144,8 +150,8 @@ def test_progress_messages_name_each_stage(tmp_path: Path, data: Path) -> None:
         "checking inputs",
         "model card",
         "renders",
-        "top patches",
-        "mean activations",
+        "data pass",
+        "class votes",
         "dreams",
         "attribution maps",
     ]

@@ -11,6 +11,7 @@ from vizcnn.io.paths import safe_stem
 from vizcnn.models.base import LoadedModel
 from vizcnn.report.builder.plan import Artifact, Plan
 from vizcnn.report.builder.store import ArtifactStore
+from vizcnn.report.html.charts import histogram_view
 from vizcnn.report.html.site import (
     AblationView,
     ImageView,
@@ -132,28 +133,44 @@ def _layer_view(
     page: str,
     rows: dict[str, dict[str, Any]],
 ) -> LayerView:
-    render_a, mine_a, stats_a = (_find(plan, kind, layer) for kind in ("render", "mine", "stats"))
-    render, mine, stats = (_meta(store, a) for a in (render_a, mine_a, stats_a))
+    kinds = ("render", "mine", "stats", "votes")
+    render_a, mine_a, stats_a, votes_a = (_find(plan, kind, layer) for kind in kinds)
+    render, mine, stats, votes = (_meta(store, a) for a in (render_a, mine_a, stats_a, votes_a))
     height, width = (int(v) for v in render.get("data", {}).get("size", [0, 0]))
     thumb = int(render.get("data", {}).get("thumb", 0))
+    copies = int(render.get("data", {}).get("diversity", 1))
     values = render.get("data", {}).get("values", {})
     hits = mine.get("data", {}).get("hits", {})
     means = stats.get("data", {}).get("means", {})
+    histograms = stats.get("data", {}).get("histograms", {})
+    voted = votes.get("data", {}).get("votes", {})
     units = []
     for channel in channels:
         label = f"{layer}:{channel}"
         stem = f"c{channel:04d}"
         picture = thumb_picture = patches = None
+        others = []
         if render_a is not None and str(channel) in values:
             alt = f"image rendered to excite {label}"
             picture = _picture(store, render_a, f"{stem}.png", (height, width), alt)
             thumb_picture = _picture(store, render_a, f"{stem}_thumb.png", (thumb, thumb), alt)
+            others = [
+                _picture(
+                    store,
+                    render_a,
+                    f"{stem}_d{copy}.png",
+                    (height, width),
+                    f"diversity render {copy + 1} of {copies} of {label}",
+                )
+                for copy in range(1, copies)
+            ]
         found = hits.get(str(channel), [])
         if mine_a is not None and found:
             name = f"{stem}_patches.png"
             grid = _png_size(store, mine_a, name)
             alt = f"top {len(found)} dataset patches of {label}"
             patches = _picture(store, mine_a, name, grid, alt)
+        counted = histograms.get(str(channel))
         units.append(
             UnitView(
                 label=label,
@@ -164,13 +181,17 @@ def _layer_view(
                 patches=patches,
                 hits=[(str(h["image"]), float(h["value"])) for h in found],
                 mean=means.get(str(channel)),
+                diversity=others,
+                histogram=histogram_view(counted["counts"], counted["edges"]) if counted else None,
+                votes=[(str(k), float(v)) for k, v in voted.get(str(channel), [])],
             )
         )
     row = rows.get(layer, {})
     made = (
         _made(f"renders of {layer}", render)
         + _made(f"top patches of {layer}", mine)
-        + _made(f"mean activations of {layer}", stats)
+        + _made(f"mean activations and histograms of {layer}", stats)
+        + _made(f"class votes of {layer}", votes)
     )
     return LayerView(
         name=layer,
@@ -180,6 +201,7 @@ def _layer_view(
         field=str(row.get("field", "")),
         units=units,
         made=made,
+        vote_images=int(votes.get("data", {}).get("images", 0)),
     )
 
 

@@ -12,17 +12,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
-from vizcnn.core.progress import ProgressCallback, scaled_progress
+from vizcnn.core.progress import ProgressCallback
 from vizcnn.core.run_options import RunOptions
-from vizcnn.data.datasets import ImageSource, collate
+from vizcnn.data.datasets import ImageSource
 from vizcnn.deepdream.dreaming import DreamConfig, dream
 from vizcnn.features.filters import FilterConfig, filter_grid
-from vizcnn.hooks import capture, model_guard
 from vizcnn.io.imaging import resize
+from vizcnn.mining.layers import LayerMined, mine_layers
 from vizcnn.mining.patches import channel_grid, mine_patches
-from vizcnn.mining.streaming import mine_topk
+from vizcnn.mining.topk import TopK
 from vizcnn.models.base import LoadedModel
 from vizcnn.optvis.rendering import render
 from vizcnn.receptive.table import layer_table
@@ -91,18 +90,25 @@ def make_render(
         size=size,
         input_size=(int(params["input_size"][0]), int(params["input_size"][1])),
     )
+    copies = config.diversity
     run = replace(
-        plan.run, batch=max(1, len(params["channels"])), amp=params["precision"] == "bfloat16"
+        plan.run,
+        batch=max(1, len(params["channels"]) * copies),
+        amp=params["precision"] == "bfloat16",
     )
     units = [f"{artifact.name}:{c}" for c in params["channels"]]
     result = render(loaded, units, config, seed=int(params["seed"]), progress=progress, run=run)
     files: dict[str, Any] = {}
     values = {}
     thumbs = resize(result.images, (THUMB, THUMB)).clamp(0, 1)
-    for row, channel in enumerate(params["channels"]):
-        files[f"c{channel:04d}.png"] = result.images[row]
-        files[f"c{channel:04d}_thumb.png"] = thumbs[row]
-        values[str(channel)] = float(result.values[row])
+    for row, (unit, copy) in enumerate(zip(result.unit_index, result.copy, strict=True)):
+        channel = int(params["channels"][unit])
+        if copy == 0:  # the unit's picture; the diversity copies go on its card
+            files[f"c{channel:04d}.png"] = result.images[row]
+            files[f"c{channel:04d}_thumb.png"] = thumbs[row]
+            values[str(channel)] = float(result.values[row])
+        else:
+            files[f"c{channel:04d}_d{copy}.png"] = result.images[row]
     options = {
         **asdict(config.resolved()),
         # the run options recorded as before `RunOptions` existed: caches made then are reused
@@ -118,25 +124,45 @@ def make_render(
             else params["transforms"]
         ),
     }
-    return Made(files, {"values": values, "size": list(size), "thumb": THUMB}, options)
+    data = {"values": values, "size": list(size), "thumb": THUMB, "diversity": copies}
+    return Made(files, data, options)
+
+
+def mine_data(
+    loaded: LoadedModel, artifacts: list[Artifact], plan: Plan, progress: ProgressCallback
+) -> dict[str, LayerMined]:
+    """The data pass: every layer of `artifacts` (mine and stats) mined in one pass over the
+    data (`mine_layers`: top-k, means and histograms from one forward per batch)."""
+    channels: dict[str, list[int]] = {}
+    for artifact in artifacts:  # a layer's mine and stats artifacts show the same channels
+        channels[artifact.name] = sorted(
+            {*channels.get(artifact.name, []), *artifact.params["channels"]}
+        )
+    configs = [
+        replace(plan.config.mine, layer=layer, channels=tuple(shown))
+        for layer, shown in channels.items()
+    ]
+    run = replace(plan.run, batch=plan.run.batch_or(REPORT_BATCH))
+    return mine_layers(loaded, _dataset(plan), configs, progress=progress, run=run)
 
 
 def make_mine(
-    loaded: LoadedModel, artifact: Artifact, plan: Plan, progress: ProgressCallback
+    loaded: LoadedModel,
+    artifact: Artifact,
+    plan: Plan,
+    progress: ProgressCallback,
+    top: TopK,
 ) -> Made:
-    """Top-k dataset patches of every shown channel of a layer (one pass over the data)."""
+    """Top-k dataset patches of every shown channel of a layer, from the data pass's `top`."""
     params = artifact.params
     dataset = _dataset(plan)
-    config = replace(plan.config.mine, layer=artifact.name, channels=tuple(params["channels"]))
-    run = replace(plan.run, batch=plan.run.batch_or(REPORT_BATCH))
-    top = mine_topk(loaded, dataset, config, progress=scaled_progress(progress, 0, 2), run=run)
     mined = mine_patches(
         loaded,
         dataset,
         top,
         projections=str(params["projections"]),
         thumbnail_size=THUMB,
-        progress=scaled_progress(progress, 1, 2),
+        progress=progress,
     )
     files: dict[str, Any] = {}
     hits: dict[str, list[dict[str, Any]]] = {}
@@ -156,50 +182,49 @@ def _dataset(plan: Plan) -> ImageSource:
     return plan.dataset
 
 
-def make_stats(
-    loaded: LoadedModel, artifacts: list[Artifact], plan: Plan, progress: ProgressCallback
-) -> dict[str, Made]:
-    """Mean activation of each shown channel over the data, for several layers in one pass.
+def make_stats(artifact: Artifact, mined: LayerMined) -> Made:
+    """Each shown channel's mean activation (every image and position, float64 sums) and the
+    histogram of its activations, from the data pass."""
+    rows = {channel: row for row, channel in enumerate(mined.channels)}
+    count = mined.top.images_seen
+    means, histograms = {}, {}
+    for channel in artifact.params["channels"]:
+        row = rows[int(channel)]
+        means[str(channel)] = float(mined.means[row])
+        histograms[str(channel)] = {
+            "counts": [int(v) for v in mined.counts[row]],
+            "edges": [float(v) for v in mined.edges[row]],
+        }
+    data = {"means": means, "histograms": histograms, "images": count}
+    return Made({}, data, dict(artifact.params), artifact.params["data"])
 
-    The mean is over every image and every position of the channel's map (float64 sums).
-    """
-    dataset = _dataset(plan)
-    layers = [a.name for a in artifacts]
-    loader: DataLoader[Any] = DataLoader(
-        dataset,
-        batch_size=plan.run.batch_or(REPORT_BATCH),
-        shuffle=False,
-        num_workers=0,
-        collate_fn=collate,
+
+def make_votes(
+    loaded: LoadedModel, artifact: Artifact, plan: Plan, progress: ProgressCallback
+) -> Made:
+    """Each shown channel's class votes: the classes whose logit falls most when it is zeroed,
+    over the first `vote_images` images of the data (`class_votes`)."""
+    from vizcnn.ablation.votes import class_votes
+    from vizcnn.attribution.classifier import label_of
+
+    params = artifact.params
+    votes = class_votes(
+        loaded,
+        _dataset(plan),
+        artifact.name,
+        tuple(params["channels"]),
+        limit=int(params["vote_images"]),
+        progress=progress,
+        run=plan.run,
     )
-    sums = {layer: torch.zeros((), dtype=torch.float64) for layer in layers}
-    count = 0
-    total = len(dataset)
-    progress(0, total, "mean activations")
-    with (
-        model_guard(loaded.module),
-        torch.inference_mode(),
-        capture(loaded.module, layers, stop_early=True, detach=True) as acts,
-    ):
-        for batch in loader:
-            good = [i for i, error in enumerate(batch.errors) if not error]
-            if good:
-                images = batch.images[good].to(device=loaded.device)
-                acts.run(loaded.normalize(images))
-                for layer in layers:
-                    means = acts[layer].double().mean(dim=(2, 3)).sum(0).cpu()
-                    sums[layer] = sums[layer] + means
-                count += len(good)
-            progress(min(total, int(batch.indices[-1]) + 1), total, "mean activations")
-    made = {}
-    for artifact in artifacts:
-        channels = artifact.params["channels"]
-        means = sums[artifact.name] / max(count, 1)
-        values = {str(c): float(means[c]) for c in channels} if count else {}
-        made[artifact.key] = Made(
-            {}, {"means": values, "images": count}, dict(artifact.params), artifact.params["data"]
-        )
-    return made
+    found = {
+        str(channel): [
+            [label_of(loaded, k), drop] for k, drop in votes.top(row, int(params["vote_classes"]))
+        ]
+        for row, channel in enumerate(votes.channels)
+    }
+    data = {"votes": found, "images": votes.images, "how": votes.how}
+    return Made({}, data, dict(params), params["data"])
 
 
 def make_dream(

@@ -27,12 +27,23 @@ from vizcnn.deepdream.config import DreamConfig
 from vizcnn.hooks import find_module, layer_output_shape, model_guard, parse_layer
 from vizcnn.io.paths import safe_stem
 from vizcnn.io.provenance import files_digest, tensor_digest, weights_digest
+from vizcnn.mining.histogram import HISTOGRAM_BINS
 from vizcnn.models.base import LoadedModel
 from vizcnn.optvis.config import RenderConfig
 from vizcnn.report.config import ReportConfig
 from vizcnn.runs.store import settings_digest
 
-KINDS = ("layers", "filters", "render", "mine", "stats", "dream", "attribution", "ablation")
+KINDS = (
+    "layers",
+    "filters",
+    "render",
+    "mine",
+    "stats",
+    "votes",
+    "dream",
+    "attribution",
+    "ablation",
+)
 
 
 @dataclass(frozen=True)
@@ -160,10 +171,18 @@ def _check_image_options(loaded: LoadedModel, config: ReportConfig) -> list[str]
 
 def render_recipe(config: RenderConfig, size: tuple[int, int]) -> dict[str, Any]:
     """The report's render recipe at `size` (clipped to the model's input), JSON-ready: what
-    keys a render artifact. `diversity` is 1 (ReportConfig checks it), so its weight and layer
-    shape nothing."""
+    keys a render artifact. With `diversity` 1 its weight and layer shape nothing (not in the key);
+    above 1 they join the key, so keys made before diversity existed stay the same."""
     chain = "lucid" if config.transforms is None else ", ".join(map(repr, config.transforms))
+    diverse: dict[str, Any] = {}
+    if config.diversity > 1:
+        diverse = {
+            "diversity": config.diversity,
+            "diversity_weight": config.diversity_weight,
+            "diversity_layer": str(config.diversity_layer),
+        }
     return {
+        **diverse,
         "steps": config.steps,
         "image_size": list(size),
         "input_size": list(config.input_size or size),
@@ -300,7 +319,17 @@ def plan_report(
             **data,
         }
         plan.artifacts.append(make_artifact("mine", layer, {**unit, **mine}))
-        plan.artifacts.append(make_artifact("stats", layer, {**unit, **data}))
+        # "bins": the histograms (one pass with the top-k); stats made before them are redone
+        stats = {**unit, **data, "bins": HISTOGRAM_BINS}
+        plan.artifacts.append(make_artifact("stats", layer, stats))
+        if config.vote_images:
+            votes = {
+                **unit,
+                **data,
+                "vote_images": config.vote_images,
+                "vote_classes": config.vote_classes,
+            }
+            plan.artifacts.append(make_artifact("votes", layer, votes))
     for shown in images:
         common = {**base, "image": shown.name, "image_digest": shown.digest, "seed": seed}
         dream = {**dream_recipe(config.dream, dream_layers), "precision": precision}

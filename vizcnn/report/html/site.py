@@ -29,8 +29,22 @@ class Made:
 
 
 @dataclass(frozen=True)
+class HistogramView:
+    """A unit's activation histogram as bars of an inline SVG (drawn by the template)."""
+
+    bars: list[tuple[float, float, float, float]]  # (x, y, width, height) in SVG units
+    width: int  # of the SVG
+    height: int
+    low: float  # left edge of the first bar shown (activation)
+    high: float  # right edge of the last bar shown
+    values: int  # activations counted (images x positions)
+    zero_share: float | None = None  # share of the counts in the bin holding 0, if one does
+
+
+@dataclass(frozen=True)
 class UnitView:
-    """One channel of a layer: its rendered image, top patches and mean activation."""
+    """One channel of a layer, its card: renders, top patches, activation histogram, class
+    votes, mean activation."""
 
     label: str  # unit spec, e.g. `_blocks.6:3`
     channel: int
@@ -40,6 +54,10 @@ class UnitView:
     patches: Picture | None  # top-k dataset patches as one grid
     hits: list[tuple[str, float]] = field(default_factory=list)  # (image name, score), best first
     mean: float | None = None  # mean activation over the data (all images and positions)
+    diversity: list[Picture] = field(default_factory=list)  # the other diversity renders
+    histogram: HistogramView | None = None  # activations over the data
+    votes: list[tuple[str, float]] = field(default_factory=list)  # (class, logit fall)
+    accentuations: list[Picture] = field(default_factory=list)  # of its top exemplars
 
 
 @dataclass(frozen=True)
@@ -53,6 +71,8 @@ class LayerView:
     field: str  # receptive field as text
     units: list[UnitView]
     made: list[Made] = _field(default_factory=list)
+    vote_images: int = 0  # images the class votes were averaged over (0: none)
+    concepts_page: str | None = None  # file name of the layer's concepts page
 
 
 @dataclass(frozen=True)
