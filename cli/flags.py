@@ -113,6 +113,9 @@ FIELD_FLAGS = {
     "ProbeConfig.C": "-C",
     # vizcnn report: ReportConfig and plan_report
     "ReportConfig.units_per_layer": "--units-per-layer",
+    "ReportConfig.render.diversity": "--diversity",
+    "ReportConfig.vote_images": "--vote-images",
+    "ReportConfig.vote_classes": "--vote-classes",
     "ReportConfig.limit": "--limit",
     "ReportConfig.crops": "--crops",
     "ReportConfig.projections": "--projections",

@@ -122,6 +122,13 @@ CONFIG_ERRORS: list[tuple[Callable[[], object], str, str]] = [
     (lambda: ReportConfig(crops=0), "ReportConfig.crops must", "--crops must"),
     (lambda: ReportConfig(projections="x"), "ReportConfig.projections", "unknown --projections"),
     (lambda: ReportConfig(layers=("a", "a")), "ReportConfig.layers names", "--layers names"),
+    (lambda: ReportConfig(vote_images=-1), "ReportConfig.vote_images", "--vote-images must"),
+    (lambda: ReportConfig(vote_classes=0), "ReportConfig.vote_classes", "--vote-classes must"),
+    (
+        lambda: ReportConfig(render=replace(ReportConfig().render, diversity=9)),
+        "ReportConfig.render.diversity must be 1..8",
+        "--diversity must be 1..8",
+    ),
     (lambda: ProbeConfig(test_fraction=0.0), "ProbeConfig.test_fraction", "--test-fraction must"),
     (lambda: ProbeConfig(C=0.0), "ProbeConfig.C must be positive", "-C must be positive"),
     (lambda: ProbeConfig(max_iter=0), "ProbeConfig.max_iter must", "--max-iter must"),

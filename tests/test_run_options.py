@@ -159,6 +159,7 @@ _CONFIGS: dict[str, tuple[tuple[type, ...], dict[str, Any]]] = {
             "images": None,
             "steps": ReportConfig().render.steps,
             "image_size": ReportConfig().render.size,
+            "diversity": ReportConfig().render.diversity,
             "k": ReportConfig().mine.k,
             "dream_octaves": ReportConfig().dream.octaves,
             "dream_steps": ReportConfig().dream.steps,
