@@ -16,6 +16,15 @@ from vizcnn.attribution import (
     SmoothGrad,
     attribute,
 )
+from vizcnn.concepts import (
+    Concepts,
+    concept_coefficients,
+    concept_heatmaps,
+    concept_importance,
+    concept_patches,
+    concept_renders,
+    find_concepts,
+)
 from vizcnn.core.devices import Seed, as_generator, make_generator, resolve_device
 from vizcnn.core.errors import InputRangeWarning, VizError
 from vizcnn.core.run_options import RunOptions
@@ -134,6 +143,13 @@ __all__ = [
     "report_folder",
     "RunOptions",
     "Seed",
+    "Concepts",
+    "concept_coefficients",
+    "concept_heatmaps",
+    "concept_importance",
+    "concept_patches",
+    "concept_renders",
+    "find_concepts",
     "as_generator",
     "DreamConfig",
     "LayerTarget",
