@@ -287,45 +287,6 @@ def capture(
                 handle.remove()
 
 
-@contextmanager
-def replace_output(
-    model: nn.Module, layer: Layer, edit: Callable[[torch.Tensor], torch.Tensor]
-) -> Iterator[None]:
-    """While the body runs, `layer`'s output is `edit(output)` (ablations, interventions).
-
-    `name#k` edits the k-th call of a reused module only. The output must be a tensor; `edit`
-    must return a new tensor (it may change the batch size: the rest of the network then runs
-    on that batch). The model is left exactly as found.
-
-    Example:
-        >>> zero = lambda out: out * mask  # mask (1, C, 1, 1)
-        >>> with replace_output(model, "layer3", zero):
-        ...     logits = model(images)
-    """
-    ref = parse_layer(layer_name(model, layer))
-    module = find_module(model, ref.name)
-    calls = [0]
-
-    def reset(_module: nn.Module, _inputs: Any) -> None:
-        calls[0] = 0
-
-    def hook(_module: nn.Module, _inputs: Any, output: Any) -> Any:
-        call = calls[0]
-        calls[0] += 1
-        if call != ref.call:
-            return None
-        if not isinstance(output, torch.Tensor):
-            raise VizError(f"layer {ref.spec!r} returns {type(output).__name__}, not a tensor")
-        return edit(output)
-
-    handles = [model.register_forward_pre_hook(reset), module.register_forward_hook(hook)]
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
 def forward_to(
     model: nn.Module, inputs: torch.Tensor, layers: Sequence[Layer], *, detach: bool = False
 ) -> dict[str, torch.Tensor]:
