@@ -111,6 +111,14 @@ FIELD_FLAGS = {
     "ProbeConfig.model_classes": "--model-classes",
     "ProbeConfig.layers": "-l/--layers",
     "ProbeConfig.C": "-C",
+    # vizcnn accentuate: accentuate's arguments and accentuate_files'
+    "give reg_layer": "give --reg-layer",
+    "reg_weight must be": "--reg-weight must be",
+    "steps must be an int of at least 1": "--steps must be at least 1",
+    "crops must be an int of at least 1": "--crops must be at least 1",
+    "lower lr, or check the unit": "lower --lr, or check the unit",
+    "give a folder name (no .png)": "give -o a folder (no .png)",
+    "accentuate one (LAYER:CHANNEL)": "accentuate one (-l LAYER:CHANNEL)",
     # vizcnn report: ReportConfig and plan_report
     "ReportConfig.units_per_layer": "--units-per-layer",
     "ReportConfig.render.diversity": "--diversity",

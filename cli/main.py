@@ -57,6 +57,7 @@ LAZY_COMMANDS = {
     "equivariance": ".equivariance:equivariance_command",
     "neighbors": ".neighbors:neighbors_command",
     "probe": ".probe:probe_command",
+    "accentuate": ".accentuate:accentuate_command",
     "report": ".report:report_command",
     "models": ".models:models_command",
     "layers": ".models:layers_command",
@@ -84,6 +85,7 @@ def app() -> None:
       vizcnn filters -o filters.png                 first-layer filters as a grid
       vizcnn neighbors sample:coffee samples        nearest images in feature space
       vizcnn probe digits -m lenet5_digits -o pr/   linear probes: accuracy by depth
+      vizcnn accentuate sample:coffee -l _blocks.9:56 -o a.png   what in a photo drives a unit
     Every command takes --help.
     """
 

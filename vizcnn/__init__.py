@@ -52,11 +52,13 @@ from vizcnn.mining.streaming import MineConfig, mine_topk
 from vizcnn.mining.topk import TopK
 from vizcnn.models.base import ModelLike, as_loaded, describe
 from vizcnn.models.loading import DEFAULT_MODEL, LoadedModel, available_models, load_model
+from vizcnn.optvis.accentuation import AccentuationResult, accentuate
 from vizcnn.optvis.config import RenderConfig
 from vizcnn.optvis.objectives import Objective
 from vizcnn.optvis.rendering import RenderResult, render
 from vizcnn.runs import (
     AblationRun,
+    AccentuateRun,
     AttributeRun,
     DigitsRun,
     DreamRun,
@@ -71,6 +73,7 @@ from vizcnn.runs import (
     RenderRun,
     RenderUnit,
     ablate_folder,
+    accentuate_files,
     attribute_folder,
     digits_weights_file,
     dream_file,
@@ -112,6 +115,7 @@ __all__ = [
     "GuidedGradCAM",
     "Occlusion",
     "AblationRun",
+    "AccentuateRun",
     "AttributeRun",
     "DigitsRun",
     "DreamRun",
@@ -128,6 +132,7 @@ __all__ = [
     "ReportConfig",
     "ReportRun",
     "ablate_folder",
+    "accentuate_files",
     "attribute_folder",
     "digits_weights_file",
     "dream_file",
@@ -175,6 +180,8 @@ __all__ = [
     "mine_layers",
     "mine_topk",
     "open_dataset",
+    "AccentuationResult",
+    "accentuate",
     "Objective",
     "RenderConfig",
     "RenderResult",

@@ -213,3 +213,71 @@ class ImageParam(nn.Module):
             flat = self.colors.to(images.dtype) @ images.reshape(batch, channels, -1)
             images = flat.view(batch, channels, height, width)
         return torch.sigmoid(images)
+
+
+# images are clamped this far inside (0, 1) before the logit, so black and white stay finite
+IMAGE_LOGIT_EPS = 1e-4
+
+
+class ImagePhaseParam(nn.Module):
+    """Images `(B, C, H, W)` in [0, 1] that start as given photographs; only phases change.
+
+    The photographs are taken back through `ImageParam`'s pipeline (logit, lucid's colour
+    decorrelation for 3 channels, `rfft2`): each frequency's amplitude is kept fixed and its
+    phase is the parameter (faccent's `fourier_phase` seeded with an image, the parameterization
+    of feature accentuation, Hamblin et al. 2024). So the picture keeps the photograph's
+    spectrum, contrast at every scale and mean colour, whatever the objective does, and before
+    any step it *is* the photograph (up to the `IMAGE_LOGIT_EPS` clamp and float rounding).
+
+    Args:
+        images: `(B, C, H, W)` in [0, 1], H and W at least 2.
+        decorrelate: build 3-channel images in decorrelated colour space (as `ImageParam`).
+
+    Example:
+        >>> param = ImagePhaseParam(photos)       # param() ~= photos
+        >>> Adam(param.parameters(), lr=0.05)
+    """
+
+    amplitude: torch.Tensor  # (B, C, H, W // 2 + 1) signed where a bin is real (DC, Nyquist)
+    colors: torch.Tensor  # (3, 3) decorrelated colour -> RGB
+
+    def __init__(self, images: torch.Tensor, *, decorrelate: bool = True) -> None:
+        super().__init__()
+        if images.dim() != 4 or min(images.shape[-2:]) < 2:
+            raise VizError(f"need images (B, C, H, W) of at least 2x2, got {tuple(images.shape)}")
+        batch, channels, height, width = images.shape
+        self.size = (height, width)
+        self.decorrelate = bool(decorrelate) and channels == 3
+        data = images.detach().float()
+        colors = color_matrix(data.device)
+        self.register_buffer("colors", colors, persistent=False)
+        raw = torch.logit(data.clamp(IMAGE_LOGIT_EPS, 1 - IMAGE_LOGIT_EPS))
+        if self.decorrelate:
+            raw = torch.linalg.solve(colors, raw.reshape(batch, channels, -1)).view_as(raw)
+        spectrum = torch.fft.rfft2(raw, norm="ortho")
+        # bins whose conjugate is themselves (DC, the Nyquist row/column) are real: their sign
+        # lives in the amplitude and their phase stays 0, so `hermitian_phase` cannot flip it
+        real = torch.zeros(height, width // 2 + 1, dtype=torch.bool, device=data.device)
+        rows = [0] + ([height // 2] if height % 2 == 0 else [])
+        cols = [0] + ([width // 2] if width % 2 == 0 else [])
+        for r in rows:
+            for c in cols:
+                real[r, c] = True
+        amplitude = torch.where(real, spectrum.real, spectrum.abs())
+        phase = torch.where(real, torch.zeros_like(amplitude), spectrum.angle())
+        self.register_buffer("amplitude", amplitude, persistent=False)
+        self.values = nn.Parameter(phase)
+
+    def raw(self) -> torch.Tensor:
+        """The images before colour mapping and sigmoid, `(B, C, H, W)`."""
+        phase = hermitian_phase(self.values, *self.size)
+        spectrum = torch.complex(self.amplitude * phase.cos(), self.amplitude * phase.sin())
+        return torch.fft.irfft2(spectrum, s=self.size, norm="ortho")
+
+    def forward(self) -> torch.Tensor:
+        images = self.raw()
+        if self.decorrelate:
+            batch, channels, height, width = images.shape
+            flat = self.colors.to(images.dtype) @ images.reshape(batch, channels, -1)
+            images = flat.view(batch, channels, height, width)
+        return torch.sigmoid(images)

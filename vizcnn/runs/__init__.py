@@ -1,7 +1,7 @@
 """Runs: a technique's result folder — files, provenance, resume, one run at a time.
 
 Each command of the CLI is one call here plus formatting, writing what the command writes, byte
-for byte but for timestamps: `render_folder` (`vizcnn render`), `dream_file`, `mine_folder`,
+for byte but for timestamps: `render_folder` (`vizcnn render`), `accentuate_files`, `dream_file`, `mine_folder`,
 `attribute_folder`, `filters_file`, `featuremaps_folder`, `kernels_file`, `neighbors_file`, `probe_folder`,
 `equivariance_folder`, `ablate_folder` / `lesion_folder` (the report's is
 `vizcnn.report.report_folder`). The store (`plan_results`) decides what is already done;
@@ -16,6 +16,7 @@ from vizcnn.runs.ablate import (
     experiment_config,
     lesion_folder,
 )
+from vizcnn.runs.accentuate import AccentuateRun, accentuate_files
 from vizcnn.runs.attribute import (
     AttributeRun,
     DeletionConfig,
@@ -49,6 +50,8 @@ from vizcnn.runs.render import (
 from vizcnn.runs.store import StorePlan, check_finished_run, plan_results
 
 __all__ = [
+    "AccentuateRun",
+    "accentuate_files",
     "DigitsRun",
     "digits_weights_file",
     "DreamOutput",

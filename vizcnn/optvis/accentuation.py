@@ -1,0 +1,530 @@
+"""Feature accentuation: push a unit up starting from a real photograph, staying close to it.
+
+After Hamblin, Fel et al. 2024 ("Feature Accentuation: Revealing 'What' Features Respond to in
+Natural Images"; reference code: the `faccent` and `horama` packages). The photograph is the
+starting point of an activation maximization in a Fourier *phase* parameterization
+(`ImagePhaseParam`: the photograph's amplitude spectrum fixed, its phases optimized), with
+random crops and a little noise as transforms; a regularizer keeps the activations of an
+*earlier* layer close to the photograph's own, so the picture changes only where (and as far
+as) the unit needs: it shows what in *this* image the unit responds to.
+
+Each step, per image: `crops` random square crops (the same boxes and noise for the optimized
+image and for the photograph), resized to the model's input; one forward pass of the optimized
+crops gives both the unit's activation and the regularized layer's (the regularized layer is
+earlier, so the pass is hooked at both); a truncated, gradient-free forward of the
+photograph's crops, stopped at the regularized layer, gives the target. The regularizer is the
+per-position Euclidean distance of the two activation vectors (or of their unit-normalized
+vectors, `distance="cosine"`), averaged over positions and crops and divided by the
+photograph's mean activation norm (a relative distance: 0.1 = moved 10 %).
+
+The loss of image i is `-unit_i + reg_weight * balance_i * reg_i`. `balance_i` makes
+`reg_weight` mean the same thing for every unit and layer (faccent's balanced alpha): it is the
+ratio of the L1 norms of the two terms' gradients on the image's parameters, measured once at
+step 2 (step 1 is the unit's alone: the photograph is its own target, so the regularizer's
+gradient is zero there). With `reg_weight=1` both pulls start equal; `reg_weight=0` is plain
+activation maximization from the photograph.
+
+Example:
+    >>> result = accentuate(loaded, photos, "_blocks.9:3", steps=100)
+    >>> result.images.shape, result.activation[-1]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from vizcnn.core.adam import Adam
+from vizcnn.core.devices import Seed, deterministic_algorithms, draw_seed, make_generator
+from vizcnn.core.errors import VizError
+from vizcnn.core.precision import choose_precision
+from vizcnn.core.progress import ProgressCallback, no_progress
+from vizcnn.core.run_options import RunOptions, as_run_options
+from vizcnn.hooks import Layer, capture, layer_name, model_guard
+from vizcnn.io.imaging import resize
+from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
+from vizcnn.models.preflight import preflight
+from vizcnn.optvis.config import CHUNK_SEED_STRIDE
+from vizcnn.optvis.objectives import LOGITS, Objective, ObjectiveContext, Unit, stack
+from vizcnn.optvis.param import ImagePhaseParam
+from vizcnn.optvis.rendering import _forward, _mean_over_crops, expand_units
+from vizcnn.optvis.transforms import Crop, Noise, Transform, apply_draw, draw
+
+DISTANCES = ("l2", "cosine")
+DEFAULT_STEPS = 100  # faccent's (it records steps 0..98)
+DEFAULT_LR = 0.05  # faccent's Adam rate, on phases in radians
+DEFAULT_CROPS = 8  # crops per image and step; faccent takes 16 (half the cost here)
+DEFAULT_REG_WEIGHT = 1.0  # faccent's alpha: the two pulls balanced at the start
+ACCENT_BATCH = 4  # images per chunk where RunOptions.batch is None (x crops per forward)
+# faccent crops 5-99 % of a 512 px canvas; at the model's input size a 5 % crop is an 11 px
+# blur, so the smallest box here is 20 % of the side. Noise: faccent's sd 0.02.
+ACCENT_CROP = Crop(0.2, 1.0)
+ACCENT_NOISE = Noise(0.02)
+# the regularized layer by default: the last stage output at this stride or finer that runs
+# before the unit (lite0: _blocks.2, ResNets: layer1), edges and textures at 56 x 56
+REG_LAYER_REDUCTION = 4
+_BALANCE_STEP = 1  # 0-based step at which the regularizer's weight is balanced
+
+
+def accent_transforms() -> tuple[Transform, ...]:
+    """The default transforms: one random square crop (20-100 % of the side) and noise 0.02."""
+    return (ACCENT_CROP, ACCENT_NOISE)
+
+
+@dataclass
+class AccentuationResult:
+    """Accentuated images and how the unit and the regularizer went, step by step."""
+
+    images: torch.Tensor  # (B, C, H, W) in [0, 1] on the CPU, the photographs' size
+    activation: torch.Tensor  # (steps, B) the unit's objective at each step (mean over crops)
+    regularizer: torch.Tensor  # (steps, B) the relative distance at the reg layer, each step
+    values: torch.Tensor  # (B,) the unit's objective on the final, untransformed image
+    start_values: torch.Tensor  # (B,) the same on the photograph (parameterized), before any step
+    balance: torch.Tensor  # (B,) the regularizer's balancing factor (0 where reg_weight is 0)
+    units: list[str] = field(default_factory=list)  # unit name of each image
+    settings: dict[str, Any] = field(default_factory=dict)  # every option, as it ran
+
+
+def _check_images(images: torch.Tensor, channels: int) -> torch.Tensor:
+    if not isinstance(images, torch.Tensor):
+        raise VizError(
+            f"image must be a tensor (B, C, H, W) in [0, 1], got {type(images).__name__}"
+        )
+    if images.dim() == 3:
+        images = images.unsqueeze(0)
+    if images.dim() != 4 or images.shape[0] < 1:
+        raise VizError(f"image must be (B, C, H, W) or (C, H, W), got shape {tuple(images.shape)}")
+    if images.shape[1] != channels:
+        raise VizError(
+            f"image has {images.shape[1]} channels but the model takes {channels}; "
+            f"give (B, {channels}, H, W)"
+        )
+    if min(images.shape[-2:]) < 8:
+        raise VizError(f"image {tuple(images.shape[-2:])} too small; use at least 8 x 8 pixels")
+    if not images.is_floating_point():
+        raise VizError(f"image must be floating point in [0, 1], got {images.dtype}")
+    if not bool(torch.isfinite(images).all()):
+        raise VizError("image has NaN or inf values; give finite values in [0, 1]")
+    low, high = float(images.min()), float(images.max())
+    if low < 0 or high > 1:
+        raise VizError(
+            f"image values span [{low:.3g}, {high:.3g}]; give them in [0, 1] (not normalized)"
+        )
+    return images
+
+
+def _check_number(name: str, value: float, low: float, strict: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise VizError(f"{name} must be a finite number, got {value!r}")
+    if value < low or (strict and value == low):
+        raise VizError(f"{name} must be {'>' if strict else '>='} {low}, got {value}")
+
+
+def _forward_order(loaded: LoadedModel, layers: Sequence[str], size: tuple[int, int]) -> list[str]:
+    """`layers` in the order their outputs appear in one forward pass (one probe pass)."""
+    probe = torch.full((1, loaded.channels, *size), 0.5, device=loaded.device, dtype=loaded.dtype)
+    with (
+        model_guard(loaded.module),
+        torch.no_grad(),
+        capture(loaded.module, list(layers), stop_early=True, detach=True) as acts,
+    ):
+        acts.run(loaded.normalize(probe))
+    return list(acts.outputs)
+
+
+def default_reg_layer(loaded: LoadedModel, unit_layers: Sequence[str]) -> str:
+    """The regularized layer used when none is given: an early stage output before the unit.
+
+    The last stage output (`vizcnn.models.structure.stages`) with a stride of at most
+    `REG_LAYER_REDUCTION` that runs before every layer the unit reads (lite0: `_blocks.2`,
+    ResNets: `layer1`); if none runs that early, the first stage output before the unit.
+    """
+    from vizcnn.models.structure import stages
+
+    inner = [layer for layer in unit_layers if layer != LOGITS]
+    found = stages(loaded)
+    names = [stage.name for stage in found]
+    fine = {stage.name for stage in found if stage.reduction <= REG_LAYER_REDUCTION}
+    if not names:
+        raise VizError(f"cannot find the stages of {loaded.name}; give reg_layer")
+    order = _forward_order(loaded, sorted(set(names) | set(inner)), loaded.input_size)
+    first_unit = min((order.index(layer) for layer in inner), default=len(order))
+    before = [name for name in order[:first_unit] if name in names and name not in inner]
+    if not before:
+        raise VizError(
+            f"no stage output of {loaded.name} runs before the unit's layer "
+            f"{', '.join(inner)}; give reg_layer an earlier layer"
+        )
+    early = [name for name in before if name in fine]
+    return early[-1] if early else before[0]
+
+
+def _check_reg_layer(loaded: LoadedModel, reg_layer: str, unit_layers: Sequence[str]) -> None:
+    inner = [layer for layer in unit_layers if layer != LOGITS]
+    if not inner:
+        return
+    order = _forward_order(loaded, sorted({reg_layer, *inner}), loaded.input_size)
+    late = [layer for layer in inner if order.index(layer) <= order.index(reg_layer)]
+    if late:
+        raise VizError(
+            f"reg layer {reg_layer!r} does not run before the unit's layer {late[0]!r}; "
+            "the regularized layer must be an earlier one (default: an early stage output)"
+        )
+
+
+def _unit_objectives(
+    loaded: LoadedModel, unit: Unit | Sequence[Unit], count: int
+) -> list[Objective]:
+    objectives = expand_units(loaded, unit)
+    if len(objectives) == 1:
+        return objectives * count
+    if len(objectives) != count:
+        raise VizError(
+            f"{len(objectives)} units for {count} images; give one unit for all images or "
+            "one per image"
+        )
+    return objectives
+
+
+def accentuate(
+    model: ModelLike,
+    image: torch.Tensor,
+    unit: Unit | Sequence[Unit],
+    *,
+    reg_layer: Layer | None = None,
+    reg_weight: float = DEFAULT_REG_WEIGHT,
+    steps: int = DEFAULT_STEPS,
+    lr: float = DEFAULT_LR,
+    crops: int = DEFAULT_CROPS,
+    distance: str = "l2",
+    transforms: Sequence[Transform] | None = None,
+    seed: Seed = 0,
+    run: RunOptions | None = None,
+    progress: ProgressCallback | None = None,
+    observe: Callable[[int, torch.Tensor], None] | None = None,
+) -> AccentuationResult:
+    """Accentuate a unit in photographs: push it up while the early activations stay close.
+
+    Args:
+        model: a `LoadedModel` or a bare `nn.Module` (see `describe`); left as found.
+        image: `(B, C, H, W)` (or `(C, H, W)`) photographs in [0, 1]; the results have their
+            size, and the crops are resized to the model's input size.
+        unit: one unit for every image, or one per image: a unit string of the grammar
+            (`"_blocks.9:3"`), a `(layer, channel)` pair, or any objective
+            (`objectives.neuron(...)`, `class_logit("espresso")`, `direction(layer, vector)`
+            for a concept).
+        reg_layer: the layer whose activations stay close to the photograph's (name or
+            submodule); it must run before the unit's layer. None: `default_reg_layer` (an
+            early stage output, `_blocks.2` on lite0).
+        reg_weight: strength of the regularizer relative to the unit (balanced at step 2, see
+            the module docstring): 0 is plain activation maximization from the photograph,
+            large values keep the photograph.
+        steps, lr: Adam steps and learning rate (on phases, radians).
+        crops: random crops of each image per step, the objective averaged over them.
+        distance: `l2` (Euclidean distance per position, faccent's) or `cosine` (of the
+            unit-normalized activation vectors: ignores how strongly, keeps what).
+        transforms: per-crop transforms (None: `accent_transforms()`, a random 20-100 % crop
+            and noise 0.02); the same draw is applied to the photograph for the target.
+        seed: chunk n of `run.batch` images draws from a generator on the model's device seeded
+            `seed + n * CHUNK_SEED_STRIDE` (as `render`); a `torch.Generator` stands for the int
+            it draws first. torch's global generator is never read.
+        run: how it runs (`RunOptions`): `batch` images per chunk (default `ACCENT_BATCH`, each
+            with `crops` crops in one forward), `amp`, `deterministic`, `check_every`.
+        progress: `progress(done, total, message)` over images x steps.
+        observe: `observe(step, images)` after every step with the chunk's images.
+
+    Returns:
+        `AccentuationResult`: images, the unit's activation and the regularizer per step.
+
+    Example:
+        >>> photo = vizcnn.data.samples.sample_image("coffee")[None]
+        >>> result = accentuate(loaded, resize(photo, (224, 224)), "_blocks.9:3", steps=50)
+    """
+    loaded = as_loaded(model)
+    run = as_run_options(run)
+    progress = no_progress if progress is None else progress
+    images = _check_images(image, loaded.channels)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise VizError(f"steps must be an int of at least 1, got {steps!r}")
+    if isinstance(crops, bool) or not isinstance(crops, int) or crops < 1:
+        raise VizError(f"crops must be an int of at least 1, got {crops!r}")
+    _check_number("reg_weight", reg_weight, 0.0, strict=False)
+    _check_number("lr", lr, 0.0, strict=True)
+    if distance not in DISTANCES:
+        raise VizError(f"unknown distance {distance!r}; valid: {', '.join(DISTANCES)}")
+    chain = tuple(accent_transforms() if transforms is None else transforms)
+    objectives = _unit_objectives(loaded, unit, images.shape[0])
+    unit_layers = sorted({layer for obj in objectives for layer in obj.layers})
+    need_logits = LOGITS in unit_layers
+    inner = [layer for layer in unit_layers if layer != LOGITS]
+    preflight(loaded, inner, output=need_logits, size=loaded.input_size)
+    if reg_layer is None or reg_layer == "":
+        reg = default_reg_layer(loaded, unit_layers)
+    else:
+        reg = layer_name(loaded.module, reg_layer)
+        preflight(loaded, [reg], size=loaded.input_size)
+        _check_reg_layer(loaded, reg, unit_layers)
+
+    settings: dict[str, Any] = {
+        "reg_layer": reg,
+        "reg_weight": float(reg_weight),
+        "steps": steps,
+        "lr": float(lr),
+        "crops": crops,
+        "distance": distance,
+        "transforms": [repr(t) for t in chain],
+        "param": "phase",
+    }
+    batch = run.batch_or(ACCENT_BATCH)
+    count = images.shape[0]
+    chunks = [list(range(s, min(count, s + batch))) for s in range(0, count, batch)]
+    total = count * steps
+    base = draw_seed(seed)
+    parts: list[_Chunk] = []
+    for number, chunk in enumerate(chunks):
+        done_before = chunk[0] * steps
+
+        def report(done: int, message: str, offset: int = done_before) -> None:
+            progress(offset + done, total, message)
+
+        generator = make_generator(base + CHUNK_SEED_STRIDE * number, loaded.device)
+        label = _label(chunk, count)
+        with deterministic_algorithms(run.deterministic):
+            parts.append(
+                _accentuate_chunk(
+                    loaded,
+                    images[chunk].to(loaded.device),
+                    [objectives[i] for i in chunk],
+                    reg,
+                    float(reg_weight),
+                    steps,
+                    float(lr),
+                    crops,
+                    distance,
+                    chain,
+                    run,
+                    generator,
+                    report,
+                    label,
+                    observe,
+                )
+            )
+    return AccentuationResult(
+        images=torch.cat([p.images for p in parts]),
+        activation=torch.cat([p.activation for p in parts], dim=1),
+        regularizer=torch.cat([p.regularizer for p in parts], dim=1),
+        values=torch.cat([p.values for p in parts]),
+        start_values=torch.cat([p.start_values for p in parts]),
+        balance=torch.cat([p.balance for p in parts]),
+        units=[obj.name for obj in objectives],
+        settings=settings,
+    )
+
+
+def _label(chunk: list[int], total: int) -> str:
+    first, last = chunk[0] + 1, chunk[-1] + 1
+    return f"image {first} of {total}" if first == last else f"images {first}-{last} of {total}"
+
+
+@dataclass
+class _Chunk:
+    images: torch.Tensor
+    activation: torch.Tensor
+    regularizer: torch.Tensor
+    values: torch.Tensor
+    start_values: torch.Tensor
+    balance: torch.Tensor
+
+
+def transform_pair(
+    images: torch.Tensor,
+    photos: torch.Tensor,
+    transforms: Sequence[Transform],
+    out_size: tuple[int, int],
+    generator: torch.Generator | None,
+    then: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`apply_transforms` of `images`, and the same draw (boxes and noise) applied to `photos`.
+
+    The first result equals `apply_transforms(images, transforms, out_size, generator, then)`
+    with the same generator state, bit for bit: the draws are taken in the same order.
+    """
+    geometric = [t for t in transforms if not isinstance(t, Noise)]
+    if not geometric:
+        out = resize(images, out_size)
+        target = resize(photos, out_size)
+        if then is not None:
+            out, target = then(out), then(target)
+    else:
+        drawn = draw(geometric, images.shape[0], (images.shape[-2], images.shape[-1]), generator)
+        out = apply_draw(images, drawn, out_size, then)
+        target = apply_draw(photos, drawn, out_size, then)
+    for step in transforms:
+        if isinstance(step, Noise) and not step.sd >= 0:
+            raise VizError(f"noise sd must be >= 0, got {step.sd}")
+        if isinstance(step, Noise) and step.sd > 0:
+            device = generator.device if generator is not None else torch.device("cpu")
+            noise = torch.randn(out.shape, generator=generator, device=device, dtype=torch.float32)
+            noise = (step.sd * noise).to(device=out.device, dtype=out.dtype)
+            out, target = out + noise, target + noise
+    return out, target
+
+
+def layer_distance(acts: torch.Tensor, target: torch.Tensor, distance: str) -> torch.Tensor:
+    """Per-image relative distance `(B,)` between activations `(B, C, ...)` and a target.
+
+    `l2`: mean over positions of ||a - t|| over channels, divided by the mean ||t||;
+    `cosine`: mean over positions of ||a/|a| - t/|t||| (in [0, 2]).
+    """
+    acts, target = acts.float(), target.float().detach()
+    if acts.dim() < 2:
+        raise VizError(f"the regularized layer's output has shape {tuple(acts.shape)}, no channels")
+    if distance == "cosine":
+        acts, target = F.normalize(acts, dim=1, eps=1e-8), F.normalize(target, dim=1, eps=1e-8)
+        scale = torch.ones(acts.shape[0], device=acts.device)
+    else:
+        scale = torch.linalg.vector_norm(target, dim=1).flatten(1).mean(1).clamp_min(1e-8)
+    gap = torch.linalg.vector_norm(acts - target, dim=1)
+    return gap.flatten(1).mean(1) / scale if gap.dim() > 1 else gap / scale
+
+
+def _per_image(rows: torch.Tensor, crops: int) -> torch.Tensor:
+    """`(crops * B,)` crop-major values to the `(B,)` mean over each image's crops."""
+    return rows.view(crops, -1).mean(0)
+
+
+def _accentuate_chunk(
+    loaded: LoadedModel,
+    photos: torch.Tensor,
+    objectives: list[Objective],
+    reg: str,
+    reg_weight: float,
+    steps: int,
+    lr: float,
+    crops: int,
+    distance: str,
+    transforms: tuple[Transform, ...],
+    run: RunOptions,
+    generator: torch.Generator,
+    report: Callable[[int, str], None],
+    label: str,
+    observe: Callable[[int, torch.Tensor], None] | None,
+) -> _Chunk:
+    device = loaded.device
+    cuda = device.type == "cuda"
+    count = photos.shape[0]
+    input_size = loaded.input_size
+    objective = stack(objectives)
+    layers = sorted({reg, *(layer for layer in objective.layers if layer != LOGITS)})
+    need_logits = LOGITS in objective.layers
+    groups = torch.arange(count, device=device)
+    param = ImagePhaseParam(photos.float())
+    optimizer = Adam(param.parameters(), lr=lr)
+    with torch.no_grad():
+        start_images = param()  # the photographs as the parameterization makes them
+    precision = choose_precision(device, run.amp)
+    autocast = precision.autocast()
+    channels_last = run.channels_last and (cuda or precision.channels_last)
+    activation = torch.zeros(steps, count, device=device)
+    regularizer = torch.zeros(steps, count, device=device)
+    balance = torch.zeros(count, device=device)
+    losses = torch.zeros(steps, device=device)
+    checked = 0
+
+    def layout(inputs: torch.Tensor) -> torch.Tensor:
+        return inputs.contiguous(memory_format=torch.channels_last) if channels_last else inputs
+
+    with (
+        model_guard(loaded.module),
+        capture(loaded.module, layers, stop_early=not need_logits) as acts,
+        capture(loaded.module, [reg], stop_early=True, detach=True) as targets,
+    ):
+        for step in range(steps):
+            optimizer.zero_grad()
+            images = param()
+            many = images if crops == 1 else images.repeat(crops, 1, 1, 1)
+            originals = start_images if crops == 1 else start_images.repeat(crops, 1, 1, 1)
+            inputs, target_inputs = transform_pair(
+                many, originals, transforms, input_size, generator, then=loaded.normalize
+            )
+            # the photograph's crops first: this truncated pass also starts a new pass of
+            # `acts`, which the optimized crops' pass below then fills
+            with torch.no_grad(), autocast:
+                targets.run(layout(target_inputs))
+                target = targets[reg]
+            with autocast:
+                found = _forward(loaded, layout(inputs), layers, need_logits, acts)
+                values = _mean_over_crops(objective, found, images, groups, crops)
+            gaps = _per_image(layer_distance(found[reg], target, distance), crops)
+            unit_loss = -values.float().sum()
+            if reg_weight == 0 or step < _BALANCE_STEP:
+                # at step 1 the photograph is its own target: nothing to pull back yet
+                unit_loss.backward()
+                loss = unit_loss
+            else:
+                if step == _BALANCE_STEP:
+                    balance = _balanced_backward(param, unit_loss, gaps, reg_weight)
+                loss = unit_loss + reg_weight * (balance * gaps).sum()
+                if step != _BALANCE_STEP:
+                    loss.backward()
+            optimizer.step()
+            activation[step] = values.detach().float()
+            regularizer[step] = gaps.detach()
+            losses[step] = loss.detach()
+            if not cuda or (step + 1) % run.check_every == 0 or step + 1 == steps:
+                _check_finite(losses, checked, step + 1, label)
+                checked = step + 1
+            report((step + 1) * count, f"{label}, step {step + 1}/{steps}")
+            if observe is not None:
+                observe(step + 1, images.detach())
+        with torch.no_grad():
+            final = param().detach()
+            ends = []
+            for batch in (final, start_images):
+                whole = loaded.normalize(resize(batch, input_size))
+                found = _forward(loaded, whole, layers, need_logits, acts)
+                ends.append(objective(ObjectiveContext(found, batch, groups)).float())
+    return _Chunk(
+        images=final.float().cpu(),
+        activation=activation.cpu(),
+        regularizer=regularizer.cpu(),
+        values=ends[0].cpu(),
+        start_values=ends[1].cpu(),
+        balance=balance.cpu(),
+    )
+
+
+def _balanced_backward(
+    param: ImagePhaseParam, unit_loss: torch.Tensor, gaps: torch.Tensor, reg_weight: float
+) -> torch.Tensor:
+    """Backward of `unit_loss + reg_weight * sum(balance * gaps)` with each image's balance set
+    so that both terms' gradients on its phases have the same L1 norm (faccent's balanced
+    alpha); returns the balance `(B,)`."""
+    (unit_grad,) = torch.autograd.grad(unit_loss, param.values, retain_graph=True)
+    (reg_grad,) = torch.autograd.grad(gaps.sum(), param.values, allow_unused=True)
+    if reg_grad is None:
+        reg_grad = torch.zeros_like(unit_grad)
+    pull = reg_grad.abs().flatten(1).sum(1)
+    push = unit_grad.abs().flatten(1).sum(1)
+    # an image whose regularizer has no gradient yet (no change at the reg layer) keeps a
+    # balance of 1 rather than an infinite one
+    balance = torch.where(pull > 0, push / pull.clamp_min(1e-30), torch.ones_like(push))
+    param.values.grad = (
+        unit_grad + reg_weight * balance.view(-1, *[1] * (unit_grad.dim() - 1)) * reg_grad
+    )
+    return balance.detach()
+
+
+def _check_finite(losses: torch.Tensor, begin: int, end: int, label: str) -> None:
+    bad = ~torch.isfinite(losses[begin:end])
+    if bool(bad.any()):
+        step = begin + int(bad.nonzero()[0, 0]) + 1
+        raise VizError(
+            f"loss became non-finite ({float(losses[step - 1])}) at step {step} ({label}); "
+            "lower lr, or check the unit and the model for inf/nan"
+        )
