@@ -86,7 +86,13 @@ def test_the_seed_is_an_argument_that_keys_the_artifacts_it_shapes(
     other = report_folder(loaded, tmp_path, tiny_config(data), seed=1)
     # a data folder's images take no seed (the samples' crops would): mining and statistics
     # are reused, the renders, dreams and attribution maps are made again
-    assert {name.split("-")[0] for name in other.computed} == {"render", "dream", "attribution"}
+    # and the concepts (their sample of positions and their renders take the seed)
+    assert {name.split("-")[0] for name in other.computed} == {
+        "render",
+        "concepts",
+        "dream",
+        "attribution",
+    }
     assert {name.split("-")[0] for name in other.reused} == {
         "layers",
         "filters",
@@ -152,6 +158,7 @@ def test_progress_messages_name_each_stage(tmp_path: Path, data: Path) -> None:
         "renders",
         "data pass",
         "class votes",
+        "concepts",
         "dreams",
         "attribution maps",
     ]

@@ -61,6 +61,8 @@ class ReportConfig:
     ablation: str | None = None  # results.json of `vizcnn ablate` to show, or None
     vote_images: int = 64  # first N images of the data for each unit's class votes; 0 = none
     vote_classes: int = 5  # classes shown per unit (those whose logit falls most)
+    concepts: int = 6  # k NMF concepts on each layer's concepts page; 0 = no concepts pages
+    concept_positions: int = 4096  # cap of the uniform sample of positions factorized
     self_contained: bool = False  # one HTML file with every picture inlined
 
     def __post_init__(self) -> None:
@@ -86,6 +88,14 @@ class ReportConfig:
             (
                 self.vote_images >= 0,
                 f"ReportConfig.vote_images must be >= 0 (0: no class votes), got {self.vote_images}",
+            ),
+            (
+                self.concepts >= 0,
+                f"ReportConfig.concepts must be >= 0 (0: no concepts pages), got {self.concepts}",
+            ),
+            (
+                self.concept_positions >= 1,
+                f"ReportConfig.concept_positions must be >= 1, got {self.concept_positions}",
             ),
             (
                 self.vote_classes >= 1,

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from vizcnn.core.progress import ProgressCallback
+from vizcnn.core.errors import VizError
+from vizcnn.core.progress import ProgressCallback, scaled_progress
 from vizcnn.core.run_options import RunOptions
 from vizcnn.data.datasets import ImageSource
 from vizcnn.deepdream.dreaming import DreamConfig, dream
@@ -316,3 +317,119 @@ def _attribution_options(methods: list[Any], seed: int) -> dict[str, Any]:
         "batch": 8,  # images per call; one image here
         "seed": seed,
     }
+
+
+CONCEPT_PATCHES = 9  # top patches per concept
+CONCEPT_IMPORTANCE_IMAGES = 16  # first readable data images the removal importance averages
+
+
+def _overlay(image: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
+    """`image` (C, H, W) dimmed under `heat` (H, W) >= 0 scaled to its maximum, inferno."""
+    from matplotlib import colormaps
+
+    from vizcnn.attribution.figures import CMAP
+
+    scaled = (heat / heat.max().clamp_min(1e-12)).clamp(0, 1).numpy()
+    rgb = torch.from_numpy(np.ascontiguousarray(colormaps[CMAP](scaled)[..., :3], np.float32))
+    base = image.expand(3, -1, -1) if image.shape[0] == 1 else image
+    return (0.45 * base + 0.55 * rgb.permute(2, 0, 1)).clamp(0, 1)
+
+
+def make_concepts(
+    loaded: LoadedModel, artifact: Artifact, plan: Plan, progress: ProgressCallback
+) -> Made:
+    """A layer's concepts page: k NMF concepts of its concepts layer (`find_concepts`) over the
+    data, each with its direction render, top patches, heatmaps on the report's images and
+    removal importance for each image's top-1 class."""
+    from vizcnn.concepts import (
+        concept_heatmaps,
+        concept_importance,
+        concept_patches,
+        concept_renders,
+        find_concepts,
+    )
+    from vizcnn.io.imaging import make_grid
+
+    params = artifact.params
+    dataset = _dataset(plan)
+    seed = int(params["seed"])
+    run = replace(plan.run, batch=plan.run.batch_or(REPORT_BATCH))
+    steps = 5
+
+    def step(index: int, name: str) -> ProgressCallback:
+        return scaled_progress(progress, index, steps, name)
+
+    concepts = find_concepts(
+        loaded,
+        dataset,
+        str(params["concept_layer"]),
+        int(params["k"]),
+        max_positions=int(params["max_positions"]),
+        seed=seed,
+        run=run,
+        progress=step(0, "factorizing"),
+    )
+    size = (int(params["render"]["image_size"][0]), int(params["render"]["image_size"][1]))
+    recipe = replace(
+        plan.config.render,
+        size=size,
+        input_size=(int(params["render"]["input_size"][0]), int(params["render"]["input_size"][1])),
+        diversity=1,
+    )
+    render_run = replace(
+        plan.run, batch=concepts.k, amp=params["render"]["precision"] == "bfloat16"
+    )
+    renders = concept_renders(
+        loaded, concepts, recipe, seed=seed, run=render_run, progress=step(1, "renders")
+    )
+    found = concept_patches(
+        loaded, concepts, dataset, CONCEPT_PATCHES, thumbnail_size=THUMB, run=run,
+        progress=step(2, "patches"),
+    )  # fmt: skip
+    if plan.images:
+        shown = [(image.name, image.image) for image in plan.images]
+    else:
+        shown = [(dataset.names[i], dataset.image(i)) for i in range(min(2, len(dataset)))]
+    images = torch.stack([image for _, image in shown])
+    heat = concept_heatmaps(loaded, concepts, images.to(loaded.device)).cpu()
+    progress(3, steps, "heatmaps")
+    readable: list[torch.Tensor] = []
+    for index in range(len(dataset)):
+        if len(readable) == CONCEPT_IMPORTANCE_IMAGES:
+            break
+        try:
+            readable.append(dataset.image(index))
+        except VizError:
+            continue
+    importances = concept_importance(
+        loaded, concepts, torch.stack(readable).to(loaded.device), None, run=run
+    )
+    progress(4, steps, "importance")
+    files: dict[str, Any] = {}
+    patches: dict[str, list[list[Any]]] = {}
+    for concept in range(concepts.k):
+        files[f"k{concept:02d}.png"] = renders.images[concept]
+        tiles = found.patches.get(concept, [])
+        if tiles:
+            files[f"k{concept:02d}_patches.png"] = make_grid([t.patch for t in tiles], columns=3)
+            patches[str(concept)] = [[t.image, t.value] for t in tiles]
+        for row in range(len(shown)):
+            files[f"k{concept:02d}_h{row}.png"] = _overlay(images[row], heat[row, concept])
+    data = {
+        "layer": artifact.name,
+        "concept_layer": concepts.layer,
+        "k": concepts.k,
+        "share": [float(v) for v in concepts.share()],
+        "importances": [float(v) for v in importances],
+        "importance_images": len(readable),
+        "values": [float(v) for v in renders.values],
+        "reconstruction_error": float(concepts.reconstruction_error),
+        "sampled": concepts.sampled,
+        "positions_seen": concepts.positions_seen,
+        "images": len(concepts.image_ids),
+        "heatmaps": [name for name, _ in shown],
+        "patches": patches,
+        "size": list(size),
+    }
+    progress(steps, steps, "concepts")
+    return Made(files, data, dict(params), params["data"])

@@ -40,6 +40,7 @@ KINDS = (
     "mine",
     "stats",
     "votes",
+    "concepts",
     "dream",
     "attribution",
     "ablation",
@@ -95,6 +96,9 @@ class Plan:
     seed: int = 0  # renders, dreams, SmoothGrad noise and the samples' crops
     artifacts: list[Artifact] = field(default_factory=list)
     run: RunOptions = field(default_factory=RunOptions)  # how the artifacts are computed
+    # report layer -> the non-negative layer factorized for its concepts page: itself when it
+    # is a ReLU / ReLU6 output, else the first one inside or after it (NMF needs >= 0)
+    concept_layers: dict[str, str] = field(default_factory=dict)
 
     def of_kind(self, kind: str) -> list[Artifact]:
         return [a for a in self.artifacts if a.kind == kind]
@@ -167,6 +171,41 @@ def _check_image_options(loaded: LoadedModel, config: ReportConfig) -> list[str]
 
     make_methods(loaded, list(config.methods))  # names, and the Grad-CAM layer of the model
     return [target.spec for target in config.dream.targets(loaded)]
+
+
+def concept_layers(loaded: LoadedModel, layers: list[str]) -> dict[str, str]:
+    """Each report layer's concepts layer: itself if a ReLU / ReLU6 output, else the first such
+    layer inside or after it; a layer with none after it gets no concepts page."""
+    from vizcnn.concepts import nonnegative_layers
+
+    every = set(nonnegative_layers(loaded))
+    found = {}
+    for layer in layers:
+        if layer in every:
+            found[layer] = layer
+            continue
+        near = nonnegative_layers(loaded, near=layer, count=1)
+        if near and near[0] in every and _after(loaded, layer, near[0]):
+            found[layer] = near[0]
+    return found
+
+
+def _after(loaded: LoadedModel, layer: str, other: str) -> bool:
+    """Whether `other` is inside `layer` or runs after it (`nonnegative_layers` falls back to
+    the model's first ReLUs when none follows)."""
+    from vizcnn.hooks import capture
+
+    probe = torch.zeros(1, loaded.channels, *loaded.input_size, device=loaded.device)
+    order: list[str] = []
+    with (
+        model_guard(loaded.module),
+        torch.no_grad(),
+        capture(loaded.module, [layer, other], detach=True, strict=False) as acts,
+    ):
+        acts.run(loaded.normalize(probe.to(loaded.dtype)))
+        order = list(acts.outputs)
+    inside = other.startswith(layer + ".")
+    return inside or (layer in order and other in order and order.index(other) > order.index(layer))
 
 
 def render_recipe(config: RenderConfig, size: tuple[int, int]) -> dict[str, Any]:
@@ -330,6 +369,21 @@ def plan_report(
                 "vote_classes": config.vote_classes,
             }
             plan.artifacts.append(make_artifact("votes", layer, votes))
+    if config.concepts and layers:
+        plan.concept_layers = concept_layers(loaded, [layer for layer, _ in layers])
+    for layer, target in plan.concept_layers.items():
+        concept = {
+            **base,
+            "layer": layer,
+            "concept_layer": target,
+            "k": min(config.concepts, _layer_shape(loaded, target)[0]),  # <= its channels
+            "max_positions": config.concept_positions,
+            **data,
+            "render": {**recipe, "seed": seed, "precision": precision},
+            "heatmap_images": [shown.digest for shown in images],
+            "seed": seed,
+        }
+        plan.artifacts.append(make_artifact("concepts", layer, concept))
     for shown in images:
         common = {**base, "image": shown.name, "image_digest": shown.digest, "seed": seed}
         dream = {**dream_recipe(config.dream, dream_layers), "precision": precision}

@@ -1,6 +1,6 @@
 """Build a report: compute the artifacts a plan lists that the store lacks, then the pages.
 
-Stages run in a fixed order (model card, renders, the data pass, class votes, dreams,
+Stages run in a fixed order (model card, renders, the data pass, class votes, concepts, dreams,
 attribution maps, ablation, pages); each artifact is written to the store as soon as it is done,
 so an interrupted build loses at most the artifact it was working on. The data pass mines every
 layer that lacks its top patches or statistics in one pass over the data (`mine_layers`), then
@@ -38,6 +38,7 @@ STAGE_TITLES = {
     "render": "renders",
     "data": "data pass",
     "votes": "class votes",
+    "concepts": "concepts",
     "dream": "dreams",
     "attribute": "attribution maps",
     "ablation": "ablation",
@@ -48,6 +49,7 @@ STAGES = (
     ("render", ("render",)),
     ("data", ("mine", "stats")),
     ("votes", ("votes",)),
+    ("concepts", ("concepts",)),
     ("dream", ("dream",)),
     ("attribute", ("attribution",)),
     ("ablation", ("ablation",)),
@@ -184,6 +186,8 @@ def _run_stage(
             item = compute.make_render(loaded, artifact, plan, report)
         elif kind == "votes":
             item = compute.make_votes(loaded, artifact, plan, report)
+        elif kind == "concepts":
+            item = compute.make_concepts(loaded, artifact, plan, report)
         elif kind == "dream":
             item = compute.make_dream(
                 loaded, artifact, images[artifact.name], report, plan.run, plan.config.dream
@@ -237,5 +241,10 @@ def _count_pictures(site: Site) -> int:
         )
     for image in site.images:
         count += 1 + (image.dream is not None) + len(image.attributions)
+    for page in site.concepts:
+        count += sum(
+            (c.render is not None) + (c.patches is not None) + len(c.heatmaps)
+            for c in page.concepts
+        )
     count += 1 if site.ablation is not None and site.ablation.chart is not None else 0
     return count

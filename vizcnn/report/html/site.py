@@ -76,6 +76,36 @@ class LayerView:
 
 
 @dataclass(frozen=True)
+class ConceptView:
+    """One NMF concept of a layer: its direction render, top patches, heatmaps, importance."""
+
+    index: int
+    render: Picture | None
+    patches: Picture | None
+    heatmaps: list[tuple[str, Picture]]  # (image name, coefficient heatmap over it)
+    share: float  # share of the sample's coefficient mass
+    importance: float | None  # mean fall of each image's top-1 logit when it is removed
+    hits: list[tuple[str, float]] = field(default_factory=list)  # (image, coefficient)
+
+
+@dataclass(frozen=True)
+class ConceptsView:
+    """A report layer's concepts page."""
+
+    layer: str  # the report layer
+    layer_page: str  # its page
+    page: str  # this page's file name
+    concept_layer: str  # the non-negative layer factorized
+    concepts: list[ConceptView]
+    reconstruction_error: float
+    sampled: int  # positions factorized
+    positions_seen: int
+    images: int  # images streamed
+    importance_images: int
+    made: list[Made] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class LayerRowView:
     """One row of the architecture table."""
 
@@ -144,3 +174,4 @@ class Site:
     data: str  # the data set mined (shown on the index)
     command: str  # the command line that built it
     created: str  # time stamp
+    concepts: list[ConceptsView] = field(default_factory=list)  # one page per layer
