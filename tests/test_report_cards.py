@@ -20,7 +20,7 @@ from report_helpers import EVIL, TINY_RENDER, markup_loaded, tiny_config, write_
 from vizcnn.ablation.votes import class_votes
 from vizcnn.data.datasets import open_dataset
 from vizcnn.hooks import forward_to
-from vizcnn.report import ArtifactStore, build_report, plan_report
+from vizcnn.report import ArtifactStore, ReportConfig, build_report, plan_report
 from vizcnn.report.builder import compute
 from vizcnn.report.html import broken_links
 
@@ -111,3 +111,72 @@ def test_cards_show_renders_histogram_votes_and_links(site: Path) -> None:
         assert f'href="layer-02-conv2.html#{card_id}"' in body
     assert "<script" not in page
     assert broken_links(site) == []
+
+
+def test_cards_accentuate_each_units_top_exemplars(tmp_path: Path) -> None:
+    """lenet5_digits (its features.2 runs before features.3 and holds the photograph): each
+    card's accentuations are `accentuate` of the unit's best mined images, as stored."""
+    from PIL import Image
+
+    from vizcnn.io.imaging import resize, to_uint8
+    from vizcnn.models.loading import load_model
+    from vizcnn.optvis.accentuation import accentuate
+
+    loaded = load_model("lenet5_digits")
+    config = ReportConfig(
+        layers=("features.3",), units_per_layer=2, render=replace(TINY_RENDER, size=28),
+        limit=8, crops=1, images=(), vote_images=0, concepts=0, accentuations=2,
+        accent_steps=3, mine=replace(ReportConfig().mine, k=2),
+    )  # fmt: skip
+    plan = plan_report(loaded, config)
+    (artifact,) = plan.of_kind("accent")
+    assert artifact.params["reg_layer"] == "features.2"
+    root = tmp_path / "site"
+    build_report(loaded, plan, ArtifactStore(root))
+    mine = json.loads(next((root / "artifacts").glob("mine-*/meta.json")).read_text())["data"]
+    stored = json.loads(next((root / "artifacts").glob("accent-*/meta.json")).read_text())
+    assert plan.dataset is not None
+    names = plan.dataset.names
+    images, units = [], []
+    for channel in (0, 1):
+        best = [hit["image"] for hit in mine["hits"][str(channel)][:2]]
+        assert stored["data"]["accentuated"][str(channel)] == best
+        images += [plan.dataset.image(names.index(name)) for name in best]
+        units += [f"features.3:{channel}"] * len(best)
+    result = accentuate(
+        loaded, torch.stack(images), units, reg_layer="features.2", steps=3, seed=0,
+        run=replace(plan.run, amp=artifact.params["precision"] == "bfloat16"),
+    )  # fmt: skip
+    expected = [to_uint8(image) for image in resize(result.images, (128, 128)).clamp(0, 1)]
+    folder = next((root / "artifacts").glob("accent-*"))
+    row = 0
+    for channel in (0, 1):
+        for slot in range(len(stored["data"]["accentuated"][str(channel)])):
+            with Image.open(folder / f"c{channel:04d}_a{slot}.png") as picture:
+                assert np.array_equal(np.asarray(picture), expected[row]), (channel, slot)
+            row += 1
+    page = (root / "layer-01-features.3.html").read_text(encoding="utf-8")
+    assert page.count("accentuated for features.3:") == row
+    assert broken_links(root) == []
+
+
+def test_concepts_page_is_the_concepts_library_on_the_data(site: Path, data: Path) -> None:
+    from vizcnn.concepts import concept_importance, find_concepts
+
+    loaded = markup_loaded()
+    meta = json.loads(next((site / "artifacts").glob("concepts-conv2-*/meta.json")).read_text())
+    stored = meta["data"]
+    assert stored["concept_layer"] == "relu" and stored["k"] == 3  # conv2's ReLU; k <= channels
+    dataset = open_dataset(data, 3, loaded.input_size)
+    concepts = find_concepts(loaded, dataset, "relu", 3, max_positions=4096, seed=0)
+    assert stored["reconstruction_error"] == pytest.approx(concepts.reconstruction_error, rel=1e-6)
+    assert stored["share"] == pytest.approx(concepts.share().tolist(), rel=1e-5)
+    images = torch.stack([dataset.image(i) for i in range(len(dataset))])
+    importance = concept_importance(loaded, concepts, images, None)
+    assert stored["importances"] == pytest.approx(importance.tolist(), rel=1e-4, abs=1e-6)
+    page = (site / "concepts-02-conv2.html").read_text(encoding="utf-8")
+    assert page.count('<article class="unit concept"') == 3
+    assert page.count("heatmap of concept") == 3  # one report image, one heatmap per concept
+    assert 'href="layer-02-conv2.html"' in page
+    layer = (site / "layer-02-conv2.html").read_text(encoding="utf-8")
+    assert 'href="concepts-02-conv2.html"' in layer

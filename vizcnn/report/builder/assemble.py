@@ -154,9 +154,13 @@ def _layer_view(
     page: str,
     rows: dict[str, dict[str, Any]],
 ) -> LayerView:
-    kinds = ("render", "mine", "stats", "votes")
-    render_a, mine_a, stats_a, votes_a = (_find(plan, kind, layer) for kind in kinds)
-    render, mine, stats, votes = (_meta(store, a) for a in (render_a, mine_a, stats_a, votes_a))
+    kinds = ("render", "mine", "stats", "votes", "accent")
+    render_a, mine_a, stats_a, votes_a, accent_a = (_find(plan, kind, layer) for kind in kinds)
+    render, mine, stats, votes, accent = (
+        _meta(store, a) for a in (render_a, mine_a, stats_a, votes_a, accent_a)
+    )
+    accented = accent.get("data", {}).get("accentuated", {})
+    accent_size = int(accent.get("data", {}).get("size", 0))
     height, width = (int(v) for v in render.get("data", {}).get("size", [0, 0]))
     thumb = int(render.get("data", {}).get("thumb", 0))
     copies = int(render.get("data", {}).get("diversity", 1))
@@ -205,6 +209,17 @@ def _layer_view(
                 diversity=others,
                 histogram=histogram_view(counted["counts"], counted["edges"]) if counted else None,
                 votes=[(str(k), float(v)) for k, v in voted.get(str(channel), [])],
+                accentuations=[
+                    _picture(
+                        store,
+                        accent_a,
+                        f"{stem}_a{row}.png",
+                        (accent_size, accent_size),
+                        f"{image} accentuated for {label}",
+                    )
+                    for row, image in enumerate(accented.get(str(channel), []))
+                    if accent_a is not None
+                ],
             )
         )
     row = rows.get(layer, {})
@@ -213,6 +228,7 @@ def _layer_view(
         + _made(f"top patches of {layer}", mine)
         + _made(f"mean activations and histograms of {layer}", stats)
         + _made(f"class votes of {layer}", votes)
+        + _made(f"accentuations of {layer}'s top exemplars", accent)
     )
     return LayerView(
         name=layer,

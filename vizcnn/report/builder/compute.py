@@ -433,3 +433,49 @@ def make_concepts(
     }
     progress(steps, steps, "concepts")
     return Made(files, data, dict(params), params["data"])
+
+
+ACCENT_SIZE = 128  # side of an accentuation as stored (the card shows it at this size)
+
+
+def make_accent(
+    loaded: LoadedModel,
+    artifact: Artifact,
+    plan: Plan,
+    hits: dict[str, Any],
+    progress: ProgressCallback,
+) -> Made:
+    """Accentuations (`accentuate`) of each shown unit in its top exemplars: the best
+    `exemplars` images of the layer's mining (`hits`, the mine artifact's), each pushed
+    towards the unit while its early activations stay close to the photograph's."""
+    from vizcnn.optvis.accentuation import accentuate
+
+    params = artifact.params
+    dataset = _dataset(plan)
+    index = {name: i for i, name in reversed(list(enumerate(dataset.names)))}
+    images, units, names = [], [], []
+    for channel in params["channels"]:
+        for hit in hits.get(str(channel), [])[: int(params["exemplars"])]:
+            images.append(dataset.image(index[str(hit["image"])]))
+            units.append(f"{artifact.name}:{channel}")
+            names.append((int(channel), str(hit["image"])))
+    files: dict[str, Any] = {}
+    shown: dict[str, list[str]] = {}
+    if images:
+        result = accentuate(
+            loaded,
+            torch.stack(images).to(loaded.device),
+            units,
+            reg_layer=str(params["reg_layer"]),
+            steps=int(params["steps"]),
+            seed=int(params["seed"]),
+            run=replace(plan.run, amp=params["precision"] == "bfloat16"),
+            progress=progress,
+        )
+        small = resize(result.images, (ACCENT_SIZE, ACCENT_SIZE)).clamp(0, 1)
+        for row, (channel, image) in enumerate(names):
+            done = shown.setdefault(str(channel), [])
+            files[f"c{channel:04d}_a{len(done)}.png"] = small[row]
+            done.append(image)
+    data = {"accentuated": shown, "size": ACCENT_SIZE, "reg_layer": params["reg_layer"]}
+    return Made(files, data, dict(params), params["data"])

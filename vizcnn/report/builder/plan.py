@@ -40,6 +40,7 @@ KINDS = (
     "mine",
     "stats",
     "votes",
+    "accent",
     "concepts",
     "dream",
     "attribution",
@@ -171,6 +172,18 @@ def _check_image_options(loaded: LoadedModel, config: ReportConfig) -> list[str]
 
     make_methods(loaded, list(config.methods))  # names, and the Grad-CAM layer of the model
     return [target.spec for target in config.dream.targets(loaded)]
+
+
+def accent_reg_layer(loaded: LoadedModel, layer: str) -> str | None:
+    """The layer an accentuation of `layer`'s units holds close to the photograph (an early
+    stage output before it, `default_reg_layer`), or None when none runs before it."""
+    from vizcnn.optvis.accentuation import default_reg_layer
+
+    try:
+        with model_guard(loaded.module):
+            return default_reg_layer(loaded, [layer])
+    except VizError:
+        return None
 
 
 def concept_layers(loaded: LoadedModel, layers: list[str]) -> dict[str, str]:
@@ -369,6 +382,25 @@ def plan_report(
                 "vote_classes": config.vote_classes,
             }
             plan.artifacts.append(make_artifact("votes", layer, votes))
+    if config.accentuations:
+        for layer, channels in layers:
+            reg = accent_reg_layer(loaded, layer)
+            if reg is None:  # nothing early enough to hold the photograph by: no accentuations
+                continue
+            accent = {
+                **base,
+                "layer": layer,
+                "channels": list(channels),
+                "k": config.mine.k,
+                "rank": config.mine.rank,
+                **data,
+                "exemplars": config.accentuations,
+                "steps": config.accent_steps,
+                "reg_layer": reg,
+                "seed": seed,
+                "precision": precision,
+            }
+            plan.artifacts.append(make_artifact("accent", layer, accent))
     if config.concepts and layers:
         plan.concept_layers = concept_layers(loaded, [layer for layer, _ in layers])
     for layer, target in plan.concept_layers.items():

@@ -1,6 +1,6 @@
 """Build a report: compute the artifacts a plan lists that the store lacks, then the pages.
 
-Stages run in a fixed order (model card, renders, the data pass, class votes, concepts, dreams,
+Stages run in a fixed order (model card, renders, the data pass, class votes, accentuations, concepts, dreams,
 attribution maps, ablation, pages); each artifact is written to the store as soon as it is done,
 so an interrupted build loses at most the artifact it was working on. The data pass mines every
 layer that lacks its top patches or statistics in one pass over the data (`mine_layers`), then
@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -38,6 +39,7 @@ STAGE_TITLES = {
     "render": "renders",
     "data": "data pass",
     "votes": "class votes",
+    "accent": "accentuations",
     "concepts": "concepts",
     "dream": "dreams",
     "attribute": "attribution maps",
@@ -49,6 +51,7 @@ STAGES = (
     ("render", ("render",)),
     ("data", ("mine", "stats")),
     ("votes", ("votes",)),
+    ("accent", ("accent",)),
     ("concepts", ("concepts",)),
     ("dream", ("dream",)),
     ("attribute", ("attribution",)),
@@ -186,6 +189,8 @@ def _run_stage(
             item = compute.make_render(loaded, artifact, plan, report)
         elif kind == "votes":
             item = compute.make_votes(loaded, artifact, plan, report)
+        elif kind == "accent":
+            item = compute.make_accent(loaded, artifact, plan, _hits(store, plan, artifact), report)
         elif kind == "concepts":
             item = compute.make_concepts(loaded, artifact, plan, report)
         elif kind == "dream":
@@ -203,6 +208,13 @@ def _run_stage(
         store.write(artifact, item.files, block, item.data)
         if loaded.device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+def _hits(store: ArtifactStore, plan: Plan, artifact: Artifact) -> dict[str, Any]:
+    """The top patches of `artifact`'s layer, as its mine artifact stored them (done before)."""
+    mine = next(a for a in plan.artifacts if a.kind == "mine" and a.name == artifact.name)
+    hits = (store.meta(mine) or {}).get("data", {}).get("hits", {})
+    return hits if isinstance(hits, dict) else {}
 
 
 def _data_stage(
@@ -237,7 +249,11 @@ def _count_pictures(site: Site) -> int:
     count = 1 if site.card.filters is not None else 0
     for layer in site.layers:
         count += sum(
-            (u.render is not None) + (u.patches is not None) + len(u.diversity) for u in layer.units
+            (u.render is not None)
+            + (u.patches is not None)
+            + len(u.diversity)
+            + len(u.accentuations)
+            for u in layer.units
         )
     for image in site.images:
         count += 1 + (image.dream is not None) + len(image.attributions)
