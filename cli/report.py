@@ -37,6 +37,13 @@ HELP = {
     "vote_images": "First N images of --data for each unit's class votes (the classes whose "
     "logit falls most when the channel is zeroed); 0: no votes.",
     "vote_classes": "Classes shown per unit in its votes.",
+    "accentuations": "Top exemplars per unit accentuated on its card (feature accentuation); "
+    "0: none. Layers with no earlier stage output to hold the photograph get none.",
+    "accent_steps": "Steps of each accentuation.",
+    "concepts": "k NMF concepts on each layer's concepts page (of its ReLU output); 0: no "
+    "concepts pages.",
+    "concept_positions": "Cap of the uniform sample of activation positions factorized per "
+    "concepts page.",
     "limit": "Use only the first N images of --data.",
     "crops": "samples: crops per bundled photo (16 photos).",
     "k": "Top patches per unit.",
@@ -79,6 +86,10 @@ def _opt(flag: str, field: str, **kwargs: Any) -> Any:
 @_opt("--diversity", "diversity", type=int, default=D.render.diversity)
 @_opt("--vote-images", "vote_images", type=int)
 @_opt("--vote-classes", "vote_classes", type=int)
+@_opt("--accentuations", "accentuations", type=int)
+@_opt("--accent-steps", "accent_steps", type=int)
+@_opt("--concepts", "concepts", type=int)
+@_opt("--concept-positions", "concept_positions", type=int)
 @_opt("--limit", "limit", type=int)
 @_opt("--crops", "crops", type=int)
 @_opt("-k", "k", type=int, default=D.mine.k)
@@ -120,7 +131,8 @@ def report_command(
     fields; first-layer filters), a strip of units per layer and links to every page. Each layer
     page shows per unit a card: its activation-maximization image (--diversity more), its top-k
     dataset patches, the histogram of its activations on --data, the classes it votes for and
-    its mean activation; every layer is mined in one pass over --data. Every picture's provenance is on its page. Each artifact is cached
+    its mean activation, accentuations of its top exemplars; every layer is mined in one pass
+    over --data. Each layer also gets a concepts page (--concepts NMF concepts). Every picture's provenance is on its page. Each artifact is cached
     under OUT/artifacts/ keyed by its parameters: an interrupted run resumes, and changing one
     option recomputes only what depends on it.
     """

@@ -124,6 +124,14 @@ CONFIG_ERRORS: list[tuple[Callable[[], object], str, str]] = [
     (lambda: ReportConfig(layers=("a", "a")), "ReportConfig.layers names", "--layers names"),
     (lambda: ReportConfig(vote_images=-1), "ReportConfig.vote_images", "--vote-images must"),
     (lambda: ReportConfig(vote_classes=0), "ReportConfig.vote_classes", "--vote-classes must"),
+    (lambda: ReportConfig(accentuations=-1), "ReportConfig.accentuations", "--accentuations must"),
+    (lambda: ReportConfig(accent_steps=0), "ReportConfig.accent_steps", "--accent-steps must"),
+    (lambda: ReportConfig(concepts=-1), "ReportConfig.concepts must", "--concepts must"),
+    (
+        lambda: ReportConfig(concept_positions=0),
+        "ReportConfig.concept_positions",
+        "--concept-positions must",
+    ),
     (
         lambda: ReportConfig(render=replace(ReportConfig().render, diversity=9)),
         "ReportConfig.render.diversity must be 1..8",

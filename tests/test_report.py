@@ -423,6 +423,7 @@ def test_every_stage_shows_progress_in_plain_lines(
         "renders",
         "data pass",
         "class votes",
+        "accentuations",
         "concepts",
         "dreams",
         "attribution maps",
@@ -462,7 +463,7 @@ def test_default_report_of_lite0_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "site"
     code, output = _cli(
         "--units-per-layer", "2", "--steps", "2", "--limit", "16", "--methods", "saliency",
-        "--dream-octaves", "1", "--dream-steps", "2", "-q", "-o", str(out),
+        "--dream-octaves", "1", "--dream-steps", "2", "--accent-steps", "2", "-q", "-o", str(out),
     )  # fmt: skip
     assert code == 0, output
     assert "open " + str(out / "index.html") in output
@@ -488,7 +489,7 @@ def test_default_report_of_lite0_end_to_end(tmp_path: Path) -> None:
     assert "_blocks.15" in index and "4,652,008" in index  # the whole layer table, parameters
     code, again = _cli(
         "--units-per-layer", "2", "--steps", "2", "--limit", "16", "--methods", "saliency",
-        "--dream-octaves", "1", "--dream-steps", "2", "-q", "-o", str(out),
+        "--dream-octaves", "1", "--dream-steps", "2", "--accent-steps", "2", "-q", "-o", str(out),
     )  # fmt: skip
     assert code == 0 and "0 artifact(s) computed" in again, again
 

@@ -468,6 +468,7 @@ def make_accent(
             units,
             reg_layer=str(params["reg_layer"]),
             steps=int(params["steps"]),
+            crops=int(params["crops"]),
             seed=int(params["seed"]),
             run=replace(plan.run, amp=params["precision"] == "bfloat16"),
             progress=progress,

@@ -33,6 +33,8 @@ from vizcnn.optvis.config import RenderConfig
 from vizcnn.report.config import ReportConfig
 from vizcnn.runs.store import settings_digest
 
+ACCENT_CROPS = 4  # crops per accentuation step in a report (`accentuate`'s default: 8)
+
 KINDS = (
     "layers",
     "filters",
@@ -396,6 +398,7 @@ def plan_report(
                 **data,
                 "exemplars": config.accentuations,
                 "steps": config.accent_steps,
+                "crops": ACCENT_CROPS,
                 "reg_layer": reg,
                 "seed": seed,
                 "precision": precision,
