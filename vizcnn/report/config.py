@@ -59,10 +59,10 @@ class ReportConfig:
     methods: tuple[str, ...] = DEFAULT_METHODS  # attribution method names shown
     dream: DreamConfig = field(default_factory=DreamConfig)  # each image's dream
     ablation: str | None = None  # results.json of `vizcnn ablate` to show, or None
-    vote_images: int = 64  # first N images of the data for each unit's class votes; 0 = none
+    vote_images: int = 16  # first N images of the data for each unit's class votes; 0 = none
     vote_classes: int = 5  # classes shown per unit (those whose logit falls most)
     accentuations: int = 1  # top exemplars per unit accentuated on its card; 0 = none
-    accent_steps: int = 32  # steps of each accentuation (4 crops a step: the report's recipe)
+    accent_steps: int = 16  # steps of each accentuation (2 crops a step: the report's recipe)
     concepts: int = 6  # k NMF concepts on each layer's concepts page; 0 = no concepts pages
     concept_positions: int = 4096  # cap of the uniform sample of positions factorized
     self_contained: bool = False  # one HTML file with every picture inlined

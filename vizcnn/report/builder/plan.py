@@ -33,7 +33,7 @@ from vizcnn.optvis.config import RenderConfig
 from vizcnn.report.config import ReportConfig
 from vizcnn.runs.store import settings_digest
 
-ACCENT_CROPS = 4  # crops per accentuation step in a report (`accentuate`'s default: 8)
+ACCENT_CROPS = 2  # crops per accentuation step in a report (`accentuate`'s default: 8)
 
 KINDS = (
     "layers",
