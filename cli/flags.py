@@ -111,6 +111,17 @@ FIELD_FLAGS = {
     "ProbeConfig.model_classes": "--model-classes",
     "ProbeConfig.layers": "-l/--layers",
     "ProbeConfig.C": "-C",
+    # vizcnn concepts: ConceptConfig and find_concepts
+    "ConceptConfig.k": "-k",
+    "ConceptConfig.max_positions": "--max-positions",
+    "ConceptConfig.patches": "--patches",
+    "ConceptConfig.thumbnail": "--thumbnail",
+    "ConceptConfig.heatmap_images": "--heatmap-images",
+    "ConceptConfig.importance_images": "--importance-images",
+    "ConceptConfig.max_iter": "the NMF's max_iter",
+    "ConceptConfig.limit must be at least 1": "--limit must be at least 1",
+    "ConceptConfig.crops": "--crops",
+    "k must be between 1 and the": "-k must be between 1 and the",
     # vizcnn report: ReportConfig and plan_report
     "ReportConfig.units_per_layer": "--units-per-layer",
     "ReportConfig.limit": "--limit",

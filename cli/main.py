@@ -57,6 +57,7 @@ LAZY_COMMANDS = {
     "equivariance": ".equivariance:equivariance_command",
     "neighbors": ".neighbors:neighbors_command",
     "probe": ".probe:probe_command",
+    "concepts": ".concepts:concepts_command",
     "report": ".report:report_command",
     "models": ".models:models_command",
     "layers": ".models:layers_command",
@@ -84,6 +85,7 @@ def app() -> None:
       vizcnn filters -o filters.png                 first-layer filters as a grid
       vizcnn neighbors sample:coffee samples        nearest images in feature space
       vizcnn probe digits -m lenet5_digits -o pr/   linear probes: accuracy by depth
+      vizcnn concepts samples -k 8 -o concepts/     a layer's concepts (NMF), CRAFT-style
     Every command takes --help.
     """
 

@@ -17,6 +17,7 @@ from vizcnn.attribution import (
     attribute,
 )
 from vizcnn.concepts import (
+    ConceptConfig,
     Concepts,
     concept_coefficients,
     concept_heatmaps,
@@ -57,6 +58,7 @@ from vizcnn.optvis.rendering import RenderResult, render
 from vizcnn.runs import (
     AblationRun,
     AttributeRun,
+    ConceptsRun,
     DigitsRun,
     DreamRun,
     EquivarianceRun,
@@ -71,6 +73,7 @@ from vizcnn.runs import (
     RenderUnit,
     ablate_folder,
     attribute_folder,
+    concepts_folder,
     digits_weights_file,
     dream_file,
     equivariance_folder,
@@ -149,6 +152,9 @@ __all__ = [
     "concept_patches",
     "concept_renders",
     "find_concepts",
+    "ConceptConfig",
+    "ConceptsRun",
+    "concepts_folder",
     "as_generator",
     "DreamConfig",
     "LayerTarget",
