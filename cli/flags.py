@@ -119,6 +119,17 @@ FIELD_FLAGS = {
     "lower lr, or check the unit": "lower --lr, or check the unit",
     "give a folder name (no .png)": "give -o a folder (no .png)",
     "accentuate one (LAYER:CHANNEL)": "accentuate one (-l LAYER:CHANNEL)",
+    # vizcnn concepts: ConceptConfig and find_concepts
+    "ConceptConfig.k": "-k",
+    "ConceptConfig.max_positions": "--max-positions",
+    "ConceptConfig.patches": "--patches",
+    "ConceptConfig.thumbnail": "--thumbnail",
+    "ConceptConfig.heatmap_images": "--heatmap-images",
+    "ConceptConfig.importance_images": "--importance-images",
+    "ConceptConfig.max_iter": "the NMF's max_iter",
+    "ConceptConfig.limit must be at least 1": "--limit must be at least 1",
+    "ConceptConfig.crops": "--crops",
+    "k must be between 1 and the": "-k must be between 1 and the",
     # vizcnn report: ReportConfig and plan_report
     "ReportConfig.units_per_layer": "--units-per-layer",
     "ReportConfig.render.diversity": "--diversity",

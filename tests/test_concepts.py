@@ -314,3 +314,15 @@ def test_replace_output_edits_only_the_named_call_and_cleans_up() -> None:
         torch.testing.assert_close(model(x), torch.tensor([[0.0, 0.0]]))
     assert not relu._forward_hooks and not model._forward_pre_hooks
     torch.testing.assert_close(model(x), torch.tensor([[0.0, 2.0]]))
+
+
+def test_the_default_layer_is_the_last_relu_of_the_mining_layer() -> None:
+    from vizcnn.concepts import default_concept_layer
+    from vizcnn.models.loading import load_model
+
+    resnet = load_model("resnet18", weights="none")
+    assert resnet.layers_for("mine") == ["layer3"]
+    assert default_concept_layer(resnet) == "layer3.1.relu#1"  # = layer3's own output
+    with torch.no_grad(), capture(resnet.module, ["layer3", "layer3.1.relu#1"]) as acts:
+        acts.run(torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)))
+    torch.testing.assert_close(acts["layer3"], acts["layer3.1.relu#1"])

@@ -17,6 +17,7 @@ from vizcnn.attribution import (
     attribute,
 )
 from vizcnn.concepts import (
+    ConceptConfig,
     Concepts,
     concept_coefficients,
     concept_heatmaps,
@@ -60,6 +61,7 @@ from vizcnn.runs import (
     AblationRun,
     AccentuateRun,
     AttributeRun,
+    ConceptsRun,
     DigitsRun,
     DreamRun,
     EquivarianceRun,
@@ -75,6 +77,7 @@ from vizcnn.runs import (
     ablate_folder,
     accentuate_files,
     attribute_folder,
+    concepts_folder,
     digits_weights_file,
     dream_file,
     equivariance_folder,
@@ -155,6 +158,9 @@ __all__ = [
     "concept_patches",
     "concept_renders",
     "find_concepts",
+    "ConceptConfig",
+    "ConceptsRun",
+    "concepts_folder",
     "as_generator",
     "DreamConfig",
     "LayerTarget",

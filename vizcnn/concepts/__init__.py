@@ -1,6 +1,7 @@
 """Concept discovery (CRAFT): NMF of a layer's activations into k concept directions, and views
 of each concept (renders, top patches, heatmaps, removal importance)."""
 
+from vizcnn.concepts.config import ConceptConfig, default_concept_layer
 from vizcnn.concepts.discovery import Concepts, find_concepts, nonnegative_layers
 from vizcnn.concepts.nmf import nmf, nnls
 from vizcnn.concepts.views import (
@@ -13,6 +14,8 @@ from vizcnn.concepts.views import (
 )
 
 __all__ = [
+    "ConceptConfig",
+    "default_concept_layer",
     "Concepts",
     "concept_coefficients",
     "concept_heatmaps",

@@ -4,8 +4,8 @@ into k non-negative concept directions.
 Every spatial position of every image is one row of C channel activations. One streaming pass
 keeps a **uniform sample of positions with a stated cap** (`max_positions`, reservoir sampling
 by random keys: each position seen gets a seeded uniform key and the `max_positions` smallest
-keys are kept), so memory is `max_positions x C` numbers however many images stream by. The
-sample is then factorized by NMF (`vizcnn.concepts.nmf`, HALS in torch):
+keys are kept), so memory is at most 2 x `max_positions` x C numbers however many images stream
+by. The sample is then factorized by NMF (`vizcnn.concepts.nmf`, HALS in torch):
 `A (n, C) ~ U (n, k) W (k, C)`; the rows of W are the concepts.
 
 NMF needs non-negative activations: a layer with a negative value (a block output before its
@@ -18,6 +18,7 @@ factorized, and the concepts are ranked by their removal importance for that cla
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -219,48 +220,62 @@ def class_of(loaded: LoadedModel, label: str | int) -> tuple[int, str | None]:
     return index, loaded.labels[index] if index < len(loaded.labels) else None
 
 
-@dataclass
 class _Reservoir:
-    """A uniform sample without replacement of at most `cap` rows of everything added."""
+    """A uniform sample without replacement of at most `cap` positions of everything added.
 
-    cap: int
-    generator: torch.Generator
-    rows: torch.Tensor | None = None  # (m, C)
-    keys: torch.Tensor | None = None  # (m,) uniform keys, kept: the m smallest
-    where: torch.Tensor | None = None  # (m, 3) int64 (image id, y, x)
-    seen: int = 0
+    Each position gets a seeded uniform key; the sample is the `cap` smallest keys. Once `cap`
+    are held, a new position can only enter with a key below the largest kept one, so only
+    those few are copied (about `cap * ln(seen / cap)` over a whole pass, not `seen`); they wait
+    in a buffer that is merged when it holds `cap` rows. Memory: at most 2 x `cap` rows plus one
+    batch's keys.
+    """
 
-    def add(self, rows: torch.Tensor, where: torch.Tensor) -> None:
-        keys = torch.rand(rows.shape[0], generator=self.generator)
-        self.seen += rows.shape[0]
-        if self.rows is None or self.keys is None or self.where is None:
-            all_rows, all_keys, all_where = rows, keys, where
-        else:
-            all_rows = torch.cat([self.rows, rows])
-            all_keys = torch.cat([self.keys, keys])
-            all_where = torch.cat([self.where, where])
-        if all_keys.numel() > self.cap:
-            kept = torch.topk(all_keys, self.cap, largest=False).indices
-            kept = kept.sort().values  # stream order: the sample reads as the data does
-            all_rows = all_rows[kept.to(all_rows.device)]
-            all_keys, all_where = all_keys[kept], all_where[kept]
-        self.rows, self.keys, self.where = all_rows.contiguous(), all_keys, all_where
+    def __init__(self, cap: int, generator: torch.Generator) -> None:
+        self.cap = cap
+        self.generator = generator
+        self.threshold = math.inf  # a key at or above it can never be among the cap smallest
+        self.rows: list[torch.Tensor] = []  # (m, C) float32 blocks
+        self.keys: list[torch.Tensor] = []  # (m,) their keys
+        self.where: list[torch.Tensor] = []  # (m, 3) int64 (image id, y, x)
+        self.held = 0
+        self.seen = 0
 
+    def add(self, acts: torch.Tensor, ids: torch.Tensor) -> None:
+        """Offer every position of `acts` `(B, C, h, w)` (images `ids` `(B,)`)."""
+        batch, _channels, height, width = acts.shape
+        count = batch * height * width
+        keys = torch.rand(count, generator=self.generator)  # stream order: b, y, x
+        self.seen += count
+        chosen = (keys < self.threshold).nonzero().flatten()
+        if not len(chosen):
+            return
+        b, rest = chosen // (height * width), chosen % (height * width)
+        y, x = rest // width, rest % width
+        index = (b.to(acts.device), y.to(acts.device), x.to(acts.device))
+        self.rows.append(acts[index[0], :, index[1], index[2]].float())  # (m, C)
+        self.keys.append(keys[chosen])
+        self.where.append(torch.stack([ids[b], y, x], dim=1))
+        self.held += len(chosen)
+        if self.held >= 2 * self.cap:
+            self.merge()
 
-def _positions(acts: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """`(B, C, h, w)` -> rows `(B*h*w, C)` float32 and their `(image id, y, x)`."""
-    batch, channels, height, width = acts.shape
-    rows = acts.float().permute(0, 2, 3, 1).reshape(-1, channels)
-    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
-    where = torch.stack(
-        [
-            ids.repeat_interleave(height * width),
-            ys.flatten().repeat(batch),
-            xs.flatten().repeat(batch),
-        ],
-        dim=1,
-    )
-    return rows, where
+    def merge(self) -> None:
+        """Keep the `cap` smallest keys (in stream order) and lower the threshold to them."""
+        if not self.keys:
+            return
+        rows, keys, where = torch.cat(self.rows), torch.cat(self.keys), torch.cat(self.where)
+        if len(keys) > self.cap:
+            kept = torch.topk(keys, self.cap, largest=False).indices.sort().values
+            rows, keys, where = rows[kept.to(rows.device)], keys[kept], where[kept]
+        if len(keys) >= self.cap:
+            self.threshold = float(keys.max())
+        self.rows, self.keys, self.where = [rows.contiguous()], [keys], [where]
+        self.held = len(keys)
+
+    def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sample: rows `(n, C)` and their `(image id, y, x)`, in stream order."""
+        self.merge()
+        return self.rows[0], self.where[0]
 
 
 def find_concepts(
@@ -335,19 +350,19 @@ def find_concepts(
                 f"{f' ({class_name})' if class_name else ''}; choose another class or more data"
             )
         raise VizError(f"no readable image in {data_name!r}; concepts need at least one")
-    assert reservoir.rows is not None and reservoir.where is not None
-    if reservoir.rows.shape[0] < k:
+    rows, where = reservoir.sample()
+    if rows.shape[0] < k:
         raise VizError(
-            f"{reservoir.rows.shape[0]} positions sampled but k = {k}; use a smaller k or more data"
+            f"{rows.shape[0]} positions sampled but k = {k}; use a smaller k or more data"
         )
     start = time.perf_counter()
-    found = nmf(reservoir.rows, k, max_iter=max_iter)
+    found = nmf(rows, k, max_iter=max_iter)
     factorize_seconds = time.perf_counter() - start
     concepts = Concepts(
         layer=spec,
         W=found.W,
         coefficients=found.U,
-        positions=reservoir.where,
+        positions=where,
         reconstruction_error=found.error,
         image_ids=used,
         image_names=[source.names[i] for i in used],
@@ -425,15 +440,17 @@ def _stream(
                     predicted = require_output_tensor(output).float().argmax(dim=1).cpu()
                     keep = keep & (predicted == wanted_class)
                 layer_acts = acts[spec]
-                minimum = float(layer_acts[keep.to(layer_acts.device)].min()) if keep.any() else 0.0
-                if minimum < 0:
-                    raise _refuse_negative(loaded, spec, minimum)
                 if bool(keep.any()):
-                    chosen = layer_acts[keep.to(layer_acts.device)]
+                    # per image first: a boolean index of the whole map would copy it
+                    lowest = layer_acts.flatten(1).amin(dim=1).cpu()[keep]
+                    if float(lowest.min()) < 0:
+                        raise _refuse_negative(loaded, spec, float(lowest.min()))
+                    chosen = (
+                        layer_acts if bool(keep.all()) else layer_acts[keep.to(layer_acts.device)]
+                    )
                     map_size = (int(chosen.shape[2]), int(chosen.shape[3]))
                     ids = batch.indices[keep]
-                    rows, where = _positions(chosen, ids)
-                    reservoir.add(rows, where)
+                    reservoir.add(chosen, ids)
                     used += [int(i) for i in ids]
             progress(done, total, message)
     return reservoir, used, unreadable, map_size
