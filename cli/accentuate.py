@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from vizcnn.optvis.accentuation import (
+    ACCENT_BATCH,
     DEFAULT_CROPS,
     DEFAULT_LR,
     DEFAULT_REG_WEIGHT,
@@ -14,7 +15,7 @@ from vizcnn.optvis.accentuation import (
     DISTANCES,
 )
 from vizcnn.optvis.objectives import Unit, class_logit
-from vizcnn.runs.accentuate import AccentuateRun, accentuate_files
+from vizcnn.runs.accentuate import AccentuateRun, accentuate_files, accentuate_output
 
 from .common import device_from, echo_warnings, friendly_errors, progress_enabled, run_options
 from .dream import SAMPLES_EPILOG
@@ -60,7 +61,7 @@ def _summary(run: AccentuateRun) -> str:
 @click.option("--figure", is_flag=True,
               help="Also write NAME_figure.png: original | accentuated | difference.")  # fmt: skip
 @precision_options("pictures")
-@batch_option(4, help="Images optimized together (each with --crops crops per forward).")
+@batch_option(ACCENT_BATCH, help="Images optimized together (each with --crops crops per forward).")
 @output_options(
     "out.png for one image, a folder for several. Outputs made with these settings are kept; "
     "others stop the run unless --overwrite.",
@@ -84,6 +85,7 @@ def accentuate_command(
     if (options["unit"] is None) == (options["class_name"] is None):
         raise click.UsageError("give the unit: -l LAYER:CHANNEL or --class NAME (one of them)")
     run = run_from(options)
+    accentuate_output(output, len(images))  # a wrong -o fails before the model loads
     loaded = open_model(options, device_from(options))
     unit: Unit = (
         class_logit(options["class_name"]) if options["class_name"] is not None else options["unit"]

@@ -12,13 +12,8 @@ from vizcnn.core.errors import VizError
 from vizcnn.core.run_options import RunOptions
 from vizcnn.optvis import objectives as O
 from vizcnn.optvis import rendering
-from vizcnn.optvis.accentuation import (
-    accent_transforms,
-    accentuate,
-    default_reg_layer,
-    layer_distance,
-    transform_pair,
-)
+from vizcnn.optvis.accent_regularizer import default_reg_layer, layer_distance, transform_pair
+from vizcnn.optvis.accentuation import accent_transforms, accentuate
 from vizcnn.optvis.config import RenderConfig
 from vizcnn.optvis.param import ImagePhaseParam
 from vizcnn.optvis.transforms import apply_transforms
@@ -148,6 +143,14 @@ def test_one_unit_per_image_and_a_concept_direction() -> None:
         accentuate(loaded, images, [UNIT] * 3, reg_layer=REG, steps=2)
 
 
+def test_uint8_photographs_are_taken_as_read_as_value_over_255() -> None:
+    loaded = tiny_loaded()
+    pixels = (photos(1) * 255).round().to(torch.uint8)
+    a = accentuate(loaded, pixels, UNIT, reg_layer=REG, steps=3)
+    b = accentuate(loaded, pixels.float() / 255, UNIT, reg_layer=REG, steps=3)
+    assert_close(a.images, b.images, rtol=0, atol=0)
+
+
 def test_generator_seed_stands_for_the_int_it_draws() -> None:
     loaded, images = tiny_loaded(), photos(1)
     from vizcnn.core.devices import draw_seed
@@ -242,3 +245,23 @@ def test_lite0_accentuation_rises_and_defaults_to_an_early_layer(lite0) -> None:
     assert result.settings["reg_layer"] == "_blocks.2"
     assert result.values[0] > result.start_values[0]
     assert result.activation[6:].mean() > result.activation[:6].mean()
+
+
+def test_class_unit_with_cosine_distance_on_a_torchvision_net() -> None:
+    import torchvision
+
+    from vizcnn import describe
+
+    loaded = describe(torchvision.models.resnet18(weights=None), input_size=64)
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.2
+    result = accentuate(
+        loaded, images, O.class_logit(3), steps=4, crops=1, distance="cosine", reg_weight=2
+    )
+    assert result.settings["reg_layer"] == "layer1"  # the default: the stride-4 stage output
+    assert result.regularizer[1:].gt(0).all() and result.regularizer[1:].lt(2).all()
+
+
+def test_no_default_reg_layer_says_to_give_one() -> None:
+    with pytest.raises(VizError, match="no stage output of tiny runs before") as info:
+        accentuate(tiny_loaded(), photos(1), UNIT, steps=2)
+    assert "give reg_layer" in str(info.value) and "\n" not in str(info.value)

@@ -30,6 +30,7 @@ from vizcnn.features.kernels import KernelConfig
 from vizcnn.features.probes import ProbeConfig
 from vizcnn.mining import streaming
 from vizcnn.mining.streaming import MineConfig
+from vizcnn.optvis import accentuation
 from vizcnn.optvis import config as render_config
 from vizcnn.optvis.config import CHUNK_SEED_STRIDE, RenderConfig
 from vizcnn.optvis.rendering import render
@@ -186,6 +187,20 @@ _CONFIGS: dict[str, tuple[tuple[type, ...], dict[str, Any]]] = {
         },
     ),
     # -l and --layers both fill ProbeConfig.layers (none given: ()); --no-standardize: its negation
+    # accentuate's arguments are keyword defaults of `accentuate`, not a config's fields
+    "accentuate": (
+        (),
+        {
+            "batch": accentuation.ACCENT_BATCH,
+            "steps": accentuation.DEFAULT_STEPS,
+            "lr": accentuation.DEFAULT_LR,
+            "crops": accentuation.DEFAULT_CROPS,
+            "reg_weight": accentuation.DEFAULT_REG_WEIGHT,
+            "distance": "l2",
+            "reg_layer": None,
+            "size": None,
+        },
+    ),
     "probe": (
         (ProbeConfig,),
         {"batch": probes.DEFAULT_BATCH, "layer": None, "layers": None, "no_standardize": False},

@@ -15,7 +15,9 @@ earlier, so the pass is hooked at both); a truncated, gradient-free forward of t
 photograph's crops, stopped at the regularized layer, gives the target. The regularizer is the
 per-position Euclidean distance of the two activation vectors (or of their unit-normalized
 vectors, `distance="cosine"`), averaged over positions and crops and divided by the
-photograph's mean activation norm (a relative distance: 0.1 = moved 10 %).
+photograph's mean activation norm (a relative distance: 0.1 = moved 10 %). The regularizer's
+parts (its default layer, the paired crops, the distance, the balance) are in
+`vizcnn.optvis.accent_regularizer`.
 
 The loss of image i is `-unit_i + reg_weight * balance_i * reg_i`. `balance_i` makes
 `reg_weight` mean the same thing for every unit and layer (faccent's balanced alpha): it is the
@@ -37,7 +39,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from vizcnn.core.adam import Adam
 from vizcnn.core.devices import Seed, deterministic_algorithms, draw_seed, make_generator
@@ -49,13 +50,20 @@ from vizcnn.hooks import Layer, capture, layer_name, model_guard
 from vizcnn.io.imaging import resize
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
 from vizcnn.models.preflight import preflight
+from vizcnn.optvis.accent_regularizer import (
+    DISTANCES,
+    balanced_backward,
+    check_reg_layer,
+    default_reg_layer,
+    layer_distance,
+    transform_pair,
+)
 from vizcnn.optvis.config import CHUNK_SEED_STRIDE
 from vizcnn.optvis.objectives import LOGITS, Objective, ObjectiveContext, Unit, stack
 from vizcnn.optvis.param import ImagePhaseParam
 from vizcnn.optvis.rendering import _forward, _mean_over_crops, expand_units
-from vizcnn.optvis.transforms import Crop, Noise, Transform, apply_draw, draw
+from vizcnn.optvis.transforms import Crop, Noise, Transform
 
-DISTANCES = ("l2", "cosine")
 DEFAULT_STEPS = 100  # faccent's (it records steps 0..98)
 DEFAULT_LR = 0.05  # faccent's Adam rate, on phases in radians
 DEFAULT_CROPS = 8  # crops per image and step; faccent takes 16 (half the cost here)
@@ -65,9 +73,6 @@ ACCENT_BATCH = 4  # images per chunk where RunOptions.batch is None (x crops per
 # blur, so the smallest box here is 20 % of the side. Noise: faccent's sd 0.02.
 ACCENT_CROP = Crop(0.2, 1.0)
 ACCENT_NOISE = Noise(0.02)
-# the regularized layer by default: the last stage output at this stride or finer that runs
-# before the unit (lite0: _blocks.2, ResNets: layer1), edges and textures at 56 x 56
-REG_LAYER_REDUCTION = 4
 _BALANCE_STEP = 1  # 0-based step at which the regularizer's weight is balanced
 
 
@@ -106,8 +111,10 @@ def _check_images(images: torch.Tensor, channels: int) -> torch.Tensor:
         )
     if min(images.shape[-2:]) < 8:
         raise VizError(f"image {tuple(images.shape[-2:])} too small; use at least 8 x 8 pixels")
+    if images.dtype == torch.uint8:  # 8-bit pictures as a file gives them
+        images = images.float() / 255
     if not images.is_floating_point():
-        raise VizError(f"image must be floating point in [0, 1], got {images.dtype}")
+        raise VizError(f"image must be floating point in [0, 1] (or uint8), got {images.dtype}")
     if not bool(torch.isfinite(images).all()):
         raise VizError("image has NaN or inf values; give finite values in [0, 1]")
     low, high = float(images.min()), float(images.max())
@@ -123,58 +130,6 @@ def _check_number(name: str, value: float, low: float, strict: bool) -> None:
         raise VizError(f"{name} must be a finite number, got {value!r}")
     if value < low or (strict and value == low):
         raise VizError(f"{name} must be {'>' if strict else '>='} {low}, got {value}")
-
-
-def _forward_order(loaded: LoadedModel, layers: Sequence[str], size: tuple[int, int]) -> list[str]:
-    """`layers` in the order their outputs appear in one forward pass (one probe pass)."""
-    probe = torch.full((1, loaded.channels, *size), 0.5, device=loaded.device, dtype=loaded.dtype)
-    with (
-        model_guard(loaded.module),
-        torch.no_grad(),
-        capture(loaded.module, list(layers), stop_early=True, detach=True) as acts,
-    ):
-        acts.run(loaded.normalize(probe))
-    return list(acts.outputs)
-
-
-def default_reg_layer(loaded: LoadedModel, unit_layers: Sequence[str]) -> str:
-    """The regularized layer used when none is given: an early stage output before the unit.
-
-    The last stage output (`vizcnn.models.structure.stages`) with a stride of at most
-    `REG_LAYER_REDUCTION` that runs before every layer the unit reads (lite0: `_blocks.2`,
-    ResNets: `layer1`); if none runs that early, the first stage output before the unit.
-    """
-    from vizcnn.models.structure import stages
-
-    inner = [layer for layer in unit_layers if layer != LOGITS]
-    found = stages(loaded)
-    names = [stage.name for stage in found]
-    fine = {stage.name for stage in found if stage.reduction <= REG_LAYER_REDUCTION}
-    if not names:
-        raise VizError(f"cannot find the stages of {loaded.name}; give reg_layer")
-    order = _forward_order(loaded, sorted(set(names) | set(inner)), loaded.input_size)
-    first_unit = min((order.index(layer) for layer in inner), default=len(order))
-    before = [name for name in order[:first_unit] if name in names and name not in inner]
-    if not before:
-        raise VizError(
-            f"no stage output of {loaded.name} runs before the unit's layer "
-            f"{', '.join(inner)}; give reg_layer an earlier layer"
-        )
-    early = [name for name in before if name in fine]
-    return early[-1] if early else before[0]
-
-
-def _check_reg_layer(loaded: LoadedModel, reg_layer: str, unit_layers: Sequence[str]) -> None:
-    inner = [layer for layer in unit_layers if layer != LOGITS]
-    if not inner:
-        return
-    order = _forward_order(loaded, sorted({reg_layer, *inner}), loaded.input_size)
-    late = [layer for layer in inner if order.index(layer) <= order.index(reg_layer)]
-    if late:
-        raise VizError(
-            f"reg layer {reg_layer!r} does not run before the unit's layer {late[0]!r}; "
-            "the regularized layer must be an earlier one (default: an early stage output)"
-        )
 
 
 def _unit_objectives(
@@ -212,8 +167,8 @@ def accentuate(
 
     Args:
         model: a `LoadedModel` or a bare `nn.Module` (see `describe`); left as found.
-        image: `(B, C, H, W)` (or `(C, H, W)`) photographs in [0, 1]; the results have their
-            size, and the crops are resized to the model's input size.
+        image: `(B, C, H, W)` (or `(C, H, W)`) photographs in [0, 1] (uint8: 0..255);
+            the results have their size, and the crops are resized to the model's input size.
         unit: one unit for every image, or one per image: a unit string of the grammar
             (`"_blocks.9:3"`), a `(layer, channel)` pair, or any objective
             (`objectives.neuron(...)`, `class_logit("espresso")`, `direction(layer, vector)`
@@ -268,7 +223,7 @@ def accentuate(
     else:
         reg = layer_name(loaded.module, reg_layer)
         preflight(loaded, [reg], size=loaded.input_size)
-        _check_reg_layer(loaded, reg, unit_layers)
+        check_reg_layer(loaded, reg, unit_layers)
 
     settings: dict[str, Any] = {
         "reg_layer": reg,
@@ -341,58 +296,6 @@ class _Chunk:
     balance: torch.Tensor
 
 
-def transform_pair(
-    images: torch.Tensor,
-    photos: torch.Tensor,
-    transforms: Sequence[Transform],
-    out_size: tuple[int, int],
-    generator: torch.Generator | None,
-    then: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """`apply_transforms` of `images`, and the same draw (boxes and noise) applied to `photos`.
-
-    The first result equals `apply_transforms(images, transforms, out_size, generator, then)`
-    with the same generator state, bit for bit: the draws are taken in the same order.
-    """
-    geometric = [t for t in transforms if not isinstance(t, Noise)]
-    if not geometric:
-        out = resize(images, out_size)
-        target = resize(photos, out_size)
-        if then is not None:
-            out, target = then(out), then(target)
-    else:
-        drawn = draw(geometric, images.shape[0], (images.shape[-2], images.shape[-1]), generator)
-        out = apply_draw(images, drawn, out_size, then)
-        target = apply_draw(photos, drawn, out_size, then)
-    for step in transforms:
-        if isinstance(step, Noise) and not step.sd >= 0:
-            raise VizError(f"noise sd must be >= 0, got {step.sd}")
-        if isinstance(step, Noise) and step.sd > 0:
-            device = generator.device if generator is not None else torch.device("cpu")
-            noise = torch.randn(out.shape, generator=generator, device=device, dtype=torch.float32)
-            noise = (step.sd * noise).to(device=out.device, dtype=out.dtype)
-            out, target = out + noise, target + noise
-    return out, target
-
-
-def layer_distance(acts: torch.Tensor, target: torch.Tensor, distance: str) -> torch.Tensor:
-    """Per-image relative distance `(B,)` between activations `(B, C, ...)` and a target.
-
-    `l2`: mean over positions of ||a - t|| over channels, divided by the mean ||t||;
-    `cosine`: mean over positions of ||a/|a| - t/|t||| (in [0, 2]).
-    """
-    acts, target = acts.float(), target.float().detach()
-    if acts.dim() < 2:
-        raise VizError(f"the regularized layer's output has shape {tuple(acts.shape)}, no channels")
-    if distance == "cosine":
-        acts, target = F.normalize(acts, dim=1, eps=1e-8), F.normalize(target, dim=1, eps=1e-8)
-        scale = torch.ones(acts.shape[0], device=acts.device)
-    else:
-        scale = torch.linalg.vector_norm(target, dim=1).flatten(1).mean(1).clamp_min(1e-8)
-    gap = torch.linalg.vector_norm(acts - target, dim=1)
-    return gap.flatten(1).mean(1) / scale if gap.dim() > 1 else gap / scale
-
-
 def _per_image(rows: torch.Tensor, crops: int) -> torch.Tensor:
     """`(crops * B,)` crop-major values to the `(B,)` mean over each image's crops."""
     return rows.view(crops, -1).mean(0)
@@ -427,6 +330,8 @@ def _accentuate_chunk(
     optimizer = Adam(param.parameters(), lr=lr)
     with torch.no_grad():
         start_images = param()  # the photographs as the parameterization makes them
+        # crop-major copies of the photographs, the same every step
+        originals = start_images if crops == 1 else start_images.repeat(crops, 1, 1, 1)
     precision = choose_precision(device, run.amp)
     autocast = precision.autocast()
     channels_last = run.channels_last and (cuda or precision.channels_last)
@@ -448,7 +353,6 @@ def _accentuate_chunk(
             optimizer.zero_grad()
             images = param()
             many = images if crops == 1 else images.repeat(crops, 1, 1, 1)
-            originals = start_images if crops == 1 else start_images.repeat(crops, 1, 1, 1)
             inputs, target_inputs = transform_pair(
                 many, originals, transforms, input_size, generator, then=loaded.normalize
             )
@@ -468,7 +372,7 @@ def _accentuate_chunk(
                 loss = unit_loss
             else:
                 if step == _BALANCE_STEP:
-                    balance = _balanced_backward(param, unit_loss, gaps, reg_weight)
+                    balance = balanced_backward(param, unit_loss, gaps, reg_weight)
                 loss = unit_loss + reg_weight * (balance * gaps).sum()
                 if step != _BALANCE_STEP:
                     loss.backward()
@@ -497,27 +401,6 @@ def _accentuate_chunk(
         start_values=ends[1].cpu(),
         balance=balance.cpu(),
     )
-
-
-def _balanced_backward(
-    param: ImagePhaseParam, unit_loss: torch.Tensor, gaps: torch.Tensor, reg_weight: float
-) -> torch.Tensor:
-    """Backward of `unit_loss + reg_weight * sum(balance * gaps)` with each image's balance set
-    so that both terms' gradients on its phases have the same L1 norm (faccent's balanced
-    alpha); returns the balance `(B,)`."""
-    (unit_grad,) = torch.autograd.grad(unit_loss, param.values, retain_graph=True)
-    (reg_grad,) = torch.autograd.grad(gaps.sum(), param.values, allow_unused=True)
-    if reg_grad is None:
-        reg_grad = torch.zeros_like(unit_grad)
-    pull = reg_grad.abs().flatten(1).sum(1)
-    push = unit_grad.abs().flatten(1).sum(1)
-    # an image whose regularizer has no gradient yet (no change at the reg layer) keeps a
-    # balance of 1 rather than an infinite one
-    balance = torch.where(pull > 0, push / pull.clamp_min(1e-30), torch.ones_like(push))
-    param.values.grad = (
-        unit_grad + reg_weight * balance.view(-1, *[1] * (unit_grad.dim() - 1)) * reg_grad
-    )
-    return balance.detach()
 
 
 def _check_finite(losses: torch.Tensor, begin: int, end: int, label: str) -> None:

@@ -181,25 +181,17 @@ def draw(
     return Draw(matrices=matrices, canvas=(height, width), fill=0.5 if fill is None else fill)
 
 
-def apply_draw(
-    images: torch.Tensor,
+def sampling_grid(
     drawn: Draw,
+    images: torch.Tensor,
     out_size: tuple[int, int],
-    then: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Resample `(B, C, H, W)` images through `drawn` into `(B, C, *out_size)`.
-
-    Upsampling happens in the one `grid_sample`; when the output is smaller than the canvas the
-    sampling is done at canvas resolution and then shrunk with antialiasing. `then` is a
-    per-channel affine map (such as a model's normalization) to apply to the result: it is
-    applied to the small input and to the fill instead, which gives the same result (the
-    interpolation weights sum to one) for less work.
-    """
+    """The `(B, h, w, 2)` `grid_sample` grid with which `apply_draw` resamples `images`
+    `(B, C, H, W)` through `drawn` (h, w: `out_size`, or the canvas when that is larger)."""
     batch, _, height, width = images.shape
     canvas_h, canvas_w = drawn.canvas
     sample_h, sample_w = out_size
-    shrink = out_size[0] < canvas_h or out_size[1] < canvas_w
-    if shrink:
+    if out_size[0] < canvas_h or out_size[1] < canvas_w:
         sample_h, sample_w = canvas_h, canvas_w
     # affine_grid maps output coords in [-1, 1] (x, y order) to input coords in [-1, 1].
     matrices = drawn.matrices
@@ -209,7 +201,30 @@ def apply_draw(
         from_source.to(matrices.device) @ torch.linalg.inv(matrices) @ to_canvas.to(matrices.device)
     )
     theta = theta[:, :2].to(device=images.device, dtype=images.dtype)
-    grid = F.affine_grid(theta, [batch, images.shape[1], sample_h, sample_w], align_corners=False)
+    return F.affine_grid(theta, [batch, images.shape[1], sample_h, sample_w], align_corners=False)
+
+
+def apply_draw(
+    images: torch.Tensor,
+    drawn: Draw,
+    out_size: tuple[int, int],
+    then: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    grid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Resample `(B, C, H, W)` images through `drawn` into `(B, C, *out_size)`.
+
+    Upsampling happens in the one `grid_sample`; when the output is smaller than the canvas the
+    sampling is done at canvas resolution and then shrunk with antialiasing. `then` is a
+    per-channel affine map (such as a model's normalization) to apply to the result: it is
+    applied to the small input and to the fill instead, which gives the same result (the
+    interpolation weights sum to one) for less work. `grid`: `sampling_grid(drawn, images,
+    out_size)` computed already (it costs about as much as the sampling: reuse it for a second
+    batch resampled through the same draw).
+    """
+    canvas_h, canvas_w = drawn.canvas
+    shrink = out_size[0] < canvas_h or out_size[1] < canvas_w
+    if grid is None:
+        grid = sampling_grid(drawn, images, out_size)
     fill = torch.full(
         (1, images.shape[1], 1, 1), drawn.fill, device=images.device, dtype=images.dtype
     )

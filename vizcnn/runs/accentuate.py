@@ -35,6 +35,7 @@ from vizcnn.io.paths import ensure_writable, unique_stems
 from vizcnn.io.provenance import tensor_digest
 from vizcnn.models.base import ModelLike, as_loaded
 from vizcnn.models.preflight import preflight
+from vizcnn.optvis.accent_regularizer import default_reg_layer
 from vizcnn.optvis.accentuation import (
     DEFAULT_CROPS,
     DEFAULT_LR,
@@ -42,14 +43,19 @@ from vizcnn.optvis.accentuation import (
     DEFAULT_STEPS,
     AccentuationResult,
     accentuate,
-    default_reg_layer,
 )
 from vizcnn.optvis.objectives import LOGITS, Unit
 from vizcnn.optvis.rendering import expand_units
 from vizcnn.runs.lock import file_lock, folder_lock
 from vizcnn.runs.store import model_block, plan_results
 
-__all__ = ["MANIFEST", "AccentuateRun", "accentuate_files", "difference_image"]
+__all__ = [
+    "MANIFEST",
+    "AccentuateRun",
+    "accentuate_files",
+    "accentuate_output",
+    "difference_image",
+]
 
 MANIFEST = "accentuate.json"
 ImageLike = str | Path | torch.Tensor
@@ -78,6 +84,22 @@ def difference_image(original: torch.Tensor, changed: torch.Tensor) -> torch.Ten
     delta = changed.float() - original.float()
     spread = torch.quantile(delta.abs().flatten(), 0.99).clamp_min(1e-6)
     return (0.5 + 0.5 * delta / spread).clamp(0, 1)
+
+
+def accentuate_output(output: str | Path, count: int) -> tuple[Path, bool]:
+    """The output path checked before any work (and whether it is one `.png`): a `.png` for one
+    image, a folder (no suffix) for any number; writable."""
+    target = Path(output)
+    single = target.suffix.lower() == ".png"
+    if single and count > 1:
+        raise VizError(
+            f"{count} images need a folder as output, not {target.name!r}; "
+            "give a folder name (no .png)"
+        )
+    if target.suffix and not single:
+        raise VizError(f"cannot write {target.name!r}; use out.png for one image or a folder")
+    ensure_writable(target, "file" if single else "folder", flag="output")
+    return target, single
 
 
 def _fit(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -155,16 +177,7 @@ def accentuate_files(
     listed = [images] if isinstance(images, (str, Path, torch.Tensor)) else list(images)
     if not listed:
         raise VizError("no images given; name at least one image file or sample:NAME")
-    target = Path(output)
-    single = target.suffix.lower() == ".png"
-    if single and len(listed) > 1:
-        raise VizError(
-            f"{len(listed)} images need a folder as output, not {target.name!r}; "
-            "give a folder name (no .png)"
-        )
-    if target.suffix and not single:
-        raise VizError(f"cannot write {target.name!r}; use out.png for one image or a folder")
-    ensure_writable(target, "file" if single else "folder", flag="output")
+    target, single = accentuate_output(output, len(listed))
     side = size if size is not None else loaded.input_size
     shape = (side, side) if isinstance(side, int) else (int(side[0]), int(side[1]))
     if min(shape) < 8:
