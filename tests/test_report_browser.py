@@ -167,3 +167,22 @@ def test_unit_cards_draw_their_histogram_votes_and_links(browser: SiteBrowser, s
     tab.click_link("layer-02-conv2.html#layer-02-conv2-c1")  # the first card's "next" link
     assert tab.url == page.resolve().as_uri() + "#layer-02-conv2-c1"
     assert tab.check().problems() == []
+
+
+def test_concepts_pages_show_every_concept_and_link_both_ways(
+    browser: SiteBrowser, site: Path
+) -> None:
+    tab = browser.new_tab()
+    tab.goto(site / "layer-02-conv2.html")
+    tab.click_link("concepts-02-conv2.html")  # the layer page's link to its concepts
+    assert "concepts of conv2" in tab.page.title()
+    concepts = tab.page.locator("article.concept")
+    assert concepts.count() == 3  # k = 6 clipped to the 3 channels of conv2's ReLU
+    for index in range(concepts.count()):
+        images = concepts.nth(index).locator("img")
+        assert images.count() == 3  # direction render, top patches, a heatmap on the image
+    check = tab.check()
+    assert check.problems() == [], "\n".join(check.problems())
+    _file_sizes_match(check)
+    tab.click_link("layer-02-conv2.html")  # and back to the units' cards
+    assert tab.url == (site / "layer-02-conv2.html").resolve().as_uri()
