@@ -145,3 +145,20 @@ def test_two_gloo_ranks_merge_to_one_rank(tmp_path: Path) -> None:
             torch.testing.assert_close(got["counts"], one.counts, rtol=0, atol=0)
             torch.testing.assert_close(got["edges"], one.edges, rtol=0, atol=0)
             torch.testing.assert_close(got["means"], one.means, rtol=1e-12, atol=1e-12)
+
+
+def test_unreadable_files_are_skipped_alike(tmp_path: Path) -> None:
+    from mine_helpers import write_pngs
+    from vizcnn.data.datasets import open_dataset
+
+    paths = write_pngs(tmp_path / "data", random_images(9, seed=6))
+    paths[4].write_bytes(b"not a png")  # one unreadable file in the middle of a batch
+    data = open_dataset(tmp_path / "data", 3, (32, 32))
+    mined = mine_layers(loaded_tiny(), data, CONFIGS, run=RUN)
+    for config in CONFIGS:
+        single = mine_topk(loaded_tiny(), data, config, run=RUN)
+        got = mined[str(config.layer)]
+        assert got.top.skipped == single.skipped and len(single.skipped) == 1
+        assert got.top.images_seen == single.images_seen == 8
+        torch.testing.assert_close(got.top.image_ids, single.image_ids, rtol=0, atol=0)
+        assert int(got.counts[0].sum()) == 8 * single.layer_shape[1] * single.layer_shape[2]
