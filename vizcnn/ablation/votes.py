@@ -10,9 +10,10 @@ A large positive drop: the channel pushes class k up. Batched over channels: the
 of a batch of B images is repeated once per channel, each copy with one channel zeroed, and the
 rest of the network runs on the n * B copies in one call (the network before the layer runs once).
 A network that feeds an earlier tensor past the layer (a skip connection around it, DenseNet's
-concatenation) cannot take a larger batch after the layer than before it: it is detected on the
-first batch (an error or a wrong output size) and the votes are then computed with the input
-images repeated instead, same numbers, more compute.
+concatenation) or reshapes by the input's batch size (lite0's head: `x.view(bs, -1)`) cannot
+take a larger batch after the layer than before it: it is detected (an error or a wrong output
+size) and the votes are then computed with the input images repeated instead, same numbers,
+more compute.
 """
 
 from __future__ import annotations
