@@ -58,6 +58,7 @@ LAZY_COMMANDS = {
     "neighbors": ".neighbors:neighbors_command",
     "probe": ".probe:probe_command",
     "accentuate": ".accentuate:accentuate_command",
+    "concepts": ".concepts:concepts_command",
     "report": ".report:report_command",
     "models": ".models:models_command",
     "layers": ".models:layers_command",
@@ -86,6 +87,7 @@ def app() -> None:
       vizcnn neighbors sample:coffee samples        nearest images in feature space
       vizcnn probe digits -m lenet5_digits -o pr/   linear probes: accuracy by depth
       vizcnn accentuate sample:coffee -l _blocks.9:56 -o a.png   what in a photo drives a unit
+      vizcnn concepts samples -k 8 -o concepts/     a layer's concepts (NMF), CRAFT-style
     Every command takes --help.
     """
 

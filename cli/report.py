@@ -33,6 +33,17 @@ HELP = {
     "steps": "Activation-maximization steps per unit (vizcnn render uses 512).",
     "image_size": "Rendered picture side in pixels; the network sees it at this size (clipped "
     "to the model's input size).",
+    "diversity": "Renders per unit on its card (1: one; more: pushed apart, Gram diversity).",
+    "vote_images": "First N images of --data for each unit's class votes (the classes whose "
+    "logit falls most when the channel is zeroed); 0: no votes.",
+    "vote_classes": "Classes shown per unit in its votes.",
+    "accentuations": "Top exemplars per unit accentuated on its card (feature accentuation); "
+    "0: none. Layers with no earlier stage output to hold the photograph get none.",
+    "accent_steps": "Steps of each accentuation.",
+    "concepts": "k NMF concepts on each layer's concepts page (of its ReLU output); 0: no "
+    "concepts pages.",
+    "concept_positions": "Cap of the uniform sample of activation positions factorized per "
+    "concepts page.",
     "limit": "Use only the first N images of --data.",
     "crops": "samples: crops per bundled photo (16 photos).",
     "k": "Top patches per unit.",
@@ -72,6 +83,13 @@ def _opt(flag: str, field: str, **kwargs: Any) -> Any:
 @_opt("--units-per-layer", "units_per_layer", type=int)
 @_opt("--steps", "steps", type=int, default=D.render.steps)
 @_opt("--image-size", "image_size", type=int, default=D.render.size)
+@_opt("--diversity", "diversity", type=int, default=D.render.diversity)
+@_opt("--vote-images", "vote_images", type=int)
+@_opt("--vote-classes", "vote_classes", type=int)
+@_opt("--accentuations", "accentuations", type=int)
+@_opt("--accent-steps", "accent_steps", type=int)
+@_opt("--concepts", "concepts", type=int)
+@_opt("--concept-positions", "concept_positions", type=int)
 @_opt("--limit", "limit", type=int)
 @_opt("--crops", "crops", type=int)
 @_opt("-k", "k", type=int, default=D.mine.k)
@@ -111,8 +129,10 @@ def report_command(
 
     The index shows the model card (layer table with output shapes, parameters and receptive
     fields; first-layer filters), a strip of units per layer and links to every page. Each layer
-    page shows per unit its activation-maximization image, its top-k dataset patches and its
-    mean activation on --data. Every picture's provenance is on its page. Each artifact is cached
+    page shows per unit a card: its activation-maximization image (--diversity more), its top-k
+    dataset patches, the histogram of its activations on --data, the classes it votes for and
+    its mean activation, accentuations of its top exemplars; every layer is mined in one pass
+    over --data. Each layer also gets a concepts page (--concepts NMF concepts). Every picture's provenance is on its page. Each artifact is cached
     under OUT/artifacts/ keyed by its parameters: an interrupted run resumes, and changing one
     option recomputes only what depends on it.
     """
@@ -123,7 +143,12 @@ def report_command(
     fields = {name: options.pop(name) for name in list(options) if name in C.__dataclass_fields__}
     config = ReportConfig(
         layers=_split(layers),
-        render=replace(D.render, steps=options.pop("steps"), size=options.pop("image_size")),
+        render=replace(
+            D.render,
+            steps=options.pop("steps"),
+            size=options.pop("image_size"),
+            diversity=options.pop("diversity"),
+        ),
         mine=replace(D.mine, k=options.pop("k")),
         images=() if no_images else (images or C.images),
         methods=_split(methods),

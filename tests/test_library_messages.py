@@ -17,6 +17,7 @@ import pytest
 
 from vizcnn.ablation.training import TrainConfig
 from vizcnn.cli.flags import as_flags
+from vizcnn.concepts.config import ConceptConfig
 from vizcnn.core.errors import VizError
 from vizcnn.features.probes import ProbeConfig
 from vizcnn.mining.streaming import MineConfig
@@ -122,10 +123,37 @@ CONFIG_ERRORS: list[tuple[Callable[[], object], str, str]] = [
     (lambda: ReportConfig(crops=0), "ReportConfig.crops must", "--crops must"),
     (lambda: ReportConfig(projections="x"), "ReportConfig.projections", "unknown --projections"),
     (lambda: ReportConfig(layers=("a", "a")), "ReportConfig.layers names", "--layers names"),
+    (lambda: ReportConfig(vote_images=-1), "ReportConfig.vote_images", "--vote-images must"),
+    (lambda: ReportConfig(vote_classes=0), "ReportConfig.vote_classes", "--vote-classes must"),
+    (lambda: ReportConfig(accentuations=-1), "ReportConfig.accentuations", "--accentuations must"),
+    (lambda: ReportConfig(accent_steps=0), "ReportConfig.accent_steps", "--accent-steps must"),
+    (lambda: ReportConfig(concepts=-1), "ReportConfig.concepts must", "--concepts must"),
+    (
+        lambda: ReportConfig(concept_positions=0),
+        "ReportConfig.concept_positions",
+        "--concept-positions must",
+    ),
+    (
+        lambda: ReportConfig(render=replace(ReportConfig().render, diversity=9)),
+        "ReportConfig.render.diversity must be 1..8",
+        "--diversity must be 1..8",
+    ),
     (lambda: ProbeConfig(test_fraction=0.0), "ProbeConfig.test_fraction", "--test-fraction must"),
     (lambda: ProbeConfig(C=0.0), "ProbeConfig.C must be positive", "-C must be positive"),
     (lambda: ProbeConfig(max_iter=0), "ProbeConfig.max_iter must", "--max-iter must"),
     (lambda: ProbeConfig(crops=0), "ProbeConfig.crops must", "--crops must"),
+    (lambda: ConceptConfig(k=0), "ConceptConfig.k must be at least 1", "-k must be at least 1"),
+    (lambda: ConceptConfig(max_positions=0), "ConceptConfig.max_positions", "--max-positions must"),
+    (lambda: ConceptConfig(patches=0), "ConceptConfig.patches must", "--patches must"),
+    (lambda: ConceptConfig(thumbnail=4), "ConceptConfig.thumbnail must", "--thumbnail must"),
+    (lambda: ConceptConfig(heatmap_images=0), "ConceptConfig.heatmap_images", "--heatmap-images"),
+    (
+        lambda: ConceptConfig(importance_images=0),
+        "ConceptConfig.importance_images",
+        "--importance-images must",
+    ),
+    (lambda: ConceptConfig(limit=0), "ConceptConfig.limit must", "--limit must"),
+    (lambda: ConceptConfig(crops=0), "ConceptConfig.crops must", "--crops must"),
     # the techniques' own fields are checked by their configs (RenderConfig, MineConfig, ...)
     (
         lambda: ReportConfig(mine=replace(ReportConfig().mine, k=0)),

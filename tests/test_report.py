@@ -100,6 +100,8 @@ def artifact_times(root: Path) -> dict[str, int]:
 def test_every_link_resolves_and_every_page_parses(site: Path) -> None:
     pages = sorted(site.glob("*.html"))
     assert [p.name for p in pages] == [
+        "concepts-01-_script_alert_1_script_.html",
+        "concepts-02-conv2.html",
         "images.html",
         "index.html",
         "layer-01-_script_alert_1_script_.html",
@@ -177,8 +179,9 @@ def test_rendered_pictures_equal_the_python_api_render(site: Path) -> None:
 
 def test_every_picture_page_shows_its_provenance(site: Path) -> None:
     layer = (site / "layer-02-conv2.html").read_text(encoding="utf-8")
-    assert layer.count("<details>") == 3  # render, mining, means
+    assert layer.count("<details>") == 4  # render, mining, means and histograms, votes
     assert "report:render" in layer and "report:mine" in layer and "report:stats" in layer
+    assert "report:votes" in layer
     images = (site / "images.html").read_text(encoding="utf-8")
     assert "report:dream" in images and "report:attribution" in images
 
@@ -273,8 +276,10 @@ def test_changing_steps_recomputes_only_the_renders(site: Path, tmp_path: Path) 
     loaded = markup_loaded()
     plan = plan_report(loaded, tiny_config(_data_of(site), render=replace(TINY_RENDER, steps=4)))
     result = build_report(loaded, plan, ArtifactStore(root))
-    assert sorted(name.split("-")[0] for name in result.computed) == ["render", "render"]
-    assert len(result.removed) == 2  # the old renders
+    # the concepts pages' direction renders use the report's render recipe too
+    kinds = ["concepts", "concepts", "render", "render"]
+    assert sorted(name.split("-")[0] for name in result.computed) == kinds
+    assert len(result.removed) == 4  # the old renders and concepts
     data_plan = plan_report(
         loaded,
         tiny_config(
@@ -389,6 +394,8 @@ def test_tiny_cli_site_for_the_browser_test(tmp_path: Path) -> None:
     code, output = _cli(*TINY_CLI_ARGS, "-o", str(out))
     assert code == 0, output
     assert sorted(p.name for p in out.glob("*.html")) == [
+        "concepts-01-features.0.html",
+        "concepts-02-features.3.html",
         "images.html",
         "index.html",
         "layer-01-features.0.html",
@@ -414,8 +421,10 @@ def test_every_stage_shows_progress_in_plain_lines(
         "checking inputs",
         "model card",
         "renders",
-        "top patches",
-        "mean activations",
+        "data pass",
+        "class votes",
+        "accentuations",
+        "concepts",
         "dreams",
         "attribution maps",
     ]
@@ -454,12 +463,15 @@ def test_default_report_of_lite0_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "site"
     code, output = _cli(
         "--units-per-layer", "2", "--steps", "2", "--limit", "16", "--methods", "saliency",
-        "--dream-octaves", "1", "--dream-steps", "2", "-q", "-o", str(out),
+        "--dream-octaves", "1", "--dream-steps", "2", "--accent-steps", "2", "-q", "-o", str(out),
     )  # fmt: skip
     assert code == 0, output
     assert "open " + str(out / "index.html") in output
     pages = sorted(p.name for p in out.glob("*.html"))
     assert pages == [
+        "concepts-01-_blocks.2.html",
+        "concepts-02-_blocks.6.html",
+        "concepts-03-_blocks.9.html",
         "images.html",
         "index.html",
         "layer-01-_blocks.2.html",
@@ -477,7 +489,7 @@ def test_default_report_of_lite0_end_to_end(tmp_path: Path) -> None:
     assert "_blocks.15" in index and "4,652,008" in index  # the whole layer table, parameters
     code, again = _cli(
         "--units-per-layer", "2", "--steps", "2", "--limit", "16", "--methods", "saliency",
-        "--dream-octaves", "1", "--dream-steps", "2", "-q", "-o", str(out),
+        "--dream-octaves", "1", "--dream-steps", "2", "--accent-steps", "2", "-q", "-o", str(out),
     )  # fmt: skip
     assert code == 0 and "0 artifact(s) computed" in again, again
 
@@ -508,9 +520,12 @@ def test_renders_and_dreams_record_and_run_the_precision_of_this_machine(
     wanted = "bfloat16" if native else "float32"
     pinned = [a for a in plan.artifacts if a.kind in ("render", "dream")]
     assert pinned and all(a.params["precision"] == wanted for a in pinned)
+    concepts = [a for a in plan.artifacts if a.kind == "concepts"]  # their direction renders
+    assert concepts and all(a.params["render"]["precision"] == wanted for a in concepts)
     monkeypatch.setattr("vizcnn.core.precision.cpu_bf16_supported", lambda: not native)
     other = plan_report(loaded, tiny_config(data))
     changed = {
         a.kind for a, b in zip(plan.artifacts, other.artifacts, strict=True) if a.key != b.key
     }
-    assert changed == {"render", "dream"}  # mining, stats and attribution do not depend on it
+    # mining, stats, votes and attribution do not depend on it
+    assert changed == {"render", "dream", "concepts"}

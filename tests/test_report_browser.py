@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from browser_helpers import PageCheck, SiteBrowser, open_browser, url_path
-from report_helpers import EVIL, markup_loaded, tiny_config, write_data
+from report_helpers import EVIL, TINY_RENDER, markup_loaded, tiny_config, write_data
 from vizcnn.report import ArtifactStore, build_report, plan_report
 
 pytestmark = pytest.mark.browser
@@ -39,7 +40,8 @@ def site(tmp_path_factory: pytest.TempPathFactory, data: Path, browser: SiteBrow
     # browser first: without Chromium the test skips before spending seconds on the build
     root = tmp_path_factory.mktemp("built") / "site"
     loaded = markup_loaded()
-    build_report(loaded, plan_report(loaded, tiny_config(data)), ArtifactStore(root))
+    config = tiny_config(data, render=replace(TINY_RENDER, diversity=2))  # cards with 2 renders
+    build_report(loaded, plan_report(loaded, config), ArtifactStore(root))
     return root
 
 
@@ -128,7 +130,12 @@ def test_self_contained_report_loads_inline_images_only(
     shutil.copytree(site, root)  # its cached pictures are reused: only the page is written
     loaded = markup_loaded()
     build_report(
-        loaded, plan_report(loaded, tiny_config(data, self_contained=True)), ArtifactStore(root)
+        loaded,
+        plan_report(
+            loaded,
+            tiny_config(data, render=replace(TINY_RENDER, diversity=2), self_contained=True),
+        ),
+        ArtifactStore(root),
     )
     checks = browser.check_site(root)
     html_files = [url_path(c.url).name for c in checks]
@@ -139,3 +146,43 @@ def test_self_contained_report_loads_inline_images_only(
     # The same pictures as the multi-page site, inlined: as many images as all its pages together.
     total = sum(len(c.images) for c in browser.check_site(site))
     assert len(check.images) == total
+
+
+def test_unit_cards_draw_their_histogram_votes_and_links(browser: SiteBrowser, site: Path) -> None:
+    tab = browser.new_tab()
+    page = site / "layer-02-conv2.html"
+    tab.goto(page)
+    cards = tab.page.locator("article.card")
+    assert cards.count() == 2  # one card per unit shown
+    for index in range(cards.count()):
+        card = cards.nth(index)
+        box = card.locator("svg.hist").bounding_box()
+        assert box is not None and box["width"] > 100 and box["height"] > 20  # drawn, not empty
+        assert card.locator("svg.hist rect").count() >= 1
+        assert card.locator("img").count() == 3  # render, its diversity render, the patches
+        votes = card.locator("table.votes tr")
+        assert votes.count() == 3  # three classes, each shown once, labels as text
+        assert any(EVIL in votes.nth(r).inner_text() for r in range(votes.count()))
+    assert tab.check().problems() == []
+    tab.click_link("layer-02-conv2.html#layer-02-conv2-c1")  # the first card's "next" link
+    assert tab.url == page.resolve().as_uri() + "#layer-02-conv2-c1"
+    assert tab.check().problems() == []
+
+
+def test_concepts_pages_show_every_concept_and_link_both_ways(
+    browser: SiteBrowser, site: Path
+) -> None:
+    tab = browser.new_tab()
+    tab.goto(site / "layer-02-conv2.html")
+    tab.click_link("concepts-02-conv2.html")  # the layer page's link to its concepts
+    assert "concepts of conv2" in tab.page.title()
+    concepts = tab.page.locator("article.concept")
+    assert concepts.count() == 3  # k = 6 clipped to the 3 channels of conv2's ReLU
+    for index in range(concepts.count()):
+        images = concepts.nth(index).locator("img")
+        assert images.count() == 3  # direction render, top patches, a heatmap on the image
+    check = tab.check()
+    assert check.problems() == [], "\n".join(check.problems())
+    _file_sizes_match(check)
+    tab.click_link("layer-02-conv2.html")  # and back to the units' cards
+    assert tab.url == (site / "layer-02-conv2.html").resolve().as_uri()

@@ -86,8 +86,20 @@ def test_the_seed_is_an_argument_that_keys_the_artifacts_it_shapes(
     other = report_folder(loaded, tmp_path, tiny_config(data), seed=1)
     # a data folder's images take no seed (the samples' crops would): mining and statistics
     # are reused, the renders, dreams and attribution maps are made again
-    assert {name.split("-")[0] for name in other.computed} == {"render", "dream", "attribution"}
-    assert {name.split("-")[0] for name in other.reused} == {"layers", "filters", "mine", "stats"}
+    # and the concepts (their sample of positions and their renders take the seed)
+    assert {name.split("-")[0] for name in other.computed} == {
+        "render",
+        "concepts",
+        "dream",
+        "attribution",
+    }
+    assert {name.split("-")[0] for name in other.reused} == {
+        "layers",
+        "filters",
+        "mine",
+        "stats",
+        "votes",
+    }
     render = next(a for a in other.plan.artifacts if a.kind == "render")
     assert render.params["seed"] == 1 and render.key not in {a.key for a in first.plan.artifacts}
     assert stored_provenance(tmp_path / "artifacts" / render.folder / "meta.json")["seed"] == 1
@@ -144,8 +156,9 @@ def test_progress_messages_name_each_stage(tmp_path: Path, data: Path) -> None:
         "checking inputs",
         "model card",
         "renders",
-        "top patches",
-        "mean activations",
+        "data pass",
+        "class votes",
+        "concepts",
         "dreams",
         "attribution maps",
     ]

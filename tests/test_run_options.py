@@ -16,6 +16,8 @@ from vizcnn.ablation.training import TrainConfig
 from vizcnn.attribution import maps as attribution_maps
 from vizcnn.cli.flags import as_flags
 from vizcnn.cli.main import LAZY_COMMANDS, app
+from vizcnn.concepts import discovery as concepts_discovery
+from vizcnn.concepts.config import ConceptConfig
 from vizcnn.core.errors import VizError
 from vizcnn.core.precision import AUTO
 from vizcnn.core.run_options import RunOptions, as_run_options
@@ -160,6 +162,7 @@ _CONFIGS: dict[str, tuple[tuple[type, ...], dict[str, Any]]] = {
             "images": None,
             "steps": ReportConfig().render.steps,
             "image_size": ReportConfig().render.size,
+            "diversity": ReportConfig().render.diversity,
             "k": ReportConfig().mine.k,
             "dream_octaves": ReportConfig().dream.octaves,
             "dream_steps": ReportConfig().dream.steps,
@@ -173,6 +176,16 @@ _CONFIGS: dict[str, tuple[tuple[type, ...], dict[str, Any]]] = {
     "filters": ((FilterConfig,), {}),
     "featuremaps": ((FeatureMapConfig,), {}),
     "kernels": ((KernelConfig,), {}),
+    # --class: ConceptConfig.target_class; --steps and --image-size: its RenderConfig's fields
+    "concepts": (
+        (ConceptConfig,),
+        {
+            "batch": concepts_discovery.DEFAULT_BATCH,
+            "target_class": None,
+            "steps": ConceptConfig().render.steps,
+            "image_size": ConceptConfig().render.size,
+        },
+    ),
     # -l and --layers both fill ProbeConfig.layers (none given: ()); --no-standardize: its negation
     # accentuate's arguments are keyword defaults of `accentuate`, not a config's fields
     "accentuate": (

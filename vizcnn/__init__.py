@@ -16,6 +16,16 @@ from vizcnn.attribution import (
     SmoothGrad,
     attribute,
 )
+from vizcnn.concepts import (
+    ConceptConfig,
+    Concepts,
+    concept_coefficients,
+    concept_heatmaps,
+    concept_importance,
+    concept_patches,
+    concept_renders,
+    find_concepts,
+)
 from vizcnn.core.devices import Seed, as_generator, make_generator, resolve_device
 from vizcnn.core.errors import InputRangeWarning, VizError
 from vizcnn.core.run_options import RunOptions
@@ -37,6 +47,7 @@ from vizcnn.features import (
 )
 from vizcnn.hooks import Layer, capture, forward_to, layer_name, parse_layer
 from vizcnn.io.imaging import load_image, make_grid, save_json, save_png
+from vizcnn.mining.layers import LayerMined, mine_layers
 from vizcnn.mining.patches import MinedPatches, mine_patches
 from vizcnn.mining.streaming import MineConfig, mine_topk
 from vizcnn.mining.topk import TopK
@@ -50,6 +61,7 @@ from vizcnn.runs import (
     AblationRun,
     AccentuateRun,
     AttributeRun,
+    ConceptsRun,
     DigitsRun,
     DreamRun,
     EquivarianceRun,
@@ -65,6 +77,7 @@ from vizcnn.runs import (
     ablate_folder,
     accentuate_files,
     attribute_folder,
+    concepts_folder,
     digits_weights_file,
     dream_file,
     equivariance_folder,
@@ -138,6 +151,16 @@ __all__ = [
     "report_folder",
     "RunOptions",
     "Seed",
+    "Concepts",
+    "concept_coefficients",
+    "concept_heatmaps",
+    "concept_importance",
+    "concept_patches",
+    "concept_renders",
+    "find_concepts",
+    "ConceptConfig",
+    "ConceptsRun",
+    "concepts_folder",
     "as_generator",
     "DreamConfig",
     "LayerTarget",
@@ -156,9 +179,11 @@ __all__ = [
     "ProbeConfig",
     "probe_layers",
     "MineConfig",
+    "LayerMined",
     "MinedPatches",
     "TopK",
     "mine_patches",
+    "mine_layers",
     "mine_topk",
     "open_dataset",
     "AccentuationResult",

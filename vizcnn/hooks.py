@@ -8,7 +8,7 @@ forward pass (EfficientNet-Lite's `_swish`, ResNet's `relu`) is named `name#k` f
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
@@ -33,6 +33,7 @@ __all__ = [
     "layer_output_shape",
     "model_guard",
     "parse_layer",
+    "replace_output",
 ]
 
 
@@ -326,3 +327,47 @@ def layer_output_shape(
     with model_guard(model), torch.no_grad():
         output = forward_to(model, probe, [name], detach=True)[name]
     return tuple(int(v) for v in output.shape[1:])
+
+
+@contextmanager
+def replace_output(
+    model: nn.Module, layer: Layer, edit: Callable[[torch.Tensor], torch.Tensor]
+) -> Iterator[None]:
+    """Pass `layer`'s output through `edit` on every pass run inside the block.
+
+    `layer` is a dotted name, `name#k` (only the k-th call is edited) or the submodule. The
+    edited tensor flows on through the rest of the network (e.g. a concept removed from a
+    layer's activations). The hook is removed in `finally`; in-place activations are off for
+    the block, as in `capture`, so a later in-place op cannot reach back into the edit.
+
+    Example:
+        >>> with replace_output(model, "layer3", lambda a: a * 0):
+        ...     logits = model(images)
+    """
+    ref = parse_layer(layer_name(model, layer))
+    module = find_module(model, ref.name)
+    calls = {"seen": 0}
+
+    def start(_module: nn.Module, _inputs: Any) -> None:
+        calls["seen"] = 0  # the root's pre-hook: each pass counts the layer's calls afresh
+
+    def hook(_module: nn.Module, _inputs: Any, output: Any) -> Any:
+        call = calls["seen"]
+        calls["seen"] = call + 1
+        if call != ref.call:
+            return None
+        if not isinstance(output, torch.Tensor):
+            raise VizError(
+                f"layer {ref.spec!r} returns {type(output).__name__}, not a tensor to edit"
+            )
+        return edit(output)
+
+    with inplace_off(model):
+        handles = []
+        try:
+            handles.append(model.register_forward_pre_hook(start))
+            handles.append(module.register_forward_hook(hook))
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()

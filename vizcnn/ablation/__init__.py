@@ -13,11 +13,13 @@ from vizcnn.ablation.variants import (
     parse_units,
     parse_variant,
 )
+from vizcnn.ablation.votes import ClassVotes, class_votes
 
 __all__ = [
     "Ablated",
     "AblationResult",
     "Change",
+    "ClassVotes",
     "DIGITS_VARIANTS",
     "ImageFolderData",
     "Lesion",
@@ -29,6 +31,7 @@ __all__ = [
     "Variant",
     "VariantResult",
     "ablate",
+    "class_votes",
     "digits",
     "evaluate",
     "find_blocks",

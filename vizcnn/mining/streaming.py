@@ -108,7 +108,7 @@ def run_fields(
 
 
 @dataclass
-class _State:
+class MineState:
     """Everything a resumed run needs: the running top-k and where in the shard we are.
 
     The top-k is allocated from the first batch's layer output (no separate probe pass). A
@@ -123,7 +123,9 @@ class _State:
     images_seen: int = 0
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (image id, reason)
 
-    def started(self, config: MineConfig, shape: tuple[int, ...], device: torch.device) -> _State:
+    def started(
+        self, config: MineConfig, shape: tuple[int, ...], device: torch.device
+    ) -> MineState:
         """This state with the top-k allocated for a layer output of `shape` = (C, H, W)."""
         if len(shape) != 3:
             raise VizError(
@@ -155,7 +157,7 @@ class _State:
         )
 
     @classmethod
-    def load(cls, path: Path, fields: dict[str, Any], device: torch.device) -> _State:
+    def load(cls, path: Path, fields: dict[str, Any], device: torch.device) -> MineState:
         payload = load_checkpoint(path, fields)
         top = payload["top"]
         return cls(
@@ -223,9 +225,9 @@ def mine_topk(
         path = Path(checkpoint) if checkpoint is not None else None
         fields = run_fields(loaded, dataset, config, shard) if path is not None else {}
         if resume and path is not None and path.is_file():
-            state = _State.load(path, fields, device)
+            state = MineState.load(path, fields, device)
         else:
-            state = _State()
+            state = MineState()
         resumed_from = state.position
 
         indices = shard.indices(len(dataset))  # a range: O(1) memory however many images
@@ -277,7 +279,7 @@ def mine_topk(
         if state.top is None and shard.world_size > 1:
             # This rank saw no readable image but must still take part in the merge.
             state = state.started(config, layer_shape(loaded, config.layer), device)
-        result = _finish(state, config, dataset.names, layer)
+        result = finish(state, config, dataset.names, layer)
         result.resumed_from = resumed_from
         return result
 
@@ -287,9 +289,9 @@ def _mine_batch(
     acts: Any,
     config: MineConfig,
     batch: Batch,
-    state: _State,
+    state: MineState,
     device: torch.device,
-) -> _State:
+) -> MineState:
     """The state after `batch` (a new object; `state` is left as it was)."""
     errors = [
         (int(index), error)
@@ -306,12 +308,23 @@ def _mine_batch(
         return after
     images = batch.images.to(device, non_blocking=True)
     acts.run(loaded.normalize(images))
-    output = acts[config.layer]
+    return update_state(after, acts[config.layer], config, batch, valid, device)
+
+
+def update_state(
+    after: MineState,
+    output: torch.Tensor,
+    config: MineConfig,
+    batch: Batch,
+    valid: torch.Tensor,
+    device: torch.device,
+) -> MineState:
+    """`after` (the batch already counted in its position) with the layer `output` of `batch`
+    merged into its top-k: a new state. `mine_layers` calls it once per layer per batch."""
     if not after.channels:
         after = after.started(config, tuple(output.shape[1:]), device)
     assert after.top is not None
-    if len(after.channels) != output.shape[1]:
-        output = output.index_select(1, torch.tensor(after.channels, device=output.device))
+    output = selected(output, after.channels)
     flat = output.flatten(2)  # (B, C', H*W)
     peak, where = flat.max(dim=2)
     values = flat.float().mean(dim=2) if config.rank == "mean" else peak
@@ -326,7 +339,14 @@ def _mine_batch(
     return replace(after, top=top, images_seen=after.images_seen + int(valid.sum()))
 
 
-def _finish(state: _State, config: MineConfig, names: Sequence[str], layer: str) -> TopK:
+def selected(output: torch.Tensor, channels: tuple[int, ...]) -> torch.Tensor:
+    """`output`'s `channels` (dim 1), without a copy when they are all of them in order."""
+    if channels == tuple(range(output.shape[1])):
+        return output
+    return output.index_select(1, torch.tensor(channels, device=output.device))
+
+
+def finish(state: MineState, config: MineConfig, names: Sequence[str], layer: str) -> TopK:
     images_seen, skipped = state.images_seen, list(state.skipped)
     if current_shard().world_size > 1:
         gathered = all_gather_objects((images_seen, skipped))

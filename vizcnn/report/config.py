@@ -17,8 +17,16 @@ from vizcnn.optvis.config import RenderConfig
 DEFAULT_IMAGES = ("sample:coffee", "sample:chelsea")
 DEFAULT_METHODS = ("saliency", "ig", "gradcam")
 REPORT_BATCH = 32  # images per forward pass while mining where `RunOptions.batch` is None
+MAX_DIVERSITY = 8  # renders per unit on a card
 
-__all__ = ["DEFAULT_IMAGES", "DEFAULT_METHODS", "PROJECTIONS", "REPORT_BATCH", "ReportConfig"]
+__all__ = [
+    "DEFAULT_IMAGES",
+    "DEFAULT_METHODS",
+    "MAX_DIVERSITY",
+    "PROJECTIONS",
+    "REPORT_BATCH",
+    "ReportConfig",
+]
 
 
 def report_render() -> RenderConfig:
@@ -51,6 +59,12 @@ class ReportConfig:
     methods: tuple[str, ...] = DEFAULT_METHODS  # attribution method names shown
     dream: DreamConfig = field(default_factory=DreamConfig)  # each image's dream
     ablation: str | None = None  # results.json of `vizcnn ablate` to show, or None
+    vote_images: int = 16  # first N images of the data for each unit's class votes; 0 = none
+    vote_classes: int = 5  # classes shown per unit (those whose logit falls most)
+    accentuations: int = 1  # top exemplars per unit accentuated on its card; 0 = none
+    accent_steps: int = 16  # steps of each accentuation (2 crops a step: the report's recipe)
+    concepts: int = 6  # k NMF concepts on each layer's concepts page; 0 = no concepts pages
+    concept_positions: int = 4096  # cap of the uniform sample of positions factorized
     self_contained: bool = False  # one HTML file with every picture inlined
 
     def __post_init__(self) -> None:
@@ -69,9 +83,33 @@ class ReportConfig:
                 f"unknown ReportConfig.projections {self.projections!r}; use deconv, guided or none",
             ),
             (
-                self.render.diversity == 1,
-                "ReportConfig.render.diversity must be 1 (a page shows one picture per unit), "
-                f"got {self.render.diversity}",
+                1 <= self.render.diversity <= MAX_DIVERSITY,
+                f"ReportConfig.render.diversity must be 1..{MAX_DIVERSITY} (renders per unit on "
+                f"its card), got {self.render.diversity}",
+            ),
+            (
+                self.vote_images >= 0,
+                f"ReportConfig.vote_images must be >= 0 (0: no class votes), got {self.vote_images}",
+            ),
+            (
+                self.accentuations >= 0,
+                f"ReportConfig.accentuations must be >= 0 (0: none), got {self.accentuations}",
+            ),
+            (
+                self.accent_steps >= 1,
+                f"ReportConfig.accent_steps must be >= 1, got {self.accent_steps}",
+            ),
+            (
+                self.concepts >= 0,
+                f"ReportConfig.concepts must be >= 0 (0: no concepts pages), got {self.concepts}",
+            ),
+            (
+                self.concept_positions >= 1,
+                f"ReportConfig.concept_positions must be >= 1, got {self.concept_positions}",
+            ),
+            (
+                self.vote_classes >= 1,
+                f"ReportConfig.vote_classes must be >= 1, got {self.vote_classes}",
             ),
             (
                 self.mine.layer == "" and self.mine.channels is None,

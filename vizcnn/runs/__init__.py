@@ -2,7 +2,7 @@
 
 Each command of the CLI is one call here plus formatting, writing what the command writes, byte
 for byte but for timestamps: `render_folder` (`vizcnn render`), `accentuate_files`, `dream_file`, `mine_folder`,
-`attribute_folder`, `filters_file`, `featuremaps_folder`, `kernels_file`, `neighbors_file`, `probe_folder`,
+`attribute_folder`, `filters_file`, `featuremaps_folder`, `kernels_file`, `neighbors_file`, `probe_folder`, `concepts_folder`,
 `equivariance_folder`, `ablate_folder` / `lesion_folder` (the report's is
 `vizcnn.report.report_folder`). The store (`plan_results`) decides what is already done;
 `folder_lock` (and `file_lock` for a single output file) keeps a second run out of an output in
@@ -23,6 +23,7 @@ from vizcnn.runs.attribute import (
     SanityConfig,
     attribute_folder,
 )
+from vizcnn.runs.concepts import ConceptsRun, concepts_folder
 from vizcnn.runs.digits import DigitsRun, digits_weights_file
 from vizcnn.runs.dream import DreamOutput, DreamRun, dream_file, dream_output
 from vizcnn.runs.equivariance import EquivarianceRun, equivariance_folder
@@ -52,6 +53,8 @@ from vizcnn.runs.store import StorePlan, check_finished_run, plan_results
 __all__ = [
     "AccentuateRun",
     "accentuate_files",
+    "ConceptsRun",
+    "concepts_folder",
     "DigitsRun",
     "digits_weights_file",
     "DreamOutput",

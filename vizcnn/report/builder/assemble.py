@@ -5,14 +5,18 @@ from __future__ import annotations
 import shlex
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
 from vizcnn.io.paths import safe_stem
 from vizcnn.models.base import LoadedModel
 from vizcnn.report.builder.plan import Artifact, Plan
 from vizcnn.report.builder.store import ArtifactStore
+from vizcnn.report.html.charts import histogram_view
 from vizcnn.report.html.site import (
     AblationView,
+    ConceptsView,
+    ConceptView,
     ImageView,
     LayerRowView,
     LayerView,
@@ -29,6 +33,11 @@ TITLE = "vizcnn report"
 def layer_page(position: int, layer: str) -> str:
     """The file name of a layer's page: its position keeps names of similar layers apart."""
     return f"layer-{position:02d}-{safe_stem(layer)}.html"
+
+
+def concepts_page(position: int, layer: str) -> str:
+    """The file name of a layer's concepts page."""
+    return f"concepts-{position:02d}-{safe_stem(layer)}.html"
 
 
 def _meta(store: ArtifactStore, artifact: Artifact | None) -> dict[str, Any]:
@@ -105,9 +114,21 @@ def assemble_site(
         filters_layer=filters_layer,
         made=made,
     )
+    concept_pages = {
+        layer: concepts_page(i + 1, layer)
+        for i, (layer, _) in enumerate(plan.layers)
+        if _find(plan, "concepts", layer) is not None
+    }
     layers = [
-        _layer_view(store, plan, layer, channels, pages[layer], by_name)
+        replace(
+            _layer_view(store, plan, layer, channels, pages[layer], by_name),
+            concepts_page=concept_pages.get(layer),
+        )
         for layer, channels in plan.layers
+    ]
+    concepts = [
+        _concepts_view(store, plan, layer, pages[layer], page)
+        for layer, page in concept_pages.items()
     ]
     images = [_image_view(store, plan, image.name) for image in plan.images]
     ablation = _ablation_view(store, plan)
@@ -121,6 +142,7 @@ def assemble_site(
         data=plan.config.data if plan.layers else "-",
         command=command if command is not None else shlex.join(["vizcnn", *argv[1:]]),
         created=time.strftime("%Y-%m-%d %H:%M"),
+        concepts=concepts,
     )
 
 
@@ -132,28 +154,48 @@ def _layer_view(
     page: str,
     rows: dict[str, dict[str, Any]],
 ) -> LayerView:
-    render_a, mine_a, stats_a = (_find(plan, kind, layer) for kind in ("render", "mine", "stats"))
-    render, mine, stats = (_meta(store, a) for a in (render_a, mine_a, stats_a))
+    kinds = ("render", "mine", "stats", "votes", "accent")
+    render_a, mine_a, stats_a, votes_a, accent_a = (_find(plan, kind, layer) for kind in kinds)
+    render, mine, stats, votes, accent = (
+        _meta(store, a) for a in (render_a, mine_a, stats_a, votes_a, accent_a)
+    )
+    accented = accent.get("data", {}).get("accentuated", {})
+    accent_size = int(accent.get("data", {}).get("size", 0))
     height, width = (int(v) for v in render.get("data", {}).get("size", [0, 0]))
     thumb = int(render.get("data", {}).get("thumb", 0))
+    copies = int(render.get("data", {}).get("diversity", 1))
     values = render.get("data", {}).get("values", {})
     hits = mine.get("data", {}).get("hits", {})
     means = stats.get("data", {}).get("means", {})
+    histograms = stats.get("data", {}).get("histograms", {})
+    voted = votes.get("data", {}).get("votes", {})
     units = []
     for channel in channels:
         label = f"{layer}:{channel}"
         stem = f"c{channel:04d}"
         picture = thumb_picture = patches = None
+        others = []
         if render_a is not None and str(channel) in values:
             alt = f"image rendered to excite {label}"
             picture = _picture(store, render_a, f"{stem}.png", (height, width), alt)
             thumb_picture = _picture(store, render_a, f"{stem}_thumb.png", (thumb, thumb), alt)
+            others = [
+                _picture(
+                    store,
+                    render_a,
+                    f"{stem}_d{copy}.png",
+                    (height, width),
+                    f"diversity render {copy + 1} of {copies} of {label}",
+                )
+                for copy in range(1, copies)
+            ]
         found = hits.get(str(channel), [])
         if mine_a is not None and found:
             name = f"{stem}_patches.png"
             grid = _png_size(store, mine_a, name)
             alt = f"top {len(found)} dataset patches of {label}"
             patches = _picture(store, mine_a, name, grid, alt)
+        counted = histograms.get(str(channel))
         units.append(
             UnitView(
                 label=label,
@@ -164,13 +206,29 @@ def _layer_view(
                 patches=patches,
                 hits=[(str(h["image"]), float(h["value"])) for h in found],
                 mean=means.get(str(channel)),
+                diversity=others,
+                histogram=histogram_view(counted["counts"], counted["edges"]) if counted else None,
+                votes=[(str(k), float(v)) for k, v in voted.get(str(channel), [])],
+                accentuations=[
+                    _picture(
+                        store,
+                        accent_a,
+                        f"{stem}_a{row}.png",
+                        (accent_size, accent_size),
+                        f"{image} accentuated for {label}",
+                    )
+                    for row, image in enumerate(accented.get(str(channel), []))
+                    if accent_a is not None
+                ],
             )
         )
     row = rows.get(layer, {})
     made = (
         _made(f"renders of {layer}", render)
         + _made(f"top patches of {layer}", mine)
-        + _made(f"mean activations of {layer}", stats)
+        + _made(f"mean activations and histograms of {layer}", stats)
+        + _made(f"class votes of {layer}", votes)
+        + _made(f"accentuations of {layer}'s top exemplars", accent)
     )
     return LayerView(
         name=layer,
@@ -180,6 +238,76 @@ def _layer_view(
         field=str(row.get("field", "")),
         units=units,
         made=made,
+        vote_images=int(votes.get("data", {}).get("images", 0)),
+    )
+
+
+def _concepts_view(
+    store: ArtifactStore, plan: Plan, layer: str, layer_page_name: str, page: str
+) -> ConceptsView:
+    artifact = _find(plan, "concepts", layer)
+    assert artifact is not None
+    meta = _meta(store, artifact)
+    data = meta.get("data", {})
+    height, width = (int(v) for v in data.get("size", [0, 0]))
+    target = str(data.get("concept_layer", ""))
+    importances = data.get("importances") or []
+    views = []
+    for index in range(int(data.get("k", 0))):
+        stem = f"k{index:02d}"
+        label = f"concept {index} of {target}"
+        render = _picture(
+            store, artifact, f"{stem}.png", (height, width), f"image rendered for {label}"
+        )
+        hits = data.get("patches", {}).get(str(index), [])
+        patches = None
+        if hits:
+            name = f"{stem}_patches.png"
+            patches = _picture(
+                store,
+                artifact,
+                name,
+                _png_size(store, artifact, name),
+                f"top {len(hits)} dataset patches of {label}",
+            )
+        heatmaps = []
+        for row, image in enumerate(data.get("heatmaps", [])):
+            name = f"{stem}_h{row}.png"
+            heatmaps.append(
+                (
+                    str(image),
+                    _picture(
+                        store,
+                        artifact,
+                        name,
+                        _png_size(store, artifact, name),
+                        f"heatmap of {label} on {image}",
+                    ),
+                )
+            )
+        views.append(
+            ConceptView(
+                index=index,
+                render=render,
+                patches=patches,
+                heatmaps=heatmaps,
+                share=float(data.get("share", [0.0] * (index + 1))[index]),
+                importance=float(importances[index]) if index < len(importances) else None,
+                hits=[(str(h[0]), float(h[1])) for h in hits],
+            )
+        )
+    return ConceptsView(
+        layer=layer,
+        layer_page=layer_page_name,
+        page=page,
+        concept_layer=target,
+        concepts=views,
+        reconstruction_error=float(data.get("reconstruction_error", 0.0)),
+        sampled=int(data.get("sampled", 0)),
+        positions_seen=int(data.get("positions_seen", 0)),
+        images=int(data.get("images", 0)),
+        importance_images=int(data.get("importance_images", 0)),
+        made=_made(f"concepts of {target}", meta),
     )
 
 

@@ -12,17 +12,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
+from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, scaled_progress
 from vizcnn.core.run_options import RunOptions
-from vizcnn.data.datasets import ImageSource, collate
+from vizcnn.data.datasets import ImageSource
 from vizcnn.deepdream.dreaming import DreamConfig, dream
 from vizcnn.features.filters import FilterConfig, filter_grid
-from vizcnn.hooks import capture, model_guard
 from vizcnn.io.imaging import resize
+from vizcnn.mining.layers import LayerMined, mine_layers
 from vizcnn.mining.patches import channel_grid, mine_patches
-from vizcnn.mining.streaming import mine_topk
+from vizcnn.mining.topk import TopK
 from vizcnn.models.base import LoadedModel
 from vizcnn.optvis.rendering import render
 from vizcnn.receptive.table import layer_table
@@ -91,18 +91,25 @@ def make_render(
         size=size,
         input_size=(int(params["input_size"][0]), int(params["input_size"][1])),
     )
+    copies = config.diversity
     run = replace(
-        plan.run, batch=max(1, len(params["channels"])), amp=params["precision"] == "bfloat16"
+        plan.run,
+        batch=max(1, len(params["channels"]) * copies),
+        amp=params["precision"] == "bfloat16",
     )
     units = [f"{artifact.name}:{c}" for c in params["channels"]]
     result = render(loaded, units, config, seed=int(params["seed"]), progress=progress, run=run)
     files: dict[str, Any] = {}
     values = {}
     thumbs = resize(result.images, (THUMB, THUMB)).clamp(0, 1)
-    for row, channel in enumerate(params["channels"]):
-        files[f"c{channel:04d}.png"] = result.images[row]
-        files[f"c{channel:04d}_thumb.png"] = thumbs[row]
-        values[str(channel)] = float(result.values[row])
+    for row, (unit, copy) in enumerate(zip(result.unit_index, result.copy, strict=True)):
+        channel = int(params["channels"][unit])
+        if copy == 0:  # the unit's picture; the diversity copies go on its card
+            files[f"c{channel:04d}.png"] = result.images[row]
+            files[f"c{channel:04d}_thumb.png"] = thumbs[row]
+            values[str(channel)] = float(result.values[row])
+        else:
+            files[f"c{channel:04d}_d{copy}.png"] = result.images[row]
     options = {
         **asdict(config.resolved()),
         # the run options recorded as before `RunOptions` existed: caches made then are reused
@@ -118,25 +125,45 @@ def make_render(
             else params["transforms"]
         ),
     }
-    return Made(files, {"values": values, "size": list(size), "thumb": THUMB}, options)
+    data = {"values": values, "size": list(size), "thumb": THUMB, "diversity": copies}
+    return Made(files, data, options)
+
+
+def mine_data(
+    loaded: LoadedModel, artifacts: list[Artifact], plan: Plan, progress: ProgressCallback
+) -> dict[str, LayerMined]:
+    """The data pass: every layer of `artifacts` (mine and stats) mined in one pass over the
+    data (`mine_layers`: top-k, means and histograms from one forward per batch)."""
+    channels: dict[str, list[int]] = {}
+    for artifact in artifacts:  # a layer's mine and stats artifacts show the same channels
+        channels[artifact.name] = sorted(
+            {*channels.get(artifact.name, []), *artifact.params["channels"]}
+        )
+    configs = [
+        replace(plan.config.mine, layer=layer, channels=tuple(shown))
+        for layer, shown in channels.items()
+    ]
+    run = replace(plan.run, batch=plan.run.batch_or(REPORT_BATCH))
+    return mine_layers(loaded, _dataset(plan), configs, progress=progress, run=run)
 
 
 def make_mine(
-    loaded: LoadedModel, artifact: Artifact, plan: Plan, progress: ProgressCallback
+    loaded: LoadedModel,
+    artifact: Artifact,
+    plan: Plan,
+    progress: ProgressCallback,
+    top: TopK,
 ) -> Made:
-    """Top-k dataset patches of every shown channel of a layer (one pass over the data)."""
+    """Top-k dataset patches of every shown channel of a layer, from the data pass's `top`."""
     params = artifact.params
     dataset = _dataset(plan)
-    config = replace(plan.config.mine, layer=artifact.name, channels=tuple(params["channels"]))
-    run = replace(plan.run, batch=plan.run.batch_or(REPORT_BATCH))
-    top = mine_topk(loaded, dataset, config, progress=scaled_progress(progress, 0, 2), run=run)
     mined = mine_patches(
         loaded,
         dataset,
         top,
         projections=str(params["projections"]),
         thumbnail_size=THUMB,
-        progress=scaled_progress(progress, 1, 2),
+        progress=progress,
     )
     files: dict[str, Any] = {}
     hits: dict[str, list[dict[str, Any]]] = {}
@@ -156,50 +183,49 @@ def _dataset(plan: Plan) -> ImageSource:
     return plan.dataset
 
 
-def make_stats(
-    loaded: LoadedModel, artifacts: list[Artifact], plan: Plan, progress: ProgressCallback
-) -> dict[str, Made]:
-    """Mean activation of each shown channel over the data, for several layers in one pass.
+def make_stats(artifact: Artifact, mined: LayerMined) -> Made:
+    """Each shown channel's mean activation (every image and position, float64 sums) and the
+    histogram of its activations, from the data pass."""
+    rows = {channel: row for row, channel in enumerate(mined.channels)}
+    count = mined.top.images_seen
+    means, histograms = {}, {}
+    for channel in artifact.params["channels"]:
+        row = rows[int(channel)]
+        means[str(channel)] = float(mined.means[row])
+        histograms[str(channel)] = {
+            "counts": [int(v) for v in mined.counts[row]],
+            "edges": [float(v) for v in mined.edges[row]],
+        }
+    data = {"means": means, "histograms": histograms, "images": count}
+    return Made({}, data, dict(artifact.params), artifact.params["data"])
 
-    The mean is over every image and every position of the channel's map (float64 sums).
-    """
-    dataset = _dataset(plan)
-    layers = [a.name for a in artifacts]
-    loader: DataLoader[Any] = DataLoader(
-        dataset,
-        batch_size=plan.run.batch_or(REPORT_BATCH),
-        shuffle=False,
-        num_workers=0,
-        collate_fn=collate,
+
+def make_votes(
+    loaded: LoadedModel, artifact: Artifact, plan: Plan, progress: ProgressCallback
+) -> Made:
+    """Each shown channel's class votes: the classes whose logit falls most when it is zeroed,
+    over the first `vote_images` images of the data (`class_votes`)."""
+    from vizcnn.ablation.votes import class_votes
+    from vizcnn.attribution.classifier import label_of
+
+    params = artifact.params
+    votes = class_votes(
+        loaded,
+        _dataset(plan),
+        artifact.name,
+        tuple(params["channels"]),
+        limit=int(params["vote_images"]),
+        progress=progress,
+        run=plan.run,
     )
-    sums = {layer: torch.zeros((), dtype=torch.float64) for layer in layers}
-    count = 0
-    total = len(dataset)
-    progress(0, total, "mean activations")
-    with (
-        model_guard(loaded.module),
-        torch.inference_mode(),
-        capture(loaded.module, layers, stop_early=True, detach=True) as acts,
-    ):
-        for batch in loader:
-            good = [i for i, error in enumerate(batch.errors) if not error]
-            if good:
-                images = batch.images[good].to(device=loaded.device)
-                acts.run(loaded.normalize(images))
-                for layer in layers:
-                    means = acts[layer].double().mean(dim=(2, 3)).sum(0).cpu()
-                    sums[layer] = sums[layer] + means
-                count += len(good)
-            progress(min(total, int(batch.indices[-1]) + 1), total, "mean activations")
-    made = {}
-    for artifact in artifacts:
-        channels = artifact.params["channels"]
-        means = sums[artifact.name] / max(count, 1)
-        values = {str(c): float(means[c]) for c in channels} if count else {}
-        made[artifact.key] = Made(
-            {}, {"means": values, "images": count}, dict(artifact.params), artifact.params["data"]
-        )
-    return made
+    found = {
+        str(channel): [
+            [label_of(loaded, k), drop] for k, drop in votes.top(row, int(params["vote_classes"]))
+        ]
+        for row, channel in enumerate(votes.channels)
+    }
+    data = {"votes": found, "images": votes.images, "how": votes.how}
+    return Made({}, data, dict(params), params["data"])
 
 
 def make_dream(
@@ -291,3 +317,166 @@ def _attribution_options(methods: list[Any], seed: int) -> dict[str, Any]:
         "batch": 8,  # images per call; one image here
         "seed": seed,
     }
+
+
+CONCEPT_PATCHES = 9  # top patches per concept
+CONCEPT_IMPORTANCE_IMAGES = 16  # first readable data images the removal importance averages
+
+
+def _overlay(image: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
+    """`image` (C, H, W) dimmed under `heat` (H, W) >= 0 scaled to its maximum, inferno."""
+    from matplotlib import colormaps
+
+    from vizcnn.attribution.figures import CMAP
+
+    scaled = (heat / heat.max().clamp_min(1e-12)).clamp(0, 1).numpy()
+    rgb = torch.from_numpy(np.ascontiguousarray(colormaps[CMAP](scaled)[..., :3], np.float32))
+    base = image.expand(3, -1, -1) if image.shape[0] == 1 else image
+    return (0.45 * base + 0.55 * rgb.permute(2, 0, 1)).clamp(0, 1)
+
+
+def make_concepts(
+    loaded: LoadedModel, artifact: Artifact, plan: Plan, progress: ProgressCallback
+) -> Made:
+    """A layer's concepts page: k NMF concepts of its concepts layer (`find_concepts`) over the
+    data, each with its direction render, top patches, heatmaps on the report's images and
+    removal importance for each image's top-1 class."""
+    from vizcnn.concepts import (
+        concept_heatmaps,
+        concept_importance,
+        concept_patches,
+        concept_renders,
+        find_concepts,
+    )
+    from vizcnn.io.imaging import make_grid
+
+    params = artifact.params
+    dataset = _dataset(plan)
+    seed = int(params["seed"])
+    run = replace(plan.run, batch=plan.run.batch_or(REPORT_BATCH))
+    steps = 5
+
+    def step(index: int, name: str) -> ProgressCallback:
+        return scaled_progress(progress, index, steps, name)
+
+    concepts = find_concepts(
+        loaded,
+        dataset,
+        str(params["concept_layer"]),
+        int(params["k"]),
+        max_positions=int(params["max_positions"]),
+        seed=seed,
+        run=run,
+        progress=step(0, "factorizing"),
+    )
+    size = (int(params["render"]["image_size"][0]), int(params["render"]["image_size"][1]))
+    recipe = replace(
+        plan.config.render,
+        size=size,
+        input_size=(int(params["render"]["input_size"][0]), int(params["render"]["input_size"][1])),
+        diversity=1,
+    )
+    render_run = replace(
+        plan.run, batch=concepts.k, amp=params["render"]["precision"] == "bfloat16"
+    )
+    renders = concept_renders(
+        loaded, concepts, recipe, seed=seed, run=render_run, progress=step(1, "renders")
+    )
+    found = concept_patches(
+        loaded, concepts, dataset, CONCEPT_PATCHES, thumbnail_size=THUMB, run=run,
+        progress=step(2, "patches"),
+    )  # fmt: skip
+    if plan.images:
+        shown = [(image.name, image.image) for image in plan.images]
+    else:
+        shown = [(dataset.names[i], dataset.image(i)) for i in range(min(2, len(dataset)))]
+    images = torch.stack([image for _, image in shown])
+    heat = concept_heatmaps(loaded, concepts, images.to(loaded.device)).cpu()
+    progress(3, steps, "heatmaps")
+    readable: list[torch.Tensor] = []
+    for index in range(len(dataset)):
+        if len(readable) == CONCEPT_IMPORTANCE_IMAGES:
+            break
+        try:
+            readable.append(dataset.image(index))
+        except VizError:
+            continue
+    importances = concept_importance(
+        loaded, concepts, torch.stack(readable).to(loaded.device), None, run=run
+    )
+    progress(4, steps, "importance")
+    files: dict[str, Any] = {}
+    patches: dict[str, list[list[Any]]] = {}
+    for concept in range(concepts.k):
+        files[f"k{concept:02d}.png"] = renders.images[concept]
+        tiles = found.patches.get(concept, [])
+        if tiles:
+            files[f"k{concept:02d}_patches.png"] = make_grid([t.patch for t in tiles], columns=3)
+            patches[str(concept)] = [[t.image, t.value] for t in tiles]
+        for row in range(len(shown)):
+            files[f"k{concept:02d}_h{row}.png"] = _overlay(images[row], heat[row, concept])
+    data = {
+        "layer": artifact.name,
+        "concept_layer": concepts.layer,
+        "k": concepts.k,
+        "share": [float(v) for v in concepts.share()],
+        "importances": [float(v) for v in importances],
+        "importance_images": len(readable),
+        "values": [float(v) for v in renders.values],
+        "reconstruction_error": float(concepts.reconstruction_error),
+        "sampled": concepts.sampled,
+        "positions_seen": concepts.positions_seen,
+        "images": len(concepts.image_ids),
+        "heatmaps": [name for name, _ in shown],
+        "patches": patches,
+        "size": list(size),
+    }
+    progress(steps, steps, "concepts")
+    return Made(files, data, dict(params), params["data"])
+
+
+ACCENT_SIZE = 128  # side of an accentuation as stored (the card shows it at this size)
+
+
+def make_accent(
+    loaded: LoadedModel,
+    artifact: Artifact,
+    plan: Plan,
+    hits: dict[str, Any],
+    progress: ProgressCallback,
+) -> Made:
+    """Accentuations (`accentuate`) of each shown unit in its top exemplars: the best
+    `exemplars` images of the layer's mining (`hits`, the mine artifact's), each pushed
+    towards the unit while its early activations stay close to the photograph's."""
+    from vizcnn.optvis.accentuation import accentuate
+
+    params = artifact.params
+    dataset = _dataset(plan)
+    index = {name: i for i, name in reversed(list(enumerate(dataset.names)))}
+    images, units, names = [], [], []
+    for channel in params["channels"]:
+        for hit in hits.get(str(channel), [])[: int(params["exemplars"])]:
+            images.append(dataset.image(index[str(hit["image"])]))
+            units.append(f"{artifact.name}:{channel}")
+            names.append((int(channel), str(hit["image"])))
+    files: dict[str, Any] = {}
+    shown: dict[str, list[str]] = {}
+    if images:
+        result = accentuate(
+            loaded,
+            torch.stack(images).to(loaded.device),
+            units,
+            reg_layer=str(params["reg_layer"]),
+            steps=int(params["steps"]),
+            crops=int(params["crops"]),
+            seed=int(params["seed"]),
+            run=replace(plan.run, amp=params["precision"] == "bfloat16"),
+            progress=progress,
+        )
+        small = resize(result.images, (ACCENT_SIZE, ACCENT_SIZE)).clamp(0, 1)
+        for row, (channel, image) in enumerate(names):
+            done = shown.setdefault(str(channel), [])
+            files[f"c{channel:04d}_a{len(done)}.png"] = small[row]
+            done.append(image)
+    data = {"accentuated": shown, "size": ACCENT_SIZE, "reg_layer": params["reg_layer"]}
+    return Made(files, data, dict(params), params["data"])

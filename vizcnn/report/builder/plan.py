@@ -27,12 +27,27 @@ from vizcnn.deepdream.config import DreamConfig
 from vizcnn.hooks import find_module, layer_output_shape, model_guard, parse_layer
 from vizcnn.io.paths import safe_stem
 from vizcnn.io.provenance import files_digest, tensor_digest, weights_digest
+from vizcnn.mining.histogram import HISTOGRAM_BINS
 from vizcnn.models.base import LoadedModel
 from vizcnn.optvis.config import RenderConfig
 from vizcnn.report.config import ReportConfig
 from vizcnn.runs.store import settings_digest
 
-KINDS = ("layers", "filters", "render", "mine", "stats", "dream", "attribution", "ablation")
+ACCENT_CROPS = 2  # crops per accentuation step in a report (`accentuate`'s default: 8)
+
+KINDS = (
+    "layers",
+    "filters",
+    "render",
+    "mine",
+    "stats",
+    "votes",
+    "accent",
+    "concepts",
+    "dream",
+    "attribution",
+    "ablation",
+)
 
 
 @dataclass(frozen=True)
@@ -84,6 +99,9 @@ class Plan:
     seed: int = 0  # renders, dreams, SmoothGrad noise and the samples' crops
     artifacts: list[Artifact] = field(default_factory=list)
     run: RunOptions = field(default_factory=RunOptions)  # how the artifacts are computed
+    # report layer -> the non-negative layer factorized for its concepts page: itself when it
+    # is a ReLU / ReLU6 output, else the first one inside or after it (NMF needs >= 0)
+    concept_layers: dict[str, str] = field(default_factory=dict)
 
     def of_kind(self, kind: str) -> list[Artifact]:
         return [a for a in self.artifacts if a.kind == kind]
@@ -158,12 +176,67 @@ def _check_image_options(loaded: LoadedModel, config: ReportConfig) -> list[str]
     return [target.spec for target in config.dream.targets(loaded)]
 
 
+def accent_reg_layer(loaded: LoadedModel, layer: str) -> str | None:
+    """The layer an accentuation of `layer`'s units holds close to the photograph (an early
+    stage output before it, `default_reg_layer`), or None when none runs before it."""
+    from vizcnn.optvis.accentuation import default_reg_layer
+
+    try:
+        with model_guard(loaded.module):
+            return default_reg_layer(loaded, [layer])
+    except VizError:
+        return None
+
+
+def concept_layers(loaded: LoadedModel, layers: list[str]) -> dict[str, str]:
+    """Each report layer's concepts layer: itself if a ReLU / ReLU6 output, else the first such
+    layer inside or after it; a layer with none after it gets no concepts page."""
+    from vizcnn.concepts import nonnegative_layers
+
+    every = set(nonnegative_layers(loaded))
+    found = {}
+    for layer in layers:
+        if layer in every:
+            found[layer] = layer
+            continue
+        near = nonnegative_layers(loaded, near=layer, count=1)
+        if near and near[0] in every and _after(loaded, layer, near[0]):
+            found[layer] = near[0]
+    return found
+
+
+def _after(loaded: LoadedModel, layer: str, other: str) -> bool:
+    """Whether `other` is inside `layer` or runs after it (`nonnegative_layers` falls back to
+    the model's first ReLUs when none follows)."""
+    from vizcnn.hooks import capture
+
+    probe = torch.zeros(1, loaded.channels, *loaded.input_size, device=loaded.device)
+    order: list[str] = []
+    with (
+        model_guard(loaded.module),
+        torch.no_grad(),
+        capture(loaded.module, [layer, other], detach=True, strict=False) as acts,
+    ):
+        acts.run(loaded.normalize(probe.to(loaded.dtype)))
+        order = list(acts.outputs)
+    inside = other.startswith(layer + ".")
+    return inside or (layer in order and other in order and order.index(other) > order.index(layer))
+
+
 def render_recipe(config: RenderConfig, size: tuple[int, int]) -> dict[str, Any]:
     """The report's render recipe at `size` (clipped to the model's input), JSON-ready: what
-    keys a render artifact. `diversity` is 1 (ReportConfig checks it), so its weight and layer
-    shape nothing."""
+    keys a render artifact. With `diversity` 1 its weight and layer shape nothing (not in the key);
+    above 1 they join the key, so keys made before diversity existed stay the same."""
     chain = "lucid" if config.transforms is None else ", ".join(map(repr, config.transforms))
+    diverse: dict[str, Any] = {}
+    if config.diversity > 1:
+        diverse = {
+            "diversity": config.diversity,
+            "diversity_weight": config.diversity_weight,
+            "diversity_layer": str(config.diversity_layer),
+        }
     return {
+        **diverse,
         "steps": config.steps,
         "image_size": list(size),
         "input_size": list(config.input_size or size),
@@ -300,7 +373,52 @@ def plan_report(
             **data,
         }
         plan.artifacts.append(make_artifact("mine", layer, {**unit, **mine}))
-        plan.artifacts.append(make_artifact("stats", layer, {**unit, **data}))
+        # "bins": the histograms (one pass with the top-k); stats made before them are redone
+        stats = {**unit, **data, "bins": HISTOGRAM_BINS}
+        plan.artifacts.append(make_artifact("stats", layer, stats))
+        if config.vote_images:
+            votes = {
+                **unit,
+                **data,
+                "vote_images": config.vote_images,
+                "vote_classes": config.vote_classes,
+            }
+            plan.artifacts.append(make_artifact("votes", layer, votes))
+    if config.accentuations:
+        for layer, channels in layers:
+            reg = accent_reg_layer(loaded, layer)
+            if reg is None:  # nothing early enough to hold the photograph by: no accentuations
+                continue
+            accent = {
+                **base,
+                "layer": layer,
+                "channels": list(channels),
+                "k": config.mine.k,
+                "rank": config.mine.rank,
+                **data,
+                "exemplars": config.accentuations,
+                "steps": config.accent_steps,
+                "crops": ACCENT_CROPS,
+                "reg_layer": reg,
+                "seed": seed,
+                "precision": precision,
+            }
+            plan.artifacts.append(make_artifact("accent", layer, accent))
+    if config.concepts and layers:
+        plan.concept_layers = concept_layers(loaded, [layer for layer, _ in layers])
+    for layer, target in plan.concept_layers.items():
+        concept = {
+            **base,
+            "layer": layer,
+            "concept_layer": target,
+            "k": min(config.concepts, _layer_shape(loaded, target)[0]),  # <= its channels
+            "max_positions": config.concept_positions,
+            **data,
+            "render": {**recipe, "seed": seed, "precision": precision},
+            "heatmap_images": [shown.digest for shown in images],
+            "seed": seed,
+        }
+        plan.artifacts.append(make_artifact("concepts", layer, concept))
     for shown in images:
         common = {**base, "image": shown.name, "image_digest": shown.digest, "seed": seed}
         dream = {**dream_recipe(config.dream, dream_layers), "precision": precision}

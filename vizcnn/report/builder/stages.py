@@ -1,8 +1,10 @@
 """Build a report: compute the artifacts a plan lists that the store lacks, then the pages.
 
-Stages run in a fixed order (model card, renders, top patches, mean activations, dreams,
+Stages run in a fixed order (model card, renders, the data pass, class votes, accentuations, concepts, dreams,
 attribution maps, ablation, pages); each artifact is written to the store as soon as it is done,
-so an interrupted build loses at most the artifact it was working on.
+so an interrupted build loses at most the artifact it was working on. The data pass mines every
+layer that lacks its top patches or statistics in one pass over the data (`mine_layers`), then
+cuts each layer's patches.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -34,8 +37,10 @@ STAGE_TITLES = {
     "plan": "checking inputs",
     "model": "model card",
     "render": "renders",
-    "mine": "top patches",
-    "stats": "mean activations",
+    "data": "data pass",
+    "votes": "class votes",
+    "accent": "accentuations",
+    "concepts": "concepts",
     "dream": "dreams",
     "attribute": "attribution maps",
     "ablation": "ablation",
@@ -44,14 +49,23 @@ STAGE_TITLES = {
 STAGES = (
     ("model", ("layers", "filters")),
     ("render", ("render",)),
-    ("mine", ("mine",)),
-    ("stats", ("stats",)),
+    ("data", ("mine", "stats")),
+    ("votes", ("votes",)),
+    ("accent", ("accent",)),
+    ("concepts", ("concepts",)),
     ("dream", ("dream",)),
     ("attribute", ("attribution",)),
     ("ablation", ("ablation",)),
 )
 _IN_BLOCK = {"model", "weights_digest", "dtype", "seed"}  # keys the block has at its top level
-_SEEDED = {"render", "mine", "stats", "dream", "attribution"}  # kinds whose result uses the seed
+_SEEDED = {
+    "render",
+    "mine",
+    "stats",
+    "votes",
+    "dream",
+    "attribution",
+}  # kinds whose result uses the seed
 
 
 @contextmanager
@@ -159,15 +173,8 @@ def _run_stage(
     progress: ProgressCallback,
 ) -> None:
     count = len(missing)
-    if missing[0].kind == "stats":  # all layers' means in one pass over the data
-        started = time.perf_counter()
-        made = compute.make_stats(loaded, missing, plan, scaled_progress(progress, 0, 1, ""))
-        seconds = (time.perf_counter() - started) / count
-        for artifact in missing:
-            item = made[artifact.key]
-            store.write(
-                artifact, item.files, _block(loaded, plan, artifact, item, seconds), item.data
-            )
+    if missing[0].kind in ("mine", "stats"):
+        _data_stage(loaded, plan, store, missing, progress)
         return
     images = {image.name: image for image in plan.images}
     for position, artifact in enumerate(missing):
@@ -180,8 +187,12 @@ def _run_stage(
             item = compute.make_filters(loaded, artifact, report)
         elif kind == "render":
             item = compute.make_render(loaded, artifact, plan, report)
-        elif kind == "mine":
-            item = compute.make_mine(loaded, artifact, plan, report)
+        elif kind == "votes":
+            item = compute.make_votes(loaded, artifact, plan, report)
+        elif kind == "accent":
+            item = compute.make_accent(loaded, artifact, plan, _hits(store, plan, artifact), report)
+        elif kind == "concepts":
+            item = compute.make_concepts(loaded, artifact, plan, report)
         elif kind == "dream":
             item = compute.make_dream(
                 loaded, artifact, images[artifact.name], report, plan.run, plan.config.dream
@@ -199,11 +210,57 @@ def _run_stage(
             torch.cuda.empty_cache()
 
 
+def _hits(store: ArtifactStore, plan: Plan, artifact: Artifact) -> dict[str, Any]:
+    """The top patches of `artifact`'s layer, as its mine artifact stored them (done before)."""
+    mine = next(a for a in plan.artifacts if a.kind == "mine" and a.name == artifact.name)
+    hits = (store.meta(mine) or {}).get("data", {}).get("hits", {})
+    return hits if isinstance(hits, dict) else {}
+
+
+def _data_stage(
+    loaded: LoadedModel,
+    plan: Plan,
+    store: ArtifactStore,
+    missing: list[Artifact],
+    progress: ProgressCallback,
+) -> None:
+    """Every missing layer's top-k, means and histograms in one pass over the data, then each
+    mined layer's patches; each artifact is written as soon as it is done."""
+    patches = [a for a in missing if a.kind == "mine"]
+    parts = 1 + len(patches)
+    started = time.perf_counter()
+    mined = compute.mine_data(loaded, missing, plan, scaled_progress(progress, 0, parts, "pass"))
+    share = (time.perf_counter() - started) / len(missing)  # the pass's time, shared
+    for artifact in missing:
+        if artifact.kind == "stats":
+            item = compute.make_stats(artifact, mined[artifact.name])
+            store.write(
+                artifact, item.files, _block(loaded, plan, artifact, item, share), item.data
+            )
+    for position, artifact in enumerate(patches, start=1):
+        started = time.perf_counter()
+        report = scaled_progress(progress, position, parts, artifact.name)
+        item = compute.make_mine(loaded, artifact, plan, report, mined[artifact.name].top)
+        seconds = share + time.perf_counter() - started
+        store.write(artifact, item.files, _block(loaded, plan, artifact, item, seconds), item.data)
+
+
 def _count_pictures(site: Site) -> int:
     count = 1 if site.card.filters is not None else 0
     for layer in site.layers:
-        count += sum((u.render is not None) + (u.patches is not None) for u in layer.units)
+        count += sum(
+            (u.render is not None)
+            + (u.patches is not None)
+            + len(u.diversity)
+            + len(u.accentuations)
+            for u in layer.units
+        )
     for image in site.images:
         count += 1 + (image.dream is not None) + len(image.attributions)
+    for page in site.concepts:
+        count += sum(
+            (c.render is not None) + (c.patches is not None) + len(c.heatmaps)
+            for c in page.concepts
+        )
     count += 1 if site.ablation is not None and site.ablation.chart is not None else 0
     return count

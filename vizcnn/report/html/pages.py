@@ -48,6 +48,7 @@ def _number(value: float | None, digits: int = 3) -> str:
 def page_names(site: Site) -> list[str]:
     """File names of the pages of a multi-page site, index first."""
     names = [INDEX, *(layer.page for layer in site.layers)]
+    names += [page.page for page in site.concepts]
     if site.images:
         names.append(IMAGES)
     if site.ablation is not None:
@@ -109,6 +110,10 @@ def render_pages(
     for layer in site.layers:
         pages[layer.page] = env.get_template("layer.html").render(
             **context, page=layer.page, layer=layer
+        )
+    for concepts in site.concepts:
+        pages[concepts.page] = env.get_template("concepts.html").render(
+            **context, page=concepts.page, concepts=concepts
         )
     if site.images:
         pages[IMAGES] = env.get_template("images.html").render(**context, page=IMAGES)

@@ -29,8 +29,22 @@ class Made:
 
 
 @dataclass(frozen=True)
+class HistogramView:
+    """A unit's activation histogram as bars of an inline SVG (drawn by the template)."""
+
+    bars: list[tuple[float, float, float, float]]  # (x, y, width, height) in SVG units
+    width: int  # of the SVG
+    height: int
+    low: float  # left edge of the first bar shown (activation)
+    high: float  # right edge of the last bar shown
+    values: int  # activations counted (images x positions)
+    zero_share: float | None = None  # share of the counts in the bin holding 0, if one does
+
+
+@dataclass(frozen=True)
 class UnitView:
-    """One channel of a layer: its rendered image, top patches and mean activation."""
+    """One channel of a layer, its card: renders, top patches, activation histogram, class
+    votes, mean activation."""
 
     label: str  # unit spec, e.g. `_blocks.6:3`
     channel: int
@@ -40,6 +54,10 @@ class UnitView:
     patches: Picture | None  # top-k dataset patches as one grid
     hits: list[tuple[str, float]] = field(default_factory=list)  # (image name, score), best first
     mean: float | None = None  # mean activation over the data (all images and positions)
+    diversity: list[Picture] = field(default_factory=list)  # the other diversity renders
+    histogram: HistogramView | None = None  # activations over the data
+    votes: list[tuple[str, float]] = field(default_factory=list)  # (class, logit fall)
+    accentuations: list[Picture] = field(default_factory=list)  # of its top exemplars
 
 
 @dataclass(frozen=True)
@@ -53,6 +71,38 @@ class LayerView:
     field: str  # receptive field as text
     units: list[UnitView]
     made: list[Made] = _field(default_factory=list)
+    vote_images: int = 0  # images the class votes were averaged over (0: none)
+    concepts_page: str | None = None  # file name of the layer's concepts page
+
+
+@dataclass(frozen=True)
+class ConceptView:
+    """One NMF concept of a layer: its direction render, top patches, heatmaps, importance."""
+
+    index: int
+    render: Picture | None
+    patches: Picture | None
+    heatmaps: list[tuple[str, Picture]]  # (image name, coefficient heatmap over it)
+    share: float  # share of the sample's coefficient mass
+    importance: float | None  # mean fall of each image's top-1 logit when it is removed
+    hits: list[tuple[str, float]] = field(default_factory=list)  # (image, coefficient)
+
+
+@dataclass(frozen=True)
+class ConceptsView:
+    """A report layer's concepts page."""
+
+    layer: str  # the report layer
+    layer_page: str  # its page
+    page: str  # this page's file name
+    concept_layer: str  # the non-negative layer factorized
+    concepts: list[ConceptView]
+    reconstruction_error: float
+    sampled: int  # positions factorized
+    positions_seen: int
+    images: int  # images streamed
+    importance_images: int
+    made: list[Made] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -124,3 +174,4 @@ class Site:
     data: str  # the data set mined (shown on the index)
     command: str  # the command line that built it
     created: str  # time stamp
+    concepts: list[ConceptsView] = field(default_factory=list)  # one page per layer
