@@ -36,6 +36,7 @@ from vizcnn.features import (
     probe_layers,
 )
 from vizcnn.hooks import Layer, capture, forward_to, layer_name, parse_layer
+from vizcnn.io.display import show
 from vizcnn.io.imaging import load_image, make_grid, save_json, save_png
 from vizcnn.mining.patches import MinedPatches, mine_patches
 from vizcnn.mining.streaming import MineConfig, mine_topk
@@ -180,4 +181,5 @@ __all__ = [
     "resolve_device",
     "save_json",
     "save_png",
+    "show",
 ]
