@@ -54,7 +54,7 @@ render_steps = 8 if QUICK else 128
 rendered = vizcnn.render(loaded, "layer2:0-3", vizcnn.RenderConfig(steps=render_steps), seed=0)
 sheet = vizcnn.show(rendered)
 sheet.save(out / "walkthrough_render.png")
-rendered  # in a notebook, this line draws the contact sheet
+rendered  # noqa: B018 (in a notebook, this line draws the contact sheet)
 
 # %%
 # The dataset patches that excite the same channels most, from crops of the bundled photos.
@@ -62,14 +62,16 @@ data = vizcnn.open_dataset("samples", 3, loaded.input_size, limit=16 if QUICK el
 top = vizcnn.mine_topk(loaded, data, vizcnn.MineConfig(layer=net.layer2, channels=(0, 1, 2, 3)))
 mined = vizcnn.mine_patches(loaded, data, top)
 vizcnn.show(mined).save(out / "walkthrough_mine.png")
-mined
+mined  # noqa: B018
 
 # %%
 # Which pixels made the prediction: saliency and Grad-CAM at ``layer4`` on two photos.
-photos = torch.cat([resize(sample_image(n)[None], loaded.input_size) for n in ("coffee", "chelsea")])
+photos = torch.cat(
+    [resize(sample_image(n)[None], loaded.input_size) for n in ("coffee", "chelsea")]
+)
 maps = vizcnn.attribute(loaded, photos, ["saliency", vizcnn.GradCAM(loaded, layer=net.layer4)])
 vizcnn.show(maps).save(out / "walkthrough_attribute.png")
-maps
+maps  # noqa: B018
 
 # %%
 # All of it in one offline HTML report (open ``report/index.html``), with small settings.
