@@ -68,6 +68,7 @@ sphinx_gallery_conf = {
     "remove_config_comments": True,
     "within_subsection_order": "FileNameSortKey",
     "show_memory": False,
+    "write_computation_times": False,  # its page loads jQuery and DataTables from a CDN
     "default_thumb_file": str(DOCS / "images" / "dream_before_after.jpg"),
     "min_reported_time": 5,
     "abort_on_example_error": False,
