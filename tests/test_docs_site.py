@@ -86,7 +86,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         html = Path(given)
         assert (html / "index.html").is_file(), f"{HTML_ENV}={given} holds no built site"
         return html
-    pytest.importorskip("sphinx", reason="the docs extra (pip install -e '.[docs]') builds the site")
+    pytest.importorskip(
+        "sphinx", reason="the docs extra (pip install -e '.[docs]') builds the site"
+    )
     out = tmp_path_factory.mktemp("docs") / "html"
     command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html"]
     command += ["-D", "plot_gallery=0", "-d", str(out.parent / "doctrees"), "docs", str(out)]
@@ -174,12 +176,19 @@ def test_nothing_is_fetched_from_the_network(site: Path, pages: dict[Path, _Page
     ]
     css_url = re.compile(r"""(?:url\(\s*['"]?|@import\s+['"])\s*((?:https?:)?//[^'")\s]+)""")
     for path, page in pages.items():
-        remote += [f"{path.relative_to(site)}: {m}" for s in page.inline_styles for m in css_url.findall(s)]
+        remote += [
+            f"{path.relative_to(site)}: {m}" for s in page.inline_styles for m in css_url.findall(s)
+        ]
     for sheet in site.rglob("*.css"):
-        remote += [f"{sheet.relative_to(site)}: {m}" for m in css_url.findall(sheet.read_text("utf-8"))]
+        remote += [
+            f"{sheet.relative_to(site)}: {m}" for m in css_url.findall(sheet.read_text("utf-8"))
+        ]
     for script in site.rglob("*.js"):
         text = script.read_text("utf-8", errors="replace")
-        remote += [f"{script.relative_to(site)}: {m}" for m in re.findall(r"""importScripts\(['"](https?:[^'"]+)""", text)]
+        remote += [
+            f"{script.relative_to(site)}: {m}"
+            for m in re.findall(r"""importScripts\(['"](https?:[^'"]+)""", text)
+        ]
     assert not remote, "\n".join(remote[:40])
 
 
@@ -215,9 +224,7 @@ def test_pages_open_in_chromium_offline_without_errors(site: Path, browser: obje
         check = tab.check()
         # broken or unlabelled images, console errors, blocked requests; sphinx-gallery's
         # thumbnails carry alt="" on purpose (decorative: the example's title is the link text)
-        problems += [
-            p for p in check.problems() if not re.search(r"alt text: \S+_thumb\.\w+$", p)
-        ]
+        problems += [p for p in check.problems() if not re.search(r"alt text: \S+_thumb\.\w+$", p)]
         opened += 1
     assert opened > 10
     assert not problems, "\n".join(problems[:40])

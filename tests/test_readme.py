@@ -57,13 +57,21 @@ x = torch.rand(2, 3, 64, 64)
 """,
 }
 
-# a whole page of the default model's DeepDream and guided dream: small enough with QUICK
-DEFAULTS = {
-    # dreams at the library defaults (4 octaves x 10 steps of a 600x400 photo): 2 octaves here
-    "vizcnn.dream(loaded, sample_image(\"chelsea\"), guide=": (
-        'vizcnn.dream(loaded, sample_image("chelsea"), vizcnn.DreamConfig(octaves=2, steps=2), guide='
+# calls that run at the library's defaults (no steps= to shrink) get small settings added; measured
+# with --durations, these were most of the file's time
+DEFAULTS = [
+    # a dream at the defaults: 4 octaves x 10 steps of a 600x400 photo
+    (
+        r"vizcnn\.dream\(loaded, sample_image\(\"chelsea\"\), guide=",
+        'vizcnn.dream(loaded, sample_image("chelsea"), vizcnn.DreamConfig(octaves=2, steps=2), guide=',
     ),
-}
+    # render(model, units) at the default 512 steps
+    (r"\brender\((\w+), (\[[^\]]*\])\)", r"render(\1, \2, vizcnn.RenderConfig(steps=2))"),
+    # deletion curves at 16 steps, each a forward pass per image, method and curve
+    (r"\bdeletion_curves\(([^()]*)\)", r"deletion_curves(\1, steps=2)"),
+    # a report mines every crop of the samples (128 images) unless limited
+    (r"\bReportConfig\((?!\))(?![^#]*\blimit=)", "ReportConfig(limit=8, "),
+]
 
 
 def _blocks() -> list[tuple[str, int, str]]:
@@ -80,8 +88,8 @@ def _blocks() -> list[tuple[str, int, str]]:
 def quick(source: str) -> str:
     for pattern, replacement in QUICK:
         source = re.sub(pattern, replacement, source)
-    for text, replacement in DEFAULTS.items():
-        source = source.replace(text, replacement)
+    for pattern, replacement in DEFAULTS:
+        source = re.sub(pattern, replacement, source)
     return source
 
 
@@ -93,6 +101,12 @@ def test_the_readme_and_docs_have_python() -> None:
 def test_quick_settings_shrink_what_they_name() -> None:
     assert quick("RenderConfig(steps=256), limit=128") == "RenderConfig(steps=2), limit=8"
     assert quick("EquivarianceConfig(shifts=(1, 2, 3, 4))") == "EquivarianceConfig(shifts=(1,))"
+    assert (
+        quick('render(net, ["a:1", obj.c(2)])')
+        == 'render(net, ["a:1", obj.c(2)], vizcnn.RenderConfig(steps=2))'
+    )
+    assert quick("deletion_curves(m, x, maps, t)") == "deletion_curves(m, x, maps, t, steps=2)"
+    assert quick("base = ReportConfig()\nc = ReportConfig(\n    layers=1,\n)").count("limit=8") == 1
 
 
 @pytest.mark.slow

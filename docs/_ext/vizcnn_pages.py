@@ -110,7 +110,10 @@ def command_page(name: str, command: click.Command, docs: Path) -> str:
     if command.short_help or command.help:
         lines += [_escape(command.get_short_help_str(limit=200)), ""]
     if (docs / f"{guide}.md").exists():
-        lines += [f"The guide, with pictures and the Python equivalent: [{guide}](../{guide}.md).", ""]
+        lines += [
+            f"The guide, with pictures and the Python equivalent: [{guide}](../{guide}.md).",
+            "",
+        ]
     lines += ["```text", command.get_usage(ctx), "```", ""]
     if command.help:
         lines += [_help_markdown(command.help), ""]
