@@ -107,8 +107,8 @@ def command_page(name: str, command: click.Command, docs: Path) -> str:
     ctx = click.Context(command, info_name=f"vizcnn {name}")
     guide = GUIDES.get(name, name)
     lines = [f"# `vizcnn {name}`", ""]
-    if command.short_help or command.help:
-        lines += [_escape(command.get_short_help_str(limit=200)), ""]
+    if command.short_help and not command.help:
+        lines += [_escape(command.short_help), ""]
     if (docs / f"{guide}.md").exists():
         lines += [
             f"The guide, with pictures and the Python equivalent: [{guide}](../{guide}.md).",
