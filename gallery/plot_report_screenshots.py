@@ -34,7 +34,7 @@ VIEWPORT = {"width": 1280, "height": 800}
 def build_default_report(site: Path) -> None:
     """Build (or resume) the default report with the CLI, exactly as a user runs it."""
     command = [sys.executable, "-m", "vizcnn.cli.main", "report", "-o", str(site)]
-    if QUICK:  # LeNet-5 on digits, two units a layer, a few steps: seconds
+    if QUICK:  # LeNet-5 on 16 sample crops, two units a layer, a few steps: seconds
         command += ["-m", "lenet5_digits", "--data", "samples", "--limit", "16"]
         command += ["--units-per-layer", "2", "--steps", "8"]
     print("+", " ".join(command))

@@ -219,5 +219,6 @@ def generate(app: Any) -> None:
 
 
 def setup(app: Any) -> dict[str, Any]:
-    app.connect("builder-inited", generate, priority=100)  # before autosummary reads api/
+    # config-inited: before Sphinx lists the source files, which autosummary reads at builder-inited
+    app.connect("config-inited", lambda app, config: generate(app))
     return {"parallel_read_safe": True, "parallel_write_safe": True}
