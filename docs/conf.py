@@ -43,6 +43,7 @@ myst_heading_anchors = 3  # the guides link to #section anchors, as GitHub rende
 suppress_warnings = ["myst.xref_missing"] if os.environ.get("VIZCNN_DOCS_LAX") else []
 default_role = "literal"  # docstrings write `name` for code
 pygments_style = "sphinx"
+smartquotes = False  # option names keep their two hyphens (--seed), quotes stay as typed
 
 # -- API --------------------------------------------------------------------------------------
 autosummary_generate = True
