@@ -40,7 +40,6 @@ root_doc = "index"
 exclude_patterns = ["_build", "README.md", "gallery/*.ipynb", "gallery/*.py", "gallery/*.md5"]
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3  # the guides link to #section anchors, as GitHub renders them
-suppress_warnings = ["myst.xref_missing"] if os.environ.get("VIZCNN_DOCS_LAX") else []
 default_role = "literal"  # docstrings write `name` for code
 pygments_style = "sphinx"
 smartquotes = False  # option names keep their two hyphens (--seed), quotes stay as typed

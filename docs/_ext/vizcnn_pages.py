@@ -72,7 +72,8 @@ def _default(param: click.Parameter, ctx: click.Context) -> str:
         return ""
     if isinstance(value, (list, tuple)):
         return ", ".join(str(v) for v in value) if value else ""
-    return f"`{value}`" if "`" not in str(value) else _escape(str(value))
+    text = str(value)
+    return f"`{text}`" if not set(text) & set("`|") else _escape(text)  # a | would split the cell
 
 
 def _type(param: click.Parameter) -> str:
