@@ -4,6 +4,8 @@ Layer-removal ablations: does depth matter on digits?
 
 Zeiler & Fergus (2013, Table 3) removed layers of their ImageNet network, retrained every variant
 from scratch, and found that removing one section barely hurts while removing several does: a
+QUICK = os.environ.get("VIZCNN_GALLERY_QUICK") == "1"  # small settings (CI, the docs build)
+
 minimum depth matters more than any one layer. This script repeats the experiment with LeNet-5
 on scikit-learn's digits (the fixed split of `lenet5_digits`): the control and four variants
 (drop the last hidden FC, both hidden FC, the middle convolution, both), each trained from
@@ -15,6 +17,7 @@ Run: ``python gallery/plot_ablation.py [OUT_DIR] [EPOCHS]`` (about a minute on t
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,6 +26,8 @@ import vizcnn
 from vizcnn.ablation import DIGITS_VARIANTS, TrainConfig, digits, run_ablation
 from vizcnn.ablation.summary import results_chart, results_markdown
 from vizcnn.ablation.variants import ZF_TABLE3
+
+QUICK = os.environ.get("VIZCNN_GALLERY_QUICK") == "1"  # small settings (CI, the docs build)
 
 
 def main(out: Path, epochs: int = 15) -> None:
@@ -47,5 +52,5 @@ def main(out: Path, epochs: int = 15) -> None:
 if __name__ == "__main__":
     main(
         Path(sys.argv[1]) if len(sys.argv) > 1 else Path("gallery/out"),
-        int(sys.argv[2]) if len(sys.argv) > 2 else 15,
+        int(sys.argv[2]) if len(sys.argv) > 2 else (1 if QUICK else 15),
     )

@@ -13,6 +13,7 @@ Run: ``python gallery/plot_attribution.py [OUT_DIR]`` (default ``gallery/out/``;
 from __future__ import annotations
 
 import io
+import os
 import sys
 from pathlib import Path
 
@@ -20,7 +21,13 @@ import torch
 from PIL import Image
 
 import vizcnn
-from vizcnn.attribution import METHODS, SmoothGrad, attribute
+from vizcnn.attribution import (
+    METHODS,
+    IntegratedGradients,
+    Occlusion,
+    SmoothGrad,
+    attribute,
+)
 from vizcnn.attribution.classifier import label_of
 from vizcnn.attribution.deletion import deletion_curves
 from vizcnn.attribution.figures import (
@@ -34,6 +41,8 @@ from vizcnn.core.run_options import RunOptions
 from vizcnn.data.datasets import preprocess
 from vizcnn.data.samples import sample_image
 
+QUICK = os.environ.get("VIZCNN_GALLERY_QUICK") == "1"  # small settings (CI, the docs build)
+
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "gallery/out")
 out.mkdir(parents=True, exist_ok=True)
 loaded = vizcnn.load_model("efficientnet_lite0")
@@ -42,7 +51,13 @@ images = torch.stack([preprocess(sample_image(n), loaded.input_size) for n in na
 
 # %%
 # All eight methods, one row per photo, each map scaled by its own 99th percentile.
-result = attribute(loaded, images, list(METHODS), run=RunOptions(batch=2))
+quick_methods = {  # fewer steps, samples and occlusion windows: rough maps, in seconds
+    "ig": IntegratedGradients(loaded, steps=4),
+    "smoothgrad": SmoothGrad(loaded, samples=2),
+    "occlusion": Occlusion(loaded, window=56, stride=56),
+}
+methods = [quick_methods.get(m, m) if QUICK else m for m in METHODS]
+result = attribute(loaded, images, methods, run=RunOptions(batch=2))
 rows = []
 for i, name in enumerate(names):
     top5 = [
@@ -63,7 +78,10 @@ sheet.save(out / "attribution_methods.jpg", quality=85, optimize=True)  # docs/i
 
 # %%
 # Deletion / insertion: remove (or insert) the most-attributed pixels first.
-curves = deletion_curves(loaded, images, result.maps, result.targets, steps=16)
+curved = ("saliency", "gradcam") if QUICK else METHODS
+curves = deletion_curves(
+    loaded, images, {m: result.maps[m] for m in curved}, result.targets, steps=4 if QUICK else 16
+)
 (out / "attribution_deletion.png").write_bytes(figure_png_bytes(curves_figure(curves)))
 lines = ["| method | deletion area (lower = better) | insertion area (higher = better) |"]
 lines.append("|---|---|---|")
@@ -73,6 +91,7 @@ for m, c in curves.items():
 # %%
 # The sanity check: re-initialize lite0 from the classifier down, in 6 stages.
 checked = ("saliency", "ig", "smoothgrad", "guided", "deconv", "gradcam", "guided-gradcam")
+checked = ("saliency", "gradcam") if QUICK else checked
 sanity_methods = [SmoothGrad(loaded, samples=8) if m == "smoothgrad" else m for m in checked]
 
 
@@ -82,7 +101,7 @@ def maps_of(
     return attribute(model, xs, sanity_methods, targets=ts, run=RunOptions(batch=2)).maps
 
 
-sanity = sanity_check(loaded, images, result.targets, maps_of, stages=6, seed=0)
+sanity = sanity_check(loaded, images, result.targets, maps_of, stages=2 if QUICK else 6, seed=0)
 (out / "attribution_sanity.png").write_bytes(figure_png_bytes(sanity_figure(sanity)))
 lines += ["", "Spearman rank correlation of |attribution| with the trained model's maps:", "```"]
 lines += [sanity.table(), "```", "", "SSIM / HOG after the last stage:"]

@@ -18,6 +18,7 @@ classes, steps and seed give the same pictures) instead of rendering again.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import torch
@@ -26,6 +27,8 @@ from PIL import Image, ImageDraw
 import vizcnn
 from vizcnn.io.imaging import atomic_write, resize, to_pil
 from vizcnn.optvis import objectives as obj
+
+QUICK = os.environ.get("VIZCNN_GALLERY_QUICK") == "1"  # small settings (CI, the docs build)
 
 parser = argparse.ArgumentParser()
 parser.add_argument("out", nargs="?", default="gallery/out")
@@ -39,10 +42,10 @@ classes = ["espresso", "goldfinch", "flamingo", "monarch", "pizza"]
 targets = [loaded.class_index(name) for name in classes]
 recipes = {
     "before: --param fft --no-amp (lucid's recipe, float32)": vizcnn.RenderConfig(
-        steps=256, param="fft"
+        steps=8 if QUICK else 256, param="fft"
     ),
     "now, the default: --param auto = maco for classes (bf16 where native)": vizcnn.RenderConfig(
-        steps=256
+        steps=8 if QUICK else 256
     ),
 }
 

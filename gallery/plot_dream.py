@@ -10,6 +10,7 @@ Run: ``python gallery/plot_dream.py [OUT_DIR]`` (default ``gallery/out/``; about
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -19,11 +20,15 @@ import vizcnn
 from vizcnn.data.samples import sample_image
 from vizcnn.io.imaging import labeled_sheet, save_png
 
+QUICK = os.environ.get("VIZCNN_GALLERY_QUICK") == "1"  # small settings (CI, the docs build)
+
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "gallery/out")
 loaded = vizcnn.load_model("efficientnet_lite0")
 
 
 def run(image: torch.Tensor, **options: object) -> torch.Tensor:
+    if QUICK:  # two small octaves, two steps each
+        options = {**options, "octaves": 2, "steps": 2, "octave_scale": 2.0}
     config = vizcnn.DreamConfig(**options)  # type: ignore[arg-type]
     return vizcnn.dream(loaded, image, config, seed=0)  # the CLI's --seed 0: its picture
 
@@ -51,7 +56,7 @@ subset = run(cat, layers=("_blocks.9:0-15@2",), steps=20)
 guided = vizcnn.dream(
     loaded,
     cat,
-    vizcnn.DreamConfig(layers=("_blocks.9",), steps=20),
+    vizcnn.DreamConfig(layers=("_blocks.9",), steps=2 if QUICK else 20, octaves=2 if QUICK else 4),
     guide=sample_image("flower"),
     seed=0,
 )

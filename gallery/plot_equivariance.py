@@ -13,6 +13,7 @@ Run: ``python gallery/plot_equivariance.py [OUT_DIR]`` (default ``gallery/out/``
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -26,8 +27,10 @@ from vizcnn.features.figures import equivariance_figure
 from vizcnn.io.imaging import save_png
 from vizcnn.models.base import describe
 
+QUICK = os.environ.get("VIZCNN_GALLERY_QUICK") == "1"  # small settings (CI, the docs build)
+
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "gallery/out")
-config = EquivarianceConfig(shifts=tuple(range(1, 9)))
+config = EquivarianceConfig(shifts=(1, 2) if QUICK else tuple(range(1, 9)))
 lite0 = vizcnn.load_model("efficientnet_lite0")
 present = {row["name"] for row in vizcnn.available_models() if row["weights_present"]}
 if "resnet18" in present:
@@ -42,7 +45,11 @@ def photos(size: tuple[int, int]) -> torch.Tensor:
     """8 bundled photos, `config.margin` wider than `size` so that every shift is a crop."""
     margin = config.margin
     data = open_dataset(
-        "samples", 3, (size[0] + margin[0], size[1] + margin[1]), crops_per_image=1, limit=8
+        "samples",
+        3,
+        (size[0] + margin[0], size[1] + margin[1]),
+        crops_per_image=1,
+        limit=2 if QUICK else 8,
     )
     return torch.stack([data[i]["image"] for i in range(len(data))])
 

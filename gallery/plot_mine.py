@@ -15,6 +15,7 @@ Run: ``python gallery/plot_mine.py [OUT_DIR]`` (about two minutes on two CPU cor
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,6 +24,8 @@ import vizcnn
 from vizcnn.core.run_options import RunOptions
 from vizcnn.io.imaging import labeled_sheet
 from vizcnn.mining.patches import channel_grid, layer_sheet
+
+QUICK = os.environ.get("VIZCNN_GALLERY_QUICK") == "1"  # small settings (CI, the docs build)
 
 LAYERS = ["_blocks.1", "_blocks.4", "_blocks.6"]  # receptive fields 11, 67 and 115 pixels
 CHANNELS = tuple(range(8))
@@ -33,7 +36,9 @@ def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     loaded = vizcnn.load_model("efficientnet_lite0")
     # 16 photos x 10 seeded crops each; the same crops for every layer.
-    data = vizcnn.open_dataset("samples", loaded.channels, loaded.input_size, crops_per_image=10)
+    data = vizcnn.open_dataset(
+        "samples", loaded.channels, loaded.input_size, crops_per_image=1 if QUICK else 10
+    )
     grids, labels = [], []
     for layer in LAYERS:
         started = time.perf_counter()

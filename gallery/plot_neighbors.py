@@ -11,6 +11,7 @@ Run: ``python gallery/plot_neighbors.py [OUT_DIR]`` (default ``gallery/out/``; a
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -23,9 +24,11 @@ from vizcnn.features import embed, embed_dataset, nearest
 from vizcnn.features.figures import neighbors_figure
 from vizcnn.io.imaging import save_png
 
+QUICK = os.environ.get("VIZCNN_GALLERY_QUICK") == "1"  # small settings (CI, the docs build)
+
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "gallery/out")
 loaded = vizcnn.load_model("efficientnet_lite0")
-data = open_dataset("samples", 3, loaded.input_size, crops_per_image=4, seed=1)
+data = open_dataset("samples", 3, loaded.input_size, crops_per_image=1 if QUICK else 4, seed=1)
 embeddings = embed_dataset(loaded, data, cache_dir=out / ".vizcnn_cache")
 
 # %%

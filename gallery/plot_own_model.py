@@ -24,6 +24,7 @@ and 5 epochs; about a minute on two CPU cores).
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 import time
@@ -44,7 +45,19 @@ from vizcnn.models.random_init import seeded_init
 from vizcnn.receptive.table import layer_table
 from vizcnn.runs.render import channel_units
 
-GALLERY = Path(__file__).resolve().parent  # the folder of own_cnn.py: where the CLI runs
+QUICK = os.environ.get("VIZCNN_GALLERY_QUICK") == "1"  # small settings (CI, the docs build)
+QUICK_SETTINGS = {
+    "digits": 90,
+    "channels": 2,
+    "render_steps": 4,
+    "explained": 2,
+    "report_steps": 2,
+    "units_per_layer": 1,
+    "dream_steps": 1,
+}
+
+# the folder of own_cnn.py: where the CLI runs (sphinx-gallery defines no __file__, sets argv[0])
+GALLERY = Path(globals().get("__file__") or sys.argv[0]).resolve().parent
 RENDER_LAYER = "block2"  # the middle block: 8x8 maps, a 10-pixel receptive field
 CAM_LAYER = "block3"  # the last spatial block's output (after BatchNorm, ReLU and pooling)
 
@@ -257,5 +270,6 @@ def main(
 if __name__ == "__main__":
     main(
         Path(sys.argv[1]) if len(sys.argv) > 1 else Path("gallery/out/own_model"),
-        int(sys.argv[2]) if len(sys.argv) > 2 else 5,
+        int(sys.argv[2]) if len(sys.argv) > 2 else (1 if QUICK else 5),
+        **(QUICK_SETTINGS if QUICK else {}),
     )

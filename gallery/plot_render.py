@@ -14,6 +14,7 @@ README picture), ``render_espresso.png`` and one PNG per unit.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -24,6 +25,8 @@ import vizcnn
 from vizcnn.core.run_options import RunOptions
 from vizcnn.io.imaging import labeled_sheet, resize, save_png
 from vizcnn.optvis import objectives as obj
+
+QUICK = os.environ.get("VIZCNN_GALLERY_QUICK") == "1"  # small settings (CI, the docs build)
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "gallery/out")
 out.mkdir(parents=True, exist_ok=True)
@@ -36,7 +39,7 @@ units: list[vizcnn.Objective | str] = [
 ]
 units.append(obj.class_logit("espresso"))
 
-config = vizcnn.RenderConfig(steps=96)
+config = vizcnn.RenderConfig(steps=4 if QUICK else 96)
 result = vizcnn.render(
     loaded,
     units,

@@ -24,6 +24,7 @@ busy shared CPU cores).
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 import time
@@ -31,6 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
+
+QUICK = os.environ.get("VIZCNN_GALLERY_QUICK") == "1"  # small settings (CI, the docs build)
+QUICK_SETTINGS = {"channels": 2, "explained": 3, "render_steps": 4, "train_size": 256, "lr": 3e-3}
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -240,5 +244,6 @@ def main(
 if __name__ == "__main__":
     main(
         Path(sys.argv[1]) if len(sys.argv) > 1 else Path("gallery/out/timm_convnext"),
-        int(sys.argv[2]) if len(sys.argv) > 2 else 4,
+        int(sys.argv[2]) if len(sys.argv) > 2 else (1 if QUICK else 4),
+        **(QUICK_SETTINGS if QUICK else {}),
     )

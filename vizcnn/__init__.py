@@ -46,6 +46,7 @@ from vizcnn.features import (
     probe_layers,
 )
 from vizcnn.hooks import Layer, capture, forward_to, layer_name, parse_layer
+from vizcnn.io.display import show
 from vizcnn.io.imaging import load_image, make_grid, save_json, save_png
 from vizcnn.mining.layers import LayerMined, mine_layers
 from vizcnn.mining.patches import MinedPatches, mine_patches
@@ -212,4 +213,5 @@ __all__ = [
     "resolve_device",
     "save_json",
     "save_png",
+    "show",
 ]

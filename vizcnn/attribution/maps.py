@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
+from PIL import Image
 
 from vizcnn.attribution.checks import MapChecks, MapWarning
 from vizcnn.attribution.classifier import Classifier, Predictions, Targets, predict, targets_of
@@ -21,6 +22,8 @@ from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.hooks import inplace_off, model_guard
+from vizcnn.io.display import MAX_TILES, ContactSheet
+from vizcnn.io.imaging import labeled_sheet
 from vizcnn.models.base import ModelLike, as_loaded
 from vizcnn.models.preflight import preflight
 
@@ -29,8 +32,12 @@ MethodsLike = str | Method | Sequence[str | Method]
 
 
 @dataclass
-class Attributions:
-    """`attribute`'s result: one `(B, C, H, W)` map per method plus what the model predicted."""
+class Attributions(ContactSheet):
+    """`attribute`'s result: one `(B, C, H, W)` map per method plus what the model predicted.
+
+    In a notebook it shows itself as a contact sheet: one row per image, one heat map per method
+    (the rule of `vizcnn.attribution.figures.heat`, on the inferno colour map).
+    """
 
     maps: dict[str, torch.Tensor]  # method -> (B, C, H, W), C = the input's channels
     targets: torch.Tensor  # (B,) class attributed per image
@@ -39,6 +46,26 @@ class Attributions:
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per method
     # blank maps and methods equal to the plain gradient, one per finding; str(w) is the message
     warnings: list[MapWarning] = field(default_factory=list)
+
+    def contact_sheet(self) -> Image.Image:
+        """Heat maps, a row per image (the first rows up to `MAX_TILES` maps), a column per method."""
+        # matplotlib only when a sheet is drawn: `import vizcnn` stays light
+        from matplotlib import colormaps
+
+        from vizcnn.attribution.figures import CMAP, heat
+
+        if not self.maps:
+            raise VizError("no attribution maps to show")
+        colour = colormaps[CMAP]
+        methods = list(self.maps)
+        rows = max(1, min(len(self.targets), MAX_TILES // len(methods)))
+        tiles, labels = [], []
+        for row in range(rows):
+            for method in methods:
+                rgb = colour(heat(self.maps[method][row]))[..., :3]
+                tiles.append(torch.from_numpy(rgb).permute(2, 0, 1).float())
+                labels.append(f"{method} t={int(self.targets[row])}")
+        return labeled_sheet(tiles, labels, columns=len(methods))
 
 
 def as_methods(model: ModelLike, methods: MethodsLike | None = None) -> list[Method]:

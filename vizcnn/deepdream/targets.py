@@ -44,7 +44,7 @@ class LayerTarget:
 
     @property
     def spec(self) -> str:
-        """Back to the `LAYER[:CHANNELS][@WEIGHT]` text form."""
+        """This target as unit-grammar text: `LAYER:CHANNELS@WEIGHT` (the parts it has)."""
         text = self.name
         if self.channels is not None:
             text += ":" + ",".join(str(c) for c in self.channels)

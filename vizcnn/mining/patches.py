@@ -21,6 +21,7 @@ from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.core.relu_rules import RULES, relu_rule
 from vizcnn.data.datasets import ImageSource
 from vizcnn.hooks import Layer, capture, layer_name, model_guard
+from vizcnn.io.display import ContactSheet
 from vizcnn.io.imaging import labeled_sheet, make_grid, resize
 from vizcnn.mining.topk import TopK
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
@@ -49,8 +50,11 @@ class Hit:
 
 
 @dataclass
-class MinedPatches:
-    """Every mined channel's hits, with the field used to cut them."""
+class MinedPatches(ContactSheet):
+    """Every mined channel's hits, with the field used to cut them.
+
+    In a notebook it shows itself as `layer_sheet(self)`: each channel's top-k grid, labelled.
+    """
 
     layer: str
     field: Field  # receptive field of the layer's units at the model's input size
@@ -58,6 +62,10 @@ class MinedPatches:
     hits: dict[int, list[Hit]] = dataclass_field(
         default_factory=dict
     )  # channel -> hits, best first
+
+    def contact_sheet(self) -> Image.Image:
+        """Every channel's patch grid on one labelled sheet (`layer_sheet`)."""
+        return layer_sheet(self)
 
 
 def cut_box(image: torch.Tensor, box: tuple[int, int, int, int], fill: float = 0.5) -> torch.Tensor:

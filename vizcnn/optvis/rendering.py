@@ -29,6 +29,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
+from PIL import Image
 
 from vizcnn.core.adam import Adam, cosine_lr
 from vizcnn.core.devices import Seed, deterministic_algorithms, draw_seed, make_generator
@@ -38,7 +39,8 @@ from vizcnn.core.precision import choose_precision
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.hooks import Captured, Layer, capture, layer_name, layer_output_shape, model_guard
-from vizcnn.io.imaging import resize
+from vizcnn.io.display import MAX_TILES, ContactSheet
+from vizcnn.io.imaging import labeled_sheet, resize
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
 from vizcnn.models.preflight import preflight
 from vizcnn.optvis.config import (
@@ -62,14 +64,27 @@ from vizcnn.optvis.transforms import (
 
 
 @dataclass
-class RenderResult:
-    """Rendered images and how strongly each one drives its unit."""
+class RenderResult(ContactSheet):
+    """Rendered images and how strongly each one drives its unit.
+
+    In a notebook it shows itself as a labelled contact sheet (`contact_sheet()`).
+    """
 
     images: torch.Tensor  # (N, C, H, W) in [0, 1] on the CPU; N = units x diversity
     values: torch.Tensor  # (N,) each image's unit objective, on the untransformed image
     units: list[str] = field(default_factory=list)  # unit name of each image
     unit_index: list[int] = field(default_factory=list)  # position of its unit in the request
     copy: list[int] = field(default_factory=list)  # which diversity copy (0..diversity-1)
+
+    def contact_sheet(self) -> Image.Image:
+        """The images (the first `MAX_TILES`) with their unit names, one row per unit."""
+        shown = range(min(len(self.images), MAX_TILES))
+        labels = [self.units[i] if i < len(self.units) else str(i) for i in shown]
+        if any(self.copy):
+            labels = [f"{label} #{self.copy[i]}" for i, label in zip(shown, labels, strict=True)]
+        diversity = max(self.copy, default=0) + 1
+        columns = diversity if diversity > 1 else None
+        return labeled_sheet([self.images[i] for i in shown], labels, columns=columns)
 
 
 def layer_channels(model: ModelLike, layer: Layer) -> int:
