@@ -13,7 +13,7 @@ default cap of 20,000 sampled positions, batch 32. Each measurement runs in a fr
 Reports peak RSS at the largest N over the smallest (the sample's cap makes it flat), and
 find_concepts / (truncated forward + factorization) with the factorization's share.
 
-Usage: python benchmarks/bench_concepts.py [--images 400 4000] [--batch 32]
+Usage: python benchmarks/bench_concepts.py [--images 400 4000] [--forward-images 400] [--batch 32]
 """
 
 from __future__ import annotations
@@ -88,6 +88,14 @@ def measure(mode: str, count: int, batch: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, nargs="+", default=[400, 4000])
+    parser.add_argument(
+        "--forward-images",
+        type=int,
+        nargs="*",
+        default=None,
+        help="the N at which the truncated forward is timed too (default: every N; none: "
+        "peak RSS only)",
+    )
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--child", nargs=2, metavar=("MODE", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -96,24 +104,28 @@ def main() -> None:
         return
     print(f"load before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     found = {}
+    timed = args.images if args.forward_images is None else args.forward_images
     for count in args.images:
-        forward = measure("forward", count, args.batch)
         concepts = measure("concepts", count, args.batch)
-        found[count] = (forward, concepts)
-        ratio = concepts["wall"] / (forward["wall"] + concepts["factorize"])
-        print(
+        found[count] = concepts
+        line = (
             f"N={count}: find_concepts {concepts['wall']:.1f} s (pass {concepts['stream']:.1f} s, "
-            f"NMF {concepts['factorize']:.2f} s = {concepts['factorize'] / concepts['wall']:.1%}), "
-            f"truncated forward {forward['wall']:.1f} s, ratio {ratio:.3f}; peak RSS "
-            f"{concepts['peak_rss_mb']:.0f} MB (forward alone {forward['peak_rss_mb']:.0f} MB); "
-            f"{int(concepts['sampled'])} of {int(concepts['seen'])} positions, error "
-            f"{concepts['error']:.3f}",
-            flush=True,
+            f"NMF {concepts['factorize']:.2f} s = {concepts['factorize'] / concepts['wall']:.1%}); "
+            f"peak RSS {concepts['peak_rss_mb']:.0f} MB; {int(concepts['sampled'])} of "
+            f"{int(concepts['seen'])} positions, error {concepts['error']:.3f}"
         )
+        if count in timed:
+            forward = measure("forward", count, args.batch)
+            ratio = concepts["wall"] / (forward["wall"] + concepts["factorize"])
+            line += (
+                f"; truncated forward {forward['wall']:.1f} s (peak RSS "
+                f"{forward['peak_rss_mb']:.0f} MB), find_concepts / (forward + NMF) {ratio:.3f}"
+            )
+        print(line, f"[load {os.getloadavg()[0]:.2f}]", flush=True)
     small, large = min(found), max(found)
     print(
         f"peak RSS {large} / {small} images: "
-        f"{found[large][1]['peak_rss_mb'] / found[small][1]['peak_rss_mb']:.3f}"
+        f"{found[large]['peak_rss_mb'] / found[small]['peak_rss_mb']:.3f}"
     )
     print(f"load after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 

@@ -4,9 +4,10 @@ into k non-negative concept directions.
 Every spatial position of every image is one row of C channel activations. One streaming pass
 keeps a **uniform sample of positions with a stated cap** (`max_positions`, reservoir sampling
 by random keys: each position seen gets a seeded uniform key and the `max_positions` smallest
-keys are kept), so memory is at most 2 x `max_positions` x C numbers however many images stream
-by. The sample is then factorized by NMF (`vizcnn.concepts.nmf`, HALS in torch):
-`A (n, C) ~ U (n, k) W (k, C)`; the rows of W are the concepts.
+keys are kept), so memory is at most 2 x `max_positions` x C numbers (one buffer allocated at
+the first batch) however many images stream by. The sample is then factorized by NMF
+(`vizcnn.concepts.nmf`, HALS in torch): `A (n, C) ~ U (n, k) W (k, C)`; the rows of W are the
+concepts.
 
 NMF needs non-negative activations: a layer with a negative value (a block output before its
 ReLU, a linear bottleneck) is refused with the names of layers that fit (ReLU / ReLU6 outputs).
@@ -225,20 +226,34 @@ class _Reservoir:
 
     Each position gets a seeded uniform key; the sample is the `cap` smallest keys. Once `cap`
     are held, a new position can only enter with a key below the largest kept one, so only
-    those few are copied (about `cap * ln(seen / cap)` over a whole pass, not `seen`); they wait
-    in a buffer that is merged when it holds `cap` rows. Memory: at most 2 x `cap` rows plus one
-    batch's keys.
+    those few are copied (about `cap * ln(seen / cap)` over a whole pass, not `seen`). They go
+    into one buffer allocated at the first batch (`cap` plus the larger of `cap` and a batch's
+    positions, rows of C float32), compacted back to the `cap` smallest keys when full: memory
+    is fixed after the first batch however many images follow.
     """
 
     def __init__(self, cap: int, generator: torch.Generator) -> None:
         self.cap = cap
         self.generator = generator
         self.threshold = math.inf  # a key at or above it can never be among the cap smallest
-        self.rows: list[torch.Tensor] = []  # (m, C) float32 blocks
-        self.keys: list[torch.Tensor] = []  # (m,) their keys
-        self.where: list[torch.Tensor] = []  # (m, 3) int64 (image id, y, x)
+        self.rows: torch.Tensor | None = None  # (capacity, C) float32 buffer
+        self.keys = torch.empty(0)  # (capacity,) their keys
+        self.where = torch.empty(0, 3, dtype=torch.long)  # (capacity, 3) (image id, y, x)
         self.held = 0
         self.seen = 0
+
+    def _allocate(self, acts: torch.Tensor, count: int) -> torch.Tensor:
+        if self.rows is None or self.rows.shape[0] < self.cap + count:
+            capacity = self.cap + max(self.cap, count)
+            rows = torch.empty(capacity, acts.shape[1], device=acts.device, dtype=torch.float32)
+            keys = torch.empty(capacity)
+            where = torch.empty(capacity, 3, dtype=torch.long)
+            if self.rows is not None:  # a larger batch than the first: grow once, keep the held
+                rows[: self.held] = self.rows[: self.held]
+                keys[: self.held] = self.keys[: self.held]
+                where[: self.held] = self.where[: self.held]
+            self.rows, self.keys, self.where = rows, keys, where
+        return self.rows
 
     def add(self, acts: torch.Tensor, ids: torch.Tensor) -> None:
         """Offer every position of `acts` `(B, C, h, w)` (images `ids` `(B,)`)."""
@@ -249,33 +264,37 @@ class _Reservoir:
         chosen = (keys < self.threshold).nonzero().flatten()
         if not len(chosen):
             return
+        rows = self._allocate(acts, count)
+        if self.held + len(chosen) > rows.shape[0]:
+            self.merge()
         b, rest = chosen // (height * width), chosen % (height * width)
         y, x = rest // width, rest % width
-        index = (b.to(acts.device), y.to(acts.device), x.to(acts.device))
-        self.rows.append(acts[index[0], :, index[1], index[2]].float())  # (m, C)
-        self.keys.append(keys[chosen])
-        self.where.append(torch.stack([ids[b], y, x], dim=1))
-        self.held += len(chosen)
-        if self.held >= 2 * self.cap:
-            self.merge()
+        end = self.held + len(chosen)
+        on = acts.device
+        rows[self.held : end] = acts[b.to(on), :, y.to(on), x.to(on)]
+        self.keys[self.held : end] = keys[chosen]
+        self.where[self.held : end] = torch.stack([ids[b], y, x], dim=1)
+        self.held = end
 
     def merge(self) -> None:
         """Keep the `cap` smallest keys (in stream order) and lower the threshold to them."""
-        if not self.keys:
+        if self.rows is None or self.held <= self.cap:
+            if self.held == self.cap:
+                self.threshold = float(self.keys[: self.held].max())
             return
-        rows, keys, where = torch.cat(self.rows), torch.cat(self.keys), torch.cat(self.where)
-        if len(keys) > self.cap:
-            kept = torch.topk(keys, self.cap, largest=False).indices.sort().values
-            rows, keys, where = rows[kept.to(rows.device)], keys[kept], where[kept]
-        if len(keys) >= self.cap:
-            self.threshold = float(keys.max())
-        self.rows, self.keys, self.where = [rows.contiguous()], [keys], [where]
-        self.held = len(keys)
+        kept = torch.topk(self.keys[: self.held], self.cap, largest=False).indices.sort().values
+        self.rows[: self.cap] = self.rows[kept.to(self.rows.device)]
+        self.keys[: self.cap] = self.keys[kept]
+        self.where[: self.cap] = self.where[kept]
+        self.held = self.cap
+        self.threshold = float(self.keys[: self.cap].max())
 
     def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The sample: rows `(n, C)` and their `(image id, y, x)`, in stream order."""
+        """The sample: rows `(n, C)` and their `(image id, y, x)`, in stream order (copies)."""
         self.merge()
-        return self.rows[0], self.where[0]
+        if self.rows is None:
+            return torch.empty(0, 0), torch.empty(0, 3, dtype=torch.long)
+        return self.rows[: self.held].clone(), self.where[: self.held].clone()
 
 
 def find_concepts(
