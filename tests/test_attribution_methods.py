@@ -11,6 +11,7 @@ from attribution_helpers import SmallNet, images, plain
 from conftest import assert_same_state, model_state
 from vizcnn.attribution import (
     DEFAULT_METHODS,
+    LRP,
     METHODS,
     Deconvolution,
     GradCAM,
@@ -39,6 +40,7 @@ def _methods(loaded: object) -> list[Method]:
         GradCAM(loaded, "conv1"),
         GuidedGradCAM(loaded, layer="conv1"),
         Occlusion(loaded, window=3, stride=2, baseline=0.5),
+        LRP(loaded, composite="gamma", epsilon=1e-4),
     ]
 
 

@@ -1,5 +1,5 @@
 """Attribution maps (saliency, IG, SmoothGrad, guided backprop, deconvnet, Grad-CAM, occlusion)
-through captum, one callable per method, with deletion/insertion curves and the
+through captum and LRP through zennit, one callable per method, with deletion/insertion curves and the
 model-randomization sanity check.
 
 Example:
@@ -11,6 +11,8 @@ from vizcnn.attribution.checks import MapWarning
 from vizcnn.attribution.maps import Attributions, MethodsLike, attribute
 from vizcnn.attribution.methods import (
     DEFAULT_METHODS,
+    LRP,
+    LRP_COMPOSITES,
     METHODS,
     Deconvolution,
     GradCAM,
@@ -33,6 +35,8 @@ __all__ = [
     "GuidedBackprop",
     "GuidedGradCAM",
     "IntegratedGradients",
+    "LRP",
+    "LRP_COMPOSITES",
     "MapWarning",
     "Method",
     "MethodsLike",
