@@ -112,9 +112,9 @@ def impute(
     solved = np.asarray(spsolve(matrix, b)).reshape(len(b), -1)  # (K, C)
     values = torch.from_numpy(solved.T.copy())  # (C, K)
     if noise > 0:
-        generator = seed if isinstance(seed, torch.Generator) else None
-        if generator is None:
-            generator = torch.Generator().manual_seed(int(seed))
+        generator = (
+            seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
+        )
         values = values + noise * torch.randn(
             values.shape, generator=generator, dtype=torch.float64
         )
