@@ -9,6 +9,8 @@ import click
 from vizcnn.attribution.maps import DEFAULT_BATCH
 from vizcnn.attribution.methods import (
     DEFAULT_METHODS,
+    LRP,
+    LRP_COMPOSITES,
     METHODS,
     IntegratedGradients,
     Occlusion,
@@ -53,8 +55,11 @@ from .progress import progress_bar
               help="Occlusion: square side in pixels (0: a seventh of the image).")  # fmt: skip
 @click.option("--occlusion-stride", default=Occlusion.stride, show_default=True,
               help="Occlusion: stride in pixels (0: half the window).")  # fmt: skip
+@click.option("--lrp-composite", type=click.Choice(list(LRP_COMPOSITES)), default=LRP.composite,
+              show_default=True, help="LRP: zennit's rule composite (docs/attribute.md).")  # fmt: skip
 @click.option("--deletion", is_flag=True,
-              help="Also deletion/insertion curves and their areas per method.")  # fmt: skip
+              help="Also the faithfulness metrics per method: deletion/insertion curves and "
+              "areas, ROAD (MoRF/LeRF), average drop and increase in confidence.")  # fmt: skip
 @click.option("--deletion-steps", default=DeletionConfig.steps, show_default=True,
               help="Points on the deletion/insertion curves.")  # fmt: skip
 @click.option("--sanity", is_flag=True,
@@ -86,6 +91,7 @@ def attribute_command(
       vizcnn attribute sample:coffee sample:chelsea --all --deletion -o attr/
       vizcnn attribute photos/ --method gradcam --layer _blocks.15 --target espresso -o attr/
       vizcnn attribute sample:coffee --method saliency --method guided --sanity -o attr/
+      vizcnn attribute sample:coffee --method lrp --lrp-composite gamma -o attr/
     """
     if all_methods and methods:
         raise click.UsageError("give --method or --all, not both")
@@ -105,6 +111,7 @@ def attribute_command(
         seed=options["seed"],
         window=options["occlusion_window"],
         stride=options["occlusion_stride"],
+        composite=options["lrp_composite"],
     )
     deletion = DeletionConfig(options["deletion_steps"], options["baseline"])
     with progress_bar(not options["quiet"], unit="map") as progress:

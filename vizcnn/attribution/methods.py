@@ -22,6 +22,7 @@ the model is left exactly as found.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, ClassVar, TypeVar
@@ -369,6 +370,8 @@ class LRP(Method):
             )
         if not self.epsilon >= 0 or not self.gamma >= 0:
             raise VizError(f"LRP epsilon ({self.epsilon}) and gamma ({self.gamma}) must be >= 0")
+        if importlib.util.find_spec("zennit") is None:  # said now, before any work
+            raise VizError("the lrp method needs zennit: pip install 'vizcnn[lrp]'")
 
     def _maps(self, net: Classifier, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         loaded = self.loaded

@@ -289,3 +289,83 @@ def confidence(
             drop = (original - after).clamp(min=0) / original.clamp(min=1e-30)
             found[name] = Confidence(drop=drop, increase=after > original)
     return found
+
+
+# the per-method table's columns: (key, heading, which way is better)
+TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("deletion_area", "deletion", "lower"),
+    ("insertion_area", "insertion", "higher"),
+    ("road_morf", "ROAD MoRF", "lower"),
+    ("road_lerf", "ROAD LeRF", "higher"),
+    ("average_drop", "avg drop %", "lower"),
+    ("increase_in_confidence", "increase %", "higher"),
+)
+
+
+def faithfulness(
+    model: ModelLike,
+    images: torch.Tensor,
+    maps: dict[str, torch.Tensor],
+    targets: torch.Tensor,
+    *,
+    steps: int = 16,
+    baseline: float = 0.0,
+    shares: Sequence[float] = DEFAULT_SHARES,
+    noise: float = 0.01,
+    seed: int | torch.Generator = 0,
+    batch: int = 32,
+) -> dict[str, dict[str, float]]:
+    """Every metric of `TABLE_COLUMNS` per method, means over the images: deletion and
+    insertion areas (`deletion_curves`), ROAD MoRF and LeRF mean probabilities (`road`),
+    average drop and increase in confidence (`confidence`).
+
+    Example:
+        >>> table = faithfulness(model, images, result.maps, result.targets)
+        >>> table["gradcam"]["road_morf"]
+    """
+    from vizcnn.attribution.deletion import deletion_curves
+
+    curves = deletion_curves(
+        model, images, maps, targets, steps=steps, baseline=baseline, batch=batch
+    )
+    return metric_rows(
+        {
+            m: (float(c.deletion_area.mean()), float(c.insertion_area.mean()))
+            for m, c in curves.items()
+        },
+        road(model, images, maps, targets, shares=shares, noise=noise, seed=seed, batch=batch),
+        confidence(model, images, maps, targets, batch=batch),
+    )
+
+
+def metric_rows(
+    areas: dict[str, tuple[float, float]],
+    roads: dict[str, RoadCurves],
+    scores: dict[str, Confidence],
+) -> dict[str, dict[str, float]]:
+    """The per-method rows of `TABLE_COLUMNS` from the three metrics' results."""
+    return {
+        m: {
+            "deletion_area": areas[m][0],
+            "insertion_area": areas[m][1],
+            "road_morf": roads[m].morf_mean,
+            "road_lerf": roads[m].lerf_mean,
+            "average_drop": scores[m].average_drop,
+            "increase_in_confidence": scores[m].increase_in_confidence,
+        }
+        for m in areas
+    }
+
+
+def metric_table(rows: dict[str, dict[str, float]]) -> str:
+    """A plain-text table of `faithfulness` rows, one line per method ("" for none)."""
+    if not rows:
+        return ""
+    width = max(6, *(len(m) for m in rows))
+    columns = [c for c in TABLE_COLUMNS if all(c[0] in row for row in rows.values())]
+    head = f"{'method':<{width}}" + "".join(f"  {title:>10}" for _, title, _ in columns)
+    better = f"{'better':<{width}}" + "".join(f"  {way:>10}" for _, _, way in columns)
+    lines = [head, better]
+    for method, row in rows.items():
+        lines.append(f"{method:<{width}}" + "".join(f"  {row[key]:10.3f}" for key, _, _ in columns))
+    return "\n".join(lines)
