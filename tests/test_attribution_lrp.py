@@ -11,6 +11,8 @@ residual sum against its module form.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -267,3 +269,26 @@ def test_lrp_on_torchvision_and_timm(make: Any) -> None:
     loaded = make()
     for composite in ("epsilon-plus-flat", "gamma"):
         _runs_and_leaves_the_model(loaded, composite)
+
+
+def test_cli_lrp_composite_equals_the_library(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from vizcnn.cli.main import app
+    from vizcnn.data.datasets import preprocess
+    from vizcnn.data.samples import sample_image
+    from vizcnn.models.loading import load_model
+
+    args = ["attribute", "sample:coffee", "-m", "lenet5_digits", "--method", "lrp",
+            "--lrp-composite", "alpha-beta", "--target", "2", "-q", "-o", str(tmp_path)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    loaded = load_model("lenet5_digits")
+    image = preprocess(sample_image("coffee", 1), loaded.input_size)[None]
+    expected = LRP(loaded, composite="alpha-beta")(image, 2)
+    saved = torch.load(tmp_path / "coffee.pt")
+    torch.testing.assert_close(saved["lrp"], expected[0])
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["provenance"]["options"]["lrp.composite"] == "alpha-beta"
+    bad = CliRunner().invoke(app, [*args[:6], "--lrp-composite", "nope", "-o", str(tmp_path)])
+    assert bad.exit_code != 0 and "nope" in bad.output

@@ -8,7 +8,9 @@ closed form; ROAD's MoRF/LeRF against a toy model that reads one known pixel.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,3 +156,31 @@ def test_bad_metric_input_is_one_line() -> None:
         road(loaded, x, {"m": x}, torch.tensor([0]), shares=(0.5, 1.0))
     with pytest.raises(VizError, match="expected"):
         confidence(loaded, x, {"m": x[:, :, :4]}, torch.tensor([0]))
+
+
+def test_cli_deletion_table_equals_the_library(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from vizcnn.attribution import attribute
+    from vizcnn.attribution.metrics import TABLE_COLUMNS, faithfulness
+    from vizcnn.cli.main import app
+    from vizcnn.data.datasets import preprocess
+    from vizcnn.data.samples import sample_image
+    from vizcnn.models.loading import load_model
+
+    args = ["attribute", "sample:coffee", "-m", "lenet5_digits", "--method", "saliency",
+            "--method", "gradcam", "--deletion", "--deletion-steps", "4", "--target", "3",
+            "-q", "-o", str(tmp_path)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for _, title, _ in TABLE_COLUMNS:
+        assert title in result.output
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    table = manifest["deletion"]["areas"]
+    loaded = load_model("lenet5_digits")
+    image = preprocess(sample_image("coffee", 1), loaded.input_size)[None]
+    maps = attribute(loaded, image, ["saliency", "gradcam"], targets=3)
+    expected = faithfulness(loaded, image, maps.maps, maps.targets, steps=4, seed=0)
+    for method, row in expected.items():
+        for key, value in row.items():
+            assert table[method][key] == pytest.approx(value, rel=1e-6, abs=1e-9), (method, key)

@@ -299,7 +299,12 @@ def attribute_folder(
             sanity_result = write_sanity(
                 loaded, pictures, chosen_targets, chosen, sanity, batch, seed, target, progress
             )
-            extra["sanity"] = {"file": "sanity.json", "flagged": sanity_result.flagged}
+            extra["sanity"] = {
+                "file": "sanity.json",
+                "flagged": sanity_result.flagged,
+                "verdicts": sanity_result.verdicts(),
+                "threshold": sanity_result.threshold,
+            }
         seconds = time.perf_counter() - started
         block["seconds"] = round(seconds, 3)
         manifest = {
@@ -321,20 +326,29 @@ def attribute_folder(
     )
 
 
+def _in_order(
+    rows: dict[str, dict[str, float]] | None, methods: Sequence[Method]
+) -> dict[str, dict[str, float]] | None:
+    """The stored table's rows in the methods' order (JSON keeps them sorted)."""
+    if rows is None:
+        return None
+    return {m.name: rows[m.name] for m in methods if m.name in rows}
+
+
 def _stored(folder: Path, methods: Sequence[Method], seconds: float) -> AttributeRun:
     """The run a folder already holds, read back from its manifest."""
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     sanity = None
     if manifest.get("sanity"):
         data = json.loads((folder / "sanity.json").read_text(encoding="utf-8"))
-        sanity = SanityResult(**data)
+        sanity = SanityResult.from_dict(data)
     return AttributeRun(
         folder=folder,
         names=[Path(e["figure"]).stem for e in manifest["images"]],
         methods=[m.name for m in methods],
         targets=[int(e["target"]) for e in manifest["images"]],
         warnings=[w["message"] for w in manifest["warnings"]],
-        deletion=(manifest.get("deletion") or {}).get("areas"),
+        deletion=_in_order((manifest.get("deletion") or {}).get("areas"), methods),
         sanity=sanity,
         seconds=seconds,
         skipped=True,
