@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 
 from vizcnn._version import __version__ as __version__
 from vizcnn.attribution import (
+    LRP,
     Attributions,
     Deconvolution,
     GradCAM,
@@ -101,6 +102,7 @@ __all__ = [
     "GradCAM",
     "GuidedGradCAM",
     "Occlusion",
+    "LRP",
     "AblationRun",
     "AttributeRun",
     "DigitsRun",
