@@ -394,6 +394,12 @@ class LRP(Method):
             low=low,
             high=high,
         )
+        if not torch.isfinite(relevance).all():
+            raise VizError(
+                f"LRP's {self.composite} composite overflowed on {loaded.name} (terms that "
+                "cancel in a layer); use composite epsilon-plus-flat, alpha-beta or a larger "
+                f"epsilon (now {self.epsilon:g})"
+            )
         if x.shape[1] != relevance.shape[1]:  # a grey image repeated: its pixels' relevance
             relevance = relevance.sum(1, keepdim=True)
         return relevance.to(x.dtype)

@@ -105,9 +105,9 @@ class _SignalTakesAll(torch.autograd.Function):
 
 
 class _ProportionalSum(torch.autograd.Function):
-    """`a + b` forward; backward: the sum's relevance split in proportion to each term's share
-    (zennit's `Norm` rule on its `Sum` module, which its ResNet canonizer inserts), so a
-    residual sum neither doubles nor drops relevance."""
+    """`a + b` forward; backward: the sum's relevance split in proportion to each term's
+    magnitude (zennit's `Norm` rule on its `Sum` module, which its ResNet canonizer inserts, where
+    the terms have one sign), so a residual sum neither doubles nor drops relevance."""
 
     @staticmethod
     def forward(ctx: Any, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
@@ -117,11 +117,14 @@ class _ProportionalSum(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
         a, b = ctx.saved_tensors
-        total = a + b
-        # zennit's stabilizer: 1e-6 away from zero, with the sum's sign (0 counts as positive)
-        total = total + torch.where(total >= 0, 1e-6, -1e-6).to(total.dtype)
-        ratio = grad / total
-        return a * ratio, b * ratio
+        # shares by magnitude: for terms of one sign, zennit's Norm rule (a / (a + b)); for
+        # terms that nearly cancel, Norm's 1 / (a + b) explodes (relevance of 1e29 on lite0 under
+        # the gamma composite), magnitudes keep both shares in [0, 1] and still add up to one
+        size_a, size_b = a.abs(), b.abs()
+        total = (size_a + size_b).clamp(min=torch.finfo(a.dtype).tiny)
+        half = torch.full_like(total, 0.5)
+        share = torch.where(size_a + size_b > 0, size_a / total, half)
+        return grad * share, grad * (1 - share)
 
 
 def _constant(value: Any) -> bool:
