@@ -292,3 +292,25 @@ def test_cli_lrp_composite_equals_the_library(tmp_path: Path) -> None:
     assert manifest["provenance"]["options"]["lrp.composite"] == "alpha-beta"
     bad = CliRunner().invoke(app, [*args[:6], "--lrp-composite", "nope", "-o", str(tmp_path)])
     assert bad.exit_code != 0 and "nope" in bad.output
+
+
+class InPlaceGate(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.head = nn.Linear(4, 2)
+        self.double()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv(x))
+        x = x.clone().mul_(torch.sigmoid(x.mean((2, 3), keepdim=True)))
+        return self.head(x.mean((2, 3)))
+
+
+def test_what_the_relevance_rule_cannot_rule_is_refused_in_one_line() -> None:
+    loaded = plain(InPlaceGate(), labels=None)
+    before = model_state(loaded.module)
+    with pytest.raises(VizError, match="in-place product with a gate") as caught:
+        LRP(loaded, composite="epsilon")(_images())
+    assert "\n" not in str(caught.value)
+    assert_same_state(before, model_state(loaded.module))

@@ -22,6 +22,10 @@ functional calls, in-place or not. Activations that timm composes from primitive
 refused with a one-line VizError, never passed as the plain gradient: a custom autograd Function
 (its backward is its own), a TorchScript submodule, `x * sigmoid(x)` written out in a forward, a
 forward pass with gates but no rectifier, RReLU in training mode, the shrink functions.
+
+`relevance_rule` is the same mode for LRP (`vizcnn.attribution.lrp_adapter`): activations pass
+relevance unchanged, a product with a gate or a constant gives it all to the signal, residual
+sums split it by magnitude, normalizations pass it unchanged (docs/attribute.md, "LRP").
 """
 
 from __future__ import annotations
