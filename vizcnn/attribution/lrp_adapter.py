@@ -151,12 +151,32 @@ def _composite(
     return makers[name]()
 
 
+def _output_relevance(
+    outputs: torch.Tensor,
+    target: torch.Tensor,
+    score: Callable[[torch.Tensor], torch.Tensor] | None,
+) -> torch.Tensor:
+    """The relevance the outputs start with: the target logit itself (one-hot times the
+    logit), or for a score target each output's share of the score, `output * d score /
+    d output` (exact for a weighted sum of outputs, as `SegmentationTarget` is)."""
+    if score is None:
+        picked = torch.zeros_like(outputs)
+        rows = torch.arange(outputs.shape[0], device=outputs.device)
+        picked[rows, target] = outputs.detach()[rows, target]
+        return picked
+    with torch.enable_grad():
+        free = outputs.detach().requires_grad_(True)
+        (slope,) = torch.autograd.grad(score(free).sum(), free)
+    return free.detach() * slope
+
+
 def lrp(
     module: nn.Module,
     z: torch.Tensor,
     target: torch.Tensor,
     composite: str,
     *,
+    score: Callable[[torch.Tensor], torch.Tensor] | None = None,
     epsilon: float,
     gamma: float,
     low: torch.Tensor,
@@ -169,6 +189,7 @@ def lrp(
             and canonizers are on it only for the call and removed after it.
         z: the normalized input.
         composite: a name in `vizcnn.attribution.methods.LRP_COMPOSITES`.
+        score: a score target `(outputs) -> (B,)` explained instead of the logit `target`.
         epsilon: the epsilon rule's stabilizer; gamma: the gamma rule's (`gamma` composite).
         low, high: the lowest and highest input values `(1, C, 1, 1)` (the z-box first layer).
     """
@@ -185,8 +206,8 @@ def lrp(
     with made.context(module) as ruled:
         with relevance_rule(ruled):
             logits = ruled(leaf)
-        if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-            raise VizError("LRP needs a model that returns (B, K) logits")
+        if not isinstance(logits, torch.Tensor) or (score is None and logits.dim() != 2):
+            raise VizError("LRP needs a model that returns (B, K) logits (or a score target)")
         # merging must not change the function (a layer output read by a BatchNorm and by
         # something else would): BatchNorm's eps stays, hence the tolerance
         scale = plain.abs().max().clamp(min=1.0)
@@ -195,8 +216,6 @@ def lrp(
                 "LRP's BatchNorm merge changed the model's output (a layer's output is read by a "
                 "BatchNorm and by another module); use another attribution method"
             )
-        picked = torch.zeros_like(logits)
-        rows = torch.arange(logits.shape[0], device=logits.device)
-        picked[rows, target] = logits.detach()[rows, target]
+        picked = _output_relevance(logits, target, score)
         (relevance,) = torch.autograd.grad(logits, leaf, picked)
     return relevance
