@@ -66,7 +66,10 @@ class Predictions:
 def predict(net: Classifier, images: torch.Tensor, k: int = 5) -> Predictions:
     """Softmax probabilities and the top-`k` classes of `images` `(B, C, H, W)`."""
     with torch.no_grad():
-        probs = net(images).float().softmax(dim=1)
+        logits = net(images).float()
+    if logits.dim() > 2:  # a segmentation model's (B, K, H, W): the image's mean per class
+        logits = logits.flatten(2).mean(dim=2)
+    probs = logits.softmax(dim=1)
     top = probs.topk(min(k, probs.shape[1]), dim=1)
     return Predictions(probs, top.indices, top.values)
 

@@ -23,12 +23,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import torch
 from torch import nn
 
 from vizcnn.attribution.classifier import Classifier, Targets, predict, targets_of
+from vizcnn.attribution.targets import ScoreNet, ScoreTarget, is_score_target
 from vizcnn.core.devices import draw_seed, seed_record
 from vizcnn.core.errors import VizError, did_you_mean
 from vizcnn.core.image_range import warn_if_normalized
@@ -103,14 +104,17 @@ class Method:
     def _portable(self) -> dict[str, Any]:
         return {}
 
-    def __call__(self, images: torch.Tensor, targets: Targets = "top1") -> torch.Tensor:
+    def __call__(
+        self, images: torch.Tensor, targets: Targets | ScoreTarget = "top1"
+    ) -> torch.Tensor:
         """The maps of `images` `(B, C, H, W)` in [0, 1] for `targets`, on the images' device.
 
         Args:
             images: C = 1 (repeated), 4 (RGBA onto white) or the model's channel count.
             targets: the class to explain per image: a `(B,)` tensor of indices, a list or tuple
-                of B indices or class names (case-insensitive, `top1` allowed), or one index or
-                name for every image.
+                of B indices or class names (case-insensitive, `top1` allowed), one index or
+                name for every image, or a score target: a callable `(outputs) -> (B,)` such as
+                `SegmentationTarget` (the method explains that score).
 
         Returns:
             `(B, 1, H, W)` for one-channel methods (Grad-CAM), else `(B, C, H, W)`.
@@ -120,8 +124,13 @@ class Method:
         net = Classifier(loaded)
         x = images.to(device=loaded.device, dtype=loaded.dtype)
         with model_guard(loaded.module), inplace_off(loaded.module):
-            t = targets_of(loaded, targets, predict(net, x))
-            maps = self._maps(net, x, t).detach()
+            if is_score_target(targets):
+                scorer = ScoreNet(net, targets)  # type: ignore[arg-type]
+                t = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+                maps = self._maps(scorer, x, t).detach()  # type: ignore[arg-type]
+            else:
+                t = targets_of(loaded, cast(Targets, targets), predict(net, x))
+                maps = self._maps(net, x, t).detach()
         return maps.to(images.device)
 
 
@@ -337,6 +346,14 @@ METHODS: dict[str, type[Method]] = {
 DEFAULT_METHODS = ("saliency", "ig", "guided", "gradcam")  # `attribute`'s and the CLI's
 
 
+def register(*classes: type[Method]) -> None:
+    """Add methods to `METHODS` under their `name` (after the ones there: panel order)."""
+    for cls in classes:
+        if cls.name in METHODS and METHODS[cls.name] is not cls:
+            raise VizError(f"two attribution methods are called {cls.name!r}")
+        METHODS[cls.name] = cls
+
+
 def method_class(name: str) -> type[Method]:
     """The class of the method called `name` (a VizError naming the closest names)."""
     if name not in METHODS:
@@ -367,3 +384,9 @@ def make_methods(
         fields = {f.name for f in dataclasses.fields(cls) if f.init} - {"model"}
         made.append(cls(loaded, **{k: v for k, v in options.items() if k in fields}))
     return made
+
+
+# the class-activation-map family registers itself on import; imported last, as it builds on
+# the classes above (importing `cams` first works too: it imports this module before it
+# registers)
+from vizcnn.attribution import cams as _cams  # noqa: E402, F401
