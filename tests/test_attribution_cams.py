@@ -373,10 +373,11 @@ def test_a_callable_picking_the_logit_equals_the_class_target(position: int) -> 
     loaded = plain(CamNet())
     method = _cam_methods(loaded)[position]
     x = images(3)
-    if method.name == "scorecam":  # Score-CAM weighs by the probability: a callable gives it
-        pick: Callable[[torch.Tensor], torch.Tensor] = lambda out: out.softmax(dim=1)[:, 2]
-    else:
-        pick = lambda out: out[:, 2]  # noqa: E731
+
+    def pick(out: torch.Tensor) -> torch.Tensor:
+        # Score-CAM weighs by the probability: a callable giving it is the class target
+        return out.softmax(dim=1)[:, 2] if method.name == "scorecam" else out[:, 2]
+
     torch.testing.assert_close(method(x, pick), method(x, 2), rtol=1e-12, atol=1e-14)
     via_attribute = attribute(loaded, x, [method], targets=pick)
     assert via_attribute.targets.tolist() == [-1, -1, -1]
