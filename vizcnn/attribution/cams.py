@@ -308,18 +308,20 @@ class AblationCAM(_CAM):
 
     def _cam(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         layer = self._layer()
-        with torch.no_grad(), layer_output(layer) as seen:
-            score = target_score(net(x), t)
-            acts = _last(seen)
+        acts = activations(net, layer, x)
         channels = acts.shape[1]
         weights = torch.empty(acts.shape[:2], device=acts.device, dtype=acts.dtype)
         shared = True  # the prefix runs once per pass until the model refuses it
         for i in range(acts.shape[0]):
-            for start in range(0, channels, self.batch):
-                picked = torch.arange(start, min(start + self.batch, channels), device=x.device)
-                ablated = acts[i].expand(len(picked), -1, -1, -1).clone()
-                ablated[torch.arange(len(picked), device=x.device), picked] = 0
-                copies = x[i : i + 1].expand(len(picked), -1, -1, -1)
+            # row 0 is the layer as it is: y comes from the same kind of pass as the y_c, so
+            # the rounding of a batch of images does not enter the relative drop
+            score = acts.new_zeros(())
+            for start in range(0, channels + 1, self.batch):
+                rows = torch.arange(start, min(start + self.batch, channels + 1), device=x.device)
+                ablated = acts[i].expand(len(rows), -1, -1, -1).clone()
+                hit = rows > 0
+                ablated[hit.nonzero()[:, 0], rows[hit] - 1] = 0
+                copies = x[i : i + 1].expand(len(rows), -1, -1, -1)
                 outputs = None
                 if shared:
                     outputs = _ablated_run(net, self.loaded.module, layer, copies, ablated, True)
@@ -327,9 +329,12 @@ class AblationCAM(_CAM):
                 if outputs is None:
                     outputs = _ablated_run(net, self.loaded.module, layer, copies, ablated, False)
                 assert outputs is not None
-                drop = score[i] - target_score(outputs, t[i].expand(len(picked)))
+                scores = target_score(outputs, t[i].expand(len(rows)))
+                if start == 0:
+                    score = scores[0]
                 # y = 0 exactly: the relative drop is undefined; the plain drop keeps its sign
-                weights[i, picked] = drop / torch.where(score[i] == 0, 1.0, score[i])
+                drop = (score - scores[hit]) / torch.where(score == 0, 1.0, score)
+                weights[i, rows[hit] - 1] = drop
         return (weights[:, :, None, None] * acts).sum(dim=1)
 
 
