@@ -9,6 +9,7 @@ network's forward written out by hand (autograd on explicit tensors), the formul
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -477,3 +478,15 @@ def test_timm_convnext_runs_the_cams_and_fullgrad_refuses_its_layernorm() -> Non
     with pytest.raises(VizError, match="biased LayerNorm2d layers"):
         FullGrad(model)
     assert_same_state(before, model_state(model))
+
+
+def test_the_report_images_page_shows_the_new_methods(tmp_path: Path) -> None:
+    from report_helpers import markup_loaded, tiny_config, write_data
+    from vizcnn.report import report_folder
+
+    methods = ("gradcam++", "scorecam", "fullgrad")
+    config = tiny_config(write_data(tmp_path / "data", count=2), methods=methods)
+    report_folder(markup_loaded(), tmp_path / "site", config)
+    page = (tmp_path / "site" / "images.html").read_text(encoding="utf-8")
+    for name in methods:
+        assert f"{name} attribution map of" in page, name

@@ -224,3 +224,13 @@ def test_a_target_count_neither_one_nor_the_images_is_a_one_line_error(
     assert code == 1 and out.strip().count("\n") == 0, out
     assert f"got {count} --target values for 3 images; give one per image, or one for all" in out
     assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+def test_sanity_check_of_cam_methods(tmp_path: Path) -> None:
+    code, out = run("sample:coffee", *FAST, "--method", "hirescam", "--method", "ablationcam",
+                    "--method", "fullgrad", "--sanity", "--sanity-stages", "2",
+                    "-o", str(tmp_path))  # fmt: skip
+    assert code == 0, out
+    sanity = json.loads((tmp_path / "sanity.json").read_text())
+    assert set(sanity["spearman"]) == {"hirescam", "ablationcam", "fullgrad"}
+    assert all(len(values) == 2 for values in sanity["spearman"].values())
