@@ -28,7 +28,13 @@ from typing import Any, ClassVar, TypeVar, cast
 import torch
 from torch import nn
 
-from vizcnn.attribution.classifier import Classifier, Targets, predict, targets_of
+from vizcnn.attribution.classifier import (
+    Classifier,
+    Targets,
+    predict,
+    shape_of_predictions,
+    targets_of,
+)
 from vizcnn.attribution.targets import ScoreNet, ScoreTarget, is_score_target
 from vizcnn.core.devices import draw_seed, seed_record
 from vizcnn.core.errors import VizError, did_you_mean
@@ -129,7 +135,10 @@ class Method:
                 t = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
                 maps = self._maps(scorer, x, t).detach()  # type: ignore[arg-type]
             else:
-                t = targets_of(loaded, cast(Targets, targets), predict(net, x))
+                known = cast(Targets, targets)
+                # explicit classes need no prediction: no forward pass beyond the method's own
+                shapes = shape_of_predictions(loaded, known, x) or predict(net, x)
+                t = targets_of(loaded, known, shapes)
                 maps = self._maps(net, x, t).detach()
         return maps.to(images.device)
 

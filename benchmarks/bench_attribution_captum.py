@@ -16,7 +16,7 @@ For each method on efficientnet_lite0 (224 px, batch B of bundled photos):
 Runs are interleaved (ours, anchor, limit per repeat) and the table reports medians.
 
 Usage:
-    .venv/bin/python benchmarks/bench_attribution.py [--batch 4] [--repeats 3] [--threads 2]
+    .venv/bin/python benchmarks/bench_attribution_captum.py [--batch 4] [--repeats 3] [--threads 2]
 """
 
 from __future__ import annotations
