@@ -37,6 +37,7 @@ from vizcnn.attribution import (
 )
 from vizcnn.attribution.cams import CAMS
 from vizcnn.core.errors import VizError
+from vizcnn.models.base import describe
 
 NEW = [cls.name for cls in CAMS]
 
@@ -232,13 +233,15 @@ def _psi(maps: np.ndarray) -> np.ndarray:
 def test_fullgrad_sums_the_input_and_every_conv_and_batchnorm_bias_gradient() -> None:
     net = CamNet()
     x = images(3)
-    parts = by_hand(net, x)
+    mean = torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64)[None, :, None, None]
+    loaded = describe(net, mean=(0.2, 0.5, 0.3), std=(1.0,) * 3, input_size=8)
+    parts = by_hand(net, x - mean)  # the normalization: a shift (std 1)
     score = parts["logits"][torch.arange(3), torch.tensor(TARGETS)].sum()
     gx, g1, g2, g3 = torch.autograd.grad(score, [parts[k] for k in ("x", "z1", "z2", "z3")])
     bn = net.bn
     bn_bias = bn.bias - bn.running_mean * bn.weight / torch.sqrt(bn.running_var + bn.eps)
     terms = [
-        (gx * x).numpy(),
+        (gx * (x - mean)).numpy(),  # the normalized image (its shift is a bias too)
         (g1 * net.conv1.bias[None, :, None, None]).detach().numpy(),
         (g2 * net.conv2.bias[None, :, None, None]).detach().numpy(),
         (g3 * bn_bias[None, :, None, None]).detach().numpy(),
@@ -246,7 +249,7 @@ def test_fullgrad_sums_the_input_and_every_conv_and_batchnorm_bias_gradient() ->
     expected = sum(
         F.interpolate(torch.from_numpy(_psi(t)), size=(8, 8), mode="bilinear") for t in terms
     )
-    maps = FullGrad(plain(net))(x, torch.tensor(TARGETS))
+    maps = FullGrad(loaded)(x, torch.tensor(TARGETS))
     assert maps.shape == (3, 1, 8, 8)
     torch.testing.assert_close(maps, expected, rtol=1e-9, atol=1e-12)
 
@@ -490,3 +493,18 @@ def test_the_report_images_page_shows_the_new_methods(tmp_path: Path) -> None:
     page = (tmp_path / "site" / "images.html").read_text(encoding="utf-8")
     for name in methods:
         assert f"{name} attribution map of" in page, name
+
+
+@pytest.mark.parametrize("layer", ["relu1", "conv2", "relu2"])
+def test_gradcam_equals_captum_layer_gradcam(layer: str) -> None:
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    from vizcnn.attribution.classifier import Classifier
+
+    net, x, t = CamNet().eval(), images(3), torch.tensor(TARGETS)  # BatchNorm: running stats
+    loaded = plain(net)
+    leaf = x.clone().requires_grad_(True)
+    module = getattr(net, layer)
+    cam = LayerGradCam(Classifier(loaded), module).attribute(leaf, target=t, relu_attributions=True)
+    expected = LayerAttribution.interpolate(cam, (8, 8), interpolate_mode="bilinear")
+    torch.testing.assert_close(GradCAM(loaded, layer)(x, t), expected, rtol=1e-12, atol=1e-14)

@@ -13,7 +13,7 @@ channels, applies ReLU and upsamples bilinearly to the image, `(B, 1, H, W)` lik
 | eigencam    | `EigenCAM`         | Muhammad & Yeasin 2020       | A's first principal component (no target)       |
 | scorecam    | `ScoreCAM`         | Wang et al. 2020             | sum_c p_t(x * norm(up(A_c))) A_c                |
 | ablationcam | `AblationCAM`      | Desai & Ramaswamy 2020       | sum_c (y - y with A_c = 0) / y * A_c             |
-| fullgrad    | `FullGrad`         | Srinivas & Fleuret 2019      | psi(x dx) + sum over conv/BN biases psi(b * G)  |
+| fullgrad    | `FullGrad`         | Srinivas & Fleuret 2019      | psi(x' dx') + sum over conv/BN biases psi(b G)  |
 
 Score-CAM's and Ablation-CAM's extra forward passes run `batch` masked images (or ablated
 layer outputs) at a time: a memory bound that leaves the maps unchanged. Everything stays on the
@@ -118,6 +118,15 @@ def activations(net: nn.Module, layer: nn.Module, x: torch.Tensor) -> torch.Tens
     with torch.no_grad(), layer_output(layer) as seen:
         net(x)
         return _last(seen)
+
+
+def gradcam(net: nn.Module, layer: nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM (Selvaraju et al. 2017): relu(sum_c mean_ij(G_c) A_c), upsampled, `(B, 1, H, W)`:
+    captum's `LayerGradCam` with `relu_attributions` and bilinear `interpolate`, in one forward
+    and a backward that stops at the layer."""
+    acts, grads = activations_and_gradients(net, layer, x, t)
+    cam = (grads.mean(dim=(2, 3), keepdim=True) * acts).sum(dim=1, keepdim=True)
+    return upsample(cam.clamp(min=0), x.shape[-2:])
 
 
 @dataclass(frozen=True, eq=False)
@@ -470,7 +479,8 @@ def _bias_outputs(modules: Sequence[nn.Module]) -> Iterator[list[tuple[nn.Module
 
 @dataclass(frozen=True, eq=False)
 class FullGrad(Method):
-    """FullGrad (Srinivas & Fleuret 2019): psi(x * dy/dx) plus, for every conv bias and
+    """FullGrad (Srinivas & Fleuret 2019): psi(x' * dy/dx') for the normalized image x' plus,
+    for every conv bias and
     BatchNorm (its eval-mode bias b - mean gamma / sqrt(var + eps)), psi(b * dy/d output), where
     psi takes the absolute value, rescales each channel to [0, 1] and upsamples; summed over the
     channels and layers, `(B, 1, H, W)`.
@@ -499,7 +509,11 @@ class FullGrad(Method):
             outputs = [out for _, out in seen]
             grads = torch.autograd.grad(score.sum(), [leaf, *outputs], allow_unused=True)
         size = x.shape[-2:]
-        total = upsample(_rescaled(grads[0] * leaf).sum(dim=1, keepdim=True), size)
+        # the input term of the network the model sees: the normalization's shift -mean/std is
+        # a bias too, so "x" is the normalized image, and x' dy/dx' = dy/dx * (x - mean)
+        shift = x.new_tensor(self.loaded.mean)[None, :, None, None]
+        centred = leaf - shift if leaf.shape[1] == shift.shape[1] else leaf
+        total = upsample(_rescaled(grads[0] * centred).sum(dim=1, keepdim=True), size)
         # psi is linear after the rescaling: sum the channels at each layer's resolution, then
         # upsample once per resolution instead of once per channel
         by_size: dict[tuple[int, int], torch.Tensor] = {}

@@ -10,12 +10,14 @@ returns maps with respect to the [0, 1] pixels, on the images' device:
 | smoothgrad     | `SmoothGrad`          | `NoiseTunnel` over the gradient (`Saliency`)         | (B, C, H, W) signed |
 | guided         | `GuidedBackprop`      | guided backprop (`GuidedBackprop` + `relu_rule`)     | (B, C, H, W) signed |
 | deconv         | `Deconvolution`       | deconvnet (`Deconvolution` + `relu_rule`)            | (B, C, H, W) signed |
-| gradcam        | `GradCAM`             | `LayerGradCam`, ReLU, bilinear `interpolate`         | (B, 1, H, W) >= 0   |
+| gradcam        | `GradCAM`             | as `LayerGradCam`, ReLU, bilinear (`cams.gradcam`)   | (B, 1, H, W) >= 0   |
 | guided-gradcam | `GuidedGradCAM`       | `GuidedGradCam` (+ `relu_rule`)                      | (B, C, H, W) signed |
 | occlusion      | `Occlusion`           | logit drop under a sliding flat square (`Occlusion`) | (B, C, H, W) signed |
 
-C is the input's channel count. Every call runs inside `model_guard` with in-place flags off:
-the model is left exactly as found.
+C is the input's channel count. The class-activation-map family (Grad-CAM++, XGrad-CAM,
+HiResCAM, Layer-CAM, Eigen-CAM, Score-CAM, Ablation-CAM, FullGrad) is in `cams.py` and registers
+itself in `METHODS`. Every call runs inside `model_guard` with in-place flags off: the model is
+left exactly as found.
 """
 
 from __future__ import annotations
@@ -287,7 +289,9 @@ class GradCAM(_LayerMethod):
     one_channel: ClassVar[bool] = True
 
     def _maps(self, net: Classifier, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return _captum().gradcam(net, self._layer(), x, t)
+        from vizcnn.attribution.cams import gradcam  # the CAM family's one forward + backward
+
+        return gradcam(net, self._layer(), x, t)
 
 
 @dataclass(frozen=True, eq=False)
