@@ -96,7 +96,7 @@ def attribute_command(
       vizcnn attribute photos/ --method gradcam --layer _blocks.15 --target espresso -o attr/
       vizcnn attribute sample:coffee --method saliency --method guided --sanity -o attr/
       vizcnn attribute sample:coffee sample:chelsea --method gradcam++ --method scorecam \\
-        --target 967 --target "tabby cat" -o attr/
+        --target 967 --target "tabby" -o attr/
     """
     if all_methods and methods:
         raise click.UsageError("give --method or --all, not both")
