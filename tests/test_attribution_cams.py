@@ -508,3 +508,21 @@ def test_gradcam_equals_captum_layer_gradcam(layer: str) -> None:
     cam = LayerGradCam(Classifier(loaded), module).attribute(leaf, target=t, relu_attributions=True)
     expected = LayerAttribution.interpolate(cam, (8, 8), interpolate_mode="bilinear")
     torch.testing.assert_close(GradCAM(loaded, layer)(x, t), expected, rtol=1e-12, atol=1e-14)
+
+
+def test_explicit_classes_cost_no_prediction_pass_and_are_checked() -> None:
+    net = CamNet()
+    loaded = plain(net)
+    calls: list[int] = []
+    handle = net.register_forward_pre_hook(lambda _m, args: calls.append(args[0].shape[0]))
+    try:
+        x = images(3)
+        HiResCAM(loaded, "relu1")(x, [1, "daisy", 4])  # classes given: the method's pass only
+        assert calls == [3]
+        calls.clear()
+        HiResCAM(loaded, "relu1")(x, "top1")  # the prediction first, then the method's pass
+        assert calls == [3, 3]
+    finally:
+        handle.remove()
+    with pytest.raises(VizError, match=r"targets \[9\] out of range; the model has classes 0..4"):
+        HiResCAM(loaded, "relu1")(x, torch.tensor([1, 9, 2]))
