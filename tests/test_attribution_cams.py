@@ -526,3 +526,16 @@ def test_explicit_classes_cost_no_prediction_pass_and_are_checked() -> None:
         handle.remove()
     with pytest.raises(VizError, match=r"targets \[9\] out of range; the model has classes 0..4"):
         HiResCAM(loaded, "relu1")(x, torch.tensor([1, 9, 2]))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_cams_run_on_cuda_keep_their_maps_there_and_match_cpu() -> None:
+    net = CamNet().float()
+    x, t = images(3).float(), torch.tensor(TARGETS)
+    on_cpu = attribute(plain(net), x, NEW, targets=t)
+    net.cuda()
+    on_gpu = attribute(plain(net), x.cuda(), NEW, targets=t.cuda())
+    for name in NEW:
+        assert on_gpu.maps[name].device.type == "cuda", name
+        torch.testing.assert_close(on_gpu.maps[name].cpu(), on_cpu.maps[name], rtol=1e-4, atol=1e-5)
