@@ -4,7 +4,8 @@ family against pytorch-grad-cam (`grad-cam` on PyPI) and torchcam.
 For each model (efficientnet_lite0; torchvision resnet18 with random weights) and batch size, on
 224 px photos, with the top-1 classes given as targets:
 
-- forward: one forward pass of the batch (no gradient), the unit of the overhead column;
+- forward: one forward pass of the same images (no gradient), timed in each repeat beside the
+  method (the machine's load drifts), the unit of the overhead column;
 - ours: the method's callable (`GradCAMPlusPlus(loaded)(images, targets)`), model guard and all;
 - pytorch-grad-cam / torchcam: the same method, same layer and targets, called as their READMEs
   do (the peer gets the normalized batch; its set-up, hooks included, is timed with the call);
@@ -207,9 +208,11 @@ def main() -> None:
                         "pgc": _grad_cam_peer(name, model, layer),
                         "tc": _torchcam_peer(name, model, layer),
                     }
-                times: dict[str, list[float]] = {"ours": [], "pgc": [], "tc": []}
+                times: dict[str, list[float]] = {"ours": [], "pgc": [], "tc": [], "fwd": []}
                 maps: dict[str, Any] = {}
                 for _ in range(repeats):
+                    with torch.no_grad():  # the unit, timed beside each run: the load drifts
+                        times["fwd"].append(timed(lambda m=model, xs=x: m(xs))[0])
                     seconds, ours = timed(lambda m=method, i=images, c=t: m(i, c))
                     times["ours"].append(seconds)
                     maps["ours"] = ours
@@ -233,7 +236,7 @@ def main() -> None:
                 cell = {k: f"{per[k]:.3f}" if k in per else "-" for k in ("pgc", "tc")}
                 print(
                     f"| {name} | {count} | {per['ours']:.3f} | "
-                    f"{per['ours'] / (forward / batch):.1f} | {cell['pgc']} | {cell['tc']} | "
+                    f"{per['ours'] / per['fwd']:.1f} | {cell['pgc']} | {cell['tc']} | "
                     f"{ratio} | {diffs.get('pgc', '-')} | {diffs.get('tc', '-')} |",
                     flush=True,
                 )
