@@ -449,14 +449,15 @@ def test_bad_score_targets_are_one_line_errors() -> None:
 def _architectures(lite0: object) -> list[tuple[str, object]]:
     torchvision = pytest.importorskip("torchvision")
     timm = pytest.importorskip("timm")
-    return [
-        ("efficientnet_lite0", lite0),
-        ("resnet18", torchvision.models.resnet18(weights=None)),
-        ("timm efficientnet_b0", timm.create_model("efficientnet_b0", pretrained=False)),
-    ]
+    with torch.random.fork_rng():  # the same random weights every run, the global state kept
+        torch.manual_seed(0)
+        return [
+            ("efficientnet_lite0", lite0),
+            ("resnet18", torchvision.models.resnet18(weights=None)),
+            ("timm efficientnet_b0", timm.create_model("efficientnet_b0", pretrained=False)),
+        ]
 
 
-@pytest.mark.slow
 def test_every_new_method_on_lite0_torchvision_resnet_and_timm_efficientnet(lite0: object) -> None:
     x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     for label, model in _architectures(lite0):
@@ -466,7 +467,8 @@ def test_every_new_method_on_lite0_torchvision_resnet_and_timm_efficientnet(lite
         for method in methods:
             maps = method(x, 1)
             assert maps.shape == (1, 1, 64, 64), (label, method.name)
-            assert torch.isfinite(maps).all() and maps.amax() > 0, (label, method.name)
+            # finite; not asserted non-zero: on random weights relu(sum_c w_c A_c) may be 0
+            assert torch.isfinite(maps).all() and (maps >= 0).all(), (label, method.name)
         assert_same_state(before, model_state(module))  # type: ignore[arg-type]
 
 
