@@ -15,6 +15,7 @@ from vizcnn.attribution.methods import (
     IntegratedGradients,
     Occlusion,
     SmoothGrad,
+    _LayerMethod,
     make_methods,
 )
 from vizcnn.data.samples import sample_names
@@ -30,13 +31,17 @@ from .progress import progress_bar
 @click.command("attribute")
 @click.argument("images", nargs=-1, required=True)
 @model_options
-@click.option("--method", "methods", multiple=True, type=click.Choice(list(METHODS)),
-              help=f"Method, repeatable. Default: {', '.join(DEFAULT_METHODS)}.")  # fmt: skip
+@click.option("--method", "methods", multiple=True, type=click.Choice([*METHODS, "all"]),
+              help=f"Method, repeatable; all: every one. Default: {', '.join(DEFAULT_METHODS)}.")  # fmt: skip
 @click.option(
-    "--all", "all_methods", is_flag=True, help="Every method (occlusion is the slow one)."
+    "--all",
+    "all_methods",
+    is_flag=True,
+    help="Every method, as --method all (occlusion, scorecam, ablationcam are the slow ones).",
 )
-@click.option("--target", default="top1", show_default=True,
-              help="Class to explain: top1, a name (espresso) or an index (967).")  # fmt: skip
+@click.option("--target", "targets", multiple=True,
+              help="Class to explain: top1 (default), a name (espresso) or an index (967). "
+              "Repeatable: one for every image, or one per image in order.")  # fmt: skip
 @click.option(
     "--layer",
     default=None,
@@ -72,7 +77,11 @@ from .progress import progress_bar
 @run_options
 @friendly_errors
 def attribute_command(
-    images: tuple[str, ...], methods: tuple[str, ...], all_methods: bool, **options: Any
+    images: tuple[str, ...],
+    methods: tuple[str, ...],
+    all_methods: bool,
+    targets: tuple[str, ...],
+    **options: Any,
 ) -> None:
     """Attribution maps: which pixels made the model predict its class for each IMAGE.
 
@@ -92,13 +101,16 @@ def attribute_command(
       vizcnn attribute photos/ --method gradcam --layer _blocks.15 --target espresso -o attr/
       vizcnn attribute sample:coffee --method saliency --method guided --sanity -o attr/
       vizcnn attribute sample:coffee --method lrp --lrp-composite gamma -o attr/
+      vizcnn attribute sample:coffee sample:chelsea --method gradcam++ --method scorecam \\
+        --target 967 --target "tabby" -o attr/
     """
     if all_methods and methods:
         raise click.UsageError("give --method or --all, not both")
-    names = list(METHODS) if all_methods else list(methods or DEFAULT_METHODS)
+    all_methods = all_methods or "all" in methods
+    names = list(METHODS) if all_methods else list(dict.fromkeys(methods or DEFAULT_METHODS))
     ensure_writable(options["output"], "folder")
     loaded = open_model(options, device_from(options))
-    if options["layer"] is None and {"gradcam", "guided-gradcam"} & set(names):
+    if options["layer"] is None and any(issubclass(METHODS[n], _LayerMethod) for n in names):
         note_default_layer(loaded, "gradcam", options)
     chosen = make_methods(
         loaded,
@@ -120,7 +132,7 @@ def attribute_command(
             images,
             options["output"],
             chosen,
-            targets=options["target"],
+            targets=_targets(targets),
             deletion=deletion if options["deletion"] else None,
             sanity=SanityConfig(options["sanity_stages"]) if options["sanity"] else None,
             seed=options["seed"],
@@ -135,6 +147,13 @@ def attribute_command(
             click.echo(table)
     kept = " (already there with these settings)" if run.skipped else ""
     click.echo(f"{len(run.names)} image(s) x {len(run.methods)} method(s) -> {run.folder}/{kept}")
+
+
+def _targets(given: tuple[str, ...]) -> str | list[str]:
+    """One --target for every image, or one per image (`attribute_folder` checks the count)."""
+    if not given:
+        return "top1"
+    return given[0] if len(given) == 1 else list(given)
 
 
 attribute_command.help = (attribute_command.help or "").replace(

@@ -314,3 +314,15 @@ def test_what_the_relevance_rule_cannot_rule_is_refused_in_one_line() -> None:
         LRP(loaded, composite="epsilon")(_images())
     assert "\n" not in str(caught.value)
     assert_same_state(before, model_state(loaded.module))
+
+
+def test_a_score_target_starts_from_its_share_of_each_output() -> None:
+    # a score that is one logit gives that class's LRP; a sum of two logits, the sum of theirs
+    net = ReluNet()
+    loaded = plain(net)
+    x = _images()
+    lrp = LRP(loaded, composite="epsilon")
+    one = lrp(x, lambda out: out[:, 3])
+    torch.testing.assert_close(one, lrp(x, 3))
+    pair = lrp(x, lambda out: out[:, 1] + out[:, 3])
+    torch.testing.assert_close(pair, lrp(x, 1) + lrp(x, 3), rtol=1e-6, atol=1e-9)

@@ -106,7 +106,10 @@ def _per_image(loaded: LoadedModel, targets: Targets, count: int) -> bool:
         return True
     if isinstance(targets, (list, tuple)):
         if len(targets) != count:
-            raise VizError(f"got {len(targets)} targets for {count} images; give one per image")
+            raise VizError(
+                f"got {len(targets)} targets for {count} images; give one per image, "
+                "or one for all of them"
+            )
         for target in targets:
             if isinstance(target, (str, int)):
                 check_target(loaded, target)
