@@ -100,7 +100,7 @@ def attribute_command(
       vizcnn attribute sample:coffee sample:chelsea --all --deletion -o attr/
       vizcnn attribute photos/ --method gradcam --layer _blocks.15 --target espresso -o attr/
       vizcnn attribute sample:coffee --method saliency --method guided --sanity -o attr/
-      vizcnn attribute sample:coffee --method lrp --lrp-composite gamma -o attr/
+      vizcnn attribute sample:coffee --method lrp --lrp-composite alpha-beta -o attr/
       vizcnn attribute sample:coffee sample:chelsea --method gradcam++ --method scorecam \\
         --target 967 --target "tabby" -o attr/
     """
