@@ -9,10 +9,13 @@ import click
 from vizcnn.attribution.maps import DEFAULT_BATCH
 from vizcnn.attribution.methods import (
     DEFAULT_METHODS,
+    LRP,
+    LRP_COMPOSITES,
     METHODS,
     IntegratedGradients,
     Occlusion,
     SmoothGrad,
+    _LayerMethod,
     make_methods,
 )
 from vizcnn.data.samples import sample_names
@@ -28,13 +31,17 @@ from .progress import progress_bar
 @click.command("attribute")
 @click.argument("images", nargs=-1, required=True)
 @model_options
-@click.option("--method", "methods", multiple=True, type=click.Choice(list(METHODS)),
-              help=f"Method, repeatable. Default: {', '.join(DEFAULT_METHODS)}.")  # fmt: skip
+@click.option("--method", "methods", multiple=True, type=click.Choice([*METHODS, "all"]),
+              help=f"Method, repeatable; all: every one. Default: {', '.join(DEFAULT_METHODS)}.")  # fmt: skip
 @click.option(
-    "--all", "all_methods", is_flag=True, help="Every method (occlusion is the slow one)."
+    "--all",
+    "all_methods",
+    is_flag=True,
+    help="Every method, as --method all (occlusion, scorecam, ablationcam are the slow ones).",
 )
-@click.option("--target", default="top1", show_default=True,
-              help="Class to explain: top1, a name (espresso) or an index (967).")  # fmt: skip
+@click.option("--target", "targets", multiple=True,
+              help="Class to explain: top1 (default), a name (espresso) or an index (967). "
+              "Repeatable: one for every image, or one per image in order.")  # fmt: skip
 @click.option(
     "--layer",
     default=None,
@@ -53,8 +60,11 @@ from .progress import progress_bar
               help="Occlusion: square side in pixels (0: a seventh of the image).")  # fmt: skip
 @click.option("--occlusion-stride", default=Occlusion.stride, show_default=True,
               help="Occlusion: stride in pixels (0: half the window).")  # fmt: skip
+@click.option("--lrp-composite", type=click.Choice(list(LRP_COMPOSITES)), default=LRP.composite,
+              show_default=True, help="LRP: zennit's rule composite (docs/attribute.md).")  # fmt: skip
 @click.option("--deletion", is_flag=True,
-              help="Also deletion/insertion curves and their areas per method.")  # fmt: skip
+              help="Also the faithfulness metrics per method: deletion/insertion curves and "
+              "areas, ROAD (MoRF/LeRF), average drop and increase in confidence.")  # fmt: skip
 @click.option("--deletion-steps", default=DeletionConfig.steps, show_default=True,
               help="Points on the deletion/insertion curves.")  # fmt: skip
 @click.option("--sanity", is_flag=True,
@@ -67,7 +77,11 @@ from .progress import progress_bar
 @run_options
 @friendly_errors
 def attribute_command(
-    images: tuple[str, ...], methods: tuple[str, ...], all_methods: bool, **options: Any
+    images: tuple[str, ...],
+    methods: tuple[str, ...],
+    all_methods: bool,
+    targets: tuple[str, ...],
+    **options: Any,
 ) -> None:
     """Attribution maps: which pixels made the model predict its class for each IMAGE.
 
@@ -86,13 +100,17 @@ def attribute_command(
       vizcnn attribute sample:coffee sample:chelsea --all --deletion -o attr/
       vizcnn attribute photos/ --method gradcam --layer _blocks.15 --target espresso -o attr/
       vizcnn attribute sample:coffee --method saliency --method guided --sanity -o attr/
+      vizcnn attribute sample:coffee --method lrp --lrp-composite alpha-beta -o attr/
+      vizcnn attribute sample:coffee sample:chelsea --method gradcam++ --method scorecam \\
+        --target 967 --target "tabby" -o attr/
     """
     if all_methods and methods:
         raise click.UsageError("give --method or --all, not both")
-    names = list(METHODS) if all_methods else list(methods or DEFAULT_METHODS)
+    all_methods = all_methods or "all" in methods
+    names = list(METHODS) if all_methods else list(dict.fromkeys(methods or DEFAULT_METHODS))
     ensure_writable(options["output"], "folder")
     loaded = open_model(options, device_from(options))
-    if options["layer"] is None and {"gradcam", "guided-gradcam"} & set(names):
+    if options["layer"] is None and any(issubclass(METHODS[n], _LayerMethod) for n in names):
         note_default_layer(loaded, "gradcam", options)
     chosen = make_methods(
         loaded,
@@ -105,6 +123,7 @@ def attribute_command(
         seed=options["seed"],
         window=options["occlusion_window"],
         stride=options["occlusion_stride"],
+        composite=options["lrp_composite"],
     )
     deletion = DeletionConfig(options["deletion_steps"], options["baseline"])
     with progress_bar(not options["quiet"], unit="map") as progress:
@@ -113,7 +132,7 @@ def attribute_command(
             images,
             options["output"],
             chosen,
-            targets=options["target"],
+            targets=_targets(targets),
             deletion=deletion if options["deletion"] else None,
             sanity=SanityConfig(options["sanity_stages"]) if options["sanity"] else None,
             seed=options["seed"],
@@ -128,6 +147,13 @@ def attribute_command(
             click.echo(table)
     kept = " (already there with these settings)" if run.skipped else ""
     click.echo(f"{len(run.names)} image(s) x {len(run.methods)} method(s) -> {run.folder}/{kept}")
+
+
+def _targets(given: tuple[str, ...]) -> str | list[str]:
+    """One --target for every image, or one per image (`attribute_folder` checks the count)."""
+    if not given:
+        return "top1"
+    return given[0] if len(given) == 1 else list(given)
 
 
 attribute_command.help = (attribute_command.help or "").replace(

@@ -48,6 +48,7 @@ FIELD_FLAGS = {
     "Occlusion window": "--occlusion-window",
     "give the method a layer": "name one with --layer",
     "deletion steps": "--deletion-steps",
+    " targets for ": " --target values for ",
     "sanity stages": "--sanity-stages",
     # vizcnn mine (vizcnn.runs.mine, vizcnn.mining.checkpoint)
     "; choose another folder": "; choose another -o",  # ensure_writable(..., flag="folder")

@@ -34,7 +34,7 @@ def test_all_methods_files_and_maps_equal_the_library(tmp_path: Path) -> None:
     code, out = run("sample:coffee", "sample:camera", *FAST, "--all", "--deletion",
                     "--deletion-steps", "4", "--target", "3", "-o", str(tmp_path))  # fmt: skip
     assert code == 0, out
-    assert "2 image(s) x 8 method(s)" in out.splitlines()[-1]
+    assert f"2 image(s) x {len(METHODS)} method(s)" in out.splitlines()[-1]
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["camera.png", "camera.pt", "coffee.png", "coffee.pt",
                      "deletion.json", "deletion.png", "manifest.json"]  # fmt: skip
@@ -180,3 +180,57 @@ def test_library_folder_is_kept_refused_or_redone(tmp_path: Path) -> None:
     redone = attribute_folder(loaded, images, tmp_path, "saliency", targets=2, overwrite=True)
     assert not redone.skipped and redone.targets == [2, 2] and redone.methods == ["saliency"]
     assert not (tmp_path / LOCK_NAME).exists()
+
+
+# --- the CAM family, --method all, one --target per image -------------------------------------
+
+
+def test_repeatable_cam_methods_and_a_target_per_image_equal_the_library(tmp_path: Path) -> None:
+    code, out = run("sample:coffee", "sample:camera", *FAST, "--method", "gradcam++",
+                    "--method", "layercam", "--method", "scorecam", "--target", "3",
+                    "--target", "7", "-o", str(tmp_path))  # fmt: skip
+    assert code == 0, out
+    assert "2 image(s) x 3 method(s)" in out.splitlines()[-1]
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert [entry["target"] for entry in manifest["images"]] == [3, 7]
+    loaded = load_model("lenet5_digits")
+    for name, target in (("coffee", 3), ("camera", 7)):  # oracle: each image alone, its class
+        image = preprocess(sample_image(name, 1), loaded.input_size)[None]
+        expected = attribute(loaded, image, ["gradcam++", "layercam", "scorecam"], targets=target)
+        saved = torch.load(tmp_path / f"{name}.pt")
+        assert list(saved) == ["gradcam++", "layercam", "scorecam"]
+        for method, maps in expected.maps.items():
+            torch.testing.assert_close(saved[method], maps[0], msg=method)
+
+
+def test_method_all_runs_every_method_and_help_lists_them(tmp_path: Path) -> None:
+    code, out = run("sample:coffee", *FAST, "--method", "all", "--target", "2",
+                    "-o", str(tmp_path))  # fmt: skip
+    assert code == 0, out
+    assert list(torch.load(tmp_path / "coffee.pt")) == list(METHODS)
+    help_text = " ".join(CliRunner().invoke(app, ["attribute", "--help"]).output.split())
+    for name in METHODS:
+        assert name in help_text, name
+
+
+@pytest.mark.parametrize("count", [2, 4])
+def test_a_target_count_neither_one_nor_the_images_is_a_one_line_error(
+    tmp_path: Path, count: int
+) -> None:
+    targets = [arg for i in range(count) for arg in ("--target", str(i))]
+    out_dir = tmp_path / "out"
+    code, out = run("sample:coffee", "sample:camera", "sample:chelsea", *FAST, *targets,
+                    "-o", str(out_dir))  # fmt: skip
+    assert code == 1 and out.strip().count("\n") == 0, out
+    assert f"got {count} --target values for 3 images; give one per image, or one for all" in out
+    assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+def test_sanity_check_of_cam_methods(tmp_path: Path) -> None:
+    code, out = run("sample:coffee", *FAST, "--method", "hirescam", "--method", "ablationcam",
+                    "--method", "fullgrad", "--sanity", "--sanity-stages", "2",
+                    "-o", str(tmp_path))  # fmt: skip
+    assert code == 0, out
+    sanity = json.loads((tmp_path / "sanity.json").read_text())
+    assert set(sanity["spearman"]) == {"hirescam", "ablationcam", "fullgrad"}
+    assert all(len(values) == 2 for values in sanity["spearman"].values())

@@ -11,16 +11,25 @@ from attribution_helpers import SmallNet, images, plain
 from conftest import assert_same_state, model_state
 from vizcnn.attribution import (
     DEFAULT_METHODS,
+    LRP,
     METHODS,
+    AblationCAM,
     Deconvolution,
+    EigenCAM,
+    FullGrad,
     GradCAM,
+    GradCAMPlusPlus,
     GuidedBackprop,
     GuidedGradCAM,
+    HiResCAM,
     IntegratedGradients,
+    LayerCAM,
     Method,
     Occlusion,
     Saliency,
+    ScoreCAM,
     SmoothGrad,
+    XGradCAM,
     attribute,
     make_methods,
 )
@@ -39,6 +48,15 @@ def _methods(loaded: object) -> list[Method]:
         GradCAM(loaded, "conv1"),
         GuidedGradCAM(loaded, layer="conv1"),
         Occlusion(loaded, window=3, stride=2, baseline=0.5),
+        LRP(loaded, composite="gamma", epsilon=1e-4),
+        GradCAMPlusPlus(loaded, "conv1"),
+        XGradCAM(loaded, "conv2"),
+        HiResCAM(loaded, "conv1"),
+        LayerCAM(loaded, "conv1"),
+        EigenCAM(loaded, "conv2"),
+        ScoreCAM(loaded, "conv1", batch=3),
+        AblationCAM(loaded, "conv2", batch=3),
+        FullGrad(loaded),
     ]
 
 

@@ -11,7 +11,7 @@ from attribution_helpers import SmallNet, images, plain
 from conftest import assert_same_state, model_state
 from vizcnn.attribution import attribute
 from vizcnn.attribution.deletion import deletion_curves
-from vizcnn.attribution.sanity import cascade_units, sanity_check
+from vizcnn.attribution.sanity import SanityResult, cascade_units, sanity_check
 from vizcnn.models.base import LoadedModel
 
 
@@ -63,15 +63,21 @@ def test_sanity_check_flags_a_method_that_ignores_the_weights() -> None:
         model: LoadedModel, xs: torch.Tensor, ts: torch.Tensor
     ) -> Mapping[str, torch.Tensor]:
         real = attribute(model, xs, ["saliency", "gradcam"], targets=ts)
-        return {**real.maps, "edges": _edges(xs)}
+        return {**real.maps, "edges": _edges(xs), "blank": torch.zeros_like(xs)}
 
     result = sanity_check(loaded, x, targets, maps_of, stages=4, seed=0)
     assert result.flagged == ["edges"]
+    # the verdicts: edges never change (Spearman 1 at every stage), saliency's mean is below
+    # the threshold, a blank map has no correlation to measure
+    verdicts = {"saliency": "passed", "edges": "failed", "blank": "undecided"}
+    assert {m: result.verdicts()[m] for m in verdicts} == verdicts
+    assert SanityResult.from_dict(result.to_dict()).verdicts() == result.verdicts()
+    assert result.to_dict()["verdicts"] == result.verdicts()
     assert result.stages == ["head", "conv2", "conv1"]  # 4 stages asked, 3 modules to randomize
     assert all(abs(v - 1.0) < 1e-9 for v in result.spearman["edges"])
     assert sum(result.spearman["saliency"]) / 3 < 0.5
     assert_same_state(before, model_state(net))
-    assert "FLAGGED" in result.table()
+    assert "FAILED" in result.table() and "below 0.5" in result.table()
 
 
 def test_cascade_starts_at_the_top() -> None:

@@ -529,3 +529,34 @@ def test_renders_and_dreams_record_and_run_the_precision_of_this_machine(
     }
     # mining, stats, votes and attribution do not depend on it
     assert changed == {"render", "dream", "concepts"}
+
+
+def test_images_page_has_the_metric_table_and_the_randomization_verdict(
+    site: Path, data: Path
+) -> None:
+    from vizcnn.attribution import attribute
+    from vizcnn.attribution.metrics import TABLE_COLUMNS, faithfulness
+    from vizcnn.data.datasets import preprocess
+    from vizcnn.data.samples import resolve_image_argument
+    from vizcnn.report.builder.compute import REPORT_ROAD_SHARES
+
+    page = (site / "images.html").read_text(encoding="utf-8")
+    assert "randomization test" in page
+    for _, title, _ in TABLE_COLUMNS:
+        assert title in page
+    (meta,) = [
+        json.loads(p.read_text(encoding="utf-8"))
+        for p in (site / "artifacts").glob("*/meta.json")
+        if json.loads(p.read_text(encoding="utf-8"))["kind"] == "attribution"
+    ]
+    stored = meta["data"]
+    assert stored["verdicts"]["saliency"] in {"passed", "failed", "undecided"}
+    assert f"<td>{stored['verdicts']['saliency']}</td>" in page
+    # the stored row is the library's computation on the same image
+    loaded = markup_loaded()
+    raw, _ = resolve_image_argument(str(data / f"{EVIL}.png"), loaded.channels)
+    image = preprocess(raw, loaded.input_size, loaded.resize_crop)
+    maps = attribute(loaded, image[None], ["saliency"])
+    row = faithfulness(loaded, image[None], maps.maps, maps.targets, shares=REPORT_ROAD_SHARES)
+    for key, value in row["saliency"].items():
+        assert stored["metrics"]["saliency"][key] == pytest.approx(value, rel=1e-5, abs=1e-7)

@@ -1,16 +1,29 @@
 """Attribution maps (saliency, IG, SmoothGrad, guided backprop, deconvnet, Grad-CAM, occlusion)
-through captum, one callable per method, with deletion/insertion curves and the
-model-randomization sanity check.
+through captum, the class-activation-map family (`cams`), LRP through zennit, one callable per
+method, per-image and score targets, with deletion/insertion curves, ROAD and the confidence
+metrics, and the model-randomization sanity check.
 
 Example:
     >>> cam = GradCAM(model, "_blocks.15")(images, targets)  # (B, 1, H, W)
     >>> result = attribute(model, images, ["saliency", IntegratedGradients(model, steps=64)])
 """
 
+from vizcnn.attribution.cams import (
+    AblationCAM,
+    EigenCAM,
+    FullGrad,
+    GradCAMPlusPlus,
+    HiResCAM,
+    LayerCAM,
+    ScoreCAM,
+    XGradCAM,
+)
 from vizcnn.attribution.checks import MapWarning
 from vizcnn.attribution.maps import Attributions, MethodsLike, attribute
 from vizcnn.attribution.methods import (
     DEFAULT_METHODS,
+    LRP,
+    LRP_COMPOSITES,
     METHODS,
     Deconvolution,
     GradCAM,
@@ -23,8 +36,19 @@ from vizcnn.attribution.methods import (
     SmoothGrad,
     make_methods,
 )
+from vizcnn.attribution.targets import ScoreTarget, SegmentationTarget
 
 __all__ = [
+    "AblationCAM",
+    "EigenCAM",
+    "FullGrad",
+    "GradCAMPlusPlus",
+    "HiResCAM",
+    "LayerCAM",
+    "ScoreCAM",
+    "ScoreTarget",
+    "SegmentationTarget",
+    "XGradCAM",
     "DEFAULT_METHODS",
     "METHODS",
     "Attributions",
@@ -33,6 +57,8 @@ __all__ = [
     "GuidedBackprop",
     "GuidedGradCAM",
     "IntegratedGradients",
+    "LRP",
+    "LRP_COMPOSITES",
     "MapWarning",
     "Method",
     "MethodsLike",

@@ -24,8 +24,6 @@ from captum.attr import (
     GuidedBackprop,
     GuidedGradCam,
     IntegratedGradients,
-    LayerAttribution,
-    LayerGradCam,
     NoiseTunnel,
     Occlusion,
     Saliency,
@@ -138,16 +136,6 @@ def deconvolution(net: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torc
     """The deconvnet rule (Zeiler & Fergus 2014), every activation (`relu_rule`)."""
     with _rule(net, "deconv"):
         return _as_tensor(Deconvolution(net).attribute(_leaf(x), target=target))
-
-
-def gradcam(
-    net: nn.Module, layer: nn.Module, x: torch.Tensor, target: torch.Tensor
-) -> torch.Tensor:
-    """Grad-CAM at `layer` (Selvaraju et al. 2017), ReLU'd, bilinearly upsampled to `(B, 1, H, W)`."""
-    cam = _as_tensor(
-        LayerGradCam(net, layer).attribute(_leaf(x), target=target, relu_attributions=True)
-    )
-    return LayerAttribution.interpolate(cam, tuple(x.shape[2:]), interpolate_mode="bilinear")
 
 
 def guided_gradcam(

@@ -164,6 +164,11 @@ class MapChecks:
                 f"at layer {layer!r} (its Grad-CAM factor or its guided gradient is zero; "
                 "if gradcam is zero too, try a later layer, e.g. a block's output)"
             )
+        if layer and method not in _ZERO_CAUSES:  # the CAM family (`cams.py`)
+            return (
+                f"at layer {layer!r} (the channel-weighted activations are zero or negative at "
+                "every position there; try a later layer, e.g. a block's output)"
+            )
         return f"({_ZERO_CAUSES.get(method, _GRADIENT_CAUSE)})"
 
 

@@ -66,7 +66,10 @@ class Predictions:
 def predict(net: Classifier, images: torch.Tensor, k: int = 5) -> Predictions:
     """Softmax probabilities and the top-`k` classes of `images` `(B, C, H, W)`."""
     with torch.no_grad():
-        probs = net(images).float().softmax(dim=1)
+        logits = net(images).float()
+    if logits.dim() > 2:  # a segmentation model's (B, K, H, W): the image's mean per class
+        logits = logits.flatten(2).mean(dim=2)
+    probs = logits.softmax(dim=1)
     top = probs.topk(min(k, probs.shape[1]), dim=1)
     return Predictions(probs, top.indices, top.values)
 
@@ -167,3 +170,25 @@ def targets_of(loaded: LoadedModel, targets: Targets, predictions: Predictions) 
         raise VizError(f"targets {over} out of range; the model has classes 0..{classes - 1}")
     indices = torch.tensor(wanted, dtype=torch.long, device=device)
     return torch.where(indices < 0, predictions.top_indices[:, 0], indices)
+
+
+def _names_top1(targets: object) -> bool:
+    if isinstance(targets, str):
+        return targets.strip().lower() == "top1"
+    if isinstance(targets, (list, tuple)):
+        return any(_names_top1(t) for t in targets)
+    return False
+
+
+def shape_of_predictions(
+    loaded: LoadedModel, targets: Targets, images: torch.Tensor
+) -> Predictions | None:
+    """A stand-in for `predict` where `targets_of` needs no prediction: the targets name no
+    `top1` and the labels give the class count. It holds only shapes (no probabilities), so a
+    method called with explicit classes runs no extra forward pass; None where it cannot."""
+    if not loaded.labels or _names_top1(targets):
+        return None
+    batch, device = images.shape[0], images.device
+    empty = torch.empty((batch, len(loaded.labels)), device=device)
+    first = torch.zeros((batch, 1), dtype=torch.long, device=device)
+    return Predictions(empty, first, empty[:, :1])

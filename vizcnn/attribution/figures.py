@@ -113,7 +113,7 @@ def sanity_figure(result: SanityResult) -> Figure:
         axis.grid(alpha=0.3)
     axes[0].set_ylabel("similarity to the trained model's maps")
     axes[0].legend(fontsize=7)
-    fig.suptitle("cascading randomization, top layer first (dashed: flagged)", fontsize=10)
+    fig.suptitle("cascading randomization, top layer first (dashed: failed the test)", fontsize=10)
     return fig
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from PIL import Image
+from torch import nn
 
 from vizcnn.attribution.checks import MapChecks, MapWarning
 from vizcnn.attribution.classifier import Classifier, Predictions, Targets, predict, targets_of
@@ -18,6 +20,7 @@ from vizcnn.attribution.methods import (
     check_images,
     method_class,
 )
+from vizcnn.attribution.targets import ScoreNet, ScoreTarget, is_score_target
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.core.run_options import RunOptions, as_run_options
@@ -40,7 +43,7 @@ class Attributions(ContactSheet):
     """
 
     maps: dict[str, torch.Tensor]  # method -> (B, C, H, W), C = the input's channels
-    targets: torch.Tensor  # (B,) class attributed per image
+    targets: torch.Tensor  # (B,) class attributed per image (-1: a score target's score)
     predictions: Predictions  # probabilities and top-5 per image
     layer: str  # the (first) Grad-CAM layer used ("" when no method needed one)
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per method
@@ -102,7 +105,7 @@ def attribute(
     images: torch.Tensor,
     methods: MethodsLike | None = None,
     *,
-    targets: Targets = "top1",
+    targets: Targets | ScoreTarget = "top1",
     progress: ProgressCallback = no_progress,
     run: RunOptions | None = None,
 ) -> Attributions:
@@ -118,7 +121,8 @@ def attribute(
         methods: names from `METHODS` (default options) and method objects (`GradCAM(model,
             layer=...)`, their options), in panel order; default `DEFAULT_METHODS`.
         targets: the class to explain per image: a `(B,)` tensor of indices, a list or tuple of
-            B indices or class names (case-insensitive, `top1` allowed), or one for every image.
+            B indices or class names (case-insensitive, `top1` allowed), one for every image, or
+            a score target `(outputs) -> (B,)` (a callable, e.g. `SegmentationTarget`).
         progress: called as `progress(done, total, message)` in units of images x methods.
         run: how it runs (`RunOptions`): `batch` images per call of a method (None:
             `DEFAULT_BATCH`; memory, not the maps). Attribution runs float32 and ignores `amp`.
@@ -151,15 +155,21 @@ def attribute(
     done = 0
     with model_guard(loaded.module), inplace_off(loaded.module):
         predictions = predict(net, x_all)
-        resolved = targets_of(loaded, targets, predictions)
+        scorer: nn.Module = net
+        if is_score_target(targets):  # each method explains the callable's score: output 0
+            scorer = ScoreNet(net, targets)  # type: ignore[arg-type]
+            resolved = torch.full((count,), -1, dtype=torch.long, device=x_all.device)
+        else:
+            resolved = targets_of(loaded, cast(Targets, targets), predictions)
+        picked = resolved.clamp(min=0)
         checks = MapChecks(names, layers, loaded.module)
         progress(0, total, "attribution")
         for index in torch.split(torch.arange(count, device=x_all.device), batch):
-            x, t = x_all[index], resolved[index]
+            x, t = x_all[index], picked[index]
             chunk: dict[str, torch.Tensor] = {}
             for method in chosen:
                 start = time.perf_counter()
-                part = method._maps(net, x, t).detach()
+                part = method._maps(scorer, x, t).detach()  # type: ignore[arg-type]
                 chunk[method.name] = _expand(part, x) if method.one_channel else part
                 seconds[method.name] += time.perf_counter() - start
                 maps[method.name].append(chunk[method.name].to(images.device))

@@ -10,25 +10,36 @@ returns maps with respect to the [0, 1] pixels, on the images' device:
 | smoothgrad     | `SmoothGrad`          | `NoiseTunnel` over the gradient (`Saliency`)         | (B, C, H, W) signed |
 | guided         | `GuidedBackprop`      | guided backprop (`GuidedBackprop` + `relu_rule`)     | (B, C, H, W) signed |
 | deconv         | `Deconvolution`       | deconvnet (`Deconvolution` + `relu_rule`)            | (B, C, H, W) signed |
-| gradcam        | `GradCAM`             | `LayerGradCam`, ReLU, bilinear `interpolate`         | (B, 1, H, W) >= 0   |
+| gradcam        | `GradCAM`             | as `LayerGradCam`, ReLU, bilinear (`cams.gradcam`)   | (B, 1, H, W) >= 0   |
 | guided-gradcam | `GuidedGradCAM`       | `GuidedGradCam` (+ `relu_rule`)                      | (B, C, H, W) signed |
 | occlusion      | `Occlusion`           | logit drop under a sliding flat square (`Occlusion`) | (B, C, H, W) signed |
+| lrp            | `LRP`                 | layer-wise relevance propagation (zennit, a composite) | (B, C, H, W) signed |
 
-C is the input's channel count. Every call runs inside `model_guard` with in-place flags off:
-the model is left exactly as found.
+C is the input's channel count. The class-activation-map family (Grad-CAM++, XGrad-CAM,
+HiResCAM, Layer-CAM, Eigen-CAM, Score-CAM, Ablation-CAM, FullGrad) is in `cams.py` and registers
+itself in `METHODS`. Every call runs inside `model_guard` with in-place flags off: the model is
+left exactly as found.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import torch
 from torch import nn
 
-from vizcnn.attribution.classifier import Classifier, Targets, predict, targets_of
+from vizcnn.attribution.classifier import (
+    Classifier,
+    Targets,
+    predict,
+    shape_of_predictions,
+    targets_of,
+)
+from vizcnn.attribution.targets import ScoreNet, ScoreTarget, is_score_target
 from vizcnn.core.devices import draw_seed, seed_record
 from vizcnn.core.errors import VizError, did_you_mean
 from vizcnn.core.image_range import warn_if_normalized
@@ -103,14 +114,17 @@ class Method:
     def _portable(self) -> dict[str, Any]:
         return {}
 
-    def __call__(self, images: torch.Tensor, targets: Targets = "top1") -> torch.Tensor:
+    def __call__(
+        self, images: torch.Tensor, targets: Targets | ScoreTarget = "top1"
+    ) -> torch.Tensor:
         """The maps of `images` `(B, C, H, W)` in [0, 1] for `targets`, on the images' device.
 
         Args:
             images: C = 1 (repeated), 4 (RGBA onto white) or the model's channel count.
             targets: the class to explain per image: a `(B,)` tensor of indices, a list or tuple
-                of B indices or class names (case-insensitive, `top1` allowed), or one index or
-                name for every image.
+                of B indices or class names (case-insensitive, `top1` allowed), one index or
+                name for every image, or a score target: a callable `(outputs) -> (B,)` such as
+                `SegmentationTarget` (the method explains that score).
 
         Returns:
             `(B, 1, H, W)` for one-channel methods (Grad-CAM), else `(B, C, H, W)`.
@@ -120,8 +134,16 @@ class Method:
         net = Classifier(loaded)
         x = images.to(device=loaded.device, dtype=loaded.dtype)
         with model_guard(loaded.module), inplace_off(loaded.module):
-            t = targets_of(loaded, targets, predict(net, x))
-            maps = self._maps(net, x, t).detach()
+            if is_score_target(targets):
+                scorer = ScoreNet(net, targets)  # type: ignore[arg-type]
+                t = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+                maps = self._maps(scorer, x, t).detach()  # type: ignore[arg-type]
+            else:
+                known = cast(Targets, targets)
+                # explicit classes need no prediction: no forward pass beyond the method's own
+                shapes = shape_of_predictions(loaded, known, x) or predict(net, x)
+                t = targets_of(loaded, known, shapes)
+                maps = self._maps(net, x, t).detach()
         return maps.to(images.device)
 
 
@@ -269,7 +291,9 @@ class GradCAM(_LayerMethod):
     one_channel: ClassVar[bool] = True
 
     def _maps(self, net: Classifier, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return _captum().gradcam(net, self._layer(), x, t)
+        from vizcnn.attribution.cams import gradcam  # the CAM family's one forward + backward
+
+        return gradcam(net, self._layer(), x, t)
 
 
 @dataclass(frozen=True, eq=False)
@@ -320,6 +344,93 @@ class Occlusion(Method):
         return _captum().occlusion(net, x, t, flat, window, stride, per_eval=per_eval)
 
 
+# LRP composites by name (zennit's classes, `vizcnn.attribution.lrp_adapter`), default first
+LRP_COMPOSITES: dict[str, str] = {
+    "epsilon-plus-flat": "EpsilonPlusFlat: flat first layer, z+ convolutions, epsilon linear",
+    "epsilon": "Epsilon on every convolution and linear layer (LRP-epsilon; 0: LRP-0)",
+    "epsilon-plus": "EpsilonPlus: z+ convolutions, epsilon linear layers",
+    "gamma": "EpsilonGammaBox: z-box first layer, gamma convolutions, epsilon linear",
+    "alpha-beta": "EpsilonAlpha2Beta1: alpha=2 beta=1 convolutions, epsilon linear",
+    "alpha-beta-flat": "EpsilonAlpha2Beta1Flat: alpha-beta with a flat first layer",
+    "excitation-backprop": "ExcitationBackprop: z+ everywhere (Zhang et al. 2018)",
+}
+
+
+def _zennit() -> ModuleType:
+    """The zennit adapter, imported on first use (a one-line VizError without zennit)."""
+    from vizcnn.attribution import lrp_adapter
+
+    return lrp_adapter
+
+
+@dataclass(frozen=True, eq=False)
+class LRP(Method):
+    """Layer-wise relevance propagation (Bach et al. 2015) through zennit, with a `composite`.
+
+    The relevance starts as the target logit and is propagated to the pixels by the
+    composite's rules; BatchNorm is merged into the convolution before it, torchvision ResNets'
+    residual sums get zennit's ResNet canonizer. Every element-wise activation (ReLU, SiLU,
+    GELU, Hardswish, Mish, ...) passes relevance unchanged, a squeeze-excitation product gives
+    all of it to the signal, other residual sums split it in proportion (docs/attribute.md).
+    The map sums to the logit less what biases and epsilon absorb.
+
+    Example:
+        >>> maps = LRP(model, composite="gamma")(images, "espresso")  # (B, C, H, W)
+    """
+
+    composite: str = "epsilon-plus-flat"  # a name in `LRP_COMPOSITES`
+    epsilon: float = 1e-6  # the epsilon rule's stabilizer (0: LRP-0)
+    gamma: float = 0.25  # the gamma rule's weight on positive contributions (`gamma`)
+
+    name: ClassVar[str] = "lrp"
+
+    def _check(self) -> None:
+        if self.composite not in LRP_COMPOSITES:
+            raise VizError(
+                did_you_mean(self.composite, LRP_COMPOSITES, "LRP composite")
+                + f" (valid: {', '.join(LRP_COMPOSITES)})"
+            )
+        if not self.epsilon >= 0 or not self.gamma >= 0:
+            raise VizError(f"LRP epsilon ({self.epsilon}) and gamma ({self.gamma}) must be >= 0")
+        if importlib.util.find_spec("zennit") is None:  # said now, before any work
+            raise VizError("the lrp method needs zennit: pip install 'vizcnn[lrp]'")
+
+    def _maps(self, net: Classifier, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        loaded = self.loaded
+        score = None
+        if isinstance(net, ScoreNet):  # a score target: its share of each output starts it
+            score, net = net.target, net.classifier
+        if x.shape[1] not in (1, loaded.channels):
+            raise VizError(
+                f"lrp takes images with {loaded.channels} channels or 1; got {x.shape[1]}"
+            )
+        edges = torch.stack([torch.zeros_like(x[:1, :, :1, :1]), torch.ones_like(x[:1, :, :1, :1])])
+        low, high = (loaded.normalize(net.adapt(e)) for e in edges)
+        # relevance of the normalized input: normalization is per pixel, so its relevance is
+        # the pixel's (a gradient through it would divide by the std)
+        z = loaded.normalize(net.adapt(x))
+        relevance = _zennit().lrp(
+            loaded.module,
+            z,
+            t,
+            self.composite,
+            score=score,
+            epsilon=self.epsilon,
+            gamma=self.gamma,
+            low=low,
+            high=high,
+        )
+        if not torch.isfinite(relevance).all():
+            raise VizError(
+                f"LRP's {self.composite} composite overflowed on {loaded.name} (terms that "
+                "cancel in a layer); use composite epsilon-plus-flat, alpha-beta or a larger "
+                f"epsilon (now {self.epsilon:g})"
+            )
+        if x.shape[1] != relevance.shape[1]:  # a grey image repeated: its pixels' relevance
+            relevance = relevance.sum(1, keepdim=True)
+        return relevance.to(x.dtype)
+
+
 # every method by name, in panel order
 METHODS: dict[str, type[Method]] = {
     cls.name: cls
@@ -332,9 +443,18 @@ METHODS: dict[str, type[Method]] = {
         GradCAM,
         GuidedGradCAM,
         Occlusion,
+        LRP,
     )
 }
 DEFAULT_METHODS = ("saliency", "ig", "guided", "gradcam")  # `attribute`'s and the CLI's
+
+
+def register(*classes: type[Method]) -> None:
+    """Add methods to `METHODS` under their `name` (after the ones there: panel order)."""
+    for cls in classes:
+        if cls.name in METHODS and METHODS[cls.name] is not cls:
+            raise VizError(f"two attribution methods are called {cls.name!r}")
+        METHODS[cls.name] = cls
 
 
 def method_class(name: str) -> type[Method]:
@@ -367,3 +487,9 @@ def make_methods(
         fields = {f.name for f in dataclasses.fields(cls) if f.init} - {"model"}
         made.append(cls(loaded, **{k: v for k, v in options.items() if k in fields}))
     return made
+
+
+# the class-activation-map family registers itself on import; imported last, as it builds on
+# the classes above (importing `cams` first works too: it imports this module before it
+# registers)
+from vizcnn.attribution import cams as _cams  # noqa: E402, F401

@@ -35,23 +35,52 @@ class SanityResult:
     spearman: dict[str, list[float]]  # method -> per stage, mean over images
     ssim: dict[str, list[float]]
     hog: dict[str, list[float]]
-    flagged: list[str]  # methods whose Spearman, averaged over the stages, stays >= threshold
-    threshold: float
+    flagged: list[str]  # methods that failed: Spearman, averaged over the stages, >= threshold
+    threshold: float  # see `sanity_check`
+
+    def verdicts(self) -> dict[str, str]:
+        """Per method, the randomization test's verdict (Adebayo et al. 2018): `passed` (its
+        maps change when the weights are randomized: mean Spearman below `threshold`),
+        `failed` (they stay similar: the map explains the image, not the model), or
+        `undecided` (every map blank, no correlation to measure)."""
+        found = {}
+        for method, values in self.spearman.items():
+            if all(math.isnan(v) for v in values):
+                found[method] = "undecided"
+            else:
+                found[method] = "failed" if method in self.flagged else "passed"
+        return found
 
     def table(self) -> str:
-        """A plain-text table: one row per method, Spearman per stage, then the verdict."""
+        """A plain-text table: one row per method, Spearman per stage, the mean, the verdict."""
         width = max(len(m) for m in self.spearman)
         cell = max(8, *(len(s) for s in self.stages))
         head = f"{'method':<{width}}  " + "  ".join(f"{s:>{cell}}" for s in self.stages)
         rows = [head + "      mean  verdict"]
+        verdicts = self.verdicts()
+        notes = {
+            "passed": "passed",
+            "failed": "FAILED: insensitive to the weights",
+            "undecided": "undecided: blank maps",
+        }
         for method, values in self.spearman.items():
             cells = "  ".join(f"{v:>{cell}.3f}" for v in values)
-            verdict = "FLAGGED: insensitive to the weights" if method in self.flagged else "changes"
-            rows.append(f"{method:<{width}}  {cells}  {float(np.nanmean(values)):8.3f}  {verdict}")
+            mean = float(np.nanmean(values)) if verdicts[method] != "undecided" else math.nan
+            rows.append(f"{method:<{width}}  {cells}  {mean:8.3f}  {notes[verdicts[method]]}")
+        rows.append(
+            f"(randomization test: a method passes when the mean Spearman correlation of its "
+            f"|maps| with the trained model's, over the stages, is below {self.threshold:g})"
+        )
         return "\n".join(rows)
 
     def to_dict(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "verdicts": self.verdicts()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> SanityResult:
+        """The result `to_dict` wrote (its derived `verdicts` recomputed)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})  # type: ignore[arg-type]
 
 
 def cascade_units(module: nn.Module) -> list[str]:
@@ -143,8 +172,12 @@ def sanity_check(
         maps_of: computes `{method: (B, C, H, W)}` for a model, e.g. a wrapper of `attribute`.
         stages: randomization stages reported (at most the number of parameterized modules).
         threshold: a method whose Spearman correlation, averaged over the stages, is at least
-            this is flagged as insensitive to the weights (randomizing the stem at the end
-            decorrelates nearly everything, so the last stage alone would flag nothing).
+            this fails the test: it is flagged as insensitive to the weights. Averaged, because
+            randomizing the stem at the end decorrelates nearly everything, so the last stage
+            alone would flag nothing; 0.5, because Adebayo et al. report rank correlations that
+            stay near 0.8-1 for the methods that fail (guided backprop, guided Grad-CAM) and
+            fall to about 0.2 or below for those that pass (gradient, Grad-CAM), so a mean of
+            one half is "still more alike than not" with room on both sides.
         seed: seed of the re-initialization.
 
     Example:

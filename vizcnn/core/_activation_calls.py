@@ -168,6 +168,10 @@ COVERED: dict[Any, _Parser] = {
 
 
 MULTIPLY = {torch.mul, _T.mul, _T.mul_, _T.__mul__, _T.__rmul__, _T.__imul__}
+# the calls LRP's relevance rule also rules (`relu_rules.relevance_rule`)
+ADD = {torch.add, _T.add, _T.__add__, _T.__radd__, _T.__iadd__}  # residual sums
+DIVIDE = {torch.div, torch.true_divide, _T.div, _T.__truediv__, _T.__itruediv__}
+NORMALIZE = {F.layer_norm, torch.layer_norm, F.group_norm, torch.group_norm, F.batch_norm}
 
 # timm's activations composed of primitives (`x.mul(x.sigmoid())`) or custom autograd Functions
 # (`*Me`): found by class, their whole forward is one activation. name -> (shown as, rectifier?)

@@ -77,11 +77,15 @@ def write_deletion(
     targets: list[torch.Tensor],
     config: DeletionConfig,
     batch: int,
+    seed: int,
     folder: Path,
     progress: ProgressCallback,
 ) -> dict[str, dict[str, float]]:
+    """Deletion/insertion curves, ROAD and the confidence metrics of every method
+    (`deletion.png/.json`); the per-method table (`vizcnn.attribution.metrics.TABLE_COLUMNS`)."""
     from vizcnn.attribution.deletion import deletion_curves
     from vizcnn.attribution.figures import curves_figure
+    from vizcnn.attribution.metrics import confidence, metric_rows, road
 
     joined = deletion_curves(
         loaded,
@@ -94,19 +98,42 @@ def write_deletion(
         progress=progress,
     )
     write_png(curves_figure(joined), folder / "deletion.png")
-    table = {
-        m: {
-            "deletion_area": float(c.deletion_area.mean()),
-            "insertion_area": float(c.insertion_area.mean()),
-        }
+    images, all_maps, all_targets = (
+        torch.cat(pictures),
+        {m: torch.cat(p) for m, p in maps.items()},
+        torch.cat(targets),
+    )
+    roads = road(
+        loaded,
+        images,
+        all_maps,
+        all_targets,
+        shares=config.road_shares,
+        noise=config.road_noise,
+        seed=seed,
+        batch=batch * 4,
+    )
+    scores = confidence(loaded, images, all_maps, all_targets, batch=batch * 4)
+    areas = {
+        m: (float(c.deletion_area.mean()), float(c.insertion_area.mean()))
         for m, c in joined.items()
     }
+    table = metric_rows(areas, roads, scores)
     data = {
         "areas": table,
         "fractions": joined[next(iter(joined))].fractions.tolist(),
         "curves": {
             m: {"deletion": c.deletion.tolist(), "insertion": c.insertion.tolist()}
             for m, c in joined.items()
+        },
+        "road": {
+            "shares": list(config.road_shares),
+            "noise": config.road_noise,
+            "morf": {m: r.morf.tolist() for m, r in roads.items()},
+            "lerf": {m: r.lerf.tolist() for m, r in roads.items()},
+        },
+        "confidence": {
+            m: {"drop": c.drop.tolist(), "increase": c.increase.tolist()} for m, c in scores.items()
         },
     }
     save_json(data, folder / "deletion.json")

@@ -24,6 +24,7 @@ from vizcnn.attribution.checks import MapWarning, join_warnings
 from vizcnn.attribution.classifier import Targets, check_target, label_of
 from vizcnn.attribution.maps import DEFAULT_BATCH, MethodsLike, as_methods, attribute, layer_of
 from vizcnn.attribution.methods import Method
+from vizcnn.attribution.metrics import DEFAULT_SHARES, metric_table
 from vizcnn.attribution.sanity import SanityResult
 from vizcnn.core.errors import VizError
 from vizcnn.core.progress import ProgressCallback, no_progress
@@ -56,10 +57,13 @@ __all__ = [
 
 @dataclass(frozen=True)
 class DeletionConfig:
-    """Deletion and insertion curves of every method over all the images."""
+    """Deletion and insertion curves, ROAD (Rong et al. 2022) and the average drop / increase
+    in confidence (Chattopadhay et al. 2018) of every method over all the images."""
 
     steps: int = 16  # the curves have steps + 1 points
     baseline: float = 0.0  # flat grey level in [0, 1] that removed pixels take
+    road_shares: tuple[float, ...] = DEFAULT_SHARES  # ROAD: shares of pixels removed
+    road_noise: float = 0.01  # ROAD: std of the imputation's noise ([0, 1] pixel units)
 
 
 @dataclass(frozen=True)
@@ -78,23 +82,16 @@ class AttributeRun:
     methods: list[str]
     targets: list[int]  # class attributed per image
     warnings: list[str]  # one line per finding, images by name
-    deletion: dict[str, dict[str, float]] | None  # method -> deletion_area, insertion_area
+    deletion: dict[str, dict[str, float]] | None  # method -> metric -> value (`deletion_table`)
     sanity: SanityResult | None
     seconds: float
     skipped: bool = False  # the folder already held this run: nothing was computed
 
     def deletion_table(self) -> str:
-        """The deletion and insertion areas, one row per method ("" without curves)."""
-        if not self.deletion:
-            return ""
-        width = max(len(m) for m in self.deletion)
-        rows = [
-            f"{'method':<{width}}  deletion  insertion   "
-            "(areas; deletion lower, insertion higher = better)"
-        ]
-        for m, row in self.deletion.items():
-            rows.append(f"{m:<{width}}  {row['deletion_area']:8.3f}  {row['insertion_area']:9.3f}")
-        return "\n".join(rows)
+        """The faithfulness metrics, one row per method ("" without --deletion): deletion and
+        insertion areas, ROAD MoRF/LeRF mean probabilities, average drop and increase in
+        confidence (`vizcnn.attribution.metrics.TABLE_COLUMNS`)."""
+        return metric_table(self.deletion or {})
 
 
 def _per_image(loaded: LoadedModel, targets: Targets, count: int) -> bool:
@@ -109,7 +106,10 @@ def _per_image(loaded: LoadedModel, targets: Targets, count: int) -> bool:
         return True
     if isinstance(targets, (list, tuple)):
         if len(targets) != count:
-            raise VizError(f"got {len(targets)} targets for {count} images; give one per image")
+            raise VizError(
+                f"got {len(targets)} targets for {count} images; give one per image, "
+                "or one for all of them"
+            )
         for target in targets:
             if isinstance(target, (str, int)):
                 check_target(loaded, target)
@@ -176,7 +176,8 @@ def attribute_folder(
         folder: output folder (created if missing).
         methods: names and method objects as for `attribute` (default `DEFAULT_METHODS`).
         targets: one class for every image (`top1`, a name or an index), or one per image.
-        deletion: also deletion / insertion curves of every method (`deletion.png/.json`).
+        deletion: also deletion / insertion curves, ROAD and the confidence metrics of every
+            method (`deletion.png/.json`; the table in the manifest and `deletion_table`).
         sanity: also the model-randomization sanity check (`sanity.png/.json`).
         seed: the sanity check's re-initialization (SmoothGrad's noise is its own `seed`).
         overwrite: redo a folder made with other settings instead of refusing.
@@ -196,6 +197,10 @@ def attribute_folder(
     batch = as_run_options(run).batch_or(DEFAULT_BATCH)
     if deletion is not None and deletion.steps < 1:
         raise VizError(f"deletion steps = {deletion.steps} must be at least 1")
+    if deletion is not None and (
+        not deletion.road_shares or any(not 0 < v < 1 for v in deletion.road_shares)
+    ):
+        raise VizError(f"ROAD shares {deletion.road_shares} must each lie in (0, 1)")
     if sanity is not None and sanity.stages < 1:
         raise VizError(f"sanity stages = {sanity.stages} must be at least 1")
     files = gather_images(images)
@@ -290,14 +295,19 @@ def attribute_folder(
         areas = sanity_result = None
         if deletion:
             areas = write_deletion(
-                loaded, pictures, maps, chosen_targets, deletion, batch, target, progress
+                loaded, pictures, maps, chosen_targets, deletion, batch, seed, target, progress
             )
             extra["deletion"] = {"file": "deletion.json", "areas": areas}
         if sanity:
             sanity_result = write_sanity(
                 loaded, pictures, chosen_targets, chosen, sanity, batch, seed, target, progress
             )
-            extra["sanity"] = {"file": "sanity.json", "flagged": sanity_result.flagged}
+            extra["sanity"] = {
+                "file": "sanity.json",
+                "flagged": sanity_result.flagged,
+                "verdicts": sanity_result.verdicts(),
+                "threshold": sanity_result.threshold,
+            }
         seconds = time.perf_counter() - started
         block["seconds"] = round(seconds, 3)
         manifest = {
@@ -319,20 +329,29 @@ def attribute_folder(
     )
 
 
+def _in_order(
+    rows: dict[str, dict[str, float]] | None, methods: Sequence[Method]
+) -> dict[str, dict[str, float]] | None:
+    """The stored table's rows in the methods' order (JSON keeps them sorted)."""
+    if rows is None:
+        return None
+    return {m.name: rows[m.name] for m in methods if m.name in rows}
+
+
 def _stored(folder: Path, methods: Sequence[Method], seconds: float) -> AttributeRun:
     """The run a folder already holds, read back from its manifest."""
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     sanity = None
     if manifest.get("sanity"):
         data = json.loads((folder / "sanity.json").read_text(encoding="utf-8"))
-        sanity = SanityResult(**data)
+        sanity = SanityResult.from_dict(data)
     return AttributeRun(
         folder=folder,
         names=[Path(e["figure"]).stem for e in manifest["images"]],
         methods=[m.name for m in methods],
         targets=[int(e["target"]) for e in manifest["images"]],
         warnings=[w["message"] for w in manifest["warnings"]],
-        deletion=(manifest.get("deletion") or {}).get("areas"),
+        deletion=_in_order((manifest.get("deletion") or {}).get("areas"), methods),
         sanity=sanity,
         seconds=seconds,
         skipped=True,

@@ -318,6 +318,12 @@ def _png_size(store: ArtifactStore, artifact: Artifact, name: str) -> tuple[int,
         return image.height, image.width
 
 
+def _metric_columns() -> list[tuple[str, str, str]]:
+    from vizcnn.attribution.metrics import TABLE_COLUMNS
+
+    return list(TABLE_COLUMNS)
+
+
 def _image_view(store: ArtifactStore, plan: Plan, name: str) -> ImageView:
     dream_a, attr_a = _find(plan, "dream", name), _find(plan, "attribution", name)
     dream, attr = _meta(store, dream_a), _meta(store, attr_a)
@@ -346,6 +352,14 @@ def _image_view(store: ArtifactStore, plan: Plan, name: str) -> ImageView:
         predictions=[(str(label), float(p)) for label, p in data.get("predictions", [])],
         made=_made(f"dream of {name}", dream) + _made(f"attribution maps of {name}", attr),
         warnings=[str(text) for text in data.get("warnings", [])],
+        metrics={
+            str(m): {str(k): float(v) for k, v in row.items()}
+            for m, row in data.get("metrics", {}).items()
+        },
+        verdicts={str(m): str(v) for m, v in data.get("verdicts", {}).items()},
+        road_shares=[float(v) for v in data.get("road_shares", [])],
+        metric_columns=_metric_columns(),
+        sanity_threshold=float(data.get("sanity_threshold", 0.5)),
     )
 
 

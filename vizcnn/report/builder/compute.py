@@ -294,8 +294,41 @@ def make_attribution(
         "layer": result.layer,
         # a blank map, or a method equal to another, is said beside the pictures (issue 23)
         "warnings": [str(warning) for warning in result.warnings],
+        **_attribution_checks(loaded, image.image[None], result, methods, seed),
     }
     return Made(files, data, _attribution_options(methods, seed), image.spec)
+
+
+REPORT_ROAD_SHARES = (0.2, 0.5, 0.8)  # three ROAD points per image: the page's budget
+REPORT_SANITY_STAGES = 3
+
+
+def _attribution_checks(
+    loaded: LoadedModel, x: torch.Tensor, result: Any, methods: list[Any], seed: int
+) -> dict[str, Any]:
+    """The images page's per-method table: the faithfulness metrics of the image's maps
+    (`vizcnn.attribution.metrics.faithfulness`) and the randomization test's verdict on it."""
+    from vizcnn.attribution import attribute
+    from vizcnn.attribution.metrics import faithfulness
+    from vizcnn.attribution.sanity import sanity_check
+
+    x = x.to(loaded.device)
+    rows = faithfulness(
+        loaded, x, result.maps, result.targets, shares=REPORT_ROAD_SHARES, seed=seed
+    )
+
+    def maps_of(model: LoadedModel, xs: torch.Tensor, ts: torch.Tensor) -> dict[str, torch.Tensor]:
+        return attribute(model, xs, methods, targets=ts).maps
+
+    sanity = sanity_check(
+        loaded, x, result.targets, maps_of, stages=REPORT_SANITY_STAGES, seed=seed
+    )
+    return {
+        "metrics": rows,
+        "road_shares": list(REPORT_ROAD_SHARES),
+        "verdicts": sanity.verdicts(),
+        "sanity_threshold": sanity.threshold,
+    }
 
 
 def _attribution_options(methods: list[Any], seed: int) -> dict[str, Any]:

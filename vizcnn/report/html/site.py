@@ -131,6 +131,12 @@ class ImageView:
     predictions: list[tuple[str, float]]  # top-5 (label, probability)
     made: list[Made] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # blank maps, methods equal to another
+    # per method: the faithfulness metrics (`vizcnn.attribution.metrics.TABLE_COLUMNS` keys)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    verdicts: dict[str, str] = field(default_factory=dict)  # randomization test, per method
+    metric_columns: list[tuple[str, str, str]] = field(default_factory=list)  # key, title, better
+    road_shares: list[float] = field(default_factory=list)
+    sanity_threshold: float = 0.5
 
 
 @dataclass(frozen=True)
