@@ -18,6 +18,7 @@ from vizcnn.attribution.methods import (
     _LayerMethod,
     make_methods,
 )
+from vizcnn.core.errors import VizError
 from vizcnn.data.samples import sample_names
 from vizcnn.io.paths import ensure_writable
 from vizcnn.runs.attribute import DeletionConfig, SanityConfig, attribute_folder
@@ -112,19 +113,26 @@ def attribute_command(
     loaded = open_model(options, device_from(options))
     if options["layer"] is None and any(issubclass(METHODS[n], _LayerMethod) for n in names):
         note_default_layer(loaded, "gradcam", options)
-    chosen = make_methods(
-        loaded,
-        names,
-        layer=options["layer"],
-        baseline=options["baseline"],
-        steps=options["ig_steps"],
-        samples=options["smoothgrad_samples"],
-        stdev=options["smoothgrad_stdev"],
-        seed=options["seed"],
-        window=options["occlusion_window"],
-        stride=options["occlusion_stride"],
-        composite=options["lrp_composite"],
-    )
+    settings = {
+        "layer": options["layer"],
+        "baseline": options["baseline"],
+        "steps": options["ig_steps"],
+        "samples": options["smoothgrad_samples"],
+        "stdev": options["smoothgrad_stdev"],
+        "seed": options["seed"],
+        "window": options["occlusion_window"],
+        "stride": options["occlusion_stride"],
+        "composite": options["lrp_composite"],
+    }
+    if all_methods:  # every method that applies to this model; the others say why, one line each
+        chosen = []
+        for name in names:
+            try:
+                chosen += make_methods(loaded, [name], **settings)
+            except VizError as refusal:
+                click.echo(f"note: {name} skipped: {refusal}", err=True)
+    else:
+        chosen = make_methods(loaded, names, **settings)
     deletion = DeletionConfig(options["deletion_steps"], options["baseline"])
     with progress_bar(not options["quiet"], unit="map") as progress:
         run = attribute_folder(

@@ -234,3 +234,29 @@ def test_sanity_check_of_cam_methods(tmp_path: Path) -> None:
     sanity = json.loads((tmp_path / "sanity.json").read_text())
     assert set(sanity["spearman"]) == {"hirescam", "ablationcam", "fullgrad"}
     assert all(len(values) == 2 for values in sanity["spearman"].values())
+
+
+def test_method_all_skips_with_a_note_what_the_model_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "gnnet.py").write_text(
+        "import torch.nn as nn\n"
+        "def build():\n"
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.GroupNorm(2, 4), nn.ReLU(),\n"
+        "                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    base = ["attribute", "sample:coffee", "-m", "gnnet:build", "--input-size", "16",
+            "--ig-steps", "2", "--smoothgrad-samples", "2", "-q"]  # fmt: skip
+    try:
+        every = CliRunner().invoke(app, [*base, "--method", "all", "-o", "all"])
+        alone = CliRunner().invoke(app, [*base, "--method", "fullgrad", "-o", "alone"])
+    finally:
+        sys.modules.pop("gnnet", None)
+    assert every.exit_code == 0, every.output
+    assert "note: fullgrad skipped: FullGrad sums the bias-gradients" in every.stderr
+    assert list(torch.load(tmp_path / "all" / "coffee.pt")) == [
+        m for m in METHODS if m != "fullgrad"
+    ]
+    assert alone.exit_code == 1 and alone.output.strip().count("\n") == 0
+    assert "biased GroupNorm layers (1)" in alone.output

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar
 
 import torch
@@ -54,7 +55,8 @@ def layer_output(
 
     Where nothing upstream needs a gradient (frozen parameters, images without `requires_grad`)
     the output becomes a leaf that requires one: the backward pass then stops at the layer, and
-    the forward builds no graph before it. The hook is removed when the block ends.
+    the forward builds no graph before it. The network continues with a copy, so in-place ops
+    after the layer leave the record as it was. The hook is removed when the block ends.
     """
     seen: list[torch.Tensor] = []
 
@@ -70,11 +72,12 @@ def layer_output(
             tensor = replace(tensor)
         elif torch.is_grad_enabled() and not tensor.requires_grad:
             tensor = tensor.detach().requires_grad_(True)
-        else:
-            seen.append(tensor)
-            return None
         seen.append(tensor)
-        return tensor if isinstance(output, torch.Tensor) else None
+        if not isinstance(output, torch.Tensor):
+            return None
+        # the rest of the network gets a copy: an in-place op after the layer (DenseNet's
+        # F.relu(x, inplace=True) after `features.norm5`) must not change the recorded tensor
+        return tensor.clone()
 
     handle = layer.register_forward_hook(hook)
     try:
@@ -457,6 +460,24 @@ def _rescaled(maps: torch.Tensor) -> torch.Tensor:
     return maps / (maps.amax(dim=(2, 3), keepdim=True) + _EPS)
 
 
+# the network continues with copies: an in-place op after the layer must not change (and so
+# invalidate for autograd) the recorded tensor
+def _record_output(
+    seen: list[tuple[nn.Module, torch.Tensor]], module: nn.Module, _inputs: Any, output: Any
+) -> Any:
+    if not isinstance(output, torch.Tensor):
+        return None
+    seen.append((module, output))
+    return output.clone()
+
+
+def _record_input(
+    seen: list[tuple[nn.Module, torch.Tensor]], module: nn.Module, _act: nn.Module, args: Any
+) -> Any:
+    seen.append((module, args[0]))
+    return (args[0].clone(), *args[1:])
+
+
 @contextmanager
 def _bias_outputs(modules: Sequence[nn.Module]) -> Iterator[list[tuple[nn.Module, torch.Tensor]]]:
     """Record where each module's bias lands on every call in the block: its output, or for a
@@ -466,15 +487,9 @@ def _bias_outputs(modules: Sequence[nn.Module]) -> Iterator[list[tuple[nn.Module
     for module in modules:
         act = getattr(module, "act", None)
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and isinstance(act, nn.Module):
-            handles.append(
-                act.register_forward_pre_hook(
-                    lambda _a, args, _m=module: seen.append((_m, args[0]))  # type: ignore[misc]
-                )
-            )
+            handles.append(act.register_forward_pre_hook(partial(_record_input, seen, module)))
         else:
-            handles.append(
-                module.register_forward_hook(lambda mod, _i, out: seen.append((mod, out)))
-            )
+            handles.append(module.register_forward_hook(partial(_record_output, seen)))
     try:
         yield seen
     finally:
