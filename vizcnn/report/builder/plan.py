@@ -407,11 +407,15 @@ def plan_report(
     if config.concepts and layers:
         plan.concept_layers = concept_layers(loaded, [layer for layer, _ in layers])
     for layer, target in plan.concept_layers.items():
+        channels_, height, width = _layer_shape(loaded, target)
+        # k <= the layer's channels and <= the positions the data can give (a 1 x 1 map over a
+        # handful of images would leave NMF more concepts than rows)
+        positions = height * width * (len(dataset) if dataset is not None else 1)
         concept = {
             **base,
             "layer": layer,
             "concept_layer": target,
-            "k": min(config.concepts, _layer_shape(loaded, target)[0]),  # <= its channels
+            "k": max(1, min(config.concepts, channels_, positions)),
             "max_positions": config.concept_positions,
             **data,
             "render": {**recipe, "seed": seed, "precision": precision},
