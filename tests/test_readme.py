@@ -33,6 +33,11 @@ QUICK = [
 
 # what a block assumes from the page around it (keyed by page, relative to the root, and index)
 SETUP = {
+    ("docs/mine.md", 1): """
+import vizcnn
+loaded = vizcnn.load_model("efficientnet_lite0")
+data = vizcnn.open_dataset("samples", loaded.channels, loaded.input_size, limit=8)
+""",
     ("docs/models.md", 0): """
 import sys
 sys.path.insert(0, GALLERY)
