@@ -49,7 +49,10 @@ def pixel_ranks(attribution: torch.Tensor) -> torch.Tensor:
     return ranks.view(attribution.shape[0], *attribution.shape[2:])
 
 
-def _probabilities(net: Classifier, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def target_probabilities(
+    net: Classifier, images: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
+    """Softmax probability of each image's target class `(B,)`, float32 on the model's device."""
     with torch.no_grad():
         probs = net(images).float().softmax(dim=1)
     return probs.gather(1, targets.view(-1, 1)).squeeze(1)
@@ -114,7 +117,7 @@ def deletion_curves(
                     stacked.append(
                         torch.where(gone, flat, x) if kind == 0 else torch.where(gone, x, flat)
                     )
-                p = _probabilities(net, torch.cat(stacked), targets.repeat(len(group)))
+                p = target_probabilities(net, torch.cat(stacked), targets.repeat(len(group)))
                 for j, (i, kind) in enumerate(group):
                     probs[kind, i] = p[j * b : (j + 1) * b].double().cpu()
             curves[name] = Curves(fractions, probs[0].T.contiguous(), probs[1].T.contiguous())

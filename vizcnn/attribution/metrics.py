@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from vizcnn.attribution.classifier import Classifier
-from vizcnn.attribution.deletion import pixel_ranks
+from vizcnn.attribution.deletion import pixel_ranks, target_probabilities
 from vizcnn.core.devices import draw_seed
 from vizcnn.core.errors import VizError
 from vizcnn.core.image_range import warn_if_normalized
@@ -142,9 +142,8 @@ class RoadCurves:
 
 
 def _probabilities(net: Classifier, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        probs = net(images).float().softmax(dim=1)
-    return probs.gather(1, targets.view(-1, 1)).squeeze(1).double().cpu()
+    # float64 on the host: the metrics are summed and compared in numpy
+    return target_probabilities(net, images, targets).double().cpu()
 
 
 def _check_map(name: str, attribution: torch.Tensor, x: torch.Tensor) -> None:
