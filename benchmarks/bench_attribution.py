@@ -45,7 +45,10 @@ from vizcnn.data.datasets import preprocess
 from vizcnn.data.samples import sample_image
 from vizcnn.hooks import find_module
 
-SLOW = {"scorecam", "ablationcam", "occlusion", "ig", "smoothgrad"}
+SLOW = {"scorecam", "scorecam-fp32", "ablationcam", "occlusion", "ig", "smoothgrad"}
+# rows that run a method with other options: name -> (method, options); Score-CAM's default
+# runs its masked passes in bfloat16 where the CPU has native bf16 ("auto"), this row in float32
+VARIANTS = {"scorecam-fp32": ("scorecam", {"amp": False})}
 PHOTOS = ["coffee", "chelsea", "astronaut", "rocket", "motorcycle_left", "camera"]
 
 
@@ -125,7 +128,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", default="efficientnet_lite0,resnet18")
     parser.add_argument("--batches", default="1,16")
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument(
+        "--methods",
+        default=",".join([*METHODS, *VARIANTS]),
+        help=f"methods and the variants {', '.join(VARIANTS)}",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--slow-images", type=int, default=1)
     parser.add_argument("--slow-repeats", type=int, default=1)
@@ -140,7 +147,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.repeats, args.batches, args.size = 1, "1", 112
-        args.methods = ",".join(["gradcam", *(c.name for c in CAMS)])
+        args.methods = ",".join(["gradcam", *(c.name for c in CAMS), *VARIANTS])
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
@@ -195,21 +202,23 @@ def main() -> None:
                 "| torchcam s/img | ours / faster peer | diff pgc | diff torchcam |"
             )
             print("|---|---|---|---|---|---|---|---|---|")
+            units: dict[str, np.ndarray] = {}
             for name in args.methods.split(","):
                 if name in SLOW and batch > args.slow_images and batch != min(batches):
                     continue  # the same images as at the smallest batch: measured there
                 count = min(batch, args.slow_images) if name in SLOW else batch
                 repeats = args.slow_repeats if name in SLOW else args.repeats
                 images, t, x = pictures[:count], targets[:count], x_all[:count]
-                method = make_methods(loaded, [name])[0]
+                base, options = VARIANTS.get(name, (name, {}))
+                method = make_methods(loaded, [base], **options)[0]
                 peers: dict[str, Callable[[Any, Any], np.ndarray] | None] = {
                     "pgc": None,
                     "tc": None,
                 }
-                if name in cam_names:
+                if base in cam_names:
                     peers = {
-                        "pgc": _grad_cam_peer(name, model, layer),
-                        "tc": _torchcam_peer(name, model, layer),
+                        "pgc": _grad_cam_peer(base, model, layer),
+                        "tc": _torchcam_peer(base, model, layer),
                     }
                 times: dict[str, list[float]] = {"ours": [], "pgc": [], "tc": [], "fwd": []}
                 maps: dict[str, Any] = {}
@@ -229,6 +238,7 @@ def main() -> None:
                 if ours_map.shape[1] != 1:  # a pixel method: |map| summed over the channels
                     ours_map = ours_map.abs().sum(1, keepdim=True)
                 ours_unit = _unit(ours_map[:, 0].float().cpu().numpy())
+                units[name] = ours_unit
                 diffs = {
                     k: f"{np.abs(ours_unit - _unit(np.asarray(maps[k]))).max():.3f}"
                     for k in ("pgc", "tc")
@@ -243,6 +253,14 @@ def main() -> None:
                     f"{ratio} | {diffs.get('pgc', '-')} | {diffs.get('tc', '-')} |",
                     flush=True,
                 )
+            for variant, (base, options) in VARIANTS.items():
+                if variant in units and base in units:
+                    gap = np.abs(units[variant] - units[base]).max()
+                    print(
+                        f"{base} default vs {variant} ({options}): max |diff| of the [0, 1] maps "
+                        f"{gap:.4f}",
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from vizcnn.attribution.methods import (
     make_methods,
 )
 from vizcnn.core.errors import VizError
+from vizcnn.core.precision import AUTO
 from vizcnn.data.samples import sample_names
 from vizcnn.io.paths import ensure_writable
 from vizcnn.runs.attribute import DeletionConfig, SanityConfig, attribute_folder
@@ -61,6 +62,11 @@ from .progress import progress_bar
               help="Occlusion: square side in pixels (0: a seventh of the image).")  # fmt: skip
 @click.option("--occlusion-stride", default=Occlusion.stride, show_default=True,
               help="Occlusion: stride in pixels (0: half the window).")  # fmt: skip
+@click.option("--amp/--no-amp", default=None,
+              help="Score-CAM's masked forward passes (all of its cost) in bfloat16 autocast. "
+              "Default (neither flag): auto, on where the hardware runs bf16 natively (2-2.7x "
+              "faster on an AVX512-BF16 CPU), float32 elsewhere; --no-amp forces float32. The "
+              "other methods always run float32.")  # fmt: skip
 @click.option("--lrp-composite", type=click.Choice(list(LRP_COMPOSITES)), default=LRP.composite,
               show_default=True, help="LRP: zennit's rule composite (docs/attribute.md).")  # fmt: skip
 @click.option("--deletion", is_flag=True,
@@ -123,6 +129,7 @@ def attribute_command(
         "window": options["occlusion_window"],
         "stride": options["occlusion_stride"],
         "composite": options["lrp_composite"],
+        "amp": AUTO if options["amp"] is None else options["amp"],
     }
     if all_methods:  # every method that applies to this model; the others say why, one line each
         chosen = []

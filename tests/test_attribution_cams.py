@@ -37,6 +37,7 @@ from vizcnn.attribution import (
 )
 from vizcnn.attribution.cams import CAMS
 from vizcnn.core.errors import VizError
+from vizcnn.core.precision import cpu_bf16_supported
 from vizcnn.models.base import describe
 
 NEW = [cls.name for cls in CAMS]
@@ -193,6 +194,48 @@ def hand_scorecam(net: CamNet, x: torch.Tensor, t: list[int]) -> np.ndarray:
             probability = float(torch.softmax(logits, dim=1)[0, t[b]])
             cams[b] += probability * channel.numpy()
     return cams
+
+
+@pytest.mark.skipif(not cpu_bf16_supported(), reason="this CPU has no native bfloat16")
+def test_scorecam_amp_runs_the_masked_passes_in_bfloat16_and_stays_near_float32(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # conftest makes "auto" float32 in tests; this one runs the bf16 path the CPU has
+    monkeypatch.setattr("vizcnn.core.precision.cpu_bf16_supported", lambda: True)
+    net = CamNet().float()
+    loaded = plain(net)
+    x, t = images(3).float(), torch.tensor(TARGETS)
+    seen: list[torch.dtype] = []
+    handle = net.head.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    try:
+        exact = ScoreCAM(loaded, "relu1", amp=False)(x, t)
+        passes = len(seen)
+        fast = ScoreCAM(loaded, "relu1", amp=True)(x, t)
+    finally:
+        handle.remove()
+    # one float32 pass for the activations, then every masked pass in bfloat16 (and only those)
+    assert set(seen[:passes]) == {torch.float32}
+    assert seen[passes] == torch.float32 and set(seen[passes + 1 :]) == {torch.bfloat16}
+    assert exact.dtype == fast.dtype == torch.float32
+    # float32 run = the float64 hand loop; bf16 probabilities within ~1e-2, so the maps too
+    hand = up(hand_scorecam(CamNet(), images(3), TARGETS)).float()
+    torch.testing.assert_close(exact, hand, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast, exact, rtol=0, atol=0.02 * float(exact.amax()))
+    assert ScoreCAM(loaded, "relu1", amp=True).options()["precision"] == "bfloat16"
+    assert ScoreCAM(loaded, "relu1", amp=False).options()["precision"] == "float32"
+
+
+def test_scorecam_amp_leaves_a_float64_model_in_float64() -> None:
+    loaded = plain(CamNet())
+    x, t = images(3), torch.tensor(TARGETS)
+    torch.testing.assert_close(
+        ScoreCAM(loaded, "relu1", amp=True)(x, t),
+        ScoreCAM(loaded, "relu1", amp=False)(x, t),
+        rtol=1e-12,
+        atol=1e-14,
+    )
+    with pytest.raises(VizError, match="ScoreCAM: amp must be True, False or 'auto'"):
+        ScoreCAM(loaded, "relu1", amp="yes")  # type: ignore[arg-type]
 
 
 def hand_ablationcam(net: CamNet, x: torch.Tensor, t: list[int], key: str) -> np.ndarray:

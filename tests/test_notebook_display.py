@@ -121,3 +121,15 @@ def test_attributions_display_a_heat_map_per_method_and_image() -> None:
     np.testing.assert_array_equal(
         _tile_at(Image.fromarray(sheet), top, 2, expected), to_uint8(expected)
     )
+
+
+def test_accentuation_result_displays_its_images_with_their_units() -> None:
+    loaded = loaded_tiny()
+    photo = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    result = vizcnn.accentuate(loaded, photo, "conv2:1", reg_layer="conv1", steps=2, crops=1)
+    _assert_displays_as_its_sheet(result)
+    sheet = result.contact_sheet()
+    np.testing.assert_array_equal(
+        _tile_at(sheet, 2, 2, result.images[0]), to_uint8(result.images[0])
+    )
+    assert result.units == ["conv2:1", "conv2:1"]

@@ -125,7 +125,8 @@ def attribute(
             a score target `(outputs) -> (B,)` (a callable, e.g. `SegmentationTarget`).
         progress: called as `progress(done, total, message)` in units of images x methods.
         run: how it runs (`RunOptions`): `batch` images per call of a method (None:
-            `DEFAULT_BATCH`; memory, not the maps). Attribution runs float32 and ignores `amp`.
+            `DEFAULT_BATCH`; memory, not the maps). Attribution ignores `run.amp`: it runs
+            float32, except Score-CAM's masked passes, which follow `ScoreCAM.amp`.
 
     Returns:
         `Attributions` with `maps[method]` of shape `(B, C, H, W)` on the images' device, and

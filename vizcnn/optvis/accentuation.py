@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from PIL import Image
 
 from vizcnn.core.adam import Adam
 from vizcnn.core.devices import Seed, deterministic_algorithms, draw_seed, make_generator
@@ -47,7 +48,8 @@ from vizcnn.core.precision import choose_precision
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.hooks import Layer, capture, layer_name, model_guard
-from vizcnn.io.imaging import resize
+from vizcnn.io.display import MAX_TILES, ContactSheet
+from vizcnn.io.imaging import labeled_sheet, resize
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
 from vizcnn.models.preflight import preflight
 from vizcnn.optvis.accent_regularizer import (
@@ -82,8 +84,11 @@ def accent_transforms() -> tuple[Transform, ...]:
 
 
 @dataclass
-class AccentuationResult:
-    """Accentuated images and how the unit and the regularizer went, step by step."""
+class AccentuationResult(ContactSheet):
+    """Accentuated images and how the unit and the regularizer went, step by step.
+
+    In a notebook it shows itself as a contact sheet of the images with their units.
+    """
 
     images: torch.Tensor  # (B, C, H, W) in [0, 1] on the CPU, the photographs' size
     activation: torch.Tensor  # (steps, B) the unit's objective at each step (mean over crops)
@@ -93,6 +98,12 @@ class AccentuationResult:
     balance: torch.Tensor  # (B,) the regularizer's balancing factor (0 where reg_weight is 0)
     units: list[str] = field(default_factory=list)  # unit name of each image
     settings: dict[str, Any] = field(default_factory=dict)  # every option, as it ran
+
+    def contact_sheet(self) -> Image.Image:
+        """The accentuated images (the first `MAX_TILES`), each labelled with its unit."""
+        shown = range(min(len(self.images), MAX_TILES))
+        labels = [self.units[i] if i < len(self.units) else str(i) for i in shown]
+        return labeled_sheet([self.images[i] for i in shown], labels)
 
 
 def _check_images(images: torch.Tensor, channels: int) -> torch.Tensor:
