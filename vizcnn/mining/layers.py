@@ -260,7 +260,7 @@ def _samples(
         channels = 0
         if reservoir.rows is None and current_shard().world_size > 1:
             channels = layer_shape(loaded, name)[0]
-        samples[name] = reservoir.sample(name, channels, ranks=True)
+        samples[name] = reservoir.sample(name, channels, ranks=True, device=loaded.device)
     return samples
 
 

@@ -180,16 +180,23 @@ class PositionReservoir:
         if self.held == self.cap:
             self.threshold = float(self.keys[: self.held].max())
 
-    def sample(self, layer: str, channels: int = 0, *, ranks: bool = False) -> PositionSample:
+    def sample(
+        self,
+        layer: str,
+        channels: int = 0,
+        *,
+        ranks: bool = False,
+        device: torch.device | None = None,
+    ) -> PositionSample:
         """The sample (copies). With `ranks`, the ranks' samples merged when `torchrun` runs
-        several (each rank offered its own share of the images; every rank must call it, and
-        `channels` gives the rows' width to a rank that saw no image)."""
+        several (each rank offered its own share of the images; every rank must call it;
+        `channels` and `device` give the rows' width and device to a rank that saw no image)."""
         self.merge()
         rows = self.rows[: self.held] if self.rows is not None else None
         keys, where = self.keys[: self.held], self.where[: self.held]
         seen, map_size, image_ids = self.seen, self.map_size, list(self.image_ids)
         if ranks and current_shard().world_size > 1:
-            rows, keys, where, seen, map_size, image_ids = self._gathered(rows, channels)
+            rows, keys, where, seen, map_size, image_ids = self._gathered(rows, channels, device)
         if rows is None:
             rows = torch.empty(0, channels)
         height, width = map_size
@@ -206,11 +213,12 @@ class PositionReservoir:
         )
 
     def _gathered(
-        self, rows: torch.Tensor | None, channels: int
+        self, rows: torch.Tensor | None, channels: int, device: torch.device | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, tuple[int, int], list[int]]:
         """Every rank's kept positions, cut to the `cap` smallest keys of their union."""
         width = int(rows.shape[1]) if rows is not None else channels
-        device = rows.device if rows is not None else torch.device("cpu")
+        # NCCL moves CUDA tensors only: every rank gathers on its device
+        device = rows.device if rows is not None else (device or torch.device("cpu"))
         # all_gather needs one shape on every rank: pad each rank's share to the cap
         padded_rows = torch.zeros(self.cap, width, device=device)
         padded_keys = torch.full((self.cap,), math.inf, dtype=torch.float64, device=device)
