@@ -67,6 +67,7 @@ def test_reservoir_keeps_the_cap_smallest_keys_whatever_the_chunks() -> None:
             start += size
         sample = reservoir.sample("x")
         assert [tuple(p) for p in sample.positions.tolist()] == wanted
+        assert reservoir.rows is not None and reservoir.rows.shape[0] == 2 * 50  # fixed buffer
         assert sample.positions_seen == 30 * 30 and sample.map_size == (5, 6)
         where = sample.positions
         torch.testing.assert_close(

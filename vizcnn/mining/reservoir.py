@@ -101,12 +101,13 @@ def _smallest(keys: torch.Tensor, codes: torch.Tensor, count: int) -> torch.Tens
 class PositionReservoir:
     """A uniform sample without replacement of at most `cap` positions of everything added.
 
-    Once `cap` are held, a new position can only enter with a key at or below the largest kept
-    one, so only those few are copied (about `cap * ln(seen / cap)` over a whole pass, not
-    `seen`). They go into one buffer allocated at the first batch (`cap` plus the larger of
-    `cap` and a batch's positions, rows of C float32; a larger later batch grows it once),
-    compacted back to the `cap` smallest keys when full: memory is fixed after the first batch
-    however many images follow.
+    A batch's position is copied only if its key is at or below the `cap`-th smallest of the
+    keys held and offered so far, so at most about `cap` rows per batch and about
+    `cap * ln(seen / cap)` over a whole pass, not `seen`. They go into one buffer allocated at
+    the first batch (`cap` plus the larger of `cap` and the first batch's copies, rows of C
+    float32: at most 2 x `cap` x C numbers, barring exact key ties), compacted back to the `cap`
+    smallest keys when full: memory is fixed after the first batch however many images
+    follow.
     """
 
     def __init__(self, cap: int, seed: int) -> None:
@@ -152,10 +153,14 @@ class PositionReservoir:
         count = batch * height * width
         keys = position_keys(self.seed, ids, height * width).flatten()  # b, y, x
         self.seen += count
+        if self.held + count > self.cap:
+            # only the cap smallest keys of what is held and offered can stay: copy no more
+            pool = torch.cat([self.keys[: self.held], keys])
+            self.threshold = min(self.threshold, float(torch.kthvalue(pool, self.cap).values))
         chosen = (keys <= self.threshold).nonzero().flatten()
         if not len(chosen):
             return
-        rows = self._allocate(acts, count)
+        rows = self._allocate(acts, len(chosen))
         if self.held + len(chosen) > rows.shape[0]:
             self.merge()
         b, rest = chosen // (height * width), chosen % (height * width)
