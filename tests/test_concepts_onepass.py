@@ -108,7 +108,11 @@ def test_sample_does_not_depend_on_the_batch_size() -> None:
 
 def test_samples_leave_the_mined_layers_unchanged() -> None:
     alone = mine_layers(loaded_tiny(), dataset(), CONFIGS, bins=16, run=RUN)
-    both = data_pass(loaded_tiny(), dataset(), CONFIGS, SAMPLES, bins=16, run=RUN).mined
+    mined_too = SampleConfig("act1", cap=500, seed=3)  # a layer both mined and sampled
+    found = data_pass(loaded_tiny(), dataset(), CONFIGS, [*SAMPLES, mined_too], bins=16, run=RUN)
+    both = found.mined
+    own = find_concepts(loaded_tiny(), dataset(), "act1", 2, max_positions=500, seed=3, run=RUN)
+    torch.testing.assert_close(found.samples["act1"].positions, own.positions, rtol=0, atol=0)
     for name, one in alone.items():
         got = both[name]
         for a, b in (
