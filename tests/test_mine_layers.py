@@ -96,6 +96,28 @@ def test_one_forward_per_batch_cut_at_the_deepest_layer() -> None:
     assert sizes == {"conv1": [1, 4, 4, 4, 4, 4, 3], "head": []}
 
 
+def test_samples_ride_the_same_forward_per_batch() -> None:
+    from vizcnn.mining.layers import data_pass
+    from vizcnn.mining.reservoir import SampleConfig
+
+    loaded = loaded_tiny()
+    sizes: dict[str, list[int]] = {"conv1": [], "conv3": [], "head": []}
+
+    def counter(name: str):  # type: ignore[no-untyped-def]
+        return lambda module, inputs, output: sizes[name].append(int(inputs[0].shape[0]))
+
+    hooks = [getattr(loaded.module, n).register_forward_hook(counter(n)) for n in sizes]
+    try:
+        # one mined layer, one sampled deeper: still one forward per batch, cut at act3
+        found = data_pass(loaded, dataset(), CONFIGS[:1], [SampleConfig("act3", cap=50)], run=RUN)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert found.samples["act3"].sampled == 50 and list(found.mined) == ["act1"]
+    batches = [1, 4, 4, 4, 4, 4, 3]  # preflight's probe image, then the six batches
+    assert sizes == {"conv1": batches, "conv3": batches, "head": []}
+
+
 def test_bad_input_is_one_line() -> None:
     with pytest.raises(VizError, match="at least one"):
         mine_layers(loaded_tiny(), dataset(), [])

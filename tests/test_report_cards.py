@@ -40,18 +40,24 @@ def site(tmp_path_factory: pytest.TempPathFactory, data: Path) -> Path:
     real = compute.mine_data
     first = getattr(loaded.module, EVIL)
 
-    def counted(loaded_: Any, artifacts: Any, plan: Any, progress: Any) -> Any:
+    def counted(loaded_: Any, artifacts: Any, plan: Any, progress: Any, sampled: Any) -> Any:
         sizes: list[int] = []
         hook = first.register_forward_hook(lambda m, i, o: sizes.append(int(i[0].shape[0])))
         try:
-            mined = real(loaded_, artifacts, plan, progress)
+            found = real(loaded_, artifacts, plan, progress, sampled)
         finally:
             hook.remove()
-        PASSES.append({"layers": sorted(mined), "sizes": sizes})
-        return mined
+        PASSES.append({"layers": sorted(found.mined), "samples": sorted(found.samples)})
+        PASSES[-1]["sizes"] = sizes
+        return found
+
+    def no_pass(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the concepts pages ride the data pass: no pass of their own")
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(compute, "mine_data", counted)
+        for name in ("find_concepts", "concept_patches"):
+            patch.setattr(f"vizcnn.concepts.{name}", no_pass)
         build_report(loaded, plan_report(loaded, config), ArtifactStore(root))
     return root
 
@@ -69,7 +75,11 @@ def _activations(data: Path, layer: str) -> torch.Tensor:
 def test_every_layer_is_mined_in_one_pass_one_forward_per_batch(site: Path) -> None:
     assert len(PASSES) == 1
     assert PASSES[0]["layers"] == sorted([EVIL, "conv2"])
-    # the model's preflight probe (1 image), then the one batch of 6 images for both layers
+    # and the samples of positions of both concepts pages' layers
+    metas = (site / "artifacts").glob("concepts-*/meta.json")
+    wanted = {json.loads(meta.read_text())["data"]["concept_layer"] for meta in metas}
+    assert len(wanted) >= 1 and PASSES[0]["samples"] == sorted(wanted)
+    # the model's preflight probe (1 image), then the one batch of 6 images for every layer
     assert PASSES[0]["sizes"] == [1, 6]
 
 
@@ -161,7 +171,7 @@ def test_cards_accentuate_each_units_top_exemplars(tmp_path: Path) -> None:
 
 
 def test_concepts_page_is_the_concepts_library_on_the_data(site: Path, data: Path) -> None:
-    from vizcnn.concepts import concept_importance, find_concepts
+    from vizcnn.concepts import concept_importance, concept_patches, find_concepts
 
     loaded = markup_loaded()
     meta = json.loads(next((site / "artifacts").glob("concepts-conv2-*/meta.json")).read_text())
@@ -171,6 +181,13 @@ def test_concepts_page_is_the_concepts_library_on_the_data(site: Path, data: Pat
     concepts = find_concepts(loaded, dataset, "relu", 3, max_positions=4096, seed=0)
     assert stored["reconstruction_error"] == pytest.approx(concepts.reconstruction_error, rel=1e-6)
     assert stored["share"] == pytest.approx(concepts.share().tolist(), rel=1e-5)
+    # every position sampled: the page's patches are `concept_patches` over the data
+    assert stored["sampled"] == stored["positions_seen"] == concepts.positions_seen
+    patches = concept_patches(loaded, concepts, dataset, 9)
+    for concept, tiles in patches.patches.items():
+        got = stored["patches"][str(concept)]
+        assert [name for name, _ in got] == [tile.image for tile in tiles]
+        assert [v for _, v in got] == pytest.approx([t.value for t in tiles], rel=1e-4, abs=1e-6)
     images = torch.stack([dataset.image(i) for i in range(len(dataset))])
     importance = concept_importance(loaded, concepts, images, None)
     assert stored["importances"] == pytest.approx(importance.tolist(), rel=1e-4, abs=1e-6)
@@ -180,3 +197,34 @@ def test_concepts_page_is_the_concepts_library_on_the_data(site: Path, data: Pat
     assert 'href="layer-02-conv2.html"' in page
     layer = (site / "layer-02-conv2.html").read_text(encoding="utf-8")
     assert 'href="concepts-02-conv2.html"' in layer
+
+
+def test_a_concepts_page_made_alone_samples_in_a_pass_of_its_own(
+    site: Path, data: Path, tmp_path: Path
+) -> None:
+    """Resuming with only a concepts artifact missing: the data pass mines nothing, samples its
+    layer, and the page comes out as the full build made it."""
+    import shutil
+
+    root = tmp_path / "site"
+    shutil.copytree(site, root)
+    (folder,) = (root / "artifacts").glob("concepts-conv2-*")
+    before = json.loads((folder / "meta.json").read_text())["data"]
+    shutil.rmtree(folder)
+    loaded = markup_loaded()
+    config = tiny_config(data, render=replace(TINY_RENDER, diversity=2), vote_images=4)
+    real = compute.mine_data
+    passes: list[tuple[list[str], list[str]]] = []
+
+    def recorded(loaded_: Any, artifacts: Any, plan: Any, progress: Any, sampled: Any) -> Any:
+        found = real(loaded_, artifacts, plan, progress, sampled)
+        passes.append((sorted(found.mined), sorted(found.samples)))
+        return found
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(compute, "mine_data", recorded)
+        result = build_report(loaded, plan_report(loaded, config), ArtifactStore(root))
+    assert result.computed == [folder.name]
+    assert passes == [([], [before["concept_layer"]])]
+    after = json.loads((folder / "meta.json").read_text())["data"]
+    assert after == before

@@ -34,7 +34,9 @@ from vizcnn.concepts import (
     concept_importance,
     concept_patches,
     concept_renders,
+    concepts_from_sample,
     find_concepts,
+    sampled_concept_patches,
 )
 from vizcnn.core.devices import Seed, as_generator, make_generator, resolve_device
 from vizcnn.core.errors import InputRangeWarning, VizError
@@ -58,8 +60,9 @@ from vizcnn.features import (
 from vizcnn.hooks import Layer, capture, forward_to, layer_name, parse_layer
 from vizcnn.io.display import show
 from vizcnn.io.imaging import load_image, make_grid, save_json, save_png
-from vizcnn.mining.layers import LayerMined, mine_layers
+from vizcnn.mining.layers import DataPass, LayerMined, data_pass, mine_layers
 from vizcnn.mining.patches import MinedPatches, mine_patches
+from vizcnn.mining.reservoir import PositionSample, SampleConfig
 from vizcnn.mining.streaming import MineConfig, mine_topk
 from vizcnn.mining.topk import TopK
 from vizcnn.models.base import ModelLike, as_loaded, describe
@@ -179,6 +182,8 @@ __all__ = [
     "concept_patches",
     "concept_renders",
     "find_concepts",
+    "concepts_from_sample",
+    "sampled_concept_patches",
     "ConceptConfig",
     "ConceptsRun",
     "concepts_folder",
@@ -205,6 +210,10 @@ __all__ = [
     "TopK",
     "mine_patches",
     "mine_layers",
+    "data_pass",
+    "DataPass",
+    "SampleConfig",
+    "PositionSample",
     "mine_topk",
     "open_dataset",
     "AccentuationResult",

@@ -2,12 +2,13 @@
 into k non-negative concept directions.
 
 Every spatial position of every image is one row of C channel activations. One streaming pass
-keeps a **uniform sample of positions with a stated cap** (`max_positions`, reservoir sampling
-by random keys: each position seen gets a seeded uniform key and the `max_positions` smallest
-keys are kept), so memory is at most 2 x `max_positions` x C numbers (one buffer allocated at
-the first batch) however many images stream by. The sample is then factorized by NMF
+keeps a **uniform sample of positions with a stated cap** (`max_positions`;
+`vizcnn.mining.reservoir.PositionReservoir`: each position gets a uniform key drawn from
+(seed, image id, y, x) and the `max_positions` smallest keys are kept), so memory is fixed after
+the first batch however many images stream by. The sample is then factorized by NMF
 (`vizcnn.concepts.nmf`, HALS in torch): `A (n, C) ~ U (n, k) W (k, C)`; the rows of W are the
-concepts.
+concepts. `concepts_from_sample` factorizes a sample taken elsewhere (the report's one data
+pass, `vizcnn.mining.layers.data_pass`, samples the same positions for the same seed).
 
 NMF needs non-negative activations: a layer with a negative value (a block output before its
 ReLU, a linear bottleneck) is refused with the names of layers that fit (ReLU / ReLU6 outputs).
@@ -19,13 +20,12 @@ factorized, and the concepts are ranked by their removal importance for that cla
 
 from __future__ import annotations
 
-import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 
 from vizcnn.concepts.nmf import nmf
@@ -38,7 +38,9 @@ from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.data.datasets import SAMPLE_CROPS, ImageSource, collate
 from vizcnn.hooks import Layer, capture, layer_name, layer_output_shape, model_guard
+from vizcnn.mining.reservoir import DEFAULT_MAX_POSITIONS, PositionReservoir, PositionSample
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
+from vizcnn.models.nonnegative import negative_layer_error, nonnegative_layers
 from vizcnn.models.preflight import preflight
 
 __all__ = [
@@ -47,14 +49,13 @@ __all__ = [
     "IMPORTANCE_IMAGES",
     "Concepts",
     "check_concept_layer",
+    "concepts_from_sample",
     "find_concepts",
     "nonnegative_layers",
 ]
 
 DEFAULT_BATCH = 32  # images per forward pass where `RunOptions.batch` is None
-DEFAULT_MAX_POSITIONS = 20_000  # cap of the sample of positions that is factorized
 IMPORTANCE_IMAGES = 32  # class mode: images the concepts' importance is averaged over
-_RELUS = (nn.ReLU, nn.ReLU6)  # outputs that are non-negative by construction
 
 
 @dataclass
@@ -129,7 +130,7 @@ class Concepts:
             else None,
             "reconstruction_error": self.reconstruction_error,
             "sampling": {
-                "method": "uniform sample of positions (reservoir, seeded keys)",
+                "method": "uniform sample of positions (reservoir, keys seeded per image)",
                 "max_positions": self.max_positions,
                 "sampled": self.sampled,
                 "positions_seen": self.positions_seen,
@@ -152,55 +153,6 @@ class Concepts:
         }
 
 
-def nonnegative_layers(model: ModelLike, near: Layer | None = None, count: int = 4) -> list[str]:
-    """Layer specs whose outputs are non-negative by construction (ReLU / ReLU6 module calls),
-    in forward order; with `near`, the `count` inside or right after that layer first.
-
-    Example:
-        >>> nonnegative_layers(load_model("efficientnet_lite0"), near="_blocks.6")
-        ['_blocks.6._swish', '_blocks.6._swish#1', '_blocks.7._swish', '_blocks.7._swish#1']
-    """
-    loaded = as_loaded(model)
-    names = [name for name, module in loaded.module.named_modules() if isinstance(module, _RELUS)]
-    if not names:
-        return []
-    near_name = layer_name(loaded.module, near) if near is not None else None
-    probe = torch.zeros(
-        1, loaded.channels, *loaded.input_size, device=loaded.device, dtype=loaded.dtype
-    )
-
-    def fired(specs: list[str]) -> tuple[list[str], dict[str, int]]:
-        wanted = [*specs, near_name] if near_name is not None else specs
-        with capture(loaded.module, wanted, detach=True, strict=False) as acts:
-            acts.run(loaded.normalize(probe))
-            return list(acts.outputs), dict(acts.calls)
-
-    with model_guard(loaded.module), torch.no_grad():
-        _first, calls = fired(names)  # how often each module runs in one pass
-        every = [f"{n}#{c}" if c else n for n in names for c in range(calls.get(n, 0))]
-        order, _ = fired(every)  # every call, in the order they fire
-    specs = [spec for spec in order if spec != near_name]
-    if near_name is None:
-        return specs
-    inside = [s for s in specs if s.startswith(near_name + ".")]
-    after = [s for s in order[order.index(near_name) + 1 :]] if near_name in order else []
-    chosen = list(dict.fromkeys([*inside, *after]))
-    return chosen[:count] or specs[:count]
-
-
-def _refuse_negative(loaded: LoadedModel, layer: str, minimum: float) -> VizError:
-    fits = nonnegative_layers(loaded, near=layer)
-    hint = (
-        f"layers that fit (ReLU / ReLU6 outputs): {', '.join(fits)}, ..."
-        if fits
-        else "the model has no ReLU / ReLU6 module whose output could be taken"
-    )
-    return VizError(
-        f"layer {layer!r} has negative activations (minimum {minimum:.3g}); NMF concepts need "
-        f"a non-negative layer: {hint}"
-    )
-
-
 def check_concept_layer(model: ModelLike, layer: Layer, k: int) -> tuple[str, int]:
     """The layer's spec and channel count; VizError, in one line, unless it gives a
     `(B, C, H, W)` map with at least `k` channels (`k >= 1`)."""
@@ -219,82 +171,6 @@ def class_of(loaded: LoadedModel, label: str | int) -> tuple[int, str | None]:
     """(index, name or None) of a class given by name or index."""
     index = loaded.class_index(label)
     return index, loaded.labels[index] if index < len(loaded.labels) else None
-
-
-class _Reservoir:
-    """A uniform sample without replacement of at most `cap` positions of everything added.
-
-    Each position gets a seeded uniform key; the sample is the `cap` smallest keys. Once `cap`
-    are held, a new position can only enter with a key below the largest kept one, so only
-    those few are copied (about `cap * ln(seen / cap)` over a whole pass, not `seen`). They go
-    into one buffer allocated at the first batch (`cap` plus the larger of `cap` and a batch's
-    positions, rows of C float32), compacted back to the `cap` smallest keys when full: memory
-    is fixed after the first batch however many images follow.
-    """
-
-    def __init__(self, cap: int, generator: torch.Generator) -> None:
-        self.cap = cap
-        self.generator = generator
-        self.threshold = math.inf  # a key at or above it can never be among the cap smallest
-        self.rows: torch.Tensor | None = None  # (capacity, C) float32 buffer
-        self.keys = torch.empty(0)  # (capacity,) their keys
-        self.where = torch.empty(0, 3, dtype=torch.long)  # (capacity, 3) (image id, y, x)
-        self.held = 0
-        self.seen = 0
-
-    def _allocate(self, acts: torch.Tensor, count: int) -> torch.Tensor:
-        if self.rows is None or self.rows.shape[0] < self.cap + count:
-            capacity = self.cap + max(self.cap, count)
-            rows = torch.empty(capacity, acts.shape[1], device=acts.device, dtype=torch.float32)
-            keys = torch.empty(capacity)
-            where = torch.empty(capacity, 3, dtype=torch.long)
-            if self.rows is not None:  # a larger batch than the first: grow once, keep the held
-                rows[: self.held] = self.rows[: self.held]
-                keys[: self.held] = self.keys[: self.held]
-                where[: self.held] = self.where[: self.held]
-            self.rows, self.keys, self.where = rows, keys, where
-        return self.rows
-
-    def add(self, acts: torch.Tensor, ids: torch.Tensor) -> None:
-        """Offer every position of `acts` `(B, C, h, w)` (images `ids` `(B,)`)."""
-        batch, _channels, height, width = acts.shape
-        count = batch * height * width
-        keys = torch.rand(count, generator=self.generator)  # stream order: b, y, x
-        self.seen += count
-        chosen = (keys < self.threshold).nonzero().flatten()
-        if not len(chosen):
-            return
-        rows = self._allocate(acts, count)
-        if self.held + len(chosen) > rows.shape[0]:
-            self.merge()
-        b, rest = chosen // (height * width), chosen % (height * width)
-        y, x = rest // width, rest % width
-        end = self.held + len(chosen)
-        on = acts.device
-        rows[self.held : end] = acts[b.to(on), :, y.to(on), x.to(on)]
-        self.keys[self.held : end] = keys[chosen]
-        self.where[self.held : end] = torch.stack([ids[b], y, x], dim=1)
-        self.held = end
-
-    def merge(self) -> None:
-        """Keep the `cap` smallest keys (in stream order) and lower the threshold to them."""
-        if self.rows is None or self.held <= self.cap:
-            if self.held == self.cap:
-                self.threshold = float(self.keys[: self.held].max())
-            return
-        kept = torch.topk(self.keys[: self.held], self.cap, largest=False).indices.sort().values
-        self.rows[: self.cap] = self.rows[kept.to(self.rows.device)]
-        self.keys[: self.cap] = self.keys[kept]
-        self.where[: self.cap] = self.where[kept]
-        self.held = self.cap
-        self.threshold = float(self.keys[: self.cap].max())
-
-    def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The sample: rows `(n, C)` and their `(image id, y, x)`, in stream order (copies)."""
-        self.merge()
-        if self.rows is None:
-            return torch.empty(0, 0), torch.empty(0, 3, dtype=torch.long)
-        return self.rows[: self.held].clone(), self.where[: self.held].clone()
 
 
 def find_concepts(
@@ -358,52 +234,29 @@ def find_concepts(
     source, data_name = open_concept_data(loaded, data, limit=limit, crops=crops, seed=key_seed)
 
     start = time.perf_counter()
-    reservoir, used, unreadable, map_size = _stream(
+    sample, unreadable = _stream(
         loaded, source, spec, wanted_class, max_positions, key_seed, run, progress
     )
     stream_seconds = time.perf_counter() - start
-    if not used:
+    if not sample.image_ids:
         if wanted_class is not None:
             raise VizError(
                 f"no image of {data_name!r} is predicted as class {wanted_class}"
                 f"{f' ({class_name})' if class_name else ''}; choose another class or more data"
             )
         raise VizError(f"no readable image in {data_name!r}; concepts need at least one")
-    rows, where = reservoir.sample()
-    if rows.shape[0] < k:
-        raise VizError(
-            f"{rows.shape[0]} positions sampled but k = {k}; use a smaller k or more data"
-        )
-    start = time.perf_counter()
-    found = nmf(rows, k, max_iter=max_iter)
-    factorize_seconds = time.perf_counter() - start
-    concepts = Concepts(
-        layer=spec,
-        W=found.W,
-        coefficients=found.U,
-        positions=where,
-        reconstruction_error=found.error,
-        image_ids=used,
-        image_names=[source.names[i] for i in used],
-        map_size=map_size,
-        max_positions=max_positions,
-        positions_seen=reservoir.seen,
-        model=loaded.name,
-        data=data_name,
-        seed=key_seed,
-        target_class=wanted_class,
-        class_name=class_name,
-        iterations=found.iterations,
-        converged=found.converged,
-        unreadable=unreadable,
-        seconds={"stream": stream_seconds, "factorize": factorize_seconds},
+    concepts = concepts_from_sample(
+        loaded, sample, k, names=source.names, data=data_name, max_iter=max_iter
     )
+    concepts.target_class, concepts.class_name = wanted_class, class_name
+    concepts.unreadable = unreadable
+    concepts.seconds = {"stream": stream_seconds, **concepts.seconds}
     if wanted_class is None:
         return concepts
     from vizcnn.concepts.views import concept_importance  # views build on this module
 
     start = time.perf_counter()
-    images = torch.stack([source.image(i) for i in used[:importance_images]])
+    images = torch.stack([source.image(i) for i in concepts.image_ids[:importance_images]])
     importances = concept_importance(loaded, concepts, images, wanted_class, run=run)
     concepts.importances = importances
     concepts.importance_target = f"class {wanted_class}" + (
@@ -412,6 +265,62 @@ def find_concepts(
     concepts.seconds["importance"] = time.perf_counter() - start
     order = torch.argsort(importances, descending=True).tolist()
     return concepts.reordered(order)
+
+
+def concepts_from_sample(
+    model: ModelLike,
+    sample: PositionSample,
+    k: int,
+    *,
+    names: Sequence[str] | None = None,
+    data: str = "",
+    max_iter: int = 400,
+) -> Concepts:
+    """k concepts of a sample of a layer's positions: the NMF of its rows (no data pass).
+
+    Args:
+        model: the model the sample was taken from (its name goes into the result).
+        sample: a `PositionSample` (`find_concepts`'s own pass, or the report's data pass
+            `vizcnn.mining.layers.data_pass`).
+        k: concepts, 1 <= k <= the layer's channels and the sampled positions.
+        names: the data's image names, indexed by image id (None: the ids as text).
+        data: the data's name, for the record.
+        max_iter: NMF sweeps at most.
+
+    Returns:
+        `Concepts`, largest share first; its coefficients and positions are the sample's.
+
+    Example:
+        >>> found = data_pass(loaded, data, [], [SampleConfig("_blocks.6._swish#1")])
+        >>> concepts = concepts_from_sample(loaded, found.samples["_blocks.6._swish#1"], 8)
+    """
+    loaded = as_loaded(model)
+    spec, _channels = check_concept_layer(loaded, sample.layer, k)
+    if sample.sampled < k:
+        raise VizError(
+            f"{sample.sampled} positions sampled but k = {k}; use a smaller k or more data"
+        )
+    start = time.perf_counter()
+    found = nmf(sample.rows, k, max_iter=max_iter)
+    factorize_seconds = time.perf_counter() - start
+    return Concepts(
+        layer=spec,
+        W=found.W,
+        coefficients=found.U,
+        positions=sample.positions,
+        reconstruction_error=found.error,
+        image_ids=list(sample.image_ids),
+        image_names=[names[i] if names is not None else str(i) for i in sample.image_ids],
+        map_size=sample.map_size,
+        max_positions=sample.cap,
+        positions_seen=sample.positions_seen,
+        model=loaded.name,
+        data=data,
+        seed=sample.seed,
+        iterations=found.iterations,
+        converged=found.converged,
+        seconds={"factorize": factorize_seconds},
+    )
 
 
 def _stream(
@@ -423,12 +332,10 @@ def _stream(
     seed: int,
     run: RunOptions,
     progress: ProgressCallback,
-) -> tuple[_Reservoir, list[int], list[str], tuple[int, int]]:
-    """One pass: the reservoir of positions, the images used, the unreadable, the map size."""
-    reservoir = _Reservoir(cap, torch.Generator().manual_seed(seed))
-    used: list[int] = []
+) -> tuple[PositionSample, list[str]]:
+    """One pass: the sample of positions of the images used, and the unreadable images."""
+    reservoir = PositionReservoir(cap, seed)
     unreadable: list[str] = []
-    map_size = (0, 0)
     loader: DataLoader[Any] = DataLoader(
         source,
         batch_size=run.batch_or(DEFAULT_BATCH),
@@ -463,13 +370,10 @@ def _stream(
                     # per image first: a boolean index of the whole map would copy it
                     lowest = layer_acts.flatten(1).amin(dim=1).cpu()[keep]
                     if float(lowest.min()) < 0:
-                        raise _refuse_negative(loaded, spec, float(lowest.min()))
+                        raise negative_layer_error(loaded, spec, float(lowest.min()))
                     chosen = (
                         layer_acts if bool(keep.all()) else layer_acts[keep.to(layer_acts.device)]
                     )
-                    map_size = (int(chosen.shape[2]), int(chosen.shape[3]))
-                    ids = batch.indices[keep]
-                    reservoir.add(chosen, ids)
-                    used += [int(i) for i in ids]
+                    reservoir.add(chosen, batch.indices[keep])
             progress(done, total, message)
-    return reservoir, used, unreadable, map_size
+    return reservoir.sample(spec), unreadable

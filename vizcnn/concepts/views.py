@@ -31,6 +31,7 @@ from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.data.datasets import SAMPLE_CROPS, collate
 from vizcnn.hooks import capture, model_guard, replace_output
 from vizcnn.mining.patches import DEFAULT_THUMBNAIL, cut_box, thumbnail
+from vizcnn.mining.reservoir import PositionSample
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
 from vizcnn.optvis.config import RenderConfig
 from vizcnn.optvis.objectives import direction
@@ -48,6 +49,7 @@ __all__ = [
     "concept_patches",
     "concept_renders",
     "logits_without_concepts",
+    "sampled_concept_patches",
 ]
 
 DEFAULT_RENDER_STEPS = 256  # direction renders: lucid's fft recipe converges well by then
@@ -344,6 +346,94 @@ def concept_patches(
                     (y, x),
                     box,
                     tile,
+                )
+            )
+    return result
+
+
+def sampled_concept_patches(
+    model: ModelLike,
+    concepts: Concepts,
+    sample: PositionSample,
+    data: ConceptData,
+    n: int = 9,
+    *,
+    thumbnail_size: int = DEFAULT_THUMBNAIL,
+    limit: int | None = None,
+    crops: int = SAMPLE_CROPS,
+    seed: int = 0,
+) -> ConceptPatches:
+    """`concept_patches` among the sampled positions only: no forward pass.
+
+    Each sampled row's coefficients are its NNLS against `concepts.W` (as `concept_patches`
+    computes them for every position; the NMF's own coefficients are a fit of the whole sample
+    and differ slightly); each concept's best position per image, the `n` best images, cut
+    under the layer's receptive field. When every position was sampled
+    (`sample.complete`) this is `concept_patches` over the same data; otherwise the top
+    patches among `sample.sampled` positions.
+
+    Args:
+        sample: the `PositionSample` the concepts were factorized from (`concepts_from_sample`).
+        data: the data the sample was taken of, to cut the tiles (image ids index it).
+        n, thumbnail_size, limit, crops, seed: as `concept_patches` takes them.
+
+    Example:
+        >>> found = data_pass(loaded, data, [], [SampleConfig("_blocks.6._swish#1")])
+        >>> sample = found.samples["_blocks.6._swish#1"]
+        >>> patches = sampled_concept_patches(loaded, concepts_from_sample(loaded, sample, 8),
+        ...                                   sample, data)
+    """
+    loaded = as_loaded(model)
+    if n < 1:
+        raise VizError(f"n must be at least 1 patch per concept, got {n}")
+    if thumbnail_size < 8:
+        raise VizError(f"thumbnail size must be at least 8 pixels, got {thumbnail_size}")
+    if sample.layer != concepts.layer or not torch.equal(sample.positions, concepts.positions):
+        raise VizError(
+            f"the sample of {sample.layer!r} is not the one the concepts of {concepts.layer!r} "
+            "were found on; pass the sample given to concepts_from_sample"
+        )
+    source, _name = open_concept_data(loaded, data, limit=limit, crops=crops, seed=seed)
+    input_shape = (loaded.channels, *loaded.input_size)
+    found = receptive_fields(loaded.module, input_shape, [concepts.layer])[concepts.layer]
+    if found is None:
+        raise VizError(
+            f"no receptive field for layer {concepts.layer!r}; its units do not see the input"
+        )
+    result = ConceptPatches(layer=concepts.layer, field=found)
+    if sample.sampled == 0:
+        return result
+    U = nnls(sample.rows.float(), concepts.W.to(sample.rows.device).float()).cpu()
+    where = sample.positions  # (n, 3), ordered by (image id, y, x)
+    images, image_of = torch.unique(where[:, 0], return_inverse=True)
+    rows = torch.arange(len(where))
+    cache: dict[int, torch.Tensor] = {}
+    for concept in range(concepts.k):
+        values = U[:, concept]
+        best = torch.full((len(images),), -1.0).scatter_reduce(
+            0, image_of, values, "amax", include_self=True
+        )
+        # each image's first position (in y, x order) at its best value, as a map's argmax
+        at_best = torch.where(values == best[image_of], rows, len(where))
+        first = torch.full((len(images),), len(where)).scatter_reduce(
+            0, image_of, at_best, "amin", include_self=True
+        )
+        order = torch.topk(best, min(n, len(images))).indices
+        for rank, index in enumerate(order.tolist()):
+            image_id, y, x = (int(v) for v in where[int(first[index])])
+            if image_id not in cache:
+                cache[image_id] = source.image(image_id)
+            box = _box(found, y, x, loaded.input_size)
+            result.patches.setdefault(concept, []).append(
+                ConceptPatch(
+                    concept,
+                    rank,
+                    float(best[index]),
+                    image_id,
+                    source.names[image_id],
+                    (y, x),
+                    box,
+                    thumbnail(cut_box(cache[image_id], box), thumbnail_size),
                 )
             )
     return result

@@ -7,6 +7,10 @@ channel that coarsen as the range grows, merged exactly). The forward stops at t
 Under torchrun each rank takes every world_size-th image and the ranks' results are merged
 (top-k and histograms exactly, the means' float64 sums in rank order). No checkpoints: the
 report caches each layer's result instead.
+
+`data_pass` also takes a capped uniform sample of positions of other layers from the same
+forwards (`vizcnn.mining.reservoir`; the report's concepts pages factorize it), merged exactly
+over the ranks too.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from vizcnn.core.distributed import all_gather, current_shard
+from vizcnn.core.distributed import all_gather, all_gather_objects, current_shard
 from vizcnn.core.errors import VizError
 from vizcnn.core.image_range import warn_if_normalized
 from vizcnn.core.progress import ProgressCallback, no_progress
@@ -26,6 +30,7 @@ from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.data.datasets import ImageSource, collate
 from vizcnn.hooks import capture, layer_name, model_guard
 from vizcnn.mining.histogram import HISTOGRAM_BINS, RunningHistogram
+from vizcnn.mining.reservoir import PositionReservoir, PositionSample, SampleConfig
 from vizcnn.mining.streaming import (
     DEFAULT_BATCH,
     MineConfig,
@@ -36,7 +41,8 @@ from vizcnn.mining.streaming import (
     update_state,
 )
 from vizcnn.mining.topk import MAX_IMAGES, TopK
-from vizcnn.models.base import ModelLike, as_loaded
+from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
+from vizcnn.models.nonnegative import negative_layer_error
 from vizcnn.models.preflight import preflight
 
 
@@ -61,6 +67,14 @@ class _Running:
     sums: torch.Tensor
     positions: int
     histogram: RunningHistogram
+
+
+@dataclass
+class DataPass:
+    """What one pass over the data gave: each mined layer and each sampled layer."""
+
+    mined: dict[str, LayerMined]  # {dotted layer name: top-k, means, histograms}
+    samples: dict[str, PositionSample]  # {layer spec: its sample of positions}
 
 
 def mine_layers(
@@ -90,18 +104,59 @@ def mine_layers(
         >>> mined = mine_layers(loaded, data, [MineConfig("_blocks.4"), MineConfig("_blocks.9")])
         >>> mined["_blocks.4"].top.hits(0)[0], mined["_blocks.4"].means[0]
     """
-    loaded = as_loaded(model)
-    run = as_run_options(run)
     if not configs:
         raise VizError("mine_layers needs at least one MineConfig (one per layer)")
+    return data_pass(model, dataset, configs, bins=bins, progress=progress, run=run).mined
+
+
+def data_pass(
+    model: ModelLike,
+    dataset: ImageSource,
+    configs: Sequence[MineConfig],
+    samples: Sequence[SampleConfig] = (),
+    *,
+    bins: int = HISTOGRAM_BINS,
+    progress: ProgressCallback = no_progress,
+    run: RunOptions | None = None,
+) -> DataPass:
+    """`mine_layers` that also samples positions of other layers, from the same forwards.
+
+    Every mined and sampled layer is captured at once: one forward per batch, stopped at the
+    deepest. A sampled layer keeps a `PositionReservoir` (`SampleConfig`: cap, seed): the same
+    sample `vizcnn.concepts.find_concepts` takes of the same data and seed, for
+    `vizcnn.concepts.concepts_from_sample`. Under torchrun the ranks' samples merge exactly.
+
+    Args:
+        configs: one `MineConfig` per mined layer (may be empty when `samples` is not).
+        samples: one `SampleConfig` per sampled layer; each must be non-negative (a ReLU /
+            ReLU6 output: a negative activation is refused, naming layers that fit).
+        model, dataset, bins, progress, run: as `mine_layers` takes them.
+
+    Returns:
+        `DataPass`: `mined` as `mine_layers` returns it, `samples` {layer spec: `PositionSample`}
+        in the order of `samples`.
+
+    Example:
+        >>> found = data_pass(loaded, data, [MineConfig("_blocks.4")],
+        ...                   [SampleConfig("_blocks.6._swish#1", cap=20_000, seed=0)])
+        >>> found.samples["_blocks.6._swish#1"].rows.shape
+    """
+    loaded = as_loaded(model)
+    run = as_run_options(run)
+    if not configs and not samples:
+        raise VizError("a data pass needs at least one MineConfig or SampleConfig")
     if bins < 2:
         raise VizError(f"bins must be at least 2, got {bins}")
     with model_guard(loaded.module):
         configs = [replace(c, layer=layer_name(loaded.module, c.layer)) for c in configs]
+        samples = [replace(c, layer=layer_name(loaded.module, c.layer)) for c in samples]
         names = [str(c.layer) for c in configs]
-        if len(set(names)) != len(names):
-            raise VizError(f"mine_layers got a layer twice: {', '.join(names)}")
-        preflight(loaded, names)
+        sampled = [str(c.layer) for c in samples]
+        for kind, listed in (("mine_layers", names), ("the data pass's samples", sampled)):
+            if len(set(listed)) != len(listed):
+                raise VizError(f"{kind} got a layer twice: {', '.join(listed)}")
+        captured = list(dict.fromkeys([*names, *sampled]))
+        preflight(loaded, captured)
         if len(dataset) > MAX_IMAGES:
             raise VizError(
                 f"{len(dataset)} images is more than mining handles ({MAX_IMAGES}); "
@@ -120,12 +175,17 @@ def mine_layers(
         )
         states = {name: MineState() for name in names}
         running: dict[str, _Running] = {}
+        reservoirs = {str(c.layer): PositionReservoir(c.cap, c.seed) for c in samples}
+        lowest = dict.fromkeys(sampled, 0.0)  # each sampled layer's smallest activation
         position = 0
-        message = f"mining {len(names)} layer{'s' if len(names) > 1 else ''}"
+        parts = [f"{len(names)} layer{'s' if len(names) != 1 else ''}"] if names else []
+        if sampled:
+            parts.append(f"{len(sampled)} sample{'s' if len(sampled) != 1 else ''}")
+        message = f"mining {' + '.join(parts)}"
         progress(0, len(indices), message)
         with (
             torch.inference_mode(),
-            capture(loaded.module, names, stop_early=True, detach=True, strict=False) as acts,
+            capture(loaded.module, captured, stop_early=True, detach=True, strict=False) as acts,
         ):
             for batch in loader:
                 if position == 0:
@@ -155,6 +215,18 @@ def mine_layers(
                             states[name], output, config, batch, valid, device
                         )
                         _count(running, name, selected(output, states[name].channels)[good], bins)
+                    for name in sampled:
+                        output = acts[name][good]
+                        if output.dim() != 4:
+                            raise VizError(
+                                f"layer {name!r} gives shape {tuple(output.shape[1:])}; a sample "
+                                "of positions needs a (B, C, H, W) map"
+                            )
+                        minimum = float(output.amin()) if output.numel() else 0.0
+                        lowest[name] = min(lowest[name], minimum)
+                        if lowest[name] < 0 and shard.world_size == 1:
+                            raise negative_layer_error(loaded, name, lowest[name])
+                        reservoirs[name].add(output, batch.indices[valid])
                 progress(position, len(indices), message)
         result = {}
         for config in configs:
@@ -169,7 +241,27 @@ def mine_layers(
                 )
             top = finish(state, config, dataset.names, name)
             result[name] = _merged(top, running[name])
-        return result
+        return DataPass(result, _samples(loaded, reservoirs, lowest))
+
+
+def _samples(
+    loaded: LoadedModel, reservoirs: dict[str, PositionReservoir], lowest: dict[str, float]
+) -> dict[str, PositionSample]:
+    """Each sampled layer's sample, merged over the ranks; a negative layer refused on every
+    rank (a rank may have seen none of the negative values)."""
+    if current_shard().world_size > 1:
+        for name in reservoirs:
+            minimum = min(all_gather_objects(lowest[name]))
+            if minimum < 0:
+                raise negative_layer_error(loaded, name, minimum)
+    samples = {}
+    for name, reservoir in reservoirs.items():
+        # a rank that saw no readable image needs the width of the others' rows
+        channels = 0
+        if reservoir.rows is None and current_shard().world_size > 1:
+            channels = layer_shape(loaded, name)[0]
+        samples[name] = reservoir.sample(name, channels, ranks=True, device=loaded.device)
+    return samples
 
 
 def _count(running: dict[str, _Running], name: str, output: torch.Tensor, bins: int) -> None:

@@ -7,6 +7,7 @@ result to the store.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -20,8 +21,9 @@ from vizcnn.data.datasets import ImageSource
 from vizcnn.deepdream.dreaming import DreamConfig, dream
 from vizcnn.features.filters import FilterConfig, filter_grid
 from vizcnn.io.imaging import resize
-from vizcnn.mining.layers import LayerMined, mine_layers
+from vizcnn.mining.layers import DataPass, LayerMined, data_pass
 from vizcnn.mining.patches import channel_grid, mine_patches
+from vizcnn.mining.reservoir import PositionSample, SampleConfig
 from vizcnn.mining.topk import TopK
 from vizcnn.models.base import LoadedModel
 from vizcnn.optvis.rendering import render
@@ -130,10 +132,15 @@ def make_render(
 
 
 def mine_data(
-    loaded: LoadedModel, artifacts: list[Artifact], plan: Plan, progress: ProgressCallback
-) -> dict[str, LayerMined]:
+    loaded: LoadedModel,
+    artifacts: list[Artifact],
+    plan: Plan,
+    progress: ProgressCallback,
+    sampled: Sequence[Artifact] = (),
+) -> DataPass:
     """The data pass: every layer of `artifacts` (mine and stats) mined in one pass over the
-    data (`mine_layers`: top-k, means and histograms from one forward per batch)."""
+    data (`data_pass`: top-k, means and histograms from one forward per batch), and from the
+    same forwards the sample of positions of each `sampled` concepts artifact's layer."""
     channels: dict[str, list[int]] = {}
     for artifact in artifacts:  # a layer's mine and stats artifacts show the same channels
         channels[artifact.name] = sorted(
@@ -143,8 +150,23 @@ def mine_data(
         replace(plan.config.mine, layer=layer, channels=tuple(shown))
         for layer, shown in channels.items()
     ]
+    samples: dict[str, SampleConfig] = {}
+    for artifact in sampled:  # two report layers may share a concepts layer: one sample
+        config = sample_config(artifact)
+        if samples.setdefault(str(config.layer), config) != config:
+            raise RuntimeError(f"two samples of {config.layer!r} differ: {config}")
     run = replace(plan.run, batch=plan.run.batch_or(REPORT_BATCH))
-    return mine_layers(loaded, _dataset(plan), configs, progress=progress, run=run)
+    return data_pass(
+        loaded, _dataset(plan), configs, list(samples.values()), progress=progress, run=run
+    )
+
+
+def sample_config(artifact: Artifact) -> SampleConfig:
+    """What a concepts artifact samples of its concepts layer in the data pass."""
+    params = artifact.params
+    return SampleConfig(
+        str(params["concept_layer"]), int(params["max_positions"]), int(params["seed"])
+    )
 
 
 def make_mine(
@@ -369,17 +391,22 @@ def _overlay(image: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
 
 
 def make_concepts(
-    loaded: LoadedModel, artifact: Artifact, plan: Plan, progress: ProgressCallback
+    loaded: LoadedModel,
+    artifact: Artifact,
+    plan: Plan,
+    progress: ProgressCallback,
+    sample: PositionSample,
 ) -> Made:
-    """A layer's concepts page: k NMF concepts of its concepts layer (`find_concepts`) over the
-    data, each with its direction render, top patches, heatmaps on the report's images and
-    removal importance for each image's top-1 class."""
+    """A layer's concepts page: k NMF concepts of its concepts layer over the data, from the
+    data pass's `sample` of its positions (`concepts_from_sample`, the sample `find_concepts`
+    takes), each with its direction render, top patches among the sampled positions,
+    heatmaps on the report's images and removal importance for each image's top-1 class."""
     from vizcnn.concepts import (
         concept_heatmaps,
         concept_importance,
-        concept_patches,
         concept_renders,
-        find_concepts,
+        concepts_from_sample,
+        sampled_concept_patches,
     )
     from vizcnn.io.imaging import make_grid
 
@@ -392,16 +419,14 @@ def make_concepts(
     def step(index: int, name: str) -> ProgressCallback:
         return scaled_progress(progress, index, steps, name)
 
-    concepts = find_concepts(
-        loaded,
-        dataset,
-        str(params["concept_layer"]),
-        int(params["k"]),
-        max_positions=int(params["max_positions"]),
-        seed=seed,
-        run=run,
-        progress=step(0, "factorizing"),
+    if sample_config(artifact) != SampleConfig(sample.layer, sample.cap, sample.seed):
+        raise RuntimeError(f"the data pass sampled {sample.layer!r} otherwise than {artifact}")
+    if not sample.image_ids:
+        raise VizError(f"no readable image in {params['data']!r}; concepts need at least one")
+    concepts = concepts_from_sample(
+        loaded, sample, int(params["k"]), names=dataset.names, data=str(params["data"])
     )
+    progress(1, steps, "factorized")
     size = (int(params["render"]["image_size"][0]), int(params["render"]["image_size"][1]))
     recipe = replace(
         plan.config.render,
@@ -415,10 +440,10 @@ def make_concepts(
     renders = concept_renders(
         loaded, concepts, recipe, seed=seed, run=render_run, progress=step(1, "renders")
     )
-    found = concept_patches(
-        loaded, concepts, dataset, CONCEPT_PATCHES, thumbnail_size=THUMB, run=run,
-        progress=step(2, "patches"),
-    )  # fmt: skip
+    found = sampled_concept_patches(
+        loaded, concepts, sample, dataset, CONCEPT_PATCHES, thumbnail_size=THUMB
+    )
+    progress(3, steps, "patches")
     if plan.images:
         shown = [(image.name, image.image) for image in plan.images]
     else:

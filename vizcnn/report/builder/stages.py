@@ -3,8 +3,9 @@
 Stages run in a fixed order (model card, renders, the data pass, class votes, accentuations, concepts, dreams,
 attribution maps, ablation, pages); each artifact is written to the store as soon as it is done,
 so an interrupted build loses at most the artifact it was working on. The data pass mines every
-layer that lacks its top patches or statistics in one pass over the data (`mine_layers`), then
-cuts each layer's patches.
+layer that lacks its top patches or statistics in one pass over the data (`data_pass`), takes
+from the same forwards the sample of positions of every concepts page the store lacks (the
+concepts stage factorizes it: no pass of its own), then cuts each layer's patches.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 
 from vizcnn.core.progress import ProgressCallback, no_progress, scaled_progress
+from vizcnn.mining.reservoir import PositionSample
 from vizcnn.models.base import LoadedModel
 from vizcnn.report.builder import compute
 from vizcnn.report.builder.ablation import make_ablation
@@ -133,15 +135,22 @@ def build_report(
     result_seconds: dict[str, float] = {}
     reused_before = len(store.reused)
     done = store.done(plan.artifacts)  # asked once, before any work
+    # the concepts pages to make sample their layers in the data pass (even when every mined
+    # layer is done), and the concepts stage factorizes those samples: no pass of their own
+    sampled = [a for i, a in enumerate(plan.artifacts) if a.kind == "concepts" and i not in done]
+    samples = _Samples()
     for name, kinds in STAGES:
         todo = [(i, a) for i, a in enumerate(plan.artifacts) if a.kind in kinds]
         store.reused += [a.folder for i, a in todo if i in done]
         missing = [a for i, a in todo if i not in done]
-        if not missing:
+        if not missing and not (name == "data" and sampled):
             continue
         started = time.perf_counter()
         with stage(STAGE_TITLES[name], "%") as progress:
-            _run_stage(loaded, plan, store, missing, progress)
+            if name == "data":
+                samples = _data_stage(loaded, plan, store, missing, sampled, progress)
+            else:
+                _run_stage(loaded, plan, store, missing, progress, samples)
         result_seconds[name] = time.perf_counter() - started
     started = time.perf_counter()
     site = assemble_site(loaded, plan, store, command)
@@ -165,17 +174,23 @@ def build_report(
     )
 
 
+@dataclass
+class _Samples:
+    """The data pass's samples of the concepts layers, kept for the concepts stage."""
+
+    by_layer: dict[str, PositionSample] = field(default_factory=dict)
+    seconds: float = 0.0  # each concepts artifact's share of the pass's time
+
+
 def _run_stage(
     loaded: LoadedModel,
     plan: Plan,
     store: ArtifactStore,
     missing: list[Artifact],
     progress: ProgressCallback,
+    samples: _Samples,
 ) -> None:
     count = len(missing)
-    if missing[0].kind in ("mine", "stats"):
-        _data_stage(loaded, plan, store, missing, progress)
-        return
     images = {image.name: image for image in plan.images}
     for position, artifact in enumerate(missing):
         report = scaled_progress(progress, position, count, artifact.name)
@@ -192,7 +207,9 @@ def _run_stage(
         elif kind == "accent":
             item = compute.make_accent(loaded, artifact, plan, _hits(store, plan, artifact), report)
         elif kind == "concepts":
-            item = compute.make_concepts(loaded, artifact, plan, report)
+            sample = samples.by_layer[str(artifact.params["concept_layer"])]
+            item = compute.make_concepts(loaded, artifact, plan, report, sample)
+            started -= samples.seconds  # its share of the data pass
         elif kind == "dream":
             item = compute.make_dream(
                 loaded, artifact, images[artifact.name], report, plan.run, plan.config.dream
@@ -222,15 +239,21 @@ def _data_stage(
     plan: Plan,
     store: ArtifactStore,
     missing: list[Artifact],
+    sampled: list[Artifact],
     progress: ProgressCallback,
-) -> None:
-    """Every missing layer's top-k, means and histograms in one pass over the data, then each
-    mined layer's patches; each artifact is written as soon as it is done."""
+) -> _Samples:
+    """Every missing layer's top-k, means and histograms, and the samples of positions of the
+    concepts pages to make, in one pass over the data; then each mined layer's patches. Each
+    mine and stats artifact is written as soon as it is done; the samples are returned."""
     patches = [a for a in missing if a.kind == "mine"]
     parts = 1 + len(patches)
     started = time.perf_counter()
-    mined = compute.mine_data(loaded, missing, plan, scaled_progress(progress, 0, parts, "pass"))
-    share = (time.perf_counter() - started) / len(missing)  # the pass's time, shared
+    found = compute.mine_data(
+        loaded, missing, plan, scaled_progress(progress, 0, parts, "pass"), sampled
+    )
+    mined = found.mined
+    # the pass's time, shared
+    share = (time.perf_counter() - started) / (len(missing) + len(sampled))
     for artifact in missing:
         if artifact.kind == "stats":
             item = compute.make_stats(artifact, mined[artifact.name])
@@ -243,6 +266,7 @@ def _data_stage(
         item = compute.make_mine(loaded, artifact, plan, report, mined[artifact.name].top)
         seconds = share + time.perf_counter() - started
         store.write(artifact, item.files, _block(loaded, plan, artifact, item, seconds), item.data)
+    return _Samples(found.samples, share)
 
 
 def _count_pictures(site: Site) -> int:
