@@ -4,6 +4,8 @@ reservoir's cap, class mode, and the one-line refusals."""
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -295,6 +297,25 @@ def test_patches_are_the_highest_coefficients_one_per_image() -> None:
             y, x = hit.position
             assert float(U[hit.image_id, concept, y * 8 + x]) == pytest.approx(hit.value)
             assert hit.patch.shape[0] == 3 and max(hit.patch.shape[1:]) == 16
+
+
+def test_patches_display_as_a_row_per_concept_in_a_notebook() -> None:
+    from PIL import Image
+
+    from vizcnn.io.display import show
+    from vizcnn.io.imaging import labeled_sheet
+
+    loaded, W = concept_model()
+    found = concept_patches(loaded, exact_concepts(W), images(12), n=3, thumbnail_size=16)
+    png = found._repr_png_()  # what IPython's formatter displays
+    decoded = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    sheet = np.asarray(found.contact_sheet().convert("RGB"))
+    np.testing.assert_array_equal(decoded, sheet)
+    np.testing.assert_array_equal(np.asarray(show(found).convert("RGB")), sheet)
+    # the oracle: the concepts' patches in order, a row each, labelled with concept and value
+    tiles = [hit.patch for concept in range(K) for hit in found.patches[concept]]
+    labels = [f"k{h.concept} {h.value:.3g}" for c in range(K) for h in found.patches[c]]
+    np.testing.assert_array_equal(sheet, np.asarray(labeled_sheet(tiles, labels, columns=3)))
 
 
 def test_renders_one_image_per_concept() -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch.utils.data import DataLoader
 
 from vizcnn.concepts.discovery import DEFAULT_BATCH, Concepts
@@ -29,6 +30,8 @@ from vizcnn.core.outputs import require_output_tensor
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.data.datasets import SAMPLE_CROPS, collate
+from vizcnn.io.display import MAX_TILES, ContactSheet
+from vizcnn.io.imaging import labeled_sheet
 from vizcnn.hooks import capture, model_guard, replace_output
 from vizcnn.mining.patches import DEFAULT_THUMBNAIL, cut_box, thumbnail
 from vizcnn.mining.reservoir import PositionSample
@@ -243,12 +246,48 @@ class ConceptPatch:
 
 
 @dataclass
-class ConceptPatches:
-    """Each concept's top patches (one per image at most), best first."""
+class ConceptPatches(ContactSheet):
+    """Each concept's top patches (one per image at most), best first.
+
+    In a notebook it shows itself as a contact sheet: a row per concept (the first
+    `MAX_TILES` patches), each tile labelled with its concept and coefficient.
+    """
 
     layer: str
     field: Field
     patches: dict[int, list[ConceptPatch]] = dataclass_field(default_factory=dict)
+
+    def contact_sheet(self) -> Image.Image:
+        """A row per concept, its patches best first, labelled `k<concept> <coefficient>`."""
+        found = [self.patches[c] for c in sorted(self.patches) if self.patches[c]]
+        if not found:
+            raise VizError("no concept has a patch to show")
+        columns = max(len(row) for row in found)
+        tiles: list[torch.Tensor] = []
+        labels: list[str] = []
+        for row in found:
+            for place in range(columns):
+                if len(tiles) >= MAX_TILES:
+                    break
+                if place < len(row):
+                    tiles.append(row[place].patch)
+                    labels.append(f"k{row[place].concept} {row[place].value:.3g}")
+                else:  # a short row: a blank tile keeps the next concept on its own row
+                    tiles.append(torch.ones_like(row[0].patch))
+                    labels.append("")
+        size = max(t.shape[-1] for t in tiles), max(t.shape[-2] for t in tiles)
+        tiles = [_padded(t, size) for t in tiles]
+        return labeled_sheet(tiles, labels, columns=columns)
+
+
+def _padded(tile: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """`tile` on a white canvas of `size` (width, height), top-left, so a sheet's tiles align."""
+    width, height = size
+    if tile.shape[-1] == width and tile.shape[-2] == height:
+        return tile
+    canvas = torch.ones(tile.shape[0], height, width, dtype=tile.dtype)
+    canvas[:, : tile.shape[-2], : tile.shape[-1]] = tile
+    return canvas
 
 
 def _box(found: Field, y: int, x: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
