@@ -30,9 +30,9 @@ from vizcnn.core.outputs import require_output_tensor
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.core.run_options import RunOptions, as_run_options
 from vizcnn.data.datasets import SAMPLE_CROPS, collate
+from vizcnn.hooks import capture, model_guard, replace_output
 from vizcnn.io.display import MAX_TILES, ContactSheet
 from vizcnn.io.imaging import labeled_sheet
-from vizcnn.hooks import capture, model_guard, replace_output
 from vizcnn.mining.patches import DEFAULT_THUMBNAIL, cut_box, thumbnail
 from vizcnn.mining.reservoir import PositionSample
 from vizcnn.models.base import LoadedModel, ModelLike, as_loaded
