@@ -225,15 +225,21 @@ def test_scorecam_amp_runs_the_masked_passes_in_bfloat16_and_stays_near_float32(
     assert ScoreCAM(loaded, "relu1", amp=False).options()["precision"] == "float32"
 
 
-def test_scorecam_amp_leaves_a_float64_model_in_float64() -> None:
-    loaded = plain(CamNet())
+def test_scorecam_amp_leaves_a_float64_model_in_float64(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("vizcnn.core.precision.cpu_bf16_supported", lambda: True)
+    net = CamNet()
+    loaded = plain(net)
     x, t = images(3), torch.tensor(TARGETS)
-    torch.testing.assert_close(
-        ScoreCAM(loaded, "relu1", amp=True)(x, t),
-        ScoreCAM(loaded, "relu1", amp=False)(x, t),
-        rtol=1e-12,
-        atol=1e-14,
-    )
+    seen: list[torch.dtype] = []
+    handle = net.head.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    try:
+        fast = ScoreCAM(loaded, "relu1", amp=True)(x, t)
+    finally:
+        handle.remove()
+    assert set(seen) == {torch.float64}
+    hand = up(hand_scorecam(net, x, TARGETS))
+    torch.testing.assert_close(fast, hand, rtol=1e-9, atol=1e-12)
+    assert ScoreCAM(loaded, "relu1", amp=True).options()["precision"] == "float64"
     with pytest.raises(VizError, match="ScoreCAM: amp must be True, False or 'auto'"):
         ScoreCAM(loaded, "relu1", amp="yes")  # type: ignore[arg-type]
 
@@ -538,6 +544,29 @@ def test_the_report_images_page_shows_the_new_methods(tmp_path: Path) -> None:
     page = (tmp_path / "site" / "images.html").read_text(encoding="utf-8")
     for name in methods:
         assert f"{name} attribution map of" in page, name
+
+
+def test_the_report_keys_score_cam_by_the_precision_its_masked_passes_run_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from report_helpers import markup_loaded, tiny_config, write_data
+    from vizcnn.core.run_options import RunOptions
+    from vizcnn.report.builder.plan import plan_report
+
+    monkeypatch.setattr("vizcnn.core.precision.cpu_bf16_supported", lambda: True)
+    loaded = markup_loaded()
+    data = write_data(tmp_path / "data", count=2)
+
+    def keyed(methods: tuple[str, ...], amp: bool) -> list[object]:
+        plan = plan_report(loaded, tiny_config(data, methods=methods), run=RunOptions(amp=amp))
+        found = [a.params for a in plan.artifacts if a.kind == "attribution"]
+        assert found
+        return [params.get("scorecam_precision") for params in found]
+
+    wanted = "bfloat16" if loaded.dtype == torch.float32 else str(loaded.dtype).split(".")[-1]
+    assert set(keyed(("gradcam", "scorecam"), True)) == {wanted}
+    assert set(keyed(("gradcam", "scorecam"), False)) == {str(loaded.dtype).split(".")[-1]}
+    assert set(keyed(("gradcam",), True)) == {None}  # no Score-CAM: keys as before
 
 
 @pytest.mark.parametrize("layer", ["relu1", "conv2", "relu2"])

@@ -186,6 +186,10 @@ def test_a_negative_layer_is_refused_in_one_line() -> None:
     other.positions = other.positions[1:]
     with pytest.raises(VizError, match="not the one the concepts"):
         sampled_concept_patches(loaded, other, sample, TensorImages(images(3)))
+    with pytest.raises(VizError, match="the data has 2 images; give the data the sample"):
+        sampled_concept_patches(
+            loaded, concepts_from_sample(loaded, sample, 2), sample, TensorImages(images(2))
+        )
 
 
 def worker(rank: int, world: int, port: int, out: str) -> None:

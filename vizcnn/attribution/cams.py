@@ -40,7 +40,7 @@ from vizcnn.attribution.methods import Method, _at_least, _LayerMethod, register
 from vizcnn.attribution.targets import ScoreNet
 from vizcnn.core.errors import VizError
 from vizcnn.core.outputs import output_tensor
-from vizcnn.core.precision import AUTO, AmpSetting, check_amp, choose_precision
+from vizcnn.core.precision import AUTO, AmpSetting, Precision, check_amp, choose_precision
 
 _EPS = 1e-7  # in the denominators of Grad-CAM++, XGrad-CAM and the rescaling, as pytorch-grad-cam
 
@@ -297,15 +297,23 @@ class ScoreCAM(_CAM):
 
     def options(self) -> dict[str, Any]:
         # provenance records the precision the masked passes ran in, not only what was asked
-        precision = choose_precision(self.loaded.device, self.amp)
-        return {**super().options(), "precision": precision.name}
+        precision = self._precision()
+        ran = precision.name if precision.enabled else str(self.loaded.dtype).split(".")[-1]
+        return {**super().options(), "precision": ran}
+
+    def _precision(self) -> Precision:
+        """bf16 autocast for the masked passes where `amp` asks and the device runs it; only a
+        float32 model: autocast leaves float64 tensors alone, so a float64 model stays float64."""
+        if self.loaded.dtype != torch.float32:
+            return choose_precision(self.loaded.device, False)
+        return choose_precision(self.loaded.device, self.amp)
 
     def _cam(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         acts = activations(net, self._layer(), x)
         weights = torch.zeros(acts.shape[:2], device=acts.device, dtype=acts.dtype)
         varying = acts.amax(dim=(2, 3)) > acts.amin(dim=(2, 3))
         pairs = varying.nonzero()  # (n, 2): image, channel; the call's one host sync
-        precision = choose_precision(x.device, self.amp)
+        precision = self._precision()
         with torch.no_grad():
             for chunk in pairs.split(self.batch):
                 image, channel = chunk[:, 0], chunk[:, 1]

@@ -433,6 +433,11 @@ def sampled_concept_patches(
             "were found on; pass the sample given to concepts_from_sample"
         )
     source, _name = open_concept_data(loaded, data, limit=limit, crops=crops, seed=seed)
+    if sample.sampled and int(sample.positions[:, 0].max()) >= len(source):
+        raise VizError(
+            f"the sample reaches image {int(sample.positions[:, 0].max())} but the data has "
+            f"{len(source)} images; give the data the sample was taken of"
+        )
     input_shape = (loaded.channels, *loaded.input_size)
     found = receptive_fields(loaded.module, input_shape, [concepts.layer])[concepts.layer]
     if found is None:

@@ -215,8 +215,10 @@ def data_pass(
                             states[name], output, config, batch, valid, device
                         )
                         _count(running, name, selected(output, states[name].channels)[good], bins)
+                    every = bool(valid.all())
                     for name in sampled:
-                        output = acts[name][good]
+                        # a boolean index would copy the whole map: only where an image is bad
+                        output = acts[name] if every else acts[name][good]
                         if output.dim() != 4:
                             raise VizError(
                                 f"layer {name!r} gives shape {tuple(output.shape[1:])}; a sample "

@@ -296,7 +296,9 @@ def make_attribution(
     from vizcnn.attribution.classifier import label_of
 
     seed = int(artifact.params["seed"])
-    methods = make_methods(loaded, list(artifact.params["methods"]), seed=seed)
+    # Score-CAM's masked passes in the precision the plan recorded (the only method with amp)
+    amp = artifact.params.get("scorecam_precision") == "bfloat16"
+    methods = make_methods(loaded, list(artifact.params["methods"]), seed=seed, amp=amp)
     result = attribute(loaded, image.image[None].to(loaded.device), methods, progress=progress)
     files: dict[str, Any] = {}
     names = {}
@@ -371,6 +373,11 @@ def _attribution_options(methods: list[Any], seed: int) -> dict[str, Any]:
         "occlusion_stride": Occlusion.stride,
         "batch": 8,  # images per call; one image here
         "seed": seed,
+        **{
+            f"{m.name}_precision": m.options()["precision"]
+            for m in methods
+            if "precision" in m.options()
+        },
     }
 
 

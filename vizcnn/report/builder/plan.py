@@ -415,8 +415,11 @@ def plan_report(
             **base,
             "layer": layer,
             "concept_layer": target,
-            "k": max(1, min(config.concepts, channels_, positions)),
+            "k": max(1, min(config.concepts, channels_, positions, config.concept_positions)),
             "max_positions": config.concept_positions,
+            # the sample's keys per (image, position) and patches among the sampled positions:
+            # a page made before (stream-order keys, patches over every position) is redone
+            "sampling": "per-image keys; patches among the sample",
             **data,
             "render": {**recipe, "seed": seed, "precision": precision},
             "heatmap_images": [shown.digest for shown in images],
@@ -427,9 +430,14 @@ def plan_report(
         common = {**base, "image": shown.name, "image_digest": shown.digest, "seed": seed}
         dream = {**dream_recipe(config.dream, dream_layers), "precision": precision}
         plan.artifacts.append(make_artifact("dream", shown.name, {**common, **dream}))
-        plan.artifacts.append(
-            make_artifact("attribution", shown.name, {**common, "methods": list(config.methods)})
-        )
+        attribution: dict[str, Any] = {**common, "methods": list(config.methods)}
+        if "scorecam" in config.methods:
+            # Score-CAM's masked passes follow amp (bf16 where native; a float64 model stays
+            # float64): what they run in is part of the key, so a folder made otherwise is redone
+            attribution["scorecam_precision"] = (
+                precision if loaded.dtype == torch.float32 else str(loaded.dtype).split(".")[-1]
+            )
+        plan.artifacts.append(make_artifact("attribution", shown.name, attribution))
     if ablation is not None:
         plan.artifacts.append(
             make_artifact(
