@@ -64,7 +64,7 @@ from .progress import progress_bar
               help="Occlusion: stride in pixels (0: half the window).")  # fmt: skip
 @click.option("--amp/--no-amp", default=None,
               help="Score-CAM's masked forward passes (all of its cost) in bfloat16 autocast. "
-              "Default (neither flag): auto, on where the hardware runs bf16 natively (2-2.7x "
+              "Default (neither flag): auto, on where the hardware runs bf16 natively (1.9-2.6x "
               "faster on an AVX512-BF16 CPU), float32 elsewhere; --no-amp forces float32. The "
               "other methods always run float32.")  # fmt: skip
 @click.option("--lrp-composite", type=click.Choice(list(LRP_COMPOSITES)), default=LRP.composite,

@@ -272,9 +272,10 @@ class ScoreCAM(_CAM):
     is its score of the masked image.
 
     The masked passes are the whole cost (one forward of the network per channel). They run in
-    bfloat16 where the hardware does so natively (`amp="auto"`, as render and dream): 2-2.7x
-    faster on a CPU with AVX512-BF16, the probabilities within about 0.01 of float32's
-    (benchmarks/RESULTS.md gives the maps' difference); `amp=False` runs them in float32.
+    bfloat16 where the hardware does so natively (`amp="auto"`, as render and dream): 1.9-2.6x
+    faster than float32 on a CPU with AVX512-BF16 (resnet18, lite0), the probabilities within
+    about 0.01 of float32's (benchmarks/RESULTS.md gives the maps' difference); `amp=False` runs
+    them in float32.
     A float64 model always runs in float64.
 
     Example:
