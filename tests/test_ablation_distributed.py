@@ -3,30 +3,23 @@ retraining (each rank half of every batch) matches one process training on whole
 
 from __future__ import annotations
 
-import os
-import socket
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import torch
 import torch.multiprocessing as mp
+from gloo_helpers import free_port, join_cpu_group
 from test_ablation_eval import identity, mlp, toy_data
 
 from vizcnn.ablation.evaluate import evaluate
 from vizcnn.ablation.surgery import ablate
 from vizcnn.ablation.training import TrainConfig, train
-from vizcnn.core.distributed import init_from_env, shutdown
+from vizcnn.core.distributed import shutdown
 from vizcnn.core.run_options import RunOptions
 
 CONFIG = TrainConfig(retrain="all", epochs=2, batch_size=8)
 SEED = 3
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def train_data():  # type: ignore[no-untyped-def]
@@ -36,12 +29,7 @@ def train_data():  # type: ignore[no-untyped-def]
 
 
 def worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(
-        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
-    )  # fmt: skip
-    torch.set_num_threads(1)
-    init_from_env(torch.device("cpu"))
+    join_cpu_group(rank, world, port)
     try:
         scores = evaluate(
             {"a": mlp(0), "b": mlp(1)}, toy_data(), identity, reference="a", run=RunOptions(batch=4)

@@ -4,14 +4,14 @@ equal to `concept_patches` when every position is sampled."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 import torch.multiprocessing as mp
+from gloo_helpers import free_port, join_cpu_group
 from test_concepts import concept_model, images
-from test_mine_layers import CONFIGS, dataset, free_port
+from test_mine_layers import CONFIGS, dataset
 
 from mine_helpers import loaded_tiny
 from vizcnn.concepts import (
@@ -21,7 +21,7 @@ from vizcnn.concepts import (
     find_concepts,
     sampled_concept_patches,
 )
-from vizcnn.core.distributed import init_from_env, shutdown
+from vizcnn.core.distributed import shutdown
 from vizcnn.core.errors import VizError
 from vizcnn.core.run_options import RunOptions
 from vizcnn.data.datasets import TensorImages
@@ -193,12 +193,7 @@ def test_a_negative_layer_is_refused_in_one_line() -> None:
 
 
 def worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(
-        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
-    )  # fmt: skip
-    torch.set_num_threads(1)
-    init_from_env(torch.device("cpu"))
+    join_cpu_group(rank, world, port)
     try:
         # rank 2 of 3 gets images 2, 5, ...: uneven shares, merged exactly
         found = data_pass(loaded_tiny(), dataset(), CONFIGS[:1], SAMPLES, run=RUN)

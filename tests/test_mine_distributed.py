@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +12,10 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from gloo_helpers import free_port, join_cpu_group
 
 from mine_helpers import loaded_tiny, random_images, write_pngs
-from vizcnn.core.distributed import Shard, init_from_env, shutdown
+from vizcnn.core.distributed import Shard, shutdown
 from vizcnn.core.run_options import RunOptions
 from vizcnn.data.datasets import TensorImages
 from vizcnn.mining.streaming import MineConfig, mine_topk
@@ -30,19 +30,8 @@ def dataset() -> TensorImages:
     return TensorImages(images)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(
-        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
-    )  # fmt: skip
-    torch.set_num_threads(1)
-    init_from_env(torch.device("cpu"))
+    join_cpu_group(rank, world, port)
     try:
         assert dist.get_backend() == "gloo"
         seen: list[int] = []

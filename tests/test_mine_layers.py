@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+from gloo_helpers import free_port, join_cpu_group
 
 from mine_helpers import loaded_tiny, random_images
-from vizcnn.core.distributed import init_from_env, shutdown
+from vizcnn.core.distributed import shutdown
 from vizcnn.core.errors import VizError
 from vizcnn.core.run_options import RunOptions
 from vizcnn.data.datasets import TensorImages
@@ -26,12 +25,6 @@ CONFIGS = [
     MineConfig("act3", channels=(2, 7, 11, 15), k=6),
 ]
 RUN = RunOptions(batch=4)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def dataset() -> TensorImages:
@@ -128,12 +121,7 @@ def test_bad_input_is_one_line() -> None:
 
 
 def worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(
-        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
-    )  # fmt: skip
-    torch.set_num_threads(1)
-    init_from_env(torch.device("cpu"))
+    join_cpu_group(rank, world, port)
     try:
         mined = mine_layers(loaded_tiny(), dataset(), CONFIGS, bins=16, run=RUN)
         torch.save(
