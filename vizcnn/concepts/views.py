@@ -29,7 +29,7 @@ from vizcnn.core.errors import VizError
 from vizcnn.core.outputs import require_output_tensor
 from vizcnn.core.progress import ProgressCallback, no_progress
 from vizcnn.core.run_options import RunOptions, as_run_options
-from vizcnn.data.datasets import SAMPLE_CROPS, collate
+from vizcnn.data.datasets import SAMPLE_CROPS, ImageSource, collate
 from vizcnn.hooks import capture, model_guard, replace_output
 from vizcnn.io.display import MAX_TILES, ContactSheet
 from vizcnn.io.imaging import labeled_sheet
@@ -329,18 +329,10 @@ def concept_patches(
     """
     progress = progress or no_progress
     loaded = as_loaded(model)
-    if n < 1:
-        raise VizError(f"n must be at least 1 patch per concept, got {n}")
-    if thumbnail_size < 8:
-        raise VizError(f"thumbnail size must be at least 8 pixels, got {thumbnail_size}")
+    _check_patch_options(n, thumbnail_size)
     run = as_run_options(run)
     source, _name = open_concept_data(loaded, data, limit=limit, crops=crops, seed=seed)
-    input_shape = (loaded.channels, *loaded.input_size)
-    found = receptive_fields(loaded.module, input_shape, [concepts.layer])[concepts.layer]
-    if found is None:
-        raise VizError(
-            f"no receptive field for layer {concepts.layer!r}; its units do not see the input"
-        )
+    found = _field(loaded, concepts.layer)
     k = concepts.k
     best_values = torch.full((k, 0), -1.0)
     best_where = torch.zeros((k, 0, 3), dtype=torch.long)  # (image id, y, x)
@@ -367,19 +359,49 @@ def concept_patches(
             best_where = torch.gather(where, 1, keep[:, :, None].expand(-1, -1, 3))
         progress(done, total, "concept patches")
     result = ConceptPatches(layer=concepts.layer, field=found)
+    _cut_patches(result, loaded, source, best_values, best_where, thumbnail_size)
+    return result
+
+
+def _check_patch_options(n: int, thumbnail_size: int) -> None:
+    if n < 1:
+        raise VizError(f"n must be at least 1 patch per concept, got {n}")
+    if thumbnail_size < 8:
+        raise VizError(f"thumbnail size must be at least 8 pixels, got {thumbnail_size}")
+
+
+def _field(loaded: LoadedModel, layer: str) -> Field:
+    """The receptive field of `layer`'s units, or a one-line VizError where they see nothing."""
+    input_shape = (loaded.channels, *loaded.input_size)
+    found = receptive_fields(loaded.module, input_shape, [layer])[layer]
+    if found is None:
+        raise VizError(f"no receptive field for layer {layer!r}; its units do not see the input")
+    return found
+
+
+def _cut_patches(
+    result: ConceptPatches,
+    loaded: LoadedModel,
+    source: ImageSource,
+    values: torch.Tensor,
+    where: torch.Tensor,
+    thumbnail_size: int,
+) -> None:
+    """Fill `result` with each concept's tiles: `values` `(k, m)` best first and `where`
+    `(k, m, 3)` their (image id, y, x), cut under `result.field` (each image read once)."""
     cache: dict[int, torch.Tensor] = {}
-    for concept in range(k):
-        for rank in range(best_values.shape[1]):
-            image_id, y, x = (int(v) for v in best_where[concept, rank])
+    for concept in range(values.shape[0]):
+        for rank in range(values.shape[1]):
+            image_id, y, x = (int(v) for v in where[concept, rank])
             if image_id not in cache:
                 cache[image_id] = source.image(image_id)
-            box = _box(found, y, x, loaded.input_size)
+            box = _box(result.field, y, x, loaded.input_size)
             tile = thumbnail(cut_box(cache[image_id], box), thumbnail_size)
             result.patches.setdefault(concept, []).append(
                 ConceptPatch(
                     concept,
                     rank,
-                    float(best_values[concept, rank]),
+                    float(values[concept, rank]),
                     image_id,
                     source.names[image_id],
                     (y, x),
@@ -387,7 +409,6 @@ def concept_patches(
                     tile,
                 )
             )
-    return result
 
 
 def sampled_concept_patches(
@@ -423,10 +444,7 @@ def sampled_concept_patches(
         ...                                   sample, data)
     """
     loaded = as_loaded(model)
-    if n < 1:
-        raise VizError(f"n must be at least 1 patch per concept, got {n}")
-    if thumbnail_size < 8:
-        raise VizError(f"thumbnail size must be at least 8 pixels, got {thumbnail_size}")
+    _check_patch_options(n, thumbnail_size)
     if sample.layer != concepts.layer or not torch.equal(sample.positions, concepts.positions):
         raise VizError(
             f"the sample of {sample.layer!r} is not the one the concepts of {concepts.layer!r} "
@@ -438,20 +456,14 @@ def sampled_concept_patches(
             f"the sample reaches image {int(sample.positions[:, 0].max())} but the data has "
             f"{len(source)} images; give the data the sample was taken of"
         )
-    input_shape = (loaded.channels, *loaded.input_size)
-    found = receptive_fields(loaded.module, input_shape, [concepts.layer])[concepts.layer]
-    if found is None:
-        raise VizError(
-            f"no receptive field for layer {concepts.layer!r}; its units do not see the input"
-        )
-    result = ConceptPatches(layer=concepts.layer, field=found)
+    result = ConceptPatches(layer=concepts.layer, field=_field(loaded, concepts.layer))
     if sample.sampled == 0:
         return result
     U = nnls(sample.rows.float(), concepts.W.to(sample.rows.device).float()).cpu()
     where = sample.positions  # (n, 3), ordered by (image id, y, x)
     images, image_of = torch.unique(where[:, 0], return_inverse=True)
     rows = torch.arange(len(where))
-    cache: dict[int, torch.Tensor] = {}
+    best_values, best_where = [], []
     for concept in range(concepts.k):
         values = U[:, concept]
         best = torch.full((len(images),), -1.0).scatter_reduce(
@@ -463,23 +475,11 @@ def sampled_concept_patches(
             0, image_of, at_best, "amin", include_self=True
         )
         order = torch.topk(best, min(n, len(images))).indices
-        for rank, index in enumerate(order.tolist()):
-            image_id, y, x = (int(v) for v in where[int(first[index])])
-            if image_id not in cache:
-                cache[image_id] = source.image(image_id)
-            box = _box(found, y, x, loaded.input_size)
-            result.patches.setdefault(concept, []).append(
-                ConceptPatch(
-                    concept,
-                    rank,
-                    float(best[index]),
-                    image_id,
-                    source.names[image_id],
-                    (y, x),
-                    box,
-                    thumbnail(cut_box(cache[image_id], box), thumbnail_size),
-                )
-            )
+        best_values.append(best[order])
+        best_where.append(where[first[order]])
+    _cut_patches(
+        result, loaded, source, torch.stack(best_values), torch.stack(best_where), thumbnail_size
+    )
     return result
 
 
