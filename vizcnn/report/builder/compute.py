@@ -374,9 +374,9 @@ def _attribution_options(methods: list[Any], seed: int) -> dict[str, Any]:
         "batch": 8,  # images per call; one image here
         "seed": seed,
         **{
-            f"{m.name}_precision": m.options()["precision"]
-            for m in methods
-            if "precision" in m.options()
+            f"{m.name}_precision": options["precision"]
+            for m, options in ((m, m.options()) for m in methods)
+            if "precision" in options
         },
     }
 

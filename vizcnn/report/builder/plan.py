@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from vizcnn.attribution.cams import ScoreCAM
 from vizcnn.core.errors import VizError
 from vizcnn.core.precision import choose_precision
 from vizcnn.core.progress import ProgressCallback, no_progress
@@ -432,11 +433,10 @@ def plan_report(
         plan.artifacts.append(make_artifact("dream", shown.name, {**common, **dream}))
         attribution: dict[str, Any] = {**common, "methods": list(config.methods)}
         if "scorecam" in config.methods:
-            # Score-CAM's masked passes follow amp (bf16 where native; a float64 model stays
-            # float64): what they run in is part of the key, so a folder made otherwise is redone
-            attribution["scorecam_precision"] = (
-                precision if loaded.dtype == torch.float32 else str(loaded.dtype).split(".")[-1]
-            )
+            # Score-CAM's masked passes follow amp: what they run in (as the method resolves it
+            # for this model) is part of the key, so a folder made otherwise is redone
+            scorecam = ScoreCAM(loaded, amp=as_run_options(run).amp)
+            attribution["scorecam_precision"] = scorecam.options()["precision"]
         plan.artifacts.append(make_artifact("attribution", shown.name, attribution))
     if ablation is not None:
         plan.artifacts.append(
