@@ -117,3 +117,36 @@ def test_waiting_for_a_folder_gets_it_when_the_holder_finishes(tmp_path: Path) -
         assert json.loads(path.read_text())["pid"] == os.getpid()
     assert time.monotonic() - start >= 0.9  # it did wait for the holder
     holder.join(60)
+
+
+def test_a_run_that_writes_nothing_leaves_no_folder_behind(tmp_path: Path) -> None:
+    from vizcnn.runs.lock import file_lock
+
+    nested = tmp_path / "a" / "b" / "out"
+    with pytest.raises(VizError, match="refused"), folder_lock(nested):
+        assert nested.is_dir()
+        raise VizError("refused before writing")  # e.g. a corrupt image found mid-way
+    assert list(tmp_path.iterdir()) == []  # every folder the lock made is gone again
+    with folder_lock(nested):
+        (nested / "result.png").write_bytes(b"x")
+    assert (nested / "result.png").is_file() and not (nested / LOCK_NAME).exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    with folder_lock(kept):
+        pass
+    assert kept.is_dir()  # a folder that was there before stays, empty or not
+    with file_lock(tmp_path / "c" / "dream.png"):
+        pass
+    assert not (tmp_path / "c").exists()
+
+
+def test_attribute_with_a_corrupt_image_writes_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    out = tmp_path / "out" / "attr"
+    result = CliRunner().invoke(
+        app, ["attribute", str(bad), "--method", "gradcam", "-o", str(out), "-q"]
+    )
+    assert result.exit_code != 0
+    assert "cannot read image" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()

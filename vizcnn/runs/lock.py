@@ -65,8 +65,7 @@ def folder_lock(folder: str | Path, *, wait: float = 0.0) -> Iterator[Path]:
         ...     write_results("out/")
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    with _locked(folder / LOCK_NAME, str(folder), wait) as path:
+    with _made(folder), _locked(folder / LOCK_NAME, str(folder), wait) as path:
         yield path
 
 
@@ -79,9 +78,28 @@ def file_lock(path: str | Path, *, wait: float = 0.0) -> Iterator[Path]:
     same folder go on. Arguments and errors as for `folder_lock`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(path.parent / f".{path.name}{LOCK_NAME}", str(path), wait) as lock:
+    with (
+        _made(path.parent),
+        _locked(path.parent / f".{path.name}{LOCK_NAME}", str(path), wait) as lock,
+    ):
         yield lock
+
+
+@contextmanager
+def _made(folder: Path) -> Iterator[None]:
+    """Create `folder` (and missing parents) for the body; afterwards remove those it created
+    that are still empty, so a run refused before it wrote anything (a corrupt image found
+    mid-way, say) leaves the file system as it found it."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    finally:
+        for made in missing:  # deepest first; a folder holding anything stays
+            try:
+                made.rmdir()
+            except OSError:
+                break
 
 
 @contextmanager
