@@ -63,6 +63,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer steps and repeats")
     parser.add_argument("--images", type=int, default=1)
     parser.add_argument("--crops", type=int, default=8)
+    parser.add_argument(
+        "--reg-crops", default="", help="comma-separated reg_crops to time (default: accentuate's)"
+    )
     parser.add_argument("--steps", type=int, default=24)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu")
@@ -106,31 +109,37 @@ def main() -> None:
                 times.append(clock() - start)
         return statistics.median(times)
 
-    def accent() -> float:
+    def accent(reg_crops: int | None) -> float:
         """Median seconds per step of one accentuation (the gaps between `observe` calls)."""
         stamps: list[float] = []
         accentuate(
             loaded, photos, f"{UNIT_LAYER}:{CHANNEL}", reg_layer=REG, steps=steps,
-            crops=args.crops, observe=lambda _s, _i: stamps.append(clock()),
+            crops=args.crops, reg_crops=reg_crops, observe=lambda _s, _i: stamps.append(clock()),
         )  # fmt: skip
         return statistics.median(b - a for a, b in zip(stamps[1:], stamps[2:], strict=False))
 
+    variants: list[int | None] = [int(v) for v in args.reg_crops.split(",") if v] or [None]
     network([UNIT_LAYER], 1)  # warm-up
     accentuate(loaded, photos, f"{UNIT_LAYER}:{CHANNEL}", reg_layer=REG, steps=2, crops=1)
-    ratios, bases = [], []
+    ratios: dict[int | None, list[float]] = {v: [] for v in variants}
+    bases = []
     for number in range(rounds):
         base = network([UNIT_LAYER], max(3, steps // 3))
-        step = accent()
         bases.append(base)
-        ratios.append(step / base)
-        print(
-            f"round {number + 1}: forward+backward {base * 1000:7.1f} ms, accentuation step "
-            f"{step * 1000:7.1f} ms, ratio {step / base:.3f} (load {os.getloadavg()[0]:.2f})"
-        )
+        line = f"round {number + 1}: forward+backward {base * 1000:7.1f} ms"
+        for variant in variants:
+            step = accent(variant)
+            ratios[variant].append(step / base)
+            line += (
+                f"; reg_crops {variant or 'default'}: step {step * 1000:6.1f} ms, {step / base:.3f}"
+            )
+        print(f"{line} (load {os.getloadavg()[0]:.2f})")
     base = statistics.median(bases)
-    print(
-        f"median ratio step / (forward+backward of the same batch): {statistics.median(ratios):.3f}"
-    )
+    for variant, values in ratios.items():
+        print(
+            f"reg_crops {variant or 'default'}: median ratio step / (forward+backward of the same "
+            f"batch) {statistics.median(values):.3f}"
+        )
 
     # the parts of a step, each alone
     param = ImagePhaseParam(photos)

@@ -117,6 +117,7 @@ FIELD_FLAGS = {
     "reg_weight must be": "--reg-weight must be",
     "steps must be an int of at least 1": "--steps must be at least 1",
     "crops must be an int of at least 1": "--crops must be at least 1",
+    "reg_crops must be an int from 1 to crops": "--reg-crops must be from 1 to --crops",
     "lower lr, or check the unit": "lower --lr, or check the unit",
     "give a folder name (no .png)": "give -o a folder (no .png)",
     "accentuate one (LAYER:CHANNEL)": "accentuate one (-l LAYER:CHANNEL)",

@@ -88,6 +88,7 @@ def test_cli_on_the_default_model(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     options = json.loads(read_png_metadata(out)["provenance"])["options"]
     assert options["reg_layer"] == "_blocks.2" and options["size"] == "224x224"
+    assert options["reg_crops"] == 1  # the default 2, capped by --crops 1
     assert (tmp_path / "coffee_figure.png").is_file()
     assert "held at _blocks.2" in result.output
 
@@ -118,4 +119,25 @@ def test_cli_errors_name_flags(tmp_path: Path) -> None:
         app, [*base, "sample:camera", "-l", "features.3:0", "-o", str(tmp_path / "z.png")]
     )
     assert result.exit_code == 1 and "give -o a folder" in result.output
+    result = CliRunner().invoke(
+        app, [*base, "-l", "features.3:0", "--crops", "2", "--reg-crops", "3",
+              "-o", str(tmp_path / "w.png")],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "--reg-crops must be from 1 to --crops (2), got 3" in result.output
     assert not any(tmp_path.iterdir())
+
+
+def test_reg_crops_reaches_the_library_and_the_provenance(tmp_path: Path) -> None:
+    loaded, images = tiny_loaded(), photos(1)
+    out = tmp_path / "one.png"
+    accentuate_files(loaded, images, out, UNIT, reg_layer=REG, steps=4, crops=3, reg_crops=1)
+    oracle = accentuate(
+        loaded, torch.stack(images), UNIT, reg_layer=REG, steps=4, crops=3, reg_crops=1
+    )
+    assert_close(load_image(out), oracle.images[0], rtol=0, atol=1 / 255 + 1e-6)
+    assert json.loads(read_png_metadata(out)["provenance"])["options"]["reg_crops"] == 1
+    with pytest.raises(VizError, match=r"reg_crops must be an int from 1 to crops \(3\)"):
+        accentuate_files(loaded, images, tmp_path / "two.png", UNIT, reg_layer=REG, crops=3,
+                         reg_crops=4)  # fmt: skip
+    assert not (tmp_path / "two.png").exists()

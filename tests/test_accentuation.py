@@ -59,6 +59,29 @@ def test_transform_pair_is_apply_transforms_bit_for_bit() -> None:
     assert_close(same, twin, rtol=0, atol=0)
 
 
+def test_transform_pair_with_fewer_photographs_takes_the_first_rows_draws() -> None:
+    images, others = photos(6), photos(6, seed=1)
+    loaded = tiny_loaded()
+
+    def pair(photographs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return transform_pair(
+            images,
+            photographs,
+            accent_transforms(),
+            (16, 16),
+            torch.Generator().manual_seed(3),
+            then=loaded.normalize,
+        )
+
+    full_out, full_target = pair(others)
+    out, target = pair(others[:2])
+    assert_close(out, full_out, rtol=0, atol=0)  # the optimized crops do not change
+    assert target.shape[0] == 2
+    assert_close(target, full_target[:2], rtol=0, atol=0)
+    with pytest.raises(VizError, match="7 photographs for 6 images"):
+        transform_pair(images, photos(7), accent_transforms(), (16, 16), None)
+
+
 def test_layer_distance_against_brute_force() -> None:
     gen = torch.Generator().manual_seed(0)
     acts, target = torch.randn(2, 5, 3, 4, generator=gen), torch.randn(2, 5, 3, 4, generator=gen)
@@ -136,6 +159,49 @@ def test_unit_rises_on_average_and_more_without_the_regularizer() -> None:
     assert result.settings["reg_layer"] == REG and result.units == [UNIT] * 2
 
 
+def test_reg_crops_is_a_mean_over_fewer_crops() -> None:
+    """Oracle: with no random transform every crop of an image is the same picture, so the
+    regularizer's mean over 1 crop equals its mean over all 4, and so does every step."""
+    loaded, images = tiny_loaded(), photos(2)
+    args = {"reg_layer": REG, "steps": 12, "crops": 4, "transforms": ()}
+    one = accentuate(loaded, images, UNIT, reg_crops=1, **args)  # type: ignore[arg-type]
+    every = accentuate(loaded, images, UNIT, reg_crops=4, **args)  # type: ignore[arg-type]
+    assert one.settings["reg_crops"] == 1 and every.settings["reg_crops"] == 4
+    assert_close(one.regularizer, every.regularizer, rtol=1e-5, atol=1e-7)
+    assert_close(one.images, every.images, rtol=0, atol=1e-5)
+    assert one.regularizer[2:].gt(0).all()  # the oracle is not a regularizer of zero
+
+
+def test_reg_crops_reads_the_first_crops_and_every_crop_when_balancing() -> None:
+    loaded, images = tiny_loaded(), photos(2)
+    first_layer = loaded.module.features[0]
+    rows: list[tuple[bool, int]] = []  # (gradient on, batch) of each pass at the first layer
+    handle = first_layer.register_forward_pre_hook(
+        lambda _m, inputs: rows.append((torch.is_grad_enabled(), inputs[0].shape[0]))
+    )
+    try:
+        few = accentuate(loaded, images, UNIT, reg_layer=REG, steps=4, crops=4, reg_crops=1)
+    finally:
+        handle.remove()
+    # per step: the photograph's crops (no gradient), then the optimized ones (all crops)
+    steps = [(a, b) for a, b in zip(rows, rows[1:], strict=False) if not a[0] and b[0]]
+    assert len(steps) == 4
+    assert [target[1] for target, _ in steps] == [2, 8, 2, 2]  # step 2 balances: every crop
+    assert all(main == (True, 8) for _, main in steps)
+    every = accentuate(loaded, images, UNIT, reg_layer=REG, steps=4, crops=4, reg_crops=4)
+    # the same draws, and the first two steps read the same crops: same start and balance
+    assert_close(few.balance, every.balance, rtol=0, atol=0)
+    assert_close(few.regularizer[:2], every.regularizer[:2], rtol=0, atol=0)
+    assert not torch.equal(few.regularizer[2:], every.regularizer[2:])
+
+
+def test_reg_crops_default_is_two_or_every_crop_when_fewer() -> None:
+    loaded, images = tiny_loaded(), photos(1)
+    for crops, expected in [(8, 2), (2, 2), (1, 1)]:
+        result = accentuate(loaded, images, UNIT, reg_layer=REG, steps=2, crops=crops)
+        assert result.settings["reg_crops"] == expected
+
+
 def test_one_unit_per_image_and_a_concept_direction() -> None:
     loaded, images = tiny_loaded(), photos(2)
     vector = torch.tensor([1.0, -1.0, 0.5])
@@ -183,6 +249,10 @@ def test_generator_seed_stands_for_the_int_it_draws() -> None:
         ({"reg_weight": float("inf")}, "finite"),
         ({"lr": 0.0}, "lr must be > 0"),
         ({"distance": "l1"}, "unknown distance 'l1'; valid: l2, cosine"),
+        ({"reg_crops": 0}, r"reg_crops must be an int from 1 to crops \(8\), got 0"),
+        ({"reg_crops": 9}, r"reg_crops must be an int from 1 to crops \(8\), got 9"),
+        ({"reg_crops": True}, "reg_crops must be an int"),
+        ({"crops": 0}, "crops must be an int of at least 1"),
     ],
 )
 def test_bad_input_is_one_line(kwargs: dict[str, object], message: str) -> None:

@@ -155,3 +155,14 @@ def test_affine_map_before_resampling_equals_after() -> None:
         before = apply_transforms(x, standard_transforms(), out_size, gen(4), then=normalize)
         assert_close(before, after)
     assert_close(apply_transforms(x, [], (20, 20), then=normalize), normalize(resize(x, (20, 20))))
+
+
+def test_affine_grid_equals_torch_affine_grid() -> None:
+    from vizcnn.optvis.transforms import affine_grid
+
+    gen = torch.Generator().manual_seed(0)
+    for dtype, tolerance in [(torch.float32, 1e-6), (torch.float64, 1e-14)]:
+        for size in [(224, 224), (7, 13), (1, 5)]:
+            theta = torch.randn(3, 2, 3, generator=gen, dtype=dtype)
+            expected = F.affine_grid(theta, [3, 1, *size], align_corners=False)
+            assert_close(affine_grid(theta, size), expected, rtol=0, atol=tolerance)

@@ -94,7 +94,11 @@ def transform_pair(
 
     The first result equals `apply_transforms(images, transforms, out_size, generator, then)`
     with the same generator state, bit for bit: the draws are taken in the same order.
+    `photos` may have fewer rows than `images`: photo row i takes image row i's draw.
     """
+    paired = photos.shape[0]
+    if paired > images.shape[0]:
+        raise VizError(f"{paired} photographs for {images.shape[0]} images; give at most one each")
     geometric = [t for t in transforms if not isinstance(t, Noise)]
     if not geometric:
         out = resize(images, out_size)
@@ -105,7 +109,7 @@ def transform_pair(
         drawn = draw(geometric, images.shape[0], (images.shape[-2], images.shape[-1]), generator)
         grid = sampling_grid(drawn, images, out_size)  # one grid for both: same boxes
         out = apply_draw(images, drawn, out_size, then, grid=grid)
-        target = apply_draw(photos, drawn, out_size, then, grid=grid)
+        target = apply_draw(photos, drawn, out_size, then, grid=grid[:paired])
     for step in transforms:
         if isinstance(step, Noise) and not step.sd >= 0:
             raise VizError(f"noise sd must be >= 0, got {step.sd}")
@@ -113,7 +117,7 @@ def transform_pair(
             device = generator.device if generator is not None else torch.device("cpu")
             noise = torch.randn(out.shape, generator=generator, device=device, dtype=torch.float32)
             noise = (step.sd * noise).to(device=out.device, dtype=out.dtype)
-            out, target = out + noise, target + noise
+            out, target = out + noise, target + noise[:paired]
     return out, target
 
 

@@ -201,7 +201,22 @@ def sampling_grid(
         from_source.to(matrices.device) @ torch.linalg.inv(matrices) @ to_canvas.to(matrices.device)
     )
     theta = theta[:, :2].to(device=images.device, dtype=images.dtype)
-    return F.affine_grid(theta, [batch, images.shape[1], sample_h, sample_w], align_corners=False)
+    return affine_grid(theta, (sample_h, sample_w))
+
+
+def affine_grid(theta: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """`F.affine_grid(theta, [B, C, *size], align_corners=False)` (equal up to float rounding),
+    built as a sum of a per-row and a per-column term instead of a `(B, h*w, 3) @ (B, 3, 2)`
+    batched product: an affine map of pixel-centre coordinates is separable that way, and the
+    product (a long, thin `bmm`) costs more than the resampling it feeds on the CPU."""
+    height, width = size
+    # pixel centres in [-1, 1] (align_corners=False)
+    xs = (torch.arange(width, device=theta.device, dtype=theta.dtype) * 2 + 1) / width - 1
+    ys = (torch.arange(height, device=theta.device, dtype=theta.dtype) * 2 + 1) / height - 1
+    along_x = theta[:, :, 0, None] * xs  # (B, 2, w)
+    along_y = theta[:, :, 1, None] * ys + theta[:, :, 2, None]  # (B, 2, h)
+    grid = along_x[:, :, None, :] + along_y[:, :, :, None]  # (B, 2, h, w)
+    return grid.permute(0, 2, 3, 1).contiguous()
 
 
 def apply_draw(

@@ -43,6 +43,7 @@ from vizcnn.optvis.accentuation import (
     DEFAULT_STEPS,
     AccentuationResult,
     accentuate,
+    regularized_crops,
 )
 from vizcnn.optvis.objectives import LOGITS, Unit
 from vizcnn.optvis.rendering import expand_units
@@ -145,6 +146,7 @@ def accentuate_files(
     steps: int = DEFAULT_STEPS,
     lr: float = DEFAULT_LR,
     crops: int = DEFAULT_CROPS,
+    reg_crops: int | None = None,
     distance: str = "l2",
     size: int | tuple[int, int] | None = None,
     figure: bool = False,
@@ -161,7 +163,7 @@ def accentuate_files(
             taken as /255); each is scaled to cover `size` and centre-cropped.
         output: `out.png` for one photograph, a folder for several (or one).
         unit: one unit for every photograph (`"_blocks.9:3"`, an objective; see `accentuate`).
-        reg_layer, reg_weight, steps, lr, crops, distance: as for `accentuate`.
+        reg_layer, reg_weight, steps, lr, crops, reg_crops, distance: as for `accentuate`.
         size: the pictures' side or (H, W); None: the model's input size.
         figure: also write `STEM_figure.png` (original | accentuated | difference).
         seed: as for `accentuate`.
@@ -206,6 +208,7 @@ def accentuate_files(
         "steps": steps,
         "lr": float(lr),
         "crops": crops,
+        "reg_crops": regularized_crops(reg_crops, crops),
         "distance": distance,
         "size": f"{shape[1]}x{shape[0]}",
         "batch": run.batch,
@@ -237,7 +240,8 @@ def accentuate_files(
         start = time.perf_counter()
         result = accentuate(
             loaded, photos, objectives[0], reg_layer=reg, reg_weight=reg_weight, steps=steps,
-            lr=lr, crops=crops, distance=distance, seed=seed, run=run, progress=progress,
+            lr=lr, crops=crops, reg_crops=reg_crops, distance=distance, seed=seed, run=run,
+            progress=progress,
         )  # fmt: skip
         seconds = time.perf_counter() - start
         finished = block(seconds)
