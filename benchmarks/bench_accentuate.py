@@ -124,7 +124,7 @@ def main() -> None:
     ratios: dict[int | None, list[float]] = {v: [] for v in variants}
     bases = []
     for number in range(rounds):
-        base = network([UNIT_LAYER], max(3, steps // 3))
+        base = network([UNIT_LAYER], steps)
         bases.append(base)
         line = f"round {number + 1}: forward+backward {base * 1000:7.1f} ms"
         for variant in variants:

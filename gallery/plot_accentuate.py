@@ -30,7 +30,8 @@ out.mkdir(parents=True, exist_ok=True)
 loaded = vizcnn.load_model("efficientnet_lite0")
 
 # %%
-# The default recipe (100 steps, 8 crops a step, held at ``_blocks.2`` with weight 1).
+# The default recipe (100 steps, 8 crops a step of which the regularizer reads 2, held at
+# ``_blocks.2`` with weight 1).
 steps = {"steps": 4, "crops": 2} if QUICK else {}
 run = vizcnn.accentuate_files(
     loaded, "sample:coffee", out / "coffee_56.png", "_blocks.9:56", figure=True, seed=0, **steps
