@@ -76,7 +76,8 @@ DEFAULT_CROPS = 8  # crops per image and step; faccent takes 16 (half the cost h
 DEFAULT_REG_WEIGHT = 1.0  # faccent's alpha: the two pulls balanced at the start
 # crops per image whose regularizer is evaluated each step (the first ones; the balancing step
 # reads all): the photograph's truncated pass is the step's largest cost beyond the network's
-# own forward+backward, and 2 of 8 crops give the same result as 8 within 2 % (RESULTS.md)
+# own forward+backward; with 2 of 8 crops the unit's gain and the distance held stay within
+# 2 % of those with all 8 (RESULTS.md)
 DEFAULT_REG_CROPS = 2
 ACCENT_BATCH = 4  # images per chunk where RunOptions.batch is None (x crops per forward)
 # faccent crops 5-99 % of a 512 px canvas; at the model's input size a 5 % crop is an 11 px
@@ -216,7 +217,7 @@ def accentuate(
         reg_crops: how many of each image's crops (the first ones) the regularizer reads per
             step, 1 to `crops`; None: `min(DEFAULT_REG_CROPS, crops)` (2). The balancing step
             reads all `crops`. `reg_crops=crops` is faccent's (the photograph's pass takes
-            every crop, about 20 % more time per step at 8 crops on lite0).
+            every crop: 8-13 % more time per step at 8 crops on lite0).
         distance: `l2` (Euclidean distance per position, faccent's) or `cosine` (of the
             unit-normalized activation vectors: ignores how strongly, keeps what).
         transforms: per-crop transforms (None: `accent_transforms()`, a random 20-100 % crop
