@@ -8,13 +8,15 @@ step's time is the median gap between `observe` calls (the loop only, no set-up)
 step's parts, each timed alone on the same sizes: the phase parameterization (forward and
 backward), the paired crops (`transform_pair`), the photograph's truncated forward to the
 regularized layer (the target), the extra hook at the regularized layer in the main pass, and
-the Adam update. Precision as `accentuate`'s default (`RunOptions().amp`: bf16 where the CPU
-has it) for every variant.
+the Adam update (the crops and the target on all `--crops` crops: a step's photograph pass
+takes `reg_crops` of them, all at the balancing step). Precision as `accentuate`'s default
+(`RunOptions().amp`: bf16 where the CPU has it) for every variant. `--reg-crops 8,2` times
+each value given (default: `accentuate`'s own), their order turning each round.
 
 Times are the process's CPU seconds unless `--clock wall` (run with OMP_NUM_THREADS=1).
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/bench_accentuate.py [--quick] [--images 1]
-       [--crops 8] [--steps 24] [--rounds 3] [--clock cpu|wall]
+       [--crops 8] [--reg-crops 8,2] [--steps 24] [--rounds 3] [--clock cpu|wall]
 Variants alternate (baseline, accentuate, ...) so that drifts in machine load hit them alike.
 """
 
@@ -127,7 +129,9 @@ def main() -> None:
         base = network([UNIT_LAYER], steps)
         bases.append(base)
         line = f"round {number + 1}: forward+backward {base * 1000:7.1f} ms"
-        for variant in variants:
+        # the variants' order turns each round, so that none always runs right after the baseline
+        turn = number % len(variants)
+        for variant in variants[turn:] + variants[:turn]:
             step = accent(variant)
             ratios[variant].append(step / base)
             line += (
@@ -191,13 +195,13 @@ def main() -> None:
     param().sum().backward()
     parts = {
         "phase parameterization fwd+bwd": median_time(param_work, repeats),
-        "paired crops (transform_pair) fwd+bwd": median_time(crops_work, repeats),
-        f"photograph's forward to {REG} (target)": measured["target"],
+        "paired crops (transform_pair, all crops) fwd+bwd": median_time(crops_work, repeats),
+        f"photograph's forward to {REG} (target, all crops)": measured["target"],
         f"main pass hooked at {REG} too (minus plain)": measured["both"] - measured["plain"],
         "Adam update": median_time(adam.step, repeats),
     }
     for name, seconds in parts.items():
-        print(f"  {name:46s} {seconds * 1000:8.1f} ms  ({seconds / base:5.1%} of fwd+bwd)")
+        print(f"  {name:52s} {seconds * 1000:8.1f} ms  ({seconds / base:5.1%} of fwd+bwd)")
     print(f"load after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 

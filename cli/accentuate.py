@@ -56,8 +56,8 @@ def _summary(run: AccentuateRun) -> str:
 @shown("--crops", type=int, default=DEFAULT_CROPS, help="Random crops per image and step.")
 @click.option("--reg-crops", type=int, default=None, metavar="N",
               help=f"Of those, how many the regularizer reads each step, 1 to --crops (all of "
-              f"them at the balancing step). Default: {DEFAULT_REG_CROPS}. Equal to --crops is "
-              "faccent's, about 10% slower per step.")  # fmt: skip
+              f"them at the balancing step). Default: {DEFAULT_REG_CROPS}, or --crops if fewer. "
+              "Equal to --crops is faccent's, about 10% slower per step.")  # fmt: skip
 @shown("--distance", type=click.Choice(DISTANCES), default="l2",
        help="Distance at the reg layer: l2 (faccent's) or cosine (direction only).")  # fmt: skip
 @click.option("--image-size", "size", type=int, default=None,

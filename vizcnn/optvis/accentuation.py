@@ -76,8 +76,8 @@ DEFAULT_CROPS = 8  # crops per image and step; faccent takes 16 (half the cost h
 DEFAULT_REG_WEIGHT = 1.0  # faccent's alpha: the two pulls balanced at the start
 # crops per image whose regularizer is evaluated each step (the first ones; the balancing step
 # reads all): the photograph's truncated pass is the step's largest cost beyond the network's
-# own forward+backward; with 2 of 8 crops the unit's gain and the distance held stay within
-# 2 % of those with all 8 (RESULTS.md)
+# own forward+backward; with 2 of 8 crops the unit's gain and the distance held move by under
+# 2 % on average (per unit up to 4 %) from those with all 8 (RESULTS.md)
 DEFAULT_REG_CROPS = 2
 ACCENT_BATCH = 4  # images per chunk where RunOptions.batch is None (x crops per forward)
 # faccent crops 5-99 % of a 512 px canvas; at the model's input size a 5 % crop is an 11 px
@@ -101,7 +101,9 @@ class AccentuationResult(ContactSheet):
 
     images: torch.Tensor  # (B, C, H, W) in [0, 1] on the CPU, the photographs' size
     activation: torch.Tensor  # (steps, B) the unit's objective at each step (mean over crops)
-    regularizer: torch.Tensor  # (steps, B) the relative distance at the reg layer, each step
+    # (steps, B) the relative distance at the reg layer, each step: the mean over that step's
+    # first `reg_crops` crops (every crop at the balancing step, step 2)
+    regularizer: torch.Tensor
     values: torch.Tensor  # (B,) the unit's objective on the final, untransformed image
     start_values: torch.Tensor  # (B,) the same on the photograph (parameterized), before any step
     balance: torch.Tensor  # (B,) the regularizer's balancing factor (0 where reg_weight is 0)

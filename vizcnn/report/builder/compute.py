@@ -534,6 +534,8 @@ def make_accent(
             reg_layer=str(params["reg_layer"]),
             steps=int(params["steps"]),
             crops=int(params["crops"]),
+            # the regularizer on every crop, as the report's artifacts were keyed when made
+            reg_crops=int(params["crops"]),
             seed=int(params["seed"]),
             run=replace(plan.run, amp=params["precision"] == "bfloat16"),
             progress=progress,
